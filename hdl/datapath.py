@@ -1,0 +1,80 @@
+"""Arithmetic building blocks shared by every engine: the RTL form of ``model.arith``.
+
+These are plain functions that return Amaranth values (combinational logic); the engines decide
+where the pipeline registers go. Widths come from ``arith.accumulator_bound``, never by hand.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Mux, Shape, Value, signed
+
+from ..model import arith
+
+CODE = signed(arith.WIDTH)  # a Q2.6 code: weight, bias or activation
+
+
+def accumulator_shape(n_terms: int, input_max: int = -arith.QMIN) -> Shape:
+    """The signed shape that holds any sum of ``n_terms`` products plus bias and rounding offset."""
+    return signed(arith.signed_width(arith.accumulator_bound(n_terms, input_max)))
+
+
+def products(xs, ws) -> list[Value]:
+    """Element-wise signed 8x8 -> 16-bit products."""
+    assert len(xs) == len(ws)
+    return [x.as_signed() * w.as_signed() for x, w in zip(xs, ws)]
+
+
+def adder_tree(terms) -> Value:
+    """Sum of ``terms`` as a balanced binary tree: log2(n) adders deep instead of n."""
+    terms = list(terms)
+    assert terms, "empty sum"
+    while len(terms) > 1:
+        paired = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            paired.append(terms[-1])
+        terms = paired
+    return terms[0]
+
+
+def bias_term(bias: Value) -> Value:
+    """The bias code in accumulator units: ``b << 6``."""
+    return bias.as_signed() << arith.FRAC_BITS
+
+
+def requantize(acc: Value, arithmetic: arith.Arithmetic) -> Value:
+    """``arith.requantize`` in logic: round, shift right by 6, saturate or wrap to a signed(8)."""
+    shifted = (acc + arithmetic.round_offset) >> arith.FRAC_BITS  # arithmetic shift: floor
+    if arithmetic.overflow is arith.Overflow.WRAP:
+        return shifted[: arith.WIDTH].as_signed()
+    return Mux(
+        shifted > arith.QMAX,
+        Const(arith.QMAX, CODE),
+        Mux(shifted < arith.QMIN, Const(arith.QMIN, CODE), shifted[: arith.WIDTH].as_signed()),
+    )
+
+
+def relu(code: Value) -> Value:
+    return Mux(code.as_signed() < 0, Const(0, CODE), code.as_signed())
+
+
+def pack_codes(codes) -> Value:
+    """Many 8-bit codes in one vector, the first in the low bits (the layout of a BRAM word)."""
+    return Cat(*[c[: arith.WIDTH] for c in codes])
+
+
+def unpack_codes(word: Value, count: int) -> list[Value]:
+    """The inverse of ``pack_codes``: ``count`` signed codes from a wide vector."""
+    w = arith.WIDTH
+    return [word[i * w : (i + 1) * w].as_signed() for i in range(count)]
+
+
+def pack_words(codes, per_word: int) -> list[int]:
+    """Host side of ``pack_codes``: integer codes -> BRAM word init values, zero-padded."""
+    codes = [int(c) & ((1 << arith.WIDTH) - 1) for c in codes]
+    words = []
+    for start in range(0, len(codes), per_word):
+        word = 0
+        for i, code in enumerate(codes[start : start + per_word]):
+            word |= code << (i * arith.WIDTH)
+        words.append(word)
+    return words

@@ -1,0 +1,87 @@
+"""``lenet-fpga``: one command-line program, one subcommand per step of the flow."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .model.arith import Overflow, Rounding
+from .model.errors import InputError
+
+
+def _arithmetic_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overflow", choices=[o.value for o in Overflow], default=None,
+        help="requantizer overflow: clip (saturate) or keep the low 8 bits (wrap); default: the weights' own",
+    )
+    parser.add_argument(
+        "--rounding", choices=[r.value for r in Rounding], default=None,
+        help="requantizer rounding: (acc+32)>>6 (half-up) or acc>>6 (floor); default: the weights' own",
+    )
+
+
+def _data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", metavar="DIR", default=None,
+        help="folder with the four MNIST .gz files (default: $LENET_FPGA_DATA, ../shared/data/mnist, ./data/mnist)",
+    )
+
+
+def _weights_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights", metavar="FILE.npz", default=None,
+        help="integer weights with their .json manifest beside them (default: the shipped LeNet-5)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lenet-fpga",
+        description="LeNet-5 in Q2.6 fixed point: train, evaluate, generate RTL, simulate, build for FPGAs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train LeNet-5 (float, then quantization-aware) and export Q2.6 weights")
+    _data_option(p)
+    p.add_argument("--epochs", type=int, default=20, help="float training epochs (default 20)")
+    p.add_argument("--qat-epochs", type=int, default=10, help="quantization-aware epochs (default 10)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch (default 2)")
+    _arithmetic_options(p)
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the weights (+ .json manifest)")
+    p.set_defaults(handler="model.commands:cmd_train")
+
+    p = sub.add_parser("eval", help="accuracy of the float and the Q2.6 golden model on the MNIST test set")
+    _data_option(p)
+    _weights_option(p)
+    _arithmetic_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler="model.commands:cmd_eval")
+
+    p = sub.add_parser("download", help="download the four MNIST files and verify their md5 sums")
+    p.add_argument("--data", metavar="DIR", default=None, help="target folder (default as for eval)")
+    p.add_argument("--mirror", default=None, help="base URL holding the four .gz files")
+    p.set_defaults(handler="model.commands:cmd_download")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module_name, function_name = args.handler.split(":")
+    # Import lazily: `lenet-fpga eval` should not pay for importing torch or amaranth.
+    import importlib
+
+    module = importlib.import_module(f"{__package__}.{module_name}")
+    try:
+        return getattr(module, function_name)(args)
+    except InputError as e:
+        print(f"lenet-fpga {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lenet-fpga {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

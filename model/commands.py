@@ -1,0 +1,111 @@
+"""The model-side subcommands: ``train``, ``eval`` and ``download``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import arith, golden, mnist, weights
+from .atomic import atomic_path
+from .errors import InputError
+
+
+def arithmetic_from_args(args, default: arith.Arithmetic) -> arith.Arithmetic:
+    """--rounding/--overflow where given, else what the weights were trained for."""
+    return arith.Arithmetic(args.rounding or default.rounding, args.overflow or default.overflow)
+
+
+def accuracy(logits, labels) -> float:
+    return float((golden.classify(logits) == labels).mean())
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from . import qat
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise InputError(f"--out must name an .npz file, got {out}")
+    arithmetic = arith.Arithmetic(args.rounding or arith.Rounding.HALF_UP, args.overflow or arith.Overflow.SATURATE)
+    config = qat.TrainConfig(seed=args.seed, float_epochs=args.epochs, qat_epochs=args.qat_epochs)
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    train_split = mnist.load("train", args.data)
+    test_split = mnist.load("test", args.data)
+    print(f"training LeNet-5 for {arithmetic.describe()}: {config}")
+    float_model, qat_model, seconds = qat.train(train_split, arithmetic, config)
+
+    params = qat_model.integer_params()
+    fixed_logits = golden.forward(test_split.images, params, arithmetic)
+    with torch.no_grad():
+        fake_logits = qat_model.integer_logits(torch.from_numpy(test_split.images.copy())).numpy()
+    mismatches = int((fake_logits != fixed_logits).any(axis=1).sum())
+    if mismatches:  # the contract is broken: do not ship weights that train and hardware disagree on
+        raise RuntimeError(f"fake-quant and golden model disagree on {mismatches} test images")
+    float_params = float_model.float_params()
+    float_acc = accuracy(golden.float_forward(test_split.images, float_params), test_split.labels)
+    fixed_acc = accuracy(fixed_logits, test_split.labels)
+
+    float_path = out.with_name(out.stem + "-float.npz")
+    with atomic_path(float_path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **float_params)
+    manifest = weights.make_manifest(
+        arithmetic,
+        float_weights=float_path.name,
+        accuracy={"float": float_acc, "fixed": fixed_acc, "n_images": len(test_split.labels), "split": "test"},
+        training={**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__},
+    )
+    weights.save(out, params, manifest)
+    print(f"float accuracy {float_acc:.2%}, Q2.6 accuracy {fixed_acc:.2%} ({arithmetic.describe()})")
+    print(f"wrote {out}, {weights.manifest_path(out)} and {float_path}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    started = time.time()
+    ws = weights.load(args.weights)
+    arithmetic = arithmetic_from_args(args, ws.arithmetic)
+    split = mnist.load("test", args.data)
+    fixed_logits = golden.forward(split.images, ws.params, arithmetic)
+    result = {
+        "weights": str(ws.path),
+        "n_images": int(len(split.labels)),
+        "rounding": str(arithmetic.rounding),
+        "overflow": str(arithmetic.overflow),
+        "fixed_accuracy": accuracy(fixed_logits, split.labels),
+    }
+    float_params = weights.load_float(ws)
+    if float_params is not None:
+        result["float_accuracy"] = accuracy(golden.float_forward(split.images, float_params), split.labels)
+    result["manifest_accuracy"] = ws.manifest.get("accuracy", {}).get("fixed")
+    result["seconds"] = round(time.time() - started, 2)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"weights          {result['weights']}")
+        print(f"arithmetic       {arithmetic.describe()}")
+        print(f"test images      {result['n_images']}")
+        if "float_accuracy" in result:
+            print(f"float accuracy   {result['float_accuracy']:.2%}")
+        print(f"Q2.6 accuracy    {result['fixed_accuracy']:.2%}")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(name, done, total):
+        bar = bars.setdefault(name, tqdm(total=total or None, desc=name, unit="B", unit_scale=True))
+        bar.update(done - bar.n)
+
+    fetched = mnist.download(args.data or mnist.default_data_dir(), mirror=args.mirror or mnist.DEFAULT_MIRROR, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    print(f"{len(fetched)} file(s) downloaded, all four verified in {args.data or mnist.default_data_dir()}")
+    return 0

@@ -1,0 +1,131 @@
+"""Golden reference: the hardware's exact integer forward pass, vectorized in numpy.
+
+Every function takes and returns integer codes (int64 arrays). The multiply-accumulates run as
+float64 matrix products because BLAS makes them fast, and they are exact: every product and every
+partial sum is an integer far below 2**53 (the largest LeNet-5 accumulator is under 2**23), so no
+rounding can happen in any summation order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import arith
+from .network import LENET5, ConvLayer, LinearLayer
+
+# Keeps the im2col buffers of one batch to a few hundred MB.
+BATCH = 1000
+
+
+def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.rint(np.asarray(a, np.float64) @ np.asarray(b, np.float64)).astype(np.int64)
+
+
+def conv_accumulate(x, weight, bias) -> np.ndarray:
+    """Valid KxK convolution of codes: acc = sum(x*w) + (b << 6). x [N,C,H,W] -> [N,O,H',W']."""
+    x = np.asarray(x)
+    weight = np.asarray(weight)
+    out_ch, in_ch, k, _ = weight.shape
+    if x.ndim != 4 or x.shape[1] != in_ch:
+        raise ValueError(f"conv input must be [N,{in_ch},H,W], got {list(x.shape)}")
+    windows = sliding_window_view(x, (k, k), axis=(2, 3))  # [N,C,H',W',k,k]
+    n, _, h, w = windows.shape[:4]
+    cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, in_ch * k * k)
+    acc = _exact_matmul(cols, weight.reshape(out_ch, -1).T)  # [N*H'*W', O]
+    acc = acc.reshape(n, h, w, out_ch).transpose(0, 3, 1, 2)
+    return acc + (np.asarray(bias, np.int64) << arith.FRAC_BITS)[None, :, None, None]
+
+
+def linear_accumulate(x, weight, bias) -> np.ndarray:
+    """acc = x @ w.T + (b << 6). x [N,F] -> [N,O]."""
+    x = np.asarray(x)
+    weight = np.asarray(weight)
+    if x.ndim != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"linear input must be [N,{weight.shape[1]}], got {list(x.shape)}")
+    return _exact_matmul(x, weight.T) + (np.asarray(bias, np.int64) << arith.FRAC_BITS)
+
+
+def activate(acc, arithmetic: arith.Arithmetic) -> np.ndarray:
+    """Requantize a hidden layer's accumulator, then ReLU."""
+    return np.maximum(arithmetic.requantize(acc), 0)
+
+
+def maxpool(x, size: int = 2) -> np.ndarray:
+    """size x size max-pool with stride size over the last two axes (odd edges dropped)."""
+    x = np.asarray(x)
+    h, w = x.shape[-2] // size * size, x.shape[-1] // size * size
+    x = x[..., :h, :w]
+    return x.reshape(*x.shape[:-2], h // size, size, w // size, size).max(axis=(-3, -1))
+
+
+def check_images(images) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise TypeError(f"images must be uint8 pixels 0..255, got dtype {images.dtype}")
+    if images.ndim == 2:
+        images = images[None]
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"images must be [N,28,28] (or one [28,28]), got shape {list(images.shape)}")
+    return images
+
+
+def forward(images, params, arithmetic=arith.Arithmetic(), layers=LENET5, trace=False):
+    """Integer LeNet-5: uint8 images [N,28,28] -> logits int64 [N,10] (raw last accumulator).
+
+    With ``trace=True`` also returns a dict of every layer's output codes, named
+    ``<layer>`` (after requantize+ReLU, before pooling, for convs), ``<layer>.pool`` and
+    ``<layer>.acc`` (the raw accumulator), which the block testbenches compare against.
+    """
+    images = check_images(images)
+    traces: dict[str, list[np.ndarray]] = {}
+    outputs = []
+    for start in range(0, len(images), BATCH):
+        x = arith.quantize_pixels(images[start : start + BATCH])[:, None]  # [N,1,28,28]
+        for layer in layers:
+            w, b = params[f"{layer.name}.weight"], params[f"{layer.name}.bias"]
+            if isinstance(layer, ConvLayer):
+                acc = conv_accumulate(x, w, b)
+                y = activate(acc, arithmetic)
+                x = maxpool(y, layer.pool)
+                steps = {f"{layer.name}.acc": acc, layer.name: y, f"{layer.name}.pool": x}
+            else:
+                x = x.reshape(len(x), -1)  # (channel, row, column) order
+                acc = linear_accumulate(x, w, b)
+                x = acc if layer.last else activate(acc, arithmetic)
+                steps = {f"{layer.name}.acc": acc, layer.name: x}
+            if trace:
+                for key, value in steps.items():
+                    traces.setdefault(key, []).append(value)
+        outputs.append(x)
+    logits = np.concatenate(outputs) if outputs else np.zeros((0, 10), np.int64)
+    if trace:
+        return logits, {key: np.concatenate(parts) for key, parts in traces.items()}
+    return logits
+
+
+def classify(logits) -> np.ndarray:
+    """The class is the first index of the maximum logit (np.argmax's tie rule, and the RTL's)."""
+    return np.argmax(np.asarray(logits), axis=-1)
+
+
+def float_forward(images, params, layers=LENET5) -> np.ndarray:
+    """The float network (no quantization) in numpy, for the float-accuracy figure."""
+    images = check_images(images)
+    outputs = []
+    for start in range(0, len(images), BATCH):
+        x = images[start : start + BATCH, None].astype(np.float64) / arith.PIXEL_MAX
+        for layer in layers:
+            w = np.asarray(params[f"{layer.name}.weight"], np.float64)
+            b = np.asarray(params[f"{layer.name}.bias"], np.float64)
+            if isinstance(layer, ConvLayer):
+                k = layer.kernel
+                win = sliding_window_view(x, (k, k), axis=(2, 3))
+                y = np.einsum("nchwij,ocij->nohw", win, w, optimize=True) + b[None, :, None, None]
+                x = maxpool(np.maximum(y, 0), layer.pool)
+            else:
+                x = x.reshape(len(x), -1) @ w.T + b
+                if not layer.last:
+                    x = np.maximum(x, 0)
+        outputs.append(x)
+    return np.concatenate(outputs)

