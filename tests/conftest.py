@@ -1,0 +1,123 @@
+"""Shared fixtures for the model-side tests.
+
+* ``mnist_dir``: the project's shared copy of the four original MNIST ``.gz`` files
+  (``../shared/data/mnist`` relative to the repository root); tests that need it are skipped
+  with a clear reason when it is absent.
+* ``random_params``: a helper ``random_params(rng, scale)`` that builds a LeNet-5 int8 state
+  dict (names and shapes from ``network.parameter_shapes``) with codes drawn uniformly from
+  ``-scale..scale`` (clipped to the int8 range).
+* Items marked ``torch`` are skipped when PyTorch cannot be imported.
+* No test may reach a remote host: socket connections to anything but the loopback interface
+  fail loudly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lenet_fpga.model import network
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+def _torch_importable() -> bool:
+    try:
+        import torch  # noqa: F401
+    except Exception:  # ImportError, or a broken install (OSError from a shared library)
+        return False
+    return True
+
+
+def pytest_collection_modifyitems(config, items):
+    if any("torch" in item.keywords for item in items) and not _torch_importable():
+        skip = pytest.mark.skip(reason="PyTorch is not importable (pip install -e '.[train]')")
+        for item in items:
+            if "torch" in item.keywords:
+                item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------------------------
+# No internet: refuse every connection that does not go to the loopback interface.
+
+
+def _is_loopback(address) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    host = address[0]
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _no_remote_hosts(monkeypatch):
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def connect(self, address):
+        if not _is_loopback(address):
+            raise AssertionError(f"a test tried to reach a remote host: {address!r}")
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        if not _is_loopback(address):
+            raise AssertionError(f"a test tried to reach a remote host: {address!r}")
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The shared folder with the four original MNIST .gz files (skip if it is not there)."""
+    missing = [name for name in MNIST_FILES if not (MNIST_DIR / name).is_file()]
+    if missing:
+        pytest.skip(f"MNIST files not found in {MNIST_DIR} (missing {', '.join(missing)})")
+    return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_dir):
+    """The MNIST test split, loaded once per session."""
+    from lenet_fpga.model import mnist
+
+    return mnist.load("test", mnist_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# Random integer weights
+
+
+def make_random_params(rng: np.random.Generator, scale: int = 127) -> dict[str, np.ndarray]:
+    """A LeNet-5 int8 state dict, every code uniform in -scale..scale (clipped to -128..127)."""
+    params = {}
+    for name, shape in network.parameter_shapes().items():
+        codes = rng.integers(-scale, scale + 1, size=shape)
+        params[name] = np.clip(codes, -128, 127).astype(np.int8)
+    return params
+
+
+@pytest.fixture
+def random_params():
+    """The ``random_params(rng, scale)`` helper (see ``make_random_params``)."""
+    return make_random_params
