@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import version
 
 from .model.arith import Overflow, Rounding
 from .model.errors import InputError
@@ -34,11 +35,21 @@ def _weights_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _lanes_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lanes", type=int, default=20, help="multipliers per linear engine (default 20)")
+
+
+def _simulator_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator",
+                        help="HDL simulator (default verilator: about 100x faster than icarus on this design)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lenet-fpga",
         description="LeNet-5 in Q2.6 fixed point: train, evaluate, generate RTL, simulate, build for FPGAs.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('lenet-fpga')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train LeNet-5 (float, then quantization-aware) and export Q2.6 weights")
@@ -62,6 +73,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", default=None, help="target folder (default as for eval)")
     p.add_argument("--mirror", default=None, help="base URL holding the four .gz files")
     p.set_defaults(handler="model.commands:cmd_download")
+
+    p = sub.add_parser("verilog", help="generate the accelerator's Verilog; print memory and cycles per layer")
+    _weights_option(p)
+    _arithmetic_options(p)
+    _lanes_option(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.v", help="Verilog file to write")
+    p.add_argument("--json", action="store_true", help="print the per-layer report as JSON")
+    p.set_defaults(handler="hdl.commands:cmd_verilog")
+
+    p = sub.add_parser("sim", help="run images through the RTL in a simulator and compare with the golden model")
+    _simulator_option(p)
+    _weights_option(p)
+    p.add_argument("--images", metavar="FILE.npz", default=None,
+                   help="images uint8 [N,28,28] and optional labels (default: the 40 shipped test digits)")
+    p.add_argument("--n", type=int, default=None, help="only the first N images")
+    _arithmetic_options(p)
+    _lanes_option(p)
+    p.add_argument("--waves", action="store_true", help="write a waveform (.fst) to open in GTKWave")
+    p.add_argument("--waves-file", metavar="FILE", default=None, help="where to put it (default ./lenet_sim.fst)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler="sim.commands:cmd_sim")
+
+    p = sub.add_parser("demo", help="the shipped network on the shipped digits: golden model and RTL simulation")
+    _simulator_option(p)
+    _arithmetic_options(p)
+    _lanes_option(p)
+    p.set_defaults(handler="sim.commands:cmd_demo")
     return parser
 
 

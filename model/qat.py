@@ -131,7 +131,7 @@ class TrainConfig:
     lr: float = 2e-3
     qat_lr: float = 5e-4
     shift: int = 2  # random translation of training images, pixels
-    overflow_weight: float = 1.0  # strength of the pre-activation overflow penalty (wrap mode)
+    overflow_weight: float = 10.0  # strength of the pre-activation overflow penalty (wrap mode)
 
 
 def random_shift(images: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -191,10 +191,21 @@ def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = Train
 
     qat_model = LeNet5(arithmetic)
     qat_model.load_state_dict(float_model.state_dict())
-    # Saturation clips overflow gracefully; wrap-around turns it into large wrong activations,
-    # so the wrap network is pushed to keep every pre-activation inside the 8-bit range.
-    penalty = config.overflow_weight if arithmetic.overflow is arith.Overflow.WRAP else 0.0
-    _run_epochs(qat_model, images, labels, config.qat_epochs, config.qat_lr, config, generator, "QAT", penalty)
+    if arithmetic.overflow is arith.Overflow.WRAP:
+        # Wrap-around turns an overflow into a large wrong activation, and the float network's
+        # activations overflow often, so QAT in wrap mode from there does not recover. First
+        # train with saturation while penalizing overflow, so that the network learns to stay in
+        # range (where wrap and saturate agree), then finish in wrap mode with the same penalty.
+        warmup = LeNet5(arith.Arithmetic(arithmetic.rounding, arith.Overflow.SATURATE))
+        warmup.load_state_dict(float_model.state_dict())
+        half = config.qat_epochs // 2
+        _run_epochs(warmup, images, labels, half, config.qat_lr, config, generator, "QAT (saturate)",
+                    config.overflow_weight)
+        qat_model.load_state_dict(warmup.state_dict())
+        _run_epochs(qat_model, images, labels, config.qat_epochs - half, config.qat_lr, config, generator,
+                    "QAT (wrap)", config.overflow_weight)
+    else:
+        _run_epochs(qat_model, images, labels, config.qat_epochs, config.qat_lr, config, generator, "QAT", 0.0)
     float_model.eval()
     qat_model.eval()
     log(f"trained in {time.time() - started:.0f} s")

@@ -9,6 +9,8 @@ Builds are cached per (design, simulator) by a hash of the Verilog text: build o
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -70,6 +72,38 @@ def _build_dir(verilog: str, toplevel: str, simulator: str, waves: bool, root: P
     return root / f"{toplevel}-{simulator}-{digest}"
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _build(runner, simulator, source, toplevel, build_dir, verilog, waves, log) -> None:
+    with atomic_path(source) as tmp:
+        tmp.write_text(verilog)
+    build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"] if simulator == "verilator" else []
+    if simulator == "verilator" and waves:
+        build_args.append("--trace-fst")
+    try:
+        runner.build(
+            sources=[source],
+            hdl_toplevel=toplevel,
+            build_dir=build_dir,
+            build_args=build_args,
+            timescale=TIMESCALE,
+            waves=waves,
+            always=True,
+            log_file=log,
+        )
+    except Exception as e:  # the runner raises CalledProcessError; show the tool's own words
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        raise RuntimeError(f"{simulator} build of {toplevel} failed: {e}\n{tail}") from None
+
+
 def run(
     verilog: str,
     toplevel: str,
@@ -92,27 +126,10 @@ def run(
     stamp = build_dir / ".built"
     runner = get_runner(simulator)
     log = build_dir / "build.log"
-    if not stamp.exists():
-        with atomic_path(source) as tmp:
-            tmp.write_text(verilog)
-        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"] if simulator == "verilator" else []
-        if simulator == "verilator" and waves:
-            build_args.append("--trace-fst")
-        try:
-            runner.build(
-                sources=[source],
-                hdl_toplevel=toplevel,
-                build_dir=build_dir,
-                build_args=build_args,
-                timescale=TIMESCALE,
-                waves=waves,
-                always=True,
-                log_file=log if quiet else None,
-            )
-        except Exception as e:  # the runner raises CalledProcessError; show the tool's own words
-            tail = log.read_text()[-3000:] if log.exists() else ""
-            raise RuntimeError(f"{simulator} build of {toplevel} failed: {e}\n{tail}") from None
-        stamp.touch()
+    with _locked(build_dir / ".lock"):  # parallel test workers may want the same build
+        if not stamp.exists():
+            _build(runner, simulator, source, toplevel, build_dir, verilog, waves, log)
+            stamp.touch()
 
     run_id = f"{os.getpid()}-{time.monotonic_ns()}"
     data_path = build_dir / f"tb-data-{run_id}.npz"

@@ -1,0 +1,48 @@
+"""The ``verilog`` subcommand: generate the accelerator and report what it costs per layer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from amaranth.back import verilog as amaranth_verilog
+
+from ..model import weights as weight_files
+from ..model.atomic import atomic_path
+from ..model.commands import arithmetic_from_args
+from .lenet import AcceleratorConfig, LeNetAccelerator
+
+TOPLEVEL = "lenet5"
+
+
+def config_from_args(args, ws) -> AcceleratorConfig:
+    return AcceleratorConfig(arithmetic_from_args(args, ws.arithmetic), linear_lanes=args.lanes)
+
+
+def format_layer_table(rows: list[dict]) -> str:
+    lines = [f"{'layer':<8}{'MACs':>10}{'multipliers':>13}{'memory bits':>13}{'cycles':>9}"]
+    for r in rows:
+        lines.append(f"{r['layer']:<8}{r['macs']:>10,}{r['multipliers'] or '':>13}{r['memory_bits']:>13,}{r['cycles']:>9,}")
+    lines.append(f"{'total':<8}{sum(r['macs'] for r in rows):>10,}{'':>13}"
+                 f"{sum(r['memory_bits'] for r in rows):>13,}{sum(r['cycles'] for r in rows):>9,}")
+    return "\n".join(lines)
+
+
+def cmd_verilog(args) -> int:
+    ws = weight_files.load(args.weights)
+    config = config_from_args(args, ws)
+    accelerator = LeNetAccelerator(ws, config)
+    rows = accelerator.layer_report()
+    text = amaranth_verilog.convert(accelerator, name=TOPLEVEL)
+    out = Path(args.output)
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    if args.json:
+        print(json.dumps({"verilog": str(out), "toplevel": TOPLEVEL, "arithmetic": config.arithmetic.describe(),
+                          "layers": rows}))
+    else:
+        print(f"wrote {out} (top module {TOPLEVEL}, {config.arithmetic.describe()}, {config.linear_lanes} linear lanes)")
+        print(format_layer_table(rows))
+        print("cycles: each engine alone, first input to last output. The engines overlap (conv2 starts\n"
+              "while conv1 runs), so an image takes fewer than the total: `lenet-fpga sim` measures it.")
+    return 0
