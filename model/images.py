@@ -3,6 +3,7 @@ optional ``labels``. The shipped set holds 40 MNIST test digits (4 of each class
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,7 @@ def load_image_set(path=None) -> ImageSet:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, tokenize.TokenError) as e:
         raise InputError(f"cannot read images {path}: {e}") from None
     if "images" not in arrays:
         raise InputError(f"{path} has no 'images' array (it has: {', '.join(arrays) or 'nothing'})")

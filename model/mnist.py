@@ -12,6 +12,7 @@ import os
 import struct
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def read_idx(path: Path, magic: int, count: int | None = None) -> np.ndarray:
             raw = f.read()
     except FileNotFoundError:
         raise InputError(f"MNIST file not found: {path}") from None
-    except (OSError, EOFError) as e:  # bad gzip header, truncated stream, bad CRC
+    except (OSError, EOFError, zlib.error) as e:  # bad gzip header, bad deflate data, truncated, bad CRC
         raise InputError(f"MNIST file {path} is corrupt or truncated: {e}") from None
     ndim = magic & 0xFF
     header = 4 + 4 * ndim

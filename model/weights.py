@@ -8,6 +8,7 @@ numpy user can read it. Both files are written atomically.
 from __future__ import annotations
 
 import json
+import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -86,10 +87,11 @@ def save(path, params: dict, manifest: dict) -> Path:
     if path.suffix != ".npz":
         raise InputError(f"weights file must end in .npz: {path}")
     params = check_params(params)
+    text = json.dumps(manifest, indent=2) + "\n"  # fails before anything is written
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **params)
     with atomic_path(manifest_path(path)) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.write_text(text)
     return path
 
 
@@ -127,7 +129,8 @@ def load_arrays(path, dtype) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             params = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, tokenize.TokenError) as e:
+        # numpy re-parses a damaged .npy header with Python's tokenizer, hence TokenError
         raise InputError(f"cannot read weights {path}: {e}") from None
     return check_params(params, dtype=dtype)
 

@@ -121,3 +121,34 @@ def make_random_params(rng: np.random.Generator, scale: int = 127) -> dict[str, 
 def random_params():
     """The ``random_params(rng, scale)`` helper (see ``make_random_params``)."""
     return make_random_params
+
+
+# --------------------------------------------------------------------------------------------
+# Simulators for the RTL tests
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--simulator", choices=["icarus", "verilator"], default="icarus",
+        help="HDL simulator for the RTL tests (default icarus; tests marked `verilator` always use Verilator)",
+    )
+
+
+@pytest.fixture(scope="session")
+def simulator(request) -> str:
+    """The simulator chosen with --simulator (skip when it is not installed)."""
+    from lenet_fpga.model.errors import InputError
+    from lenet_fpga.sim import runner
+
+    name = request.config.getoption("--simulator")
+    try:
+        runner.prepare_simulator(name)
+    except InputError as e:
+        pytest.skip(str(e))
+    return name
+
+
+@pytest.fixture(scope="session")
+def sim_build() -> Path:
+    """Simulator builds, cached across runs (keyed by a hash of the Verilog) under build/sim."""
+    return REPO_ROOT / "build" / "sim"

@@ -18,7 +18,8 @@ import pytest
 from lenet_fpga.model import mnist
 from lenet_fpga.model.errors import InputError
 
-from conftest import MNIST_DIR, MNIST_FILES
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"  # as in conftest.py
+MNIST_FILES = tuple(mnist.FILES)
 
 # Published class counts of the MNIST splits (LeCun et al.; also in shared/data/mnist/SOURCE.txt).
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -373,3 +374,10 @@ def test_download_from_an_unreachable_port(tmp_path):
     with pytest.raises(InputError, match=f"cannot download {url}train-images-idx3-ubyte.gz"):
         mnist.download(tmp_path / "mnist", mirror=url, timeout=10)
     assert not (tmp_path / "mnist").exists() or list((tmp_path / "mnist").iterdir()) == []
+
+
+def test_remote_hosts_are_blocked_in_tests():
+    """conftest.py's guard: a download to anything but loopback fails before any packet leaves.
+    (192.0.2.1 is TEST-NET-1, reserved for documentation, so even a broken guard reaches no one.)"""
+    with pytest.raises((AssertionError, InputError), match="remote host"):
+        mnist.download(Path("/nonexistent-target"), mirror="http://192.0.2.1/", timeout=1)

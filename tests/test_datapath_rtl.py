@@ -1,0 +1,46 @@
+"""The RTL requantizer (hdl/datapath.py) against arith.requantize, exhaustively around every edge."""
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from lenet_fpga.hdl import datapath
+from lenet_fpga.model import arith
+from lenet_fpga.sim import runner
+
+MODES = [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow]
+ACC_SHAPE = datapath.accumulator_shape(256)  # fc1's, the widest accumulator
+
+
+class RequantizeHarness(wiring.Component):
+    def __init__(self, arithmetic):
+        self.arithmetic = arithmetic
+        super().__init__({"acc": In(ACC_SHAPE), "code": Out(datapath.CODE)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.code.eq(datapath.requantize(self.acc, self.arithmetic))
+        return m
+
+
+def accumulators():
+    """Every accumulator within 300 of a rounding/overflow edge, plus the extremes of the shape."""
+    edges = [code << arith.FRAC_BITS for code in (arith.QMIN, 0, arith.QMAX, arith.QMAX + 1, arith.QMIN - 1)]
+    near = np.concatenate([np.arange(e - 300, e + 300) for e in edges])
+    lo, hi = -(1 << (ACC_SHAPE.width - 1)), (1 << (ACC_SHAPE.width - 1)) - 1
+    far = np.random.default_rng(7).integers(lo, hi, 2000, endpoint=True)
+    return np.concatenate([near, far, [lo, hi, lo + 1, hi - 1]])
+
+
+@pytest.mark.parametrize("arithmetic", MODES, ids=lambda a: f"{a.rounding}-{a.overflow}")
+def test_requantize_rtl_matches_golden(arithmetic, simulator, tmp_path_factory):
+    acc = accumulators()
+    expected = arithmetic.requantize(acc)
+    assert (expected == arith.QMAX).any() and (expected == arith.QMIN).any()
+    source = verilog.convert(RequantizeHarness(arithmetic), name="requantize")
+    result = runner.run(source, "requantize", "lenet_fpga.sim.tb_requantize", {"acc": acc, "expected": expected},
+                        simulator=simulator, build_root=tmp_path_factory.getbasetemp() / "sim")
+    np.testing.assert_array_equal(result.outputs["code"], expected)

@@ -1,0 +1,82 @@
+"""The whole accelerator against the golden model: every logit of every image must be equal.
+
+Icarus is slow on the full network (a few seconds per image), so the Icarus runs take a few
+images each; Verilator runs all 40 shipped digits. ``-m slow`` adds 1,000 MNIST test images.
+"""
+
+import numpy as np
+import pytest
+
+from lenet_fpga.hdl.lenet import AcceleratorConfig, fc1_input_order
+from lenet_fpga.model import arith, golden, images, weights
+from lenet_fpga.model.network import LENET5
+from lenet_fpga.sim.network import simulate
+
+SAMPLES = images.load_image_set()
+
+
+def _images_for(simulator: str, n_icarus: int) -> np.ndarray:
+    return SAMPLES.images if simulator == "verilator" else SAMPLES.images[:n_icarus]
+
+
+def _check(run, label):
+    bad = np.flatnonzero(~run.matches)
+    assert bad.size == 0, (
+        f"{label}: {bad.size} of {len(run.matches)} images differ; first image {bad[0]}: "
+        f"rtl {run.rtl_logits[bad[0]].tolist()} golden {run.golden_logits[bad[0]].tolist()}"
+    )
+
+
+def test_fc1_input_order_is_the_flatten_permutation():
+    """The generator's fc1 column permutation computes the golden (channel, row, col) flatten."""
+    conv2 = LENET5[1]
+    rng = np.random.default_rng(3)
+    pooled = rng.integers(-128, 128, (conv2.out_channels, conv2.out_size, conv2.out_size))
+    stream_order = pooled.transpose(1, 2, 0).reshape(-1)  # what pool2 emits
+    order = fc1_input_order(conv2)
+    np.testing.assert_array_equal(stream_order, pooled.reshape(-1)[order])
+    assert sorted(order.tolist()) == list(range(conv2.out_features))
+
+
+def test_shipped_weights_on_sample_digits(simulator, sim_build):
+    ws = weights.load()
+    run = simulate(ws, _images_for(simulator, 3), AcceleratorConfig(ws.arithmetic), simulator=simulator,
+                   build_root=sim_build)
+    _check(run, f"shipped weights on {simulator}")
+    assert (run.rtl_class == SAMPLES.labels[: len(run.rtl_class)]).mean() >= 0.9
+
+
+def test_wrap_weights_in_wrap_mode(simulator, sim_build):
+    ws = weights.load(weights.ASSETS / "lenet5_wrap.npz")
+    assert ws.arithmetic.overflow is arith.Overflow.WRAP
+    run = simulate(ws, _images_for(simulator, 2), AcceleratorConfig(ws.arithmetic), simulator=simulator,
+                   build_root=sim_build)
+    _check(run, f"wrap weights on {simulator}")
+
+
+@pytest.mark.parametrize("mode", [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow],
+                         ids=lambda a: f"{a.rounding}-{a.overflow}")
+def test_large_random_weights_every_mode(mode, simulator, sim_build, random_params):
+    """Large weights make every layer saturate or wrap: the corner cases of the whole pipeline."""
+    rng = np.random.default_rng(11)
+    ws = weights.WeightSet(random_params(rng, 127), {})
+    imgs = rng.integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    imgs[1] = SAMPLES.images[0]
+    _, trace = golden.forward(imgs, ws.params, mode, trace=True)
+    requantized = np.concatenate([trace[name].reshape(-1) for name in ("conv1", "conv2", "fc1", "fc2")])
+    acc = np.concatenate([trace[f"{n}.acc"].reshape(-1) for n in ("conv1", "conv2", "fc1", "fc2")])
+    assert (np.abs(acc) >= (arith.QMAX + 1) << arith.FRAC_BITS).any(), "no overflow: the test would prove nothing"
+    assert (requantized > 0).any()
+    run = simulate(ws, imgs, AcceleratorConfig(mode), simulator=simulator, build_root=sim_build)
+    _check(run, f"random weights, {mode.describe()}, {simulator}")
+
+
+@pytest.mark.slow
+def test_thousand_mnist_test_images_verilator(sim_build, mnist_dir):
+    from lenet_fpga.model import mnist
+
+    split = mnist.load("test", mnist_dir)
+    ws = weights.load()
+    run = simulate(ws, split.images[:1000], AcceleratorConfig(ws.arithmetic), simulator="verilator",
+                   build_root=sim_build)
+    _check(run, "1000 MNIST test images")
