@@ -142,6 +142,7 @@ def run(
         runner.test(
             test_module=test_module,
             hdl_toplevel=toplevel,
+            hdl_toplevel_lang="verilog",  # a runner that skipped build() cannot infer it
             build_dir=build_dir,
             test_dir=build_dir,
             testcase=testcase,

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from pathlib import Path
 
@@ -129,9 +130,14 @@ def random_params():
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--simulator", choices=["icarus", "verilator"], default="icarus",
-        help="HDL simulator for the RTL tests (default icarus; tests marked `verilator` always use Verilator)",
+        "--simulator", choices=["icarus", "verilator"], default=os.environ.get("LENET_FPGA_SIMULATOR", "icarus"),
+        help="HDL simulator for the RTL tests (default: $LENET_FPGA_SIMULATOR or icarus)",
     )
+
+
+def pytest_configure(config):
+    # The block tests read the choice at import time, as the module constant SIMULATOR.
+    os.environ["LENET_FPGA_SIMULATOR"] = config.getoption("--simulator")
 
 
 @pytest.fixture(scope="session")

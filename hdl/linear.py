@@ -1,0 +1,260 @@
+"""The fully connected engine: one LeNet-5 linear layer, ``lanes`` multiply-accumulates per cycle.
+
+An image's input vector arrives on ``i`` one code per transfer and is written into an input
+buffer whose words hold ``lanes`` codes. Once the vector is complete the engine computes the
+outputs one after the other: each cycle it reads one input word and the matching word of the
+output's weight row, multiplies the ``lanes`` pairs, sums them in an adder tree and accumulates.
+Output ``j`` takes ``ceil(in_features / lanes)`` cycles and output ``j + 1`` follows without a
+bubble, so the image costs about ``out_features * ceil(in_features / lanes)`` cycles after its last
+input, plus the pipeline depth.
+
+The weight rows are stored back to back, a row padded to whole words with zero weights, so the
+weight address is a plain counter and the unused lanes of an input word never matter. The
+pipeline is
+
+    issue (addresses) -> read (memory data, products, adder tree) -> accumulate -> output
+
+with a register after the adder tree. The only stall is a finished accumulator that cannot move
+to a full ``o``: then every stage holds, the read ports included, so back-pressure loses nothing.
+
+The input buffer is released when the last weight word of an image has been read, so the next
+image loads while the previous one drains from the pipeline. There is one buffer; the ``_full``
+flag between the loader and the sequencer is where a second (ping-pong) buffer would go.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..model import arith
+from . import datapath
+
+# Cycles from the last weight word read to its output transfer: read, adder-tree register,
+# accumulator, output register.
+PIPELINE_DEPTH = 3
+
+
+class LinearEngine(wiring.Component):
+    """One fully connected layer: ``o[j] = f(sum_i x[i] * w[j, i] + (b[j] << 6))``.
+
+    ``f`` is ``relu(requantize(.))`` for a hidden layer (``o`` carries Q2.6 codes) and the identity
+    for the last layer (``o`` carries the raw accumulators, the logits).
+
+    Parameters
+    ----------
+    weight : numpy.ndarray
+        int8 weight codes, shape ``[out_features, in_features]``.
+    bias : numpy.ndarray
+        int8 bias codes, shape ``[out_features]``.
+    arithmetic : model.arith.Arithmetic
+        Rounding and overflow of the requantizer (unused by the last layer).
+    lanes : int
+        Multipliers, and codes per input/weight memory word.
+    last : bool
+        The last layer: output the accumulator instead of a requantized code.
+    name : str
+        Prefix of the memories' names in the generated Verilog.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(signed(8)))
+        ``in_features`` codes per image, in index order.
+    o : Out(stream.Signature(signed(8) or accumulator shape))
+        ``out_features`` results per image, in index order.
+    weight_memory, bias_memory, input_memory : Memory
+        The weight rows (``lanes`` codes a word, row ``j`` at words ``j*words_per_row ...``),
+        the biases and the input buffer.
+    memory_bits : int
+        Bits of all three memories.
+    cycles_per_image : int
+        Cycles from an image's first input transfer to its last output transfer, without stalls.
+    cycles_between_images : int
+        Cycles from one image's first input transfer to the next image's, back to back.
+    """
+
+    def __init__(self, weight, bias, arithmetic: arith.Arithmetic, lanes: int = 20, last: bool = False,
+                 name: str = "fc"):
+        if not isinstance(weight, np.ndarray) or weight.dtype != np.int8:
+            raise TypeError(f"weight must be an int8 numpy array, not {_describe(weight)}")
+        if weight.ndim != 2 or 0 in weight.shape:
+            raise ValueError(f"weight must be a non-empty [out_features, in_features] array, got shape "
+                             f"{list(weight.shape)}")
+        if not isinstance(bias, np.ndarray) or bias.dtype != np.int8:
+            raise TypeError(f"bias must be an int8 numpy array, not {_describe(bias)}")
+        if bias.shape != weight.shape[:1]:
+            raise ValueError(f"bias must have shape [{weight.shape[0]}] to match the weight, got "
+                             f"{list(bias.shape)}")
+        if not isinstance(arithmetic, arith.Arithmetic):
+            raise TypeError(f"arithmetic must be an arith.Arithmetic, not {arithmetic!r}")
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+        if not isinstance(last, bool):
+            raise TypeError(f"last must be a bool, not {last!r}")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"name must be an identifier-like string, not {name!r}")
+
+        self._weight = weight.copy()
+        self._bias = bias.copy()
+        self._arithmetic = arithmetic
+        self._lanes = lanes
+        self._last = last
+        self._name = name
+        self._out_features, self._in_features = weight.shape
+        self._words_per_row = math.ceil(self._in_features / lanes)
+        self._acc_shape = datapath.accumulator_shape(self._in_features)
+        out_shape = self._acc_shape if last else datapath.CODE
+
+        word = unsigned(lanes * arith.WIDTH)
+        weight_words = [w for row in self._weight for w in datapath.pack_words(row, lanes)]
+        self.weight_memory = Memory(shape=word, depth=len(weight_words), init=weight_words)
+        self.bias_memory = Memory(shape=datapath.CODE, depth=self._out_features, init=self._bias.tolist())
+        self.input_memory = Memory(shape=word, depth=self._words_per_row, init=[])
+
+        super().__init__({
+            "i": In(stream.Signature(datapath.CODE)),
+            "o": Out(stream.Signature(out_shape)),
+        })
+
+    @property
+    def in_features(self) -> int:
+        return self._in_features
+
+    @property
+    def out_features(self) -> int:
+        return self._out_features
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def multipliers(self) -> int:
+        return self._lanes
+
+    @property
+    def last(self) -> bool:
+        return self._last
+
+    @property
+    def arithmetic(self) -> arith.Arithmetic:
+        return self._arithmetic
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def words_per_row(self) -> int:
+        return self._words_per_row
+
+    @property
+    def memory_bits(self) -> int:
+        return sum(mem.depth * mem.shape.width
+                   for mem in (self.weight_memory, self.bias_memory, self.input_memory))
+
+    @property
+    def cycles_between_images(self) -> int:
+        # Loading (one code a cycle), then one weight word a cycle; the buffer reopens right after.
+        return self._in_features + self._out_features * self._words_per_row
+
+    @property
+    def cycles_per_image(self) -> int:
+        return self.cycles_between_images + PIPELINE_DEPTH
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, words = self._lanes, self._words_per_row
+        m.submodules[f"{self._name}_weights"] = self.weight_memory
+        m.submodules[f"{self._name}_biases"] = self.bias_memory
+        m.submodules[f"{self._name}_inputs"] = self.input_memory
+
+        # Between loader and sequencer: the buffer holds a complete input vector.
+        full = Signal()
+
+        # Loader: code n goes to word n // lanes, lane n % lanes (a one-hot byte enable).
+        write = self.input_memory.write_port(granularity=arith.WIDTH)
+        load_word = Signal(range(words))
+        load_lane = Signal(lanes, init=1)
+        last_lane = 1 << ((self._in_features - 1) % lanes)
+        m.d.comb += [
+            self.i.ready.eq(~full),
+            write.addr.eq(load_word),
+            write.data.eq(Cat(*[self.i.payload] * lanes)),
+            write.en.eq(Mux(self.i.valid & self.i.ready, load_lane, 0)),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            with m.If((load_word == words - 1) & (load_lane == last_lane)):
+                m.d.sync += [load_word.eq(0), load_lane.eq(1), full.eq(1)]
+            with m.Elif(load_lane[-1]):
+                m.d.sync += [load_word.eq(load_word + 1), load_lane.eq(1)]
+            with m.Else():
+                m.d.sync += load_lane.eq(load_lane << 1)
+
+        # Everything from the read ports on moves together, unless a finished accumulator waits.
+        acc_done = Signal()  # the accumulator holds a complete result not yet in o
+        advance = Signal()
+        m.d.comb += advance.eq(~(acc_done & self.o.valid & ~self.o.ready))
+
+        # Issue: addresses of word k of output j; the weight rows are consecutive words.
+        input_read = self.input_memory.read_port()
+        weight_read = self.weight_memory.read_port()
+        bias_read = self.bias_memory.read_port()
+        k = Signal(range(words))
+        j = Signal(range(self._out_features))
+        weight_addr = Signal(range(self.weight_memory.depth))
+        m.d.comb += [
+            input_read.addr.eq(k), weight_read.addr.eq(weight_addr), bias_read.addr.eq(j),
+            input_read.en.eq(advance), weight_read.en.eq(advance), bias_read.en.eq(advance),
+        ]
+        read_valid, read_first, read_last = Signal(), Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [read_valid.eq(full), read_first.eq(k == 0), read_last.eq(k == words - 1)]
+            with m.If(full):
+                m.d.sync += weight_addr.eq(weight_addr + 1)
+                with m.If(k == words - 1):
+                    m.d.sync += k.eq(0)
+                    with m.If(j == self._out_features - 1):
+                        m.d.sync += [j.eq(0), weight_addr.eq(0), full.eq(0)]
+                    with m.Else():
+                        m.d.sync += j.eq(j + 1)
+                with m.Else():
+                    m.d.sync += k.eq(k + 1)
+
+        # Read: products and adder tree, registered before the accumulator.
+        xs = datapath.unpack_codes(input_read.data, lanes)
+        ws = datapath.unpack_codes(weight_read.data, lanes)
+        tree = Signal(datapath.accumulator_shape(lanes))
+        bias = Signal(datapath.bias_term(bias_read.data).shape())
+        sum_valid, sum_first, sum_last = Signal(), Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [
+                tree.eq(datapath.adder_tree(datapath.products(xs, ws))),
+                bias.eq(datapath.bias_term(bias_read.data)),
+                sum_valid.eq(read_valid), sum_first.eq(read_first), sum_last.eq(read_last),
+            ]
+
+        # Output: the finished accumulator, requantized for a hidden layer, waits in o.payload.
+        acc = Signal(self._acc_shape)
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(acc_done & (~self.o.valid | self.o.ready)):
+            result = acc if self._last else datapath.relu(datapath.requantize(acc, self._arithmetic))
+            m.d.sync += [self.o.payload.eq(result), self.o.valid.eq(1), acc_done.eq(0)]
+        # Accumulate; a row's first word starts from the bias.
+        with m.If(advance & sum_valid):
+            m.d.sync += acc.eq(Mux(sum_first, bias, acc) + tree)
+            with m.If(sum_last):
+                m.d.sync += acc_done.eq(1)
+        return m
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype}"
+    return repr(type(value).__name__)

@@ -1,0 +1,138 @@
+"""Max-pooling of a channel-fastest activation stream, with one row of running maxima.
+
+The input is one feature map per image in (row, column, channel) order, which is the order a
+convolution engine produces it in. A size x size block of one channel is spread over ``size``
+input rows, so the block's running maximum has to wait for the rows below: a small memory of
+``(width // size) * channels`` codes keeps one running maximum per (pooled column, channel).
+The first value of a block overwrites its entry, the others take the maximum with it, and the
+last one (bottom-right corner) leaves as the result instead of being written back. Trailing
+rows and columns that make no whole block are taken and dropped, like ``golden.maxpool``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..model import arith
+from .datapath import CODE
+
+
+class MaxPool(wiring.Component):
+    """``size`` x ``size`` max-pooling with stride ``size`` (signed compare), one input per cycle.
+
+    Parameters
+    ----------
+    channels : int
+        Codes per pixel of the input map (the fastest-varying index of the stream).
+    height, width : int
+        Size of the input map; the next image may follow at once.
+    size : int
+        Side of the pooling block, also its stride.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(signed(8)))
+        ``height * width * channels`` codes per image, order (row, column, channel).
+    o : Out(stream.Signature(signed(8)))
+        ``(height // size) * (width // size) * channels`` codes per image, order
+        (pooled row, pooled column, channel).
+    memory_bits : int
+        Bits of the running-maximum row buffer.
+    cycles_per_image : int
+        Cycles one image occupies the input: one per code, the block never stalls its producer
+        unless the consumer stalls it.
+    """
+
+    def __init__(self, channels: int, height: int, width: int, size: int = 2):
+        for label, value in (("channels", channels), ("height", height), ("width", width), ("size", size)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{label} must be an integer, not {value!r}")
+            if value < 1:
+                raise ValueError(f"{label} must be at least 1, not {value}")
+        if height < size or width < size:
+            raise ValueError(f"the map ({height}x{width}) must be at least one pooling block ({size}x{size})")
+        self._channels, self._height, self._width, self._size = channels, height, width, size
+        super().__init__({
+            "i": In(stream.Signature(CODE)),
+            "o": Out(stream.Signature(CODE)),
+        })
+        # Entry pooled_column * channels + channel: the maximum so far of that block.
+        self.row_memory = Memory(shape=CODE, depth=(width // size) * channels, init=[])
+
+    @property
+    def channels(self) -> int:
+        return self._channels
+
+    @property
+    def height(self) -> int:
+        return self._height
+
+    @property
+    def width(self) -> int:
+        return self._width
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def memory_bits(self) -> int:
+        return self.row_memory.depth * arith.WIDTH
+
+    @property
+    def cycles_per_image(self) -> int:
+        return self._height * self._width * self._channels
+
+    def elaborate(self, platform):
+        m = Module()
+        ch, h, w, k = self._channels, self._height, self._width, self._size
+        m.submodules.row_memory = memory = self.row_memory
+        # Asynchronous read: the entry of a block is needed in the cycle its next code arrives,
+        # which for one channel is the very next cycle.
+        rd = memory.read_port(domain="comb")
+        wr = memory.write_port()
+
+        channel = Signal(range(ch))
+        col, row = Signal(range(w)), Signal(range(h))
+        dx, dy = Signal(range(k)), Signal(range(k))  # position inside the block
+        base = Signal(range(memory.depth + ch))  # pooled column * channels (past the end on dropped columns)
+
+        inside = (col < w // k * k) & (row < h // k * k)
+        first = (dx == 0) & (dy == 0)
+        last = (dx == k - 1) & (dy == k - 1)
+        emits = inside & last
+        # Only a code that completes a block needs the output register free.
+        m.d.comb += self.i.ready.eq(~emits | ~self.o.valid | self.o.ready)
+        accept = self.i.valid & self.i.ready
+
+        code = self.i.payload
+        maximum = Mux(first | (code > rd.data), code, rd.data)
+        m.d.comb += [
+            rd.addr.eq(base + channel),
+            wr.addr.eq(base + channel),
+            wr.data.eq(maximum),
+            wr.en.eq(accept & inside & ~last),
+        ]
+
+        with m.If(accept & emits):
+            m.d.sync += [self.o.payload.eq(maximum), self.o.valid.eq(1)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        # Counters: channel fastest, then column (with dx and base), then row (with dy).
+        with m.If(accept):
+            m.d.sync += channel.eq(channel + 1)
+            with m.If(channel == ch - 1):
+                m.d.sync += [channel.eq(0), col.eq(col + 1), dx.eq(dx + 1)]
+                with m.If(dx == k - 1):
+                    m.d.sync += [dx.eq(0), base.eq(base + ch)]
+                with m.If(col == w - 1):
+                    m.d.sync += [col.eq(0), dx.eq(0), base.eq(0), row.eq(row + 1), dy.eq(dy + 1)]
+                    with m.If(dy == k - 1):
+                        m.d.sync += dy.eq(0)
+                    with m.If(row == h - 1):
+                        m.d.sync += [row.eq(0), dy.eq(0)]
+        return m

@@ -1,0 +1,175 @@
+# amaranth: UnusedElaboratable=no
+"""The window generator and the convolution engine against numpy, bit for bit, in cocotb.
+
+Weights, biases and inputs are random codes over the whole int8 range, so the requantizer
+really saturates or wraps; every test first checks that its golden data would change under the
+other overflow mode and the other rounding, so it cannot pass vacuously. Images run back to
+back with random input bubbles and output back-pressure; a separate run without stalls
+measures the cycles per image against the engine's own model.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Fragment
+from numpy.lib.stride_tricks import sliding_window_view
+
+from lenet_fpga.hdl.conv import ConvEngine
+from lenet_fpga.hdl.window import WindowGenerator
+from lenet_fpga.model import arith, golden
+from lenet_fpga.model.network import LENET5
+from lenet_fpga.sim import runner
+
+SIMULATOR = os.environ.get("LENET_FPGA_SIMULATOR", "icarus")
+TB = "lenet_fpga.sim.tb_conv"
+MODES = [arith.Arithmetic(r, o) for o in arith.Overflow for r in arith.Rounding]
+CONV1, CONV2 = LENET5[0], LENET5[1]
+# (in_channels, out_channels, size)
+SMALL = (2, 3, 7)
+FEW_STEPS = (1, 2, 7)  # fewer steps per window than K: the input is the bottleneck at row ends
+LENET_CONV1 = (CONV1.in_channels, CONV1.out_channels, CONV1.in_size)
+LENET_CONV2 = (CONV2.in_channels, CONV2.out_channels, CONV2.in_size)
+
+
+def mode_id(a: arith.Arithmetic) -> str:
+    return f"{a.rounding}-{a.overflow}"
+
+
+def random_maps(rng, n: int, channels: int, size: int) -> np.ndarray:
+    """[n, C, size, size] codes: full-range images, every third one small (-6..6) so that
+    unsaturated results appear too."""
+    maps = rng.integers(arith.QMIN, arith.QMAX + 1, size=(n, channels, size, size))
+    maps[2::3] = rng.integers(-6, 7, size=maps[2::3].shape)
+    return maps
+
+
+def pixel_stream(maps: np.ndarray) -> np.ndarray:
+    """[N, C, H, W] -> [N*H*W, C]: pixel vectors in raster order, images back to back."""
+    return maps.transpose(0, 2, 3, 1).reshape(-1, maps.shape[1])
+
+
+def run(component, name: str, maps: np.ndarray, expected: np.ndarray, stalls, seed: int, cycles: int,
+        tmp_path_factory, measure: bool = False) -> dict[str, np.ndarray]:
+    """One simulation: optionally the no-stall cycle measurement, then the stream once per stall pair.
+
+    ``cycles`` is about what the whole stream takes without stalls; it only sets the timeouts.
+    """
+    data = {"pixels": pixel_stream(maps), "expected": expected, "images": len(maps), "cycles": cycles,
+            "stalls": np.array(stalls, np.float64).reshape(-1, 2), "seed": seed, "measure": measure}
+    source = verilog.convert(component, name=name)
+    result = runner.run(source, name, TB, data, simulator=SIMULATOR,
+                        build_root=tmp_path_factory.getbasetemp() / "sim")
+    np.testing.assert_array_equal(result.outputs["got"], np.concatenate([expected] * len(data["stalls"])),
+                                  err_msg=f"seed {seed}")
+    return result.outputs
+
+
+# --------------------------------------------------------------------------------------------
+# WindowGenerator
+
+
+@pytest.mark.parametrize("channels,size", [(1, 7), (3, 7), (1, 12), (3, 12)])
+def test_window_generator(channels, size, tmp_path_factory):
+    seed = 100 + 10 * channels + size
+    k = 5
+    maps = random_maps(np.random.default_rng(seed), 3, channels, size)
+    windows = sliding_window_view(maps, (k, k), axis=(2, 3))  # [N, C, y, x, ky, kx]
+    n, _, h, w = windows.shape[:4]
+    expected = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, channels * k * k)
+    cycles = len(maps) * size * size + len(expected)
+    run(WindowGenerator(channels, size, k), "window", maps, expected, [(0, 0), (0.3, 0.5), (0.5, 0.1)], seed,
+        cycles, tmp_path_factory)
+
+
+def test_window_generator_rejects_bad_parameters():
+    with pytest.raises(ValueError):
+        WindowGenerator(1, 4, 5)
+    with pytest.raises(ValueError):
+        WindowGenerator(0, 7)
+    with pytest.raises(TypeError):
+        WindowGenerator(1, 7.0)
+
+
+# --------------------------------------------------------------------------------------------
+# ConvEngine
+
+
+def random_layer(seed: int, in_ch: int, out_ch: int, k: int = 5):
+    rng = np.random.default_rng(seed)
+    weight = rng.integers(arith.QMIN, arith.QMAX + 1, size=(out_ch, in_ch, k, k)).astype(np.int8)
+    bias = rng.integers(arith.QMIN, arith.QMAX + 1, size=out_ch).astype(np.int8)
+    return weight, bias, rng
+
+
+def expected_stream(maps, weight, bias, arithmetic, seed) -> np.ndarray:
+    """Golden activations in the engine's order (image, y, x, f), after checking the data
+    tells the modes apart."""
+    acc = golden.conv_accumulate(maps, weight, bias)
+    y = golden.activate(acc, arithmetic)
+    other_overflow = arith.Arithmetic(arithmetic.rounding, next(o for o in arith.Overflow if o != arithmetic.overflow))
+    other_rounding = arith.Arithmetic(next(r for r in arith.Rounding if r != arithmetic.rounding), arithmetic.overflow)
+    shifted = (acc + arithmetic.round_offset) >> arith.FRAC_BITS
+    assert (shifted > arith.QMAX).any() and (shifted < arith.QMIN).any(), f"seed {seed}: no overflow in the data"
+    assert (golden.activate(acc, other_overflow) != y).any(), f"seed {seed}: overflow mode makes no difference"
+    assert (golden.activate(acc, other_rounding) != y).any(), f"seed {seed}: rounding makes no difference"
+    assert ((y > 0) & (y < arith.QMAX)).any(), f"seed {seed}: no result inside the range"
+    return y.transpose(0, 2, 3, 1).reshape(-1, 1)
+
+
+# (input bubbles, output back-pressure): both; heavy on the input (windows starve); heavy on the output.
+STALLS = {"small": [(0.2, 0.3), (0.6, 0.0), (0.0, 0.7)], "lenet": [(0.2, 0.3), (0.05, 0.6)]}
+# Each LeNet geometry's first mode also measures the cycles per image without stalls.
+CONV_CASES = (
+    [pytest.param(SMALL, a, 4, STALLS["small"], a == MODES[0], id=f"small-{mode_id(a)}") for a in MODES]
+    + [pytest.param(LENET_CONV1, a, 2, STALLS["lenet"], a == MODES[0], id=f"conv1-{mode_id(a)}") for a in MODES]
+    + [pytest.param(LENET_CONV2, a, 2, STALLS["lenet"], a == MODES[0], id=f"conv2-{mode_id(a)}")
+       for a in (MODES[0], arith.Arithmetic("floor", "wrap"))]
+    + [pytest.param(FEW_STEPS, MODES[0], 4, STALLS["small"], True, id=f"few-steps-{mode_id(MODES[0])}")]
+)
+
+
+@pytest.mark.parametrize("geometry,arithmetic,images,stalls,measure", CONV_CASES)
+def test_conv_engine(geometry, arithmetic, images, stalls, measure, tmp_path_factory, record_property):
+    in_ch, out_ch, size = geometry
+    seed = 1000 + 100 * in_ch + 10 * out_ch + size
+    weight, bias, rng = random_layer(seed, in_ch, out_ch)
+    maps = random_maps(rng, images, in_ch, size)
+    expected = expected_stream(maps, weight, bias, arithmetic, seed)
+    engine = ConvEngine(weight, bias, size, arithmetic)
+    out = run(engine, "conv", maps, expected, stalls, seed, images * engine.cycles_per_image, tmp_path_factory,
+              measure=measure)
+    if measure:
+        latency, period = out["latency"], np.diff(out["finish"])
+        record_property("latency", latency.tolist())
+        record_property("back_to_back_period", period.tolist())
+        print(f"{geometry}: latency {latency.tolist()} (model {engine.cycles_per_image}), "
+              f"back-to-back period {period.tolist()}")
+        assert np.abs(latency - engine.cycles_per_image).max() <= 2, (
+            f"measured {latency.tolist()} cycles per image, the model says {engine.cycles_per_image}")
+
+
+def test_conv_engine_model_figures():
+    w1 = np.zeros(CONV1.weight_shape, np.int8)
+    e1 = ConvEngine(w1, np.zeros(CONV1.out_channels, np.int8), CONV1.in_size, arith.Arithmetic(), name="conv1")
+    # The MAC steps plus the warm-up (K-1 rows and K pixels) plus the pipeline.
+    assert e1.cycles_per_image - 24 * 24 * 6 - (4 * 28 + 5) < 10
+    w2 = np.zeros(CONV2.weight_shape, np.int8)
+    e2 = ConvEngine(w2, np.zeros(CONV2.out_channels, np.int8), CONV2.in_size, arith.Arithmetic(), name="conv2")
+    assert e2.cycles_per_image - 8 * 8 * 16 * 6 - (4 * 12 + 5) < 10
+    assert e2.memory_bits == 16 * 6 * 25 * 8 + 16 * 8 + 12 * 4 * 6 * 8
+    for engine in (e1, e2):  # elaborated, so that their memories count as used
+        Fragment.get(engine, None)
+
+
+@pytest.mark.parametrize("args,error", [
+    ((np.zeros((6, 1, 5, 5), np.float32), np.zeros(6, np.int8), 28), TypeError),
+    ((np.zeros((6, 1, 5, 4), np.int8), np.zeros(6, np.int8), 28), ValueError),
+    ((np.zeros((6, 1, 5, 5), np.int8), np.zeros(5, np.int8), 28), ValueError),
+    ((np.zeros((6, 1, 5, 5), np.int8), np.zeros(6, np.int8), 4), ValueError),
+    ((np.full((6, 1, 5, 5), 300), np.zeros(6, np.int8), 28), ValueError),
+])
+def test_conv_engine_rejects_bad_parameters(args, error):
+    with pytest.raises(error):
+        ConvEngine(*args, arith.Arithmetic())

@@ -1,0 +1,81 @@
+# amaranth: UnusedElaboratable=no
+"""The small stream stages between the engines, bit for bit in cocotb: ``PixelQuantizer``
+against ``arith.quantize_pixels`` on every pixel value, ``Gather`` against a numpy reshape.
+
+Both run with random input bubbles and output back-pressure, after a run without stalls that
+checks they sustain one input per cycle.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Fragment
+
+from lenet_fpga.hdl.gather import Gather
+from lenet_fpga.hdl.pixels import PixelQuantizer, pixel_table
+from lenet_fpga.model import arith
+from lenet_fpga.sim import runner
+
+SIMULATOR = os.environ.get("LENET_FPGA_SIMULATOR", "icarus")
+TB = "lenet_fpga.sim.tb_pixels"
+# (input bubbles, output back-pressure): both; heavy on the input; heavy on the output.
+STALLS = [(0.3, 0.3), (0.6, 0.0), (0.0, 0.7)]
+
+
+def run(component, name: str, inputs: np.ndarray, expected: np.ndarray, groups: int, seed: int, tmp_path_factory):
+    """Simulate; check every run's outputs and return (latency, back-to-back period) per group."""
+    data = {"inputs": inputs, "expected": expected, "images": groups, "stalls": np.array(STALLS, np.float64),
+            "seed": seed, "measure": True}
+    result = runner.run(verilog.convert(component, name=name), name, TB, data, simulator=SIMULATOR,
+                        build_root=tmp_path_factory.getbasetemp() / "sim")
+    np.testing.assert_array_equal(result.outputs["got"], np.concatenate([expected] * len(STALLS)),
+                                  err_msg=f"seed {seed}")
+    return result.outputs["latency"], np.diff(result.outputs["finish"])
+
+
+# --------------------------------------------------------------------------------------------
+# PixelQuantizer
+
+
+def test_pixel_table_is_the_contract():
+    pixels = np.arange(256, dtype=np.uint8)
+    assert pixel_table() == arith.quantize_pixels(pixels).tolist()
+    quantizer = PixelQuantizer()
+    assert quantizer.memory_bits == 256 * 8
+    Fragment.get(quantizer, None)  # elaborated, so that its table counts as used
+
+
+def test_pixel_quantizer(tmp_path_factory):
+    seed = 3000
+    rng = np.random.default_rng(seed)
+    # Every value in order, then every value again in a random order.
+    pixels = np.concatenate([np.arange(256), rng.permutation(256)]).astype(np.uint8)
+    expected = arith.quantize_pixels(pixels).reshape(-1, 1)
+    assert expected.min() == 0 and expected.max() == arith.SCALE
+    latency, period = run(PixelQuantizer(), "pixels", pixels, expected, 8, seed, tmp_path_factory)
+    assert (latency == 64 + 1).all(), f"latency {latency.tolist()} for 64 pixels"
+    assert (period == 64).all(), f"back-to-back period {period.tolist()} for 64 pixels"
+
+
+# --------------------------------------------------------------------------------------------
+# Gather
+
+
+@pytest.mark.parametrize("count", [1, 6, 16])
+def test_gather(count, tmp_path_factory):
+    seed = 4000 + count
+    vectors = 40
+    codes = np.random.default_rng(seed).integers(arith.QMIN, arith.QMAX + 1, size=vectors * count)
+    latency, period = run(Gather(count), "gather", codes, codes.reshape(vectors, count), vectors, seed,
+                          tmp_path_factory)
+    # The vector leaves the cycle after its last code; the next codes keep coming meanwhile.
+    assert (latency == count + 1).all(), f"latency {latency.tolist()}"
+    assert (period == count).all(), f"back-to-back period {period.tolist()}"
+
+
+@pytest.mark.parametrize("count,error", [(0, ValueError), (6.0, TypeError), (True, TypeError)])
+def test_gather_rejects_bad_parameters(count, error):
+    with pytest.raises(error):
+        Gather(count)
