@@ -20,11 +20,15 @@ def config_from_args(args, ws) -> AcceleratorConfig:
 
 
 def format_layer_table(rows: list[dict]) -> str:
-    lines = [f"{'layer':<8}{'MACs':>10}{'multipliers':>13}{'memory bits':>13}{'cycles':>9}"]
+    def n(value):
+        return f"{value:,}" if value else "-"
+
+    lines = [f"{'block':<12}{'MACs':>10}{'multipliers':>13}{'memory bits':>13}{'cycles':>9}"]
     for r in rows:
-        lines.append(f"{r['layer']:<8}{r['macs']:>10,}{r['multipliers'] or '':>13}{r['memory_bits']:>13,}{r['cycles']:>9,}")
-    lines.append(f"{'total':<8}{sum(r['macs'] for r in rows):>10,}{'':>13}"
-                 f"{sum(r['memory_bits'] for r in rows):>13,}{sum(r['cycles'] for r in rows):>9,}")
+        lines.append(f"{r['layer']:<12}{n(r['macs']):>10}{n(r['multipliers']):>13}"
+                     f"{n(r['memory_bits']):>13}{n(r['cycles']):>9}")
+    lines.append(f"{'total':<12}{n(sum(r['macs'] for r in rows)):>10}{n(sum(r['multipliers'] for r in rows)):>13}"
+                 f"{n(sum(r['memory_bits'] for r in rows)):>13}")
     return "\n".join(lines)
 
 

@@ -149,16 +149,19 @@ class LeNetAccelerator(wiring.Component):
         return blocks
 
     def layer_report(self) -> list[dict]:
-        """Per layer: memory bits and the cycles its engine takes for one image."""
+        """Per block with memory (layers and the blocks between them): MACs, multipliers,
+        memory bits and the cycles it takes alone for one image."""
+        macs = {layer.name: layer.macs for layer in self._layers}
         rows = []
-        for layer in self._layers:
-            engine = self.engines[layer.name]
+        for name, block in self.engines.items():
+            if not getattr(block, "memory_bits", 0):
+                continue
             rows.append({
-                "layer": layer.name,
-                "macs": layer.macs,
-                "multipliers": getattr(engine, "multipliers", None),
-                "memory_bits": engine.memory_bits,
-                "cycles": engine.cycles_per_image,
+                "layer": name,
+                "macs": macs.get(name, 0),
+                "multipliers": getattr(block, "multipliers", 0),
+                "memory_bits": block.memory_bits,
+                "cycles": getattr(block, "cycles_per_image", 0),
             })
         return rows
 

@@ -35,8 +35,18 @@ def _weights_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _lanes_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lanes", type=int, default=20, help="multipliers per linear engine (default 20)")
+    parser.add_argument("--lanes", type=positive_int, default=20, help="multipliers per linear engine (default 20)")
 
 
 def _simulator_option(parser: argparse.ArgumentParser) -> None:
@@ -54,10 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train LeNet-5 (float, then quantization-aware) and export Q2.6 weights")
     _data_option(p)
-    p.add_argument("--epochs", type=int, default=20, help="float training epochs (default 20)")
+    p.add_argument("--epochs", type=positive_int, default=20, help="float training epochs (default 20)")
     p.add_argument("--qat-epochs", type=int, default=10, help="quantization-aware epochs (default 10)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch (default 2)")
+    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads for PyTorch (default 2)")
     _arithmetic_options(p)
     p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the weights (+ .json manifest)")
     p.set_defaults(handler="model.commands:cmd_train")
@@ -87,11 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     _weights_option(p)
     p.add_argument("--images", metavar="FILE.npz", default=None,
                    help="images uint8 [N,28,28] and optional labels (default: the 40 shipped test digits)")
-    p.add_argument("--n", type=int, default=None, help="only the first N images")
+    p.add_argument("--n", type=positive_int, default=None, help="only the first N images")
     _arithmetic_options(p)
     _lanes_option(p)
-    p.add_argument("--waves", action="store_true", help="write a waveform (.fst) to open in GTKWave")
-    p.add_argument("--waves-file", metavar="FILE", default=None, help="where to put it (default ./lenet_sim.fst)")
+    p.add_argument("--waves", action="store_true", help="write a waveform to open in GTKWave (.fst from icarus, .vcd from verilator)")
+    p.add_argument("--waves-file", metavar="FILE", default=None, help="where to put it (default ./lenet_sim.fst or .vcd)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler="sim.commands:cmd_sim")
 

@@ -103,12 +103,13 @@ def cmd_demo(args) -> int:
     print(f"LeNet-5, {config.arithmetic.describe()}, weights {ws.path.name} "
           f"(MNIST test accuracy {ws.manifest['accuracy']['fixed']:.2%} in the golden model)")
     run = _run(ws, image_set, config, simulator, waves=False)
-    print()
+    print("\n(exact: all ten RTL logits equal the golden model's, bit for bit)\n")
     for start in range(0, len(image_set), 10):
         row = range(start, min(start + 10, len(image_set)))
         print("label  " + " ".join(f"{int(image_set.labels[k]):>2}" for k in row))
+        print("golden " + " ".join(f"{int(run.golden_class[k]):>2}" for k in row))
         print("RTL    " + " ".join(f"{int(run.rtl_class[k]):>2}" for k in row))
-        print("match  " + " ".join(" =" if run.matches[k] else " X" for k in row))
+        print("exact  " + " ".join(" =" if run.matches[k] else " X" for k in row))
         print()
     print(_format_summary(_summary(run, image_set, config, simulator)))
     return 1 if run.mismatches else 0

@@ -86,8 +86,6 @@ def _build(runner, simulator, source, toplevel, build_dir, verilog, waves, log) 
     with atomic_path(source) as tmp:
         tmp.write_text(verilog)
     build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"] if simulator == "verilator" else []
-    if simulator == "verilator" and waves:
-        build_args.append("--trace-fst")
     try:
         runner.build(
             sources=[source],

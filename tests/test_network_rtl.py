@@ -80,3 +80,20 @@ def test_thousand_mnist_test_images_verilator(sim_build, mnist_dir):
     run = simulate(ws, split.images[:1000], AcceleratorConfig(ws.arithmetic), simulator="verilator",
                    build_root=sim_build)
     _check(run, "1000 MNIST test images")
+
+
+@pytest.mark.verilator
+def test_verilator_smoke_all_sample_digits(sim_build):
+    """CI runs the suite on Icarus; this one always runs the whole network on Verilator too."""
+    from lenet_fpga.model.errors import InputError
+    from lenet_fpga.sim import runner
+
+    try:
+        runner.prepare_simulator("verilator")
+    except InputError as e:
+        pytest.skip(str(e))
+    ws = weights.load()
+    run = simulate(ws, SAMPLES.images, AcceleratorConfig(ws.arithmetic), simulator="verilator", build_root=sim_build)
+    _check(run, "shipped weights, 40 digits, verilator")
+    assert (run.rtl_class == SAMPLES.labels).mean() >= 0.95
+    assert run.cycles.max() <= 14_200, "cycles per image above the issue's 1.25x-of-floor target"
