@@ -82,6 +82,25 @@ class StreamSink:
         return items
 
 
+class HandshakeLog:
+    """The cycle numbers of every ``i`` and ``o`` transfer (cycle 0 = the first one watched)."""
+
+    def __init__(self, dut):
+        self.dut, self.inputs, self.outputs = dut, [], []
+        cocotb.start_soon(self._watch())
+
+    async def _watch(self):
+        dut, cycle = self.dut, 0
+        while True:
+            await ReadOnly()
+            if dut.i__valid.value and dut.i__ready.value:
+                self.inputs.append(cycle)
+            if dut.o__valid.value and dut.o__ready.value:
+                self.outputs.append(cycle)
+            await RisingEdge(dut.clk)
+            cycle += 1
+
+
 async def start_clock_and_reset(dut, cycles: int = 2) -> None:
     """10 ns clock on ``clk``; ``rst`` held high for ``cycles`` edges."""
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())

@@ -16,27 +16,7 @@ import numpy as np
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, with_timeout
 
 from .runner import tb_data, tb_output
-from .streams import StreamSink, StreamSource, start_clock_and_reset
-
-
-class HandshakeMonitor:
-    """Counts cycles and records the cycle of every transfer on ``i`` and ``o``."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.inputs: list[int] = []
-        self.outputs: list[int] = []
-
-    async def run(self) -> None:
-        dut, cycle = self.dut, 0
-        while True:
-            await ReadOnly()
-            if dut.i__valid.value and dut.i__ready.value:
-                self.inputs.append(cycle)
-            if dut.o__valid.value and dut.o__ready.value:
-                self.outputs.append(cycle)
-            await RisingEdge(dut.clk)
-            cycle += 1
+from .streams import HandshakeLog, StreamSink, StreamSource, start_clock_and_reset
 
 
 @cocotb.test()
@@ -52,8 +32,7 @@ async def linear_matches_golden(dut):
     source = StreamSource(dut, "i", rng=random.Random(seed), stall=0.0)
     sink = StreamSink(dut, "o", rng=random.Random(seed + 1), stall=0.0)
     await start_clock_and_reset(dut)
-    monitor = HandshakeMonitor(dut)
-    cocotb.start_soon(monitor.run())
+    monitor = HandshakeLog(dut)
 
     async def feed():
         await source.send((x[:clean] & 0xFF).reshape(-1).tolist())
