@@ -16,10 +16,12 @@ hold the answer until the next start.
 
 from __future__ import annotations
 
+import gc
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Signal, UnusedElaboratable, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -64,6 +66,16 @@ def hardware_weights(params: dict[str, np.ndarray], layers=LENET5) -> dict[str, 
     hw = dict(params)
     hw["fc1.weight"] = np.ascontiguousarray(params["fc1.weight"][:, fc1_input_order(conv2)])
     return hw
+
+
+def layer_report(weights: WeightSet, config: AcceleratorConfig) -> list[dict]:
+    """``LeNetAccelerator.layer_report`` without keeping (or elaborating) the design."""
+    with warnings.catch_warnings():
+        # The blocks are built only to be measured; Amaranth would warn that they were never used.
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        rows = LeNetAccelerator(weights, config).layer_report()
+        gc.collect()
+    return rows
 
 
 class Argmax(wiring.Component):

