@@ -68,6 +68,19 @@ def hardware_weights(params: dict[str, np.ndarray], layers=LENET5) -> dict[str, 
     return hw
 
 
+def accelerator_ports(logit_shape) -> dict:
+    """The accelerator's ports; anything that drives or stands in for it uses the same ones."""
+    return {
+        "pixels": In(stream.Signature(unsigned(8))),
+        "start": In(1),
+        "busy": Out(1),
+        "done": Out(1),
+        "klass": Out(range(N_CLASSES)),
+        "logits": Out(data.ArrayLayout(logit_shape, N_CLASSES)),
+        "cycles": Out(CYCLE_COUNTER_WIDTH),
+    }
+
+
 def layer_report(weights: WeightSet, config: AcceleratorConfig) -> list[dict]:
     """``LeNetAccelerator.layer_report`` without keeping (or elaborating) the design."""
     with warnings.catch_warnings():
@@ -126,15 +139,7 @@ class LeNetAccelerator(wiring.Component):
         self._layers = layers
         self._params = hardware_weights(weights.params, layers)
         self.logit_shape = accumulator_shape(layers[-1].in_features)
-        super().__init__({
-            "pixels": In(stream.Signature(unsigned(8))),
-            "start": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "klass": Out(range(N_CLASSES)),
-            "logits": Out(data.ArrayLayout(self.logit_shape, N_CLASSES)),
-            "cycles": Out(CYCLE_COUNTER_WIDTH),
-        })
+        super().__init__(accelerator_ports(self.logit_shape))
         self.engines = self._make_engines()
 
     @property

@@ -12,14 +12,13 @@ equal ``model.golden.forward``.
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from lenet_fpga.boards import protocol
 from lenet_fpga.boards.link import UARTLink, crc8_next
-from lenet_fpga.hdl.lenet import AcceleratorConfig, LeNetAccelerator
+from lenet_fpga.hdl.lenet import AcceleratorConfig, LeNetAccelerator, accelerator_ports
 from lenet_fpga.model import golden, images, weights
 from lenet_fpga.model.network import IMAGE_SIZE, N_CLASSES
 from lenet_fpga.sim import runner
@@ -57,15 +56,7 @@ class StandInAccelerator(wiring.Component):
     def __init__(self):
         self.logit_shape = signed(24)
         self.config = AcceleratorConfig(linear_lanes=3)
-        super().__init__({
-            "pixels": In(stream.Signature(unsigned(8))),
-            "start": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "klass": Out(range(N_CLASSES)),
-            "logits": Out(data.ArrayLayout(self.logit_shape, N_CLASSES)),
-            "cycles": Out(32),
-        })
+        super().__init__(accelerator_ports(self.logit_shape))
 
     def elaborate(self, platform):
         m = Module()
