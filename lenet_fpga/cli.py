@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     _simulator_option(p)
     _arithmetic_options(p)
     _lanes_option(p)
+    p.add_argument("--plot", metavar="FILE.png", default="build/demo.png",
+                   help="picture of the digits with the RTL's answers (default build/demo.png; '' for none)")
     p.set_defaults(handler="sim.commands:cmd_demo")
     return parser
 

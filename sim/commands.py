@@ -112,4 +112,9 @@ def cmd_demo(args) -> int:
         print("exact  " + " ".join(" =" if run.matches[k] else " X" for k in row))
         print()
     print(_format_summary(_summary(run, image_set, config, simulator)))
+    if args.plot:
+        from .plots import digits_figure
+
+        path = digits_figure(image_set.images, image_set.labels, run.rtl_class, run.matches, args.plot)
+        print(f"picture of the digits and the RTL's answers: {path}")
     return 1 if run.mismatches else 0

@@ -97,3 +97,18 @@ def test_sim_bad_image_file_is_a_clean_error(tmp_path, capsys, arrays, message):
 def test_sim_more_images_than_the_file_has(capsys):
     assert main(["sim", "--n", "41"]) == 2
     assert "41" in capsys.readouterr().err
+
+
+def test_digits_figure_writes_a_png(tmp_path):
+    import numpy as np
+
+    from lenet_fpga.model import images
+    from lenet_fpga.sim.plots import digits_figure
+
+    samples = images.load_image_set().head(12)
+    rtl = samples.labels.copy()
+    rtl[3] = (rtl[3] + 1) % 10  # a wrong class and a non-bit-exact image must both draw
+    matches = np.ones(12, bool)
+    matches[5] = False
+    path = digits_figure(samples.images, samples.labels, rtl, matches, tmp_path / "d.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
