@@ -18,10 +18,6 @@ def arithmetic_from_args(args, default: arith.Arithmetic) -> arith.Arithmetic:
     return arith.Arithmetic(args.rounding or default.rounding, args.overflow or default.overflow)
 
 
-def accuracy(logits, labels) -> float:
-    return float((golden.classify(logits) == labels).mean())
-
-
 def cmd_train(args) -> int:
     import torch
 
@@ -47,8 +43,8 @@ def cmd_train(args) -> int:
     if mismatches:  # the contract is broken: do not ship weights that train and hardware disagree on
         raise RuntimeError(f"fake-quant and golden model disagree on {mismatches} test images")
     float_params = float_model.float_params()
-    float_acc = accuracy(golden.float_forward(test_split.images, float_params), test_split.labels)
-    fixed_acc = accuracy(fixed_logits, test_split.labels)
+    float_acc = golden.accuracy(golden.float_forward(test_split.images, float_params), test_split.labels)
+    fixed_acc = golden.accuracy(fixed_logits, test_split.labels)
 
     float_path = out.with_name(out.stem + "-float.npz")
     with atomic_path(float_path) as tmp, open(tmp, "wb") as f:
@@ -76,11 +72,11 @@ def cmd_eval(args) -> int:
         "n_images": int(len(split.labels)),
         "rounding": str(arithmetic.rounding),
         "overflow": str(arithmetic.overflow),
-        "fixed_accuracy": accuracy(fixed_logits, split.labels),
+        "fixed_accuracy": golden.accuracy(fixed_logits, split.labels),
     }
     float_params = weights.load_float(ws)
     if float_params is not None:
-        result["float_accuracy"] = accuracy(golden.float_forward(split.images, float_params), split.labels)
+        result["float_accuracy"] = golden.accuracy(golden.float_forward(split.images, float_params), split.labels)
     result["manifest_accuracy"] = ws.manifest.get("accuracy", {}).get("fixed")
     result["seconds"] = round(time.time() - started, 2)
     if args.json:

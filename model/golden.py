@@ -109,6 +109,11 @@ def classify(logits) -> np.ndarray:
     return np.argmax(np.asarray(logits), axis=-1)
 
 
+def accuracy(logits, labels) -> float:
+    """Share of images whose class (``classify``) is the label."""
+    return float((classify(logits) == np.asarray(labels)).mean())
+
+
 def float_forward(images, params, layers=LENET5) -> np.ndarray:
     """The float network (no quantization) in numpy, for the float-accuracy figure."""
     images = check_images(images)
