@@ -3,8 +3,6 @@ optional ``labels``. The shipped set holds 40 MNIST test digits (4 of each class
 
 from __future__ import annotations
 
-import tokenize
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import numpy as np
 
 from .errors import InputError
 from .network import IMAGE_SIZE
+from .npz import read_npz
 from .weights import ASSETS
 
 SAMPLES = Path(str(ASSETS / "samples.npz"))
@@ -53,11 +52,7 @@ def load_image_set(path=None) -> ImageSet:
     path = Path(path) if path is not None else SAMPLES
     if not path.is_file():
         raise InputError(f"image file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, tokenize.TokenError) as e:
-        raise InputError(f"cannot read images {path}: {e}") from None
+    arrays = read_npz(path, "images")
     if "images" not in arrays:
         raise InputError(f"{path} has no 'images' array (it has: {', '.join(arrays) or 'nothing'})")
     images = check_image_array(arrays["images"], str(path))

@@ -8,8 +8,6 @@ numpy user can read it. Both files are written atomically.
 from __future__ import annotations
 
 import json
-import tokenize
-import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,6 +18,7 @@ from . import arith
 from .atomic import atomic_path
 from .errors import InputError
 from .network import LENET5, parameter_shapes
+from .npz import read_npz
 
 FORMAT = "lenet-fpga-weights"
 FORMAT_VERSION = 1
@@ -126,13 +125,7 @@ def load(path=None) -> WeightSet:
 
 def load_arrays(path, dtype) -> dict[str, np.ndarray]:
     """The state-dict arrays of an .npz, checked against LeNet-5 (int8 codes or float32)."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            params = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, tokenize.TokenError) as e:
-        # numpy re-parses a damaged .npy header with Python's tokenizer, hence TokenError
-        raise InputError(f"cannot read weights {path}: {e}") from None
-    return check_params(params, dtype=dtype)
+    return check_params(read_npz(path, "weights"), dtype=dtype)
 
 
 def load_float(weights: WeightSet) -> dict[str, np.ndarray] | None:
