@@ -9,9 +9,12 @@ reordered in hardware: pooled conv2 outputs arrive in (row, column, channel) ord
 weight columns are permuted to match (``fc1_input_order``), which computes the same sums as the
 (channel, row, column) flatten of the golden model.
 
-Control is a start/busy/done handshake: ``start`` opens the pixel input for one image (784
-pixels), ``done`` pulses when the tenth logit is in, and ``klass``, ``logits`` and ``cycles``
-hold the answer until the next start.
+Control is a start/done handshake that lets images overlap: ``start`` opens the pixel input for
+one image (784 pixels) and is taken whenever the input is not already open (``receiving`` low),
+so the next image may enter while earlier ones are still in later layers. ``done`` pulses once
+per image, in order, when its tenth logit is in; ``klass``, ``logits`` and ``cycles`` (start to
+done, inclusive) then hold that image's answer until the next ``done``. ``busy`` is high while
+any image is in flight.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Module, Signal, UnusedElaboratable, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..model import arith
@@ -36,6 +40,8 @@ from .pixels import PixelQuantizer
 from .pool import MaxPool
 
 CYCLE_COUNTER_WIDTH = 32
+# Images that may be in flight at once (start times queued for the cycle count).
+MAX_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,8 @@ def accelerator_ports(logit_shape) -> dict:
     return {
         "pixels": In(stream.Signature(unsigned(8))),
         "start": In(1),
-        "busy": Out(1),
+        "busy": Out(1),        # an image is in flight
+        "receiving": Out(1),   # the pixel input is open; a start now is ignored
         "done": Out(1),
         "klass": Out(range(N_CLASSES)),
         "logits": Out(data.ArrayLayout(logit_shape, N_CLASSES)),
@@ -194,20 +201,31 @@ class LeNetAccelerator(wiring.Component):
         # The pixel input is open for exactly one image after each start.
         remaining = Signal(range(IMAGE_SIZE * IMAGE_SIZE + 1))
         m.d.comb += [
+            self.receiving.eq(remaining != 0),
             quantize.i.payload.eq(self.pixels.payload),
-            quantize.i.valid.eq(self.pixels.valid & (remaining != 0)),
-            self.pixels.ready.eq(quantize.i.ready & (remaining != 0)),
+            quantize.i.valid.eq(self.pixels.valid & self.receiving),
+            self.pixels.ready.eq(quantize.i.ready & self.receiving),
             self.klass.eq(argmax.klass),
             self.logits.eq(argmax.logits),
         ]
         with m.If(self.pixels.valid & self.pixels.ready):
             m.d.sync += remaining.eq(remaining - 1)
 
-        m.d.sync += self.done.eq(0)
-        with m.If(self.busy):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
-            with m.If(argmax.last):
-                m.d.sync += [self.busy.eq(0), self.done.eq(1)]
-        with m.Elif(self.start):
-            m.d.sync += [self.busy.eq(1), self.cycles.eq(1), remaining.eq(IMAGE_SIZE * IMAGE_SIZE)]
+        # Start times of the images in flight, oldest first: results leave in order.
+        m.submodules.start_times = start_times = SyncFIFO(width=CYCLE_COUNTER_WIDTH, depth=MAX_IN_FLIGHT)
+        now = Signal(CYCLE_COUNTER_WIDTH)
+        in_flight = Signal(range(MAX_IN_FLIGHT + 1))
+        take_start = self.start & ~self.receiving & start_times.w_rdy
+        m.d.sync += now.eq(now + 1)
+        m.d.comb += [
+            start_times.w_en.eq(take_start),
+            start_times.w_data.eq(now),
+            start_times.r_en.eq(argmax.last),
+            self.busy.eq(in_flight != 0),
+        ]
+        m.d.sync += [self.done.eq(argmax.last), in_flight.eq(in_flight + take_start - argmax.last)]
+        with m.If(take_start):
+            m.d.sync += remaining.eq(IMAGE_SIZE * IMAGE_SIZE)
+        with m.If(argmax.last):
+            m.d.sync += self.cycles.eq(now - start_times.r_data + 1)
         return m

@@ -28,6 +28,7 @@ class SimHarness(wiring.Component):
             "image": In(unsigned(8 * PIXELS)),
             "start": In(1),
             "busy": Out(1),
+            "receiving": Out(1),
             "done": Out(1),
             "klass": Out(acc_sig["klass"].shape),
             "logits": Out(acc_sig["logits"].shape),
@@ -44,12 +45,13 @@ class SimHarness(wiring.Component):
             acc.pixels.payload.eq(pixels[:8]),
             acc.pixels.valid.eq(left != 0),
             self.busy.eq(acc.busy),
+            self.receiving.eq(acc.receiving),
             self.done.eq(acc.done),
             self.klass.eq(acc.klass),
             self.logits.eq(acc.logits),
             self.cycles.eq(acc.cycles),
         ]
-        with m.If(self.start & ~acc.busy):
+        with m.If(self.start & ~acc.receiving):
             m.d.sync += [pixels.eq(self.image), left.eq(PIXELS)]
         with m.Elif(acc.pixels.valid & acc.pixels.ready):
             m.d.sync += [pixels.eq(pixels >> 8), left.eq(left - 1)]
