@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from amaranth.back import verilog as amaranth_verilog
@@ -10,13 +11,21 @@ from amaranth.back import verilog as amaranth_verilog
 from ..model import weights as weight_files
 from ..model.atomic import atomic_path
 from ..model.commands import arithmetic_from_args
-from .lenet import AcceleratorConfig, LeNetAccelerator
+from ..model.errors import InputError
+from .lenet import PRESETS, AcceleratorConfig, LeNetAccelerator
 
 TOPLEVEL = "lenet5"
 
 
 def config_from_args(args, ws) -> AcceleratorConfig:
-    return AcceleratorConfig(arithmetic_from_args(args, ws.arithmetic), linear_lanes=args.lanes)
+    """The preset named by ``--preset``, with the arithmetic options and ``--lanes`` applied."""
+    name = getattr(args, "preset", "baseline")
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    config = replace(PRESETS[name], arithmetic=arithmetic_from_args(args, ws.arithmetic))
+    if getattr(args, "lanes", None) is not None:
+        config = replace(config, linear_lanes=args.lanes)
+    return config
 
 
 def format_layer_table(rows: list[dict]) -> str:
@@ -45,7 +54,7 @@ def cmd_verilog(args) -> int:
         print(json.dumps({"verilog": str(out), "toplevel": TOPLEVEL, "arithmetic": config.arithmetic.describe(),
                           "layers": rows}))
     else:
-        print(f"wrote {out} (top module {TOPLEVEL}, {config.arithmetic.describe()}, {config.linear_lanes} linear lanes)")
+        print(f"wrote {out} (top module {TOPLEVEL}, {config.arithmetic.describe()}, preset {getattr(args, 'preset', 'baseline')})")
         print(format_layer_table(rows))
         print("cycles: each engine alone, first input to last output. The engines overlap (conv2 starts\n"
               "while conv1 runs), so an image takes fewer than the total: `lenet-fpga sim` measures it.")

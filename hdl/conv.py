@@ -1,27 +1,31 @@
-"""The convolution engine: windows from a line buffer, 25 multipliers, one (filter, channel) per cycle.
+"""The convolution engine: windows from a line buffer, ``filters * K * K`` multipliers.
 
-For every window position the engine walks the filters f (outer) and the input channels c
-(inner), one step per cycle: the weight RAM word ``f * C + c`` holds the K*K weights of
-``w[f, c]``, channel c's K*K window codes are selected from the window snapshot, the K*K
-products are summed by an adder tree and accumulated over the channels on top of the bias.
-After the last channel the accumulator is requantized, ReLU'd and sent out. So a window costs
-O * C cycles, and the window generator fills its next snapshot meanwhile: after the warm-up
-(the first window needs K-1 rows and K pixels) the multipliers never wait.
+For every window position the engine walks the filter groups g (outer) and the input channels
+c (inner), one step per cycle. A group is ``filters`` consecutive filters computed side by side:
+the weight RAM word ``g * C + c`` holds the K*K weights of each filter of the group for channel
+c, channel c's K*K window codes are selected from the window snapshot, and each filter's K*K
+products are summed by its own adder tree and accumulated over the channels on top of its bias.
+After the last channel the accumulators are requantized, ReLU'd and sent out together. So a
+window costs ``O / filters * C`` cycles, and the window generator fills its next snapshot
+meanwhile: after the warm-up (the first window needs K-1 rows and K pixels) the multipliers
+only wait when a window takes fewer cycles than the K pixels a row start needs.
 
 The pipeline has one enable, "the output register is free": back-pressure on ``o`` freezes
 every stage, the RAM read ports included, so nothing is lost and nothing is buffered twice.
 
-    S0  issue step (f, c): RAM addresses, register channel c's window
-    S1  weight word and bias out of the RAMs; K*K products registered
-    S2  adder tree registered
-    S3  accumulate: bias term + sum on c == 0, += sum after
-    S4  after c == C-1: requantize, ReLU into the output register
+    S0  issue step (g, c): RAM addresses, register channel c's window
+    S1  weight word and biases out of the RAMs; products registered
+    S2  adder trees, first half: partial sums of about sqrt(K*K) products registered
+    S3  adder trees, second half: the sums registered
+    S4  accumulate: bias term + sum on c == 0, += sum after
+    S5  after c == C-1: requantize, ReLU into the output register
+The adder trees are split in two so that no stage has more than about three adders in series.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -31,8 +35,8 @@ from . import datapath
 from .datapath import CODE
 from .window import WindowGenerator, pixel_layout, wrap_increment
 
-# Cycles from issuing a step (S0) to the output handshake of its result: S1, S2, S3, S4, o.
-LATENCY = 5
+# Cycles from issuing a step (S0) to the output handshake of its result: S1 .. S5, o.
+LATENCY = 6
 
 
 def _check_codes(label: str, array, ndim: int) -> np.ndarray:
@@ -62,18 +66,24 @@ class ConvEngine(wiring.Component):
         Rounding and overflow of the requantizer.
     name : str
         Layer name, for reports.
+    filters : int
+        Filters computed at once (a divisor of O); the engine has ``filters * K * K`` multipliers.
+    soft_multipliers : bool
+        Build the multipliers from logic instead of DSP blocks (``datapath.products``).
 
     Attributes
     ----------
     i : In(stream.Signature(ArrayLayout(signed(8), C)))
         Pixel vectors (all C channels of one pixel, channel 0 in the low bits), raster order;
         ``size * size`` per image, images back to back.
-    o : Out(stream.Signature(signed(8)))
+    o : Out(stream.Signature(datapath.code_vector(filters)))
         ``relu(requantize(acc))`` in order (y, x, f): output positions in raster order, the O
-        filters of each position in a row, filter fastest. ``(size - K + 1) ** 2 * O`` per image.
+        filters of each position in a row, filter fastest, ``filters`` of them per transfer
+        (the first in the low bits). ``(size - K + 1) ** 2 * O / filters`` transfers per image.
     weight_memory, bias_memory : Memory
-        Word ``f * C + c`` = the K*K codes of ``w[f, c]`` row-major (first in the low bits);
-        word f = ``b[f]``. Read ports only: a loader may add write ports before elaboration.
+        Word ``g * C + c`` = for each filter ``f = g * filters + p`` of group g (p = 0 in the low
+        bits), the K*K codes of ``w[f, c]`` row-major; bias word g = the group's ``filters``
+        biases. Read ports only: a loader may add write ports before elaboration.
     memory_bits : int
         Bits of the weight, bias and line-buffer memories.
     cycles_per_image : int
@@ -82,7 +92,7 @@ class ConvEngine(wiring.Component):
     """
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, size: int, arithmetic: arith.Arithmetic,
-                 name: str = "conv"):
+                 name: str = "conv", filters: int = 1, soft_multipliers: bool = False):
         weight = _check_codes("weight", weight, 4)
         bias = _check_codes("bias", bias, 1)
         out_ch, in_ch, kernel, kernel_w = weight.shape
@@ -100,17 +110,26 @@ class ConvEngine(wiring.Component):
             raise TypeError(f"arithmetic must be an arith.Arithmetic, not {arithmetic!r}")
         if not isinstance(name, str):
             raise TypeError(f"name must be a string, not {name!r}")
+        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1 or out_ch % filters:
+            raise ValueError(f"filters must be a positive divisor of the {out_ch} output channels, not {filters!r}")
+        if not isinstance(soft_multipliers, bool):
+            raise TypeError(f"soft_multipliers must be a bool, not {soft_multipliers!r}")
         self._out_ch, self._in_ch, self._kernel, self._size = out_ch, in_ch, kernel, size
         self._arithmetic, self._name = arithmetic, name
+        self._filters, self._soft = filters, soft_multipliers
         super().__init__({
             "i": In(stream.Signature(pixel_layout(in_ch))),
-            "o": Out(stream.Signature(CODE)),
+            "o": Out(stream.Signature(datapath.code_vector(filters))),
         })
         taps = kernel * kernel
+        groups = out_ch // filters
         self.window = WindowGenerator(in_ch, size, kernel)
-        self.weight_memory = Memory(shape=unsigned(taps * arith.WIDTH), depth=out_ch * in_ch,
-                                    init=datapath.pack_words(weight.reshape(-1), taps))
-        self.bias_memory = Memory(shape=CODE, depth=out_ch, init=bias.tolist())
+        # [g, p, c, tap] -> [g, c, p, tap]: one word per (group, channel), filter p in slice p.
+        words = weight.reshape(groups, filters, in_ch, taps).transpose(0, 2, 1, 3).reshape(-1)
+        self.weight_memory = Memory(shape=unsigned(filters * taps * arith.WIDTH), depth=groups * in_ch,
+                                    init=datapath.pack_words(words, filters * taps))
+        self.bias_memory = Memory(shape=unsigned(filters * arith.WIDTH), depth=groups,
+                                  init=datapath.pack_words(bias, filters))
         self._weight_read = self.weight_memory.read_port()
         self._bias_read = self.bias_memory.read_port()
 
@@ -123,8 +142,16 @@ class ConvEngine(wiring.Component):
         return self._arithmetic
 
     @property
+    def filters(self) -> int:
+        return self._filters
+
+    @property
     def multipliers(self) -> int:
-        return self._kernel * self._kernel
+        return self._filters * self._kernel * self._kernel
+
+    @property
+    def soft_multipliers(self) -> bool:
+        return self._soft
 
     @property
     def memory_bits(self) -> int:
@@ -132,17 +159,23 @@ class ConvEngine(wiring.Component):
         return weights + self._out_ch * arith.WIDTH + self.window.memory_bits
 
     @property
+    def steps_per_window(self) -> int:
+        return self._out_ch // self._filters * self._in_ch
+
+    @property
     def cycles_per_image(self) -> int:
-        k, size, steps = self._kernel, self._size, self._out_ch * self._in_ch
+        k, size, steps = self._kernel, self._size, self.steps_per_window
         positions = (size - k + 1) ** 2
         warm_up = (k - 1) * size + k  # pixels until the first window is complete
         # At a row end the next window needs K new pixels; fewer than K steps per window leave gaps.
         row_gaps = (size - k) * max(0, k - steps)
+        # With one step per window the snapshot is taken every cycle and the input sets the pace.
         return warm_up + positions * steps + row_gaps + LATENCY
 
     def elaborate(self, platform):
         m = Module()
-        out_ch, in_ch, k = self._out_ch, self._in_ch, self._kernel
+        in_ch, k, filters = self._in_ch, self._kernel, self._filters
+        groups, steps = self._out_ch // filters, self.steps_per_window
         taps = k * k
         m.submodules.window = window = self.window
         m.submodules.weight_memory = self.weight_memory
@@ -152,65 +185,76 @@ class ConvEngine(wiring.Component):
 
         advance = ~self.o.valid | self.o.ready  # the one pipeline enable
 
-        # S0: step counters; the weight address is f * C + c, walked sequentially.
-        step = Signal(range(out_ch * in_ch))
-        f = Signal(range(out_ch))
+        def stage(*pairs):
+            """Registers that move with the pipeline: (register, value) pairs."""
+            with m.If(advance):
+                m.d.sync += [reg.eq(value) for reg, value in pairs]
+
+        # S0: step counters; the weight address is g * C + c, walked sequentially.
+        step = Signal(range(steps))
+        g = Signal(range(groups))
         c = Signal(range(in_ch))
         issue = window.o.valid & advance
         m.d.comb += [
-            window.o.ready.eq(issue & (step == out_ch * in_ch - 1)),
+            window.o.ready.eq(issue & (step == steps - 1)),
             weight_rd.addr.eq(step),
             weight_rd.en.eq(advance),
-            bias_rd.addr.eq(f),
+            bias_rd.addr.eq(g),
             bias_rd.en.eq(advance),
         ]
         with m.If(issue):
-            m.d.sync += [step.eq(wrap_increment(step, out_ch * in_ch)), c.eq(wrap_increment(c, in_ch))]
+            m.d.sync += [step.eq(wrap_increment(step, steps)), c.eq(wrap_increment(c, in_ch))]
             with m.If(c == in_ch - 1):
-                m.d.sync += f.eq(wrap_increment(f, out_ch))
+                m.d.sync += g.eq(wrap_increment(g, groups))
 
         # S0 -> S1: channel c's window out of the snapshot (a C-way mux), step flags.
         selected = Signal(unsigned(taps * arith.WIDTH))
-        valid1, first1, last1 = Signal(), Signal(), Signal()
+        flags1 = Signal(3)  # valid, first channel, last channel
+        stage((flags1, Cat(issue, c == 0, c == in_ch - 1)))
         with m.If(advance):
-            m.d.sync += [valid1.eq(issue), first1.eq(c == 0), last1.eq(c == in_ch - 1)]
             with m.Switch(c):
                 for channel in range(in_ch):
                     with m.Case(channel):
                         m.d.sync += selected.eq(window.o.payload[channel].as_value())
 
-        # S1 -> S2: the RAMs answer; multiply.
+        # S1 -> S2: the RAMs answer; multiply, filter p from slice p of the weight word.
         xs = datapath.unpack_codes(selected, taps)
-        ws = datapath.unpack_codes(weight_rd.data, taps)
-        products = datapath.products(xs, ws)
-        product_regs = [Signal(p.shape(), name=f"product{t}") for t, p in enumerate(products)]
-        bias2 = Signal(CODE)
-        valid2, first2, last2 = Signal(), Signal(), Signal()
-        with m.If(advance):
-            m.d.sync += [r.eq(p) for r, p in zip(product_regs, products)]
-            m.d.sync += [bias2.eq(bias_rd.data), valid2.eq(valid1), first2.eq(first1), last2.eq(last1)]
+        ws = datapath.unpack_codes(weight_rd.data, filters * taps)
+        product_regs = []
+        for p in range(filters):
+            products = datapath.products(xs, ws[p * taps:(p + 1) * taps], soft=self._soft)
+            product_regs.append([Signal(q.shape(), name=f"product{p}_{t}") for t, q in enumerate(products)])
+            stage(*zip(product_regs[p], products))
+        bias2 = Signal(unsigned(filters * arith.WIDTH))
+        flags2 = Signal(3)
+        stage((bias2, bias_rd.data), (flags2, flags1))
 
-        # S2 -> S3: add.
-        total = datapath.adder_tree(product_regs)
-        sum3 = Signal(total.shape())
-        bias3 = Signal(CODE)
-        valid3, first3, last3 = Signal(), Signal(), Signal()
-        with m.If(advance):
-            m.d.sync += [sum3.eq(total), bias3.eq(bias2), valid3.eq(valid2), first3.eq(first2), last3.eq(last2)]
+        # S2 -> S3 -> S4: the adder trees, in two registered halves.
+        group = datapath.tree_group(taps)
+        sums = []
+        for p in range(filters):
+            partial = datapath.partial_sums(product_regs[p], group)
+            partial_regs = [Signal(v.shape(), name=f"partial{p}_{i}") for i, v in enumerate(partial)]
+            stage(*zip(partial_regs, partial))
+            total = datapath.adder_tree(partial_regs)
+            sums.append(Signal(total.shape(), name=f"sum{p}"))
+            stage((sums[p], total))
+        bias3, bias4 = Signal.like(bias2), Signal.like(bias2)
+        flags3, flags4 = Signal(3), Signal(3)
+        stage((bias3, bias2), (flags3, flags2), (bias4, bias3), (flags4, flags3))
+        valid4, first4, last4 = flags4[0], flags4[1], flags4[2]
 
-        # S3 -> S4: accumulate over the channels, on top of the bias.
-        acc = Signal(datapath.accumulator_shape(in_ch * taps))
-        done4 = Signal()
-        with m.If(advance):
-            m.d.sync += done4.eq(valid3 & last3)
-            with m.If(valid3):
-                m.d.sync += acc.eq(Mux(first3, datapath.bias_term(bias3), acc) + sum3)
+        # S4 -> S5: accumulate over the channels, on top of the bias.
+        biases = datapath.unpack_codes(bias4, filters)
+        accs = [Signal(datapath.accumulator_shape(in_ch * taps), name=f"acc{p}") for p in range(filters)]
+        done5 = Signal()
+        stage((done5, valid4 & last4))
+        with m.If(advance & valid4):
+            m.d.sync += [acc.eq(Mux(first4, datapath.bias_term(b), acc) + total)
+                         for acc, b, total in zip(accs, biases, sums)]
 
-        # S4 -> o: requantize and ReLU. This reads acc before S3 overwrites it with the next
-        # filter's first step, so a new filter can start every C cycles, even every cycle.
-        with m.If(advance):
-            m.d.sync += [
-                self.o.valid.eq(done4),
-                self.o.payload.eq(datapath.relu(datapath.requantize(acc, self._arithmetic))),
-            ]
+        # S5 -> o: requantize and ReLU. This reads the accumulators before S4 overwrites them
+        # with the next group's first step, so a new group can start every C cycles, even every cycle.
+        results = [datapath.relu(datapath.requantize(acc, self._arithmetic)) for acc in accs]
+        stage((self.o.valid, done5), (self.o.payload, datapath.pack_codes(results)))
         return m

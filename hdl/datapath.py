@@ -6,7 +6,10 @@ where the pipeline registers go. Widths come from ``arith.accumulator_bound``, n
 
 from __future__ import annotations
 
+import math
+
 from amaranth.hdl import Cat, Const, Mux, Shape, Value, signed
+from amaranth.lib import data
 
 from ..model import arith
 
@@ -18,10 +21,40 @@ def accumulator_shape(n_terms: int, input_max: int = -arith.QMIN) -> Shape:
     return signed(arith.signed_width(arith.accumulator_bound(n_terms, input_max)))
 
 
-def products(xs, ws) -> list[Value]:
-    """Element-wise signed 8x8 -> 16-bit products."""
+def code_vector(count: int):
+    """The payload of a stream that carries ``count`` codes per transfer (one code: a plain CODE)."""
+    return CODE if count == 1 else data.ArrayLayout(CODE, count)
+
+
+def products(xs, ws, soft: bool = False) -> list[Value]:
+    """Element-wise signed 8x8 -> 16-bit products.
+
+    ``soft`` spells each product out as shifted partial products, which synthesis builds from
+    logic instead of a DSP block: an FPGA has few DSPs, and Yosys maps every ``*`` to one.
+    """
     assert len(xs) == len(ws)
-    return [x.as_signed() * w.as_signed() for x, w in zip(xs, ws)]
+    if not soft:
+        return [x.as_signed() * w.as_signed() for x, w in zip(xs, ws)]
+    return [soft_product(x.as_signed(), w.as_signed()) for x, w in zip(xs, ws)]
+
+
+def soft_product(x: Value, w: Value) -> Value:
+    """``x * w`` for signed codes as a sum of partial products: ``w = -w7 * 2**7 + sum(wi * 2**i)``."""
+    width = 2 * arith.WIDTH
+    terms = [Mux(w[i], x.as_signed() << i, 0) for i in range(arith.WIDTH - 1)]
+    terms.append(Mux(w[arith.WIDTH - 1], -(x.as_signed() << (arith.WIDTH - 1)), 0))
+    return adder_tree(terms)[:width].as_signed()
+
+
+def partial_sums(terms, group: int) -> list[Value]:
+    """Sums of consecutive groups of ``group`` terms: the first half of a two-stage adder tree."""
+    terms = list(terms)
+    return [adder_tree(terms[i : i + group]) for i in range(0, len(terms), group)]
+
+
+def tree_group(n_terms: int) -> int:
+    """Group size that splits an ``n_terms`` adder tree into two stages of about equal depth."""
+    return max(1, math.isqrt(n_terms - 1) + 1) if n_terms > 1 else 1
 
 
 def adder_tree(terms) -> Value:

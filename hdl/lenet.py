@@ -34,7 +34,7 @@ from ..model.network import IMAGE_SIZE, LENET5, N_CLASSES, ConvLayer
 from ..model.weights import WeightSet
 from .conv import ConvEngine
 from .datapath import accumulator_shape
-from .gather import Gather
+from .gather import Gather, Serialize
 from .linear import LinearEngine
 from .pixels import PixelQuantizer
 from .pool import MaxPool
@@ -46,16 +46,56 @@ MAX_IN_FLIGHT = 8
 
 @dataclass(frozen=True)
 class AcceleratorConfig:
-    """Generator parameters: what the arithmetic does and how much hardware each engine gets."""
+    """Generator parameters: what the arithmetic does and how much hardware each engine gets.
+
+    ``conv_filters`` and ``linear_lanes`` give one value per conv / linear layer, in network
+    order, or one value for all of them. A conv engine has ``filters * K * K`` multipliers, a
+    linear engine ``lanes``. Layers named in ``soft_multipliers`` build theirs from logic
+    instead of DSP blocks (an ECP5-85F has 156 DSP multipliers).
+    """
 
     arithmetic: arith.Arithmetic = arith.Arithmetic()
-    linear_lanes: int = 20  # multipliers (and inputs, weights per BRAM word) of each linear engine
+    linear_lanes: int | tuple[int, ...] = 20
+    conv_filters: int | tuple[int, ...] = 1
+    soft_multipliers: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.arithmetic, arith.Arithmetic):
             raise TypeError(f"arithmetic must be an arith.Arithmetic, not {self.arithmetic!r}")
-        if not isinstance(self.linear_lanes, int) or self.linear_lanes < 1:
-            raise ValueError(f"linear_lanes must be a positive integer, not {self.linear_lanes!r}")
+        for label in ("linear_lanes", "conv_filters"):
+            values = getattr(self, label)
+            values = values if isinstance(values, tuple) else (values,)
+            if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+                raise ValueError(f"{label} must be a positive integer or a tuple of them, not {getattr(self, label)!r}")
+        if not isinstance(self.soft_multipliers, tuple) or not all(isinstance(n, str) for n in self.soft_multipliers):
+            raise TypeError(f"soft_multipliers must be a tuple of layer names, not {self.soft_multipliers!r}")
+
+    @staticmethod
+    def _pick(values, index: int, count: int, label: str) -> int:
+        if not isinstance(values, tuple):
+            return values
+        if len(values) != count:
+            raise ValueError(f"{label} has {len(values)} values for {count} layers")
+        return values[index]
+
+    def filters_of(self, index: int, count: int) -> int:
+        """Filters at once of conv layer ``index`` of ``count``."""
+        return self._pick(self.conv_filters, index, count, "conv_filters")
+
+    def lanes_of(self, index: int, count: int) -> int:
+        """Lanes of linear layer ``index`` of ``count``."""
+        return self._pick(self.linear_lanes, index, count, "linear_lanes")
+
+
+# Named generator configurations (the benchmark and the board builds pick them by name).
+PRESETS: dict[str, AcceleratorConfig] = {
+    # One filter and 20 lanes per engine: 110 multipliers, all in DSP blocks.
+    "baseline": AcceleratorConfig(),
+    # Multipliers where the MACs are, every stage about 780 cycles, so one image enters about
+    # every 784 cycles (one pixel a cycle): 409 multipliers, 152 of them in DSPs.
+    "fast": AcceleratorConfig(conv_filters=(6, 8), linear_lanes=(43, 14, 2),
+                              soft_multipliers=("conv2", "fc1", "fc2")),
+}
 
 
 def fc1_input_order(conv: ConvLayer) -> np.ndarray:
@@ -85,6 +125,10 @@ def accelerator_ports(logit_shape) -> dict:
         "klass": Out(range(N_CLASSES)),
         "logits": Out(data.ArrayLayout(logit_shape, N_CLASSES)),
         "cycles": Out(CYCLE_COUNTER_WIDTH),
+        # Run-time weight loading: the bytes of the accelerator's weight image, in order, sent
+        # only while no image is in flight; a pulse on weights_restart makes the next byte byte 0.
+        "weights": In(stream.Signature(unsigned(8))),
+        "weights_restart": In(1),
     }
 
 
@@ -155,20 +199,29 @@ class LeNetAccelerator(wiring.Component):
 
     def _make_engines(self) -> dict[str, wiring.Component]:
         """Layer name -> engine, and the stream blocks between them, in data-flow order."""
-        a = self._config.arithmetic
+        a, config = self._config.arithmetic, self._config
         p = self._params
+        convs = [layer for layer in self._layers if isinstance(layer, ConvLayer)]
+        linears = [layer for layer in self._layers if not isinstance(layer, ConvLayer)]
         blocks: dict[str, wiring.Component] = {"quantize": PixelQuantizer()}
-        channels = 1
+        channels, lanes = 1, 1  # of the stream so far
         for layer in self._layers:
             w, b = p[f"{layer.name}.weight"], p[f"{layer.name}.bias"]
+            soft = layer.name in config.soft_multipliers
             if isinstance(layer, ConvLayer):
-                blocks[f"{layer.name}.gather"] = Gather(channels)
-                blocks[layer.name] = ConvEngine(w, b, layer.in_size, a, name=layer.name)
-                blocks[f"{layer.name}.pool"] = MaxPool(layer.out_channels, layer.conv_size, layer.conv_size, layer.pool)
-                channels = layer.out_channels
+                filters = config.filters_of(convs.index(layer), len(convs))
+                blocks[f"{layer.name}.gather"] = Gather(channels, lanes)
+                blocks[layer.name] = ConvEngine(w, b, layer.in_size, a, name=layer.name, filters=filters,
+                                                soft_multipliers=soft)
+                blocks[f"{layer.name}.pool"] = MaxPool(layer.out_channels, layer.conv_size, layer.conv_size,
+                                                       layer.pool, lanes=filters)
+                channels, lanes = layer.out_channels, filters
             else:
-                blocks[layer.name] = LinearEngine(w, b, a, lanes=self._config.linear_lanes, last=layer.last,
-                                                  name=layer.name)
+                if lanes > 1:  # a linear engine takes one code a transfer
+                    blocks[f"{layer.name}.serialize"] = Serialize(lanes)
+                    lanes = 1
+                blocks[layer.name] = LinearEngine(w, b, a, lanes=config.lanes_of(linears.index(layer), len(linears)),
+                                                  last=layer.last, name=layer.name, soft_multipliers=soft)
         blocks["argmax"] = Argmax(N_CLASSES, self.logit_shape)
         return blocks
 

@@ -12,14 +12,15 @@ The weight rows are stored back to back, a row padded to whole words with zero w
 weight address is a plain counter and the unused lanes of an input word never matter. The
 pipeline is
 
-    issue (addresses) -> read (memory data, products, adder tree) -> accumulate -> output
+    issue (addresses) -> read (memory data) -> products -> partial sums -> sum -> accumulate -> output
 
-with a register after the adder tree. The only stall is a finished accumulator that cannot move
-to a full ``o``: then every stage holds, the read ports included, so back-pressure loses nothing.
+with every arrow a register, so that a multiplier or a few adders is the longest path. The only
+stall is a finished accumulator that cannot move to a full ``o``: then every stage holds, the
+read ports included, so back-pressure loses nothing.
 
-The input buffer is released when the last weight word of an image has been read, so the next
-image loads while the previous one drains from the pipeline. There is one buffer; the ``_full``
-flag between the loader and the sequencer is where a second (ping-pong) buffer would go.
+The input buffer has two banks (ping-pong): the next image's inputs load into one while the
+sequencer computes from the other, so in a stream of images the engine costs
+``max(in_features, out_features * words_per_row)`` cycles each, not the sum.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from amaranth.lib.wiring import In, Out
 from ..model import arith
 from . import datapath
 
-# Cycles from the last weight word read to its output transfer: read, adder-tree register,
-# accumulator, output register.
-PIPELINE_DEPTH = 3
+# Cycles from the last weight word read to its output transfer: read, products, partial sums,
+# sum, accumulator, output register.
+PIPELINE_DEPTH = 5
 
 
 class LinearEngine(wiring.Component):
@@ -60,6 +61,8 @@ class LinearEngine(wiring.Component):
         The last layer: output the accumulator instead of a requantized code.
     name : str
         Prefix of the memories' names in the generated Verilog.
+    soft_multipliers : bool
+        Build the multipliers from logic instead of DSP blocks (``datapath.products``).
 
     Attributes
     ----------
@@ -69,17 +72,18 @@ class LinearEngine(wiring.Component):
         ``out_features`` results per image, in index order.
     weight_memory, bias_memory, input_memory : Memory
         The weight rows (``lanes`` codes a word, row ``j`` at words ``j*words_per_row ...``),
-        the biases and the input buffer.
+        the biases and the input buffer (two banks of ``words_per_row`` words).
     memory_bits : int
         Bits of all three memories.
     cycles_per_image : int
         Cycles from an image's first input transfer to its last output transfer, without stalls.
     cycles_between_images : int
-        Cycles from one image's first input transfer to the next image's, back to back.
+        Cycles from one image's first input transfer to the next image's, in a long stream of
+        images back to back.
     """
 
     def __init__(self, weight, bias, arithmetic: arith.Arithmetic, lanes: int = 20, last: bool = False,
-                 name: str = "fc"):
+                 name: str = "fc", soft_multipliers: bool = False):
         if not isinstance(weight, np.ndarray) or weight.dtype != np.int8:
             raise TypeError(f"weight must be an int8 numpy array, not {_describe(weight)}")
         if weight.ndim != 2 or 0 in weight.shape:
@@ -98,6 +102,9 @@ class LinearEngine(wiring.Component):
             raise TypeError(f"last must be a bool, not {last!r}")
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"name must be an identifier-like string, not {name!r}")
+        if not isinstance(soft_multipliers, bool):
+            raise TypeError(f"soft_multipliers must be a bool, not {soft_multipliers!r}")
+        self._soft = soft_multipliers
 
         self._weight = weight.copy()
         self._bias = bias.copy()
@@ -113,8 +120,9 @@ class LinearEngine(wiring.Component):
         word = unsigned(lanes * arith.WIDTH)
         weight_words = [w for row in self._weight for w in datapath.pack_words(row, lanes)]
         self.weight_memory = Memory(shape=word, depth=len(weight_words), init=weight_words)
-        self.bias_memory = Memory(shape=datapath.CODE, depth=self._out_features, init=self._bias.tolist())
-        self.input_memory = Memory(shape=word, depth=self._words_per_row, init=[])
+        self.bias_memory = Memory(shape=unsigned(arith.WIDTH), depth=self._out_features,
+                                  init=datapath.pack_words(self._bias, 1))
+        self.input_memory = Memory(shape=word, depth=2 * self._words_per_row, init=[])
 
         super().__init__({
             "i": In(stream.Signature(datapath.CODE)),
@@ -138,6 +146,10 @@ class LinearEngine(wiring.Component):
         return self._lanes
 
     @property
+    def soft_multipliers(self) -> bool:
+        return self._soft
+
+    @property
     def last(self) -> bool:
         return self._last
 
@@ -159,13 +171,18 @@ class LinearEngine(wiring.Component):
                    for mem in (self.weight_memory, self.bias_memory, self.input_memory))
 
     @property
+    def compute_cycles(self) -> int:
+        """Cycles of weight words per image: one word a cycle."""
+        return self._out_features * self._words_per_row
+
+    @property
     def cycles_between_images(self) -> int:
-        # Loading (one code a cycle), then one weight word a cycle; the buffer reopens right after.
-        return self._in_features + self._out_features * self._words_per_row
+        # Loading (one code a cycle) overlaps computing the previous image from the other bank.
+        return max(self._in_features, self.compute_cycles)
 
     @property
     def cycles_per_image(self) -> int:
-        return self.cycles_between_images + PIPELINE_DEPTH
+        return self._in_features + self.compute_cycles + PIPELINE_DEPTH
 
     def elaborate(self, platform):
         m = Module()
@@ -174,23 +191,26 @@ class LinearEngine(wiring.Component):
         m.submodules[f"{self._name}_biases"] = self.bias_memory
         m.submodules[f"{self._name}_inputs"] = self.input_memory
 
-        # Between loader and sequencer: the buffer holds a complete input vector.
-        full = Signal()
+        # Between loader and sequencer: bank b holds a complete input vector.
+        full = Signal(2)
+        load_bank, read_bank = Signal(), Signal()
 
         # Loader: code n goes to word n // lanes, lane n % lanes (a one-hot byte enable).
         write = self.input_memory.write_port(granularity=arith.WIDTH)
         load_word = Signal(range(words))
         load_lane = Signal(lanes, init=1)
         last_lane = 1 << ((self._in_features - 1) % lanes)
+        loaded = Signal()  # the vector's last code is being written
         m.d.comb += [
-            self.i.ready.eq(~full),
-            write.addr.eq(load_word),
+            self.i.ready.eq(~full.bit_select(load_bank, 1)),
+            write.addr.eq(Mux(load_bank, words + load_word, load_word)),
             write.data.eq(Cat(*[self.i.payload] * lanes)),
             write.en.eq(Mux(self.i.valid & self.i.ready, load_lane, 0)),
+            loaded.eq(self.i.valid & self.i.ready & (load_word == words - 1) & (load_lane == last_lane)),
         ]
         with m.If(self.i.valid & self.i.ready):
-            with m.If((load_word == words - 1) & (load_lane == last_lane)):
-                m.d.sync += [load_word.eq(0), load_lane.eq(1), full.eq(1)]
+            with m.If(loaded):
+                m.d.sync += [load_word.eq(0), load_lane.eq(1), load_bank.eq(~load_bank)]
             with m.Elif(load_lane[-1]):
                 m.d.sync += [load_word.eq(load_word + 1), load_lane.eq(1)]
             with m.Else():
@@ -201,6 +221,11 @@ class LinearEngine(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~(acc_done & self.o.valid & ~self.o.ready))
 
+        def stage(*pairs):
+            """Registers that move with the pipeline: (register, value) pairs."""
+            with m.If(advance):
+                m.d.sync += [reg.eq(value) for reg, value in pairs]
+
         # Issue: addresses of word k of output j; the weight rows are consecutive words.
         input_read = self.input_memory.read_port()
         weight_read = self.weight_memory.read_port()
@@ -208,36 +233,47 @@ class LinearEngine(wiring.Component):
         k = Signal(range(words))
         j = Signal(range(self._out_features))
         weight_addr = Signal(range(self.weight_memory.depth))
+        reading = full.bit_select(read_bank, 1)
+        computed = Signal()  # the image's last weight word is being issued
         m.d.comb += [
-            input_read.addr.eq(k), weight_read.addr.eq(weight_addr), bias_read.addr.eq(j),
+            input_read.addr.eq(Mux(read_bank, words + k, k)), weight_read.addr.eq(weight_addr), bias_read.addr.eq(j),
             input_read.en.eq(advance), weight_read.en.eq(advance), bias_read.en.eq(advance),
+            computed.eq(advance & reading & (k == words - 1) & (j == self._out_features - 1)),
         ]
-        read_valid, read_first, read_last = Signal(), Signal(), Signal()
-        with m.If(advance):
-            m.d.sync += [read_valid.eq(full), read_first.eq(k == 0), read_last.eq(k == words - 1)]
-            with m.If(full):
-                m.d.sync += weight_addr.eq(weight_addr + 1)
-                with m.If(k == words - 1):
-                    m.d.sync += k.eq(0)
-                    with m.If(j == self._out_features - 1):
-                        m.d.sync += [j.eq(0), weight_addr.eq(0), full.eq(0)]
-                    with m.Else():
-                        m.d.sync += j.eq(j + 1)
+        flags1 = Signal(3)  # valid, first word of a row, last word of a row
+        stage((flags1, Cat(reading, k == 0, k == words - 1)))
+        with m.If(advance & reading):
+            m.d.sync += weight_addr.eq(weight_addr + 1)
+            with m.If(k == words - 1):
+                m.d.sync += k.eq(0)
+                with m.If(j == self._out_features - 1):
+                    m.d.sync += [j.eq(0), weight_addr.eq(0), read_bank.eq(~read_bank)]
                 with m.Else():
-                    m.d.sync += k.eq(k + 1)
+                    m.d.sync += j.eq(j + 1)
+            with m.Else():
+                m.d.sync += k.eq(k + 1)
+        for bank in range(2):
+            with m.If(loaded & (load_bank == bank)):
+                m.d.sync += full[bank].eq(1)
+            with m.If(computed & (read_bank == bank)):
+                m.d.sync += full[bank].eq(0)
 
-        # Read: products and adder tree, registered before the accumulator.
+        # Read -> products -> partial sums -> sum, each registered; the bias travels alongside.
         xs = datapath.unpack_codes(input_read.data, lanes)
         ws = datapath.unpack_codes(weight_read.data, lanes)
-        tree = Signal(datapath.accumulator_shape(lanes))
-        bias = Signal(datapath.bias_term(bias_read.data).shape())
-        sum_valid, sum_first, sum_last = Signal(), Signal(), Signal()
-        with m.If(advance):
-            m.d.sync += [
-                tree.eq(datapath.adder_tree(datapath.products(xs, ws))),
-                bias.eq(datapath.bias_term(bias_read.data)),
-                sum_valid.eq(read_valid), sum_first.eq(read_first), sum_last.eq(read_last),
-            ]
+        products = datapath.products(xs, ws, soft=self._soft)
+        product_regs = [Signal(p.shape(), name=f"product{t}") for t, p in enumerate(products)]
+        partial = datapath.partial_sums(product_regs, datapath.tree_group(lanes))
+        partial_regs = [Signal(p.shape(), name=f"partial{t}") for t, p in enumerate(partial)]
+        total = datapath.adder_tree(partial_regs)
+        tree = Signal(total.shape())
+        biases = [Signal(datapath.CODE, name=f"bias{n}") for n in range(2, 5)]
+        flags = [Signal(3, name=f"flags{n}") for n in range(2, 5)]
+        stage(*zip(product_regs, products), *zip(partial_regs, partial), (tree, total),
+              (biases[0], bias_read.data), (biases[1], biases[0]), (biases[2], biases[1]),
+              (flags[0], flags1), (flags[1], flags[0]), (flags[2], flags[1]))
+        sum_valid, sum_first, sum_last = flags[2][0], flags[2][1], flags[2][2]
+        bias = datapath.bias_term(biases[2])
 
         # Output: the finished accumulator, requantized for a hidden layer, waits in o.payload.
         acc = Signal(self._acc_shape)

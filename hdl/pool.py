@@ -7,17 +7,20 @@ input rows, so the block's running maximum has to wait for the rows below: a sma
 The first value of a block overwrites its entry, the others take the maximum with it, and the
 last one (bottom-right corner) leaves as the result instead of being written back. Trailing
 rows and columns that make no whole block are taken and dropped, like ``golden.maxpool``.
+
+With ``lanes`` > 1 a transfer carries that many consecutive channels (what a convolution engine
+computing several filters at once produces) and they are pooled side by side.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model import arith
-from .datapath import CODE
+from . import datapath
 
 
 class MaxPool(wiring.Component):
@@ -31,12 +34,15 @@ class MaxPool(wiring.Component):
         Size of the input map; the next image may follow at once.
     size : int
         Side of the pooling block, also its stride.
+    lanes : int
+        Channels per transfer, a divisor of ``channels``.
 
     Attributes
     ----------
-    i : In(stream.Signature(signed(8)))
-        ``height * width * channels`` codes per image, order (row, column, channel).
-    o : Out(stream.Signature(signed(8)))
+    i : In(stream.Signature(datapath.code_vector(lanes)))
+        ``height * width * channels`` codes per image, order (row, column, channel), ``lanes``
+        codes per transfer (the first in the low bits).
+    o : Out(stream.Signature(datapath.code_vector(lanes)))
         ``(height // size) * (width // size) * channels`` codes per image, order
         (pooled row, pooled column, channel).
     memory_bits : int
@@ -46,21 +52,26 @@ class MaxPool(wiring.Component):
         unless the consumer stalls it.
     """
 
-    def __init__(self, channels: int, height: int, width: int, size: int = 2):
-        for label, value in (("channels", channels), ("height", height), ("width", width), ("size", size)):
+    def __init__(self, channels: int, height: int, width: int, size: int = 2, lanes: int = 1):
+        for label, value in (("channels", channels), ("height", height), ("width", width), ("size", size),
+                             ("lanes", lanes)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{label} must be an integer, not {value!r}")
             if value < 1:
                 raise ValueError(f"{label} must be at least 1, not {value}")
         if height < size or width < size:
             raise ValueError(f"the map ({height}x{width}) must be at least one pooling block ({size}x{size})")
+        if channels % lanes:
+            raise ValueError(f"lanes ({lanes}) must divide channels ({channels})")
         self._channels, self._height, self._width, self._size = channels, height, width, size
+        self._lanes = lanes
         super().__init__({
-            "i": In(stream.Signature(CODE)),
-            "o": Out(stream.Signature(CODE)),
+            "i": In(stream.Signature(datapath.code_vector(lanes))),
+            "o": Out(stream.Signature(datapath.code_vector(lanes))),
         })
-        # Entry pooled_column * channels + channel: the maximum so far of that block.
-        self.row_memory = Memory(shape=CODE, depth=(width // size) * channels, init=[])
+        # Entry pooled_column * groups + group: the maxima so far of that block's lanes channels.
+        self.row_memory = Memory(shape=unsigned(lanes * arith.WIDTH), depth=(width // size) * (channels // lanes),
+                                 init=[])
 
     @property
     def channels(self) -> int:
@@ -79,23 +90,27 @@ class MaxPool(wiring.Component):
         return self._size
 
     @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
     def memory_bits(self) -> int:
-        return self.row_memory.depth * arith.WIDTH
+        return self.row_memory.depth * self.row_memory.shape.width
 
     @property
     def cycles_per_image(self) -> int:
-        return self._height * self._width * self._channels
+        return self._height * self._width * self._channels // self._lanes
 
     def elaborate(self, platform):
         m = Module()
-        ch, h, w, k = self._channels, self._height, self._width, self._size
+        ch, h, w, k = self._channels // self._lanes, self._height, self._width, self._size
         m.submodules.row_memory = memory = self.row_memory
         # Asynchronous read: the entry of a block is needed in the cycle its next code arrives,
         # which for one channel is the very next cycle.
         rd = memory.read_port(domain="comb")
         wr = memory.write_port()
 
-        channel = Signal(range(ch))
+        channel = Signal(range(ch))  # channel group
         col, row = Signal(range(w)), Signal(range(h))
         dx, dy = Signal(range(k)), Signal(range(k))  # position inside the block
         base = Signal(range(memory.depth + ch))  # pooled column * channels (past the end on dropped columns)
@@ -108,8 +123,9 @@ class MaxPool(wiring.Component):
         m.d.comb += self.i.ready.eq(~emits | ~self.o.valid | self.o.ready)
         accept = self.i.valid & self.i.ready
 
-        code = self.i.payload
-        maximum = Mux(first | (code > rd.data), code, rd.data)
+        codes = datapath.unpack_codes(Value.cast(self.i.payload), self._lanes)
+        kept = datapath.unpack_codes(rd.data, self._lanes)
+        maximum = datapath.pack_codes([Mux(first | (code > old), code, old) for code, old in zip(codes, kept)])
         m.d.comb += [
             rd.addr.eq(base + channel),
             wr.addr.eq(base + channel),

@@ -46,7 +46,12 @@ def positive_int(text: str) -> int:
 
 
 def _lanes_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lanes", type=positive_int, default=20, help="multipliers per linear engine (default 20)")
+    """The generator's size: a named preset (hdl/lenet.py PRESETS), optionally with other lanes."""
+    parser.add_argument("--preset", default="baseline", metavar="NAME",
+                        help="generator configuration: baseline (110 multipliers) or fast (409, layers "
+                             "balanced for throughput); default baseline")
+    parser.add_argument("--lanes", type=positive_int, default=None,
+                        help="multipliers of every linear engine (default: the preset's)")
 
 
 def _simulator_option(parser: argparse.ArgumentParser) -> None:

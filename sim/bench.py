@@ -23,7 +23,7 @@ import numpy as np
 from cocotb.triggers import with_timeout
 
 from .runner import tb_output
-from .streams import HandshakeLog, StreamSink, StreamSource, start_clock_and_reset, unpack
+from .streams import HandshakeLog, StreamSink, StreamSource, pack, start_clock_and_reset, unpack
 
 CLOCK_NS = 10
 
@@ -98,9 +98,11 @@ class StreamBench:
 
 
 class ValueStreamBench(StreamBench):
-    """For blocks that take one 8-bit value per transfer (``MaxPool``, ``PixelQuantizer``, ``Gather``).
+    """For blocks that take codes in flat transfers (``MaxPool``, ``PixelQuantizer``, ``Gather``...).
 
-    ``tb_data["inputs"]``: [n_inputs] integers; negative codes are sent as their 8-bit pattern.
+    ``tb_data["inputs"]``: [n_inputs] integers, one 8-bit value per transfer, or [n_inputs, lanes]
+    codes, ``lanes`` per transfer (the first in the low bits); negative codes are sent as their
+    8-bit pattern.
     ``transfer`` returns when both sides are done: inputs that end no block (dropped rows) may
     come after the last output.
     """
@@ -108,7 +110,9 @@ class ValueStreamBench(StreamBench):
     wait_for_source = True
 
     def __init__(self, dut, data):
-        super().__init__(dut, data, [int(x) & 0xFF for x in data["inputs"].tolist()])
+        inputs = np.asarray(data["inputs"])
+        rows = inputs.reshape(len(inputs), -1).tolist()
+        super().__init__(dut, data, [pack(row) for row in rows])
 
     def timeout_ns(self, words: int, count: int, in_stall: float, out_stall: float) -> int:
         # Generous: every transfer on both sides stalled, times four.

@@ -6,7 +6,8 @@ of back-pressure on ``o``), ``burst`` (the longest solid back-pressure, in cycle
 (cycles after which the test fails as hung) and ``clean_images``: the first images run without any stall, so the
 handshake times give the engine's latency and image period. Returned (``tb_output``): ``got``
 [N, out_features], ``latency`` (cycles from image 0's first input transfer to its last output
-transfer), ``period`` (image 0's first input transfer to image 1's) and every transfer's cycle.
+transfer), ``period`` (between the first input transfers of the last two clean images: with at
+least three, the steady state of the two-bank input buffer) and every transfer's cycle.
 """
 
 import random
@@ -74,7 +75,7 @@ async def linear_matches_golden(dut):
     got = np.array(got, np.int64).reshape(n_images, out_features)
     ins, outs = np.array(monitor.inputs), np.array(monitor.outputs)
     latency = int(outs[out_features - 1] - ins[0]) if clean >= 1 else -1
-    period = int(ins[in_features] - ins[0]) if clean >= 2 else -1
+    period = int(ins[(clean - 1) * in_features] - ins[(clean - 2) * in_features]) if clean >= 2 else -1
     tb_output(got=got, latency=latency, period=period, input_cycles=ins, output_cycles=outs)
 
     bad = np.argwhere(got != expected)

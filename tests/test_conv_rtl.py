@@ -103,9 +103,9 @@ def random_layer(seed: int, in_ch: int, out_ch: int, k: int = 5):
     return weight, bias, rng
 
 
-def expected_stream(maps, weight, bias, arithmetic, seed) -> np.ndarray:
-    """Golden activations in the engine's order (image, y, x, f), after checking the data
-    tells the modes apart."""
+def expected_stream(maps, weight, bias, arithmetic, seed, filters: int = 1) -> np.ndarray:
+    """Golden activations in the engine's order (image, y, x, f), ``filters`` per transfer, after
+    checking the data tells the modes apart."""
     acc = golden.conv_accumulate(maps, weight, bias)
     y = golden.activate(acc, arithmetic)
     other_overflow = arith.Arithmetic(arithmetic.rounding, next(o for o in arith.Overflow if o != arithmetic.overflow))
@@ -115,29 +115,37 @@ def expected_stream(maps, weight, bias, arithmetic, seed) -> np.ndarray:
     assert (golden.activate(acc, other_overflow) != y).any(), f"seed {seed}: overflow mode makes no difference"
     assert (golden.activate(acc, other_rounding) != y).any(), f"seed {seed}: rounding makes no difference"
     assert ((y > 0) & (y < arith.QMAX)).any(), f"seed {seed}: no result inside the range"
-    return y.transpose(0, 2, 3, 1).reshape(-1, 1)
+    return y.transpose(0, 2, 3, 1).reshape(-1, filters)
 
 
 # (input bubbles, output back-pressure): both; heavy on the input (windows starve); heavy on the output.
 STALLS = {"small": [(0.2, 0.3), (0.6, 0.0), (0.0, 0.7)], "lenet": [(0.2, 0.3), (0.05, 0.6)]}
 # Each LeNet geometry's first mode also measures the cycles per image without stalls.
+# Columns: geometry, arithmetic, images, stalls, measure, filters at once, soft multipliers.
 CONV_CASES = (
-    [pytest.param(SMALL, a, 4, STALLS["small"], a == MODES[0], id=f"small-{mode_id(a)}") for a in MODES]
-    + [pytest.param(LENET_CONV1, a, 2, STALLS["lenet"], a == MODES[0], id=f"conv1-{mode_id(a)}") for a in MODES]
-    + [pytest.param(LENET_CONV2, a, 2, STALLS["lenet"], a == MODES[0], id=f"conv2-{mode_id(a)}")
+    [pytest.param(SMALL, a, 4, STALLS["small"], a == MODES[0], 1, False, id=f"small-{mode_id(a)}") for a in MODES]
+    + [pytest.param(LENET_CONV1, a, 2, STALLS["lenet"], a == MODES[0], 1, False, id=f"conv1-{mode_id(a)}")
+       for a in MODES]
+    + [pytest.param(LENET_CONV2, a, 2, STALLS["lenet"], a == MODES[0], 1, False, id=f"conv2-{mode_id(a)}")
        for a in (MODES[0], arith.Arithmetic("floor", "wrap"))]
-    + [pytest.param(FEW_STEPS, MODES[0], 4, STALLS["small"], True, id=f"few-steps-{mode_id(MODES[0])}")]
+    + [pytest.param(FEW_STEPS, MODES[0], 4, STALLS["small"], True, 1, False, id=f"few-steps-{mode_id(MODES[0])}")]
+    # Several filters at once, with multipliers from logic: the packing of the weight and bias
+    # words and the vector output; one step per window makes the input the bottleneck.
+    + [pytest.param(SMALL, MODES[3], 4, STALLS["small"], True, 3, True, id=f"small-3-filters-soft-{mode_id(MODES[3])}"),
+       pytest.param(FEW_STEPS, MODES[0], 4, STALLS["small"], True, 2, False, id="few-steps-2-filters"),
+       pytest.param(LENET_CONV1, MODES[0], 2, STALLS["lenet"], True, 6, False, id="conv1-6-filters"),
+       pytest.param(LENET_CONV2, MODES[1], 2, STALLS["lenet"], True, 8, True, id="conv2-8-filters-soft")]
 )
 
 
-@pytest.mark.parametrize("geometry,arithmetic,images,stalls,measure", CONV_CASES)
-def test_conv_engine(geometry, arithmetic, images, stalls, measure, tmp_path_factory, record_property):
+@pytest.mark.parametrize("geometry,arithmetic,images,stalls,measure,filters,soft", CONV_CASES)
+def test_conv_engine(geometry, arithmetic, images, stalls, measure, filters, soft, tmp_path_factory, record_property):
     in_ch, out_ch, size = geometry
-    seed = 1000 + 100 * in_ch + 10 * out_ch + size
+    seed = 1000 + 100 * in_ch + 10 * out_ch + size + filters
     weight, bias, rng = random_layer(seed, in_ch, out_ch)
     maps = random_maps(rng, images, in_ch, size)
-    expected = expected_stream(maps, weight, bias, arithmetic, seed)
-    engine = ConvEngine(weight, bias, size, arithmetic)
+    expected = expected_stream(maps, weight, bias, arithmetic, seed, filters)
+    engine = ConvEngine(weight, bias, size, arithmetic, filters=filters, soft_multipliers=soft)
     out = run(engine, "conv", maps, expected, stalls, seed, images * engine.cycles_per_image, tmp_path_factory,
               measure=measure)
     if measure:
@@ -169,7 +177,11 @@ def test_conv_engine_model_figures():
     ((np.zeros((6, 1, 5, 5), np.int8), np.zeros(5, np.int8), 28), ValueError),
     ((np.zeros((6, 1, 5, 5), np.int8), np.zeros(6, np.int8), 4), ValueError),
     ((np.full((6, 1, 5, 5), 300), np.zeros(6, np.int8), 28), ValueError),
+    ((np.zeros((6, 1, 5, 5), np.int8), np.zeros(6, np.int8), 28, {"filters": 4}), ValueError),
+    ((np.zeros((6, 1, 5, 5), np.int8), np.zeros(6, np.int8), 28, {"filters": 0}), ValueError),
+    ((np.zeros((6, 1, 5, 5), np.int8), np.zeros(6, np.int8), 28, {"soft_multipliers": 1}), TypeError),
 ])
 def test_conv_engine_rejects_bad_parameters(args, error):
+    kwargs = args[3] if len(args) > 3 else {}
     with pytest.raises(error):
-        ConvEngine(*args, arith.Arithmetic())
+        ConvEngine(*args[:3], arith.Arithmetic(), **kwargs)

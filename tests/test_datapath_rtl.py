@@ -44,3 +44,36 @@ def test_requantize_rtl_matches_golden(arithmetic, simulator, tmp_path_factory):
     result = runner.run(source, "requantize", "lenet_fpga.sim.tb_requantize", {"acc": acc, "expected": expected},
                         simulator=simulator, build_root=tmp_path_factory.getbasetemp() / "sim")
     np.testing.assert_array_equal(result.outputs["code"], expected)
+
+
+def test_soft_product_is_exact_for_every_code_pair():
+    """The logic multiplier (partial products, the sign bit's term negative) on all 65,536 pairs."""
+    from amaranth.hdl import Signal, signed
+    from amaranth.sim import Simulator
+
+    x, w = Signal(signed(8)), Signal(signed(8))
+    product = Signal(signed(16))
+    m = Module()
+    m.d.comb += product.eq(datapath.soft_product(x, w))
+    wrong = []
+
+    async def bench(ctx):
+        for a in range(arith.QMIN, arith.QMAX + 1):
+            ctx.set(x, a)
+            for b in range(arith.QMIN, arith.QMAX + 1):
+                ctx.set(w, b)
+                if ctx.get(product) != a * b:
+                    wrong.append((a, b, ctx.get(product)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not wrong, f"{len(wrong)} wrong products, first {wrong[:3]}"
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 20, 25, 43])
+def test_two_stage_adder_tree_groups_cover_every_term(n):
+    group = datapath.tree_group(n)
+    sizes = [len(range(i, min(i + group, n))) for i in range(0, n, group)]
+    assert sum(sizes) == n
+    assert group * group >= n and (group - 1) ** 2 < n or n == 1  # about sqrt(n) on both halves

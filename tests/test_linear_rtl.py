@@ -36,10 +36,15 @@ GEOMETRIES = {
     "one-word": (7, 5, 8, False, 8),  # lanes > in_features: a row is a single word
     "one-lane": (5, 3, 1, False, 8),
     "odd-last": (12, 6, 5, True, 8),
+    # Multipliers from logic; fc1 as the fast preset sizes it (7 words a row, the last one part-used).
+    "fc1-43-soft": (FC1.in_features, FC1.out_features, 43, FC1.last, 4, True),
+    "load-bound-soft": (30, 4, 8, False, 6, True),  # loading (30) is slower than computing (16)
 }
 CASES = (
     [pytest.param(g, a, id=f"{g}-{a.rounding}-{a.overflow}") for g in ("fc1", "fc2", "odd") for a in MODES]
     + [pytest.param(g, arith.Arithmetic(), id=g) for g in ("fc3", "one-word", "one-lane", "odd-last")]
+    + [pytest.param("fc1-43-soft", MODES[-1], id="fc1-43-soft"),
+       pytest.param("load-bound-soft", arith.Arithmetic(), id="load-bound-soft")]
 )
 SMALL_INPUTS = 2  # images (after the two clean ones) with inputs in -3..3
 
@@ -86,16 +91,16 @@ def sim_root(tmp_path_factory):
 
 @pytest.mark.parametrize("geometry, arithmetic", CASES)
 def test_linear_engine_matches_golden(geometry, arithmetic, sim_root):
-    in_features, out_features, lanes, last, images = GEOMETRIES[geometry]
+    in_features, out_features, lanes, last, images, *soft = GEOMETRIES[geometry]
     seed = 1000 + list(GEOMETRIES).index(geometry) * 10 + MODES.index(arithmetic)
     weight, bias, x = random_case(in_features, out_features, images, seed)
     acc, expected = golden_outputs(weight, bias, x, arithmetic, last)
     check_not_vacuous(acc, expected, arithmetic, last, seed)
 
-    engine = LinearEngine(weight, bias, arithmetic, lanes=lanes, last=last, name="fc")
+    engine = LinearEngine(weight, bias, arithmetic, lanes=lanes, last=last, name="fc", soft_multipliers=bool(soft))
     source = verilog.convert(engine, name="linear_engine")
     data = {
-        "x": x, "expected": expected, "seed": np.array(seed), "clean_images": np.array(2),
+        "x": x, "expected": expected, "seed": np.array(seed), "clean_images": np.array(3),
         "stall_in": np.array(0.3), "stall_out": np.array(0.4), "burst": np.array(3 * engine.words_per_row + 2),
         "cycle_budget": np.array(images * 4 * engine.cycles_per_image),
     }
@@ -119,7 +124,8 @@ def test_cycle_model_of_the_lenet_layers():
         assert engine.words_per_row == words
         assert engine.cycles_per_image == layer.in_features + layer.out_features * words + linear.PIPELINE_DEPTH
         word_bits = 20 * arith.WIDTH
-        assert engine.memory_bits == (layer.out_features * words + words) * word_bits + layer.out_features * 8
+        assert engine.memory_bits == (layer.out_features * words + 2 * words) * word_bits + layer.out_features * 8
+        assert engine.cycles_between_images == max(layer.in_features, layer.out_features * words)
     assert engine.o.payload.shape() == datapath.accumulator_shape(FC3.in_features)
 
 

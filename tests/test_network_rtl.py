@@ -4,10 +4,12 @@ Icarus is slow on the full network (a few seconds per image), so the Icarus runs
 images each; Verilator runs all 40 shipped digits. ``-m slow`` adds 1,000 MNIST test images.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from lenet_fpga.hdl.lenet import AcceleratorConfig, fc1_input_order
+from lenet_fpga.hdl.lenet import PRESETS, AcceleratorConfig, fc1_input_order
 from lenet_fpga.model import arith, golden, images, weights
 from lenet_fpga.model.network import LENET5
 from lenet_fpga.sim.network import simulate
@@ -69,6 +71,35 @@ def test_large_random_weights_every_mode(mode, simulator, sim_build, random_para
     assert (requantized > 0).any()
     run = simulate(ws, imgs, AcceleratorConfig(mode), simulator=simulator, build_root=sim_build)
     _check(run, f"random weights, {mode.describe()}, {simulator}")
+
+
+# The generator's other sizes: the "fast" preset, and an odd mix (filters 2 and 4 at once, lane
+# counts that leave part-used words, logic multipliers in conv1 and fc3) that no preset uses.
+OTHER_CONFIGS = {
+    "fast": PRESETS["fast"],
+    "mixed": AcceleratorConfig(conv_filters=(2, 4), linear_lanes=(7, 9, 3), soft_multipliers=("conv1", "fc3")),
+}
+
+
+@pytest.mark.parametrize("name,mode", [("fast", arith.Arithmetic()), ("fast", arith.Arithmetic("floor", "wrap")),
+                                       ("mixed", arith.Arithmetic("half-up", "wrap"))])
+def test_other_configurations_large_random_weights(name, mode, simulator, sim_build, random_params):
+    """Several filters at once, vector streams between the engines, logic multipliers: bit-exact."""
+    rng = np.random.default_rng(12)
+    ws = weights.WeightSet(random_params(rng, 127), {})
+    imgs = np.stack([SAMPLES.images[1], rng.integers(0, 256, (28, 28), dtype=np.uint8)])
+    config = replace(OTHER_CONFIGS[name], arithmetic=mode)
+    run = simulate(ws, imgs, config, simulator=simulator, build_root=sim_build)
+    _check(run, f"{name} configuration, random weights, {mode.describe()}, {simulator}")
+
+
+def test_fast_preset_shipped_weights(simulator, sim_build):
+    ws = weights.load()
+    run = simulate(ws, _images_for(simulator, 2), replace(PRESETS["fast"], arithmetic=ws.arithmetic),
+                   simulator=simulator, build_root=sim_build)
+    _check(run, f"fast preset, shipped weights on {simulator}")
+    # The layers are balanced and overlap: an image takes about a third of the baseline's cycles.
+    assert run.cycles.max() <= 3_200
 
 
 @pytest.mark.slow

@@ -32,6 +32,14 @@ GEOMETRIES = {
     "one-block-wide": (1, 5, 3, 2),  # a one-entry row buffer
     "size3": (2, 8, 7, 3),  # 3x3 blocks, two trailing rows and one column dropped
 }
+# Several channels per transfer, as from a convolution engine computing several filters at once:
+# name -> (geometry, lanes).
+LANES = {
+    "pool1-6-lanes": ("pool1", 6),
+    "pool2-8-lanes": ("pool2", 8),
+    "odd-3-lanes": ("odd", 3),  # one transfer per pixel, trailing row and column dropped
+    "size3-2-lanes": ("size3", 2),
+}
 # (input bubbles, output back-pressure): both; heavy on the input; heavy on the output.
 STALLS = [(0.3, 0.3), (0.6, 0.0), (0.0, 0.7)]
 IMAGES = 4
@@ -45,23 +53,24 @@ def random_maps(rng, channels: int, height: int, width: int) -> np.ndarray:
     return maps
 
 
-def expected_stream(maps: np.ndarray, size: int, seed: int) -> np.ndarray:
+def expected_stream(maps: np.ndarray, size: int, seed: int, lanes: int = 1) -> np.ndarray:
     """Golden pooled codes in the block's order (image, pooled row, pooled column, channel)."""
     pooled = golden.maxpool(maps, size)
     # Non-vacuous: an unsigned compare, or running maxima starting at 0, would change the answer.
     assert (golden.maxpool(maps & 0xFF, size) != pooled & 0xFF).any(), f"seed {seed}: signedness untested"
     assert (pooled < 0).any(), f"seed {seed}: no negative maximum"
-    return pooled.transpose(0, 2, 3, 1).reshape(-1, 1)
+    return pooled.transpose(0, 2, 3, 1).reshape(-1, lanes)
 
 
-@pytest.mark.parametrize("name", list(GEOMETRIES))
+@pytest.mark.parametrize("name", list(GEOMETRIES) + list(LANES))
 def test_max_pool(name, tmp_path_factory, record_property):
-    channels, height, width, size = GEOMETRIES[name]
-    seed = 2000 + 1000 * size + 100 * channels + 10 * height + width
+    geometry, lanes = LANES.get(name, (name, 1))
+    channels, height, width, size = GEOMETRIES[geometry]
+    seed = 2000 + 1000 * size + 100 * channels + 10 * height + width + lanes
     maps = random_maps(np.random.default_rng(seed), channels, height, width)
-    expected = expected_stream(maps, size, seed)
-    pool = MaxPool(channels, height, width, size)
-    data = {"inputs": maps.transpose(0, 2, 3, 1).reshape(-1), "expected": expected, "images": IMAGES,
+    expected = expected_stream(maps, size, seed, lanes)
+    pool = MaxPool(channels, height, width, size, lanes=lanes)
+    data = {"inputs": maps.transpose(0, 2, 3, 1).reshape(-1, lanes), "expected": expected, "images": IMAGES,
             "stalls": np.array(STALLS, np.float64), "seed": seed, "measure": True}
     result = runner.run(verilog.convert(pool, name="pool"), "pool", TB, data, simulator=SIMULATOR,
                         build_root=tmp_path_factory.getbasetemp() / "sim")
@@ -71,11 +80,11 @@ def test_max_pool(name, tmp_path_factory, record_property):
     latency, period = result.outputs["latency"], np.diff(result.outputs["finish"])
     record_property("latency", latency.tolist())
     record_property("back_to_back_period", period.tolist())
-    print(f"{name} {GEOMETRIES[name]}: latency {latency.tolist()}, back-to-back period {period.tolist()} "
+    print(f"{name} {GEOMETRIES[geometry]} x{lanes}: latency {latency.tolist()}, back-to-back period {period.tolist()} "
           f"(model {pool.cycles_per_image})")
     # One input per cycle, the result one cycle after the block's last code.
     assert (period == pool.cycles_per_image).all(), f"back-to-back period {period.tolist()}"
-    last_block_input = pool.cycles_per_image - (height % size * width + width % size) * channels
+    last_block_input = pool.cycles_per_image - (height % size * width + width % size) * channels // lanes
     assert (latency == last_block_input + 1).all(), f"latency {latency.tolist()}, expected {last_block_input + 1}"
 
 
@@ -97,6 +106,8 @@ def test_max_pool_model_figures():
     ((6, 24, 24, 0), ValueError),
     ((6, 1, 24), ValueError),
     ((6, 24, 2, 3), ValueError),
+    ((6, 24, 24, 2, 4), ValueError),
+    ((6, 24, 24, 2, 0), ValueError),
 ])
 def test_max_pool_rejects_bad_parameters(args, error):
     with pytest.raises(error):

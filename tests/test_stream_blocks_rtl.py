@@ -13,7 +13,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.hdl import Fragment
 
-from lenet_fpga.hdl.gather import Gather
+from lenet_fpga.hdl.gather import Gather, Serialize
 from lenet_fpga.hdl.pixels import PixelQuantizer, pixel_table
 from lenet_fpga.model import arith
 from lenet_fpga.sim import runner
@@ -63,19 +63,43 @@ def test_pixel_quantizer(tmp_path_factory):
 # Gather
 
 
-@pytest.mark.parametrize("count", [1, 6, 16])
-def test_gather(count, tmp_path_factory):
-    seed = 4000 + count
+@pytest.mark.parametrize("count,lanes", [(1, 1), (6, 1), (16, 1), (6, 6), (16, 8), (6, 2)])
+def test_gather(count, lanes, tmp_path_factory):
+    seed = 4000 + count + 100 * lanes
     vectors = 40
     codes = np.random.default_rng(seed).integers(arith.QMIN, arith.QMAX + 1, size=vectors * count)
-    latency, period = run(Gather(count), "gather", codes, codes.reshape(vectors, count), vectors, seed,
-                          tmp_path_factory)
-    # The vector leaves the cycle after its last code; the next codes keep coming meanwhile.
-    assert (latency == count + 1).all(), f"latency {latency.tolist()}"
-    assert (period == count).all(), f"back-to-back period {period.tolist()}"
+    transfers = count // lanes
+    latency, period = run(Gather(count, lanes), "gather", codes.reshape(-1, lanes), codes.reshape(vectors, count),
+                          vectors, seed, tmp_path_factory)
+    # The vector leaves the cycle after its last transfer; the next codes keep coming meanwhile.
+    assert (latency == transfers + 1).all(), f"latency {latency.tolist()}"
+    assert (period == transfers).all(), f"back-to-back period {period.tolist()}"
 
 
-@pytest.mark.parametrize("count,error", [(0, ValueError), (6.0, TypeError), (True, TypeError)])
-def test_gather_rejects_bad_parameters(count, error):
+@pytest.mark.parametrize("args,error", [((0,), ValueError), ((6.0,), TypeError), ((True,), TypeError),
+                                        ((6, 4), ValueError), ((6, 0), ValueError)])
+def test_gather_rejects_bad_parameters(args, error):
     with pytest.raises(error):
-        Gather(count)
+        Gather(*args)
+
+
+# --------------------------------------------------------------------------------------------
+# Serialize
+
+
+@pytest.mark.parametrize("count", [1, 3, 8])
+def test_serialize(count, tmp_path_factory):
+    seed = 4500 + count
+    vectors = 30
+    codes = np.random.default_rng(seed).integers(arith.QMIN, arith.QMAX + 1, size=vectors * count)
+    latency, period = run(Serialize(count), "serialize", codes.reshape(vectors, count), codes.reshape(-1, 1),
+                          vectors // 3, seed, tmp_path_factory)
+    # Groups of 3 vectors: their codes leave one a cycle, back to back, the first the cycle after.
+    assert (period == 3 * count).all(), f"back-to-back period {period.tolist()}"
+    assert (latency == 3 * count + 1).all(), f"latency {latency.tolist()}"
+
+
+@pytest.mark.parametrize("count,error", [(0, ValueError), (2.0, TypeError)])
+def test_serialize_rejects_bad_parameters(count, error):
+    with pytest.raises(error):
+        Serialize(count)
