@@ -14,7 +14,8 @@ The pipeline has one enable, "the output register is free": back-pressure on ``o
 every stage, the RAM read ports included, so nothing is lost and nothing is buffered twice.
 
     S0  issue step (g, c): RAM addresses, register channel c's window
-    S1  weight word and biases out of the RAMs; products registered
+    S1  weight word and biases out of the RAMs, registered
+    S1b products registered
     S2  adder trees, first half: partial sums of about sqrt(K*K) products registered
     S3  adder trees, second half: the sums registered
     S4  accumulate: bias term + sum on c == 0, += sum after
@@ -35,8 +36,8 @@ from . import datapath
 from .datapath import CODE
 from .window import WindowGenerator, pixel_layout, wrap_increment
 
-# Cycles from issuing a step (S0) to the output handshake of its result: S1 .. S5, o.
-LATENCY = 6
+# Cycles from issuing a step (S0) to the output handshake of its result: S1, S1b, S2 .. S5, o.
+LATENCY = 7
 
 
 def _check_codes(label: str, array, ndim: int) -> np.ndarray:
@@ -217,9 +218,15 @@ class ConvEngine(wiring.Component):
                     with m.Case(channel):
                         m.d.sync += selected.eq(window.o.payload[channel].as_value())
 
-        # S1 -> S2: the RAMs answer; multiply, filter p from slice p of the weight word.
-        xs = datapath.unpack_codes(selected, taps)
-        ws = datapath.unpack_codes(weight_rd.data, filters * taps)
+        # S1 -> S1b: the RAMs answer into registers: a block RAM's clock-to-output is slow, so
+        # it gets a cycle of its own before the multipliers.
+        weights1, window1 = Signal.like(weight_rd.data), Signal.like(selected)
+        bias1, flags1b = Signal.like(bias_rd.data), Signal(3)
+        stage((weights1, weight_rd.data), (window1, selected), (bias1, bias_rd.data), (flags1b, flags1))
+
+        # S1b -> S2: multiply, filter p from slice p of the weight word.
+        xs = datapath.unpack_codes(window1, taps)
+        ws = datapath.unpack_codes(weights1, filters * taps)
         product_regs = []
         for p in range(filters):
             products = datapath.products(xs, ws[p * taps:(p + 1) * taps], soft=self._soft)
@@ -227,7 +234,7 @@ class ConvEngine(wiring.Component):
             stage(*zip(product_regs[p], products))
         bias2 = Signal(unsigned(filters * arith.WIDTH))
         flags2 = Signal(3)
-        stage((bias2, bias_rd.data), (flags2, flags1))
+        stage((bias2, bias1), (flags2, flags1b))
 
         # S2 -> S3 -> S4: the adder trees, in two registered halves.
         group = datapath.tree_group(taps)

@@ -12,7 +12,8 @@ The weight rows are stored back to back, a row padded to whole words with zero w
 weight address is a plain counter and the unused lanes of an input word never matter. The
 pipeline is
 
-    issue (addresses) -> read (memory data) -> products -> partial sums -> sum -> accumulate -> output
+    issue (addresses) -> read (memory data) -> data register -> products -> partial sums -> sum
+    -> accumulate -> output
 
 with every arrow a register, so that a multiplier or a few adders is the longest path. The only
 stall is a finished accumulator that cannot move to a full ``o``: then every stage holds, the
@@ -36,9 +37,9 @@ from amaranth.lib.wiring import In, Out
 from ..model import arith
 from . import datapath
 
-# Cycles from the last weight word read to its output transfer: read, products, partial sums,
-# sum, accumulator, output register.
-PIPELINE_DEPTH = 5
+# Cycles from the last weight word read to its output transfer: read, data register, products,
+# partial sums, sum, accumulator, output register.
+PIPELINE_DEPTH = 6
 
 
 class LinearEngine(wiring.Component):
@@ -258,9 +259,13 @@ class LinearEngine(wiring.Component):
             with m.If(computed & (read_bank == bank)):
                 m.d.sync += full[bank].eq(0)
 
-        # Read -> products -> partial sums -> sum, each registered; the bias travels alongside.
-        xs = datapath.unpack_codes(input_read.data, lanes)
-        ws = datapath.unpack_codes(weight_read.data, lanes)
+        # Read -> registered memory data -> products -> partial sums -> sum, each registered (a
+        # block RAM's clock-to-output is slow, so it gets a cycle of its own); the bias travels alongside.
+        inputs1, weights1 = Signal.like(input_read.data), Signal.like(weight_read.data)
+        bias1, flags1b = Signal.like(bias_read.data), Signal(3)
+        stage((inputs1, input_read.data), (weights1, weight_read.data), (bias1, bias_read.data), (flags1b, flags1))
+        xs = datapath.unpack_codes(inputs1, lanes)
+        ws = datapath.unpack_codes(weights1, lanes)
         products = datapath.products(xs, ws, soft=self._soft)
         product_regs = [Signal(p.shape(), name=f"product{t}") for t, p in enumerate(products)]
         partial = datapath.partial_sums(product_regs, datapath.tree_group(lanes))
@@ -270,8 +275,8 @@ class LinearEngine(wiring.Component):
         biases = [Signal(datapath.CODE, name=f"bias{n}") for n in range(2, 5)]
         flags = [Signal(3, name=f"flags{n}") for n in range(2, 5)]
         stage(*zip(product_regs, products), *zip(partial_regs, partial), (tree, total),
-              (biases[0], bias_read.data), (biases[1], biases[0]), (biases[2], biases[1]),
-              (flags[0], flags1), (flags[1], flags[0]), (flags[2], flags[1]))
+              (biases[0], bias1), (biases[1], biases[0]), (biases[2], biases[1]),
+              (flags[0], flags1b), (flags[1], flags[0]), (flags[2], flags[1]))
         sum_valid, sum_first, sum_last = flags[2][0], flags[2][1], flags[2][2]
         bias = datapath.bias_term(biases[2])
 

@@ -103,3 +103,21 @@ def test_serialize(count, tmp_path_factory):
 def test_serialize_rejects_bad_parameters(count, error):
     with pytest.raises(error):
         Serialize(count)
+
+
+# --------------------------------------------------------------------------------------------
+# SkidBuffer
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_skid_buffer(lanes, tmp_path_factory):
+    """In order, nothing lost or doubled under bubbles and back-pressure, full rate without them."""
+    from lenet_fpga.hdl.datapath import code_vector
+    from lenet_fpga.hdl.skid import SkidBuffer
+
+    seed = 4700 + lanes
+    groups, per_group = 12, 16
+    codes = np.random.default_rng(seed).integers(arith.QMIN, arith.QMAX + 1, size=(groups * per_group, lanes))
+    latency, period = run(SkidBuffer(code_vector(lanes)), "skid", codes, codes, groups, seed, tmp_path_factory)
+    assert (period == per_group).all(), f"back-to-back period {period.tolist()}"
+    assert (latency == per_group + 1).all(), f"latency {latency.tolist()}"
