@@ -1,20 +1,29 @@
 """``lenet-fpga build`` and ``flash``: bitstreams with Yosys + nextpnr from PyPI, and a report
-of what the design uses, read from nextpnr's own JSON report."""
+of what the design uses, read from nextpnr's own JSON report.
+
+Each board builds the accelerator its ``Board.accelerator`` names: the ULX3S the streaming
+``LeNetAccelerator`` (``--preset``/``--lanes`` configure it), the iCEBreaker the
+``CompactAccelerator`` (``--lanes`` sets its multipliers, 3..8; its weights are loaded over the
+link after configuration, so ``--weights`` only sets the default arithmetic)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..hdl import compact
 from ..hdl.commands import config_from_args
 from ..hdl.lenet import AcceleratorConfig
 from ..model import weights as weight_files
+from ..model.commands import arithmetic_from_args
 from ..model.errors import InputError
+from ..model.network import LENET5
 from ..model.weights import WeightSet
 from .platforms import Board, board, toolchain_env
 
@@ -37,6 +46,8 @@ class BuildReport:
     clock_mhz: float
     timing_met: bool
     seconds: float
+    cycles_per_image: int | None = None  # from the accelerator's cycle model, when it has one
+    images_per_second: float | None = None  # at the board clock
 
     def table(self) -> str:
         lines = [f"{'resource':<12}{'used':>10}{'available':>11}{'':>8}"]
@@ -46,6 +57,9 @@ class BuildReport:
         fmax = f"{self.fmax_mhz:.1f} MHz" if self.fmax_mhz else "unknown"
         verdict = "met" if self.timing_met else "NOT MET"
         lines.append(f"Fmax {fmax} against the {self.clock_mhz:g} MHz board clock: timing {verdict}")
+        if self.cycles_per_image:
+            lines.append(f"{self.cycles_per_image:,} cycles per image: {self.images_per_second:,.0f} images/s "
+                         f"at {self.clock_mhz:g} MHz")
         if self.bitstream:
             lines.append(f"bitstream {self.bitstream} ({self.seconds:.0f} s)")
         return "\n".join(lines)
@@ -65,12 +79,50 @@ def parse_nextpnr_report(report: dict, family: str, clock_hz: float) -> tuple[di
     return resources, fmax, fmax is not None and fmax * 1e6 >= clock_hz
 
 
-def check_fits(target: Board, weights: WeightSet, config: AcceleratorConfig) -> None:
-    """Refuse early, with the numbers, a design that cannot fit the FPGA's block RAM."""
+def board_config(target: Board, args, weights: WeightSet) -> AcceleratorConfig | compact.CompactConfig:
+    """The configuration of the accelerator ``target`` builds, from the command line."""
+    if target.accelerator != "compact":
+        return config_from_args(args, weights)
+    preset = getattr(args, "preset", "baseline")
+    if preset != "baseline":
+        raise InputError(f"--preset {preset} configures the streaming design; the {target.name} builds the "
+                         f"compact accelerator (set its multipliers with --lanes)")
+    lanes = getattr(args, "lanes", None) or compact.MAX_LANES
+    try:
+        config = compact.CompactConfig(arithmetic_from_args(args, weights.arithmetic), lanes=lanes)
+        compact.plan_layers(LENET5, lanes)  # enough SPRAM words for this many lanes?
+    except ValueError as e:
+        raise InputError(f"--lanes {lanes}: {e}") from None
+    return config
+
+
+def memory_report(weights: WeightSet, config) -> list[dict]:
+    """The accelerator's ``layer_report`` rows (block RAM unless a row's ``memory`` says otherwise)."""
+    if isinstance(config, compact.CompactConfig):
+        return compact.layer_report(weights, config)
     from ..hdl.lenet import layer_report
 
-    rows = layer_report(weights, config)
-    bits = sum(row["memory_bits"] for row in rows)
+    return layer_report(weights, config)
+
+
+def parse_yosys_flip_flops(log: str) -> int | None:
+    """Flip-flops in Yosys' final ``stat`` of a flattened design (the first module listed after
+    the last "Printing statistics"): the iCE40 report of nextpnr counts logic cells, not FFs."""
+    start = log.rfind("Printing statistics")
+    if start < 0:
+        return None
+    sections = log[start:].split("===")  # heading, module name, its table, ...
+    if len(sections) < 3:
+        return None
+    counts = re.findall(r"^\s*(\d+)\s+SB_DFF\w*\s*$", sections[2], re.M)
+    return sum(int(c) for c in counts) if counts else None
+
+
+def check_fits(target: Board, weights: WeightSet, config) -> None:
+    """Refuse early, with the numbers, a design whose memories cannot fit the FPGA's RAMs."""
+    rows = memory_report(weights, config)
+    bits = sum(row["memory_bits"] for row in rows if row.get("memory", "bram") == "bram")
+    spram = sum(row["memory_bits"] for row in rows if row.get("memory") == "spram")
     if bits > target.block_ram_bits:
         raise InputError(
             f"the design does not fit the {target.name}: its memories need {bits / 1024:,.0f} kbit, "
@@ -78,9 +130,22 @@ def check_fits(target: Board, weights: WeightSet, config: AcceleratorConfig) -> 
             f"(the weights alone are ~{sum(w.size for w in weights.params.values()) * 8 / 1024:,.0f} kbit). "
             f"Use --force to try anyway."
         )
+    if spram > target.spram_bits:
+        raise InputError(
+            f"the design does not fit the {target.name}: its weights need {spram / 1024:,.0f} kbit of SPRAM, "
+            f"the FPGA has {target.spram_bits / 1024:,.0f} kbit. Use --force to try anyway."
+        )
 
 
-def build_bitstream(target: Board, weights: WeightSet, config: AcceleratorConfig, build_dir: Path,
+def cycles_per_image(config) -> int | None:
+    """Cycles per image from the accelerator's cycle model (the streaming design has none: its
+    images overlap, ``lenet-fpga sim`` measures it)."""
+    if isinstance(config, compact.CompactConfig):
+        return compact.cycles_per_image(config)
+    return None
+
+
+def build_bitstream(target: Board, weights: WeightSet, config, build_dir: Path,
                     baud: int, log=print) -> BuildReport:
     from .top import BoardTop
 
@@ -95,8 +160,9 @@ def build_bitstream(target: Board, weights: WeightSet, config: AcceleratorConfig
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
+        overrides = {"synth_opts": target.synth_opts} if target.synth_opts else {}
         platform.build(top, name=TOP_NAME, build_dir=str(build_dir), do_program=False,
-                       nextpnr_opts=f"--report {report_path.name} --timing-allow-fail")
+                       nextpnr_opts=f"--report {report_path.name} --timing-allow-fail", **overrides)
     except Exception as e:  # amaranth raises CalledProcessError with the tool's exit status
         tail = ""
         for name in (f"{TOP_NAME}.tim", f"{TOP_NAME}.rpt"):
@@ -112,15 +178,23 @@ def build_bitstream(target: Board, weights: WeightSet, config: AcceleratorConfig
                 os.environ[key] = value
     report = json.loads(report_path.read_text())
     resources, fmax, met = parse_nextpnr_report(report, target.family, target.clock_hz)
+    yosys_log = build_dir / f"{TOP_NAME}.rpt"
+    if "flip_flops" not in resources and yosys_log.exists():
+        flip_flops = parse_yosys_flip_flops(yosys_log.read_text())
+        if flip_flops is not None:  # at most one per logic cell
+            resources["flip_flops"] = {"used": flip_flops, "available": target.luts}
+            resources = {name: resources[name] for name in RESOURCE_CELLS[target.family] if name in resources}
     bitstream = build_dir / f"{TOP_NAME}{target.bitstream_suffix}"
+    cycles = cycles_per_image(config)
     return BuildReport(target.name, str(bitstream) if bitstream.exists() else None, resources, fmax,
-                       target.clock_hz / 1e6, met, time.time() - started)
+                       target.clock_hz / 1e6, met, time.time() - started, cycles,
+                       target.clock_hz / cycles if cycles else None)
 
 
 def cmd_build(args) -> int:
     target = board(args.board)
     ws = weight_files.load(args.weights)
-    config = config_from_args(args, ws)
+    config = board_config(target, args, ws)
     if not args.force:
         check_fits(target, ws, config)
     build_dir = Path(args.build_dir or Path("build") / target.name)

@@ -20,7 +20,13 @@ ERROR_TEXT = {
     ErrorCode.UNKNOWN_TYPE: "the board does not know this request type",
     ErrorCode.TIMEOUT: "the request stopped arriving before it was complete (board timeout)",
     ErrorCode.BUSY: "the board was busy with an earlier request and dropped bytes",
+    ErrorCode.NO_WEIGHTS: ("the board holds no valid weights (a weight load was started and not completed, "
+                           "or its bitstream has none): load weights first, e.g. board-run --weights FILE.npz"),
+    ErrorCode.BAD_LOAD: ("the board refused the weight-load request (chunk out of order or past the image's end, "
+                         "or a commit that does not match the bytes loaded); it holds no valid weights now"),
 }
+# Errors after which the board has not taken a chunk, so the same chunk may be sent again.
+RETRY_CODES = (ErrorCode.BAD_CRC, ErrorCode.TIMEOUT, ErrorCode.BUSY)
 # Bytes the client reads, at most, while looking for one reply among line noise.
 MAX_REPLY_BYTES = 4 * (protocol.MAX_PAYLOAD + protocol.OVERHEAD_BYTES)
 
@@ -78,6 +84,77 @@ class BoardClient:
     def classify(self, image) -> tuple[int, np.ndarray, int]:
         """One uint8 [28,28] image -> (class, logits int64 [10], accelerator cycles)."""
         return self._parse(protocol.parse_result, self.transact(protocol.classify_request(image)))
+
+    def load_weights(self, image: bytes, weights_id: int, progress=None, retries: int = 3,
+                     chunk: int = protocol.MAX_CHUNK) -> protocol.BoardInfo:
+        """Load a weight image (``accelerator.weight_image()`` of an accelerator built with the
+        new weights and the board's configuration) and commit it under ``weights_id``.
+
+        Parameters
+        ----------
+        image : bytes
+            The whole image; its length must be the board's (INFO ``image_bytes``).
+        weights_id : int
+            ``protocol.weights_id`` of the weights, reported by the board's INFO afterwards.
+        progress : callable, optional
+            Called with the number of image bytes of each chunk the board acknowledged (and
+            with minus the bytes acknowledged so far when the load restarts from byte 0), so
+            ``tqdm.update`` fits.
+        retries : int
+            How many times a chunk is sent again after an error that left it untaken (bad CRC,
+            timeout, busy); a lost or corrupt reply restarts the load from byte 0 instead, as
+            long as retries are left.
+        chunk : int
+            Image bytes per frame (at most ``protocol.MAX_CHUNK``).
+
+        Returns
+        -------
+        protocol.BoardInfo
+            The board's INFO after the commit (weights valid, ``weights_id`` as given).
+
+        Raises BoardError if the board does not take the image; it then holds no valid weights
+        (or, if not even the first chunk arrived, its old ones).
+        """
+        image = bytes(image)
+        if not isinstance(weights_id, int) or not 0 <= weights_id < 1 << 32:
+            raise InputError(f"weights id must be a u32, not {weights_id!r}")
+        info = self.ping()
+        if info.image_bytes != len(image):
+            raise BoardError(f"the board expects a {info.image_bytes}-byte weight image, this one has {len(image)} "
+                             f"bytes: was the board built with another configuration (--preset, --lanes)?")
+        chunks = protocol.image_chunks(image, chunk)
+        left = retries
+        k = 0
+        while k < len(chunks):
+            offset, data = chunks[k]
+            try:
+                received, _ = self._parse(protocol.parse_loaded,
+                                          self.transact(protocol.load_chunk_request(offset, data)))
+            except BoardError as e:
+                if left <= 0 or (e.code is not None and e.code not in RETRY_CODES):
+                    raise BoardError(f"weight load failed at byte {offset} of {len(image)}: {e}", e.code) from None
+                left -= 1
+                if e.code is None and k:  # no trustworthy reply: did the board take the chunk?
+                    if progress is not None:
+                        progress(-offset)
+                    k = 0
+                continue
+            if received != offset + len(data):
+                raise BoardError(f"weight load: the board reports {received} bytes received after the chunk at "
+                                 f"{offset}, expected {offset + len(data)}")
+            if progress is not None:
+                progress(len(data))
+            k += 1
+        try:
+            received, valid = self._parse(protocol.parse_loaded,
+                                          self.transact(protocol.load_commit_request(len(image), weights_id)))
+        except BoardError as e:
+            raise BoardError(f"weight load: the board refused the commit: {e}", e.code) from None
+        info = self.ping()
+        if not valid or not info.weights_valid or info.weights_id != weights_id:
+            raise BoardError(f"weight load: after the commit the board reports weights valid={info.weights_valid}, "
+                             f"id {info.weights_id:08x} (expected {weights_id:08x})")
+        return info
 
     @staticmethod
     def _parse(parser, frame: Frame):

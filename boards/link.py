@@ -15,9 +15,18 @@ usable whatever the line carried.
 The protocol is request/reply: bytes that arrive while the link serves a request (after the
 request's CRC byte, until its reply's last bit) are dropped, and the link then sends one extra
 ERROR BUSY so the host knows.
+
+Weight loading: a LOAD_WEIGHTS chunk is buffered in the same 784-byte buffer as an image and
+checked (CRC, LEN, offset) before any byte of it reaches the accelerator's ``weights`` stream,
+so a corrupted chunk writes nothing and may be sent again. The link keeps a ``valid`` flag:
+set at reset iff the accelerator's ``weights_in_bitstream``, cleared by a chunk at offset 0
+(which also pulses ``weights_restart``) and by any load request it refuses, set only by a
+commit whose total equals the image size after chunks that covered the image in order without
+gaps. CLASSIFY while not valid gets ERROR NO_WEIGHTS, so the board never answers with a mix of
+two weight sets.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -27,7 +36,7 @@ from . import protocol
 from .protocol import ErrorCode, FrameType
 from .uart import FRAME_BITS, UARTReceiver, UARTTransmitter, check_divisor
 
-ACCELERATOR_PORTS = ("pixels", "start", "busy", "done", "klass", "logits", "cycles")
+ACCELERATOR_PORTS = ("pixels", "start", "busy", "done", "klass", "logits", "cycles", "weights", "weights_restart")
 
 
 def _crc8_taps() -> list[list[int]]:
@@ -60,15 +69,16 @@ class UARTLink(wiring.Component):
     Parameters
     ----------
     accelerator : wiring.Component
-        A ``LeNetAccelerator`` (or anything with its ports: ``pixels`` stream, ``start``,
-        ``busy``, ``done``, ``klass``, ``logits``, ``cycles``). It becomes a submodule.
+        A ``LeNetAccelerator`` (or anything with its ports, ``hdl.lenet.accelerator_ports``,
+        and its ``weight_image()`` and ``weights_in_bitstream``). It becomes a submodule.
     divisor : int
         Clock cycles per UART bit (``uart.divisor_for``).
     timeout_cycles : int
         An incomplete frame is dropped (with ERROR TIMEOUT) when no byte came for this many
         cycles; at least two byte times (``20 * divisor``).
     weights_id : int
-        ``protocol.weights_id`` of the accelerator's weights, reported in INFO (0: not given).
+        ``protocol.weights_id`` of the weights in the bitstream, reported in INFO until a load
+        (0: not given; ignored when the accelerator has no weights in its bitstream).
 
     Attributes
     ----------
@@ -77,7 +87,9 @@ class UARTLink(wiring.Component):
     tx : Out(1)
         Serial line to the host, idle high.
     info : protocol.BoardInfo
-        The INFO payload this link answers PING with.
+        The INFO payload this link answers PING with after reset.
+    image_bytes : int
+        Bytes of the accelerator's weight image (what a load must send).
     """
 
     rx: In(1, init=1)
@@ -89,6 +101,9 @@ class UARTLink(wiring.Component):
         if not isinstance(accelerator, wiring.Component) or missing:
             raise TypeError(f"accelerator must be a wiring.Component with the LeNetAccelerator ports; "
                             f"missing {', '.join(missing) or 'none'}")
+        if not callable(getattr(accelerator, "weight_image", None)) or not isinstance(
+                getattr(accelerator, "weights_in_bitstream", None), bool):
+            raise TypeError("accelerator must have weight_image() and a bool weights_in_bitstream")
         self._divisor = check_divisor(divisor)
         if not isinstance(timeout_cycles, int) or isinstance(timeout_cycles, bool):
             raise TypeError(f"timeout_cycles must be an integer, not {timeout_cycles!r}")
@@ -102,8 +117,14 @@ class UARTLink(wiring.Component):
         config = getattr(accelerator, "config", AcceleratorConfig())
         self.accelerator = accelerator
         self._timeout = timeout_cycles
-        self.info = protocol.BoardInfo(protocol.VERSION, config.arithmetic, config.linear_lanes, logit_bits,
-                                       weights_id)
+        self.image_bytes = len(accelerator.weight_image())
+        if not 1 <= self.image_bytes < 1 << 32:
+            raise ValueError(f"a weight image of {self.image_bytes} bytes cannot be loaded")
+        in_bitstream = accelerator.weights_in_bitstream
+        lanes = config.linear_lanes if isinstance(config.linear_lanes, int) else config.linear_lanes[0]
+        self.info = protocol.BoardInfo(protocol.VERSION, config.arithmetic, lanes, logit_bits,
+                                       weights_id if in_bitstream else 0, in_bitstream, in_bitstream,
+                                       self.image_bytes)
         self._info_bytes = self.info.encode()
         super().__init__()
 
@@ -121,7 +142,8 @@ class UARTLink(wiring.Component):
         m.submodules.receiver = receiver = UARTReceiver(self._divisor)
         m.submodules.transmitter = transmitter = UARTTransmitter(self._divisor)
         m.submodules.accelerator = acc
-        m.submodules.image = image = Memory(shape=8, depth=protocol.IMAGE_BYTES, init=[])
+        # The checked payload of a CLASSIFY (an image) or of a LOAD_WEIGHTS chunk.
+        m.submodules.image = image = Memory(shape=8, depth=protocol.MAX_CHUNK, init=[])
         write, read = image.write_port(), image.read_port()
 
         m.d.comb += [receiver.rx.eq(self.rx), self.tx.eq(transmitter.tx)]
@@ -136,6 +158,19 @@ class UARTLink(wiring.Component):
         crc = Signal(8)
         idle = Signal(range(self._timeout))  # cycles since the last byte of an incomplete frame
         timed_out = idle == self._timeout - 1
+        # LOAD_WEIGHTS arguments: payload byte 0, bytes 1..4 (offset or total), bytes 5..8 (id).
+        op = Signal(8)
+        argument = Signal(32)
+        load_id = Signal(32)
+        # Weights. A reset does not restore the memories' contents, so it must not restore the
+        # flag that names them either: only configuration sets it. A load in progress is
+        # forgotten (the loader restarts too), so it must begin again at offset 0.
+        size = self.image_bytes
+        valid = Signal(init=self.info.weights_valid, reset_less=True)
+        weights_id = Signal(32, init=self.info.weights_id, reset_less=True)  # of the valid weights
+        loading = Signal()  # chunks so far covered bytes 0 .. received - 1 of a new image
+        received = Signal(range(size + 1))
+        restart = Signal()  # the chunk being fed starts a new image
         # Reply being sent.
         reply_kind = Signal(8)
         reply_length = Signal(range(protocol.MAX_PAYLOAD + 1))
@@ -144,7 +179,7 @@ class UARTLink(wiring.Component):
         reply_crc = Signal(8)
         dropped = Signal()  # bytes came while serving a request
         answering_busy = Signal()
-        pixel = Signal(range(protocol.IMAGE_BYTES))
+        pixel = Signal(range(protocol.MAX_CHUNK))  # next buffer byte to feed
         drop = Signal()
         with m.If(drop):
             m.d.sync += dropped.eq(1)
@@ -156,6 +191,11 @@ class UARTLink(wiring.Component):
                 m.d.sync += code.eq(error)
             m.next = "REPLY"
 
+        def refuse_load():
+            """A load request the board will not carry out: the weights are not valid after it."""
+            m.d.sync += [valid.eq(0), weights_id.eq(0), loading.eq(0)]
+            reply(FrameType.ERROR, ErrorCode.BAD_LOAD)
+
         def frame_byte(next_state: str, *actions):
             """A parser state: on a byte update the CRC and move on; on a long gap, time out."""
             with m.If(got):
@@ -166,6 +206,8 @@ class UARTLink(wiring.Component):
             with m.Else():
                 m.d.sync += idle.eq(idle + 1)
 
+        is_load = kind == FrameType.LOAD_WEIGHTS
+        chunk_bytes = length - protocol.CHUNK_HEADER_BYTES
         with m.FSM() as fsm:
             with m.State("HUNT"):
                 with m.If(got & (byte == protocol.SYNC)):
@@ -180,11 +222,23 @@ class UARTLink(wiring.Component):
                 with m.If(got & (byte == 0) & (length[:8] == 0)):
                     m.next = "CHECK"
             with m.State("PAYLOAD"):
+                # Into the buffer: a CLASSIFY's pixels, a LOAD_WEIGHTS' bytes after its header.
                 image_frame = (kind == FrameType.CLASSIFY) & (length == protocol.IMAGE_BYTES)
-                m.d.comb += [write.addr.eq(count), write.data.eq(byte), write.en.eq(got & image_frame)]
+                chunk_frame = is_load & (count >= protocol.CHUNK_HEADER_BYTES) & (
+                    length <= protocol.CHUNK_HEADER_BYTES + protocol.MAX_CHUNK)
+                m.d.comb += [write.addr.eq(Mux(is_load, count - protocol.CHUNK_HEADER_BYTES, count)),
+                             write.data.eq(byte), write.en.eq(got & (image_frame | chunk_frame))]
                 frame_byte("PAYLOAD", count.eq(count + 1))
-                with m.If(got & (count == length - 1)):
-                    m.next = "CHECK"
+                with m.If(got):
+                    with m.If(count == 0):
+                        m.d.sync += op.eq(byte)
+                    # Little-endian u32s shifted in from the top.
+                    with m.If((count >= 1) & (count <= 4)):
+                        m.d.sync += argument.eq(Cat(argument[8:], byte))
+                    with m.If((count >= 5) & (count <= 8)):
+                        m.d.sync += load_id.eq(Cat(load_id[8:], byte))
+                    with m.If(count == length - 1):
+                        m.next = "CHECK"
             with m.State("CHECK"):
                 with m.If(got):
                     known = Const(0)
@@ -192,6 +246,11 @@ class UARTLink(wiring.Component):
                     for request, request_length in protocol.REQUEST_LENGTHS.items():
                         known |= kind == request
                         length_ok |= (kind == request) & (length == request_length)
+                    known |= is_load
+                    length_ok |= is_load & (length != 0) & (
+                        (op != protocol.LoadOp.CHUNK) | ((length > protocol.CHUNK_HEADER_BYTES) & (
+                            length <= protocol.CHUNK_HEADER_BYTES + protocol.MAX_CHUNK))) & (
+                        (op != protocol.LoadOp.COMMIT) | (length == protocol.COMMIT_LENGTH))
                     with m.If(byte != crc):
                         reply(FrameType.ERROR, ErrorCode.BAD_CRC)
                     with m.Elif(~known):
@@ -200,8 +259,30 @@ class UARTLink(wiring.Component):
                         reply(FrameType.ERROR, ErrorCode.BAD_LENGTH)
                     with m.Elif(kind == FrameType.PING):
                         reply(FrameType.INFO)
+                    with m.Elif(kind == FrameType.CLASSIFY):
+                        with m.If(valid):
+                            m.next = "START"
+                        with m.Else():
+                            reply(FrameType.ERROR, ErrorCode.NO_WEIGHTS)
+                    with m.Elif(acc.busy):  # a load request: no weight may change under an image
+                        reply(FrameType.ERROR, ErrorCode.BUSY)
+                    with m.Elif(op == protocol.LoadOp.CHUNK):
+                        fresh = argument == 0
+                        in_order = fresh | (loading & (argument == received))
+                        with m.If(in_order & (argument + chunk_bytes <= size)):
+                            m.d.sync += [valid.eq(0), weights_id.eq(0), loading.eq(1), restart.eq(fresh),
+                                         received.eq(argument + chunk_bytes)]
+                            m.next = "LOAD"
+                        with m.Else():
+                            refuse_load()
+                    with m.Elif(op == protocol.LoadOp.COMMIT):
+                        with m.If(loading & (received == size) & (argument == size)):
+                            m.d.sync += [valid.eq(1), weights_id.eq(load_id), loading.eq(0)]
+                            reply(FrameType.WEIGHTS_LOADED)
+                        with m.Else():
+                            refuse_load()
                     with m.Else():
-                        m.next = "START"
+                        refuse_load()
                 with m.Elif(timed_out):
                     reply(FrameType.ERROR, ErrorCode.TIMEOUT)
                 with m.Else():
@@ -228,6 +309,20 @@ class UARTLink(wiring.Component):
                 with m.If(acc.done):
                     reply(FrameType.RESULT)
 
+            # LOAD_WEIGHTS chunk: (restart the image, then) stream the checked bytes into it.
+            with m.State("LOAD"):
+                m.d.comb += [read.addr.eq(0), acc.weights_restart.eq(restart)]
+                m.d.sync += pixel.eq(0)
+                m.next = "LOAD_FEED"
+            with m.State("LOAD_FEED"):
+                fire = acc.weights.ready
+                m.d.comb += [acc.weights.valid.eq(1), acc.weights.payload.eq(read.data),
+                             read.addr.eq(pixel + fire)]
+                with m.If(fire):
+                    m.d.sync += pixel.eq(pixel + 1)
+                    with m.If(pixel == chunk_bytes - 1):
+                        reply(FrameType.WEIGHTS_LOADED)
+
             with m.State("REPLY"):
                 m.d.comb += transmitter.i.valid.eq(1)
                 with m.If(transmitter.i.ready):
@@ -244,12 +339,14 @@ class UARTLink(wiring.Component):
 
         # Bytes that arrive while a request is served are dropped; the BUSY reply that says so
         # does not itself count them, so one request gets at most one BUSY.
-        serving = fsm.ongoing("START") | fsm.ongoing("FEED") | fsm.ongoing("WAIT") | fsm.ongoing("REPLY")
+        serving = (fsm.ongoing("START") | fsm.ongoing("FEED") | fsm.ongoing("WAIT") | fsm.ongoing("LOAD")
+                   | fsm.ongoing("LOAD_FEED") | fsm.ongoing("REPLY"))
         m.d.comb += drop.eq(got & serving & ~answering_busy)
-        self._serialise(m, transmitter.i.payload, reply_kind, reply_length, code, sent, reply_crc)
+        self._serialise(m, transmitter.i.payload, reply_kind, reply_length, code, sent, reply_crc,
+                        valid, weights_id, received)
         return m
 
-    def _serialise(self, m, out, reply_kind, reply_length, code, sent, reply_crc):
+    def _serialise(self, m, out, reply_kind, reply_length, code, sent, reply_crc, valid, weights_id, received):
         """Byte ``sent`` of the reply frame onto ``out``: header, payload, CRC."""
         acc = self.accelerator
         klass = Signal(8)
@@ -260,13 +357,22 @@ class UARTLink(wiring.Component):
         # Payloads as byte vectors, behind HEADER_BYTES of padding so that ``sent`` indexes them.
         pad = Const(0, 8 * protocol.HEADER_BYTES)
         result = Cat(pad, klass, *logits, cycles)
-        info = Cat(pad, Const(int.from_bytes(self._info_bytes, "little"), 8 * len(self._info_bytes)))
+        info_bytes = self._info_bytes
+        flags = Cat(valid, Const(self.info.weights_in_bitstream, 1), Const(0, 6))
+        # INFO: the static bytes 0..3 and 9..12, the weights' id and flags as they are now.
+        info = Cat(pad, Const(int.from_bytes(info_bytes[:4], "little"), 32), weights_id, flags,
+                   Const(int.from_bytes(info_bytes[9:], "little"), 8 * (len(info_bytes) - 9)))
+        received_u32 = Signal(32)
+        m.d.comb += received_u32.eq(received)
+        loaded = Cat(pad, received_u32, flags)
         payload = Signal(8)
         with m.Switch(reply_kind):
             with m.Case(FrameType.RESULT):
                 m.d.comb += payload.eq(result.word_select(sent, 8))
             with m.Case(FrameType.INFO):
                 m.d.comb += payload.eq(info.word_select(sent, 8))
+            with m.Case(FrameType.WEIGHTS_LOADED):
+                m.d.comb += payload.eq(loaded.word_select(sent, 8))
             with m.Default():
                 m.d.comb += payload.eq(code)
         with m.If(sent == 0):

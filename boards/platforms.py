@@ -1,8 +1,10 @@
 """The boards lenet-fpga builds for, and the open toolchain from PyPI that builds them.
 
 A board is an ``amaranth-boards`` platform plus what the flow needs to know about it: its
-family (which nextpnr), its clock, its programmer, and what the FPGA has room for, so that a
-design that cannot fit is reported before an hour of place-and-route says so less clearly.
+family (which nextpnr), its clock, its programmer, which accelerator it builds (the streaming
+``LeNetAccelerator`` with its weights in block RAM, or the ``CompactAccelerator`` with one small
+multiplier array and its weights in SPRAM, loaded at run time), and what the FPGA has room for,
+so that a design that cannot fit is reported before place-and-route says so less clearly.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class Board:
     block_ram_bits: int
     multipliers: int  # DSP multipliers (18x18 on ECP5, 16x16 on iCE40)
     luts: int
+    accelerator: str = "stream"  # "stream" (hdl/lenet.py) or "compact" (hdl/compact.py)
+    spram_bits: int = 0  # single-port RAM (iCE40 UltraPlus), where the compact design keeps weights
+    synth_opts: str = ""  # extra options for Yosys' synth_<family>
 
     def make_platform(self):
         module_name, class_name = self.platform.split(":")
@@ -57,6 +62,9 @@ BOARDS = {
         name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         clock_hz=12e6, programmer=("openFPGALoader", "--board", "ice40_generic"), bitstream_suffix=".bin",
         block_ram_bits=30 * 4096, multipliers=8, luts=5_280,
+        # The streaming design needs ~110 multipliers and ~400 kbit of block RAM: the UP5K gets the
+        # compact one. Amaranth's synth_ice40 maps multipliers to the SB_MAC16 DSPs only with -dsp.
+        accelerator="compact", spram_bits=4 * 256 * 1024, synth_opts="-dsp",
     ),
 }
 

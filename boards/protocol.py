@@ -7,6 +7,11 @@ A frame is ``SYNC TYPE LEN_LO LEN_HI PAYLOAD[LEN] CRC``: SYNC is 0xA5, LEN count
 over TYPE, LEN and PAYLOAD. The host sends one request and waits for its one reply; every
 complete request frame gets exactly one reply, an ERROR frame if the board could not do it.
 Multi-byte numbers are little-endian; logits are two's-complement int32.
+
+New weights travel as the accelerator's *weight image* (``LeNetAccelerator.weight_image``) in
+LOAD_WEIGHTS chunks of up to ``MAX_CHUNK`` bytes, in order from offset 0, then a commit with
+the total length and the weights id. The board answers CLASSIFY with ERROR NO_WEIGHTS from the
+first chunk until a commit that matches a complete, gap-free load.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from ..model.errors import InputError
 from ..model.network import IMAGE_SIZE, N_CLASSES
 
 SYNC = 0xA5
-VERSION = 1  # INFO byte 0; bump on any incompatible change of this file
+VERSION = 2  # INFO byte 0; bump on any incompatible change of this file (2: weight loading)
 CRC_POLY = 0x07
 CRC_INIT = 0x00
 HEADER_BYTES = 4  # SYNC, TYPE, LEN_LO, LEN_HI
@@ -32,7 +37,14 @@ MAX_LENGTH = 0xFFFF  # what the 2-byte LEN field can say
 IMAGE_BYTES = IMAGE_SIZE * IMAGE_SIZE  # CLASSIFY payload: raster-order uint8 pixels
 LOGIT_BYTES = 4  # each logit travels as int32, whatever the accumulator width
 RESULT_LENGTH = 1 + N_CLASSES * LOGIT_BYTES + 4  # class u8, logits int32[10], cycles u32
-INFO_LENGTH = 8  # see BoardInfo
+INFO_LENGTH = 13  # see BoardInfo
+# LOAD_WEIGHTS: an operation byte, then a u32, then the chunk's bytes or the commit's weights id.
+CHUNK_HEADER_BYTES = 5  # op, offset u32
+MAX_CHUNK = IMAGE_BYTES  # the board buffers a chunk where it buffers an image, and checks it first
+COMMIT_LENGTH = 9  # op, total u32, weights id u32
+LOADED_LENGTH = 5  # WEIGHTS_LOADED: bytes received u32, weights flags u8
+WEIGHTS_VALID = 0x01  # weights flags (INFO and WEIGHTS_LOADED): the board will classify
+WEIGHTS_IN_BITSTREAM = 0x02  # weights flags (INFO): the design's memories have initial values
 
 
 class FrameType(enum.IntEnum):
@@ -40,13 +52,18 @@ class FrameType(enum.IntEnum):
 
     PING = 0x01  # host -> board, no payload; reply INFO
     CLASSIFY = 0x02  # host -> board, 784 pixels; reply RESULT
-    # Reserved for runtime weight loading (not implemented yet): a board of this version
-    # answers LOAD_WEIGHTS with ERROR UNKNOWN_TYPE, so a newer host can tell.
-    LOAD_WEIGHTS = 0x03
+    LOAD_WEIGHTS = 0x03  # host -> board, a LoadOp and its arguments; reply WEIGHTS_LOADED
     INFO = 0x81  # board -> host, BoardInfo
     RESULT = 0x82  # board -> host, class, logits, cycles
-    WEIGHTS_LOADED = 0x83  # reserved: the reply to LOAD_WEIGHTS
+    WEIGHTS_LOADED = 0x83  # board -> host, bytes received u32, weights flags u8
     ERROR = 0xEE  # board -> host, one ErrorCode byte
+
+
+class LoadOp(enum.IntEnum):
+    """Byte 0 of a LOAD_WEIGHTS payload."""
+
+    CHUNK = 0x00  # offset u32, then 1..MAX_CHUNK image bytes
+    COMMIT = 0x01  # total u32 (the image size), weights id u32
 
 
 class ErrorCode(enum.IntEnum):
@@ -56,14 +73,33 @@ class ErrorCode(enum.IntEnum):
     BAD_LENGTH = 2  # LEN is not the length this type needs
     UNKNOWN_TYPE = 3  # TYPE is not a request this board implements
     TIMEOUT = 4  # a frame stopped arriving: no byte for longer than the board's timeout
-    BUSY = 5  # bytes arrived while the board was serving a request (they were dropped), or other
+    BUSY = 5  # bytes arrived while the board was serving a request (they were dropped), or a
+    #           load request came while an image was in flight
+    NO_WEIGHTS = 6  # CLASSIFY while the board holds no valid weights (a load is incomplete)
+    BAD_LOAD = 7  # a LOAD_WEIGHTS the board refused: unknown op, chunk out of order or past the
+    #               image's end, commit that does not match; the weights are invalid after it
 
 
-# The requests a board of this version carries out, and the payload length each must have.
+# The requests a board of this version carries out, and the payload length each must have
+# (LOAD_WEIGHTS: see ``load_length_ok``).
 REQUEST_LENGTHS = {FrameType.PING: 0, FrameType.CLASSIFY: IMAGE_BYTES}
-REPLY_LENGTHS = {FrameType.INFO: INFO_LENGTH, FrameType.RESULT: RESULT_LENGTH, FrameType.ERROR: 1}
+REQUESTS = (FrameType.PING, FrameType.CLASSIFY, FrameType.LOAD_WEIGHTS)
+REPLY_LENGTHS = {FrameType.INFO: INFO_LENGTH, FrameType.RESULT: RESULT_LENGTH, FrameType.ERROR: 1,
+                 FrameType.WEIGHTS_LOADED: LOADED_LENGTH}
 # The longest frame either side sends; a decoder treats a longer LEN as line noise.
-MAX_PAYLOAD = max(*REQUEST_LENGTHS.values(), *REPLY_LENGTHS.values())
+MAX_PAYLOAD = max(*REQUEST_LENGTHS.values(), *REPLY_LENGTHS.values(), CHUNK_HEADER_BYTES + MAX_CHUNK)
+
+
+def load_length_ok(op: int, length: int) -> bool:
+    """Whether a LOAD_WEIGHTS payload of ``length`` bytes starting with ``op`` has a good LEN.
+    An unknown op with any LEN >= 1 passes this check (and is refused with BAD_LOAD)."""
+    if length < 1:
+        return False
+    if op == LoadOp.CHUNK:
+        return CHUNK_HEADER_BYTES < length <= CHUNK_HEADER_BYTES + MAX_CHUNK
+    if op == LoadOp.COMMIT:
+        return length == COMMIT_LENGTH
+    return True
 
 
 class ProtocolError(InputError):
@@ -253,6 +289,51 @@ def parse_error(frame: Frame) -> int:
         return code
 
 
+def load_chunk_request(offset: int, chunk: bytes) -> bytes:
+    """The LOAD_WEIGHTS frame carrying ``chunk`` (1..MAX_CHUNK bytes) at byte ``offset`` of the image."""
+    chunk = bytes(chunk)
+    if not 1 <= len(chunk) <= MAX_CHUNK:
+        raise ValueError(f"a chunk has 1..{MAX_CHUNK} bytes, not {len(chunk)}")
+    if not 0 <= offset < 1 << 32:
+        raise ValueError(f"offset {offset} does not fit u32")
+    return encode_frame(FrameType.LOAD_WEIGHTS, bytes([LoadOp.CHUNK]) + offset.to_bytes(4, "little") + chunk)
+
+
+def load_commit_request(total: int, weights_id: int) -> bytes:
+    """The LOAD_WEIGHTS frame that ends a load of ``total`` bytes and names the weights."""
+    if not 0 <= total < 1 << 32 or not 0 <= weights_id < 1 << 32:
+        raise ValueError(f"total {total} or weights id {weights_id} does not fit u32")
+    return encode_frame(FrameType.LOAD_WEIGHTS, bytes([LoadOp.COMMIT]) + total.to_bytes(4, "little")
+                        + weights_id.to_bytes(4, "little"))
+
+
+def image_chunks(image: bytes, chunk: int = MAX_CHUNK) -> list[tuple[int, bytes]]:
+    """(offset, bytes) of the chunks that carry ``image``, in order."""
+    image = bytes(image)
+    if not image:
+        raise ValueError("the weight image is empty")
+    if not 1 <= chunk <= MAX_CHUNK:
+        raise ValueError(f"chunk size must be 1..{MAX_CHUNK}, not {chunk}")
+    return [(offset, image[offset : offset + chunk]) for offset in range(0, len(image), chunk)]
+
+
+def load_frames(image: bytes, weights_id: int, chunk: int = MAX_CHUNK) -> list[bytes]:
+    """Every request frame of a load: the chunks, then the commit."""
+    return ([load_chunk_request(offset, data) for offset, data in image_chunks(image, chunk)]
+            + [load_commit_request(len(image), weights_id)])
+
+
+def loaded_payload(received: int, valid: bool) -> bytes:
+    """The WEIGHTS_LOADED payload: image bytes received gap-free so far u32, weights flags u8."""
+    return int(received).to_bytes(4, "little") + bytes([WEIGHTS_VALID if valid else 0])
+
+
+def parse_loaded(frame: Frame) -> tuple[int, bool]:
+    """A WEIGHTS_LOADED frame -> (bytes received, weights valid)."""
+    payload = _expect(frame, FrameType.WEIGHTS_LOADED)
+    return int.from_bytes(payload[:4], "little"), bool(payload[4] & WEIGHTS_VALID)
+
+
 def weights_id(params: dict[str, np.ndarray]) -> int:
     """A 32-bit fingerprint of a weight set (state-dict layout): the first 4 bytes of SHA-256
     over every parameter name and its int8 codes, in name order."""
@@ -265,7 +346,8 @@ def weights_id(params: dict[str, np.ndarray]) -> int:
 
 @dataclass(frozen=True)
 class BoardInfo:
-    """The INFO payload (8 bytes): what the board's accelerator was generated with.
+    """The INFO payload (13 bytes): what the board's accelerator was generated with, and the
+    state of its weights.
 
     ========  ======================================================================
     byte      meaning
@@ -273,9 +355,12 @@ class BoardInfo:
     0         protocol ``VERSION``
     1         arithmetic flags: bit 0 rounding floor (else half-up), bit 1 overflow
               wrap (else saturate); other bits 0
-    2         linear engine lanes (multipliers per linear layer)
+    2         linear engine lanes (of the first linear engine)
     3         logit accumulator width in bits (the RESULT logits are sign-extended from it)
-    4..7      ``weights_id`` of the weights in the board's ROMs, u32 LE (0: not given)
+    4..7      ``weights_id`` of the valid weights, u32 LE: the bitstream's (0: not given)
+              or the last committed load's; 0 while no weights are valid
+    8         weights flags: bit 0 ``WEIGHTS_VALID``, bit 1 ``WEIGHTS_IN_BITSTREAM``
+    9..12     bytes of the weight image a load must send, u32 LE
     ========  ======================================================================
     """
 
@@ -284,15 +369,21 @@ class BoardInfo:
     linear_lanes: int
     logit_bits: int
     weights_id: int
+    weights_valid: bool = True
+    weights_in_bitstream: bool = True
+    image_bytes: int = 0
 
     def encode(self) -> bytes:
         flags = (self.arithmetic.rounding is arith.Rounding.FLOOR) | (self.arithmetic.overflow is arith.Overflow.WRAP) << 1
+        weights = WEIGHTS_VALID * bool(self.weights_valid) | WEIGHTS_IN_BITSTREAM * bool(self.weights_in_bitstream)
         for name, value, limit in (("version", self.version, 0xFF), ("linear_lanes", self.linear_lanes, 0xFF),
-                                   ("logit_bits", self.logit_bits, 32), ("weights_id", self.weights_id, 0xFFFFFFFF)):
+                                   ("logit_bits", self.logit_bits, 32), ("weights_id", self.weights_id, 0xFFFFFFFF),
+                                   ("image_bytes", self.image_bytes, 0xFFFFFFFF)):
             if not 0 <= value <= limit:
                 raise ValueError(f"{name} {value} does not fit the INFO payload (0..{limit})")
         return (bytes([self.version, flags, self.linear_lanes, self.logit_bits])
-                + self.weights_id.to_bytes(4, "little"))
+                + self.weights_id.to_bytes(4, "little") + bytes([weights])
+                + self.image_bytes.to_bytes(4, "little"))
 
 
 def parse_info(frame: Frame) -> BoardInfo:
@@ -303,4 +394,6 @@ def parse_info(frame: Frame) -> BoardInfo:
     flags = payload[1]
     arithmetic = arith.Arithmetic(arith.Rounding.FLOOR if flags & 1 else arith.Rounding.HALF_UP,
                                   arith.Overflow.WRAP if flags & 2 else arith.Overflow.SATURATE)
-    return BoardInfo(payload[0], arithmetic, payload[2], payload[3], int.from_bytes(payload[4:8], "little"))
+    return BoardInfo(payload[0], arithmetic, payload[2], payload[3], int.from_bytes(payload[4:8], "little"),
+                     bool(payload[8] & WEIGHTS_VALID), bool(payload[8] & WEIGHTS_IN_BITSTREAM),
+                     int.from_bytes(payload[9:13], "little"))

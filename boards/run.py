@@ -1,10 +1,15 @@
 """``lenet-fpga board-run``: images through a board over the serial line, each answer compared
-with the golden model."""
+with the golden model. With ``--weights`` (or when the board holds no valid weights, as the
+iCEBreaker's compact design after configuration) the weights are loaded over the link first."""
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
 import time
+import warnings
+from types import SimpleNamespace
 
 import numpy as np
 from tqdm import tqdm
@@ -17,9 +22,56 @@ from . import protocol
 from .host import BoardClient, open_serial
 
 
+def board_weight_image(ws: weight_files.WeightSet, board: str = "ulx3s-85f", preset: str = "baseline",
+                       lanes: int | None = None) -> bytes:
+    """The weight image of ``ws`` for the design ``lenet-fpga build --board BOARD --preset ...
+    --lanes ...`` puts on the board: the accelerator built with these weights, its image."""
+    from amaranth.hdl import UnusedElaboratable
+
+    from .build import board_config
+    from .platforms import board as find_board
+    from .top import make_accelerator
+
+    options = SimpleNamespace(preset=preset, lanes=lanes, rounding=None, overflow=None)
+    config = board_config(find_board(board), options, ws)
+    with warnings.catch_warnings():
+        # The accelerator is built only for its image; Amaranth would warn that it was never used.
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        image = make_accelerator(ws, config).weight_image()
+        gc.collect()
+    return image
+
+
+def load_board_weights(client: BoardClient, ws: weight_files.WeightSet, image: bytes,
+                       quiet: bool = False) -> protocol.BoardInfo:
+    """Load ``image`` (``board_weight_image`` of ``ws``) into the board with a progress bar,
+    unless it already holds these weights; return the board's INFO afterwards."""
+    wid = protocol.weights_id(ws.params)
+    info = client.ping()
+    if info.weights_valid and info.weights_id == wid:
+        if not quiet:
+            print(f"the board already holds these weights (id {wid:08x}); not loading them", file=sys.stderr)
+        return info
+    if info.image_bytes != len(image):
+        raise InputError(
+            f"the board expects a weight image of {info.image_bytes:,} bytes, {ws.path or 'the weights'} make "
+            f"{len(image):,} for the design given by --board/--preset/--lanes: use the options the board was built with"
+        )
+    started = time.time()
+    with tqdm(total=len(image), desc="weights", unit="B", unit_scale=True, disable=quiet) as bar:
+        info = client.load_weights(image, wid, progress=bar.update)
+    if not quiet:
+        print(f"loaded {len(image):,} bytes of weights (id {wid:08x}) in {time.time() - started:.1f} s",
+              file=sys.stderr)
+    return info
+
+
 def check_board_weights(info: protocol.BoardInfo, ws: weight_files.WeightSet) -> None:
     """The board must hold the weights the answers are compared against."""
     expected = protocol.weights_id(ws.params)
+    if not info.weights_valid:
+        raise InputError("the board holds no valid weights (an earlier load did not complete); "
+                         "load them with `lenet-fpga board-run --weights FILE.npz`")
     if info.weights_id not in (0, expected):
         raise InputError(
             f"the board holds other weights (id {info.weights_id:08x}) than {ws.path} (id {expected:08x}); "
@@ -62,7 +114,13 @@ def cmd_board_run(args) -> int:
     image_set = image_sets.load_image_set(args.images).head(args.n)
     port = open_serial(args.port, args.baud)
     try:
-        result = run_on_board(BoardClient(port), ws, image_set, quiet=args.json)
+        client = BoardClient(port)
+        info = client.ping()
+        if args.weights is not None or not info.weights_valid:
+            image = board_weight_image(ws, getattr(args, "board", "ulx3s-85f"), getattr(args, "preset", "baseline"),
+                                       getattr(args, "lanes", None))
+            load_board_weights(client, ws, image, quiet=args.json)
+        result = run_on_board(client, ws, image_set, quiet=args.json)
     finally:
         port.close()
     total = result["total"]

@@ -1,10 +1,15 @@
-"""A board top: the accelerator behind the UART link, on the board's clock and serial pins."""
+"""A board top: the accelerator behind the UART link, on the board's clock and serial pins.
+
+The accelerator is the one the configuration is for: ``AcceleratorConfig`` builds the streaming
+``LeNetAccelerator`` (weights in block RAM initial values), ``CompactConfig`` the
+``CompactAccelerator`` (weights in SPRAM, sent over the link after configuration)."""
 
 from __future__ import annotations
 
 from amaranth.hdl import Module
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 
+from ..hdl.compact import CompactAccelerator, CompactConfig
 from ..hdl.lenet import AcceleratorConfig, LeNetAccelerator
 from ..model.weights import WeightSet
 from . import protocol
@@ -16,22 +21,36 @@ DEFAULT_BAUD = 115_200
 TIMEOUT_SECONDS = 0.1  # an incomplete frame is dropped after this much silence
 
 
-class BoardTop(wiring.Component):
-    """Everything a bitstream holds: LeNetAccelerator + UARTLink, wired to ``uart`` 0."""
+def make_accelerator(weights: WeightSet, config: AcceleratorConfig | CompactConfig):
+    """The accelerator ``config`` describes."""
+    if isinstance(config, CompactConfig):
+        return CompactAccelerator(weights, config)
+    return LeNetAccelerator(weights, config)
 
-    def __init__(self, weights: WeightSet, config: AcceleratorConfig, board: Board, baud: int = DEFAULT_BAUD):
+
+class BoardTop(wiring.Component):
+    """Everything a bitstream holds: the accelerator + UARTLink, wired to ``uart`` 0."""
+
+    def __init__(self, weights: WeightSet, config: AcceleratorConfig | CompactConfig, board: Board,
+                 baud: int = DEFAULT_BAUD):
         self.board = board
         self.divisor = divisor_for(board.clock_hz, baud)
-        accelerator = LeNetAccelerator(weights, config)
+        accelerator = make_accelerator(weights, config)
         self.accelerator = accelerator
+        # INFO names the weights the bitstream carries; a design that loads them at run time has none.
+        in_bitstream = getattr(accelerator, "weights_in_bitstream", True)
         self.link = UARTLink(accelerator, self.divisor, int(board.clock_hz * TIMEOUT_SECONDS),
-                             weights_id=protocol.weights_id(weights.params))
+                             weights_id=protocol.weights_id(weights.params) if in_bitstream else 0)
         super().__init__({})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.link = self.link
         if platform is not None:
-            uart = platform.request("uart", 0)
-            m.d.comb += [self.link.rx.eq(uart.rx.i), uart.tx.o.eq(self.link.tx)]
+            # Raw ports and explicit buffers (the implicit ones of ``request`` are deprecated);
+            # other UART pins a board has (the ULX3S' RTS and DTR) stay unused.
+            uart = platform.request("uart", 0, dir="-")
+            m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+            m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+            m.d.comb += [self.link.rx.eq(rx.i), tx.o.eq(self.link.tx)]
         return m

@@ -36,8 +36,12 @@ from .conv import ConvEngine
 from .datapath import accumulator_shape
 from .gather import Gather, Serialize
 from .linear import LinearEngine
+from .loader import WeightLoader
 from .pixels import PixelQuantizer
 from .pool import MaxPool
+from .skid import SkidBuffer
+from .fifo import StreamFIFO
+from .window import pixel_layout
 
 CYCLE_COUNTER_WIDTH = 32
 # Images that may be in flight at once (start times queued for the cycle count).
@@ -192,6 +196,22 @@ class LeNetAccelerator(wiring.Component):
         self.logit_shape = accumulator_shape(layers[-1].in_features)
         super().__init__(accelerator_ports(self.logit_shape))
         self.engines = self._make_engines()
+        # Run-time weight loading (before elaboration: it adds write ports to the memories).
+        self.weight_loader = WeightLoader(self.weight_memories())
+
+    # The memories have initial values: the bitstream's weights are valid from reset.
+    weights_in_bitstream = True
+
+    def weight_memories(self) -> list:
+        """The memories a weight image fills, in image order: each conv and linear engine's
+        weight memory, then its bias memory, in network order (no line or input buffers)."""
+        return [getattr(block, attr) for block in self.engines.values()
+                for attr in ("weight_memory", "bias_memory") if getattr(block, attr, None) is not None]
+
+    def weight_image(self) -> bytes:
+        """The bytes to send on ``weights`` to load the weights this object was built with
+        (``hdl.loader``: memories in order, each word as whole little-endian bytes)."""
+        return self.weight_loader.image()
 
     @property
     def config(self) -> AcceleratorConfig:
@@ -211,6 +231,9 @@ class LeNetAccelerator(wiring.Component):
             if isinstance(layer, ConvLayer):
                 filters = config.filters_of(convs.index(layer), len(convs))
                 blocks[f"{layer.name}.gather"] = Gather(channels, lanes)
+                if layer is not convs[0]:
+                    # Room for a whole input map, so the layer before can run into the next image.
+                    blocks[f"{layer.name}.queue"] = StreamFIFO(pixel_layout(channels), layer.in_size**2)
                 blocks[layer.name] = ConvEngine(w, b, layer.in_size, a, name=layer.name, filters=filters,
                                                 soft_multipliers=soft)
                 blocks[f"{layer.name}.pool"] = MaxPool(layer.out_channels, layer.conv_size, layer.conv_size,
@@ -248,7 +271,14 @@ class LeNetAccelerator(wiring.Component):
         for name, block in self.engines.items():
             m.submodules[name.replace(".", "_")] = block
         for upstream, downstream in zip(names, names[1:]):
-            wiring.connect(m, self.engines[upstream].o, self.engines[downstream].i)
+            # A skid buffer on every link, so that no ready signal crosses two blocks.
+            skid = SkidBuffer(self.engines[upstream].o.payload.shape())
+            m.submodules[f"{downstream.replace('.', '_')}_skid"] = skid
+            wiring.connect(m, self.engines[upstream].o, skid.i)
+            wiring.connect(m, skid.o, self.engines[downstream].i)
+        m.submodules.weight_loader = self.weight_loader
+        wiring.connect(m, wiring.flipped(self.weights), self.weight_loader.i)
+        m.d.comb += self.weight_loader.restart.eq(self.weights_restart)
         quantize, argmax = self.engines["quantize"], self.engines["argmax"]
 
         # The pixel input is open for exactly one image after each start.

@@ -10,7 +10,7 @@ moves one transfer per cycle.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,7 +33,8 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        spare = Signal.like(self.i.payload)
+        # Raw bits: a structured copy of the payload would only add named sub-wires.
+        spare = Signal(len(Value.cast(self.i.payload)))
         spare_full = Signal()
         m.d.comb += self.i.ready.eq(~spare_full)
         o_free = ~self.o.valid | self.o.ready

@@ -103,12 +103,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", metavar="FILE.npz", default=None,
                    help="images uint8 [N,28,28] and optional labels (default: the 40 shipped test digits)")
     p.add_argument("--n", type=positive_int, default=None, help="only the first N images")
+    p.add_argument("--mnist", action="store_true", help="the 10,000 MNIST test images instead (see --data, --stream)")
+    _data_option(p)
+    p.add_argument("--jobs", type=positive_int, default=1, help="simulator processes to shard the images across (default 1)")
+    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help="send the images back to back: fewer simulated cycles, and each image's cycles then "
+                        "include its wait behind the previous one (default: on with --mnist, else off)")
     _arithmetic_options(p)
     _lanes_option(p)
     p.add_argument("--waves", action="store_true", help="write a waveform to open in GTKWave (.fst from icarus, .vcd from verilator)")
     p.add_argument("--waves-file", metavar="FILE", default=None, help="where to put it (default ./lenet_sim.fst or .vcd)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler="sim.commands:cmd_sim")
+
+    p = sub.add_parser("bench", help="per preset: multipliers, cycles, interval, floors, Fmax, resources, accuracy")
+    p.add_argument("--configs", metavar="NAME,NAME", default=None, help="presets to measure (default: all)")
+    _weights_option(p)
+    _data_option(p)
+    p.add_argument("--rtl-images", type=positive_int, default=8,
+                   help="images streamed through the RTL for the interval and the bit-exact check (default 8)")
+    _simulator_option(p)
+    p.add_argument("--pnr", action="store_true", help="also synthesize and place-and-route each preset for the "
+                   "ECP5 LFE5U-85F (out of context; minutes per preset) for Fmax and resources")
+    p.add_argument("--json", metavar="FILE", default=None, help="write the results as JSON")
+    p.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots to this folder")
+    p.set_defaults(handler="sim.benchmark:cmd_bench")
 
     p = sub.add_parser("build", help="build a bitstream for a board and report resources and Fmax")
     p.add_argument("--board", required=True, choices=["ulx3s-85f", "icebreaker"], help="target board")
@@ -131,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 (or a pyserial URL)")
     p.add_argument("--baud", type=positive_int, default=115_200, help="baud rate (default 115200)")
     _weights_option(p)
+    # A weight load is laid out for the board's design: its board and generator options.
+    p.add_argument("--board", choices=["ulx3s-85f", "icebreaker"], default="ulx3s-85f",
+                   help="the board's design, for loading --weights into it (default ulx3s-85f)")
+    _lanes_option(p)
     p.add_argument("--images", metavar="FILE.npz", default=None, help="images (default: the 40 shipped digits)")
     p.add_argument("--n", type=positive_int, default=None, help="only the first N images")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,7 +1,19 @@
-"""Whole-network simulation: generate the design, run images through it, compare with the golden model."""
+"""Whole-network simulation: generate the design, run images through it, compare with the golden model.
+
+Two ways to run the images:
+
+* ``simulate``: one image at a time (``tb_lenet``), each image's ``cycles`` is its latency;
+  the images can be sharded across several simulator processes (``jobs``).
+* ``stream``: back to back (``tb_stream``), the next image taken as soon as the accelerator's
+  pixel input closes; gives the latency of the first image and the interval between images.
+
+Both use the same generated Verilog, so they share one cached simulator build.
+"""
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +27,9 @@ from . import runner
 from .harness import SimHarness
 
 TOPLEVEL = "lenet_sim"
+# Images per simulator run when sharding: each run pays ~1 s to start the simulator and Python,
+# and a run is the unit of progress and of work handed to a job.
+MAX_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -40,29 +55,68 @@ def harness_verilog(weights: WeightSet, config: AcceleratorConfig) -> str:
     return amaranth_verilog.convert(SimHarness(LeNetAccelerator(weights, config)), name=TOPLEVEL)
 
 
+def shard_bounds(n: int, jobs: int, chunk: int | None = None) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each simulator run: ``chunk`` images each, or (``None``) at least
+    one run per job and none longer than ``MAX_CHUNK``, all about the same size."""
+    if n < 1:
+        return []
+    if chunk is None:
+        runs = max(jobs, math.ceil(n / MAX_CHUNK))
+        runs = min(n, math.ceil(runs / jobs) * jobs)  # whole rounds of jobs keep every job busy
+        chunk = math.ceil(n / runs)
+    return [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
+
+
 def simulate(
     weights: WeightSet,
     images: np.ndarray,
     config: AcceleratorConfig,
     simulator: str = "verilator",
     waves: bool = False,
-    chunk: int = 100,
+    chunk: int | None = None,
     progress=None,
     build_root=None,
+    jobs: int = 1,
+    back_to_back: bool = False,
 ) -> NetworkRun:
-    """Run ``images`` through the RTL in chunks (one simulator run each) and the golden model."""
+    """Run ``images`` through the RTL, in chunks (one simulator run each, up to ``jobs`` at
+    once), and through the golden model.
+
+    One image at a time (``tb_lenet``), so each image's ``cycles`` is its latency; or, with
+    ``back_to_back``, each chunk streamed (``tb_stream``): fewer simulated cycles per image
+    (the interval instead of the latency), and ``cycles`` then includes the time an image
+    waits behind the one before it. The simulator build is cached by ``runner.run`` and built
+    once under a lock, so parallel runs share it. ``waves`` needs a single run (every run
+    would write the same file).
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if waves and jobs > 1:
+        raise ValueError("waves need a single simulator run (jobs=1)")
     source = harness_verilog(weights, config)
-    parts: list[runner.SimResult] = []
-    seconds = 0.0
-    for start in range(0, len(images), chunk):
-        batch = images[start : start + chunk]
-        result = runner.run(source, TOPLEVEL, f"{__package__}.tb_lenet", {"images": batch},
-                            simulator=simulator, waves=waves, build_root=build_root)
-        parts.append(result)
-        seconds += result.seconds
-        if progress:
-            progress(len(batch))
-    outputs = {key: np.concatenate([p.outputs[key] for p in parts]) for key in ("logits", "klass", "cycles")}
+    bounds = shard_bounds(len(images), jobs, len(images) if waves else chunk)
+    testbench = f"{__package__}.{'tb_stream' if back_to_back else 'tb_lenet'}"
+
+    def one(bound):
+        start, stop = bound
+        return runner.run(source, TOPLEVEL, testbench, {"images": images[start:stop]},
+                          simulator=simulator, waves=waves, build_root=build_root)
+
+    parts: dict[tuple[int, int], runner.SimResult] = {}
+    # Threads are enough: each run is a simulator subprocess; Python only waits for it.
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(one, bound): bound for bound in bounds}
+        try:
+            for future in as_completed(futures):
+                parts[futures[future]] = future.result()
+                if progress:
+                    progress(futures[future][1] - futures[future][0])
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    ordered = [parts[bound] for bound in bounds]
+    outputs = {key: np.concatenate([p.outputs[key] for p in ordered]) for key in ("logits", "klass", "cycles")}
     golden_logits = golden.forward(images, weights.params, config.arithmetic)
     return NetworkRun(
         rtl_logits=outputs["logits"],
@@ -70,7 +124,64 @@ def simulate(
         golden_logits=golden_logits,
         golden_class=golden.classify(golden_logits),
         cycles=outputs["cycles"],
-        sim_seconds=seconds,
-        waves=parts[-1].waves if parts else None,
+        # Simulator time summed over the runs (more than the wall time when they overlap).
+        sim_seconds=sum(p.seconds for p in ordered),
+        waves=ordered[-1].waves if ordered else None,
     )
 
+
+@dataclass(frozen=True)
+class StreamRun:
+    """Images streamed back to back: what came out and when."""
+
+    rtl_logits: np.ndarray  # int64 [N,10]
+    rtl_class: np.ndarray  # [N]
+    golden_logits: np.ndarray  # int64 [N,10]
+    cycles: np.ndarray  # [N] the accelerator's own start -> done count (queueing included)
+    taken: np.ndarray  # [N] clock cycle at which each image's start was taken
+    done_at: np.ndarray  # [N] clock cycle at which each image's done rose
+    matches: np.ndarray  # [N] bool: all ten logits equal the golden model's
+    sim_seconds: float
+
+    @property
+    def mismatches(self) -> int:
+        return int((~self.matches).sum())
+
+    @property
+    def latency(self) -> int:
+        """Cycles from start to done of the first image, which had the pipeline to itself."""
+        return int(self.cycles[0])
+
+    @property
+    def interval(self) -> float:
+        """Cycles between results in the steady state: the mean gap between the ``done`` pulses
+        of the second half of the images (the first gaps may still show the pipeline filling)."""
+        if len(self.done_at) < 2:
+            raise ValueError("the interval needs at least two images")
+        gaps = np.diff(self.done_at.astype(np.int64))
+        return float(gaps[len(gaps) // 2 :].mean())
+
+
+def stream(
+    weights: WeightSet,
+    images: np.ndarray,
+    config: AcceleratorConfig,
+    simulator: str = "verilator",
+    build_root=None,
+) -> StreamRun:
+    """Stream ``images`` back to back through the RTL in one simulator run (``tb_stream``)."""
+    source = harness_verilog(weights, config)
+    golden_logits = golden.forward(images, weights.params, config.arithmetic)
+    result = runner.run(source, TOPLEVEL, f"{__package__}.tb_stream", {"images": images, "golden": golden_logits},
+                        simulator=simulator, build_root=build_root)
+    out = result.outputs
+    return StreamRun(
+        rtl_logits=out["logits"],
+        rtl_class=out["klass"],
+        golden_logits=golden_logits,
+        cycles=out["cycles"],
+        taken=out["taken"],
+        done_at=out["done_at"],
+        matches=out["matches"] & (out["klass"] == golden.classify(golden_logits)),
+        sim_seconds=result.seconds,
+    )

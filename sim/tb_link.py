@@ -17,8 +17,20 @@ Link tests (``link_*``; DUT: ``UARTLink``, ports ``rx``, ``tx``); ``tb_data``: `
 (bounds on the accelerator's reported cycles). ``link_images`` hands back (``tb_output``)
 ``cycles`` (reported by the board) and ``frame_cycles`` (clock cycles from the first bit of the
 CLASSIFY request to the last bit of the RESULT reply) per image.
+
+Weight-loading tests (``link_load``, ``link_load_errors``) also take ``weight_image`` (uint8, the
+image of other weights), ``weights_id`` (theirs), ``logits_new`` [N,10] (the answers with them)
+and ``in_bitstream`` (whether the board's weights are valid from reset); ``chunk`` (image bytes
+per LOAD_WEIGHTS frame) and, for ``link_load_errors``, ``old_image`` (the bitstream's image),
+``linger_cycles`` (how long the stand-in accelerator stays busy after an answer) and
+``after_link_load`` (link_load ran before it in the same simulation). ``link_load`` hands back
+``load_cycles`` (from the first bit of ``BoardClient.load_weights``' first request to the last
+bit of its last reply), ``load_frames`` (requests it sent) and ``load_bytes`` (bytes on the
+line both ways).
 """
 
+import itertools
+import os
 import random
 
 import cocotb
@@ -54,6 +66,7 @@ class SerialLine:
         self.rng, self.gap_bits = rng or random.Random(0), gap_bits
         self.rate = 1.0
         self.received = bytearray()
+        self.sent_bytes = self.received_bytes = 0  # on the line so far, each way
         self.last_stop_ps = 0  # when the last received byte's stop bit ended
         self._arrived = Event()
         self.rx.value = 1
@@ -66,14 +79,25 @@ class SerialLine:
         await self._bits(bits)
 
     async def _bits(self, bits) -> None:
-        for bit in bits:
-            self.rx.value = bit
-            await Timer(round(self.bit_ps * self.rate), "ps")
+        # One wake-up per run of equal bits, not per bit (a zero pixel is two runs, not ten):
+        # the same line, several times faster to simulate.
+        bit_time = round(self.bit_ps * self.rate)
+        for level, run in itertools.groupby(bits):
+            self.rx.value = level
+            await Timer(bit_time * len(list(run)), "ps")
+
+    @staticmethod
+    def _frame_bits(byte: int) -> list[int]:
+        return [0, *((byte >> k) & 1 for k in range(8)), 1]
 
     async def send(self, data: bytes) -> None:
         await FallingEdge(self.clk)
+        self.sent_bytes += len(data)
+        if not self.gap_bits:
+            await self._bits([bit for byte in bytes(data) for bit in self._frame_bits(byte)])
+            return
         for byte in bytes(data):
-            await self._bits([0, *((byte >> k) & 1 for k in range(8)), 1])
+            await self._bits(self._frame_bits(byte))
             if self.gap_bits:
                 gap_cycles = self.rng.randrange(int(self.gap_bits * self.bit_ps / (CLOCK_NS * 1000)) + 1)
                 if gap_cycles:
@@ -92,6 +116,7 @@ class SerialLine:
             assert int(self.tx.value) == 1, f"tx: framing error (stop bit low) at {now_ps()} ps"
             self.last_stop_ps = now_ps() + self.bit_ps // 2
             self.received.append(byte)
+            self.received_bytes += 1
             self._arrived.set()
 
     async def read(self, count: int, timeout_ps: int) -> bytes:
@@ -278,6 +303,15 @@ async def uart_tx_bit_timing(dut):
 # Link
 
 
+def add_output(**arrays) -> None:
+    """``tb_output`` that keeps what earlier tests of the same run handed back."""
+    path = os.environ.get("LENET_TB_OUT")
+    if path and os.path.exists(path) and os.path.getsize(path):
+        with np.load(path) as earlier:
+            arrays = {**{k: earlier[k] for k in earlier.files}, **arrays}
+    tb_output(**arrays)
+
+
 class LinkBench:
     """Clock, reset, the simulated cable and a BoardClient on it."""
 
@@ -301,6 +335,14 @@ class LinkBench:
     async def start(self):
         await start_clock_and_reset(self.dut)
 
+    async def reset(self):
+        """Pulse ``rst`` for two cycles with the clock running (the memories keep their contents)."""
+        await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 1
+        for _ in range(2):
+            await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+
     async def call(self, method, *args):
         """Run a blocking client method in a bridge thread; return (result, BoardError or None)."""
 
@@ -317,18 +359,24 @@ class LinkBench:
         assert error is not None and error.code == code, (
             f"{what}: expected ERROR {code.name}, got {error or reply}")
 
-    async def classify_and_check(self, index: int, what: str = "") -> tuple[int, int]:
+    async def classify_and_check(self, index: int, what: str = "", logits: str = "logits",
+                                 settle: bool = True) -> tuple[int, int]:
+        """Classify image ``index``; its answer must be ``data[logits][index]`` and their argmax.
+        With ``settle``, then wait until an accelerator that lingers busy (``linger_cycles``) is idle."""
         image = self.data["images"][index]
         started = now_ps()
         result, error = await self.call(self.client.classify, image)
         assert error is None, f"image {index}{what}: {error}"
         frame_cycles = (self.line.last_stop_ps - started) // (CLOCK_NS * 1000)
-        klass, logits, cycles = result
-        expected = self.data["logits"][index]
-        assert (logits == expected).all() and klass == self.data["klass"][index], (
-            f"image {index}{what}: board class {klass} logits {logits.tolist()}, "
-            f"expected class {self.data['klass'][index]} logits {expected.tolist()}")
+        klass, got, cycles = result
+        expected = self.data[logits][index]
+        assert (got == expected).all() and klass == np.argmax(expected), (
+            f"image {index}{what}: board class {klass} logits {got.tolist()}, "
+            f"expected class {np.argmax(expected)} logits {expected.tolist()}")
         assert self.data["cycles_min"] <= cycles <= self.data["cycles_max"], f"image {index}: {cycles} cycles"
+        linger = int(self.data.get("linger_cycles", 0))
+        if settle and linger:
+            await Timer(linger * CLOCK_NS, "ns")
         return cycles, frame_cycles
 
 
@@ -356,7 +404,7 @@ async def link_images(dut):
         c, f = await bench.classify_and_check(index)
         cycles.append(c)
         frames.append(f)
-    tb_output(cycles=np.array(cycles), frame_cycles=np.array(frames))
+    add_output(cycles=np.array(cycles), frame_cycles=np.array(frames))
 
 
 @cocotb.test()
@@ -376,8 +424,14 @@ async def link_errors(dut):
                              "CLASSIFY with 10 pixels")
     await bench.expect_error(protocol.encode_frame(FrameType.PING, b"\x01\x02\x03"), ErrorCode.BAD_LENGTH,
                              "PING with a payload")
-    await bench.expect_error(protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes(range(40))),
-                             ErrorCode.UNKNOWN_TYPE, "the reserved LOAD_WEIGHTS")
+    # (LOAD_WEIGHTS requests that pass the length check change the weights' state: link_load_errors.)
+    await bench.expect_error(protocol.encode_frame(FrameType.LOAD_WEIGHTS), ErrorCode.BAD_LENGTH,
+                             "LOAD_WEIGHTS without an op")
+    await bench.expect_error(protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes(protocol.CHUNK_HEADER_BYTES)),
+                             ErrorCode.BAD_LENGTH, "a chunk without bytes")
+    await bench.expect_error(protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes([protocol.LoadOp.COMMIT]) + bytes(9)),
+                             ErrorCode.BAD_LENGTH, "a commit one byte long")
+    await bench.expect_error(protocol.encode_frame(0x04), ErrorCode.UNKNOWN_TYPE, "type 0x04")
     await bench.expect_error(protocol.encode_frame(0x7F), ErrorCode.UNKNOWN_TYPE, "type 0x7F")
     # A bad CRC outranks the other checks: the type and length cannot be trusted.
     unknown = bytearray(protocol.encode_frame(0x7F, b"\xa5\xa5"))
@@ -398,4 +452,151 @@ async def link_errors(dut):
     frames = protocol.FrameDecoder().feed(replies)
     kinds = [(f.type, f.payload if f.type == FrameType.ERROR else b"") for f in frames]
     assert kinds == [(FrameType.INFO, b""), (FrameType.ERROR, bytes([ErrorCode.BUSY]))], f"replies {kinds}"
+    await bench.classify_and_check(1, " after BUSY")
+
+
+# --------------------------------------------------------------------------------------------
+# Weight loading
+
+
+async def expect_info(bench: LinkBench, valid: bool, weights_id: int, what: str) -> protocol.BoardInfo:
+    info, error = await bench.call(bench.client.ping)
+    assert error is None, f"{what}: ping: {error}"
+    assert (info.weights_valid, info.weights_id) == (valid, weights_id), (
+        f"{what}: INFO says weights valid={info.weights_valid} id {info.weights_id:08x}, "
+        f"expected valid={valid} id {weights_id:08x}")
+    return info
+
+
+async def expect_loaded(bench: LinkBench, request: bytes, received: int, valid: bool, what: str) -> None:
+    reply, error = await bench.call(bench.client.transact, request)
+    assert error is None, f"{what}: {error}"
+    got = protocol.parse_loaded(reply)
+    assert got == (received, valid), f"{what}: WEIGHTS_LOADED says {got}, expected {(received, valid)}"
+
+
+async def expect_refusal(bench: LinkBench, index: int, what: str, classify: bool = False) -> None:
+    """INFO says no valid weights; with ``classify``, a CLASSIFY is answered NO_WEIGHTS too (a
+    784-byte request: about 3 s of Icarus time each, so only where it matters)."""
+    if classify:
+        await bench.expect_error(protocol.classify_request(bench.data["images"][index]), ErrorCode.NO_WEIGHTS,
+                                 f"CLASSIFY {what}")
+    await expect_info(bench, False, 0, what)
+
+
+@cocotb.test()
+async def link_load(dut):
+    """The board's own weights (if any) answer first; a whole image of other weights goes over the
+    line with ``BoardClient.load_weights``; every answer after it is the other weights'."""
+    bench = LinkBench(dut)
+    await bench.start()
+    data = bench.data
+    image = bytes(data["weight_image"].astype(np.uint8))
+    new_id, in_bitstream = int(data["weights_id"]), bool(data["in_bitstream"])
+    info, error = await bench.call(bench.client.ping)
+    assert error is None and info.image_bytes == len(image) and info.weights_valid == in_bitstream, (
+        f"INFO {error or info}, weight image {len(image)} bytes")
+    if in_bitstream:
+        await bench.classify_and_check(0, " with the bitstream's weights")
+    else:
+        await bench.expect_error(protocol.classify_request(data["images"][0]), ErrorCode.NO_WEIGHTS,
+                                 "CLASSIFY before any load")
+    # The whole load_weights call: a PING, the chunks, the commit, a PING to check.
+    progress = []
+    sent_before, received_before = bench.line.sent_bytes, bench.line.received_bytes
+    started = now_ps()
+    info, error = await bench.call(bench.client.load_weights, image, new_id, progress.append,
+                                   0, int(data["chunk"]))
+    assert error is None, f"load_weights: {error}"
+    frames = len(protocol.image_chunks(image, int(data["chunk"]))) + 1 + 2
+    load_bytes = bench.line.sent_bytes - sent_before + bench.line.received_bytes - received_before
+    load_cycles = (bench.line.last_stop_ps - started) // (CLOCK_NS * 1000)
+    assert sum(progress) == len(image) and info.weights_valid and info.weights_id == new_id, (
+        f"progress {sum(progress)} of {len(image)} bytes; INFO after the load {info}")
+    for index in range(len(data["images"])):
+        await bench.classify_and_check(index, " with the loaded weights", logits="logits_new")
+    add_output(load_cycles=np.array(load_cycles), load_frames=np.array(frames), load_bytes=np.array(load_bytes))
+
+
+@cocotb.test()
+async def link_load_errors(dut):
+    """Bad, partial, out-of-order, corrupted and busy loads: each gets its ERROR, CLASSIFY is
+    refused from the first chunk until a complete load is committed, and the answers are always
+    those of one whole weight set. Runs after link_load (its weights are in the memories) and
+    loads the bitstream's weights back."""
+    bench = LinkBench(dut)
+    await bench.start()
+    data = bench.data
+    assert data["after_link_load"] and data["in_bitstream"], "link_load_errors runs after link_load"
+    new_id, old_id = int(data["weights_id"]), int(data["info"][4:8].view("<u4")[0])
+    image = bytes(data["old_image"].astype(np.uint8))  # what this test loads: not what the memories hold
+    size, step = len(image), int(data["chunk"])
+    chunks = protocol.image_chunks(image, step)
+    assert len(chunks) >= 3, "the test needs an image of at least three chunks"
+    chunk = [protocol.load_chunk_request(offset, part) for offset, part in chunks]
+    ends = [offset + len(part) for offset, part in chunks]
+    commit = protocol.load_commit_request(size, old_id)
+
+    # cocotb resets the design between tests but the memories keep their contents: INFO must
+    # still name link_load's weights, and the answers must be theirs.
+    await expect_info(bench, True, new_id, "after reset, link_load's weights in the memories")
+    await bench.classify_and_check(1, " after reset, link_load's weights in the memories", logits="logits_new")
+
+    # A reset in the middle of a load forgets the load (the loader restarts too).
+    await expect_loaded(bench, chunk[0], ends[0], False, "before a reset: chunk 0")
+    await bench.reset()
+    await expect_refusal(bench, 1, "after a reset during a load")
+    await bench.expect_error(chunk[1], ErrorCode.BAD_LOAD, "chunk 1 after a reset")
+
+    # A chunk without the rest: CLASSIFY refused; an early commit is refused and ends the load.
+    await expect_loaded(bench, chunk[0], ends[0], False, "first chunk")
+    await expect_refusal(bench, 1, "after the first chunk", classify=True)
+    await bench.expect_error(commit, ErrorCode.BAD_LOAD, "a commit after one chunk")
+    await expect_refusal(bench, 1, "after an early commit")
+    await bench.expect_error(chunk[1], ErrorCode.BAD_LOAD, "the next chunk of a refused load")
+
+    # A corrupted chunk and a chunk cut short are refused before any of their bytes reach the
+    # weights, and may be sent again; the load then completes with the right answers.
+    await expect_loaded(bench, chunk[0], ends[0], False, "chunk 0")
+    corrupted = bytearray(chunk[1])
+    corrupted[protocol.HEADER_BYTES + protocol.CHUNK_HEADER_BYTES] ^= 0x10
+    await bench.expect_error(bytes(corrupted), ErrorCode.BAD_CRC, "a corrupted chunk")
+    await expect_refusal(bench, 1, "after a corrupted chunk", classify=True)
+    await bench.expect_error(chunk[1][:-3], ErrorCode.TIMEOUT, "a chunk cut short")
+    await expect_refusal(bench, 1, "after a chunk cut short")
+    for k in range(1, len(chunk)):
+        await expect_loaded(bench, chunk[k], ends[k], False, f"chunk {k} after the bad ones")
+    await expect_loaded(bench, commit, size, True, "commit")
+    await expect_info(bench, True, old_id, "after the load")
+    await bench.classify_and_check(1, " after a load with a corrupted chunk sent again")
+
+    # Gaps, overlaps, repeats, a chunk past the end, a wrong total, an unknown op: all refused.
+    await expect_loaded(bench, chunk[0], ends[0], False, "gap: chunk 0")
+    await bench.expect_error(chunk[2], ErrorCode.BAD_LOAD, "a chunk after a gap")
+    await expect_refusal(bench, 1, "after a gap")
+    await expect_loaded(bench, chunk[0], ends[0], False, "overlap: chunk 0")
+    await bench.expect_error(protocol.load_chunk_request(1, chunks[1][1]), ErrorCode.BAD_LOAD, "an overlapping chunk")
+    await bench.expect_error(protocol.load_chunk_request(0, image + b"\x00"), ErrorCode.BAD_LOAD,
+                             "a chunk past the image's end")
+    await bench.expect_error(protocol.encode_frame(FrameType.LOAD_WEIGHTS, b"\x02\x00"), ErrorCode.BAD_LOAD,
+                             "an unknown op")
+    for k in range(len(chunk)):
+        await expect_loaded(bench, chunk[k], ends[k], False, f"repeat: chunk {k}")
+    await bench.expect_error(chunk[-1], ErrorCode.BAD_LOAD, "the last chunk again")
+    await bench.expect_error(commit, ErrorCode.BAD_LOAD, "a commit after a refused chunk")
+    await expect_refusal(bench, 1, "after a repeated chunk")
+    for k in range(len(chunk)):
+        await expect_loaded(bench, chunk[k], ends[k], False, f"wrong total: chunk {k}")
+    await bench.expect_error(protocol.load_commit_request(size + 1, old_id), ErrorCode.BAD_LOAD,
+                             "a commit with the wrong total")
+    await expect_refusal(bench, 1, "after a wrong total")
+
+    # The host client's load_weights; then a load request while an image is in flight gets BUSY
+    # (the stand-in stays busy ``linger_cycles`` after its answer) and changes nothing.
+    info, error = await bench.call(bench.client.load_weights, image, old_id, None, 0, step)
+    assert error is None and info.weights_valid and info.weights_id == old_id, f"load_weights: {error or info}"
+    assert int(data["linger_cycles"]) > 0
+    await bench.classify_and_check(1, " before the busy test", settle=False)
+    await bench.expect_error(chunk[0], ErrorCode.BUSY, "a chunk while the accelerator is busy")
+    await expect_info(bench, True, old_id, "after BUSY")
     await bench.classify_and_check(1, " after BUSY")

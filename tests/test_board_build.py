@@ -1,13 +1,18 @@
-"""Board flow without place-and-route: report parsing, the fit check, flash commands.
-The real ULX3S build is a slow test (`make test-slow`)."""
+"""Board flow without place-and-route: report parsing, the fit check, flash commands, and the
+iCEBreaker flow up to the tools (design, Yosys script), and one real build: the iCEBreaker's
+(about a minute). The ULX3S build (several minutes) is a slow test (`make test-slow`)."""
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from lenet_fpga.boards import build, platforms
+from lenet_fpga.boards.top import BoardTop
 from lenet_fpga.cli import main
+from lenet_fpga.hdl import compact
+from lenet_fpga.hdl.compact import CompactAccelerator, CompactConfig
 from lenet_fpga.hdl.lenet import AcceleratorConfig
 from lenet_fpga.model import weights
 from lenet_fpga.model.errors import InputError
@@ -53,10 +58,105 @@ def test_full_network_does_not_fit_the_icebreaker_block_ram():
     build.check_fits(platforms.board("ulx3s-85f"), ws, AcceleratorConfig())  # fits: no error
 
 
-def test_build_icebreaker_is_a_clean_error(capsys):
-    assert main(["build", "--board", "icebreaker"]) == 2
+def test_compact_design_fits_the_icebreaker_and_checks_spram():
+    ws = weights.load()
+    ice = platforms.board("icebreaker")
+    build.check_fits(ice, ws, CompactConfig())  # weights in SPRAM, feature maps in block RAM
+    small = platforms.Board(**{**ice.__dict__, "spram_bits": 256 * 1024})
+    with pytest.raises(InputError, match="weights need 355 kbit of SPRAM"):
+        build.check_fits(small, ws, CompactConfig())
+
+
+def _args(**options):
+    from argparse import Namespace
+
+    return Namespace(**{"preset": "baseline", "lanes": None, "rounding": None, "overflow": None, **options})
+
+
+def test_each_board_builds_its_accelerator():
+    ws = weights.load(weights.ASSETS / "lenet5_wrap.npz")
+    ice, ulx = platforms.board("icebreaker"), platforms.board("ulx3s-85f")
+    assert build.board_config(ice, _args(), ws) == CompactConfig(ws.arithmetic, lanes=8)
+    assert build.board_config(ice, _args(lanes=5, rounding="floor"), ws).lanes == 5
+    assert isinstance(build.board_config(ulx, _args(), ws), AcceleratorConfig)
+    top = BoardTop(ws, CompactConfig(ws.arithmetic), ice)
+    assert isinstance(top.accelerator, CompactAccelerator)
+    assert top.link.info.weights_id == 0  # no weights in the bitstream: INFO must not name any
+    assert top.link.info.linear_lanes == 8 and top.link.info.arithmetic == ws.arithmetic
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--lanes", "2"], "--lanes 2: 2 lanes need 22,213 weight words"),
+    (["--lanes", "9"], "--lanes 9: lanes must be an integer 1..8"),
+    (["--preset", "fast"], "--preset fast configures the streaming design"),
+])
+def test_icebreaker_options_are_clean_errors(options, message, capsys):
+    assert main(["build", "--board", "icebreaker", *options]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("lenet-fpga build: error: the design does not fit") and "Traceback" not in err
+    assert err.startswith(f"lenet-fpga build: error: {message}") and "Traceback" not in err
+
+
+YOSYS_STAT = """
+2.55. Printing statistics.
+
+=== lenet5 ===
+
+     7497 wire bits
+        8   SB_MAC16
+      518   SB_CARRY
+       38   SB_DFF
+        9   SB_DFFE
+      883   SB_DFFESR
+      252   SB_DFFSR
+     1719   SB_LUT4
+
+=== design hierarchy ===
+
+       38   SB_DFF
+"""
+
+ICE40_REPORT = {
+    "utilization": {
+        "ICESTORM_LC": {"used": 2878, "available": 5280}, "ICESTORM_RAM": {"used": 7, "available": 30},
+        "ICESTORM_DSP": {"used": 8, "available": 8}, "ICESTORM_SPRAM": {"used": 4, "available": 4},
+    },
+    "fmax": {"clk": {"achieved": 22.5, "constraint": 12.0}},
+}
+
+
+def test_parse_yosys_flip_flops():
+    assert build.parse_yosys_flip_flops(YOSYS_STAT) == 38 + 9 + 883 + 252
+    assert build.parse_yosys_flip_flops("no statistics here") is None
+
+
+def test_icebreaker_build_flow_up_to_the_tools(tmp_path, monkeypatch, capsys):
+    """``lenet-fpga build --board icebreaker`` with the tools replaced by canned reports: the
+    design handed to Yosys has the four SPRAM primitives, the script maps multipliers to DSPs,
+    and the report has flip-flops (from Yosys' stat), SPRAM and the images per second."""
+    prepared = {}
+    make_platform = platforms.Board.make_platform
+
+    def fake_make_platform(board):
+        platform = make_platform(board)
+
+        def fake_build(top, name, build_dir, do_program=False, **overrides):
+            prepared.update(platform.prepare(top, name, **overrides).files)
+            Path(build_dir, f"{name}.report.json").write_text(json.dumps(ICE40_REPORT))
+            Path(build_dir, f"{name}.rpt").write_text(YOSYS_STAT)
+
+        platform.build = fake_build
+        return platform
+
+    monkeypatch.setattr(platforms.Board, "make_platform", fake_make_platform)
+    assert main(["build", "--board", "icebreaker", "--build-dir", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "synth_ice40 -dsp" in prepared["lenet5.ys"]
+    assert prepared["lenet5.il"].count("cell \\SB_SPRAM256KA") == 4
+    assert report["resources"]["flip_flops"] == {"used": 1182, "available": 5280}
+    assert list(report["resources"]) == ["luts", "flip_flops", "block_ram", "dsp", "spram"]
+    assert report["timing_met"] and report["fmax_mhz"] == 22.5
+    assert report["cycles_per_image"] == compact.cycles_per_image(CompactConfig())
+    assert report["images_per_second"] == pytest.approx(12e6 / report["cycles_per_image"])
 
 
 def test_unknown_board():
@@ -76,6 +176,19 @@ def test_flash_dry_run_prints_the_command(name, expected, capsys):
 def test_flash_without_bitstream_is_a_clean_error(tmp_path, capsys):
     assert main(["flash", "--board", "ulx3s-85f", "--bitstream", str(tmp_path / "none.bit")]) == 2
     assert "bitstream not found" in capsys.readouterr().err
+
+
+# CI builds this board for real (about a minute, plus the tools' first-call compile on a new
+# machine): the whole flow from the generator to a bitstream, and the report parsed from the tools.
+def test_icebreaker_build_fits_and_meets_timing(tmp_path, capsys):
+    assert main(["build", "--board", "icebreaker", "--build-dir", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    resources = report["resources"]
+    assert report["timing_met"] and report["fmax_mhz"] >= 12
+    assert resources["dsp"]["used"] == 8 and resources["spram"]["used"] == 4
+    assert resources["luts"]["used"] <= resources["luts"]["available"]
+    assert report["cycles_per_image"] == compact.cycles_per_image(CompactConfig())
+    assert os.path.getsize(report["bitstream"]) > 100_000
 
 
 @pytest.mark.slow

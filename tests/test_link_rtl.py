@@ -4,32 +4,41 @@
 through a simulated serial port (``sim/tb_link.py``).
 
 Two accelerators sit behind the link: a small stand-in with the same ports (below), whose answer
-is an exactly predictable function of the pixels, so the whole protocol runs in seconds on
-either simulator; and the real ``LeNetAccelerator`` with the shipped weights, whose RESULTs must
-equal ``model.golden.forward``.
+is an exactly predictable function of the pixels and of ten loadable biases (a 30-byte weight
+image), so the whole protocol, weight loading included, runs in seconds on either simulator;
+and the real ``LeNetAccelerator`` with the shipped weights, whose RESULTs must equal
+``model.golden.forward``, before and (on Verilator) after loading other weights over the line.
 """
+
+from pathlib import Path
+
 
 import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from lenet_fpga.boards import protocol
 from lenet_fpga.boards.link import UARTLink, crc8_next
 from lenet_fpga.hdl.lenet import AcceleratorConfig, LeNetAccelerator, accelerator_ports
+from lenet_fpga.hdl.loader import WeightLoader
 from lenet_fpga.model import golden, images, weights
+from lenet_fpga.model.errors import InputError
 from lenet_fpga.model.network import IMAGE_SIZE, N_CLASSES
 from lenet_fpga.sim import runner
 
 TB = "lenet_fpga.sim.tb_link"
 LINK_TESTS = "link_ping,link_images,link_errors"
+LOAD_TESTS = "link_load,link_load_errors"
 TOPLEVEL = "uart_link"
 DIVISOR = 8  # cycles per bit: a fast simulation; the link does not care
 TIMEOUT_CYCLES = 50 * DIVISOR  # five byte times
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 SAMPLES = images.load_image_set()
+WRAP_WEIGHTS = Path(weights.__file__).parent / "assets" / "lenet5_wrap.npz"
 
 
 # --------------------------------------------------------------------------------------------
@@ -37,37 +46,60 @@ SAMPLES = images.load_image_set()
 
 
 STANDIN_BIAS = np.where(np.arange(N_CLASSES) % 2, 3_000_000, -3_000_000)  # negative logits need all 4 bytes
-STANDIN_TAIL = 17  # cycles from the last pixel to done
+STANDIN_TAIL = 21  # cycles from the last pixel to done: ten bias additions, then the argmax
+STANDIN_LINGER = 8_000  # cycles the stand-in stays busy after done in the weight-loading tests
+BROKEN = 1_000  # added to every logit once a weight byte came while the stand-in was busy
 
 
-def standin_logits(imgs: np.ndarray) -> np.ndarray:
+def standin_logits(imgs: np.ndarray, bias=STANDIN_BIAS) -> np.ndarray:
     """Logit j = bias_j + sum of the pixels k with k % 10 == j, signed + for even k // 10, - for odd:
     any pixel out of order or lost changes the answer."""
     k = np.arange(PIXELS)
     x = imgs.reshape(len(imgs), PIXELS).astype(np.int64) * np.where((k // 10) % 2, -1, 1)
-    return STANDIN_BIAS + np.stack([x[:, k % N_CLASSES == j].sum(axis=1) for j in range(N_CLASSES)], axis=1)
+    return np.asarray(bias) + np.stack([x[:, k % N_CLASSES == j].sum(axis=1) for j in range(N_CLASSES)], axis=1)
 
 
 class StandInAccelerator(wiring.Component):
     """The ``LeNetAccelerator`` ports (start/busy/done handshake, ``cycles`` counted the same
     way) around ``standin_logits``; it refuses pixels on an irregular pattern, so the link's
-    feeding must hold them."""
+    feeding must hold them. Its weights are the ten biases, signed 24-bit words in a memory
+    behind a ``WeightLoader``; a weight byte that arrives while it is busy breaks every later
+    answer (adds ``BROKEN``). It stays ``busy`` ``linger`` cycles after each ``done``."""
 
-    def __init__(self):
+    def __init__(self, bias=STANDIN_BIAS, in_bitstream: bool = True, linger: int = 0):
         self.logit_shape = signed(24)
         self.config = AcceleratorConfig(linear_lanes=3)
+        self.weights_in_bitstream = in_bitstream
+        self._linger = linger
         super().__init__(accelerator_ports(self.logit_shape))
+        self.bias_memory = Memory(shape=signed(24), depth=N_CLASSES, init=[int(b) for b in bias])
+        self._bias_read = self.bias_memory.read_port()
+        self.weight_loader = WeightLoader([self.bias_memory])
+
+    def weight_image(self) -> bytes:
+        return self.weight_loader.image()
 
     def elaborate(self, platform):
         m = Module()
+        m.submodules.bias_memory = self.bias_memory
+        m.submodules.weight_loader = loader = self.weight_loader
+        wiring.connect(m, wiring.flipped(self.weights), loader.i)
+        m.d.comb += loader.restart.eq(self.weights_restart)
+
         remaining = Signal(range(PIXELS + 1))
         column = Signal(range(N_CLASSES))
         negative = Signal()
         tail = Signal(range(STANDIN_TAIL + 1))
         best = Signal(self.logit_shape)
+        running = Signal()  # an image is in flight
+        linger = Signal(range(self._linger + 1))
+        broken = Signal()
         pattern = Signal(7, init=1)  # an LFSR: ready about half the time, irregularly
         m.d.sync += pattern.eq(Cat(pattern[1:], pattern[0] ^ pattern[1]))
-        m.d.comb += self.pixels.ready.eq((remaining != 0) & pattern[0])
+        m.d.comb += [self.pixels.ready.eq((remaining != 0) & pattern[0]), self.busy.eq(running | (linger != 0)),
+                     self.receiving.eq(running)]
+        with m.If(self.weights.valid & self.busy):
+            m.d.sync += broken.eq(1)
 
         with m.If(self.pixels.valid & self.pixels.ready):
             value = Cat(self.pixels.payload, 0).as_signed()
@@ -79,36 +111,58 @@ class StandInAccelerator(wiring.Component):
                 m.d.sync += column.eq(column + 1)
             with m.If(remaining == 1):
                 m.d.sync += tail.eq(STANDIN_TAIL)
-        # Argmax in the first ten tail cycles, first maximum wins.
+        # Tail step t: read bias t (t < 10); add bias t - 1 (1 <= t <= 10); argmax over logit
+        # t - 11, first maximum wins (t >= 11).
+        t = Signal(range(STANDIN_TAIL + 1))
+        m.d.comb += [t.eq(STANDIN_TAIL - tail), self._bias_read.addr.eq(t)]
         with m.If(tail != 0):
             m.d.sync += tail.eq(tail - 1)
-            j = Signal(range(STANDIN_TAIL))
-            m.d.comb += j.eq(STANDIN_TAIL - tail)
-            with m.If(j < N_CLASSES):
-                with m.If((j == 0) | (self.logits[j] > best)):
-                    m.d.sync += [best.eq(self.logits[j]), self.klass.eq(j)]
+            for j in range(N_CLASSES):
+                with m.If(t == j + 1):
+                    m.d.sync += self.logits[j].eq(self.logits[j] + self._bias_read.data + Mux(broken, BROKEN, 0))
+                with m.If(t == j + 11):
+                    with m.If((j == 0) | (self.logits[j] > best)):
+                        m.d.sync += [best.eq(self.logits[j]), self.klass.eq(j)]
 
         m.d.sync += self.done.eq(0)
-        with m.If(self.busy):
+        with m.If(linger != 0):
+            m.d.sync += linger.eq(linger - 1)
+        with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
             with m.If(tail == 1):
-                m.d.sync += [self.busy.eq(0), self.done.eq(1)]
-        with m.Elif(self.start):
-            m.d.sync += [self.busy.eq(1), self.cycles.eq(1), remaining.eq(PIXELS), column.eq(0), negative.eq(0)]
-            m.d.sync += [self.logits[j].eq(int(b)) for j, b in enumerate(STANDIN_BIAS)]
+                m.d.sync += [running.eq(0), self.done.eq(1), linger.eq(self._linger)]
+        with m.Elif(self.start & ~self.busy):
+            m.d.sync += [running.eq(1), self.cycles.eq(1), remaining.eq(PIXELS), column.eq(0), negative.eq(0)]
+            m.d.sync += [self.logits[j].eq(0) for j in range(N_CLASSES)]
         return m
 
 
 # --------------------------------------------------------------------------------------------
 
 
-def link_data(link: UARTLink, imgs, logits, cycles_range, seed, gap_bits) -> dict:
-    return {
+def link_data(link: UARTLink, imgs, logits, cycles_range, seed, gap_bits, **load) -> dict:
+    """tb_data for sim/tb_link.py; ``load``: the weight-loading tests' extra entries."""
+    data = {
         "divisor": link.divisor, "timeout_cycles": link.timeout_cycles, "seed": seed, "gap_bits": gap_bits,
         "images": imgs, "logits": logits, "klass": golden.classify(logits),
         "info": np.frombuffer(link.info.encode(), np.uint8),
         "cycles_min": cycles_range[0], "cycles_max": cycles_range[1],
+        "in_bitstream": link.info.weights_in_bitstream, "linger_cycles": 0, "chunk": protocol.MAX_CHUNK,
     }
+    for key, value in load.items():
+        data[key] = np.frombuffer(value, np.uint8) if isinstance(value, bytes) else value
+    return data
+
+
+def standin_load_data(imgs, seed: int) -> dict:
+    """Other biases for the stand-in: their image, id and answers, in 8-byte chunks."""
+    new_bias = np.random.default_rng(seed).integers(-4_000_000, 4_000_000, N_CLASSES)
+    new_logits = standin_logits(imgs, new_bias)
+    assert (golden.classify(new_logits) != golden.classify(standin_logits(imgs))).any(), (
+        f"seed {seed}: the new biases do not change any class")
+    return {"weight_image": StandInAccelerator(new_bias).weight_image(), "weights_id": 0xC0FFEE01,
+            "logits_new": new_logits, "old_image": StandInAccelerator().weight_image(), "chunk": 8,
+            "linger_cycles": STANDIN_LINGER, "after_link_load": True}
 
 
 def request_cycles(payload: int) -> int:
@@ -124,7 +178,7 @@ def test_link_with_stand_in(simulator, sim_build):
     logits = standin_logits(imgs)
     assert (logits < 0).any() and (logits > 0).any() and len(set(golden.classify(logits))) > 1, (
         f"seed {seed}: the stand-in answers are not varied enough to test anything")
-    link = UARTLink(StandInAccelerator(), DIVISOR, TIMEOUT_CYCLES, weights_id=0x12345678)
+    link = standin_link()
     result = runner.run(verilog.convert(link, name=TOPLEVEL), TOPLEVEL, TB,
                         link_data(link, imgs, logits, (PIXELS + STANDIN_TAIL, 4 * PIXELS), seed, gap_bits=1.5),
                         simulator=simulator, build_root=sim_build, testcase=LINK_TESTS)
@@ -133,6 +187,39 @@ def test_link_with_stand_in(simulator, sim_build):
     frames, cycles = result.outputs["frame_cycles"], result.outputs["cycles"]
     assert (frames >= least + cycles).all() and (frames <= least + cycles + 1.5 * 8 * (PIXELS + 5) + 100).all(), (
         f"frame cycles {frames.tolist()} for accelerator cycles {cycles.tolist()}, at least {least} + those")
+
+
+def standin_link(in_bitstream: bool = True) -> UARTLink:
+    return UARTLink(StandInAccelerator(in_bitstream=in_bitstream, linger=STANDIN_LINGER), DIVISOR, TIMEOUT_CYCLES,
+                    weights_id=0x12345678)
+
+
+def test_link_stand_in_weight_loading(simulator, sim_build):
+    """Loads over the line (the same build as test_link_with_stand_in): a good one, then bad,
+    partial, out-of-order, corrupted and busy ones (sim/tb_link.py link_load_errors)."""
+    seed = 9120
+    imgs = SAMPLES.images[4:6]
+    link = standin_link()
+    assert link.image_bytes == 30 and link.info.weights_valid and link.info.image_bytes == 30
+    result = runner.run(verilog.convert(link, name=TOPLEVEL), TOPLEVEL, TB,
+                        link_data(link, imgs, standin_logits(imgs), (PIXELS + STANDIN_TAIL, 4 * PIXELS), seed,
+                                  gap_bits=1.5, **standin_load_data(imgs, seed)),
+                        simulator=simulator, build_root=sim_build, testcase=LOAD_TESTS)
+    # 30 bytes in 8-byte chunks: 4 chunks, a commit, and the two PINGs of load_weights.
+    assert int(result.outputs["load_frames"]) == 7
+
+
+def test_link_stand_in_without_weights_in_bitstream(simulator, sim_build):
+    """An accelerator whose memories have no initial values (the compact iCE40 design): CLASSIFY
+    is refused from reset until a load, then answers with the loaded weights."""
+    seed = 9150
+    imgs = SAMPLES.images[6:8]
+    link = standin_link(in_bitstream=False)
+    assert not link.info.weights_valid and link.info.weights_id == 0 and not link.info.weights_in_bitstream
+    runner.run(verilog.convert(link, name=TOPLEVEL), TOPLEVEL, TB,
+               link_data(link, imgs, standin_logits(imgs), (PIXELS + STANDIN_TAIL, 4 * PIXELS), seed, gap_bits=0.5,
+                         **standin_load_data(imgs, seed)),
+               simulator=simulator, build_root=sim_build, testcase="link_load")
 
 
 def test_link_real_accelerator(simulator, sim_build):
@@ -150,6 +237,36 @@ def test_link_real_accelerator(simulator, sim_build):
     overhead = frames - cycles - request_cycles(PIXELS) - request_cycles(protocol.RESULT_LENGTH)
     print(f"accelerator cycles {cycles.tolist()}, frame cycles {frames.tolist()}, link overhead {overhead.tolist()}")
     assert (overhead >= 0).all() and (overhead < PIXELS + 100).all(), f"link overhead {overhead.tolist()} cycles"
+
+
+@pytest.mark.verilator
+def test_link_loads_other_weights_verilator(sim_build):
+    """The shipped network's board loads the wrap-trained weights (the whole ~45 KB image, bit by
+    bit over the simulated line) and then answers like the golden model of those weights in the
+    board's arithmetic. Verilator only: Icarus takes minutes for the 3.7 M clock cycles."""
+    try:
+        runner.prepare_simulator("verilator")
+    except InputError as e:
+        pytest.skip(str(e))
+    ws = weights.load()
+    other = weights.load(WRAP_WEIGHTS)
+    imgs = SAMPLES.images[:3]
+    config = AcceleratorConfig(ws.arithmetic)
+    logits = golden.forward(imgs, ws.params, ws.arithmetic)
+    logits_new = golden.forward(imgs, other.params, ws.arithmetic)  # the board's arithmetic, not theirs
+    assert (logits_new != logits).any()
+    image = LeNetAccelerator(other, config).weight_image()
+    link = UARTLink(LeNetAccelerator(ws, config), DIVISOR, TIMEOUT_CYCLES, weights_id=protocol.weights_id(ws.params))
+    assert link.image_bytes == len(image)
+    result = runner.run(verilog.convert(link, name=TOPLEVEL), TOPLEVEL, TB,
+                        link_data(link, imgs, logits, (5_000, 14_200), 9400, gap_bits=0.0, weight_image=image,
+                                  weights_id=protocol.weights_id(other.params), logits_new=logits_new),
+                        simulator="verilator", build_root=sim_build, testcase="link_load")
+    cycles, frames, line_bytes = (int(result.outputs[k]) for k in ("load_cycles", "load_frames", "load_bytes"))
+    # Every byte is 10 bit times; the board adds about a cycle per chunk byte (feeding it on).
+    print(f"load of {len(image)} image bytes: {frames} frames, {line_bytes} bytes on the line, {cycles} cycles "
+          f"= {cycles / DIVISOR / 115_200:.2f} s at 115200 baud")
+    assert line_bytes * 10 * DIVISOR <= cycles <= line_bytes * 10 * DIVISOR + 2 * len(image) + 100 * frames
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,6 +300,13 @@ def test_crc8_next_is_protocol_crc8():
 def test_link_rejects_bad_parameters():
     with pytest.raises(TypeError, match="LeNetAccelerator ports"):
         UARTLink(Module(), DIVISOR, TIMEOUT_CYCLES)
+
+    class NoImage(wiring.Component):  # the ports, but no weight_image()
+        def __init__(self):
+            super().__init__(accelerator_ports(signed(24)))
+
+    with pytest.raises(TypeError, match="weight_image"):
+        UARTLink(NoImage(), DIVISOR, TIMEOUT_CYCLES)
     with pytest.raises(ValueError, match="two byte times"):
         UARTLink(StandInAccelerator(), DIVISOR, 10 * DIVISOR)
     with pytest.raises(ValueError, match="at least 4"):

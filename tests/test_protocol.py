@@ -84,9 +84,11 @@ def test_type_and_error_codes_are_the_documented_ones():
         "PING": 0x01, "CLASSIFY": 0x02, "LOAD_WEIGHTS": 0x03,
         "INFO": 0x81, "RESULT": 0x82, "WEIGHTS_LOADED": 0x83, "ERROR": 0xEE}
     assert {e.name: int(e) for e in ErrorCode} == {
-        "BAD_CRC": 1, "BAD_LENGTH": 2, "UNKNOWN_TYPE": 3, "TIMEOUT": 4, "BUSY": 5}
+        "BAD_CRC": 1, "BAD_LENGTH": 2, "UNKNOWN_TYPE": 3, "TIMEOUT": 4, "BUSY": 5, "NO_WEIGHTS": 6, "BAD_LOAD": 7}
+    assert {o.name: int(o) for o in protocol.LoadOp} == {"CHUNK": 0, "COMMIT": 1}
     assert protocol.REQUEST_LENGTHS == {FrameType.PING: 0, FrameType.CLASSIFY: 784}
-    assert protocol.RESULT_LENGTH == 45 and protocol.MAX_PAYLOAD == 784
+    assert protocol.RESULT_LENGTH == 45 and protocol.INFO_LENGTH == 13 and protocol.LOADED_LENGTH == 5
+    assert protocol.MAX_CHUNK == 784 and protocol.MAX_PAYLOAD == 789  # a full chunk and its header
 
 
 def random_frames(rng: random.Random, n: int) -> list[tuple[int, bytes]]:
@@ -206,15 +208,57 @@ def test_parse_result_rejects(frame, message):
 
 
 def test_info_round_trip():
-    info = protocol.BoardInfo(protocol.VERSION, arith.Arithmetic("floor", "wrap"), 20, 22, 0xCAFEF00D)
+    info = protocol.BoardInfo(protocol.VERSION, arith.Arithmetic("floor", "wrap"), 20, 22, 0xCAFEF00D,
+                              True, False, 45_066)
     payload = info.encode()
-    assert payload == bytes([protocol.VERSION, 0b11, 20, 22, 0x0D, 0xF0, 0xFE, 0xCA])
+    assert payload == bytes([protocol.VERSION, 0b11, 20, 22, 0x0D, 0xF0, 0xFE, 0xCA, 0b01, 0x0A, 0xB0, 0x00, 0x00])
+    assert protocol.BoardInfo(2, arith.Arithmetic(), 1, 24, 0, False, True, 1).encode()[8] == 0b10
     assert protocol.parse_info(Frame(FrameType.INFO, payload)) == info
     assert protocol.BoardInfo(1, arith.Arithmetic(), 1, 24, 0).encode()[1] == 0
     with pytest.raises(protocol.ProtocolError, match="version 9"):
         protocol.parse_info(Frame(FrameType.INFO, bytes([9]) + payload[1:]))
     with pytest.raises(ValueError):
         protocol.BoardInfo(1, arith.Arithmetic(), 256, 24, 0).encode()
+
+
+def test_load_frames_layout():
+    chunk = protocol.load_chunk_request(0x010203, b"\x7f\x80")
+    assert chunk == protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes([0, 0x03, 0x02, 0x01, 0x00, 0x7F, 0x80]))
+    commit = protocol.load_commit_request(45_066, 0xCAFEF00D)
+    assert commit[4:-1] == bytes([1]) + (45_066).to_bytes(4, "little") + bytes([0x0D, 0xF0, 0xFE, 0xCA])
+    assert len(protocol.load_chunk_request(7, bytes(784))) == protocol.OVERHEAD_BYTES + protocol.MAX_PAYLOAD
+    for bad in (b"", bytes(785)):
+        with pytest.raises(ValueError, match="chunk"):
+            protocol.load_chunk_request(0, bad)
+    with pytest.raises(ValueError):
+        protocol.load_commit_request(1 << 32, 0)
+    image = bytes(range(256)) * 7
+    chunks = protocol.image_chunks(image)
+    assert [o for o, _ in chunks] == [0, 784, 1568] and b"".join(c for _, c in chunks) == image
+    assert [len(c) for _, c in protocol.image_chunks(image, 500)] == [500, 500, 500, 292]
+    frames = protocol.load_frames(image, 5)
+    assert len(frames) == 4 and frames[-1] == protocol.load_commit_request(len(image), 5)
+    with pytest.raises(ValueError, match="empty"):
+        protocol.image_chunks(b"")
+    with pytest.raises(ValueError, match="chunk size"):
+        protocol.image_chunks(image, 785)
+
+
+@pytest.mark.parametrize("op,length,ok", [
+    (0, 0, False), (0, 5, False), (0, 6, True), (0, 789, True), (0, 790, False),
+    (1, 9, True), (1, 8, False), (1, 10, False), (2, 1, True), (0xFF, 300, True),
+])
+def test_load_length_ok(op, length, ok):
+    assert protocol.load_length_ok(op, length) is ok
+
+
+def test_loaded_round_trip():
+    payload = protocol.loaded_payload(45_066, True)
+    assert payload == bytes([0x0A, 0xB0, 0, 0, protocol.WEIGHTS_VALID])
+    assert protocol.parse_loaded(Frame(FrameType.WEIGHTS_LOADED, payload)) == (45_066, True)
+    assert protocol.parse_loaded(Frame(FrameType.WEIGHTS_LOADED, protocol.loaded_payload(3, False))) == (3, False)
+    with pytest.raises(protocol.ProtocolError, match="5 bytes"):
+        protocol.parse_loaded(Frame(FrameType.WEIGHTS_LOADED, bytes(4)))
 
 
 def test_weights_id_depends_on_every_code():
@@ -235,17 +279,56 @@ def test_weights_id_depends_on_every_code():
 
 
 class FakeBoard:
-    """A pyserial-like port with a board behind it that answers as the RTL link does."""
+    """A pyserial-like port with a board behind it that answers as the RTL link does, weight
+    loading included (``memory`` is what the accelerator's weight memories hold).
 
-    def __init__(self, info: bytes = protocol.BoardInfo(protocol.VERSION, arith.Arithmetic(), 20, 22, 1).encode()):
-        self.info = info
+    Misbehaviour on request: ``silent``, ``corrupt_reply``, ``noise``, ``reply_with``; for
+    loads, ``corrupt_requests`` (indices of requests that arrive with a bad CRC), ``lose_replies``
+    (indices of requests carried out whose reply is lost) and ``busy`` (refuse loads with BUSY).
+    """
+
+    def __init__(self, image_bytes: int = 100, in_bitstream: bool = True):
+        self.image_bytes = image_bytes
+        self.in_bitstream = in_bitstream
+        self.valid, self.weights_id = in_bitstream, 1 if in_bitstream else 0
+        self.loading, self.received = False, 0
+        self.memory = bytearray(image_bytes)
         self.inbox = bytearray()  # what the host wrote, not yet parsed
         self.outbox = bytearray()  # what the board sent, not yet read
         self.silent = False
         self.corrupt_reply = False
         self.noise = b""
         self.reply_with: bytes | None = None
+        self.corrupt_requests: set[int] = set()
+        self.lose_replies: set[int] = set()
+        self.busy = False
         self.requests: list[Frame] = []
+
+    @property
+    def info(self) -> bytes:
+        return protocol.BoardInfo(protocol.VERSION, arith.Arithmetic(), 20, 22, self.weights_id if self.valid else 0,
+                                  self.valid, self.in_bitstream, self.image_bytes).encode()
+
+    def _load(self, payload: bytes) -> bytes:
+        """The link's LOAD_WEIGHTS rules (boards/link.py), returning the reply payload or ERROR."""
+        op, argument = payload[0], int.from_bytes(payload[1:5], "little")
+        error = protocol.encode_frame(FrameType.ERROR, protocol.error_payload(ErrorCode.BAD_LOAD))
+        if self.busy:
+            return protocol.encode_frame(FrameType.ERROR, protocol.error_payload(ErrorCode.BUSY))
+        if op == protocol.LoadOp.CHUNK:
+            data = payload[protocol.CHUNK_HEADER_BYTES:]
+            in_order = argument == 0 or (self.loading and argument == self.received)
+            if in_order and argument + len(data) <= self.image_bytes:
+                self.valid, self.loading, self.received = False, True, argument + len(data)
+                self.memory[argument : argument + len(data)] = data
+                return protocol.encode_frame(FrameType.WEIGHTS_LOADED, protocol.loaded_payload(self.received, False))
+        elif op == protocol.LoadOp.COMMIT:
+            if self.loading and self.received == self.image_bytes == argument:
+                self.valid, self.loading = True, False
+                self.weights_id = int.from_bytes(payload[5:9], "little")
+                return protocol.encode_frame(FrameType.WEIGHTS_LOADED, protocol.loaded_payload(self.received, True))
+        self.valid, self.loading = False, False
+        return error
 
     def write(self, data: bytes) -> int:
         self.inbox += data
@@ -257,18 +340,30 @@ class FakeBoard:
 
     def _answer(self, frame: Frame) -> None:
         self.inbox.clear()
+        index = len(self.requests) - 1
         if self.silent:
             return
+
+        def error(code):
+            return protocol.encode_frame(FrameType.ERROR, protocol.error_payload(code))
+
         if self.reply_with is not None:
             reply = self.reply_with
-        elif not frame.crc_ok:
-            reply = protocol.encode_frame(FrameType.ERROR, protocol.error_payload(ErrorCode.BAD_CRC))
-        elif frame.type not in protocol.REQUEST_LENGTHS:
-            reply = protocol.encode_frame(FrameType.ERROR, protocol.error_payload(ErrorCode.UNKNOWN_TYPE))
+        elif not frame.crc_ok or index in self.corrupt_requests:
+            reply = error(ErrorCode.BAD_CRC)
+        elif frame.type not in protocol.REQUESTS:
+            reply = error(ErrorCode.UNKNOWN_TYPE)
+        elif frame.type == FrameType.LOAD_WEIGHTS:
+            ok = protocol.load_length_ok(frame.payload[0], len(frame.payload)) if frame.payload else False
+            reply = self._load(frame.payload) if ok else error(ErrorCode.BAD_LENGTH)
+            if index in self.lose_replies:
+                return
         elif len(frame.payload) != protocol.REQUEST_LENGTHS[frame.type]:
-            reply = protocol.encode_frame(FrameType.ERROR, protocol.error_payload(ErrorCode.BAD_LENGTH))
+            reply = error(ErrorCode.BAD_LENGTH)
         elif frame.type == FrameType.PING:
             reply = protocol.encode_frame(FrameType.INFO, self.info)
+        elif not self.valid:
+            reply = error(ErrorCode.NO_WEIGHTS)
         else:
             pixels = np.frombuffer(frame.payload, np.uint8).astype(np.int64)
             logits = np.array([pixels[j::10].sum() - 1000 * j for j in range(10)])
@@ -309,13 +404,74 @@ def test_client_skips_noise_before_the_reply():
 
 @pytest.mark.parametrize("request_bytes,code", [
     (protocol.encode_frame(FrameType.CLASSIFY, bytes(10)), ErrorCode.BAD_LENGTH),
-    (protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes(3)), ErrorCode.UNKNOWN_TYPE),
+    (protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes(3)), ErrorCode.BAD_LENGTH),
+    (protocol.encode_frame(0x04, bytes(3)), ErrorCode.UNKNOWN_TYPE),
+    (protocol.load_commit_request(100, 7), ErrorCode.BAD_LOAD),
     (protocol.ping_request()[:-1] + b"\x00", ErrorCode.BAD_CRC),
 ])
 def test_client_raises_the_board_error(request_bytes, code):
     with pytest.raises(BoardError, match=code.name) as info:
         BoardClient(FakeBoard()).transact(request_bytes)
     assert info.value.code == code and isinstance(info.value, InputError)
+
+
+def load_image(n: int = 100, seed: int = 5) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def test_client_load_weights():
+    board, image = FakeBoard(), load_image()
+    client = BoardClient(board)
+    progress = []
+    info = client.load_weights(image, 0xABCD1234, progress.append, chunk=30)
+    assert bytes(board.memory) == image and sum(progress) == len(image) and progress == [30, 30, 30, 10]
+    assert info.weights_valid and info.weights_id == 0xABCD1234 and info.image_bytes == 100
+    kinds = [(f.type, f.payload[:1]) for f in board.requests]
+    assert kinds == [(FrameType.PING, b"")] + [(FrameType.LOAD_WEIGHTS, b"\x00")] * 4 + [
+        (FrameType.LOAD_WEIGHTS, b"\x01"), (FrameType.PING, b"")]
+    assert client.classify(np.zeros((28, 28), np.uint8))[2] == 9759
+
+
+def test_client_load_weights_retries_a_corrupted_chunk_and_restarts_after_a_lost_reply():
+    image = load_image()
+    board = FakeBoard()
+    board.corrupt_requests = {2}  # the second chunk arrives with a bad CRC: sent again
+    progress = []
+    BoardClient(board).load_weights(image, 9, progress.append, chunk=30)
+    assert bytes(board.memory) == image and sum(progress) == 100
+    assert [int.from_bytes(f.payload[1:5], "little") for f in board.requests[1:-2]] == [0, 30, 30, 60, 90]
+    board = FakeBoard()
+    board.lose_replies = {3}  # the third chunk is taken but its reply lost: the load starts over
+    progress = []
+    BoardClient(board).load_weights(image, 9, progress.append, chunk=30)
+    assert bytes(board.memory) == image and sum(progress) == 100 and -60 in progress
+    assert [int.from_bytes(f.payload[1:5], "little") for f in board.requests[1:-2]] == [0, 30, 60, 0, 30, 60, 90]
+
+
+def test_client_load_weights_errors():
+    image = load_image()
+    with pytest.raises(BoardError, match="expects a 100-byte weight image, this one has 99"):
+        BoardClient(FakeBoard()).load_weights(image[:99], 1)
+    board = FakeBoard()
+    board.corrupt_requests = {1, 2}
+    with pytest.raises(BoardError, match="at byte 0 of 100.*BAD_CRC") as info:
+        BoardClient(board).load_weights(image, 1, retries=1)
+    assert info.value.code == ErrorCode.BAD_CRC
+    assert board.valid, "a first chunk that never arrived leaves the old weights valid"
+    board = FakeBoard()
+    board.busy = True
+    with pytest.raises(BoardError, match="BUSY"):
+        BoardClient(board).load_weights(image, 1, retries=2)
+    assert len(board.requests) == 4 and board.valid
+    board = FakeBoard()
+    board.corrupt_requests = {2}
+    with pytest.raises(BoardError, match="at byte 30") as info:
+        BoardClient(board).load_weights(image, 1, chunk=30, retries=0)
+    assert not board.valid, "the board must not answer after half a load"
+    with pytest.raises(BoardError, match="NO_WEIGHTS.*load weights first"):
+        BoardClient(board).classify(np.zeros((28, 28), np.uint8))
+    with pytest.raises(InputError, match="u32"):
+        BoardClient(board).load_weights(image, -1)
 
 
 def test_client_errors_on_silence_corruption_and_wrong_reply():

@@ -112,3 +112,104 @@ def test_digits_figure_writes_a_png(tmp_path):
     matches[5] = False
     path = digits_figure(samples.images, samples.labels, rtl, matches, tmp_path / "d.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+
+
+def test_shard_bounds():
+    from lenet_fpga.sim.network import shard_bounds
+
+    assert shard_bounds(4, 2) == [(0, 2), (2, 4)]
+    assert shard_bounds(3, 2) == [(0, 2), (2, 3)]
+    assert shard_bounds(40, 1) == [(0, 40)]
+    assert shard_bounds(1, 4) == [(0, 1)]
+    tenk = shard_bounds(10_000, 2)
+    assert len(tenk) % 2 == 0 and max(b - a for a, b in tenk) <= 500
+    assert [a for a, _ in tenk[1:]] == [b for _, b in tenk[:-1]] and tenk[-1][1] == 10_000
+    assert shard_bounds(10, 3, chunk=4) == [(0, 4), (4, 8), (8, 10)]
+
+
+def test_sim_jobs_2_equals_jobs_1_and_builds_once(tmp_path, capsys, simulator, monkeypatch):
+    """Two simulator processes at once on a fresh build folder: one build, the same answers."""
+    import threading
+
+    monkeypatch.setenv("LENET_FPGA_BUILD", str(tmp_path / "sim"))
+    builds, running, most = [], [0], [0]
+    lock = threading.Lock()
+    real_build, real_test = runner._build, None
+
+    def counting_build(*args, **kwargs):
+        builds.append(args[4])  # the build folder
+        return real_build(*args, **kwargs)
+
+    from cocotb_tools import runner as cocotb_runner
+
+    real_test = cocotb_runner.Runner.test
+
+    def overlapping_test(self, *args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return real_test(self, *args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(runner, "_build", counting_build)
+    monkeypatch.setattr(cocotb_runner.Runner, "test", overlapping_test)
+    results = {}
+    for jobs in (2, 1):
+        assert main(["sim", "--simulator", simulator, "--n", "4", "--jobs", str(jobs), "--json"]) == 0
+        results[jobs] = json.loads(capsys.readouterr().out)
+    assert len(builds) == 1, builds  # the second job waited for the first one's build
+    assert most[0] == 2  # the two shards did run at the same time
+    assert results[2]["images"] == results[1]["images"]
+    # Back to back, sharded: the same answers; the first image of each shard had the pipeline
+    # to itself, the second waited behind it.
+    assert main(["sim", "--simulator", simulator, "--n", "4", "--jobs", "2", "--stream", "--json"]) == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert len(builds) == 1  # the same design: the same build
+    strip = [{k: v for k, v in e.items() if k != "cycles"} for e in results[1]["images"]]
+    assert [{k: v for k, v in e.items() if k != "cycles"} for e in streamed["images"]] == strip
+    cycles = [e["cycles"] for e in streamed["images"]]
+    alone = results[1]["images"][0]["cycles"]
+    assert cycles[0] == cycles[2] == alone and cycles[1] == cycles[3] > alone
+    assert [e["index"] for e in results[2]["images"]] == [0, 1, 2, 3]
+    assert results[2]["total"]["mismatches"] == 0 and results[2]["total"]["jobs"] == 2
+    leftovers = [p.name for p in (tmp_path / "sim").glob("*/*") if p.name.startswith(("tb-", "results-"))]
+    assert not leftovers
+
+
+def test_sim_mnist_first_images(capsys, simulator, mnist_dir):
+    assert main(["sim", "--simulator", simulator, "--mnist", "--data", str(mnist_dir), "--n", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["total"]["images"] == 2 and result["total"]["mismatches"] == 0
+    assert [e["label"] for e in result["images"]] == [7, 2]  # the MNIST test set starts 7, 2, 1, 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--mnist", "--images", "x.npz"], "give one"),
+    (["--waves", "--jobs", "2"], "--jobs 1"),
+    (["--mnist", "--data", "/nonexistent"], "not found"),
+])
+def test_sim_bad_option_mixes_are_clean_errors(capsys, argv, message):
+    assert main(["sim", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lenet-fpga sim: error:") and message in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_sim_whole_mnist_test_set_in_verilator_under_ten_minutes(capsys, mnist_dir):
+    """The issue's target: the 10,000 test images, bit-exact, in under 10 minutes on 2 cores."""
+    import time
+
+    try:
+        runner.prepare_simulator("verilator")
+    except InputError as e:
+        pytest.skip(str(e))
+    started = time.monotonic()
+    assert main(["sim", "--mnist", "--data", str(mnist_dir), "--jobs", "2", "--json"]) == 0
+    seconds = time.monotonic() - started
+    total = json.loads(capsys.readouterr().out)["total"]
+    assert total["images"] == 10_000 and total["mismatches"] == 0
+    assert total["rtl_accuracy"] > 0.98
+    assert seconds < 600, f"{seconds:.0f} s"

@@ -1,0 +1,275 @@
+"""``lenet-fpga bench``: every generator preset measured against the multiply floor.
+
+Per preset (``hdl.lenet.PRESETS``):
+
+* multipliers, from the engines' own report (``LeNetAccelerator.layer_report``);
+* latency (cycles from start to done of one image) and interval (cycles between images when
+  they are streamed back to back), both measured in RTL simulation (``sim/tb_stream.py``);
+* the multiply floors: a layer with M MACs and m multipliers needs at least ceil(M / m) cycles
+  per image, so one image needs at least the sum over the layers (latency floor) and a stream of
+  images at least the maximum (interval floor). One pixel enters per cycle, so the interval is
+  also bounded by the 784 pixels of an image;
+* with ``--pnr``, Fmax and LUT/FF/BRAM/DSP from an out-of-context Yosys + nextpnr-ecp5 run of
+  the accelerator alone for the LFE5U-85F, and images per second = Fmax / interval;
+* the golden model's accuracy on the 10,000 MNIST test images with the preset's arithmetic, and
+  whether the RTL's logits are bit-exact with it on the streamed images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..hdl.lenet import PRESETS, AcceleratorConfig, LeNetAccelerator, layer_report
+from ..model import golden, mnist
+from ..model import images as image_sets
+from ..model import weights as weight_files
+from ..model.atomic import atomic_path
+from ..model.errors import InputError
+from ..model.network import IMAGE_SIZE
+from ..model.weights import WeightSet
+from . import runner
+from .network import stream
+
+PIXEL_BOUND = IMAGE_SIZE * IMAGE_SIZE  # one pixel a cycle
+# Out-of-context place-and-route target: the ULX3S's FPGA, timing-driven towards this clock.
+PNR_DEVICE, PNR_NEXTPNR_DEVICE, PNR_PACKAGE = "LFE5U-85F", "--85k", "CABGA381"
+PNR_TARGET_MHZ = 100.0
+PNR_TOP = "lenet5"
+RESOURCES = ("luts", "flip_flops", "block_ram", "dsp")
+
+
+def select_configs(names: str | None, presets: dict[str, AcceleratorConfig] = PRESETS) -> dict[str, AcceleratorConfig]:
+    """``"a,b"`` -> those presets in that order; ``None`` -> all of them."""
+    if names is None:
+        return dict(presets)
+    wanted = [name.strip() for name in names.split(",")]
+    if not all(wanted):
+        raise InputError(f"--configs: empty name in {names!r}; known presets: {', '.join(presets)}")
+    unknown = [name for name in wanted if name not in presets]
+    if unknown:
+        raise InputError(f"unknown preset{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                         f"known presets: {', '.join(presets)}")
+    return {name: presets[name] for name in dict.fromkeys(wanted)}
+
+
+def multiply_floors(rows: list[dict]) -> dict:
+    """Floors from a layer report: every row with MACs is a layer computed on its own multipliers.
+
+    Returns ``layers`` (name -> ceil(MACs / multipliers)), ``latency`` (their sum), ``interval``
+    (their maximum) and ``pixel_bound`` (784 cycles: the input takes one pixel a cycle).
+    """
+    layers = {}
+    for row in rows:
+        if not row["macs"]:
+            continue
+        if row["multipliers"] < 1:
+            raise ValueError(f"layer {row['layer']} has {row['macs']} MACs and no multipliers")
+        layers[row["layer"]] = math.ceil(row["macs"] / row["multipliers"])
+    if not layers:
+        raise ValueError("no layer with MACs in the report")
+    return {"layers": layers, "latency": sum(layers.values()), "interval": max(layers.values()),
+            "pixel_bound": PIXEL_BOUND}
+
+
+def bench_images(n: int, data_dir) -> tuple[np.ndarray, str, image_sets.ImageSet | None]:
+    """The first ``n`` MNIST test images if the set is there, else the shipped digits; and the
+    whole test set (``None`` when absent) for the accuracy."""
+    try:
+        split = mnist.load("test", data_dir)
+    except InputError:
+        split = None
+    if split is not None:
+        test_set = image_sets.ImageSet(split.images, split.labels)
+        return test_set.head(n).images, "MNIST test images", test_set
+    samples = image_sets.load_image_set(None)
+    if n > len(samples):
+        raise InputError(f"--rtl-images {n}: without the MNIST test set there are only the "
+                         f"{len(samples)} shipped digits (see --data)")
+    return samples.head(n).images, "shipped digits", None
+
+
+def place_and_route(weights: WeightSet, config: AcceleratorConfig, build_dir: Path, step=lambda _: None) -> dict:
+    """Synthesize (Yosys ``synth_ecp5``) and place-and-route (nextpnr-ecp5, ``--out-of-context``)
+    the accelerator alone; its ports are not pins, so the design needs no board.
+
+    Returns ``fmax_mhz`` (worst clock; ``None`` if nextpnr reports none), ``timing_met`` (against
+    ``PNR_TARGET_MHZ``), ``resources`` (LUT, FF, BRAM, DSP: used and available) and the folder.
+    """
+    from amaranth.back import rtlil
+
+    from ..boards.build import parse_nextpnr_report
+    from ..boards.platforms import toolchain_env
+
+    tools = toolchain_env("ecp5")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    step("generate")
+    (build_dir / f"{PNR_TOP}.il").write_text(rtlil.convert(LeNetAccelerator(weights, config), name=PNR_TOP))
+    report_path = build_dir / f"{PNR_TOP}.report.json"
+    report_path.unlink(missing_ok=True)
+    commands = {
+        "synthesize": [tools["YOSYS"], "-q", "-l", "yosys.log", "-p",
+                       f"read_rtlil {PNR_TOP}.il; synth_ecp5 -top {PNR_TOP} -json {PNR_TOP}.json"],
+        "place and route": [tools["NEXTPNR_ECP5"], "-q", "-l", "nextpnr.log", PNR_NEXTPNR_DEVICE,
+                            "--package", PNR_PACKAGE, "--json", f"{PNR_TOP}.json", "--out-of-context",
+                            "--freq", f"{PNR_TARGET_MHZ:g}", "--timing-allow-fail", "--report", report_path.name],
+    }
+    for stage, command in commands.items():
+        step(stage)
+        done = subprocess.run(command, cwd=build_dir, capture_output=True, text=True)
+        if done.returncode != 0:
+            log = build_dir / ("yosys.log" if stage == "synthesize" else "nextpnr.log")
+            raise RuntimeError(f"{stage} failed (exit {done.returncode}): {_log_summary(log, done.stderr)} "
+                               f"(log: {log})")
+    resources, fmax, met = parse_nextpnr_report(json.loads(report_path.read_text()), "ecp5", PNR_TARGET_MHZ * 1e6)
+    return {"fmax_mhz": fmax, "timing_met": met, "resources": resources, "build_dir": str(build_dir)}
+
+
+def _log_summary(log: Path, stderr: str) -> str:
+    """The tool's error lines and any resource used beyond what the FPGA has."""
+    text = log.read_text() if log.exists() else stderr
+    share = [(line, re.search(r"(\d+)\s*%$", line.strip())) for line in text.splitlines()]
+    over = [line.strip().removeprefix("Info:").strip() for line, found in share if found and int(found[1]) > 100]
+    errors = [line.strip() for line in text.splitlines() if line.startswith("ERROR")]
+    return "; ".join(errors[-2:] + [f"over capacity: {line}" for line in over]) or text[-500:]
+
+
+def bench_config(name: str, config: AcceleratorConfig, weights: WeightSet, images: np.ndarray, simulator: str,
+                 pnr_dir: Path | None = None, step=lambda _: None) -> dict:
+    """Everything the table shows for one preset except the accuracy."""
+    step("layer report")
+    rows = layer_report(weights, config)
+    floors = multiply_floors(rows)
+    for row in rows:
+        row["floor"] = floors["layers"].get(row["layer"], 0)
+    step("RTL stream")
+    run = stream(weights, images, config, simulator=simulator)
+    latency, interval = run.latency, run.interval
+    result = {
+        "name": name,
+        "arithmetic": config.arithmetic.describe(),
+        "multipliers": sum(row["multipliers"] for row in rows),
+        "latency_cycles": latency,
+        "interval_cycles": interval,
+        "latency_floor": floors["latency"],
+        "interval_floor": floors["interval"],
+        "pixel_bound": floors["pixel_bound"],
+        "latency_ratio": latency / floors["latency"],
+        "interval_ratio": interval / floors["interval"],
+        "layers": rows,
+        "rtl": {"images": int(len(images)), "mismatches": run.mismatches, "simulator": simulator,
+                "sim_seconds": round(run.sim_seconds, 2), "cycles": run.cycles.tolist(),
+                "taken": run.taken.tolist(), "done_at": run.done_at.tolist()},
+        "fmax_mhz": None, "timing_met": None, "resources": None, "images_per_second": None,
+    }
+    if pnr_dir is not None:
+        try:
+            pnr = place_and_route(weights, config, pnr_dir / name, step)
+        except RuntimeError as e:
+            result["pnr_error"] = str(e)
+        else:
+            result.update(fmax_mhz=pnr["fmax_mhz"], timing_met=pnr["timing_met"],
+                          resources={k: pnr["resources"][k]["used"] for k in RESOURCES if k in pnr["resources"]})
+            if pnr["fmax_mhz"]:
+                result["images_per_second"] = pnr["fmax_mhz"] * 1e6 / interval
+    return result
+
+
+def format_table(results: list[dict]) -> str:
+    def n(value, spec=","):
+        return "-" if value is None else format(value, spec)
+
+    head = (f"{'config':<10}{'mults':>6}{'latency':>9}{'floor':>8}{'ratio':>7}{'interval':>10}{'floor':>8}"
+            f"{'ratio':>7}{'Fmax MHz':>10}{'LUT':>8}{'FF':>8}{'BRAM':>6}{'DSP':>5}{'images/s':>10}"
+            f"{'accuracy':>10}  RTL bit-exact")
+    lines = [head]
+    for r in results:
+        res = r["resources"] or {}
+        accuracy = "-" if r.get("accuracy") is None else f"{r['accuracy']:.2%}"
+        exact = f"{r['rtl']['images'] - r['rtl']['mismatches']}/{r['rtl']['images']}"
+        lines.append(
+            f"{r['name']:<10}{r['multipliers']:>6}{r['latency_cycles']:>9,}{r['latency_floor']:>8,}"
+            f"{r['latency_ratio']:>7.2f}{r['interval_cycles']:>10,.0f}{r['interval_floor']:>8,}"
+            f"{r['interval_ratio']:>7.2f}{n(r['fmax_mhz'], '.1f'):>10}{n(res.get('luts')):>8}"
+            f"{n(res.get('flip_flops')):>8}{n(res.get('block_ram')):>6}{n(res.get('dsp')):>5}"
+            f"{n(r['images_per_second'], ',.0f'):>10}{accuracy:>10}  {exact}")
+    lines.append(f"cycles: latency = start to done of one image; interval = between images streamed back to back. "
+                 f"floor = multiply floor\n(latency: sum, interval: max over the layers of ceil(MACs / multipliers)); "
+                 f"the pixel input alone bounds the interval at {PIXEL_BOUND} cycles (one pixel a cycle).")
+    return "\n".join(lines)
+
+
+def cmd_bench(args) -> int:
+    configs = select_configs(args.configs)
+    if args.rtl_images < 2:
+        raise InputError("--rtl-images must be at least 2: the interval is the time between two images")
+    ws = weight_files.load(args.weights)
+    configs = {name: replace(config, arithmetic=ws.arithmetic) for name, config in configs.items()}
+    runner.prepare_simulator(args.simulator)
+    if args.pnr:
+        from ..boards.platforms import toolchain_env
+
+        toolchain_env("ecp5")  # no tools: say so now, not after the simulations
+    data_dir = Path(args.data) if args.data else mnist.default_data_dir()
+    images, source, test_set = bench_images(args.rtl_images, data_dir)
+    accuracy: dict[str, float] = {}  # by arithmetic: presets with the same one agree
+    results = []
+    with tqdm(configs.items(), desc="bench", unit="preset") as bar:
+        for name, config in bar:
+            def step(stage, name=name):
+                bar.set_postfix_str(f"{name}: {stage}")
+
+            result = bench_config(name, config, ws, images, args.simulator,
+                                  Path("build") / "bench" if args.pnr else None, step)
+            if test_set is not None:
+                key = config.arithmetic.describe()
+                if key not in accuracy:
+                    step("golden model on the test set")
+                    accuracy[key] = golden.accuracy(golden.forward(test_set.images, ws.params, config.arithmetic),
+                                                    test_set.labels)
+                result["accuracy"] = accuracy[key]
+            else:
+                result["accuracy"] = None
+            results.append(result)
+    print(format_table(results))
+    print(f"RTL: {args.rtl_images} {source} streamed through {args.simulator}; "
+          + ("accuracy on the 10,000 MNIST test images (golden model)." if test_set is not None
+             else f"accuracy: the MNIST test set is not in {data_dir} (lenet-fpga download)."))
+    if args.pnr:
+        print(f"Fmax and resources: out-of-context place-and-route for the {PNR_DEVICE} ({PNR_PACKAGE}), "
+              f"target {PNR_TARGET_MHZ:g} MHz; images/s = Fmax / interval.")
+        for r in results:
+            if "pnr_error" in r:
+                print(f"{r['name']}: {r['pnr_error']}")
+    document = {
+        "weights": str(ws.path) if ws.path else None,
+        "simulator": args.simulator,
+        "rtl_images": args.rtl_images,
+        "rtl_image_source": source,
+        "accuracy_images": len(test_set) if test_set is not None else 0,
+        "pixel_bound": PIXEL_BOUND,
+        "pnr": {"device": PNR_DEVICE, "package": PNR_PACKAGE, "target_mhz": PNR_TARGET_MHZ,
+                "out_of_context": True} if args.pnr else None,
+        "configs": results,
+    }
+    if args.json:
+        with atomic_path(Path(args.json)) as tmp:
+            tmp.write_text(json.dumps(document, indent=1))
+        print(f"JSON: {args.json}")
+    if args.plots:
+        from .plots import bench_figures
+
+        for path in bench_figures(results, Path(args.plots)):
+            print(f"plot: {path}")
+    mismatched = [r["name"] for r in results if r["rtl"]["mismatches"]]
+    if mismatched:
+        print(f"RTL logits differ from the golden model for: {', '.join(mismatched)}")
+    failed = [r["name"] for r in results if "pnr_error" in r]
+    return 1 if mismatched or failed else 0

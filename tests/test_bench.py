@@ -1,0 +1,176 @@
+"""`lenet-fpga bench`: the multiply floors, the streamed interval and latency, the table, JSON and plots."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lenet_fpga.cli import main
+from lenet_fpga.hdl.lenet import PRESETS, AcceleratorConfig
+from lenet_fpga.model import weights
+from lenet_fpga.model.errors import InputError
+from lenet_fpga.sim import benchmark
+from lenet_fpga.sim.network import simulate
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_multiply_floors_of_a_made_up_layer_list():
+    rows = [
+        {"layer": "a", "macs": 100, "multipliers": 7},   # ceil(100 / 7) = 15
+        {"layer": "a.pool", "macs": 0, "multipliers": 0},  # no MACs: not a layer of the floor
+        {"layer": "b", "macs": 30, "multipliers": 30},   # exactly 1
+        {"layer": "c", "macs": 1, "multipliers": 4},     # more multipliers than MACs: still 1
+        {"layer": "d", "macs": 64, "multipliers": 8},    # 8
+    ]
+    floors = benchmark.multiply_floors(rows)
+    assert floors["layers"] == {"a": 15, "b": 1, "c": 1, "d": 8}
+    assert floors["latency"] == 25 and floors["interval"] == 15
+    assert floors["pixel_bound"] == 784
+
+
+def test_multiply_floors_reject_a_layer_without_multipliers():
+    with pytest.raises(ValueError, match="no multipliers"):
+        benchmark.multiply_floors([{"layer": "a", "macs": 10, "multipliers": 0}])
+    with pytest.raises(ValueError, match="no layer"):
+        benchmark.multiply_floors([{"layer": "q", "macs": 0, "multipliers": 0}])
+
+
+def test_select_configs():
+    presets = {"one": AcceleratorConfig(), "two": AcceleratorConfig(linear_lanes=4)}
+    assert list(benchmark.select_configs(None, presets)) == ["one", "two"]
+    assert list(benchmark.select_configs("two, one,two", presets)) == ["two", "one"]
+    with pytest.raises(InputError, match=r"unknown preset 'three'; known presets: one, two"):
+        benchmark.select_configs("one,three", presets)
+    with pytest.raises(InputError, match="empty name"):
+        benchmark.select_configs("one,", presets)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--configs", "no-such-preset"], "baseline"),  # the error lists the names there are
+    (["--rtl-images", "1"], "at least 2"),
+])
+def test_bench_bad_input_is_a_clean_error(capsys, argv, message):
+    assert main(["bench", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lenet-fpga bench: error:") and message in err and "Traceback" not in err
+
+
+def test_bench_images_without_mnist(tmp_path):
+    images, source, test_set = benchmark.bench_images(3, tmp_path)
+    assert images.shape == (3, 28, 28) and source == "shipped digits" and test_set is None
+    with pytest.raises(InputError, match="only the 40 shipped digits"):
+        benchmark.bench_images(41, tmp_path)
+
+
+def test_resources_figure_draws_made_up_results(tmp_path):
+    from lenet_fpga.sim.plots import resources_figure
+
+    results = [{"name": "a", "resources": {"luts": 9000, "dsp": 30}, "images_per_second": 4000.0},
+               {"name": "b", "resources": {"luts": 30000, "dsp": 150}, "images_per_second": 60000.0}]
+    path = resources_figure(results, tmp_path / "r.png")
+    assert path.read_bytes()[:8] == PNG and path.stat().st_size > 10_000
+
+
+@pytest.fixture
+def in_tmp_with_shared_build(tmp_path, monkeypatch, sim_build):
+    """Run in a scratch folder but keep the cached simulator builds."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LENET_FPGA_BUILD", str(sim_build))
+    return tmp_path
+
+
+KEYS = {"name", "arithmetic", "multipliers", "latency_cycles", "interval_cycles", "latency_floor", "interval_floor",
+        "pixel_bound", "latency_ratio", "interval_ratio", "fmax_mhz", "timing_met", "resources", "images_per_second",
+        "accuracy", "rtl", "layers"}
+
+
+def test_bench_baseline_table_json_plots(in_tmp_with_shared_build, capsys, simulator, sim_build):
+    tmp = in_tmp_with_shared_build
+    assert main(["bench", "--configs", "baseline", "--rtl-images", "2", "--simulator", simulator,
+                 "--json", "bench.json", "--plots", "plots"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("baseline"))
+    assert row.rstrip().endswith("2/2")  # both streamed images bit-exact
+    doc = json.loads((tmp / "bench.json").read_text())
+    (r,) = doc["configs"]
+    assert KEYS <= set(r) and r["name"] == "baseline"
+    assert r["fmax_mhz"] is None and r["resources"] is None and r["images_per_second"] is None  # no --pnr
+    assert r["rtl"]["images"] == 2 and r["rtl"]["mismatches"] == 0
+
+    # The floors follow from the layer report in the JSON.
+    engines = [row for row in r["layers"] if row["macs"]]
+    assert r["multipliers"] == sum(row["multipliers"] for row in r["layers"]) > 0
+    floors = [-(-row["macs"] // row["multipliers"]) for row in engines]
+    assert (r["latency_floor"], r["interval_floor"]) == (sum(floors), max(floors))
+    assert r["interval_ratio"] == pytest.approx(r["interval_cycles"] / r["interval_floor"])
+
+    # The interval: no faster than the busiest layer's multipliers or the pixel input allow, and
+    # (a pipeline) faster than one image after another.
+    latency, interval = r["latency_cycles"], r["interval_cycles"]
+    assert max(r["interval_floor"], r["pixel_bound"]) <= interval < latency
+    # ... and about what the engines' own models say of the busiest engine.
+    busiest = max(row["cycles"] for row in engines)
+    assert 0.75 * interval <= busiest <= 1.25 * interval
+    # The testbench's clock count agrees with the accelerator's own cycle counter.
+    rtl = r["rtl"]
+    assert [d - t + 1 for d, t in zip(rtl["done_at"], rtl["taken"])] == rtl["cycles"]
+    assert rtl["done_at"][1] - rtl["done_at"][0] == interval
+    assert rtl["taken"][1] - rtl["taken"][0] >= r["pixel_bound"]  # the first image's pixels go in first
+    # The latency is what one image alone takes in the one-at-a-time testbench.
+    ws = weights.load()
+    from lenet_fpga.sim.benchmark import bench_images
+
+    images, _, _ = bench_images(1, None)
+    alone = simulate(ws, images, AcceleratorConfig(ws.arithmetic), simulator=simulator, build_root=sim_build)
+    assert int(alone.cycles[0]) == latency
+
+    for name in ("cycles_per_layer.png",):
+        assert (tmp / "plots" / name).read_bytes()[:8] == PNG
+    assert not (tmp / "plots" / "resources.png").exists()  # needs --pnr
+
+
+@pytest.mark.slow
+def test_bench_place_and_route(in_tmp_with_shared_build, capsys):
+    """Out-of-context synthesis and place-and-route of the baseline for the ECP5-85F (minutes)."""
+    from lenet_fpga.boards.platforms import toolchain_env
+
+    try:
+        toolchain_env("ecp5")
+    except InputError as e:
+        pytest.skip(str(e))
+    tmp = in_tmp_with_shared_build
+    assert main(["bench", "--configs", "baseline", "--rtl-images", "2", "--pnr", "--json", "b.json",
+                 "--plots", "plots"]) == 0
+    (r,) = json.loads((tmp / "b.json").read_text())["configs"]
+    assert r["fmax_mhz"] > 10
+    assert r["images_per_second"] == pytest.approx(r["fmax_mhz"] * 1e6 / r["interval_cycles"])
+    res = r["resources"]
+    assert res["dsp"] >= 1 and res["block_ram"] >= 1 and res["luts"] > 1000 and res["flip_flops"] > 1000
+    assert (tmp / "plots" / "resources.png").read_bytes()[:8] == PNG
+
+
+def test_presets_all_have_engines_with_multipliers():
+    """Every preset the benchmark will meet gives a layer report it can compute floors from."""
+    from lenet_fpga.hdl.lenet import layer_report
+
+    ws = weights.load()
+    for name, config in PRESETS.items():
+        floors = benchmark.multiply_floors(layer_report(ws, config))
+        assert floors["interval"] <= floors["latency"], name
+        assert set(floors["layers"]) == {"conv1", "conv2", "fc1", "fc2", "fc3"}, name
+
+
+def test_stream_interval_uses_the_steady_state():
+    from lenet_fpga.sim.network import StreamRun
+
+    def run(done_at):
+        n = len(done_at)
+        z = np.zeros(n, np.int64)
+        return StreamRun(z, z, z, np.array([done_at[0]] + [1] * (n - 1)), z, np.array(done_at), np.ones(n, bool), 0.0)
+
+    assert run([100, 190]).interval == 90
+    # The first gaps (pipeline filling) are left out: gaps 50, 50, 80, 80 -> the last two.
+    assert run([100, 150, 200, 280, 360]).interval == 80
+    with pytest.raises(ValueError):
+        _ = run([100]).interval

@@ -1,0 +1,261 @@
+# amaranth: UnusedElaboratable=no
+"""The compact accelerator (hdl/compact.py): its schedule and weight image in Python, then the
+RTL against the golden model, weights sent through the ``weights`` port by the harness's ROMs.
+
+Each arithmetic mode gets one harness build holding two weight banks (large random weights and
+the shipped weights), shared by the tests of that mode. Icarus (~14 k cycles/s here) runs one or
+two images per test (an image is ~40 k cycles, a weight load ~45 k); Verilator runs more, all 40
+shipped digits in the reload test.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from lenet_fpga.hdl import compact
+from lenet_fpga.hdl.compact import CompactAccelerator, CompactConfig, plan_layers
+from lenet_fpga.model import arith, golden, images, weights
+from lenet_fpga.model.network import LENET5, ConvLayer
+from lenet_fpga.sim.compact_harness import simulate_compact
+
+SAMPLES = images.load_image_set()
+MODES = [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow]
+RANDOM, SHIPPED = 0, 1  # weight banks of every harness
+
+
+def _banks(mode: arith.Arithmetic, random_params) -> list[weights.WeightSet]:
+    """Large random weights (they overflow in every mode) and the shipped set of that overflow mode."""
+    shipped = weights.load(weights.ASSETS / f"lenet5_{mode.overflow}.npz")
+    return [weights.WeightSet(random_params(np.random.default_rng(11), 127), {}), shipped]
+
+
+def _check(run, label):
+    bad = np.flatnonzero(~run.matches)
+    assert bad.size == 0, (f"{label}: {bad.size} of {len(run.matches)} images differ; first image {bad[0]}: "
+                           f"rtl {run.rtl_logits[bad[0]].tolist()} golden {run.golden_logits[bad[0]].tolist()}")
+    phases = np.array(list(run.model.values()))
+    assert (run.cycles == phases.sum()).all(), f"{label}: cycles {run.cycles.tolist()}, model {phases.sum()}"
+    np.testing.assert_array_equal(run.measured_phases(), np.broadcast_to(phases, run.measured_phases().shape),
+                                  err_msg=f"{label}: cycles per phase differ from the model {run.model}")
+
+
+# --------------------------------------------------------------------------------------------
+# Schedule, weight image, cycle model (no simulator)
+
+
+def _loop_offsets(levels) -> list[int]:
+    """The pointer offsets a (count, delta) loop nest visits, in order."""
+    counts = [count for count, _ in levels]
+    counters, pointer, out = [0] * len(levels), 0, [0]
+    for _ in range(int(np.prod(counts)) - 1):
+        level = next(i for i, c in enumerate(counters) if c < counts[i] - 1)
+        counters[level] += 1
+        counters[:level] = [0] * level
+        pointer += levels[level][1]
+        out.append(pointer)
+    return out
+
+
+@pytest.mark.parametrize("lanes", [8, 5])
+def test_loops_read_every_conv_window_in_pooling_order(lanes):
+    plans, _ = plan_layers(LENET5, lanes)
+    for layer, plan in zip(LENET5, plans):
+        reads = [[plan.act_base + p + t for t in _loop_offsets(plan.tap_loops)]
+                 for p in _loop_offsets(plan.position_loops)]
+        if isinstance(layer, ConvLayer):
+            w, k = layer.in_size, layer.kernel
+            expected = [[plan.act_base + c * w * w + (2 * py + dy + ky) * w + 2 * px + dx + kx
+                         for c, ky, kx in itertools.product(range(layer.in_channels), range(k), range(k))]
+                        for py, px, dy, dx in itertools.product(range(layer.out_size), range(layer.out_size),
+                                                                range(2), range(2))]
+        else:
+            expected = [[plan.act_base + i for i in range(layer.in_features)]]
+        assert reads == expected, plan.name
+
+
+def test_feature_maps_ping_pong_without_overlap():
+    plans, depth = plan_layers(LENET5, 8)
+    for before, after in zip(plans, plans[1:]):
+        assert after.act_base == before.out_base
+    for plan, layer in zip(plans[:-1], LENET5):
+        reads = range(plan.act_base, plan.act_base + (layer.in_channels * layer.in_size**2 if isinstance(layer, ConvLayer)
+                                                      else layer.in_features))
+        writes = range(plan.out_base, plan.out_base + layer.out_features)
+        assert not set(reads) & set(writes) and max(writes) < depth, plan.name
+    assert depth == 784 + 864  # region 0: the image (largest even map); region 1: conv1's 6x12x12
+
+
+@pytest.mark.parametrize("lanes", [8, 3])
+def test_weight_image_byte_by_byte(lanes, random_params):
+    """Every byte of the image, decoded with the documented order, is the right weight, bias or 0."""
+    rng = np.random.default_rng(5)
+    ws = weights.WeightSet(random_params(rng, 127), {})
+    config = CompactConfig(lanes=lanes)
+    image = compact.weight_image(ws, config)
+    plans, _ = plan_layers(LENET5, lanes)
+    assert len(image) == sum(p.words for p in plans) * lanes
+    codes = np.frombuffer(image, np.int8).astype(np.int64)
+    word_of_layer = np.cumsum([0] + [p.words for p in plans])
+    for index, code in enumerate(codes):
+        word, lane = divmod(index, lanes)
+        k = np.searchsorted(word_of_layer, word, side="right") - 1
+        plan = plans[k]
+        group, term = divmod(word - plan.weight_base, plan.terms)
+        output = group * lanes + lane
+        if output >= plan.outputs:
+            expected = 0
+        elif term == 0:
+            expected = ws.params[f"{plan.name}.bias"][output]
+        else:
+            expected = ws.params[f"{plan.name}.weight"].reshape(plan.outputs, -1)[output, term - 1]
+        assert code == expected, (index, plan.name, group, term, lane)
+
+
+def test_cycle_model_and_report():
+    ws = weights.load()
+    rows = compact.layer_report(ws, CompactConfig())
+    by_name = {row["layer"]: row for row in rows}
+    assert by_name["conv1"]["cycles"] == 576 * 26 + 8 + 3  # positions x (bias + 25 taps) + drain
+    assert by_name["fc3"]["cycles"] == 2 * 85 + 2 + 2  # 2 groups; the last logit is lane 1 of group 2
+    total = sum(row["cycles"] for row in rows)
+    assert total == compact.cycles_per_image(CompactConfig()) == 40_494
+    floor = sum(layer.macs for layer in LENET5) / 8
+    assert total < 1.2 * floor  # one shared array of 8 multipliers, busy 87 % of the time
+    spram = sum(row["memory_bits"] for row in rows if row["memory"] == "spram")
+    assert spram == 5684 * 64 <= 4 * 256 * 1024
+    assert sum(row["memory_bits"] for row in rows if row["memory"] == "bram") <= 30 * 4096
+    assert {row["multipliers"] for row in rows if row["macs"]} == {8}
+
+
+def test_accelerator_contract():
+    ws = weights.load()
+    acc = CompactAccelerator(ws, CompactConfig(ws.arithmetic, lanes=6))
+    assert acc.weights_in_bitstream is False and acc.multipliers == 6 and acc.config.linear_lanes == 6
+    assert acc.weight_image() == compact.weight_image(ws, CompactConfig(lanes=6))
+    assert acc.layer_report() == compact.layer_report(ws, CompactConfig(lanes=6))
+    assert set(acc.signature.members) >= {"pixels", "start", "busy", "receiving", "done", "klass", "logits",
+                                          "cycles", "weights", "weights_restart"}
+
+
+@pytest.mark.parametrize("lanes", [0, 9, True, 2.0])
+def test_config_rejects_bad_lanes(lanes):
+    with pytest.raises(ValueError, match="lanes"):
+        CompactConfig(lanes=lanes)
+
+
+def test_too_few_lanes_do_not_fit_the_spram():
+    with pytest.raises(ValueError, match="weight words"):
+        plan_layers(LENET5, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# RTL against the golden model
+
+
+def _n(simulator: str, icarus: int, verilator: int) -> int:
+    return verilator if simulator == "verilator" else icarus
+
+
+def test_shipped_weights_then_reload(simulator, sim_build, random_params):
+    """Shipped weights on the sample digits, then different (random) weights, then the shipped
+    ones again: each image matches the golden model of the weights loaded before it."""
+    mode = weights.load().arithmetic
+    n, m = _n(simulator, 2, len(SAMPLES)), _n(simulator, 1, 2)
+    rng = np.random.default_rng(2)
+    noise = rng.integers(0, 256, (m, 28, 28), dtype=np.uint8)
+    segments = [(SHIPPED, n), (RANDOM, m)] + ([(SHIPPED, 1)] if simulator == "verilator" else [])
+    imgs = np.concatenate([SAMPLES.images[:n], noise, SAMPLES.images[:1]])[: sum(k for _, k in segments)]
+    banks = _banks(mode, random_params)
+    run = simulate_compact(banks, segments, imgs, CompactConfig(mode), simulator=simulator, build_root=sim_build)
+    _check(run, f"shipped weights and reloads, {simulator}")
+    assert (run.rtl_class[:n] == SAMPLES.labels[:n]).mean() >= 0.9
+    assert not (run.golden_logits[n : n + m] == golden.forward(noise, banks[SHIPPED].params, mode)).all(), \
+        "the reloaded weights must change the answers, or the reload proves nothing"
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda a: f"{a.rounding}-{a.overflow}")
+def test_large_random_weights_every_mode(mode, simulator, sim_build, random_params):
+    """Large weights make every layer saturate or wrap: the corner cases of the arithmetic."""
+    banks = _banks(mode, random_params)
+    rng = np.random.default_rng(11)
+    imgs = np.stack([rng.integers(0, 256, (28, 28), dtype=np.uint8), SAMPLES.images[0]])[: _n(simulator, 1, 2)]
+    _, trace = golden.forward(imgs, banks[RANDOM].params, mode, trace=True)
+    acc = np.concatenate([trace[f"{n}.acc"].reshape(-1) for n in ("conv1", "conv2", "fc1", "fc2")])
+    assert (np.abs(acc) >= (arith.QMAX + 1) << arith.FRAC_BITS).any(), "no overflow: the test would prove nothing"
+    assert (np.concatenate([trace[n].reshape(-1) for n in ("conv2", "fc1", "fc2")]) > 0).any()
+    run = simulate_compact(banks, [(RANDOM, len(imgs))], imgs, CompactConfig(mode), simulator=simulator,
+                           build_root=sim_build)
+    _check(run, f"random weights, {mode.describe()}, {simulator}")
+
+
+def test_wrap_weights_in_wrap_mode(simulator, sim_build, random_params):
+    ws = weights.load(weights.ASSETS / "lenet5_wrap.npz")
+    mode = ws.arithmetic
+    assert mode.overflow is arith.Overflow.WRAP
+    n = _n(simulator, 1, 8)
+    run = simulate_compact(_banks(mode, random_params), [(SHIPPED, n)], SAMPLES.images[:n], CompactConfig(mode),
+                           simulator=simulator, build_root=sim_build)
+    _check(run, f"wrap weights on {simulator}")
+
+
+def test_five_lanes(simulator, sim_build, random_params):
+    """Odd lanes: half-used SPRAM words, and groups with fewer outputs than lanes in every layer
+    (6 = 5 + 1 conv1 channels, 16 = 3 x 5 + 1, 84 = 16 x 5 + 4, 10 = 2 x 5)."""
+    mode = arith.Arithmetic()
+    config = CompactConfig(mode, lanes=5)
+    banks = _banks(mode, random_params)
+    imgs = np.stack([np.random.default_rng(4).integers(0, 256, (28, 28), dtype=np.uint8), SAMPLES.images[3]])
+    segments = [(RANDOM, 1)] + ([(SHIPPED, 1)] if simulator == "verilator" else [])
+    run = simulate_compact(banks, segments, imgs[: len(segments)], config, simulator=simulator,
+                           build_root=sim_build)
+    _check(run, f"5 lanes, {simulator}")
+    assert run.cycles[0] == compact.cycles_per_image(config) > compact.cycles_per_image(CompactConfig())
+
+
+@pytest.mark.slow
+def test_thousand_mnist_test_images_verilator(sim_build, mnist_dir):
+    from lenet_fpga.model import mnist
+
+    split = mnist.load("test", mnist_dir)
+    ws = weights.load()
+    run = simulate_compact([ws], [(0, 1000)], split.images[:1000], CompactConfig(ws.arithmetic),
+                           simulator="verilator", build_root=sim_build)
+    _check(run, "1000 MNIST test images")
+    assert (run.rtl_class == split.labels[:1000]).mean() >= 0.97
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_behind_the_uart_link_with_weights_over_the_line(sim_build):
+    """The iCEBreaker's design in simulation: UARTLink + CompactAccelerator, the host's
+    ``BoardClient`` on a simulated serial line. CLASSIFY is refused until weights are loaded;
+    ``load_weights`` sends the whole image in LOAD_WEIGHTS frames, then the RESULTs are golden."""
+    from amaranth.back import verilog
+
+    from lenet_fpga.boards import protocol
+    from lenet_fpga.boards.link import UARTLink
+    from lenet_fpga.model.errors import InputError
+    from lenet_fpga.sim import runner
+
+    try:
+        runner.prepare_simulator("verilator")
+    except InputError as e:
+        pytest.skip(str(e))
+    ws = weights.load()
+    config = CompactConfig(ws.arithmetic)
+    divisor = 8  # cycles per bit: the link does not care
+    link = UARTLink(CompactAccelerator(ws, config), divisor, 50 * divisor)
+    imgs = SAMPLES.images[:2]
+    logits = golden.forward(imgs, ws.params, ws.arithmetic)
+    cycles = compact.cycles_per_image(config)
+    data = {
+        "divisor": divisor, "timeout_cycles": link.timeout_cycles, "seed": 9500, "gap_bits": 0.0,
+        "images": imgs, "logits": logits, "klass": golden.classify(logits), "logits_new": logits,
+        "info": np.frombuffer(link.info.encode(), np.uint8), "cycles_min": cycles, "cycles_max": cycles,
+        "in_bitstream": False, "linger_cycles": 0, "chunk": protocol.MAX_CHUNK,
+        "weight_image": np.frombuffer(compact.weight_image(ws, config), np.uint8),
+        "weights_id": protocol.weights_id(ws.params),
+    }
+    runner.run(verilog.convert(link, name="uart_link"), "uart_link", "lenet_fpga.sim.tb_link", data,
+               simulator="verilator", build_root=sim_build, testcase="link_load")
