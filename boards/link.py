@@ -26,6 +26,8 @@ gaps. CLASSIFY while not valid gets ERROR NO_WEIGHTS, so the board never answers
 two weight sets.
 """
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -196,6 +198,18 @@ class UARTLink(wiring.Component):
             m.d.sync += [valid.eq(0), weights_id.eq(0), loading.eq(0)]
             reply(FrameType.ERROR, ErrorCode.BAD_LOAD)
 
+        @contextmanager
+        def feed(sink, count):
+            """Stream buffer bytes 0 .. count-1 into ``sink``; the body runs as the last one goes.
+            The read port's data is the byte addressed one cycle ago: address the next one on a
+            transfer, the same one otherwise."""
+            fire = sink.ready
+            m.d.comb += [sink.valid.eq(1), sink.payload.eq(read.data), read.addr.eq(pixel + fire)]
+            with m.If(fire):
+                m.d.sync += pixel.eq(pixel + 1)
+                with m.If(pixel == count - 1):
+                    yield
+
         def frame_byte(next_state: str, *actions):
             """A parser state: on a byte update the CRC and move on; on a long gap, time out."""
             with m.If(got):
@@ -296,15 +310,8 @@ class UARTLink(wiring.Component):
                     m.d.sync += pixel.eq(0)
                     m.next = "FEED"
             with m.State("FEED"):
-                # The read port's data is the pixel addressed one cycle ago: address the next one
-                # on a transfer, the same one otherwise.
-                fire = acc.pixels.ready
-                m.d.comb += [acc.pixels.valid.eq(1), acc.pixels.payload.eq(read.data),
-                             read.addr.eq(pixel + fire)]
-                with m.If(fire):
-                    m.d.sync += pixel.eq(pixel + 1)
-                    with m.If(pixel == protocol.IMAGE_BYTES - 1):
-                        m.next = "WAIT"
+                with feed(acc.pixels, protocol.IMAGE_BYTES):
+                    m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(acc.done):
                     reply(FrameType.RESULT)
@@ -315,13 +322,8 @@ class UARTLink(wiring.Component):
                 m.d.sync += pixel.eq(0)
                 m.next = "LOAD_FEED"
             with m.State("LOAD_FEED"):
-                fire = acc.weights.ready
-                m.d.comb += [acc.weights.valid.eq(1), acc.weights.payload.eq(read.data),
-                             read.addr.eq(pixel + fire)]
-                with m.If(fire):
-                    m.d.sync += pixel.eq(pixel + 1)
-                    with m.If(pixel == chunk_bytes - 1):
-                        reply(FrameType.WEIGHTS_LOADED)
+                with feed(acc.weights, chunk_bytes):
+                    reply(FrameType.WEIGHTS_LOADED)
 
             with m.State("REPLY"):
                 m.d.comb += transmitter.i.valid.eq(1)

@@ -54,7 +54,7 @@ def partial_sums(terms, group: int) -> list[Value]:
 
 def tree_group(n_terms: int) -> int:
     """Group size that splits an ``n_terms`` adder tree into two stages of about equal depth."""
-    return max(1, math.isqrt(n_terms - 1) + 1) if n_terms > 1 else 1
+    return math.isqrt(n_terms - 1) + 1  # ceil(sqrt(n_terms))
 
 
 def adder_tree(terms) -> Value:

@@ -297,16 +297,15 @@ class LeNetAccelerator(wiring.Component):
         # Start times of the images in flight, oldest first: results leave in order.
         m.submodules.start_times = start_times = SyncFIFO(width=CYCLE_COUNTER_WIDTH, depth=MAX_IN_FLIGHT)
         now = Signal(CYCLE_COUNTER_WIDTH)
-        in_flight = Signal(range(MAX_IN_FLIGHT + 1))
         take_start = self.start & ~self.receiving & start_times.w_rdy
         m.d.sync += now.eq(now + 1)
         m.d.comb += [
             start_times.w_en.eq(take_start),
             start_times.w_data.eq(now),
             start_times.r_en.eq(argmax.last),
-            self.busy.eq(in_flight != 0),
+            self.busy.eq(start_times.r_rdy),  # one queued start time per image in flight
         ]
-        m.d.sync += [self.done.eq(argmax.last), in_flight.eq(in_flight + take_start - argmax.last)]
+        m.d.sync += self.done.eq(argmax.last)
         with m.If(take_start):
             m.d.sync += remaining.eq(IMAGE_SIZE * IMAGE_SIZE)
         with m.If(argmax.last):
