@@ -160,7 +160,8 @@ def build_bitstream(target: Board, weights: WeightSet, config, build_dir: Path,
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        overrides = {"synth_opts": target.synth_opts} if target.synth_opts else {}
+        overrides = {key: value for key, value in (("synth_opts", target.synth_opts),
+                                                   ("script_after_synth", target.script_after_synth)) if value}
         platform.build(top, name=TOP_NAME, build_dir=str(build_dir), do_program=False,
                        nextpnr_opts=f"--report {report_path.name} --timing-allow-fail", **overrides)
     except Exception as e:  # amaranth raises CalledProcessError with the tool's exit status

@@ -32,6 +32,7 @@ class Board:
     accelerator: str = "stream"  # "stream" (hdl/lenet.py) or "compact" (hdl/compact.py)
     spram_bits: int = 0  # single-port RAM (iCE40 UltraPlus), where the compact design keeps weights
     synth_opts: str = ""  # extra options for Yosys' synth_<family>
+    script_after_synth: str = ""  # Yosys commands after synth_<family>
 
     def make_platform(self):
         module_name, class_name = self.platform.split(":")
@@ -52,11 +53,17 @@ class Board:
         return BuildOnly()
 
 
+# synth_<family> ends with `autoname`, which only renames cells for readable reports but takes
+# two thirds of Yosys' time on a large design: stop before it and run the rest of that step.
+SYNTH_WITHOUT_AUTONAME = "-run :check"
+SYNTH_CHECKS = "hierarchy -check; stat; check -noinit; blackbox =A:whitebox"
+
 BOARDS = {
     "ulx3s-85f": Board(
         name="ulx3s-85f", platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clock_hz=25e6, programmer=("openFPGALoader", "--board", "ulx3s"), bitstream_suffix=".bit",
         block_ram_bits=208 * 18 * 1024, multipliers=156, luts=83_640,
+        synth_opts=SYNTH_WITHOUT_AUTONAME, script_after_synth=SYNTH_CHECKS,
     ),
     "icebreaker": Board(
         name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",

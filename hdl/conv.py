@@ -13,13 +13,16 @@ only wait when a window takes fewer cycles than the K pixels a row start needs.
 The pipeline has one enable, "the output register is free": back-pressure on ``o`` freezes
 every stage, the RAM read ports included, so nothing is lost and nothing is buffered twice.
 
-    S0  issue step (g, c): RAM addresses, register channel c's window
-    S1  weight word and biases out of the RAMs, registered
-    S1b products registered
-    S2  adder trees, first half: partial sums of about sqrt(K*K) products registered
-    S3  adder trees, second half: the sums registered
-    S4  accumulate: bias term + sum on c == 0, += sum after
-    S5  after c == C-1: requantize, ReLU into the output register
+    S0   issue step (g, c): RAM addresses, channel c's window selected
+    S1   the window registered, the RAMs read
+    S1b  weight word, window and biases registered: a block RAM's clock-to-output is slow
+    S1c  the operands again, so that a register can stand beside each multiplier
+    S2   the products as parts: a DSP's output, or the two halves of a logic multiplier
+    S2b  the products
+    S3   adder trees, first half: partial sums of about sqrt(K*K) products
+    S4   adder trees, second half: the sums
+    S5   accumulate: bias term + sum on c == 0, += sum after
+    o    after c == C-1: requantize and ReLU into the output register
 The adder trees are split in two so that no stage has more than about three adders in series.
 """
 
@@ -33,11 +36,12 @@ from amaranth.lib.wiring import In, Out
 
 from ..model import arith
 from . import datapath
+from .pipeline import Pipeline
 from .datapath import CODE
 from .window import WindowGenerator, pixel_layout, wrap_increment
 
-# Cycles from issuing a step (S0) to the output handshake of its result: S1, S1b, S2 .. S5, o.
-LATENCY = 7
+# Cycles from issuing a step (S0) to the output handshake of its result: S1 .. S5 and o.
+LATENCY = 9
 
 
 def _check_codes(label: str, array, ndim: int) -> np.ndarray:
@@ -70,7 +74,10 @@ class ConvEngine(wiring.Component):
     filters : int
         Filters computed at once (a divisor of O); the engine has ``filters * K * K`` multipliers.
     soft_multipliers : bool
-        Build the multipliers from logic instead of DSP blocks (``datapath.products``).
+        Build the multipliers from logic instead of DSP blocks (``datapath.product_parts``).
+    nonnegative_inputs : bool
+        Every input code is >= 0 (pixel codes, ReLU outputs): the multipliers drop the sign bit.
+        A negative input then gives wrong sums; leave it False for arbitrary codes.
 
     Attributes
     ----------
@@ -93,7 +100,8 @@ class ConvEngine(wiring.Component):
     """
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, size: int, arithmetic: arith.Arithmetic,
-                 name: str = "conv", filters: int = 1, soft_multipliers: bool = False):
+                 name: str = "conv", filters: int = 1, soft_multipliers: bool = False,
+                 nonnegative_inputs: bool = False):
         weight = _check_codes("weight", weight, 4)
         bias = _check_codes("bias", bias, 1)
         out_ch, in_ch, kernel, kernel_w = weight.shape
@@ -115,6 +123,9 @@ class ConvEngine(wiring.Component):
             raise ValueError(f"filters must be a positive divisor of the {out_ch} output channels, not {filters!r}")
         if not isinstance(soft_multipliers, bool):
             raise TypeError(f"soft_multipliers must be a bool, not {soft_multipliers!r}")
+        if not isinstance(nonnegative_inputs, bool):
+            raise TypeError(f"nonnegative_inputs must be a bool, not {nonnegative_inputs!r}")
+        self._nonnegative = nonnegative_inputs
         self._out_ch, self._in_ch, self._kernel, self._size = out_ch, in_ch, kernel, size
         self._arithmetic, self._name = arithmetic, name
         self._filters, self._soft = filters, soft_multipliers
@@ -186,10 +197,8 @@ class ConvEngine(wiring.Component):
 
         advance = ~self.o.valid | self.o.ready  # the one pipeline enable
 
-        def stage(*pairs):
-            """Registers that move with the pipeline: (register, value) pairs."""
-            with m.If(advance):
-                m.d.sync += [reg.eq(value) for reg, value in pairs]
+        pipe = Pipeline(m, advance)
+        stage = pipe.stage
 
         # S0: step counters; the weight address is g * C + c, walked sequentially.
         step = Signal(range(steps))
@@ -224,19 +233,28 @@ class ConvEngine(wiring.Component):
         bias1, flags1b = Signal.like(bias_rd.data), Signal(3)
         stage((weights1, weight_rd.data), (window1, selected), (bias1, bias_rd.data), (flags1b, flags1))
 
-        # S1b -> S2: multiply, filter p from slice p of the weight word.
-        xs = datapath.unpack_codes(window1, taps)
-        ws = datapath.unpack_codes(weights1, filters * taps)
+        # S1b -> S1c: the operands once more, so that a register can sit next to each multiplier
+        # (DSP blocks stand in fixed columns, far from the RAMs).
+        weights2, window2 = Signal.like(weights1), Signal.like(window1)
+        stage((weights2, weights1), (window2, window1))
+
+        # S1c -> S2: multiply, filter p from slice p of the weight word; each product as its parts.
+        # S2 -> S2b: the parts joined into the products.
+        xs = datapath.unpack_codes(window2, taps)
+        ws = datapath.unpack_codes(weights2, filters * taps)
         product_regs = []
         for p in range(filters):
-            products = datapath.products(xs, ws[p * taps:(p + 1) * taps], soft=self._soft)
+            parts = datapath.product_parts(xs, ws[p * taps:(p + 1) * taps], soft=self._soft,
+                                           nonnegative=self._nonnegative)
+            part_regs = [[Signal(v.shape(), name=f"part{p}_{t}_{n}") for n, v in enumerate(product)]
+                         for t, product in enumerate(parts)]
+            for regs, product in zip(part_regs, parts):
+                stage(*zip(regs, product))
+            products = [datapath.join_parts(regs) for regs in part_regs]
             product_regs.append([Signal(q.shape(), name=f"product{p}_{t}") for t, q in enumerate(products)])
             stage(*zip(product_regs[p], products))
-        bias2 = Signal(unsigned(filters * arith.WIDTH))
-        flags2 = Signal(3)
-        stage((bias2, bias1), (flags2, flags1b))
 
-        # S2 -> S3 -> S4: the adder trees, in two registered halves.
+        # S2b -> S3 -> S4: the adder trees, in two registered halves.
         group = datapath.tree_group(taps)
         sums = []
         for p in range(filters):
@@ -246,9 +264,8 @@ class ConvEngine(wiring.Component):
             total = datapath.adder_tree(partial_regs)
             sums.append(Signal(total.shape(), name=f"sum{p}"))
             stage((sums[p], total))
-        bias3, bias4 = Signal.like(bias2), Signal.like(bias2)
-        flags3, flags4 = Signal(3), Signal(3)
-        stage((bias3, bias2), (flags3, flags2), (bias4, bias3), (flags4, flags3))
+        # The biases and step flags travel alongside, S1b -> S4: five registers.
+        bias4, flags4 = pipe.delay(bias1, 5, "bias"), pipe.delay(flags1b, 5, "flags")
         valid4, first4, last4 = flags4[0], flags4[1], flags4[2]
 
         # S4 -> S5: accumulate over the channels, on top of the bias.

@@ -26,24 +26,44 @@ def code_vector(count: int):
     return CODE if count == 1 else data.ArrayLayout(CODE, count)
 
 
-def products(xs, ws, soft: bool = False) -> list[Value]:
-    """Element-wise signed 8x8 -> 16-bit products.
+def multiplier_operand(x: Value, nonnegative: bool) -> Value:
+    """An activation as a multiplier input. A code known to be >= 0 (a pixel code or a ReLU
+    output) has a zero sign bit: saying so makes a logic multiplier about half the size."""
+    return Cat(x[: arith.WIDTH - 1], Const(0, 1)).as_signed() if nonnegative else x.as_signed()
 
-    ``soft`` spells each product out as shifted partial products, which synthesis builds from
-    logic instead of a DSP block: an FPGA has few DSPs, and Yosys maps every ``*`` to one.
+
+def product_parts(xs, ws, soft: bool = False, nonnegative: bool = False) -> list[list[Value]]:
+    """Element-wise signed 8x8 products, each as the parts whose sum it is.
+
+    A DSP product is one part (``*``: Yosys maps it to a DSP block). ``soft`` spells a product
+    out as shifted partial products in two halves, which synthesis builds from logic: an FPGA
+    has few DSPs. The caller registers the parts and adds them a stage later (``join_parts``), so
+    neither the multiplier nor the sum of its halves is a long path.
     """
     assert len(xs) == len(ws)
+    xs = [multiplier_operand(x, nonnegative) for x in xs]
     if not soft:
-        return [x.as_signed() * w.as_signed() for x, w in zip(xs, ws)]
-    return [soft_product(x.as_signed(), w.as_signed()) for x, w in zip(xs, ws)]
+        return [[x * w.as_signed()] for x, w in zip(xs, ws)]
+    return [soft_product_parts(x, w.as_signed()) for x, w in zip(xs, ws)]
+
+
+def join_parts(parts) -> Value:
+    """A product from its parts: the 16-bit signed sum."""
+    return adder_tree(parts)[: 2 * arith.WIDTH].as_signed()
+
+
+def soft_product_parts(x: Value, w: Value) -> list[Value]:
+    """``x * w`` for signed codes as partial products, ``w = -w7 * 2**7 + sum(wi * 2**i)``,
+    summed in two halves."""
+    terms = [Mux(w[i], x.as_signed() << i, 0) for i in range(arith.WIDTH - 1)]
+    terms.append(Mux(w[arith.WIDTH - 1], -(x.as_signed() << (arith.WIDTH - 1)), 0))
+    half = len(terms) // 2
+    return [adder_tree(terms[:half]), adder_tree(terms[half:])]
 
 
 def soft_product(x: Value, w: Value) -> Value:
-    """``x * w`` for signed codes as a sum of partial products: ``w = -w7 * 2**7 + sum(wi * 2**i)``."""
-    width = 2 * arith.WIDTH
-    terms = [Mux(w[i], x.as_signed() << i, 0) for i in range(arith.WIDTH - 1)]
-    terms.append(Mux(w[arith.WIDTH - 1], -(x.as_signed() << (arith.WIDTH - 1)), 0))
-    return adder_tree(terms)[:width].as_signed()
+    """``x * w`` from logic, in one piece (what ``soft_product_parts`` adds up to)."""
+    return join_parts(soft_product_parts(x, w))
 
 
 def partial_sums(terms, group: int) -> list[Value]:

@@ -225,6 +225,8 @@ class LeNetAccelerator(wiring.Component):
         linears = [layer for layer in self._layers if not isinstance(layer, ConvLayer)]
         blocks: dict[str, wiring.Component] = {"quantize": PixelQuantizer()}
         channels, lanes = 1, 1  # of the stream so far
+        # Every engine's inputs are pixel codes (0..64) or ReLU outputs, never negative, so its
+        # multipliers may drop the sign bit (half the logic of a soft multiplier).
         for layer in self._layers:
             w, b = p[f"{layer.name}.weight"], p[f"{layer.name}.bias"]
             soft = layer.name in config.soft_multipliers
@@ -235,7 +237,7 @@ class LeNetAccelerator(wiring.Component):
                     # Room for a whole input map, so the layer before can run into the next image.
                     blocks[f"{layer.name}.queue"] = StreamFIFO(pixel_layout(channels), layer.in_size**2)
                 blocks[layer.name] = ConvEngine(w, b, layer.in_size, a, name=layer.name, filters=filters,
-                                                soft_multipliers=soft)
+                                                soft_multipliers=soft, nonnegative_inputs=True)
                 blocks[f"{layer.name}.pool"] = MaxPool(layer.out_channels, layer.conv_size, layer.conv_size,
                                                        layer.pool, lanes=filters)
                 channels, lanes = layer.out_channels, filters
@@ -244,7 +246,8 @@ class LeNetAccelerator(wiring.Component):
                     blocks[f"{layer.name}.serialize"] = Serialize(lanes)
                     lanes = 1
                 blocks[layer.name] = LinearEngine(w, b, a, lanes=config.lanes_of(linears.index(layer), len(linears)),
-                                                  last=layer.last, name=layer.name, soft_multipliers=soft)
+                                                  last=layer.last, name=layer.name, soft_multipliers=soft,
+                                                  nonnegative_inputs=True)
         blocks["argmax"] = Argmax(N_CLASSES, self.logit_shape)
         return blocks
 

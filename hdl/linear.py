@@ -12,8 +12,8 @@ The weight rows are stored back to back, a row padded to whole words with zero w
 weight address is a plain counter and the unused lanes of an input word never matter. The
 pipeline is
 
-    issue (addresses) -> read (memory data) -> data register -> products -> partial sums -> sum
-    -> accumulate -> output
+    issue (addresses) -> read (memory data) -> data register -> operand register -> product parts
+    -> products -> partial sums -> sum -> accumulate -> output
 
 with every arrow a register, so that a multiplier or a few adders is the longest path. The only
 stall is a finished accumulator that cannot move to a full ``o``: then every stage holds, the
@@ -36,10 +36,11 @@ from amaranth.lib.wiring import In, Out
 
 from ..model import arith
 from . import datapath
+from .pipeline import Pipeline
 
-# Cycles from the last weight word read to its output transfer: read, data register, products,
-# partial sums, sum, accumulator, output register.
-PIPELINE_DEPTH = 6
+# Cycles from the last weight word read to its output transfer: read, data register, operand
+# register, product parts, products, partial sums, sum, accumulator, output register.
+PIPELINE_DEPTH = 8
 
 
 class LinearEngine(wiring.Component):
@@ -63,7 +64,10 @@ class LinearEngine(wiring.Component):
     name : str
         Prefix of the memories' names in the generated Verilog.
     soft_multipliers : bool
-        Build the multipliers from logic instead of DSP blocks (``datapath.products``).
+        Build the multipliers from logic instead of DSP blocks (``datapath.product_parts``).
+    nonnegative_inputs : bool
+        Every input code is >= 0 (ReLU outputs): the multipliers drop the sign bit. A negative
+        input then gives wrong sums; leave it False for arbitrary codes.
 
     Attributes
     ----------
@@ -84,7 +88,7 @@ class LinearEngine(wiring.Component):
     """
 
     def __init__(self, weight, bias, arithmetic: arith.Arithmetic, lanes: int = 20, last: bool = False,
-                 name: str = "fc", soft_multipliers: bool = False):
+                 name: str = "fc", soft_multipliers: bool = False, nonnegative_inputs: bool = False):
         if not isinstance(weight, np.ndarray) or weight.dtype != np.int8:
             raise TypeError(f"weight must be an int8 numpy array, not {_describe(weight)}")
         if weight.ndim != 2 or 0 in weight.shape:
@@ -105,7 +109,10 @@ class LinearEngine(wiring.Component):
             raise ValueError(f"name must be an identifier-like string, not {name!r}")
         if not isinstance(soft_multipliers, bool):
             raise TypeError(f"soft_multipliers must be a bool, not {soft_multipliers!r}")
+        if not isinstance(nonnegative_inputs, bool):
+            raise TypeError(f"nonnegative_inputs must be a bool, not {nonnegative_inputs!r}")
         self._soft = soft_multipliers
+        self._nonnegative = nonnegative_inputs
 
         self._weight = weight.copy()
         self._bias = bias.copy()
@@ -222,10 +229,8 @@ class LinearEngine(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~(acc_done & self.o.valid & ~self.o.ready))
 
-        def stage(*pairs):
-            """Registers that move with the pipeline: (register, value) pairs."""
-            with m.If(advance):
-                m.d.sync += [reg.eq(value) for reg, value in pairs]
+        pipe = Pipeline(m, advance)
+        stage = pipe.stage
 
         # Issue: addresses of word k of output j; the weight rows are consecutive words.
         input_read = self.input_memory.read_port()
@@ -259,26 +264,32 @@ class LinearEngine(wiring.Component):
             with m.If(computed & (read_bank == bank)):
                 m.d.sync += full[bank].eq(0)
 
-        # Read -> registered memory data -> products -> partial sums -> sum, each registered (a
-        # block RAM's clock-to-output is slow, so it gets a cycle of its own); the bias travels alongside.
+        # Read -> registered memory data -> operands -> product parts -> products -> partial sums
+        # -> sum, each registered (a block RAM's clock-to-output is slow, so it gets a cycle of its own).
         inputs1, weights1 = Signal.like(input_read.data), Signal.like(weight_read.data)
         bias1, flags1b = Signal.like(bias_read.data), Signal(3)
         stage((inputs1, input_read.data), (weights1, weight_read.data), (bias1, bias_read.data), (flags1b, flags1))
-        xs = datapath.unpack_codes(inputs1, lanes)
-        ws = datapath.unpack_codes(weights1, lanes)
-        products = datapath.products(xs, ws, soft=self._soft)
+        # The operands once more, so that a register can stand beside each multiplier.
+        inputs2, weights2 = Signal.like(inputs1), Signal.like(weights1)
+        stage((inputs2, inputs1), (weights2, weights1))
+        xs = datapath.unpack_codes(inputs2, lanes)
+        ws = datapath.unpack_codes(weights2, lanes)
+        parts = datapath.product_parts(xs, ws, soft=self._soft, nonnegative=self._nonnegative)
+        part_regs = [[Signal(v.shape(), name=f"part{t}_{n}") for n, v in enumerate(product)]
+                     for t, product in enumerate(parts)]
+        for regs, product in zip(part_regs, parts):
+            stage(*zip(regs, product))
+        products = [datapath.join_parts(regs) for regs in part_regs]
         product_regs = [Signal(p.shape(), name=f"product{t}") for t, p in enumerate(products)]
         partial = datapath.partial_sums(product_regs, datapath.tree_group(lanes))
         partial_regs = [Signal(p.shape(), name=f"partial{t}") for t, p in enumerate(partial)]
         total = datapath.adder_tree(partial_regs)
         tree = Signal(total.shape())
-        biases = [Signal(datapath.CODE, name=f"bias{n}") for n in range(2, 5)]
-        flags = [Signal(3, name=f"flags{n}") for n in range(2, 5)]
-        stage(*zip(product_regs, products), *zip(partial_regs, partial), (tree, total),
-              (biases[0], bias1), (biases[1], biases[0]), (biases[2], biases[1]),
-              (flags[0], flags1b), (flags[1], flags[0]), (flags[2], flags[1]))
-        sum_valid, sum_first, sum_last = flags[2][0], flags[2][1], flags[2][2]
-        bias = datapath.bias_term(biases[2])
+        stage(*zip(product_regs, products), *zip(partial_regs, partial), (tree, total))
+        # The bias and the row flags travel alongside: five registers, as many as from inputs1 to tree.
+        bias, flags = pipe.delay(bias1, 5, "bias"), pipe.delay(flags1b, 5, "flags")
+        sum_valid, sum_first, sum_last = flags[0], flags[1], flags[2]
+        bias = datapath.bias_term(bias)
 
         # Output: the finished accumulator, requantized for a hidden layer, waits in o.payload.
         acc = Signal(self._acc_shape)

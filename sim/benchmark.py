@@ -106,7 +106,7 @@ def place_and_route(weights: WeightSet, config: AcceleratorConfig, build_dir: Pa
     from amaranth.back import rtlil
 
     from ..boards.build import parse_nextpnr_report
-    from ..boards.platforms import toolchain_env
+    from ..boards.platforms import SYNTH_CHECKS, SYNTH_WITHOUT_AUTONAME, toolchain_env
 
     tools = toolchain_env("ecp5")
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +116,8 @@ def place_and_route(weights: WeightSet, config: AcceleratorConfig, build_dir: Pa
     report_path.unlink(missing_ok=True)
     commands = {
         "synthesize": [tools["YOSYS"], "-q", "-l", "yosys.log", "-p",
-                       f"read_rtlil {PNR_TOP}.il; synth_ecp5 -top {PNR_TOP} -json {PNR_TOP}.json"],
+                       f"read_rtlil {PNR_TOP}.il; synth_ecp5 {SYNTH_WITHOUT_AUTONAME} -top {PNR_TOP}; "
+                       f"{SYNTH_CHECKS}; write_json {PNR_TOP}.json"],
         "place and route": [tools["NEXTPNR_ECP5"], "-q", "-l", "nextpnr.log", PNR_NEXTPNR_DEVICE,
                             "--package", PNR_PACKAGE, "--json", f"{PNR_TOP}.json", "--out-of-context",
                             "--freq", f"{PNR_TARGET_MHZ:g}", "--timing-allow-fail", "--report", report_path.name],

@@ -158,6 +158,22 @@ def test_conv_engine(geometry, arithmetic, images, stalls, measure, filters, sof
             f"measured {latency.tolist()} cycles per image, the model says {engine.cycles_per_image}")
 
 
+@pytest.mark.parametrize("soft", [False, True], ids=["dsp", "soft"])
+def test_conv_engine_with_nonnegative_inputs(soft, tmp_path_factory):
+    """The engine as the network builds it: inputs 0..127 only, multipliers without the sign bit."""
+    geometry, filters, arithmetic = SMALL, 3, MODES[0]
+    in_ch, out_ch, size = geometry
+    seed = 3000 + soft
+    weight, bias, rng = random_layer(seed, in_ch, out_ch)
+    maps = np.abs(random_maps(rng, 4, in_ch, size)).clip(0, arith.QMAX)
+    maps[0, 0, 0, :2] = [arith.QMAX, 0]  # the largest input
+    expected = expected_stream(maps, weight, bias, arithmetic, seed, filters)
+    engine = ConvEngine(weight, bias, size, arithmetic, filters=filters, soft_multipliers=soft,
+                        nonnegative_inputs=True)
+    run(engine, "conv", maps, expected, STALLS["small"][:1], seed, len(maps) * engine.cycles_per_image,
+        tmp_path_factory)
+
+
 def test_conv_engine_model_figures():
     w1 = np.zeros(CONV1.weight_shape, np.int8)
     e1 = ConvEngine(w1, np.zeros(CONV1.out_channels, np.int8), CONV1.in_size, arith.Arithmetic(), name="conv1")
@@ -180,6 +196,7 @@ def test_conv_engine_model_figures():
     ((np.zeros((6, 1, 5, 5), np.int8), np.zeros(6, np.int8), 28, {"filters": 4}), ValueError),
     ((np.zeros((6, 1, 5, 5), np.int8), np.zeros(6, np.int8), 28, {"filters": 0}), ValueError),
     ((np.zeros((6, 1, 5, 5), np.int8), np.zeros(6, np.int8), 28, {"soft_multipliers": 1}), TypeError),
+    ((np.zeros((6, 1, 5, 5), np.int8), np.zeros(6, np.int8), 28, {"nonnegative_inputs": 1}), TypeError),
 ])
 def test_conv_engine_rejects_bad_parameters(args, error):
     kwargs = args[3] if len(args) > 3 else {}

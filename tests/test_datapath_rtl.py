@@ -71,6 +71,38 @@ def test_soft_product_is_exact_for_every_code_pair():
     assert not wrong, f"{len(wrong)} wrong products, first {wrong[:3]}"
 
 
+@pytest.mark.parametrize("soft", [False, True], ids=["dsp", "soft"])
+def test_products_of_nonnegative_inputs_are_exact(soft):
+    """Multipliers told their input is >= 0: every input 0..127 against every weight; a negative
+    input (which the network never sends) is where they may differ from x * w."""
+    from amaranth.hdl import Signal, signed
+    from amaranth.sim import Simulator
+
+    x, w = Signal(signed(8)), Signal(signed(8))
+    product = Signal(signed(16))
+    m = Module()
+    [parts] = datapath.product_parts([x], [w], soft=soft, nonnegative=True)
+    m.d.comb += product.eq(datapath.join_parts(parts))
+    wrong, negative_differs = [], []
+
+    async def bench(ctx):
+        for a in range(0, arith.QMAX + 1):
+            ctx.set(x, a)
+            for b in range(arith.QMIN, arith.QMAX + 1):
+                ctx.set(w, b)
+                if ctx.get(product) != a * b:
+                    wrong.append((a, b, ctx.get(product)))
+        ctx.set(x, -1)
+        ctx.set(w, 1)
+        negative_differs.append(ctx.get(product) != -1)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not wrong, f"{len(wrong)} wrong products, first {wrong[:3]}"
+    assert negative_differs == [True], "the sign bit is still used: the saving did not happen"
+
+
 @pytest.mark.parametrize("n", [1, 2, 5, 20, 25, 43])
 def test_two_stage_adder_tree_groups_cover_every_term(n):
     group = datapath.tree_group(n)

@@ -39,12 +39,16 @@ GEOMETRIES = {
     # Multipliers from logic; fc1 as the fast preset sizes it (7 words a row, the last one part-used).
     "fc1-43-soft": (FC1.in_features, FC1.out_features, 43, FC1.last, 4, True),
     "load-bound-soft": (30, 4, 8, False, 6, True),  # loading (30) is slower than computing (16)
+    # As the network builds them: inputs 0..127 only, multipliers without the sign bit.
+    "fc2-14-soft-nonnegative": (FC2.in_features, FC2.out_features, 14, FC2.last, 4, True, True),
+    "odd-last-nonnegative": (12, 6, 5, True, 8, False, True),
 }
 CASES = (
     [pytest.param(g, a, id=f"{g}-{a.rounding}-{a.overflow}") for g in ("fc1", "fc2", "odd") for a in MODES]
     + [pytest.param(g, arith.Arithmetic(), id=g) for g in ("fc3", "one-word", "one-lane", "odd-last")]
     + [pytest.param("fc1-43-soft", MODES[-1], id="fc1-43-soft"),
        pytest.param("load-bound-soft", arith.Arithmetic(), id="load-bound-soft")]
+    + [pytest.param(g, arith.Arithmetic(), id=g) for g in ("fc2-14-soft-nonnegative", "odd-last-nonnegative")]
 )
 SMALL_INPUTS = 2  # images (after the two clean ones) with inputs in -3..3
 
@@ -91,13 +95,18 @@ def sim_root(tmp_path_factory):
 
 @pytest.mark.parametrize("geometry, arithmetic", CASES)
 def test_linear_engine_matches_golden(geometry, arithmetic, sim_root):
-    in_features, out_features, lanes, last, images, *soft = GEOMETRIES[geometry]
+    in_features, out_features, lanes, last, images, *flags = GEOMETRIES[geometry]
+    soft, nonnegative = (flags + [False, False])[:2]
     seed = 1000 + list(GEOMETRIES).index(geometry) * 10 + MODES.index(arithmetic)
     weight, bias, x = random_case(in_features, out_features, images, seed)
+    if nonnegative:
+        x = np.abs(x).clip(0, arith.QMAX)
+        x[0, :2] = [arith.QMAX, 0]
     acc, expected = golden_outputs(weight, bias, x, arithmetic, last)
     check_not_vacuous(acc, expected, arithmetic, last, seed)
 
-    engine = LinearEngine(weight, bias, arithmetic, lanes=lanes, last=last, name="fc", soft_multipliers=bool(soft))
+    engine = LinearEngine(weight, bias, arithmetic, lanes=lanes, last=last, name="fc", soft_multipliers=soft,
+                          nonnegative_inputs=nonnegative)
     source = verilog.convert(engine, name="linear_engine")
     data = {
         "x": x, "expected": expected, "seed": np.array(seed), "clean_images": np.array(3),
