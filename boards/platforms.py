@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..model.errors import InputError
+from .pll import PLLSetting, ecp5_pll
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Board:
     spram_bits: int = 0  # single-port RAM (iCE40 UltraPlus), where the compact design keeps weights
     synth_opts: str = ""  # extra options for Yosys' synth_<family>
     script_after_synth: str = ""  # Yosys commands after synth_<family>
+    pll: PLLSetting | None = None  # the design clock comes from a PLL (see with_clock), not the oscillator
 
     def make_platform(self):
         module_name, class_name = self.platform.split(":")
@@ -74,6 +76,16 @@ BOARDS = {
         accelerator="compact", spram_bits=4 * 256 * 1024, synth_opts="-dsp",
     ),
 }
+
+
+def with_clock(target: Board, mhz: float | None) -> Board:
+    """``target`` with its design clock at about ``mhz`` from a PLL (ECP5 only); unchanged for None."""
+    if mhz is None or mhz * 1e6 == target.clock_hz:
+        return target
+    if target.family != "ecp5":
+        raise InputError(f"--clock-mhz: only the ECP5 boards have a PLL set-up here, not {target.name}")
+    setting = ecp5_pll(target.clock_hz, mhz * 1e6)
+    return replace(target, clock_hz=setting.output_hz, pll=setting)
 
 
 def board(name: str) -> Board:

@@ -1,4 +1,4 @@
-"""A board top: the accelerator behind the UART link, on the board's clock and serial pins.
+"""A board top: the accelerator behind the UART link, on the board's clock (or a PLL's) and serial pins.
 
 The accelerator is the one the configuration is for: ``AcceleratorConfig`` builds the streaming
 ``LeNetAccelerator`` (weights in block RAM initial values), ``CompactConfig`` the
@@ -6,7 +6,7 @@ The accelerator is the one the configuration is for: ``AcceleratorConfig`` build
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import ClockDomain, Module
 from amaranth.lib import io, wiring
 
 from ..hdl.compact import CompactAccelerator, CompactConfig
@@ -15,6 +15,7 @@ from ..model.weights import WeightSet
 from . import protocol
 from .link import UARTLink
 from .platforms import Board
+from .pll import ECP5PLLDomain
 from .uart import divisor_for
 
 DEFAULT_BAUD = 115_200
@@ -46,6 +47,9 @@ class BoardTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.link = self.link
+        if platform is not None and self.board.pll is not None:
+            m.domains.sync = ClockDomain("sync")
+            m.submodules.clock = ECP5PLLDomain(self.board.pll)
         if platform is not None:
             # Raw ports and explicit buffers (the implicit ones of ``request`` are deprecated);
             # other UART pins a board has (the ULX3S' RTS and DTR) stay unused.

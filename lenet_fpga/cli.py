@@ -45,6 +45,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def _lanes_option(parser: argparse.ArgumentParser) -> None:
     """The generator's size: a named preset (hdl/lenet.py PRESETS), optionally with other lanes."""
     parser.add_argument("--preset", default="baseline", metavar="NAME",
@@ -135,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     _arithmetic_options(p)
     _lanes_option(p)
     p.add_argument("--baud", type=positive_int, default=115_200, help="UART baud rate (default 115200)")
+    p.add_argument("--clock-mhz", type=positive_float, metavar="MHZ", default=None,
+                   help="run the design from a PLL at about this clock (ECP5 boards; default: the "
+                        "board's oscillator, 25 MHz on the ULX3S)")
     p.add_argument("--build-dir", metavar="DIR", default=None, help="default build/BOARD")
     p.add_argument("--force", action="store_true", help="try place-and-route even if the memories cannot fit")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")

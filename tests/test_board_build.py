@@ -159,6 +159,60 @@ def test_icebreaker_build_flow_up_to_the_tools(tmp_path, monkeypatch, capsys):
     assert report["images_per_second"] == pytest.approx(12e6 / report["cycles_per_image"])
 
 
+# What Yosys' ecppll tool chose for a 25 MHz input (input, feedback, output dividers).
+ECPPLL_CHOICES = {50: (1, 2, 12), 62.5: (2, 5, 10), 66.6: (3, 8, 9), 75: (1, 3, 8), 80: (5, 16, 7),
+                  85: (5, 17, 7), 100: (1, 4, 6)}
+
+
+@pytest.mark.parametrize("mhz", list(ECPPLL_CHOICES))
+def test_pll_dividers_are_the_ones_ecppll_picks(mhz):
+    from lenet_fpga.boards.pll import VCO_HZ, ecp5_pll
+
+    setting = ecp5_pll(25e6, mhz * 1e6)
+    assert (setting.input_div, setting.feedback_div, setting.output_div) == ECPPLL_CHOICES[mhz]
+    assert VCO_HZ[0] <= setting.vco_hz <= VCO_HZ[1]
+    assert abs(setting.output_hz - mhz * 1e6) < 0.01 * mhz * 1e6
+
+
+def test_pll_clock_options_are_clean_errors(capsys):
+    assert main(["build", "--board", "icebreaker", "--clock-mhz", "30"]) == 2
+    assert "only the ECP5 boards" in capsys.readouterr().err
+    assert main(["build", "--board", "ulx3s-85f", "--clock-mhz", "900"]) == 2
+    assert "10..400 MHz" in capsys.readouterr().err
+
+
+def test_ulx3s_build_with_a_pll_up_to_the_tools(tmp_path, monkeypatch, capsys):
+    """``--clock-mhz 80``: the design gets an EHXPLLL from the 25 MHz oscillator, the UART divisor
+    follows the 80 MHz clock, the oscillator keeps its constraint (nextpnr derives the PLL's), and
+    the report is judged against 80 MHz."""
+    prepared, tops = {}, []
+    make_platform = platforms.Board.make_platform
+
+    def fake_make_platform(board):
+        platform = make_platform(board)
+
+        def fake_build(top, name, build_dir, do_program=False, **overrides):
+            tops.append(top)
+            prepared.update(platform.prepare(top, name, **overrides).files)
+            Path(build_dir, f"{name}.report.json").write_text(json.dumps(ECP5_REPORT))
+
+        platform.build = fake_build
+        return platform
+
+    monkeypatch.setattr(platforms.Board, "make_platform", fake_make_platform)
+    assert main(["build", "--board", "ulx3s-85f", "--clock-mhz", "80", "--build-dir", str(tmp_path),
+                 "--json"]) == 1  # the canned report's 36.7 MHz misses 80 MHz
+    report = json.loads(capsys.readouterr().out)
+    assert report["clock_mhz"] == 80 and not report["timing_met"]
+    il = prepared["lenet5.il"]
+    assert il.count("cell \\EHXPLLL") == 1
+    for parameter in ("CLKI_DIV 5", "CLKFB_DIV 16", "CLKOP_DIV 7"):
+        assert f"parameter \\{parameter}" in il
+    assert "FREQUENCY PORT \"clk25_0__io\" 25000000" in prepared["lenet5.lpf"]
+    assert "-run :check" in prepared["lenet5.ys"] and "autoname" not in prepared["lenet5.ys"]
+    assert tops[0].divisor == round(80e6 / 115_200)
+
+
 def test_unknown_board():
     with pytest.raises(InputError, match="unknown board"):
         platforms.board("de10-nano")
