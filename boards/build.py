@@ -47,7 +47,7 @@ class BuildReport:
     timing_met: bool
     seconds: float
     cycles_per_image: int | None = None  # from the accelerator's cycle model, when it has one
-    images_per_second: float | None = None  # at the board clock
+    images_per_second: float | None = None  # at the design clock
 
     def table(self) -> str:
         lines = [f"{'resource':<12}{'used':>10}{'available':>11}{'':>8}"]

@@ -47,10 +47,10 @@ class BoardTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.link = self.link
-        if platform is not None and self.board.pll is not None:
-            m.domains.sync = ClockDomain("sync")
-            m.submodules.clock = ECP5PLLDomain(self.board.pll)
         if platform is not None:
+            if self.board.pll is not None:
+                m.domains.sync = ClockDomain("sync")
+                m.submodules.clock = ECP5PLLDomain(self.board.pll)
             # Raw ports and explicit buffers (the implicit ones of ``request`` are deprecated);
             # other UART pins a board has (the ULX3S' RTS and DTR) stay unused.
             uart = platform.request("uart", 0, dir="-")

@@ -61,11 +61,6 @@ def soft_product_parts(x: Value, w: Value) -> list[Value]:
     return [adder_tree(terms[:half]), adder_tree(terms[half:])]
 
 
-def soft_product(x: Value, w: Value) -> Value:
-    """``x * w`` from logic, in one piece (what ``soft_product_parts`` adds up to)."""
-    return join_parts(soft_product_parts(x, w))
-
-
 def partial_sums(terms, group: int) -> list[Value]:
     """Sums of consecutive groups of ``group`` terms: the first half of a two-stage adder tree."""
     terms = list(terms)

@@ -46,28 +46,41 @@ def test_requantize_rtl_matches_golden(arithmetic, simulator, tmp_path_factory):
     np.testing.assert_array_equal(result.outputs["code"], expected)
 
 
-def test_soft_product_is_exact_for_every_code_pair():
-    """The logic multiplier (partial products, the sign bit's term negative) on all 65,536 pairs."""
+def simulated_products(soft: bool, nonnegative: bool, inputs, extra=()) -> tuple[list, list]:
+    """One multiplier as the engines build it (``product_parts`` + ``join_parts``), run on every
+    input in ``inputs`` against every weight code: the (x, w, got) that differ from x * w, and
+    what it gives for each (x, w) in ``extra``."""
     from amaranth.hdl import Signal, signed
     from amaranth.sim import Simulator
 
     x, w = Signal(signed(8)), Signal(signed(8))
     product = Signal(signed(16))
     m = Module()
-    m.d.comb += product.eq(datapath.soft_product(x, w))
-    wrong = []
+    [parts] = datapath.product_parts([x], [w], soft=soft, nonnegative=nonnegative)
+    m.d.comb += product.eq(datapath.join_parts(parts))
+    wrong, extra_products = [], []
 
     async def bench(ctx):
-        for a in range(arith.QMIN, arith.QMAX + 1):
+        for a in inputs:
             ctx.set(x, a)
             for b in range(arith.QMIN, arith.QMAX + 1):
                 ctx.set(w, b)
                 if ctx.get(product) != a * b:
                     wrong.append((a, b, ctx.get(product)))
+        for a, b in extra:
+            ctx.set(x, a)
+            ctx.set(w, b)
+            extra_products.append(ctx.get(product))
 
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
+    return wrong, extra_products
+
+
+def test_soft_product_is_exact_for_every_code_pair():
+    """The logic multiplier (partial products, the sign bit's term negative) on all 65,536 pairs."""
+    wrong, _ = simulated_products(True, False, range(arith.QMIN, arith.QMAX + 1))
     assert not wrong, f"{len(wrong)} wrong products, first {wrong[:3]}"
 
 
@@ -75,32 +88,9 @@ def test_soft_product_is_exact_for_every_code_pair():
 def test_products_of_nonnegative_inputs_are_exact(soft):
     """Multipliers told their input is >= 0: every input 0..127 against every weight; a negative
     input (which the network never sends) is where they may differ from x * w."""
-    from amaranth.hdl import Signal, signed
-    from amaranth.sim import Simulator
-
-    x, w = Signal(signed(8)), Signal(signed(8))
-    product = Signal(signed(16))
-    m = Module()
-    [parts] = datapath.product_parts([x], [w], soft=soft, nonnegative=True)
-    m.d.comb += product.eq(datapath.join_parts(parts))
-    wrong, negative_differs = [], []
-
-    async def bench(ctx):
-        for a in range(0, arith.QMAX + 1):
-            ctx.set(x, a)
-            for b in range(arith.QMIN, arith.QMAX + 1):
-                ctx.set(w, b)
-                if ctx.get(product) != a * b:
-                    wrong.append((a, b, ctx.get(product)))
-        ctx.set(x, -1)
-        ctx.set(w, 1)
-        negative_differs.append(ctx.get(product) != -1)
-
-    sim = Simulator(m)
-    sim.add_testbench(bench)
-    sim.run()
+    wrong, [negative] = simulated_products(soft, True, range(0, arith.QMAX + 1), extra=[(-1, 1)])
     assert not wrong, f"{len(wrong)} wrong products, first {wrong[:3]}"
-    assert negative_differs == [True], "the sign bit is still used: the saving did not happen"
+    assert negative != -1, "the sign bit is still used: the saving did not happen"
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 20, 25, 43])
