@@ -10,19 +10,20 @@ window costs ``O / filters * C`` cycles, and the window generator fills its next
 meanwhile: after the warm-up (the first window needs K-1 rows and K pixels) the multipliers
 only wait when a window takes fewer cycles than the K pixels a row start needs.
 
-The pipeline has one enable, "the output register is free": back-pressure on ``o`` freezes
-every stage, the RAM read ports included, so nothing is lost and nothing is buffered twice.
+The pipeline never stalls. Each result reserves a place in the output queue when its first
+step issues (``result_queue``), and a step issues only while there is a place; back-pressure on
+``o`` therefore only holds the issue logic, and the datapath registers have no enable at all.
 
     S0   issue step (g, c): RAM addresses, channel c's window selected
     S1   the window registered, the RAMs read
     S1b  weight word, window and biases registered: a block RAM's clock-to-output is slow
-    S1c  the operands again, so that a register can stand beside each multiplier
-    S2   the products as parts: a DSP's output, or the two halves of a logic multiplier
+    S1c  the operands again, beside each multiplier (an ECP5 DSP's own input registers)
+    S2   the products as parts: a DSP's output register, or the two halves of a logic multiplier
     S2b  the products
     S3   adder trees, first half: partial sums of about sqrt(K*K) products
     S4   adder trees, second half: the sums
     S5   accumulate: bias term + sum on c == 0, += sum after
-    o    after c == C-1: requantize and ReLU into the output register
+    o    after c == C-1: requantize and ReLU into the output queue
 The adder trees are split in two so that no stage has more than about three adders in series.
 """
 
@@ -36,7 +37,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..model import arith
 from . import datapath
+from .multiplier import registered_product_parts
 from .pipeline import Pipeline
+from .result_queue import ResultQueue
 from .datapath import CODE
 from .window import WindowGenerator, pixel_layout, wrap_increment
 
@@ -195,22 +198,22 @@ class ConvEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), window.i)
         weight_rd, bias_rd = self._weight_read, self._bias_read
 
-        advance = ~self.o.valid | self.o.ready  # the one pipeline enable
-
-        pipe = Pipeline(m, advance)
+        m.submodules.results = results = ResultQueue(self.o.payload.shape())
+        wiring.connect(m, results.o, wiring.flipped(self.o))
+        pipe = Pipeline(m)
         stage = pipe.stage
 
-        # S0: step counters; the weight address is g * C + c, walked sequentially.
+        # S0: step counters; the weight address is g * C + c, walked sequentially. A group's
+        # first step reserves the queue place of its results.
         step = Signal(range(steps))
         g = Signal(range(groups))
         c = Signal(range(in_ch))
-        issue = window.o.valid & advance
+        issue = window.o.valid & (results.room | (c != 0))
         m.d.comb += [
             window.o.ready.eq(issue & (step == steps - 1)),
+            results.reserve.eq(issue & (c == 0)),
             weight_rd.addr.eq(step),
-            weight_rd.en.eq(advance),
             bias_rd.addr.eq(g),
-            bias_rd.en.eq(advance),
         ]
         with m.If(issue):
             m.d.sync += [step.eq(wrap_increment(step, steps)), c.eq(wrap_increment(c, in_ch))]
@@ -221,11 +224,10 @@ class ConvEngine(wiring.Component):
         selected = Signal(unsigned(taps * arith.WIDTH))
         flags1 = Signal(3)  # valid, first channel, last channel
         stage((flags1, Cat(issue, c == 0, c == in_ch - 1)))
-        with m.If(advance):
-            with m.Switch(c):
-                for channel in range(in_ch):
-                    with m.Case(channel):
-                        m.d.sync += selected.eq(window.o.payload[channel].as_value())
+        with m.Switch(c):
+            for channel in range(in_ch):
+                with m.Case(channel):
+                    m.d.sync += selected.eq(window.o.payload[channel].as_value())
 
         # S1 -> S1b: the RAMs answer into registers: a block RAM's clock-to-output is slow, so
         # it gets a cycle of its own before the multipliers.
@@ -233,23 +235,15 @@ class ConvEngine(wiring.Component):
         bias1, flags1b = Signal.like(bias_rd.data), Signal(3)
         stage((weights1, weight_rd.data), (window1, selected), (bias1, bias_rd.data), (flags1b, flags1))
 
-        # S1b -> S1c: the operands once more, so that a register can sit next to each multiplier
-        # (DSP blocks stand in fixed columns, far from the RAMs).
-        weights2, window2 = Signal.like(weights1), Signal.like(window1)
-        stage((weights2, weights1), (window2, window1))
-
-        # S1c -> S2: multiply, filter p from slice p of the weight word; each product as its parts.
+        # S1b -> S1c -> S2: the operands registered beside each multiplier (inside it, for an
+        # ECP5 DSP), filter p from slice p of the weight word; each product registered as its parts.
         # S2 -> S2b: the parts joined into the products.
-        xs = datapath.unpack_codes(window2, taps)
-        ws = datapath.unpack_codes(weights2, filters * taps)
+        xs = datapath.unpack_codes(window1, taps)
+        ws = datapath.unpack_codes(weights1, filters * taps)
         product_regs = []
         for p in range(filters):
-            parts = datapath.product_parts(xs, ws[p * taps:(p + 1) * taps], soft=self._soft,
-                                           nonnegative=self._nonnegative)
-            part_regs = [[Signal(v.shape(), name=f"part{p}_{t}_{n}") for n, v in enumerate(product)]
-                         for t, product in enumerate(parts)]
-            for regs, product in zip(part_regs, parts):
-                stage(*zip(regs, product))
+            part_regs = registered_product_parts(m, platform, xs, ws[p * taps:(p + 1) * taps], soft=self._soft,
+                                                 nonnegative=self._nonnegative, name=f"filter{p}")
             products = [datapath.join_parts(regs) for regs in part_regs]
             product_regs.append([Signal(q.shape(), name=f"product{p}_{t}") for t, q in enumerate(products)])
             stage(*zip(product_regs[p], products))
@@ -273,12 +267,12 @@ class ConvEngine(wiring.Component):
         accs = [Signal(datapath.accumulator_shape(in_ch * taps), name=f"acc{p}") for p in range(filters)]
         done5 = Signal()
         stage((done5, valid4 & last4))
-        with m.If(advance & valid4):
+        with m.If(valid4):
             m.d.sync += [acc.eq(Mux(first4, datapath.bias_term(b), acc) + total)
                          for acc, b, total in zip(accs, biases, sums)]
 
         # S5 -> o: requantize and ReLU. This reads the accumulators before S4 overwrites them
         # with the next group's first step, so a new group can start every C cycles, even every cycle.
-        results = [datapath.relu(datapath.requantize(acc, self._arithmetic)) for acc in accs]
-        stage((self.o.valid, done5), (self.o.payload, datapath.pack_codes(results)))
+        codes = [datapath.relu(datapath.requantize(acc, self._arithmetic)) for acc in accs]
+        m.d.comb += [results.i.valid.eq(done5), results.i.payload.eq(datapath.pack_codes(codes))]
         return m

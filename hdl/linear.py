@@ -15,9 +15,10 @@ pipeline is
     issue (addresses) -> read (memory data) -> data register -> operand register -> product parts
     -> products -> partial sums -> sum -> accumulate -> output
 
-with every arrow a register, so that a multiplier or a few adders is the longest path. The only
-stall is a finished accumulator that cannot move to a full ``o``: then every stage holds, the
-read ports included, so back-pressure loses nothing.
+with every arrow a register, so that a multiplier or a few adders is the longest path. The
+pipeline never stalls: an output reserves its place in the output queue when its first word
+issues (``result_queue``), and words issue only while there is a place, so back-pressure on ``o``
+holds the sequencer and nothing else.
 
 The input buffer has two banks (ping-pong): the next image's inputs load into one while the
 sequencer computes from the other, so in a stream of images the engine costs
@@ -36,10 +37,12 @@ from amaranth.lib.wiring import In, Out
 
 from ..model import arith
 from . import datapath
+from .multiplier import registered_product_parts
 from .pipeline import Pipeline
+from .result_queue import ResultQueue
 
 # Cycles from the last weight word read to its output transfer: read, data register, operand
-# register, product parts, products, partial sums, sum, accumulator, output register.
+# register, product parts, products, partial sums, sum, accumulator, output queue.
 PIPELINE_DEPTH = 8
 
 
@@ -224,12 +227,9 @@ class LinearEngine(wiring.Component):
             with m.Else():
                 m.d.sync += load_lane.eq(load_lane << 1)
 
-        # Everything from the read ports on moves together, unless a finished accumulator waits.
-        acc_done = Signal()  # the accumulator holds a complete result not yet in o
-        advance = Signal()
-        m.d.comb += advance.eq(~(acc_done & self.o.valid & ~self.o.ready))
-
-        pipe = Pipeline(m, advance)
+        m.submodules.results = results = ResultQueue(self.o.payload.shape())
+        wiring.connect(m, results.o, wiring.flipped(self.o))
+        pipe = Pipeline(m)
         stage = pipe.stage
 
         # Issue: addresses of word k of output j; the weight rows are consecutive words.
@@ -239,16 +239,17 @@ class LinearEngine(wiring.Component):
         k = Signal(range(words))
         j = Signal(range(self._out_features))
         weight_addr = Signal(range(self.weight_memory.depth))
-        reading = full.bit_select(read_bank, 1)
+        # A row's first word reserves the output's place in the queue.
+        issue = full.bit_select(read_bank, 1) & (results.room | (k != 0))
         computed = Signal()  # the image's last weight word is being issued
         m.d.comb += [
             input_read.addr.eq(Mux(read_bank, words + k, k)), weight_read.addr.eq(weight_addr), bias_read.addr.eq(j),
-            input_read.en.eq(advance), weight_read.en.eq(advance), bias_read.en.eq(advance),
-            computed.eq(advance & reading & (k == words - 1) & (j == self._out_features - 1)),
+            results.reserve.eq(issue & (k == 0)),
+            computed.eq(issue & (k == words - 1) & (j == self._out_features - 1)),
         ]
         flags1 = Signal(3)  # valid, first word of a row, last word of a row
-        stage((flags1, Cat(reading, k == 0, k == words - 1)))
-        with m.If(advance & reading):
+        stage((flags1, Cat(issue, k == 0, k == words - 1)))
+        with m.If(issue):
             m.d.sync += weight_addr.eq(weight_addr + 1)
             with m.If(k == words - 1):
                 m.d.sync += k.eq(0)
@@ -269,16 +270,12 @@ class LinearEngine(wiring.Component):
         inputs1, weights1 = Signal.like(input_read.data), Signal.like(weight_read.data)
         bias1, flags1b = Signal.like(bias_read.data), Signal(3)
         stage((inputs1, input_read.data), (weights1, weight_read.data), (bias1, bias_read.data), (flags1b, flags1))
-        # The operands once more, so that a register can stand beside each multiplier.
-        inputs2, weights2 = Signal.like(inputs1), Signal.like(weights1)
-        stage((inputs2, inputs1), (weights2, weights1))
-        xs = datapath.unpack_codes(inputs2, lanes)
-        ws = datapath.unpack_codes(weights2, lanes)
-        parts = datapath.product_parts(xs, ws, soft=self._soft, nonnegative=self._nonnegative)
-        part_regs = [[Signal(v.shape(), name=f"part{t}_{n}") for n, v in enumerate(product)]
-                     for t, product in enumerate(parts)]
-        for regs, product in zip(part_regs, parts):
-            stage(*zip(regs, product))
+        # The operands once more, beside each multiplier, and the products' parts: two registers
+        # (inside the DSP block on an ECP5).
+        xs = datapath.unpack_codes(inputs1, lanes)
+        ws = datapath.unpack_codes(weights1, lanes)
+        part_regs = registered_product_parts(m, platform, xs, ws, soft=self._soft, nonnegative=self._nonnegative,
+                                             name="lane")
         products = [datapath.join_parts(regs) for regs in part_regs]
         product_regs = [Signal(p.shape(), name=f"product{t}") for t, p in enumerate(products)]
         partial = datapath.partial_sums(product_regs, datapath.tree_group(lanes))
@@ -291,18 +288,15 @@ class LinearEngine(wiring.Component):
         sum_valid, sum_first, sum_last = flags[0], flags[1], flags[2]
         bias = datapath.bias_term(bias)
 
-        # Output: the finished accumulator, requantized for a hidden layer, waits in o.payload.
-        acc = Signal(self._acc_shape)
-        with m.If(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(acc_done & (~self.o.valid | self.o.ready)):
-            result = acc if self._last else datapath.relu(datapath.requantize(acc, self._arithmetic))
-            m.d.sync += [self.o.payload.eq(result), self.o.valid.eq(1), acc_done.eq(0)]
         # Accumulate; a row's first word starts from the bias.
-        with m.If(advance & sum_valid):
+        acc = Signal(self._acc_shape)
+        acc_done = Signal()  # the accumulator holds a finished row this cycle
+        stage((acc_done, sum_valid & sum_last))
+        with m.If(sum_valid):
             m.d.sync += acc.eq(Mux(sum_first, bias, acc) + tree)
-            with m.If(sum_last):
-                m.d.sync += acc_done.eq(1)
+        # Output: the finished accumulator, requantized for a hidden layer, into its reserved place.
+        result = acc if self._last else datapath.relu(datapath.requantize(acc, self._arithmetic))
+        m.d.comb += [results.i.valid.eq(acc_done), results.i.payload.eq(result)]
         return m
 
 

@@ -114,6 +114,9 @@ class MaxPool(wiring.Component):
         col, row = Signal(range(w)), Signal(range(h))
         dx, dy = Signal(range(k)), Signal(range(k))  # position inside the block
         base = Signal(range(memory.depth + ch))  # pooled column * channels (past the end on dropped columns)
+        # base + channel, kept as a counter of its own: an adder in front of the memory's read
+        # address was the start of baseline's worst path.
+        addr = Signal.like(base)
 
         inside = (col < w // k * k) & (row < h // k * k)
         first = (dx == 0) & (dy == 0)
@@ -127,8 +130,8 @@ class MaxPool(wiring.Component):
         kept = datapath.unpack_codes(rd.data, self._lanes)
         maximum = datapath.pack_codes([Mux(first | (code > old), code, old) for code, old in zip(codes, kept)])
         m.d.comb += [
-            rd.addr.eq(base + channel),
-            wr.addr.eq(base + channel),
+            rd.addr.eq(addr),
+            wr.addr.eq(addr),
             wr.data.eq(maximum),
             wr.en.eq(accept & inside & ~last),
         ]
@@ -140,13 +143,13 @@ class MaxPool(wiring.Component):
 
         # Counters: channel fastest, then column (with dx and base), then row (with dy).
         with m.If(accept):
-            m.d.sync += channel.eq(channel + 1)
+            m.d.sync += [channel.eq(channel + 1), addr.eq(addr + 1)]
             with m.If(channel == ch - 1):
-                m.d.sync += [channel.eq(0), col.eq(col + 1), dx.eq(dx + 1)]
+                m.d.sync += [channel.eq(0), col.eq(col + 1), dx.eq(dx + 1), addr.eq(base)]
                 with m.If(dx == k - 1):
-                    m.d.sync += [dx.eq(0), base.eq(base + ch)]
+                    m.d.sync += [dx.eq(0), base.eq(base + ch), addr.eq(base + ch)]
                 with m.If(col == w - 1):
-                    m.d.sync += [col.eq(0), dx.eq(0), base.eq(0), row.eq(row + 1), dy.eq(dy + 1)]
+                    m.d.sync += [col.eq(0), dx.eq(0), base.eq(0), addr.eq(0), row.eq(row + 1), dy.eq(dy + 1)]
                     with m.If(dy == k - 1):
                         m.d.sync += dy.eq(0)
                     with m.If(row == h - 1):

@@ -106,12 +106,15 @@ def place_and_route(weights: WeightSet, config: AcceleratorConfig, build_dir: Pa
     from amaranth.back import rtlil
 
     from ..boards.build import parse_nextpnr_report
+    from ..hdl.multiplier import ECP5Target
     from ..boards.platforms import SYNTH_CHECKS, SYNTH_WITHOUT_AUTONAME, toolchain_env
 
     tools = toolchain_env("ecp5")
     build_dir.mkdir(parents=True, exist_ok=True)
     step("generate")
-    (build_dir / f"{PNR_TOP}.il").write_text(rtlil.convert(LeNetAccelerator(weights, config), name=PNR_TOP))
+    # As on a board: the ECP5 form of the design (DSP multipliers with their own registers).
+    design = rtlil.convert(LeNetAccelerator(weights, config), name=PNR_TOP, platform=ECP5Target())
+    (build_dir / f"{PNR_TOP}.il").write_text(design)
     report_path = build_dir / f"{PNR_TOP}.report.json"
     report_path.unlink(missing_ok=True)
     commands = {

@@ -184,7 +184,7 @@ def test_pll_clock_options_are_clean_errors(capsys):
 def test_ulx3s_build_with_a_pll_up_to_the_tools(tmp_path, monkeypatch, capsys):
     """``--clock-mhz 80``: the design gets an EHXPLLL from the 25 MHz oscillator, the UART divisor
     follows the 80 MHz clock, the oscillator keeps its constraint (nextpnr derives the PLL's), and
-    the report is judged against 80 MHz."""
+    the report is judged against 80 MHz. The multipliers are the ECP5 form (hdl/multiplier.py)."""
     prepared, tops = {}, []
     make_platform = platforms.Board.make_platform
 
@@ -211,6 +211,9 @@ def test_ulx3s_build_with_a_pll_up_to_the_tools(tmp_path, monkeypatch, capsys):
     assert "FREQUENCY PORT \"clk25_0__io\" 25000000" in prepared["lenet5.lpf"]
     assert "-run :check" in prepared["lenet5.ys"] and "autoname" not in prepared["lenet5.ys"]
     assert tops[0].divisor == round(80e6 / 115_200)
+    # baseline's 110 DSP multipliers, each a MULT18X18D with its own input and output registers.
+    assert il.count("cell \\MULT18X18D") == 110
+    assert il.count("parameter \\REG_OUTPUT_CLK \"CLK0\"") == 110
 
 
 def test_unknown_board():

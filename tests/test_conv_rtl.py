@@ -17,10 +17,12 @@ from amaranth.hdl import Fragment
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lenet_fpga.hdl.conv import ConvEngine
+from lenet_fpga.hdl.multiplier import ECP5Target
 from lenet_fpga.hdl.window import WindowGenerator
 from lenet_fpga.model import arith, golden
 from lenet_fpga.model.network import LENET5
 from lenet_fpga.sim import runner
+from lenet_fpga.sim.ecp5_models import mult18x18d_model
 
 SIMULATOR = os.environ.get("LENET_FPGA_SIMULATOR", "icarus")
 TB = "lenet_fpga.sim.tb_conv"
@@ -51,14 +53,18 @@ def pixel_stream(maps: np.ndarray) -> np.ndarray:
 
 
 def run(component, name: str, maps: np.ndarray, expected: np.ndarray, stalls, seed: int, cycles: int,
-        tmp_path_factory, measure: bool = False) -> dict[str, np.ndarray]:
+        tmp_path_factory, measure: bool = False, ecp5: bool = False) -> dict[str, np.ndarray]:
     """One simulation: optionally the no-stall cycle measurement, then the stream once per stall pair.
 
     ``cycles`` is about what the whole stream takes without stalls; it only sets the timeouts.
+    ``ecp5`` generates the ECP5 form (MULT18X18D blocks) and simulates it with their model.
     """
     data = {"pixels": pixel_stream(maps), "expected": expected, "images": len(maps), "cycles": cycles,
             "stalls": np.array(stalls, np.float64).reshape(-1, 2), "seed": seed, "measure": measure}
-    source = verilog.convert(component, name=name)
+    source = verilog.convert(component, name=name, platform=ECP5Target() if ecp5 else None)
+    if ecp5:
+        assert source.count("MULT18X18D") == component.multipliers
+        source += mult18x18d_model()
     result = runner.run(source, name, TB, data, simulator=SIMULATOR,
                         build_root=tmp_path_factory.getbasetemp() / "sim")
     np.testing.assert_array_equal(result.outputs["got"], np.concatenate([expected] * len(data["stalls"])),
@@ -158,9 +164,10 @@ def test_conv_engine(geometry, arithmetic, images, stalls, measure, filters, sof
             f"measured {latency.tolist()} cycles per image, the model says {engine.cycles_per_image}")
 
 
-@pytest.mark.parametrize("soft", [False, True], ids=["dsp", "soft"])
-def test_conv_engine_with_nonnegative_inputs(soft, tmp_path_factory):
-    """The engine as the network builds it: inputs 0..127 only, multipliers without the sign bit."""
+@pytest.mark.parametrize("soft,ecp5", [(False, False), (True, False), (False, True)], ids=["dsp", "soft", "ecp5-dsp"])
+def test_conv_engine_with_nonnegative_inputs(soft, ecp5, tmp_path_factory):
+    """The engine as the network builds it: inputs 0..127 only, multipliers without the sign bit;
+    and in its ECP5 form, with MULT18X18D blocks (measured: same cycles as the generic form)."""
     geometry, filters, arithmetic = SMALL, 3, MODES[0]
     in_ch, out_ch, size = geometry
     seed = 3000 + soft
@@ -170,8 +177,10 @@ def test_conv_engine_with_nonnegative_inputs(soft, tmp_path_factory):
     expected = expected_stream(maps, weight, bias, arithmetic, seed, filters)
     engine = ConvEngine(weight, bias, size, arithmetic, filters=filters, soft_multipliers=soft,
                         nonnegative_inputs=True)
-    run(engine, "conv", maps, expected, STALLS["small"][:1], seed, len(maps) * engine.cycles_per_image,
-        tmp_path_factory)
+    out = run(engine, "conv", maps, expected, STALLS["small"], seed, len(maps) * engine.cycles_per_image,
+              tmp_path_factory, measure=True, ecp5=ecp5)
+    assert np.abs(out["latency"] - engine.cycles_per_image).max() <= 2, (
+        f"measured {out['latency'].tolist()} cycles per image, the model says {engine.cycles_per_image}")
 
 
 def test_conv_engine_model_figures():

@@ -19,9 +19,11 @@ from amaranth.back import verilog
 
 from lenet_fpga.hdl import datapath, linear
 from lenet_fpga.hdl.linear import LinearEngine
+from lenet_fpga.hdl.multiplier import ECP5Target
 from lenet_fpga.model import arith, golden
 from lenet_fpga.model.network import LENET5, LinearLayer
 from lenet_fpga.sim import runner
+from lenet_fpga.sim.ecp5_models import mult18x18d_model
 
 SIMULATOR = os.environ.get("LENET_FPGA_SIMULATOR", "icarus")
 MODES = [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow]
@@ -42,6 +44,10 @@ GEOMETRIES = {
     # As the network builds them: inputs 0..127 only, multipliers without the sign bit.
     "fc2-14-soft-nonnegative": (FC2.in_features, FC2.out_features, 14, FC2.last, 4, True, True),
     "odd-last-nonnegative": (12, 6, 5, True, 8, False, True),
+    # The ECP5 form: MULT18X18D blocks with their own registers (simulated with sim.ecp5_models).
+    "odd-ecp5-dsp": (7, 3, 4, False, 8, False, False, True),
+    "one-word-ecp5-dsp": (7, 5, 8, False, 8, False, False, True),  # a result every cycle
+    "odd-last-ecp5-dsp-nonnegative": (12, 6, 5, True, 8, False, True, True),
 }
 CASES = (
     [pytest.param(g, a, id=f"{g}-{a.rounding}-{a.overflow}") for g in ("fc1", "fc2", "odd") for a in MODES]
@@ -49,6 +55,9 @@ CASES = (
     + [pytest.param("fc1-43-soft", MODES[-1], id="fc1-43-soft"),
        pytest.param("load-bound-soft", arith.Arithmetic(), id="load-bound-soft")]
     + [pytest.param(g, arith.Arithmetic(), id=g) for g in ("fc2-14-soft-nonnegative", "odd-last-nonnegative")]
+    + [pytest.param("odd-ecp5-dsp", MODES[1], id="odd-ecp5-dsp"),
+       pytest.param("one-word-ecp5-dsp", MODES[2], id="one-word-ecp5-dsp"),
+       pytest.param("odd-last-ecp5-dsp-nonnegative", arith.Arithmetic(), id="odd-last-ecp5-dsp-nonnegative")]
 )
 SMALL_INPUTS = 2  # images (after the two clean ones) with inputs in -3..3
 
@@ -96,7 +105,7 @@ def sim_root(tmp_path_factory):
 @pytest.mark.parametrize("geometry, arithmetic", CASES)
 def test_linear_engine_matches_golden(geometry, arithmetic, sim_root):
     in_features, out_features, lanes, last, images, *flags = GEOMETRIES[geometry]
-    soft, nonnegative = (flags + [False, False])[:2]
+    soft, nonnegative, ecp5 = (flags + [False, False, False])[:3]
     seed = 1000 + list(GEOMETRIES).index(geometry) * 10 + MODES.index(arithmetic)
     weight, bias, x = random_case(in_features, out_features, images, seed)
     if nonnegative:
@@ -107,7 +116,10 @@ def test_linear_engine_matches_golden(geometry, arithmetic, sim_root):
 
     engine = LinearEngine(weight, bias, arithmetic, lanes=lanes, last=last, name="fc", soft_multipliers=soft,
                           nonnegative_inputs=nonnegative)
-    source = verilog.convert(engine, name="linear_engine")
+    source = verilog.convert(engine, name="linear_engine", platform=ECP5Target() if ecp5 else None)
+    assert source.count("MULT18X18D") == (lanes if ecp5 else 0)
+    if ecp5:
+        source += mult18x18d_model()
     data = {
         "x": x, "expected": expected, "seed": np.array(seed), "clean_images": np.array(3),
         "stall_in": np.array(0.3), "stall_out": np.array(0.4), "burst": np.array(3 * engine.words_per_row + 2),
