@@ -55,17 +55,21 @@ class Board:
         return BuildOnly()
 
 
-# synth_<family> ends with `autoname`, which only renames cells for readable reports but takes
-# two thirds of Yosys' time on a large design: stop before it and run the rest of that step.
-SYNTH_WITHOUT_AUTONAME = "-run :check"
-SYNTH_CHECKS = "hierarchy -check; stat; check -noinit; blackbox =A:whitebox"
+# synth_ecp5's options. It ends with `autoname`, which only renames cells for readable reports
+# but takes two thirds of Yosys' time on a large design: stop before it and run the rest of that
+# step (SYNTH_CHECKS). And it maps LUTs with ABC9 by default, which on this design (Yosys 0.6x)
+# either aborts on an internal assertion or, worse, drives one net from two flip-flops, a
+# netlist that only `check` notices: map with ABC instead.
+SYNTH_OPTIONS = "-noabc9 -run :check"
+# -assert: a netlist with a problem (such as a net with two drivers) stops the build here.
+SYNTH_CHECKS = "hierarchy -check; stat; check -noinit -assert; blackbox =A:whitebox"
 
 BOARDS = {
     "ulx3s-85f": Board(
         name="ulx3s-85f", platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clock_hz=25e6, programmer=("openFPGALoader", "--board", "ulx3s"), bitstream_suffix=".bit",
         block_ram_bits=208 * 18 * 1024, multipliers=156, luts=83_640,
-        synth_opts=SYNTH_WITHOUT_AUTONAME, script_after_synth=SYNTH_CHECKS,
+        synth_opts=SYNTH_OPTIONS, script_after_synth=SYNTH_CHECKS,
     ),
     "icebreaker": Board(
         name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",

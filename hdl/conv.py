@@ -23,7 +23,7 @@ step issues (``result_queue``), and a step issues only while there is a place; b
     S3   adder trees, first half: partial sums of about sqrt(K*K) products
     S4   adder trees, second half: the sums
     S5   accumulate: bias term + sum on c == 0, += sum after
-    o    after c == C-1: requantize and ReLU into the output queue
+    o    after c == C-1: requantize and ReLU into the output queue (which registers them first)
 The adder trees are split in two so that no stage has more than about three adders in series.
 """
 
@@ -43,8 +43,9 @@ from .result_queue import ResultQueue
 from .datapath import CODE
 from .window import WindowGenerator, pixel_layout, wrap_increment
 
-# Cycles from issuing a step (S0) to the output handshake of its result: S1 .. S5 and o.
-LATENCY = 9
+# Cycles from issuing a step (S0) to the output handshake of its result: S1 .. S5, the output
+# queue's input register and o.
+LATENCY = 10
 
 
 def _check_codes(label: str, array, ndim: int) -> np.ndarray:

@@ -92,13 +92,14 @@ def bias_term(bias: Value) -> Value:
 def requantize(acc: Value, arithmetic: arith.Arithmetic) -> Value:
     """``arith.requantize`` in logic: round, shift right by 6, saturate or wrap to a signed(8)."""
     shifted = (acc + arithmetic.round_offset) >> arith.FRAC_BITS  # arithmetic shift: floor
+    code = shifted[: arith.WIDTH].as_signed()
     if arithmetic.overflow is arith.Overflow.WRAP:
-        return shifted[: arith.WIDTH].as_signed()
-    return Mux(
-        shifted > arith.QMAX,
-        Const(arith.QMAX, CODE),
-        Mux(shifted < arith.QMIN, Const(arith.QMIN, CODE), shifted[: arith.WIDTH].as_signed()),
-    )
+        return code
+    # The value fits in a code when every bit from the code's sign bit up is the same; else it
+    # saturates toward its own sign. Two bit tests instead of two comparators (carry chains).
+    high = shifted[arith.WIDTH - 1 :]
+    fits = (high == 0) | (high == (1 << len(high)) - 1)
+    return Mux(fits, code, Mux(shifted[-1], Const(arith.QMIN, CODE), Const(arith.QMAX, CODE)))
 
 
 def relu(code: Value) -> Value:

@@ -42,8 +42,9 @@ from .pipeline import Pipeline
 from .result_queue import ResultQueue
 
 # Cycles from the last weight word read to its output transfer: read, data register, operand
-# register, product parts, products, partial sums, sum, accumulator, output queue.
-PIPELINE_DEPTH = 8
+# register, product parts, products, partial sums, sum, accumulator, the output queue's input
+# register, the queue.
+PIPELINE_DEPTH = 9
 
 
 class LinearEngine(wiring.Component):

@@ -105,18 +105,18 @@ class MaxPool(wiring.Component):
         m = Module()
         ch, h, w, k = self._channels // self._lanes, self._height, self._width, self._size
         m.submodules.row_memory = memory = self.row_memory
-        # Asynchronous read: the entry of a block is needed in the cycle its next code arrives,
-        # which for one channel is the very next cycle.
-        rd = memory.read_port(domain="comb")
+        # The read address runs one code ahead, so the entry is there when its code arrives. With
+        # one channel group an entry is read the cycle after it was written: then the read must
+        # be transparent (a bypass multiplexer); with more, the same entry is never that close.
         wr = memory.write_port()
+        rd = memory.read_port(transparent_for=(wr,) if ch == 1 else ())
 
         channel = Signal(range(ch))  # channel group
         col, row = Signal(range(w)), Signal(range(h))
         dx, dy = Signal(range(k)), Signal(range(k))  # position inside the block
         base = Signal(range(memory.depth + ch))  # pooled column * channels (past the end on dropped columns)
-        # base + channel, kept as a counter of its own: an adder in front of the memory's read
-        # address was the start of baseline's worst path.
-        addr = Signal.like(base)
+        # base + channel of the code at the input, and of the next code to come.
+        addr, next_addr = Signal.like(base), Signal.like(base)
 
         inside = (col < w // k * k) & (row < h // k * k)
         first = (dx == 0) & (dy == 0)
@@ -130,7 +130,7 @@ class MaxPool(wiring.Component):
         kept = datapath.unpack_codes(rd.data, self._lanes)
         maximum = datapath.pack_codes([Mux(first | (code > old), code, old) for code, old in zip(codes, kept)])
         m.d.comb += [
-            rd.addr.eq(addr),
+            rd.addr.eq(next_addr),
             wr.addr.eq(addr),
             wr.data.eq(maximum),
             wr.en.eq(accept & inside & ~last),
@@ -142,14 +142,20 @@ class MaxPool(wiring.Component):
             m.d.sync += self.o.valid.eq(0)
 
         # Counters: channel fastest, then column (with dx and base), then row (with dy).
+        m.d.comb += next_addr.eq(addr)
+        m.d.sync += addr.eq(next_addr)
         with m.If(accept):
-            m.d.sync += [channel.eq(channel + 1), addr.eq(addr + 1)]
+            m.d.comb += next_addr.eq(addr + 1)
+            m.d.sync += channel.eq(channel + 1)
             with m.If(channel == ch - 1):
-                m.d.sync += [channel.eq(0), col.eq(col + 1), dx.eq(dx + 1), addr.eq(base)]
+                m.d.comb += next_addr.eq(base)
+                m.d.sync += [channel.eq(0), col.eq(col + 1), dx.eq(dx + 1)]
                 with m.If(dx == k - 1):
-                    m.d.sync += [dx.eq(0), base.eq(base + ch), addr.eq(base + ch)]
+                    m.d.comb += next_addr.eq(base + ch)
+                    m.d.sync += [dx.eq(0), base.eq(base + ch)]
                 with m.If(col == w - 1):
-                    m.d.sync += [col.eq(0), dx.eq(0), base.eq(0), addr.eq(0), row.eq(row + 1), dy.eq(dy + 1)]
+                    m.d.comb += next_addr.eq(0)
+                    m.d.sync += [col.eq(0), dx.eq(0), base.eq(0), row.eq(row + 1), dy.eq(dy + 1)]
                     with m.If(dy == k - 1):
                         m.d.sync += dy.eq(0)
                     with m.If(row == h - 1):

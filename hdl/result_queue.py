@@ -6,6 +6,9 @@ ECP5 that net set the clock period. Here the pipeline runs freely instead. When 
 the step that will finish a result, it reserves a slot in this queue; it issues nothing while
 every slot is reserved. A reserved result arrives some cycles later and always finds room, so
 back-pressure on ``o`` holds only the issue logic, never the datapath.
+
+A result is registered on its way in: the logic that makes it (a requantizer) and the queue's
+LUT RAM, which the placer may put some way off, get a cycle each.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-# Enough for a result every cycle through a pipeline of up to DEPTH - 2 stages without a gap
-# (the reservation is released the cycle the result leaves). 16 words fit one LUT RAM per 4 bits.
+# Enough for a result every cycle through a pipeline of up to DEPTH - 3 stages without a gap
+# (the input register, and the reservation is released the cycle the result leaves). 16 words
+# fit one LUT RAM per 4 bits.
 DEPTH = 16
 
 
@@ -40,7 +44,7 @@ class ResultQueue(wiring.Component):
     i : In(stream.Signature(shape))
         The reserved results, when the pipeline delivers them; ``i.ready`` is always 1.
     o : Out(stream.Signature(shape))
-        The results, in order.
+        The results, in order; a result can leave two cycles after it came in.
     """
 
     def __init__(self, shape, depth: int = DEPTH):
@@ -64,10 +68,12 @@ class ResultQueue(wiring.Component):
         reserved = Signal(range(self._depth + 1))  # issued and not yet taken from o
         taken = self.o.valid & self.o.ready
         m.d.sync += reserved.eq(reserved + self.reserve - taken)
+        arriving, arriving_valid = Signal.like(fifo.w_data), Signal()
+        m.d.sync += [arriving.eq(Value.cast(self.i.payload)), arriving_valid.eq(self.i.valid)]
         m.d.comb += [
             self.room.eq(reserved != self._depth),
-            fifo.w_data.eq(Value.cast(self.i.payload)),
-            fifo.w_en.eq(self.i.valid),
+            fifo.w_data.eq(arriving),
+            fifo.w_en.eq(arriving_valid),
             self.o.payload.eq(fifo.r_data),
             self.o.valid.eq(fifo.r_rdy),
             fifo.r_en.eq(self.o.ready),

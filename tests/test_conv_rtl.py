@@ -186,11 +186,11 @@ def test_conv_engine_with_nonnegative_inputs(soft, ecp5, tmp_path_factory):
 def test_conv_engine_model_figures():
     w1 = np.zeros(CONV1.weight_shape, np.int8)
     e1 = ConvEngine(w1, np.zeros(CONV1.out_channels, np.int8), CONV1.in_size, arith.Arithmetic(), name="conv1")
-    # The MAC steps plus the warm-up (K-1 rows and K pixels) plus the pipeline.
-    assert e1.cycles_per_image - 24 * 24 * 6 - (4 * 28 + 5) < 10
+    # The MAC steps plus the warm-up (K-1 rows and K pixels) plus the pipeline (about a dozen).
+    assert e1.cycles_per_image - 24 * 24 * 6 - (4 * 28 + 5) <= 12
     w2 = np.zeros(CONV2.weight_shape, np.int8)
     e2 = ConvEngine(w2, np.zeros(CONV2.out_channels, np.int8), CONV2.in_size, arith.Arithmetic(), name="conv2")
-    assert e2.cycles_per_image - 8 * 8 * 16 * 6 - (4 * 12 + 5) < 10
+    assert e2.cycles_per_image - 8 * 8 * 16 * 6 - (4 * 12 + 5) <= 12
     assert e2.memory_bits == 16 * 6 * 25 * 8 + 16 * 8 + 12 * 4 * 6 * 8
     for engine in (e1, e2):  # elaborated, so that their memories count as used
         Fragment.get(engine, None)
