@@ -10,6 +10,10 @@ Nothing here depends on the memories' word widths or depths; they are read from 
 objects when the loader is built. The loader adds one write port to each memory, so it must be
 built before the memories are elaborated, and the memories stay submodules of their engines.
 
+The writes leave the loader through registers (address, word, one enable per memory): the
+memories sit all over the FPGA, and a write enable decoded straight from the loader's state made
+a path from its counters out to a memory and back, the worst of ``fast`` on the ECP5.
+
 A word is written once, when its last byte arrives: the bytes before it wait in one shared
 assembly register (as wide as the widest word less one byte), so any word width works and the
 write ports are whole-word ports. Byte-granular write ports would save that register but cost
@@ -103,7 +107,8 @@ class WeightLoader(wiring.Component):
         A pulse: the next byte is byte 0 of the image. A byte offered in the same cycle is
         dropped (the sender should not offer one then).
     complete : Out(1)
-        Every byte of the image has been written since the last restart (or reset).
+        Every byte of the image has been written since the last restart (or reset); high from
+        the cycle after the last word reaches its memory.
     size : int
         Bytes in the image.
     """
@@ -141,7 +146,14 @@ class WeightLoader(wiring.Component):
         assembly = Signal(8 * (longest - 1)) if longest > 1 else None
         take = self.i.valid & ~self.restart & (which != len(memories))
 
-        m.d.comb += [self.i.ready.eq(1), self.complete.eq(which == len(memories))]
+        m.d.comb += self.i.ready.eq(1)
+        # The write registers: a word and its address for every memory, an enable for each.
+        write_address = Signal.like(address)
+        write_word = Signal(8 * longest)
+        write_enables = Signal(len(memories))
+        m.d.sync += [write_address.eq(address), write_enables.eq(0)]
+        # One cycle after the last write was registered, it is in its memory.
+        m.d.sync += self.complete.eq(which == len(memories))
         if assembly is not None:
             with m.If(take):
                 m.d.sync += assembly.eq(Cat(assembly[8:], self.i.payload))
@@ -149,13 +161,15 @@ class WeightLoader(wiring.Component):
         for k, (memory, port) in enumerate(zip(memories, ports)):
             n = word_bytes(memory)
             width = Shape.cast(memory.shape).width
-            word = Cat(assembly[8 * (longest - n):], self.i.payload) if n > 1 else self.i.payload
             last_byte = index == n - 1
             m.d.comb += [
-                port.addr.eq(address),
-                port.data.eq(word[:width]),
-                port.en.eq((take & (which == k) & last_byte).replicate(len(port.en))),
+                port.addr.eq(write_address),
+                port.data.eq(write_word[:width]),
+                port.en.eq(write_enables[k].replicate(len(port.en))),
             ]
+            with m.If(take & (which == k) & last_byte):
+                word = Cat(assembly[8 * (longest - n):], self.i.payload) if n > 1 else self.i.payload
+                m.d.sync += [write_word.eq(word), write_enables[k].eq(1)]
             with m.If(take & (which == k)):
                 with m.If(~last_byte):
                     m.d.sync += index.eq(index + 1)
