@@ -161,7 +161,6 @@ def build_bitstream(target: Board, weights: WeightSet, config, build_dir: Path,
     os.environ.update(env)
     try:
         overrides = {key: value for key, value in (("synth_opts", target.synth_opts),
-                                                   ("script_after_read", target.script_after_read),
                                                    ("script_after_synth", target.script_after_synth)) if value}
         platform.build(top, name=TOP_NAME, build_dir=str(build_dir), do_program=False,
                        nextpnr_opts=f"--report {report_path.name} --timing-allow-fail", **overrides)

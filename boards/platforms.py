@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..model.errors import InputError
-from ..hdl.multiplier import KEEP_SUFFIX
 from .pll import PLLSetting, ecp5_pll
 
 
@@ -34,7 +33,6 @@ class Board:
     accelerator: str = "stream"  # "stream" (hdl/lenet.py) or "compact" (hdl/compact.py)
     spram_bits: int = 0  # single-port RAM (iCE40 UltraPlus), where the compact design keeps weights
     synth_opts: str = ""  # extra options for Yosys' synth_<family>
-    script_after_read: str = ""  # Yosys commands after reading the design
     script_after_synth: str = ""  # Yosys commands after synth_<family>
     pll: PLLSetting | None = None  # the design clock comes from a PLL (see with_clock), not the oscillator
 
@@ -65,16 +63,13 @@ class Board:
 SYNTH_OPTIONS = "-noabc9 -run :check"
 # -assert: a netlist with a problem (such as a net with two drivers) stops the build here.
 SYNTH_CHECKS = "hierarchy -check; stat; check -noinit -assert; blackbox =A:whitebox"
-# Right after reading the design: the flip-flops of registers named *_keep (copies on purpose,
-# hdl/multiplier.py) get the `keep` attribute, so that synthesis does not merge them back into one.
-SYNTH_AFTER_READ = f"setattr -set keep 1 w:*{KEEP_SUFFIX} %ci1:+$dff[Q] t:$dff %i"
 
 BOARDS = {
     "ulx3s-85f": Board(
         name="ulx3s-85f", platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clock_hz=25e6, programmer=("openFPGALoader", "--board", "ulx3s"), bitstream_suffix=".bit",
         block_ram_bits=208 * 18 * 1024, multipliers=156, luts=83_640,
-        synth_opts=SYNTH_OPTIONS, script_after_read=SYNTH_AFTER_READ, script_after_synth=SYNTH_CHECKS,
+        synth_opts=SYNTH_OPTIONS, script_after_synth=SYNTH_CHECKS,
     ),
     "icebreaker": Board(
         name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",

@@ -20,11 +20,6 @@ from . import datapath
 
 # MULT18X18D operand width: 8-bit codes are sign-extended to it.
 DSP_OPERAND_BITS = 18
-# Registers whose names end so are copies on purpose: each group of multipliers (a conv filter)
-# gets its own copy of the shared activation, beside it. Synthesis merges identical registers,
-# which would leave one register driving every group across the chip; the ECP5 synthesis script
-# marks these `keep` (``boards.platforms.SYNTH_AFTER_READ``).
-KEEP_SUFFIX = "_keep"
 
 
 def uses_ecp5_dsp_registers(platform, soft: bool) -> bool:
@@ -40,7 +35,7 @@ def registered_product_parts(m: Module, platform, xs, ws, *, soft: bool, nonnega
     if uses_ecp5_dsp_registers(platform, soft):
         return [[_ecp5_registered_product(m, datapath.multiplier_operand(x, nonnegative), w.as_signed(),
                                           f"{name}_dsp{t}")] for t, (x, w) in enumerate(zip(xs, ws))]
-    x_regs = [Signal(signed(arith.WIDTH), name=f"{name}_x{t}{KEEP_SUFFIX}") for t in range(len(xs))]
+    x_regs = [Signal(signed(arith.WIDTH), name=f"{name}_x{t}") for t in range(len(xs))]
     w_regs = [Signal(signed(arith.WIDTH), name=f"{name}_w{t}") for t in range(len(ws))]
     m.d.sync += [reg.eq(v) for reg, v in zip(x_regs + w_regs, list(xs) + list(ws))]
     parts = datapath.product_parts(x_regs, w_regs, soft=soft, nonnegative=nonnegative)

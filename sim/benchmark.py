@@ -107,7 +107,7 @@ def place_and_route(weights: WeightSet, config: AcceleratorConfig, build_dir: Pa
 
     from ..boards.build import parse_nextpnr_report
     from ..hdl.multiplier import ECP5Target
-    from ..boards.platforms import SYNTH_AFTER_READ, SYNTH_CHECKS, SYNTH_OPTIONS, toolchain_env
+    from ..boards.platforms import SYNTH_CHECKS, SYNTH_OPTIONS, toolchain_env
 
     tools = toolchain_env("ecp5")
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +119,7 @@ def place_and_route(weights: WeightSet, config: AcceleratorConfig, build_dir: Pa
     report_path.unlink(missing_ok=True)
     commands = {
         "synthesize": [tools["YOSYS"], "-q", "-l", "yosys.log", "-p",
-                       f"read_rtlil {PNR_TOP}.il; {SYNTH_AFTER_READ}; synth_ecp5 {SYNTH_OPTIONS} -top {PNR_TOP}; "
+                       f"read_rtlil {PNR_TOP}.il; synth_ecp5 {SYNTH_OPTIONS} -top {PNR_TOP}; "
                        f"{SYNTH_CHECKS}; write_json {PNR_TOP}.json"],
         "place and route": [tools["NEXTPNR_ECP5"], "-q", "-l", "nextpnr.log", PNR_NEXTPNR_DEVICE,
                             "--package", PNR_PACKAGE, "--json", f"{PNR_TOP}.json", "--out-of-context",

@@ -211,7 +211,6 @@ def test_ulx3s_build_with_a_pll_up_to_the_tools(tmp_path, monkeypatch, capsys):
     assert "FREQUENCY PORT \"clk25_0__io\" 25000000" in prepared["lenet5.lpf"]
     assert "-run :check" in prepared["lenet5.ys"] and "autoname" not in prepared["lenet5.ys"]
     assert "-noabc9" in prepared["lenet5.ys"] and "check -noinit -assert" in prepared["lenet5.ys"]
-    assert "setattr -set keep 1 w:*_keep" in prepared["lenet5.ys"]
     assert tops[0].divisor == round(80e6 / 115_200)
     # baseline's 110 DSP multipliers, each a MULT18X18D with its own input and output registers.
     assert il.count("cell \\MULT18X18D") == 110
