@@ -40,7 +40,6 @@ from . import datapath
 from .multiplier import registered_product_parts
 from .pipeline import Pipeline
 from .result_queue import ResultQueue
-from .datapath import CODE
 from .window import WindowGenerator, pixel_layout, wrap_increment
 
 # Cycles from issuing a step (S0) to the output handshake of its result: S1 .. S5, the output
