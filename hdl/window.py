@@ -104,9 +104,12 @@ class WindowGenerator(wiring.Component):
         m.d.comb += self.i.ready.eq(~completes | ~self.o.valid | self.o.ready)
         accept = self.i.valid & self.i.ready
 
-        # The read data must be the current column's word when its pixel arrives, so the
-        # address runs one pixel ahead: the next column once this one is taken.
-        m.d.comb += rd.addr.eq(Mux(accept, next_col, col))
+        # The read data must be the current column's word when its pixel arrives. The address
+        # is a register one column ahead and the read happens only when a pixel is taken, so
+        # the handshake reaches the line buffer only as its output register's enable (an
+        # address that depended on it crossed the whole LUT RAM and set Fmax).
+        ahead = Signal(range(size), init=1)
+        m.d.comb += [rd.addr.eq(ahead), rd.en.eq(accept)]
         pixel = unpack_codes(self.i.payload.as_value(), ch)
         older = unpack_codes(rd.data, (k - 1) * ch)  # [ky * ch + c], ky = 0 the oldest row
         m.d.comb += [
@@ -125,7 +128,7 @@ class WindowGenerator(wiring.Component):
         with m.If(accept):
             m.d.sync += [history[kx].eq(history[kx + 1]) for kx in range(k - 2)]
             m.d.sync += history[k - 2].eq(column)
-            m.d.sync += col.eq(next_col)
+            m.d.sync += [col.eq(next_col), ahead.eq(wrap_increment(ahead, size))]
             with m.If(col == size - 1):
                 m.d.sync += row.eq(wrap_increment(row, size))
 
