@@ -221,7 +221,14 @@ class UARTLink(wiring.Component):
                 m.d.sync += idle.eq(idle + 1)
 
         is_load = kind == FrameType.LOAD_WEIGHTS
-        chunk_bytes = length - protocol.CHUNK_HEADER_BYTES
+        # A chunk's size, where it would end and whether that fits follow length and offset a
+        # few registers behind: all settle long before the CRC byte comes, and the three chained
+        # carry chains in one cycle were the board design's worst path.
+        chunk_bytes = Signal.like(length)
+        chunk_end = Signal(range(2 ** 32 + 2 ** 16))
+        chunk_fits = Signal()
+        m.d.sync += [chunk_bytes.eq(length - protocol.CHUNK_HEADER_BYTES),
+                     chunk_end.eq(argument + chunk_bytes), chunk_fits.eq(chunk_end <= size)]
         with m.FSM() as fsm:
             with m.State("HUNT"):
                 with m.If(got & (byte == protocol.SYNC)):
@@ -283,9 +290,9 @@ class UARTLink(wiring.Component):
                     with m.Elif(op == protocol.LoadOp.CHUNK):
                         fresh = argument == 0
                         in_order = fresh | (loading & (argument == received))
-                        with m.If(in_order & (argument + chunk_bytes <= size)):
+                        with m.If(in_order & chunk_fits):
                             m.d.sync += [valid.eq(0), weights_id.eq(0), loading.eq(1), restart.eq(fresh),
-                                         received.eq(argument + chunk_bytes)]
+                                         received.eq(chunk_end)]
                             m.next = "LOAD"
                         with m.Else():
                             refuse_load()
