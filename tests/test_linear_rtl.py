@@ -12,6 +12,7 @@ import gc
 import os
 import shutil
 import subprocess
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -29,25 +30,36 @@ SIMULATOR = os.environ.get("LENET_FPGA_SIMULATOR", "icarus")
 MODES = [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow]
 FC1, FC2, FC3 = (layer for layer in LENET5 if isinstance(layer, LinearLayer))
 
-# id: (in_features, out_features, lanes, last, images)
+class Geometry(NamedTuple):
+    in_features: int
+    out_features: int
+    lanes: int
+    last: bool  # the network's last layer: no requantization, wide outputs
+    images: int
+    soft: bool = False  # multipliers from logic
+    nonnegative: bool = False  # inputs 0..127 only, multipliers without the sign bit
+    ecp5: bool = False  # MULT18X18D blocks with their own registers (simulated with sim.ecp5_models)
+
+
 GEOMETRIES = {
-    "fc1": (FC1.in_features, FC1.out_features, 20, FC1.last, 5),  # 256 = 12*20 + 16
-    "fc2": (FC2.in_features, FC2.out_features, 20, FC2.last, 5),  # 120 = 6*20
-    "fc3": (FC3.in_features, FC3.out_features, 20, FC3.last, 6),  # 84 = 4*20 + 4
-    "odd": (7, 3, 4, False, 8),
-    "one-word": (7, 5, 8, False, 8),  # lanes > in_features: a row is a single word
-    "one-lane": (5, 3, 1, False, 8),
-    "odd-last": (12, 6, 5, True, 8),
-    # Multipliers from logic; fc1 as the fast preset sizes it (7 words a row, the last one part-used).
-    "fc1-43-soft": (FC1.in_features, FC1.out_features, 43, FC1.last, 4, True),
-    "load-bound-soft": (30, 4, 8, False, 6, True),  # loading (30) is slower than computing (16)
-    # As the network builds them: inputs 0..127 only, multipliers without the sign bit.
-    "fc2-14-soft-nonnegative": (FC2.in_features, FC2.out_features, 14, FC2.last, 4, True, True),
-    "odd-last-nonnegative": (12, 6, 5, True, 8, False, True),
-    # The ECP5 form: MULT18X18D blocks with their own registers (simulated with sim.ecp5_models).
-    "odd-ecp5-dsp": (7, 3, 4, False, 8, False, False, True),
-    "one-word-ecp5-dsp": (7, 5, 8, False, 8, False, False, True),  # a result every cycle
-    "odd-last-ecp5-dsp-nonnegative": (12, 6, 5, True, 8, False, True, True),
+    "fc1": Geometry(FC1.in_features, FC1.out_features, 20, FC1.last, 5),  # 256 = 12*20 + 16
+    "fc2": Geometry(FC2.in_features, FC2.out_features, 20, FC2.last, 5),  # 120 = 6*20
+    "fc3": Geometry(FC3.in_features, FC3.out_features, 20, FC3.last, 6),  # 84 = 4*20 + 4
+    "odd": Geometry(7, 3, 4, False, 8),
+    "one-word": Geometry(7, 5, 8, False, 8),  # lanes > in_features: a row is a single word
+    "one-lane": Geometry(5, 3, 1, False, 8),
+    "odd-last": Geometry(12, 6, 5, True, 8),
+    # fc1 as the fast preset sizes it (7 words a row, the last one part-used).
+    "fc1-43-soft": Geometry(FC1.in_features, FC1.out_features, 43, FC1.last, 4, soft=True),
+    # Loading (30) is slower than computing (16).
+    "load-bound-soft": Geometry(30, 4, 8, False, 6, soft=True),
+    # As the network builds them.
+    "fc2-14-soft-nonnegative": Geometry(FC2.in_features, FC2.out_features, 14, FC2.last, 4, soft=True,
+                                        nonnegative=True),
+    "odd-last-nonnegative": Geometry(12, 6, 5, True, 8, nonnegative=True),
+    "odd-ecp5-dsp": Geometry(7, 3, 4, False, 8, ecp5=True),
+    "one-word-ecp5-dsp": Geometry(7, 5, 8, False, 8, ecp5=True),  # a result every cycle
+    "odd-last-ecp5-dsp-nonnegative": Geometry(12, 6, 5, True, 8, nonnegative=True, ecp5=True),
 }
 CASES = (
     [pytest.param(g, a, id=f"{g}-{a.rounding}-{a.overflow}") for g in ("fc1", "fc2", "odd") for a in MODES]
@@ -104,8 +116,7 @@ def sim_root(tmp_path_factory):
 
 @pytest.mark.parametrize("geometry, arithmetic", CASES)
 def test_linear_engine_matches_golden(geometry, arithmetic, sim_root):
-    in_features, out_features, lanes, last, images, *flags = GEOMETRIES[geometry]
-    soft, nonnegative, ecp5 = (flags + [False, False, False])[:3]
+    in_features, out_features, lanes, last, images, soft, nonnegative, ecp5 = GEOMETRIES[geometry]
     seed = 1000 + list(GEOMETRIES).index(geometry) * 10 + MODES.index(arithmetic)
     weight, bias, x = random_case(in_features, out_features, images, seed)
     if nonnegative:
