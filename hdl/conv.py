@@ -208,22 +208,27 @@ class ConvEngine(wiring.Component):
         step = Signal(range(steps))
         g = Signal(range(groups))
         c = Signal(range(in_ch))
-        issue = window.o.valid & (results.room | (c != 0))
+        # c == 0 and step == steps - 1 as registers: the window's ready fans out to its whole
+        # snapshot and line buffer, so it starts from flip-flops rather than from comparators.
+        first_channel = Signal(init=1)
+        last_step = Signal(init=steps == 1)
+        issue = window.o.valid & (results.room | ~first_channel)
         m.d.comb += [
-            window.o.ready.eq(issue & (step == steps - 1)),
-            results.reserve.eq(issue & (c == 0)),
+            window.o.ready.eq(issue & last_step),
+            results.reserve.eq(issue & first_channel),
             weight_rd.addr.eq(step),
             bias_rd.addr.eq(g),
         ]
         with m.If(issue):
-            m.d.sync += [step.eq(wrap_increment(step, steps)), c.eq(wrap_increment(c, in_ch))]
+            m.d.sync += [step.eq(wrap_increment(step, steps)), c.eq(wrap_increment(c, in_ch)),
+                         first_channel.eq(c == in_ch - 1), last_step.eq(step == (steps - 2) % steps)]
             with m.If(c == in_ch - 1):
                 m.d.sync += g.eq(wrap_increment(g, groups))
 
         # S0 -> S1: channel c's window out of the snapshot (a C-way mux), step flags.
         selected = Signal(unsigned(taps * arith.WIDTH))
         flags1 = Signal(3)  # valid, first channel, last channel
-        stage((flags1, Cat(issue, c == 0, c == in_ch - 1)))
+        stage((flags1, Cat(issue, first_channel, c == in_ch - 1)))
         with m.Switch(c):
             for channel in range(in_ch):
                 with m.Case(channel):
