@@ -179,6 +179,10 @@ class UARTLink(wiring.Component):
         code = Signal(8)
         sent = Signal(range(protocol.MAX_PAYLOAD + protocol.OVERHEAD_BYTES + 1))
         reply_crc = Signal(8)
+        # The reply byte is a register one cycle behind ``sent`` (the byte mux and the CRC after
+        # it were one path, the board build's worst); it is offered only once it has settled.
+        reply_byte = Signal(8)
+        byte_settled = Signal()
         dropped = Signal()  # bytes came while serving a request
         answering_busy = Signal()
         pixel = Signal(range(protocol.MAX_CHUNK))  # next buffer byte to feed
@@ -188,7 +192,7 @@ class UARTLink(wiring.Component):
 
         def reply(kind: FrameType, error: ErrorCode | None = None):
             m.d.sync += [reply_kind.eq(kind), reply_length.eq(protocol.REPLY_LENGTHS[kind]), sent.eq(0),
-                         reply_crc.eq(protocol.CRC_INIT)]
+                         reply_crc.eq(protocol.CRC_INIT), byte_settled.eq(0)]
             if error is not None:
                 m.d.sync += code.eq(error)
             m.next = "REPLY"
@@ -333,9 +337,10 @@ class UARTLink(wiring.Component):
                     reply(FrameType.WEIGHTS_LOADED)
 
             with m.State("REPLY"):
-                m.d.comb += transmitter.i.valid.eq(1)
-                with m.If(transmitter.i.ready):
-                    m.d.sync += sent.eq(sent + 1)
+                m.d.comb += transmitter.i.valid.eq(byte_settled)
+                m.d.sync += byte_settled.eq(1)
+                with m.If(transmitter.i.valid & transmitter.i.ready):
+                    m.d.sync += [sent.eq(sent + 1), byte_settled.eq(0)]
                     with m.If((sent != 0) & (sent != reply_length + protocol.HEADER_BYTES)):
                         m.d.sync += reply_crc.eq(crc8_next(reply_crc, transmitter.i.payload))
                     with m.If(sent == reply_length + protocol.HEADER_BYTES):  # the CRC byte went
@@ -351,8 +356,8 @@ class UARTLink(wiring.Component):
         serving = (fsm.ongoing("START") | fsm.ongoing("FEED") | fsm.ongoing("WAIT") | fsm.ongoing("LOAD")
                    | fsm.ongoing("LOAD_FEED") | fsm.ongoing("REPLY"))
         m.d.comb += drop.eq(got & serving & ~answering_busy)
-        self._serialise(m, transmitter.i.payload, reply_kind, reply_length, code, sent, reply_crc,
-                        valid, weights_id, received)
+        self._serialise(m, reply_byte, reply_kind, reply_length, code, sent, reply_crc, valid, weights_id, received)
+        m.d.sync += transmitter.i.payload.eq(reply_byte)
         return m
 
     def _serialise(self, m, out, reply_kind, reply_length, code, sent, reply_crc, valid, weights_id, received):
