@@ -44,7 +44,7 @@ def product_parts(xs, ws, soft: bool = False, nonnegative: bool = False) -> list
     xs = [multiplier_operand(x, nonnegative) for x in xs]
     if not soft:
         return [[x * w.as_signed()] for x, w in zip(xs, ws)]
-    return [soft_product_parts(x, w.as_signed()) for x, w in zip(xs, ws)]
+    return [soft_product_parts(x, w.as_signed(), nonnegative) for x, w in zip(xs, ws)]
 
 
 def join_parts(parts) -> Value:
@@ -52,13 +52,30 @@ def join_parts(parts) -> Value:
     return adder_tree(parts)[: 2 * arith.WIDTH].as_signed()
 
 
-def soft_product_parts(x: Value, w: Value) -> list[Value]:
+def soft_product_parts(x: Value, w: Value, nonnegative: bool = False) -> list[Value]:
     """``x * w`` for signed codes as partial products, ``w = -w7 * 2**7 + sum(wi * 2**i)``,
     summed in two halves."""
+    if nonnegative:
+        return _nonnegative_product_parts(x[: arith.WIDTH - 1], w)
     terms = [Mux(w[i], x.as_signed() << i, 0) for i in range(arith.WIDTH - 1)]
     terms.append(Mux(w[arith.WIDTH - 1], -(x.as_signed() << (arith.WIDTH - 1)), 0))
     half = len(terms) // 2
     return [adder_tree(terms[:half]), adder_tree(terms[half:])]
+
+
+def _nonnegative_product_parts(x: Value, w: Value) -> list[Value]:
+    """``x * w`` for a 7-bit unsigned ``x`` as two parts, ``low + (high << 4)``, every adder
+    only as wide as its operands (unsigned rows; the sign row subtracted once, at the end):
+
+        low  = x*w0 + x*w1*2 + x*w2*4 + x*w3*8        (< 2**11)
+        high = x*w4 + x*w5*2 + x*w6*4 - x*w7*8        (signed)
+
+    About a fifth fewer LUTs than the general form: 135 against 171 LUT4s (a CCU2C counted as
+    two) per registered multiplier in synth_ecp5."""
+    rows = [Mux(w[i], x, 0) for i in range(arith.WIDTH)]
+    low = (rows[0] + (rows[1] << 1)) + ((rows[2] + (rows[3] << 1)) << 2)
+    high = (rows[4] + (rows[5] << 1) + (rows[6] << 2)) - (rows[7] << 3)
+    return [low, high << 4]
 
 
 def partial_sums(terms, group: int) -> list[Value]:
