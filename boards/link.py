@@ -34,6 +34,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..hdl.lenet import AcceleratorConfig
+from ..hdl.skid import SkidBuffer
 from . import protocol
 from .protocol import ErrorCode, FrameType
 from .uart import FRAME_BITS, UARTReceiver, UARTTransmitter, check_divisor
@@ -147,6 +148,13 @@ class UARTLink(wiring.Component):
         # The checked payload of a CLASSIFY (an image) or of a LOAD_WEIGHTS chunk.
         m.submodules.image = image = Memory(shape=8, depth=protocol.MAX_CHUNK, init=[])
         write, read = image.write_port(), image.read_port()
+        # The buffer's bytes reach the accelerator through a register: a block RAM's output is
+        # slow (5.8 ns on the ECP5), and into the weight loader's logic it was the board build's
+        # worst path.
+        m.submodules.pixel_slice = pixel_slice = SkidBuffer(8)
+        m.submodules.weight_slice = weight_slice = SkidBuffer(8)
+        wiring.connect(m, pixel_slice.o, acc.pixels)
+        wiring.connect(m, weight_slice.o, acc.weights)
 
         m.d.comb += [receiver.rx.eq(self.rx), self.tx.eq(transmitter.tx)]
         # Every byte is taken the cycle it arrives (parsed or dropped): the receiver never overruns.
@@ -321,7 +329,7 @@ class UARTLink(wiring.Component):
                     m.d.sync += pixel.eq(0)
                     m.next = "FEED"
             with m.State("FEED"):
-                with feed(acc.pixels, protocol.IMAGE_BYTES):
+                with feed(pixel_slice.i, protocol.IMAGE_BYTES):
                     m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(acc.done):
@@ -333,7 +341,7 @@ class UARTLink(wiring.Component):
                 m.d.sync += pixel.eq(0)
                 m.next = "LOAD_FEED"
             with m.State("LOAD_FEED"):
-                with feed(acc.weights, chunk_bytes):
+                with feed(weight_slice.i, chunk_bytes):
                     reply(FrameType.WEIGHTS_LOADED)
 
             with m.State("REPLY"):
