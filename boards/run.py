@@ -4,11 +4,9 @@ iCEBreaker's compact design after configuration) the weights are loaded over the
 
 from __future__ import annotations
 
-import gc
 import json
 import sys
 import time
-import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -26,20 +24,15 @@ def board_weight_image(ws: weight_files.WeightSet, board: str = "ulx3s-85f", pre
                        lanes: int | None = None) -> bytes:
     """The weight image of ``ws`` for the design ``lenet-fpga build --board BOARD --preset ...
     --lanes ...`` puts on the board: the accelerator built with these weights, its image."""
-    from amaranth.hdl import UnusedElaboratable
-
+    from ..hdl import compact, lenet
     from .build import board_config
     from .platforms import board as find_board
-    from .top import make_accelerator
 
     options = SimpleNamespace(preset=preset, lanes=lanes, rounding=None, overflow=None)
     config = board_config(find_board(board), options, ws)
-    with warnings.catch_warnings():
-        # The accelerator is built only for its image; Amaranth would warn that it was never used.
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        image = make_accelerator(ws, config).weight_image()
-        gc.collect()
-    return image
+    if isinstance(config, compact.CompactConfig):
+        return compact.weight_image(ws, config)
+    return lenet.weight_image(ws, config)
 
 
 def load_board_weights(client: BoardClient, ws: weight_files.WeightSet, image: bytes,

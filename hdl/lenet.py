@@ -138,12 +138,21 @@ def accelerator_ports(logit_shape) -> dict:
 
 def layer_report(weights: WeightSet, config: AcceleratorConfig) -> list[dict]:
     """``LeNetAccelerator.layer_report`` without keeping (or elaborating) the design."""
+    return _read_from_unused(weights, config, lambda accelerator: accelerator.layer_report())
+
+
+def weight_image(weights: WeightSet, config: AcceleratorConfig) -> bytes:
+    """``LeNetAccelerator.weight_image`` without keeping (or elaborating) the design."""
+    return _read_from_unused(weights, config, lambda accelerator: accelerator.weight_image())
+
+
+def _read_from_unused(weights: WeightSet, config: AcceleratorConfig, read):
     with warnings.catch_warnings():
-        # The blocks are built only to be measured; Amaranth would warn that they were never used.
+        # The blocks are built only to be read; Amaranth would warn that they were never used.
         warnings.simplefilter("ignore", UnusedElaboratable)
-        rows = LeNetAccelerator(weights, config).layer_report()
+        value = read(LeNetAccelerator(weights, config))
         gc.collect()
-    return rows
+    return value
 
 
 class Argmax(wiring.Component):

@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """The compact accelerator (hdl/compact.py): its schedule and weight image in Python, then the
 RTL against the golden model, weights sent through the ``weights`` port by the harness's ROMs.
 

@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """The window generator and the convolution engine against numpy, bit for bit, in cocotb.
 
 Weights, biases and inputs are random codes over the whole int8 range, so the requantizer

@@ -146,7 +146,6 @@ def test_linear_engine_matches_golden(geometry, arithmetic, sim_root):
         f"seed {seed}: measured {period} cycles between images, the model says {engine.cycles_between_images}")
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # built, never elaborated
 def test_cycle_model_of_the_lenet_layers():
     """fc1 at 20 lanes: 256 loads + 120 outputs * 13 words + the pipeline."""
     a = arith.Arithmetic()
@@ -172,7 +171,6 @@ def test_cycle_model_of_the_lenet_layers():
     (lambda a: {**a, "lanes": 2.0}, ValueError),
     (lambda a: {**a, "last": 1}, TypeError),
 ])
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # the half-built engine
 def test_constructor_rejects_bad_parameters(change, error):
     args = {"weight": np.zeros((3, 7), np.int8), "bias": np.zeros(3, np.int8), "arithmetic": arith.Arithmetic(),
             "lanes": 4}

@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """The board's serial link (``boards/link.py``) with the real bytes on the wire: cocotb drives the
 ``rx`` pin and decodes ``tx`` bit by bit, and the real ``boards.host.BoardClient`` talks to it
 through a simulated serial port (``sim/tb_link.py``).
@@ -23,7 +22,7 @@ from amaranth.sim import Simulator
 
 from lenet_fpga.boards import protocol
 from lenet_fpga.boards.link import UARTLink, crc8_next
-from lenet_fpga.hdl.lenet import AcceleratorConfig, LeNetAccelerator, accelerator_ports
+from lenet_fpga.hdl.lenet import AcceleratorConfig, LeNetAccelerator, accelerator_ports, weight_image
 from lenet_fpga.hdl.loader import WeightLoader
 from lenet_fpga.model import golden, images, weights
 from lenet_fpga.model.errors import InputError
@@ -255,7 +254,7 @@ def test_link_loads_other_weights_verilator(sim_build):
     logits = golden.forward(imgs, ws.params, ws.arithmetic)
     logits_new = golden.forward(imgs, other.params, ws.arithmetic)  # the board's arithmetic, not theirs
     assert (logits_new != logits).any()
-    image = LeNetAccelerator(other, config).weight_image()
+    image = weight_image(other, config)
     link = UARTLink(LeNetAccelerator(ws, config), DIVISOR, TIMEOUT_CYCLES, weights_id=protocol.weights_id(ws.params))
     assert link.image_bytes == len(image)
     result = runner.run(verilog.convert(link, name=TOPLEVEL), TOPLEVEL, TB,

@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """The max-pooling block against ``golden.maxpool``, bit for bit, in cocotb.
 
 Codes cover the whole signed range, and every run has an all-negative image and a narrow-range

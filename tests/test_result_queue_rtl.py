@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """The output queue of the non-stalling engines (hdl/result_queue.py), in Amaranth's simulator.
 
 A model pipeline reserves a place whenever ``room`` allows and delivers each result a fixed

@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """The small stream stages between the engines, bit for bit in cocotb: ``PixelQuantizer``
 against ``arith.quantize_pixels`` on every pixel value, ``Gather`` against a numpy reshape.
 
