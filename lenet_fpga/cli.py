@@ -134,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images streamed through the RTL for the interval and the bit-exact check (default 8)")
     _simulator_option(p)
     p.add_argument("--pnr", action="store_true", help="also synthesize and place-and-route each preset for the "
-                   "ECP5 LFE5U-85F (out of context; minutes per preset) for Fmax and resources")
+                   "ECP5 LFE5U-85F (out of context) for Fmax and resources: minutes for baseline, an hour or "
+                   "more for fast")
+    p.add_argument("--pnr-minutes", type=positive_float, default=None, metavar="MINUTES",
+                   help="with --pnr: stop a preset's synthesis and place-and-route after this long and report it "
+                   "as not done (default: no limit)")
     p.add_argument("--json", metavar="FILE", default=None, help="write the results as JSON")
     p.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots to this folder")
     p.set_defaults(handler="sim.benchmark:cmd_bench")

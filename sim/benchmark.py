@@ -21,6 +21,7 @@ import json
 import math
 import re
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -96,9 +97,13 @@ def bench_images(n: int, data_dir) -> tuple[np.ndarray, str, image_sets.ImageSet
     return samples.head(n).images, "shipped digits", None
 
 
-def place_and_route(weights: WeightSet, config: AcceleratorConfig, build_dir: Path, step=lambda _: None) -> dict:
+def place_and_route(weights: WeightSet, config: AcceleratorConfig, build_dir: Path, step=lambda _: None,
+                    time_limit_s: float | None = None) -> dict:
     """Synthesize (Yosys ``synth_ecp5``) and place-and-route (nextpnr-ecp5, ``--out-of-context``)
     the accelerator alone; its ports are not pins, so the design needs no board.
+
+    ``time_limit_s`` bounds both tools together: a congested design can keep nextpnr's router
+    busy for hours, so a run that passes the limit is stopped and raised as a ``RuntimeError``.
 
     Returns ``fmax_mhz`` (worst clock; ``None`` if nextpnr reports none), ``timing_met`` (against
     ``PNR_TARGET_MHZ``), ``resources`` (LUT, FF, BRAM, DSP: used and available) and the folder.
@@ -125,11 +130,17 @@ def place_and_route(weights: WeightSet, config: AcceleratorConfig, build_dir: Pa
                             "--package", PNR_PACKAGE, "--json", f"{PNR_TOP}.json", "--out-of-context",
                             "--freq", f"{PNR_TARGET_MHZ:g}", "--timing-allow-fail", "--report", report_path.name],
     }
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     for stage, command in commands.items():
         step(stage)
-        done = subprocess.run(command, cwd=build_dir, capture_output=True, text=True)
+        log = build_dir / ("yosys.log" if stage == "synthesize" else "nextpnr.log")
+        try:
+            done = subprocess.run(command, cwd=build_dir, capture_output=True, text=True,
+                                  timeout=None if deadline is None else max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{stage} stopped: not done within the {time_limit_s / 60:g}-minute limit "
+                               f"(log: {log})") from None
         if done.returncode != 0:
-            log = build_dir / ("yosys.log" if stage == "synthesize" else "nextpnr.log")
             raise RuntimeError(f"{stage} failed (exit {done.returncode}): {_log_summary(log, done.stderr)} "
                                f"(log: {log})")
     resources, fmax, met = parse_nextpnr_report(json.loads(report_path.read_text()), "ecp5", PNR_TARGET_MHZ * 1e6)
@@ -146,7 +157,7 @@ def _log_summary(log: Path, stderr: str) -> str:
 
 
 def bench_config(name: str, config: AcceleratorConfig, weights: WeightSet, images: np.ndarray, simulator: str,
-                 pnr_dir: Path | None = None, step=lambda _: None) -> dict:
+                 pnr_dir: Path | None = None, step=lambda _: None, pnr_time_limit_s: float | None = None) -> dict:
     """Everything the table shows for one preset except the accuracy."""
     step("layer report")
     rows = layer_report(weights, config)
@@ -175,7 +186,7 @@ def bench_config(name: str, config: AcceleratorConfig, weights: WeightSet, image
     }
     if pnr_dir is not None:
         try:
-            pnr = place_and_route(weights, config, pnr_dir / name, step)
+            pnr = place_and_route(weights, config, pnr_dir / name, step, pnr_time_limit_s)
         except RuntimeError as e:
             result["pnr_error"] = str(e)
         else:
@@ -214,6 +225,8 @@ def cmd_bench(args) -> int:
     configs = select_configs(args.configs)
     if args.rtl_images < 2:
         raise InputError("--rtl-images must be at least 2: the interval is the time between two images")
+    if args.pnr_minutes and not args.pnr:
+        raise InputError("--pnr-minutes limits place-and-route: give --pnr as well")
     ws = weight_files.load(args.weights)
     configs = {name: replace(config, arithmetic=ws.arithmetic) for name, config in configs.items()}
     runner.prepare_simulator(args.simulator)
@@ -231,7 +244,8 @@ def cmd_bench(args) -> int:
                 bar.set_postfix_str(f"{name}: {stage}")
 
             result = bench_config(name, config, ws, images, args.simulator,
-                                  Path("build") / "bench" if args.pnr else None, step)
+                                  Path("build") / "bench" if args.pnr else None, step,
+                                  args.pnr_minutes * 60 if args.pnr_minutes else None)
             if test_set is not None:
                 key = config.arithmetic.describe()
                 if key not in accuracy:

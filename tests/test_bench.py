@@ -49,11 +49,29 @@ def test_select_configs():
 @pytest.mark.parametrize("argv, message", [
     (["--configs", "no-such-preset"], "baseline"),  # the error lists the names there are
     (["--rtl-images", "1"], "at least 2"),
+    (["--pnr-minutes", "5"], "give --pnr"),
 ])
 def test_bench_bad_input_is_a_clean_error(capsys, argv, message):
     assert main(["bench", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lenet-fpga bench: error:") and message in err and "Traceback" not in err
+
+
+def test_place_and_route_stops_at_its_time_limit(tmp_path, monkeypatch):
+    """A tool that runs past the limit is stopped, and the run says so instead of hanging."""
+    import time
+
+    hanging = tmp_path / "hanging-tool"
+    hanging.write_text("#!/bin/sh\nexec sleep 60\n")
+    hanging.chmod(0o755)
+    for variable in ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"):
+        monkeypatch.setenv(variable, str(hanging))
+    ws = weights.load()
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"synthesize stopped: not done within the 0.02-minute limit"):
+        benchmark.place_and_route(ws, AcceleratorConfig(ws.arithmetic), tmp_path / "pnr", time_limit_s=1.2)
+    assert time.monotonic() - start < 30
+    assert not (tmp_path / "pnr" / f"{benchmark.PNR_TOP}.report.json").exists()
 
 
 def test_bench_images_without_mnist(tmp_path):
