@@ -124,6 +124,23 @@ def random_params():
     return make_random_params
 
 
+def make_bursty_ready(rng, longest_burst: int, willing: float):
+    """A consumer's ``ready``, cycle by cycle: now and then low for a burst of up to
+    ``longest_burst`` cycles, otherwise high with probability ``willing``."""
+    stall = 0
+    while True:
+        if stall == 0 and rng.random() < 0.05:
+            stall = rng.randrange(1, longest_burst)
+        yield stall == 0 and rng.random() < willing
+        stall = max(0, stall - 1)
+
+
+@pytest.fixture
+def bursty_ready():
+    """The ``bursty_ready(rng, longest_burst, willing)`` generator (see ``make_bursty_ready``)."""
+    return make_bursty_ready
+
+
 # --------------------------------------------------------------------------------------------
 # Simulators for the RTL tests
 

@@ -18,20 +18,17 @@ from amaranth.sim import Simulator
 from lenet_fpga.hdl.result_queue import ResultQueue
 
 
-def simulate(depth: int, latency: int, seed: int, count: int = 300):
+def simulate(depth: int, latency: int, seed: int, bursty_ready, count: int = 300):
     dut = ResultQueue(unsigned(16), depth)
     rng = random.Random(seed)
     seen = {"got": [], "full_cycles": 0, "max_reserved": 0}
 
     async def testbench(ctx):
         in_flight = [None] * latency  # result issued `latency` cycles ago arrives at index 0
-        issued, reserved, stall = 0, 0, 0
+        issued, reserved = 0, 0
+        consumer = bursty_ready(rng, 3 * depth, 0.7)
         for _ in range(count * 8):
-            # Consumer: ready low for random bursts.
-            if stall == 0 and rng.random() < 0.05:
-                stall = rng.randrange(1, 3 * depth)
-            ready = stall == 0 and rng.random() < 0.7
-            stall = max(0, stall - 1)
+            ready = next(consumer)
             ctx.set(dut.o.ready, ready)
             # Issue: reserve when there is room.
             room = ctx.get(dut.room)
@@ -62,8 +59,8 @@ def simulate(depth: int, latency: int, seed: int, count: int = 300):
 
 
 @pytest.mark.parametrize("depth,latency", [(16, 9), (16, 14), (4, 6), (1, 1)])
-def test_result_queue_keeps_order_and_never_overflows(depth, latency):
-    seen = simulate(depth, latency, seed=depth * 100 + latency)
+def test_result_queue_keeps_order_and_never_overflows(depth, latency, bursty_ready):
+    seen = simulate(depth, latency, depth * 100 + latency, bursty_ready)
     assert seen["got"] == list(range(300))
     assert seen["max_reserved"] == depth  # it did fill, and never beyond
     assert seen["full_cycles"] > 0  # full while results were still on their way

@@ -17,23 +17,22 @@ from amaranth.sim import Simulator
 from lenet_fpga.hdl.fifo import StreamFIFO
 
 
-def simulate(depth: int, seed: int | None, count: int = 200):
-    """``seed`` None: producer and consumer always willing. Returns what came out, the most
+def simulate(depth: int, seed: int | None, bursty_ready=None, count: int = 200):
+    """``seed`` None: producer and consumer always willing; with a seed, the consumer is
+    ``bursty_ready`` (the conftest fixture). Returns what came out, the most
     transfers held at once, and the cycle each transfer left."""
     dut = StreamFIFO(unsigned(12), depth)
     rng = random.Random(seed)
     seen = {"got": [], "held": 0, "left_at": []}
 
     async def testbench(ctx):
-        sent, stall = 0, 0
+        sent = 0
+        consumer = None if seed is None else bursty_ready(rng, 3 * depth, 0.6)
         for cycle in range(count * 20):
             if seed is None:
                 offer, ready = sent < count, True
             else:
-                if stall == 0 and rng.random() < 0.05:
-                    stall = rng.randrange(1, 3 * depth)
-                ready = stall == 0 and rng.random() < 0.6
-                stall = max(0, stall - 1)
+                ready = next(consumer)
                 offer = sent < count and rng.random() < 0.8
             ctx.set(dut.i.valid, offer)
             ctx.set(dut.i.payload, sent)
@@ -56,8 +55,8 @@ def simulate(depth: int, seed: int | None, count: int = 200):
 
 
 @pytest.mark.parametrize("depth", [1, 2, 5, 64])
-def test_stream_fifo_keeps_order_and_fills(depth):
-    seen = simulate(depth, seed=depth)
+def test_stream_fifo_keeps_order_and_fills(depth, bursty_ready):
+    seen = simulate(depth, depth, bursty_ready)
     assert seen["got"] == list(range(200))
     assert seen["held"] == depth + 1  # the memory's transfers and the output register's
 
