@@ -17,13 +17,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..hdl import compact
+from ..hdl import accelerator, compact
 from ..hdl.commands import config_from_args
-from ..hdl.lenet import AcceleratorConfig
 from ..model import weights as weight_files
 from ..model.commands import arithmetic_from_args
 from ..model.errors import InputError
-from ..model.network import LENET5
 from ..model.weights import WeightSet
 from .platforms import Board, board, toolchain_env, with_clock
 
@@ -79,30 +77,31 @@ def parse_nextpnr_report(report: dict, family: str, clock_hz: float) -> tuple[di
     return resources, fmax, fmax is not None and fmax * 1e6 >= clock_hz
 
 
-def board_config(target: Board, args, weights: WeightSet) -> AcceleratorConfig | compact.CompactConfig:
+def board_config(target: Board, args, weights: WeightSet):
     """The configuration of the accelerator ``target`` builds, from the command line."""
     if target.accelerator != "compact":
         return config_from_args(args, weights)
+    for option in ("filters", "soft_multipliers"):
+        if getattr(args, option, None) is not None:
+            raise InputError(f"--{option.replace('_', '-')} configures the streaming design; the {target.name} "
+                             f"builds the compact accelerator (set its multipliers with --lanes)")
     preset = getattr(args, "preset", "baseline")
     if preset != "baseline":
         raise InputError(f"--preset {preset} configures the streaming design; the {target.name} builds the "
                          f"compact accelerator (set its multipliers with --lanes)")
-    lanes = getattr(args, "lanes", None) or compact.MAX_LANES
+    lanes = getattr(args, "lanes", None) or (compact.MAX_LANES,)
+    if len(lanes) != 1:
+        raise InputError(f"--lanes {','.join(map(str, lanes))}: the compact accelerator has one array of lanes")
     try:
-        config = compact.CompactConfig(arithmetic_from_args(args, weights.arithmetic), lanes=lanes)
-        compact.plan_layers(LENET5, lanes)  # enough SPRAM words for this many lanes?
+        config = compact.CompactConfig(arithmetic_from_args(args, weights.arithmetic), lanes=lanes[0])
     except ValueError as e:
-        raise InputError(f"--lanes {lanes}: {e}") from None
-    return config
+        raise InputError(f"--lanes {lanes[0]}: {e}") from None
+    return config.check(weights.network)
 
 
 def memory_report(weights: WeightSet, config) -> list[dict]:
-    """The accelerator's ``layer_report`` rows (block RAM unless a row's ``memory`` says otherwise)."""
-    if isinstance(config, compact.CompactConfig):
-        return compact.layer_report(weights, config)
-    from ..hdl.lenet import layer_report
-
-    return layer_report(weights, config)
+    """The accelerator's ``layer_report`` rows."""
+    return accelerator.layer_report(weights, config)
 
 
 def parse_yosys_flip_flops(log: str) -> int | None:
@@ -121,8 +120,8 @@ def parse_yosys_flip_flops(log: str) -> int | None:
 def check_fits(target: Board, weights: WeightSet, config) -> None:
     """Refuse early, with the numbers, a design whose memories cannot fit the FPGA's RAMs."""
     rows = memory_report(weights, config)
-    bits = sum(row["memory_bits"] for row in rows if row.get("memory", "bram") == "bram")
-    spram = sum(row["memory_bits"] for row in rows if row.get("memory") == "spram")
+    bits = sum(row["memory_bits"] for row in rows if row["memory"] == "bram")
+    spram = sum(row["memory_bits"] for row in rows if row["memory"] == "spram")
     if bits > target.block_ram_bits:
         raise InputError(
             f"the design does not fit the {target.name}: its memories need {bits / 1024:,.0f} kbit, "
@@ -135,14 +134,6 @@ def check_fits(target: Board, weights: WeightSet, config) -> None:
             f"the design does not fit the {target.name}: its weights need {spram / 1024:,.0f} kbit of SPRAM, "
             f"the FPGA has {target.spram_bits / 1024:,.0f} kbit. Use --force to try anyway."
         )
-
-
-def cycles_per_image(config) -> int | None:
-    """Cycles per image from the accelerator's cycle model (the streaming design has none: its
-    images overlap, ``lenet-fpga sim`` measures it)."""
-    if isinstance(config, compact.CompactConfig):
-        return compact.cycles_per_image(config)
-    return None
 
 
 def build_bitstream(target: Board, weights: WeightSet, config, build_dir: Path,
@@ -186,7 +177,7 @@ def build_bitstream(target: Board, weights: WeightSet, config, build_dir: Path,
             resources["flip_flops"] = {"used": flip_flops, "available": target.luts}
             resources = {name: resources[name] for name in RESOURCE_CELLS[target.family] if name in resources}
     bitstream = build_dir / f"{TOP_NAME}{target.bitstream_suffix}"
-    cycles = cycles_per_image(config)
+    cycles = accelerator.cycles_per_image(weights, config)
     return BuildReport(target.name, str(bitstream) if bitstream.exists() else None, resources, fmax,
                        target.clock_hz / 1e6, met, time.time() - started, cycles,
                        target.clock_hz / cycles if cycles else None)

@@ -33,13 +33,12 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..hdl.lenet import AcceleratorConfig
+from ..hdl.accelerator import Accelerator
 from ..hdl.skid import SkidBuffer
 from . import protocol
 from .protocol import ErrorCode, FrameType
 from .uart import FRAME_BITS, UARTReceiver, UARTTransmitter, check_divisor
 
-ACCELERATOR_PORTS = ("pixels", "start", "busy", "done", "klass", "logits", "cycles", "weights", "weights_restart")
 
 
 def _crc8_taps() -> list[list[int]]:
@@ -99,14 +98,13 @@ class UARTLink(wiring.Component):
     tx: Out(1, init=1)
 
     def __init__(self, accelerator, divisor: int, timeout_cycles: int, *, weights_id: int = 0):
-        members = getattr(getattr(accelerator, "signature", None), "members", {})
-        missing = [name for name in ACCELERATOR_PORTS if name not in members]
-        if not isinstance(accelerator, wiring.Component) or missing:
-            raise TypeError(f"accelerator must be a wiring.Component with the LeNetAccelerator ports; "
-                            f"missing {', '.join(missing) or 'none'}")
-        if not callable(getattr(accelerator, "weight_image", None)) or not isinstance(
-                getattr(accelerator, "weights_in_bitstream", None), bool):
-            raise TypeError("accelerator must have weight_image() and a bool weights_in_bitstream")
+        if not isinstance(accelerator, Accelerator):
+            raise TypeError(f"accelerator must be an hdl.accelerator.Accelerator, not {type(accelerator).__name__}")
+        network = accelerator.network
+        if (network.image_size, network.classes) != (protocol.IMAGE_SIZE, protocol.N_CLASSES):
+            raise ValueError(f"protocol version {protocol.VERSION} carries {protocol.IMAGE_SIZE}x{protocol.IMAGE_SIZE} "
+                             f"images and {protocol.N_CLASSES} logits; the network {network.spec} has "
+                             f"{network.image_size}x{network.image_size} and {network.classes}")
         self._divisor = check_divisor(divisor)
         if not isinstance(timeout_cycles, int) or isinstance(timeout_cycles, bool):
             raise TypeError(f"timeout_cycles must be an integer, not {timeout_cycles!r}")
@@ -117,14 +115,14 @@ class UARTLink(wiring.Component):
         if logit_bits > 8 * protocol.LOGIT_BYTES or len(accelerator.cycles) > 32:
             raise ValueError(f"{logit_bits}-bit logits or a {len(accelerator.cycles)}-bit cycle counter "
                              f"do not fit the RESULT frame (32 bits each)")
-        config = getattr(accelerator, "config", AcceleratorConfig())
+        config = accelerator.config
         self.accelerator = accelerator
         self._timeout = timeout_cycles
         self.image_bytes = len(accelerator.weight_image())
         if not 1 <= self.image_bytes < 1 << 32:
             raise ValueError(f"a weight image of {self.image_bytes} bytes cannot be loaded")
         in_bitstream = accelerator.weights_in_bitstream
-        lanes = config.linear_lanes if isinstance(config.linear_lanes, int) else config.linear_lanes[0]
+        lanes = config.lanes if config.design == "compact" else config.lanes_of(0, len(network.linear_layers))
         self.info = protocol.BoardInfo(protocol.VERSION, config.arithmetic, lanes, logit_bits,
                                        weights_id if in_bitstream else 0, in_bitstream, in_bitstream,
                                        self.image_bytes)

@@ -24,7 +24,10 @@ import numpy as np
 
 from ..model import arith
 from ..model.errors import InputError
-from ..model.network import IMAGE_SIZE, N_CLASSES
+from ..model.network import LENET5
+
+# Version 2 of the protocol carries LeNet-5's images and logits only.
+IMAGE_SIZE, N_CLASSES = LENET5.image_size, LENET5.classes
 
 SYNC = 0xA5
 VERSION = 2  # INFO byte 0; bump on any incompatible change of this file (2: weight loading)

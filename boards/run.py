@@ -21,18 +21,18 @@ from .host import BoardClient, open_serial
 
 
 def board_weight_image(ws: weight_files.WeightSet, board: str = "ulx3s-85f", preset: str = "baseline",
-                       lanes: int | None = None) -> bytes:
+                       lanes: tuple[int, ...] | None = None, filters: tuple[int, ...] | None = None,
+                       soft_multipliers: tuple[str, ...] | None = None) -> bytes:
     """The weight image of ``ws`` for the design ``lenet-fpga build --board BOARD --preset ...
     --lanes ...`` puts on the board: the accelerator built with these weights, its image."""
-    from ..hdl import compact, lenet
+    from ..hdl import accelerator
     from .build import board_config
     from .platforms import board as find_board
 
-    options = SimpleNamespace(preset=preset, lanes=lanes, rounding=None, overflow=None)
+    options = SimpleNamespace(preset=preset, lanes=lanes, filters=filters, soft_multipliers=soft_multipliers,
+                              rounding=None, overflow=None)
     config = board_config(find_board(board), options, ws)
-    if isinstance(config, compact.CompactConfig):
-        return compact.weight_image(ws, config)
-    return lenet.weight_image(ws, config)
+    return accelerator.weight_image(ws, config)
 
 
 def load_board_weights(client: BoardClient, ws: weight_files.WeightSet, image: bytes,
@@ -75,7 +75,7 @@ def check_board_weights(info: protocol.BoardInfo, ws: weight_files.WeightSet) ->
 def run_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, quiet: bool = False) -> dict:
     info = client.ping()
     check_board_weights(info, ws)
-    golden_logits = golden.forward(image_set.images, ws.params, info.arithmetic)
+    golden_logits = golden.forward(image_set.images, ws.params, info.arithmetic, ws.network)
     started = time.time()
     per_image = []
     with tqdm(total=len(image_set), desc="board", unit="image", disable=quiet) as bar:
@@ -104,14 +104,13 @@ def run_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, qui
 
 def cmd_board_run(args) -> int:
     ws = weight_files.load(args.weights)
-    image_set = image_sets.load_image_set(args.images).head(args.n)
+    image_set = image_sets.load_image_set(args.images).head(args.n).fitted(ws.network)
     port = open_serial(args.port, args.baud)
     try:
         client = BoardClient(port)
         info = client.ping()
         if args.weights is not None or not info.weights_valid:
-            image = board_weight_image(ws, getattr(args, "board", "ulx3s-85f"), getattr(args, "preset", "baseline"),
-                                       getattr(args, "lanes", None))
+            image = board_weight_image(ws, args.board, args.preset, args.lanes, args.filters, args.soft_multipliers)
             load_board_weights(client, ws, image, quiet=args.json)
         result = run_on_board(client, ws, image_set, quiet=args.json)
     finally:

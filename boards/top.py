@@ -1,16 +1,14 @@
 """A board top: the accelerator behind the UART link, on the board's clock (or a PLL's) and serial pins.
 
-The accelerator is the one the configuration is for: ``AcceleratorConfig`` builds the streaming
-``LeNetAccelerator`` (weights in block RAM initial values), ``CompactConfig`` the
-``CompactAccelerator`` (weights in SPRAM, sent over the link after configuration)."""
+The accelerator is the one the design configuration builds (``config.build``): the streaming
+``LeNetAccelerator`` (weights in block RAM initial values) or the ``CompactAccelerator``
+(weights in SPRAM, sent over the link after configuration)."""
 
 from __future__ import annotations
 
 from amaranth.hdl import ClockDomain, Module
 from amaranth.lib import io, wiring
 
-from ..hdl.compact import CompactAccelerator, CompactConfig
-from ..hdl.lenet import AcceleratorConfig, LeNetAccelerator
 from ..model.weights import WeightSet
 from . import protocol
 from .link import UARTLink
@@ -22,26 +20,17 @@ DEFAULT_BAUD = 115_200
 TIMEOUT_SECONDS = 0.1  # an incomplete frame is dropped after this much silence
 
 
-def make_accelerator(weights: WeightSet, config: AcceleratorConfig | CompactConfig):
-    """The accelerator ``config`` describes."""
-    if isinstance(config, CompactConfig):
-        return CompactAccelerator(weights, config)
-    return LeNetAccelerator(weights, config)
-
-
 class BoardTop(wiring.Component):
     """Everything a bitstream holds: the accelerator + UARTLink, wired to ``uart`` 0."""
 
-    def __init__(self, weights: WeightSet, config: AcceleratorConfig | CompactConfig, board: Board,
-                 baud: int = DEFAULT_BAUD):
+    def __init__(self, weights: WeightSet, config, board: Board, baud: int = DEFAULT_BAUD):
         self.board = board
         self.divisor = divisor_for(board.clock_hz, baud)
-        accelerator = make_accelerator(weights, config)
+        accelerator = config.build(weights)
         self.accelerator = accelerator
         # INFO names the weights the bitstream carries; a design that loads them at run time has none.
-        in_bitstream = getattr(accelerator, "weights_in_bitstream", True)
         self.link = UARTLink(accelerator, self.divisor, int(board.clock_hz * TIMEOUT_SECONDS),
-                             weights_id=protocol.weights_id(weights.params) if in_bitstream else 0)
+                             weights_id=protocol.weights_id(weights.params) if accelerator.weights_in_bitstream else 0)
         super().__init__({})
 
     def elaborate(self, platform):

@@ -9,23 +9,39 @@ from pathlib import Path
 from amaranth.back import verilog as amaranth_verilog
 
 from ..model import weights as weight_files
-from ..model.atomic import atomic_path
+from ..model.atomic import atomic_path, check_output
 from ..model.commands import arithmetic_from_args
 from ..model.errors import InputError
-from .lenet import PRESETS, AcceleratorConfig, LeNetAccelerator
+from .lenet import StreamingConfig, preset
 
 TOPLEVEL = "lenet5"
 
 
-def config_from_args(args, ws) -> AcceleratorConfig:
-    """The preset named by ``--preset``, with the arithmetic options and ``--lanes`` applied."""
-    name = getattr(args, "preset", "baseline")
-    if name not in PRESETS:
-        raise InputError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    config = replace(PRESETS[name], arithmetic=arithmetic_from_args(args, ws.arithmetic))
-    if getattr(args, "lanes", None) is not None:
-        config = replace(config, linear_lanes=args.lanes)
-    return config
+def config_from_args(args, ws) -> StreamingConfig:
+    """The streaming design for the weights' network: the preset named by ``--preset`` resolved
+    against the network, with the arithmetic options, ``--filters``, ``--lanes`` and
+    ``--soft-multipliers`` applied, checked against the network."""
+    network = ws.network
+    config = preset(getattr(args, "preset", "baseline"), network, arithmetic_from_args(args, ws.arithmetic))
+    changes = {}
+    for option, field in (("filters", "conv_filters"), ("lanes", "linear_lanes")):
+        value = getattr(args, option, None)
+        if value is not None:
+            changes[field] = value if len(value) > 1 else value[0]
+    soft = getattr(args, "soft_multipliers", None)
+    if soft is not None:
+        changes["soft_multipliers"] = soft
+    return replace(config, **changes).check(network)
+
+
+def describe_config(config) -> str:
+    """The generator parameters in the command line's own spelling."""
+    if config.design == "compact":
+        return f"compact design, {config.lanes} lanes"
+    def spell(values):
+        return ",".join(map(str, values)) if isinstance(values, tuple) else str(values)
+    soft = ",".join(config.soft_multipliers) or "none"
+    return f"filters {spell(config.conv_filters)}, lanes {spell(config.linear_lanes)}, soft multipliers {soft}"
 
 
 def format_layer_table(rows: list[dict]) -> str:
@@ -44,17 +60,19 @@ def format_layer_table(rows: list[dict]) -> str:
 def cmd_verilog(args) -> int:
     ws = weight_files.load(args.weights)
     config = config_from_args(args, ws)
-    accelerator = LeNetAccelerator(ws, config)
+    out = check_output(args.output, "-o")
+    accelerator = config.build(ws)
     rows = accelerator.layer_report()
     text = amaranth_verilog.convert(accelerator, name=TOPLEVEL)
-    out = Path(args.output)
     with atomic_path(out) as tmp:
         tmp.write_text(text)
     if args.json:
-        print(json.dumps({"verilog": str(out), "toplevel": TOPLEVEL, "arithmetic": config.arithmetic.describe(),
+        print(json.dumps({"verilog": str(out), "toplevel": TOPLEVEL, "network": ws.network.spec,
+                          "arithmetic": config.arithmetic.describe(), "config": describe_config(config),
                           "layers": rows}))
     else:
-        print(f"wrote {out} (top module {TOPLEVEL}, {config.arithmetic.describe()}, preset {getattr(args, 'preset', 'baseline')})")
+        print(f"wrote {out} (top module {TOPLEVEL}, network {ws.network.spec}, {config.arithmetic.describe()}, "
+              f"preset {getattr(args, 'preset', 'baseline')}: {describe_config(config)})")
         print(format_layer_table(rows))
         print("cycles: each engine alone, first input to last output. The engines overlap (conv2 starts\n"
               "while conv1 runs), so an image takes fewer than the total: `lenet-fpga sim` measures it.")

@@ -1,4 +1,4 @@
-"""A compact LeNet-5 for small FPGAs (the iCE40 UP5K): one array of a few multipliers runs every
+"""A compact LeNet-family accelerator for small FPGAs (the iCE40 UP5K): one array of a few multipliers runs every
 layer in turn, weights in single-port RAM loaded at run time, feature maps in one block RAM.
 
     pixels -> PixelQuantizer -> feature maps (BRAM) -> MAC array (lanes x 8x8) -> finisher -+
@@ -40,7 +40,7 @@ Cycle model
 -----------
 Everything is fixed by the geometry, so ``cycle_model`` predicts the cycles of an image (start
 to done, as ``LeNetAccelerator.cycles`` counts them) exactly, if the pixels arrive one a cycle
-from the cycle after ``start``: 786 to take the image, then per layer ``groups * positions *
+from the cycle after ``start``: ``pixels + 2`` to take the image (786 for 28x28), then per layer ``groups * positions *
 (1 + taps)`` array cycles, plus ``lanes + 3`` to drain the pipeline between layers, and for the
 last layer 2 + the lanes of its last group until the last logit reaches the argmax.
 """
@@ -56,17 +56,18 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from ..model import arith
-from ..model.network import IMAGE_SIZE, LENET5, N_CLASSES, ConvLayer, LinearLayer
+from ..model.errors import InputError
+from ..model.network import ConvLayer, LinearLayer, Network
 from ..model.weights import WeightSet
+from .accelerator import CYCLE_COUNTER_WIDTH, Accelerator
 from .datapath import CODE, accumulator_shape, relu, requantize
-from .lenet import CYCLE_COUNTER_WIDTH, Argmax, accelerator_ports
+from .lenet import Argmax
 from .pixels import PixelQuantizer
 from .spram import SPRAM_BLOCKS, SPRAM_DEPTH, WeightStore
 
 MAX_LANES = 2 * SPRAM_BLOCKS  # one 8-bit code per lane from each half of each SPRAM word
-PIXELS = IMAGE_SIZE * IMAGE_SIZE
-# Cycles from start to the first array cycle: 784 pixels, one in the quantizer, one to set up.
-INPUT_CYCLES = PIXELS + 2
+# Cycles from start to the first array cycle beyond the pixels: one in the quantizer, one to set up.
+INPUT_OVERHEAD = 2
 TAP_LEVELS = 3  # kernel column, kernel row, input channel (a linear layer uses the first only)
 POSITION_LEVELS = 4  # pool column, pool row, pooled column, pooled row
 
@@ -82,16 +83,24 @@ class CompactConfig:
     arithmetic: arith.Arithmetic = arith.Arithmetic()
     lanes: int = MAX_LANES
 
+    design = "compact"
+
     def __post_init__(self):
         if not isinstance(self.arithmetic, arith.Arithmetic):
             raise TypeError(f"arithmetic must be an arith.Arithmetic, not {self.arithmetic!r}")
         if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= MAX_LANES:
             raise ValueError(f"lanes must be an integer 1..{MAX_LANES}, not {self.lanes!r}")
 
-    @property
-    def linear_lanes(self) -> int:
-        """Multipliers the linear layers run on (what a board's INFO reply reports)."""
-        return self.lanes
+    def check(self, network: Network) -> "CompactConfig":
+        """Raise InputError, saying why, if this configuration cannot be built for ``network``."""
+        try:
+            plan_layers(network, self.lanes)
+        except ValueError as e:
+            raise InputError(f"the compact design with {self.lanes} lanes cannot run {network.spec}: {e}") from None
+        return self
+
+    def build(self, weights: WeightSet) -> "CompactAccelerator":
+        return CompactAccelerator(weights, self)
 
 
 def _nest(levels) -> tuple[tuple[int, int], ...]:
@@ -141,10 +150,11 @@ def map_size(layer) -> int:
     return layer.out_features
 
 
-def plan_layers(layers, lanes: int) -> tuple[tuple[LayerPlan, ...], int]:
+def plan_layers(network: Network, lanes: int) -> tuple[tuple[LayerPlan, ...], int]:
     """Each layer's plan, and the feature-map RAM depth. Raises ValueError if the weight words
     do not fit the SPRAMs or a layer is too short for the finisher."""
-    sizes = [PIXELS] + [map_size(layer) for layer in layers[:-1]]
+    layers = network.layers
+    sizes = [network.pixels] + [map_size(layer) for layer in layers[:-1]]
     region = [max(sizes[0::2]), max(sizes[1::2], default=0)]
     bases = [0, region[0]]
     plans, weight_base = [], 0
@@ -201,10 +211,10 @@ def weight_words(params: dict[str, np.ndarray], plans, lanes: int) -> list[list[
     return words
 
 
-def cycle_model(plans, lanes: int) -> dict[str, int]:
+def cycle_model(network: Network, plans, lanes: int) -> dict[str, int]:
     """Cycles of one image per phase (``input`` and each layer) under the module's cycle model;
     their sum is the ``cycles`` the accelerator reports."""
-    model = {"input": INPUT_CYCLES}
+    model = {"input": network.pixels + INPUT_OVERHEAD}
     for plan in plans:
         # Between layers the pipeline drains (2 stages, ``lanes`` finisher cycles) and the next
         # layer is set up; after the last, the last logit reaches the argmax.
@@ -221,8 +231,8 @@ def _packed_words(words) -> list[int]:
     return [sum((code & 0xFF) << (8 * lane) for lane, code in enumerate(word)) for word in words]
 
 
-def _report(plans, lanes: int, map_depth: int) -> list[dict]:
-    cycles = cycle_model(plans, lanes)
+def _report(network: Network, plans, lanes: int, map_depth: int) -> list[dict]:
+    cycles = cycle_model(network, plans, lanes)
     rows = [{"layer": "input", "macs": 0, "multipliers": 0, "memory_bits": 256 * arith.WIDTH,
              "memory": "bram", "cycles": cycles["input"]}]
     for plan in plans:
@@ -232,30 +242,6 @@ def _report(plans, lanes: int, map_depth: int) -> list[dict]:
     rows.append({"layer": "feature maps", "macs": 0, "multipliers": 0,
                  "memory_bits": map_depth * arith.WIDTH, "memory": "bram", "cycles": 0})
     return rows
-
-
-def layer_report(weights: WeightSet, config: CompactConfig, layers=LENET5) -> list[dict]:
-    """``CompactAccelerator.layer_report`` without building the component (the numbers depend
-    only on the geometry and the lanes)."""
-    plans, map_depth = plan_layers(tuple(layers), config.lanes)
-    return _report(plans, config.lanes, map_depth)
-
-
-def weight_image(weights: WeightSet, config: CompactConfig, layers=LENET5) -> bytes:
-    """``CompactAccelerator.weight_image`` without building the component."""
-    plans, _ = plan_layers(tuple(layers), config.lanes)
-    return _image_bytes(weight_words(weights.params, plans, config.lanes))
-
-
-def rom_words(weights: WeightSet, config: CompactConfig, layers=LENET5) -> list[int]:
-    """``CompactAccelerator.weight_words`` without building the component."""
-    plans, _ = plan_layers(tuple(layers), config.lanes)
-    return _packed_words(weight_words(weights.params, plans, config.lanes))
-
-
-def cycles_per_image(config: CompactConfig, layers=LENET5) -> int:
-    plans, _ = plan_layers(tuple(layers), config.lanes)
-    return sum(cycle_model(plans, config.lanes).values())
 
 
 def _table(values, shape, index):
@@ -313,10 +299,11 @@ class _Loops:
         m.d.sync += self.ptr.eq(ptr)
 
 
-class CompactAccelerator(wiring.Component):
-    """LeNet-5 on one shared array of ``config.lanes`` multipliers; weights loaded at run time.
+class CompactAccelerator(Accelerator):
+    """A LeNet-family network on one shared array of ``config.lanes`` multipliers; weights loaded
+    at run time.
 
-    Same ports as ``LeNetAccelerator`` (``accelerator_ports``). It holds one image at a time:
+    The ``Accelerator`` ports. It holds one image at a time:
     ``start`` is taken when the accelerator is idle, and ``receiving`` (like ``busy``) stays high
     from then until ``done``, so a start before that is ignored. The ``weights`` stream is ready
     while no image is in flight; a byte offered in the cycle of a ``weights_restart`` pulse is
@@ -341,28 +328,19 @@ class CompactAccelerator(wiring.Component):
     """
 
     weights_in_bitstream = False
+    design = "compact"
 
-    def __init__(self, weights: WeightSet, config: CompactConfig = CompactConfig(), layers=LENET5):
-        if not isinstance(weights, WeightSet):
-            raise TypeError(f"weights must be a WeightSet, not {type(weights).__name__}")
+    def __init__(self, weights: WeightSet, config: CompactConfig = CompactConfig()):
         if not isinstance(config, CompactConfig):
             raise TypeError(f"config must be a CompactConfig, not {type(config).__name__}")
-        self._config = config
-        self._layers = tuple(layers)
+        super().__init__(weights, config)
         self.lanes = config.lanes
-        self.plans, self.map_depth = plan_layers(self._layers, self.lanes)
+        self.plans, self.map_depth = plan_layers(self.network, self.lanes)
         self._words = weight_words(weights.params, self.plans, self.lanes)
         self.words = len(self._words)
-        self.multipliers = self.lanes
-        self.logit_shape = accumulator_shape(self._layers[-1].in_features)
         self.acc_shape = accumulator_shape(max(plan.terms - 1 for plan in self.plans))
-        super().__init__(accelerator_ports(self.logit_shape))
         self.layer = Signal(range(len(self.plans)))
         self.running = Signal()
-
-    @property
-    def config(self) -> CompactConfig:
-        return self._config
 
     def weight_image(self) -> bytes:
         """The bytes to send through ``weights`` (see the module docstring for the order)."""
@@ -372,8 +350,13 @@ class CompactAccelerator(wiring.Component):
         """The weight image as integers, one per word, lane 0 in the low byte (a ROM's init)."""
         return _packed_words(self._words)
 
+    @property
+    def multipliers(self) -> int:
+        """The array's lanes: every layer runs on the same multipliers."""
+        return self.lanes
+
     def cycle_model(self) -> dict[str, int]:
-        return cycle_model(self.plans, self.lanes)
+        return cycle_model(self.network, self.plans, self.lanes)
 
     @property
     def cycles_per_image(self) -> int:
@@ -383,7 +366,7 @@ class CompactAccelerator(wiring.Component):
         """Per phase: MACs, the multipliers it runs on (the same shared array for every layer),
         memory bits (``memory`` says which kind: weights in SPRAM, feature maps and the pixel
         table in block RAM) and cycles from the cycle model."""
-        return _report(self.plans, self.lanes, self.map_depth)
+        return _report(self.network, self.plans, self.lanes, self.map_depth)
 
     def elaborate(self, platform):
         m = Module()
@@ -393,7 +376,7 @@ class CompactAccelerator(wiring.Component):
 
         m.submodules.quantize = quantize = PixelQuantizer()
         m.submodules.store = store = WeightStore(lanes, self.words)
-        m.submodules.argmax = argmax = Argmax(N_CLASSES, self.logit_shape)
+        m.submodules.argmax = argmax = Argmax(self.network.classes, self.logit_shape)
         m.submodules.maps = maps = Memory(shape=CODE, depth=self.map_depth, init=[])
         map_write, map_read = maps.write_port(), maps.read_port()
         map_addr_width = max(1, (self.map_depth - 1).bit_length())
@@ -426,8 +409,9 @@ class CompactAccelerator(wiring.Component):
         lanes_m, lanes_f = Signal(range(lanes + 1)), Signal(range(lanes + 1))
 
         # ---- control ----
-        pixels_in = Signal(range(PIXELS + 1))  # pixels taken
-        pixels_out = Signal(range(PIXELS))  # codes written
+        pixels = self.network.pixels
+        pixels_in = Signal(range(pixels + 1))  # pixels taken
+        pixels_out = Signal(range(pixels))  # codes written
         elapsed = Signal(CYCLE_COUNTER_WIDTH)
         finishing = Signal()  # the finisher works through its lanes
         pipe_busy = event_m | event_f | finishing
@@ -451,7 +435,7 @@ class CompactAccelerator(wiring.Component):
             with m.State("RECEIVE"):
                 with m.If(quantize.o.valid):
                     m.d.sync += pixels_out.eq(pixels_out + 1)
-                    with m.If(pixels_out == PIXELS - 1):
+                    with m.If(pixels_out == pixels - 1):
                         m.d.sync += [w_ptr.eq(0), w_group.eq(0)]
                         setup(m, 0)
             with m.State("RUN"):
@@ -494,7 +478,7 @@ class CompactAccelerator(wiring.Component):
         ]
 
         # ---- image input: one pixel a cycle through the quantizer into region 0 ----
-        receiving_pixels = in_receive & (pixels_in != PIXELS)
+        receiving_pixels = in_receive & (pixels_in != pixels)
         m.d.comb += [
             quantize.i.payload.eq(self.pixels.payload),
             quantize.i.valid.eq(self.pixels.valid & receiving_pixels),

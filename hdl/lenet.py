@@ -1,56 +1,61 @@
-"""The LeNet-5 accelerator: the layer engines chained by valid/ready streams.
+"""The streaming accelerator: the layer engines of any LeNet-family network chained by
+valid/ready streams. For LeNet-5:
 
     pixels -> PixelQuantizer -> conv1 -> pool1 -> Gather(6) -> conv2 -> pool2 -> fc1 -> fc2 -> fc3 -> Argmax
 
 Every engine starts as soon as its input arrives, so conv2 works while conv1 is still producing
 rows and the image costs about conv2's cycles plus the linear layers', not the sum of all
 layers. The streams carry the data in the order the next block wants it, so nothing is
-reordered in hardware: pooled conv2 outputs arrive in (row, column, channel) order and fc1's
-weight columns are permuted to match (``fc1_input_order``), which computes the same sums as the
-(channel, row, column) flatten of the golden model.
+reordered in hardware: the last conv layer's pooled outputs arrive in (row, column, channel)
+order and the first linear layer's weight columns are permuted to match
+(``first_linear_input_order``), which computes the same sums as the (channel, row, column)
+flatten of the golden model.
 
 Control is a start/done handshake that lets images overlap: ``start`` opens the pixel input for
-one image (784 pixels) and is taken whenever the input is not already open (``receiving`` low),
-so the next image may enter while earlier ones are still in later layers. ``done`` pulses once
-per image, in order, when its tenth logit is in; ``klass``, ``logits`` and ``cycles`` (start to
+one image (``network.pixels`` pixels) and is taken whenever the input is not already open
+(``receiving`` low), so the next image may enter while earlier ones are still in later layers.
+``done`` pulses once per image, in order, when its last logit is in; ``klass``, ``logits`` and ``cycles`` (start to
 done, inclusive) then hold that image's answer until the next ``done``. ``busy`` is high while
 any image is in flight.
 """
 
 from __future__ import annotations
 
-import gc
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Module, Signal, UnusedElaboratable, unsigned
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..model import arith
-from ..model.network import IMAGE_SIZE, LENET5, N_CLASSES, ConvLayer
+from ..model.errors import InputError
+from ..model.network import ConvLayer, Network
 from ..model.weights import WeightSet
+from .accelerator import CYCLE_COUNTER_WIDTH, Accelerator
 from .conv import ConvEngine
-from .datapath import accumulator_shape
+from .fifo import StreamFIFO
 from .gather import Gather, Serialize
 from .linear import LinearEngine
 from .loader import WeightLoader
 from .pixels import PixelQuantizer
 from .pool import MaxPool
 from .skid import SkidBuffer
-from .fifo import StreamFIFO
 from .window import pixel_layout
 
-CYCLE_COUNTER_WIDTH = 32
 # Images that may be in flight at once (start times queued for the cycle count).
 MAX_IN_FLIGHT = 8
+# DSP multipliers of the ECP5-85F (nextpnr-ecp5 uses each MULT18X18D as one 18x18 multiplier):
+# what the presets place in DSP blocks before they build multipliers from logic.
+ECP5_85F_DSPS = 156
 
 
 @dataclass(frozen=True)
-class AcceleratorConfig:
-    """Generator parameters: what the arithmetic does and how much hardware each engine gets.
+class StreamingConfig:
+    """Generator parameters of the streaming design: what the arithmetic does and how much
+    hardware each engine gets.
 
     ``conv_filters`` and ``linear_lanes`` give one value per conv / linear layer, in network
     order, or one value for all of them. A conv engine has ``filters * K * K`` multipliers, a
@@ -62,6 +67,8 @@ class AcceleratorConfig:
     linear_lanes: int | tuple[int, ...] = 20
     conv_filters: int | tuple[int, ...] = 1
     soft_multipliers: tuple[str, ...] = ()
+
+    design = "streaming"
 
     def __post_init__(self):
         if not isinstance(self.arithmetic, arith.Arithmetic):
@@ -90,19 +97,96 @@ class AcceleratorConfig:
         """Lanes of linear layer ``index`` of ``count``."""
         return self._pick(self.linear_lanes, index, count, "linear_lanes")
 
+    def check(self, network: Network) -> "StreamingConfig":
+        """Raise InputError, saying why, if this configuration cannot be built for ``network``."""
+        convs, linears = network.conv_layers, network.linear_layers
+        for label, values, count in (("filters", self.conv_filters, len(convs)),
+                                     ("lanes", self.linear_lanes, len(linears))):
+            if isinstance(values, tuple) and len(values) != count:
+                raise InputError(f"{label} {','.join(map(str, values))}: {len(values)} values for the "
+                                 f"{count} {'conv' if label == 'filters' else 'linear'} layers of {network.spec}")
+        for k, layer in enumerate(convs):
+            filters = self.filters_of(k, len(convs))
+            if layer.out_channels % filters:
+                raise InputError(f"{layer.name} has {layer.out_channels} filters: {filters} at once does not "
+                                 f"divide them (use a divisor of {layer.out_channels})")
+        unknown = [name for name in self.soft_multipliers if name not in network.names]
+        if unknown:
+            raise InputError(f"soft multipliers for {', '.join(unknown)}: the network {network.spec} has the "
+                             f"layers {', '.join(network.names)}")
+        return self
 
-# Named generator configurations (the benchmark and the board builds pick them by name).
-PRESETS: dict[str, AcceleratorConfig] = {
-    # One filter and 20 lanes per engine: 110 multipliers, all in DSP blocks.
-    "baseline": AcceleratorConfig(),
-    # Multipliers where the MACs are, every stage about 780 cycles, so one image enters about
-    # every 784 cycles (one pixel a cycle): 409 multipliers, 152 of them in DSPs.
-    "fast": AcceleratorConfig(conv_filters=(6, 8), linear_lanes=(43, 14, 2),
-                              soft_multipliers=("conv2", "fc1", "fc2")),
-}
+    def build(self, weights: WeightSet) -> "LeNetAccelerator":
+        return LeNetAccelerator(weights, self)
 
 
-def fc1_input_order(conv: ConvLayer) -> np.ndarray:
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def balanced(network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic(),
+             target: int | None = None, dsps: int = ECP5_85F_DSPS) -> StreamingConfig:
+    """Every stage sized to take at most ``target`` cycles per image (default: the pixel input's
+    ``network.pixels``, which bounds the interval anyway): the fewest filters (a divisor of the
+    layer's channels) or lanes that do it, or all of them where even that is too slow. The first
+    layers' multipliers go into DSP blocks while ``dsps`` last; the rest are built from logic."""
+    target = network.pixels if target is None else target
+    filters, lanes, soft, used = [], [], [], 0
+    for layer in network.layers:
+        if isinstance(layer, ConvLayer):
+            steps = layer.conv_size**2 * layer.in_channels  # cycles per image per filter group
+            fitting = [f for f in divisors(layer.out_channels) if steps * (layer.out_channels // f) <= target]
+            filters.append(fitting[0] if fitting else layer.out_channels)
+            count = filters[-1] * layer.kernel**2
+        else:
+            fitting = [n for n in range(1, layer.in_features + 1)
+                       if layer.out_features * -(-layer.in_features // n) <= target]
+            lanes.append(fitting[0] if fitting else layer.in_features)
+            count = lanes[-1]
+        if used + count <= dsps:
+            used += count
+        else:
+            soft.append(layer.name)
+    return StreamingConfig(arithmetic, tuple(lanes), tuple(filters), tuple(soft))
+
+
+def one_filter(network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic(), lanes: int = 20) -> StreamingConfig:
+    """One filter per conv engine and ``lanes`` lanes per linear engine (fewer where a layer has
+    fewer inputs): the smallest design, all in DSP blocks. The original hand-written design's
+    sizes (a 5x5 window and 20 inputs per access)."""
+    return StreamingConfig(arithmetic, tuple(min(lanes, layer.in_features) for layer in network.linear_layers),
+                           1, ())
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named rule that sizes the streaming design for any network (``resolve``)."""
+
+    name: str
+    description: str
+    rule: Callable[[Network, arith.Arithmetic], StreamingConfig]
+
+    def resolve(self, network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic()) -> StreamingConfig:
+        return self.rule(network, arithmetic).check(network)
+
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
+    Preset("baseline", "one filter per conv engine, 20 lanes per linear engine, all multipliers in DSPs",
+           one_filter),
+    Preset("fast", "every stage sized to the pixel input's pace (one image per image-size-squared cycles); "
+                   "DSPs for the first layers, logic multipliers after 156", balanced),
+)}
+
+
+def preset(name: str, network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic(),
+           presets: dict[str, Preset] = PRESETS) -> StreamingConfig:
+    """The configuration preset ``name`` gives ``network`` (InputError for an unknown name)."""
+    if name not in presets:
+        raise InputError(f"unknown preset {name!r}; choose from {', '.join(presets)}")
+    return presets[name].resolve(network, arithmetic)
+
+
+def first_linear_input_order(conv: ConvLayer) -> np.ndarray:
     """For each position t of the pooled stream ((row, column, channel) order), the index of
     that value in the golden flatten ((channel, row, column) order)."""
     c, h = conv.out_channels, conv.out_size
@@ -110,49 +194,12 @@ def fc1_input_order(conv: ConvLayer) -> np.ndarray:
     return (ch * h * h + row * h + col).reshape(-1)
 
 
-def hardware_weights(params: dict[str, np.ndarray], layers=LENET5) -> dict[str, np.ndarray]:
-    """The state dict as the hardware stores it: fc1's columns in stream order."""
-    conv2 = [layer for layer in layers if isinstance(layer, ConvLayer)][-1]
+def hardware_weights(params: dict[str, np.ndarray], network: Network) -> dict[str, np.ndarray]:
+    """The state dict as the hardware stores it: the first linear layer's columns in stream order."""
+    name = f"{network.linear_layers[0].name}.weight"
     hw = dict(params)
-    hw["fc1.weight"] = np.ascontiguousarray(params["fc1.weight"][:, fc1_input_order(conv2)])
+    hw[name] = np.ascontiguousarray(params[name][:, first_linear_input_order(network.conv_layers[-1])])
     return hw
-
-
-def accelerator_ports(logit_shape) -> dict:
-    """The accelerator's ports; anything that drives or stands in for it uses the same ones."""
-    return {
-        "pixels": In(stream.Signature(unsigned(8))),
-        "start": In(1),
-        "busy": Out(1),        # an image is in flight
-        "receiving": Out(1),   # the pixel input is open; a start now is ignored
-        "done": Out(1),
-        "klass": Out(range(N_CLASSES)),
-        "logits": Out(data.ArrayLayout(logit_shape, N_CLASSES)),
-        "cycles": Out(CYCLE_COUNTER_WIDTH),
-        # Run-time weight loading: the bytes of the accelerator's weight image, in order, sent
-        # only while no image is in flight; a pulse on weights_restart makes the next byte byte 0.
-        "weights": In(stream.Signature(unsigned(8))),
-        "weights_restart": In(1),
-    }
-
-
-def layer_report(weights: WeightSet, config: AcceleratorConfig) -> list[dict]:
-    """``LeNetAccelerator.layer_report`` without keeping (or elaborating) the design."""
-    return _read_from_unused(weights, config, lambda accelerator: accelerator.layer_report())
-
-
-def weight_image(weights: WeightSet, config: AcceleratorConfig) -> bytes:
-    """``LeNetAccelerator.weight_image`` without keeping (or elaborating) the design."""
-    return _read_from_unused(weights, config, lambda accelerator: accelerator.weight_image())
-
-
-def _read_from_unused(weights: WeightSet, config: AcceleratorConfig, read):
-    with warnings.catch_warnings():
-        # The blocks are built only to be read; Amaranth would warn that they were never used.
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        value = read(LeNetAccelerator(weights, config))
-        gc.collect()
-    return value
 
 
 class Argmax(wiring.Component):
@@ -185,25 +232,26 @@ class Argmax(wiring.Component):
         return m
 
 
-class LeNetAccelerator(wiring.Component):
-    """LeNet-5 for one 28x28 image at a time, weights in block RAM initial values.
+class LeNetAccelerator(Accelerator):
+    """The streaming design: an engine per layer, weights in block RAM initial values.
 
     Parameters
     ----------
     weights : WeightSet
-        The integer network (state-dict layout, golden flatten order).
-    config : AcceleratorConfig
+        The integer network (state-dict layout, golden flatten order) and its ``Network``.
+    config : StreamingConfig
         Arithmetic and engine sizes.
     """
 
-    def __init__(self, weights: WeightSet, config: AcceleratorConfig = AcceleratorConfig(), layers=LENET5):
-        if not isinstance(weights, WeightSet):
-            raise TypeError(f"weights must be a WeightSet, not {type(weights).__name__}")
-        self._config = config
-        self._layers = layers
-        self._params = hardware_weights(weights.params, layers)
-        self.logit_shape = accumulator_shape(layers[-1].in_features)
-        super().__init__(accelerator_ports(self.logit_shape))
+    design = "streaming"
+
+    def __init__(self, weights: WeightSet, config: StreamingConfig = StreamingConfig()):
+        if not isinstance(config, StreamingConfig):
+            raise TypeError(f"config must be a StreamingConfig, not {type(config).__name__}")
+        super().__init__(weights, config)
+        config.check(self.network)
+        self._layers = self.network.layers
+        self._params = hardware_weights(weights.params, self.network)
         self.engines = self._make_engines()
         # Run-time weight loading (before elaboration: it adds write ports to the memories).
         self.weight_loader = WeightLoader(self.weight_memories())
@@ -221,10 +269,6 @@ class LeNetAccelerator(wiring.Component):
         """The bytes to send on ``weights`` to load the weights this object was built with
         (``hdl.loader``: memories in order, each word as whole little-endian bytes)."""
         return self.weight_loader.image()
-
-    @property
-    def config(self) -> AcceleratorConfig:
-        return self._config
 
     def _make_engines(self) -> dict[str, wiring.Component]:
         """Layer name -> engine, and the stream blocks between them, in data-flow order."""
@@ -257,12 +301,12 @@ class LeNetAccelerator(wiring.Component):
                 blocks[layer.name] = LinearEngine(w, b, a, lanes=config.lanes_of(linears.index(layer), len(linears)),
                                                   last=layer.last, name=layer.name, soft_multipliers=soft,
                                                   nonnegative_inputs=True)
-        blocks["argmax"] = Argmax(N_CLASSES, self.logit_shape)
+        blocks["argmax"] = Argmax(self.network.classes, self.logit_shape)
         return blocks
 
     def layer_report(self) -> list[dict]:
         """Per block with memory (layers and the blocks between them): MACs, multipliers,
-        memory bits and the cycles it takes alone for one image."""
+        memory bits (all block RAM) and the cycles it takes alone for one image."""
         macs = {layer.name: layer.macs for layer in self._layers}
         rows = []
         for name, block in self.engines.items():
@@ -273,6 +317,7 @@ class LeNetAccelerator(wiring.Component):
                 "macs": macs.get(name, 0),
                 "multipliers": getattr(block, "multipliers", 0),
                 "memory_bits": block.memory_bits,
+                "memory": "bram",
                 "cycles": getattr(block, "cycles_per_image", 0),
             })
         return rows
@@ -294,7 +339,7 @@ class LeNetAccelerator(wiring.Component):
         quantize, argmax = self.engines["quantize"], self.engines["argmax"]
 
         # The pixel input is open for exactly one image after each start.
-        remaining = Signal(range(IMAGE_SIZE * IMAGE_SIZE + 1))
+        remaining = Signal(range(self.network.pixels + 1))
         m.d.comb += [
             self.receiving.eq(remaining != 0),
             quantize.i.payload.eq(self.pixels.payload),
@@ -319,7 +364,7 @@ class LeNetAccelerator(wiring.Component):
         ]
         m.d.sync += self.done.eq(argmax.last)
         with m.If(take_start):
-            m.d.sync += remaining.eq(IMAGE_SIZE * IMAGE_SIZE)
+            m.d.sync += remaining.eq(self.network.pixels)
         with m.If(argmax.last):
             m.d.sync += self.cycles.eq(now - start_times.r_data + 1)
         return m

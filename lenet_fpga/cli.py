@@ -45,6 +45,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -55,13 +65,31 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_int_list(text: str) -> tuple[int, ...]:
+    """``20`` or ``43,14,2``: one value for every layer, or one per layer."""
+    return tuple(positive_int(part) for part in text.split(","))
+
+
+def name_list(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    return () if names in ((), ("none",)) else names
+
+
 def _lanes_option(parser: argparse.ArgumentParser) -> None:
-    """The generator's size: a named preset (hdl/lenet.py PRESETS), optionally with other lanes."""
+    """The streaming generator's size: a preset rule resolved against the network, and overrides."""
     parser.add_argument("--preset", default="baseline", metavar="NAME",
-                        help="generator configuration: baseline (110 multipliers) or fast (409, layers "
-                             "balanced for throughput); default baseline")
-    parser.add_argument("--lanes", type=positive_int, default=None,
-                        help="multipliers of every linear engine (default: the preset's)")
+                        help="generator sizing rule, resolved against the weights' network: baseline (one "
+                             "filter per conv engine, 20 lanes per linear engine) or fast (every stage sized "
+                             "to the pixel input's pace); default baseline")
+    parser.add_argument("--filters", type=positive_int_list, default=None, metavar="N[,N...]",
+                        help="filters computed at once by each conv engine (one value, or one per conv layer; "
+                             "each a divisor of its layer's filters); default: the preset's")
+    parser.add_argument("--lanes", type=positive_int_list, default=None, metavar="N[,N...]",
+                        help="multipliers of each linear engine (one value, or one per linear layer); "
+                             "default: the preset's")
+    parser.add_argument("--soft-multipliers", type=name_list, default=None, metavar="LAYER[,LAYER...]",
+                        help="layers whose multipliers are built from logic instead of DSP blocks "
+                             "('none' for none); default: the preset's")
 
 
 def _simulator_option(parser: argparse.ArgumentParser) -> None:
@@ -77,13 +105,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('lenet-fpga')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train LeNet-5 (float, then quantization-aware) and export Q2.6 weights")
+    p = sub.add_parser(
+        "train", help="train a LeNet-family network (float, then quantization-aware) and export Q2.6 weights",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a LeNet-family network on MNIST: float training, then quantization-aware training\n"
+                    "for the chosen Q2.6 arithmetic. Writes FILE.npz, FILE.json and FILE-float.npz.\n\n"
+                    "Network specs (--network): [SIZE/]CONVS:HIDDEN[:CLASSES]\n"
+                    "  CONVS   filters of each conv layer, comma-separated; a conv may add kK (kernel,\n"
+                    "          default 5) and pP (max-pool, default 2): 6k5p2\n"
+                    "  HIDDEN  widths of the hidden fully connected layers (may be empty)\n"
+                    "  CLASSES outputs of the last layer (default 10), SIZE the input side (default 28;\n"
+                    "          MNIST digits are centred in a larger input, cropped to a smaller one)\n"
+                    "  6,16:120,84      LeNet-5 (the default)\n"
+                    "  4,10:60,40       a smaller network\n"
+                    "  32/6,16:120,84   LeNet-5 as published: 32x32 input\n"
+                    "or a .json file: {\"image_size\": 28, \"convs\": [{\"channels\": 6, \"kernel\": 5, \"pool\": 2}, ...],\n"
+                    "                  \"hidden\": [120, 84], \"classes\": 10}",
+    )
     _data_option(p)
+    p.add_argument("--network", "--geometry", metavar="SPEC", default=None,
+                   help="the network to train (see above; default 6,16:120,84, LeNet-5)")
     p.add_argument("--epochs", type=positive_int, default=20, help="float training epochs (default 20)")
-    p.add_argument("--qat-epochs", type=int, default=10, help="quantization-aware epochs (default 10)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--qat-epochs", type=nonnegative_int, default=10, help="quantization-aware epochs (default 10)")
+    p.add_argument("--lr", type=positive_float, default=None, help="float training's peak learning rate (default 2e-3)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="images per step (default 128)")
+    p.add_argument("--seed", type=nonnegative_int, default=1, help="random seed (default 1)")
     p.add_argument("--threads", type=positive_int, default=2, help="CPU threads for PyTorch (default 2)")
-    _arithmetic_options(p)
+    p.add_argument("--overflow", choices=[o.value for o in Overflow], default=None,
+                   help="requantizer overflow to train for: clip (saturate, default) or keep the low 8 bits (wrap)")
+    p.add_argument("--rounding", choices=[r.value for r in Rounding], default=None,
+                   help="requantizer rounding to train for: (acc+32)>>6 (half-up, default) or acc>>6 (floor)")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the weights (+ .json manifest)")
     p.set_defaults(handler="model.commands:cmd_train")
 
@@ -91,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_option(p)
     _weights_option(p)
     _arithmetic_options(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: fixed_accuracy (the Q2.6 golden model, measured now), "
+                        "float_accuracy (the float checkpoint, if present), recorded_accuracy (what the "
+                        "weights' manifest says training measured)")
     p.set_defaults(handler="model.commands:cmd_eval")
 
     p = sub.add_parser("download", help="download the four MNIST files and verify their md5 sums")
@@ -177,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="boards.run:cmd_board_run")
 
     p = sub.add_parser("demo", help="the shipped network on the shipped digits: golden model and RTL simulation")
+    _weights_option(p)
     _simulator_option(p)
     _arithmetic_options(p)
     _lanes_option(p)

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -15,8 +17,11 @@ def atomic_path(path):
     Write through an open file object: np.savez given a path would append ``.npz`` to it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)
@@ -24,6 +29,31 @@ def atomic_path(path):
     tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600; the result should look like any other file
     try:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_output(path, what: str = "output") -> Path:
+    """Refuse, before any work, an output path that cannot be written: a folder, a path under a
+    file, a folder that is not writable. Creates no file and no folder."""
+    path = Path(path)
+    if str(path) == "" or path.name in ("", ".", ".."):
+        raise InputError(f"{what}: {str(path)!r} is not a file name")
+    if path.is_dir():
+        raise InputError(f"{what}: {path} is a folder, not a file")
+    parent = path.parent
+    while not parent.exists():  # the first folder that exists must be writable (we may create the rest)
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{what}: cannot write {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{what}: cannot write {path}: {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK) and not os.access(parent, os.W_OK):
+        raise InputError(f"{what}: cannot write {path}")
+    return path

@@ -9,8 +9,29 @@ from pathlib import Path
 import numpy as np
 
 from . import arith, golden, mnist, weights
-from .atomic import atomic_path
+from .atomic import atomic_path, check_output
 from .errors import InputError
+from .images import fit
+from .network import LENET5, Network
+
+# numpy's and torch's seeds are 64-bit at most
+MAX_SEED = 2**63 - 1
+
+
+def network_from_text(text: str | None) -> Network:
+    """``--network``: a compact spec (``6,16:120,84``) or a JSON file holding ``Network.to_dict``."""
+    if text is None:
+        return LENET5
+    if text.endswith(".json"):
+        path = Path(text)
+        try:
+            value = json.loads(path.read_text())
+        except OSError as e:
+            raise InputError(f"--network: cannot read {path}: {e.strerror or e}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise InputError(f"--network: {path} is not valid JSON ({e.__class__.__name__})") from None
+        return Network.from_dict(value)
+    return Network.parse(text)
 
 
 def arithmetic_from_args(args, default: arith.Arithmetic) -> arith.Arithmetic:
@@ -26,36 +47,45 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise InputError(f"--out must name an .npz file, got {out}")
+    float_path = out.with_name(out.stem + "-float.npz")
+    for path in (out, weights.manifest_path(out), float_path):
+        check_output(path, "--out")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise InputError(f"--seed must be 0..{MAX_SEED}, not {args.seed}")
+    network = network_from_text(args.network)
+    if network.classes < mnist.CLASSES:
+        raise InputError(f"the network {network.spec} has {network.classes} classes; MNIST needs {mnist.CLASSES}")
     arithmetic = arith.Arithmetic(args.rounding or arith.Rounding.HALF_UP, args.overflow or arith.Overflow.SATURATE)
-    config = qat.TrainConfig(seed=args.seed, float_epochs=args.epochs, qat_epochs=args.qat_epochs)
+    config = qat.TrainConfig(seed=args.seed, float_epochs=args.epochs, qat_epochs=args.qat_epochs,
+                             **({"lr": args.lr} if args.lr is not None else {}),
+                             **({"batch_size": args.batch_size} if args.batch_size is not None else {}))
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
-    train_split = mnist.load("train", args.data)
-    test_split = mnist.load("test", args.data)
-    print(f"training LeNet-5 for {arithmetic.describe()}: {config}")
-    float_model, qat_model, seconds = qat.train(train_split, arithmetic, config)
+    train_split = mnist.load("train", args.data).fitted(network)
+    test_split = mnist.load("test", args.data).fitted(network)
+    print(network.describe())
+    print(f"training for {arithmetic.describe()}: {config}")
+    float_model, qat_model, seconds = qat.train(train_split, arithmetic, config, network=network)
 
     params = qat_model.integer_params()
-    fixed_logits = golden.forward(test_split.images, params, arithmetic)
+    fixed_logits = golden.forward(test_split.images, params, arithmetic, network)
     with torch.no_grad():
         fake_logits = qat_model.integer_logits(torch.from_numpy(test_split.images.copy())).numpy()
     mismatches = int((fake_logits != fixed_logits).any(axis=1).sum())
     if mismatches:  # the contract is broken: do not ship weights that train and hardware disagree on
         raise RuntimeError(f"fake-quant and golden model disagree on {mismatches} test images")
     float_params = float_model.float_params()
-    float_acc = golden.accuracy(golden.float_forward(test_split.images, float_params), test_split.labels)
+    float_acc = golden.accuracy(golden.float_forward(test_split.images, float_params, network), test_split.labels)
     fixed_acc = golden.accuracy(fixed_logits, test_split.labels)
 
-    float_path = out.with_name(out.stem + "-float.npz")
-    with atomic_path(float_path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **float_params)
     manifest = weights.make_manifest(
         arithmetic,
+        network,
         float_weights=float_path.name,
         accuracy={"float": float_acc, "fixed": fixed_acc, "n_images": len(test_split.labels), "split": "test"},
         training={**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__},
     )
-    weights.save(out, params, manifest)
+    weights.save_with_float(out, params, manifest, float_params)
     print(f"float accuracy {float_acc:.2%}, Q2.6 accuracy {fixed_acc:.2%} ({arithmetic.describe()})")
     print(f"wrote {out}, {weights.manifest_path(out)} and {float_path}")
     return 0
@@ -65,10 +95,12 @@ def cmd_eval(args) -> int:
     started = time.time()
     ws = weights.load(args.weights)
     arithmetic = arithmetic_from_args(args, ws.arithmetic)
-    split = mnist.load("test", args.data)
-    fixed_logits = golden.forward(split.images, ws.params, arithmetic)
+    network = ws.network
+    split = mnist.load("test", args.data).fitted(network)
+    fixed_logits = golden.forward(split.images, ws.params, arithmetic, network)
     result = {
         "weights": str(ws.path),
+        "network": network.spec,
         "n_images": int(len(split.labels)),
         "rounding": str(arithmetic.rounding),
         "overflow": str(arithmetic.overflow),
@@ -76,13 +108,17 @@ def cmd_eval(args) -> int:
     }
     float_params = weights.load_float(ws)
     if float_params is not None:
-        result["float_accuracy"] = golden.accuracy(golden.float_forward(split.images, float_params), split.labels)
-    result["manifest_accuracy"] = ws.manifest.get("accuracy", {}).get("fixed")
+        result["float_accuracy"] = golden.accuracy(golden.float_forward(split.images, float_params, network),
+                                                   split.labels)
+    # What the weights file says its Q2.6 accuracy was when it was written (training's figure):
+    # equal to fixed_accuracy unless the file or the arithmetic changed since.
+    result["recorded_accuracy"] = ws.manifest.get("accuracy", {}).get("fixed")
     result["seconds"] = round(time.time() - started, 2)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"weights          {result['weights']}")
+        print(f"network          {network.spec}")
         print(f"arithmetic       {arithmetic.describe()}")
         print(f"test images      {result['n_images']}")
         if "float_accuracy" in result:

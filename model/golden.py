@@ -1,8 +1,10 @@
-"""Golden reference: the hardware's exact integer forward pass, vectorized in numpy.
+"""Golden reference: the hardware's exact integer forward pass, vectorized in numpy, for any
+``network.Network``.
 
 Every function takes and returns integer codes (int64 arrays). The multiply-accumulates run as
 float64 matrix products because BLAS makes them fast, and they are exact: every product and every
-partial sum is an integer far below 2**53 (the largest LeNet-5 accumulator is under 2**23), so no
+partial sum is an integer far below 2**53 (a product is below 2**14 and
+a layer has far fewer than 2**38 terms), so no
 rounding can happen in any summation order.
 """
 
@@ -12,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import arith
-from .network import LENET5, ConvLayer, LinearLayer
+from .network import LENET5, ConvLayer, Network
 
 # Keeps the im2col buffers of one batch to a few hundred MB.
 BATCH = 1000
@@ -59,30 +61,44 @@ def maxpool(x, size: int = 2) -> np.ndarray:
     return x.reshape(*x.shape[:-2], h // size, size, w // size, size).max(axis=(-3, -1))
 
 
-def check_images(images) -> np.ndarray:
+def check_images(images, network: Network = LENET5) -> np.ndarray:
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise TypeError(f"images must be uint8 pixels 0..255, got dtype {images.dtype}")
     if images.ndim == 2:
         images = images[None]
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"images must be [N,28,28] (or one [28,28]), got shape {list(images.shape)}")
+    size = network.image_size
+    if images.ndim != 3 or images.shape[1:] != (size, size):
+        raise ValueError(f"images must be [N,{size},{size}] (or one [{size},{size}]) for the network "
+                         f"{network.spec}, got shape {list(images.shape)}")
     return images
 
 
-def forward(images, params, arithmetic=arith.Arithmetic(), layers=LENET5, trace=False):
-    """Integer LeNet-5: uint8 images [N,28,28] -> logits int64 [N,10] (raw last accumulator).
+def check_shapes(params, network: Network) -> None:
+    """Every parameter of ``network`` present with its shape: a mismatch is an error, never a
+    network silently computed with other shapes."""
+    for name, shape in network.parameter_shapes.items():
+        if name not in params:
+            raise ValueError(f"parameters lack {name} of the network {network.spec}")
+        if np.shape(params[name]) != shape:
+            raise ValueError(f"{name} has shape {list(np.shape(params[name]))}, the network {network.spec} "
+                             f"needs {list(shape)}")
+
+
+def forward(images, params, arithmetic=arith.Arithmetic(), network: Network = LENET5, trace=False):
+    """Integer network: uint8 images [N,S,S] -> logits int64 [N,classes] (raw last accumulator).
 
     With ``trace=True`` also returns a dict of every layer's output codes, named
     ``<layer>`` (after requantize+ReLU, before pooling, for convs), ``<layer>.pool`` and
     ``<layer>.acc`` (the raw accumulator), which the block testbenches compare against.
     """
-    images = check_images(images)
+    images = check_images(images, network)
+    check_shapes(params, network)
     traces: dict[str, list[np.ndarray]] = {}
     outputs = []
     for start in range(0, len(images), BATCH):
-        x = arith.quantize_pixels(images[start : start + BATCH])[:, None]  # [N,1,28,28]
-        for layer in layers:
+        x = arith.quantize_pixels(images[start : start + BATCH])[:, None]  # [N,1,S,S]
+        for layer in network.layers:
             w, b = params[f"{layer.name}.weight"], params[f"{layer.name}.bias"]
             if isinstance(layer, ConvLayer):
                 acc = conv_accumulate(x, w, b)
@@ -98,7 +114,7 @@ def forward(images, params, arithmetic=arith.Arithmetic(), layers=LENET5, trace=
                 for key, value in steps.items():
                     traces.setdefault(key, []).append(value)
         outputs.append(x)
-    logits = np.concatenate(outputs) if outputs else np.zeros((0, 10), np.int64)
+    logits = np.concatenate(outputs) if outputs else np.zeros((0, network.classes), np.int64)
     if trace:
         return logits, {key: np.concatenate(parts) for key, parts in traces.items()}
     return logits
@@ -114,13 +130,14 @@ def accuracy(logits, labels) -> float:
     return float((classify(logits) == np.asarray(labels)).mean())
 
 
-def float_forward(images, params, layers=LENET5) -> np.ndarray:
+def float_forward(images, params, network: Network = LENET5) -> np.ndarray:
     """The float network (no quantization) in numpy, for the float-accuracy figure."""
-    images = check_images(images)
+    images = check_images(images, network)
+    check_shapes(params, network)
     outputs = []
     for start in range(0, len(images), BATCH):
         x = images[start : start + BATCH, None].astype(np.float64) / arith.PIXEL_MAX
-        for layer in layers:
+        for layer in network.layers:
             w = np.asarray(params[f"{layer.name}.weight"], np.float64)
             b = np.asarray(params[f"{layer.name}.bias"], np.float64)
             if isinstance(layer, ConvLayer):

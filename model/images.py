@@ -1,5 +1,9 @@
-"""Image sets for the simulator and the board: an ``.npz`` with ``images`` uint8 [N,28,28] and
-optional ``labels``. The shipped set holds 40 MNIST test digits (4 of each class)."""
+"""Image sets for the simulator and the board: an ``.npz`` with ``images`` uint8 [N,S,S] and
+optional ``labels``. The shipped set holds 40 MNIST test digits (4 of each class, 28x28).
+
+A network whose input is larger gets the images centred in it (``fit``): a 32x32 network sees
+each 28x28 digit with a 2-pixel black border, as the original LeNet-5 did. Images larger than
+the network's input are refused, not cropped."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .network import IMAGE_SIZE
+from .network import Network
 from .npz import read_npz
 from .weights import ASSETS
 
@@ -35,13 +39,32 @@ class ImageSet:
         labels = None if self.labels is None else self.labels[:n]
         return ImageSet(self.images[:n], labels, self.path)
 
+    def fitted(self, network: Network) -> "ImageSet":
+        """The images at ``network``'s input size (``fit``)."""
+        return ImageSet(fit(self.images, network.image_size), self.labels, self.path)
+
+
+def fit(images: np.ndarray, size: int) -> np.ndarray:
+    """Square images [N,S,S] with S <= size centred in [N,size,size] on a black border (an odd
+    difference puts the extra pixel at the bottom and right)."""
+    images = np.asarray(images)
+    have = images.shape[-1]
+    if have > size:
+        raise InputError(f"the images are {have}x{have}; the network takes {size}x{size} (smaller images are "
+                         f"centred in it, larger ones are not cropped)")
+    if have == size:
+        return images
+    before = (size - have) // 2
+    pad = [(0, 0)] * (images.ndim - 2) + [(before, size - have - before)] * 2
+    return np.pad(images, pad)
+
 
 def check_image_array(images, where: str = "images") -> np.ndarray:
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise InputError(f"{where}: images must be uint8 pixels 0..255, got dtype {images.dtype}")
-    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise InputError(f"{where}: images must have shape [N,28,28], got {list(images.shape)}")
+    if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[1] < 1:
+        raise InputError(f"{where}: images must have shape [N,S,S] (square), got {list(images.shape)}")
     if len(images) == 0:
         raise InputError(f"{where}: no images")
     return images
@@ -61,4 +84,6 @@ def load_image_set(path=None) -> ImageSet:
         labels = np.asarray(labels)
         if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
             raise InputError(f"{path}: labels must be {len(images)} integers, got {labels.dtype} {list(labels.shape)}")
+        if len(labels) and labels.min() < 0:
+            raise InputError(f"{path}: labels must be class numbers (0 and up), got {int(labels.min())}")
     return ImageSet(images, labels, path)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
+from .images import fit
 
 # The originals' reference md5 sums (of the .gz files).
 FILES = {
@@ -33,6 +34,7 @@ SPLITS = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000),
 }
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
+CLASSES = 10  # digits 0..9
 # Where the files are published. Any mirror with the same four file names works (--mirror).
 DEFAULT_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 ENV_DATA = "LENET_FPGA_DATA"
@@ -42,6 +44,10 @@ ENV_DATA = "LENET_FPGA_DATA"
 class Split:
     images: np.ndarray  # uint8 [N,28,28]
     labels: np.ndarray  # uint8 [N]
+
+    def fitted(self, network) -> "Split":
+        """The images at ``network``'s input size, centred (``images.fit``)."""
+        return Split(fit(self.images, network.image_size), self.labels)
 
 
 def default_data_dir() -> Path:

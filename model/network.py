@@ -1,16 +1,33 @@
-"""LeNet-5 geometry: the layer list shared by the trainer, the golden model and the generator."""
+"""The network description: one frozen, validated object that says what a LeNet-family network is.
+
+A network is ``image_size`` x ``image_size`` grey pixels, then conv layers (each a valid KxK
+convolution, bias, requantize, ReLU and a PxP stride-P max-pool), then fully connected layers
+(hidden ones requantize and ReLU, the last keeps its raw accumulators: the logits), ``classes``
+outputs. Everything that depends on the shape of the network (the golden model, the trainer,
+both generators, the simulation harnesses, the board protocol, the weight files) takes it from
+a ``Network``; nothing else names a channel count, an image size or a layer name.
+
+The compact spelling used on the command line and in reports is ``Network.spec``:
+
+    [SIZE/]CONV,CONV,...:HIDDEN,HIDDEN,...[:CLASSES]
+
+where a CONV is the filter count, optionally with ``kK`` (kernel, default 5) and ``pP`` (pool,
+default 2). LeNet-5 on MNIST is ``6,16:120,84``; the 1998 paper's 32x32 version is
+``32/6,16:120,84``; ``4k3p2,10:60`` has a 3x3 first kernel and one hidden layer.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
 
-IMAGE_SIZE = 28
-N_CLASSES = 10
+from .errors import InputError
 
 
 @dataclass(frozen=True)
 class ConvLayer:
-    """KxK valid convolution, bias, requantize, ReLU, then 2x2 stride-2 max-pool."""
+    """KxK valid convolution, bias, requantize, ReLU, then PxP stride-P max-pool."""
 
     name: str
     in_channels: int
@@ -58,19 +75,232 @@ class LinearLayer:
         return self.in_features * self.out_features
 
 
-LENET5 = (
-    ConvLayer("conv1", in_channels=1, out_channels=6, in_size=IMAGE_SIZE),
-    ConvLayer("conv2", in_channels=6, out_channels=16, in_size=12),
-    LinearLayer("fc1", 16 * 4 * 4, 120),
-    LinearLayer("fc2", 120, 84),
-    LinearLayer("fc3", 84, N_CLASSES, last=True),
-)
+@dataclass(frozen=True)
+class ConvSpec:
+    """What a user chooses for one conv layer; its input size and channels follow from the chain."""
+
+    channels: int
+    kernel: int = 5
+    pool: int = 2
 
 
-def parameter_shapes(layers=LENET5) -> dict[str, tuple[int, ...]]:
-    """State-dict names and shapes, in order: conv1.weight, conv1.bias, ..., fc3.bias."""
-    shapes = {}
-    for layer in layers:
-        shapes[f"{layer.name}.weight"] = layer.weight_shape
-        shapes[f"{layer.name}.bias"] = (layer.weight_shape[0],)
-    return shapes
+class NetworkError(InputError, ValueError):
+    """A network description that cannot be a LeNet-family network (the message says why)."""
+
+
+def _positive(label: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise NetworkError(f"{label} must be a whole number, not {value!r}")
+    if value < 1:
+        raise NetworkError(f"{label} must be at least 1, not {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Network:
+    """A LeNet-family network: conv layers, then fully connected layers.
+
+    Parameters
+    ----------
+    convs : tuple of ConvSpec
+        At least one; layer ``k`` (from 1) is named ``convk``.
+    hidden : tuple of int
+        Widths of the hidden fully connected layers (may be empty); named ``fc1``, ``fc2``, ...,
+        and the last layer (``classes`` outputs) is the next ``fcN``.
+    classes : int
+        Outputs of the last layer (logits), at least 2.
+    image_size : int
+        Side of the square grey input image.
+
+    Construction checks the chain (every kernel fits its input, every pool divides its conv
+    output, every size positive) and raises ``NetworkError`` with the reason.
+    """
+
+    convs: tuple[ConvSpec, ...] = (ConvSpec(6), ConvSpec(16))
+    hidden: tuple[int, ...] = (120, 84)
+    classes: int = 10
+    image_size: int = 28
+    layers: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        convs = tuple(c if isinstance(c, ConvSpec) else ConvSpec(c) for c in self.convs)
+        object.__setattr__(self, "convs", convs)
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        if not convs:
+            raise NetworkError("a LeNet-family network needs at least one conv layer")
+        _positive("image size", self.image_size)
+        _positive("classes", self.classes)
+        if self.classes < 2:
+            raise NetworkError(f"a classifier needs at least 2 classes, not {self.classes}")
+        layers, channels, size = [], 1, self.image_size
+        for k, spec in enumerate(convs, 1):
+            name = f"conv{k}"
+            _positive(f"{name} filters", spec.channels)
+            _positive(f"{name} pool", spec.pool)
+            if _positive(f"{name} kernel", spec.kernel) < 2:
+                raise NetworkError(f"{name}: a 1x1 kernel is not supported (kernel must be at least 2)")
+            if spec.kernel > size:
+                raise NetworkError(f"{name}: a {spec.kernel}x{spec.kernel} kernel does not fit its "
+                                   f"{size}x{size} input")
+            layer = ConvLayer(name, channels, spec.channels, size, spec.kernel, spec.pool)
+            if layer.conv_size % spec.pool:
+                raise NetworkError(f"{name}: a {spec.pool}x{spec.pool} pool does not divide its "
+                                   f"{layer.conv_size}x{layer.conv_size} output")
+            layers.append(layer)
+            channels, size = spec.channels, layer.out_size
+        features = channels * size * size
+        widths = (*self.hidden, self.classes)
+        for k, width in enumerate(widths, 1):
+            _positive(f"fc{k} width", width)
+            layers.append(LinearLayer(f"fc{k}", features, width, last=k == len(widths)))
+            features = width
+        object.__setattr__(self, "layers", tuple(layers))
+
+    # ---- views ----
+
+    @property
+    def conv_layers(self) -> tuple[ConvLayer, ...]:
+        return tuple(layer for layer in self.layers if isinstance(layer, ConvLayer))
+
+    @property
+    def linear_layers(self) -> tuple[LinearLayer, ...]:
+        return tuple(layer for layer in self.layers if isinstance(layer, LinearLayer))
+
+    @property
+    def pixels(self) -> int:
+        """Pixels of one input image."""
+        return self.image_size**2
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per image."""
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def weights(self) -> int:
+        """Weight codes (biases not counted)."""
+        return sum(_product(layer.weight_shape) for layer in self.layers)
+
+    @cached_property
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """State-dict names and shapes, in order: conv1.weight, conv1.bias, ..., fcN.bias."""
+        shapes = {}
+        for layer in self.layers:
+            shapes[f"{layer.name}.weight"] = layer.weight_shape
+            shapes[f"{layer.name}.bias"] = (layer.weight_shape[0],)
+        return shapes
+
+    def layer(self, name: str):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"the network {self.spec} has no layer {name!r} (it has {', '.join(self.names)})")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(layer.name for layer in self.layers)
+
+    # ---- spellings ----
+
+    @property
+    def spec(self) -> str:
+        """The compact spelling (see the module docstring); ``parse(spec)`` gives this network back."""
+        convs = ",".join(str(c.channels) + (f"k{c.kernel}" if c.kernel != 5 else "")
+                         + (f"p{c.pool}" if c.pool != 2 else "") for c in self.convs)
+        text = f"{convs}:{','.join(map(str, self.hidden))}"
+        if self.classes != 10:
+            text += f":{self.classes}"
+        return text if self.image_size == 28 else f"{self.image_size}/{text}"
+
+    def __str__(self) -> str:
+        return self.spec
+
+    def to_dict(self) -> dict:
+        """The manifest form (``from_dict`` reads it back)."""
+        return {
+            "image_size": self.image_size,
+            "convs": [{"channels": c.channels, "kernel": c.kernel, "pool": c.pool} for c in self.convs],
+            "hidden": list(self.hidden),
+            "classes": self.classes,
+        }
+
+    @classmethod
+    def from_dict(cls, value) -> "Network":
+        """A network from its manifest form; any malformed field is a ``NetworkError``."""
+        if not isinstance(value, dict):
+            raise NetworkError(f"a network description must be an object, not {type(value).__name__}")
+        unknown = set(value) - {"image_size", "convs", "hidden", "classes"}
+        if unknown:
+            raise NetworkError(f"unknown network field(s): {', '.join(sorted(unknown))}")
+        convs = value.get("convs")
+        if not isinstance(convs, list):
+            raise NetworkError("network 'convs' must be a list of {channels, kernel, pool} objects")
+        specs = []
+        for k, conv in enumerate(convs, 1):
+            if isinstance(conv, int) and not isinstance(conv, bool):
+                conv = {"channels": conv}
+            if not isinstance(conv, dict) or set(conv) - {"channels", "kernel", "pool"} or "channels" not in conv:
+                raise NetworkError(f"network conv {k} must be an object with channels (and kernel, pool), "
+                                   f"not {conv!r}")
+            specs.append(ConvSpec(**conv))
+        hidden = value.get("hidden", [])
+        if not isinstance(hidden, list):
+            raise NetworkError(f"network 'hidden' must be a list of widths, not {hidden!r}")
+        return cls(tuple(specs), tuple(hidden), value.get("classes", 10), value.get("image_size", 28))
+
+    @classmethod
+    def parse(cls, text: str) -> "Network":
+        """A network from its compact spelling ``[SIZE/]CONVS:HIDDEN[:CLASSES]``."""
+        if not isinstance(text, str):
+            raise NetworkError(f"a network spec must be a string, not {text!r}")
+        match = _SPEC.fullmatch(text.replace(" ", ""))
+        if match is None:
+            raise NetworkError(
+                f"cannot read network {text!r}: expected [SIZE/]CONVS:HIDDEN[:CLASSES], "
+                f"e.g. 6,16:120,84 (LeNet-5) or 32/6k5p2,16:120,84:10")
+        size, convs, hidden, classes = match.group("size", "convs", "hidden", "classes")
+        specs = []
+        for item in convs.split(","):
+            c = _CONV.fullmatch(item)
+            specs.append(ConvSpec(int(c["channels"]), int(c["kernel"] or 5), int(c["pool"] or 2)))
+        widths = tuple(int(w) for w in hidden.split(",")) if hidden else ()
+        return cls(tuple(specs), widths, int(classes or 10), int(size or 28))
+
+    def describe(self) -> str:
+        """A table of the layers: shapes, parameters and MACs."""
+        lines = [f"network {self.spec}: {self.image_size}x{self.image_size} input, {self.classes} classes",
+                 f"{'layer':<7}{'input':>12}{'output':>12}{'weights':>10}{'MACs':>10}"]
+        for layer in self.layers:
+            if isinstance(layer, ConvLayer):
+                shape_in = f"{layer.in_channels}x{layer.in_size}x{layer.in_size}"
+                shape_out = f"{layer.out_channels}x{layer.out_size}x{layer.out_size}"
+                what = f"  {layer.kernel}x{layer.kernel} conv, ReLU, {layer.pool}x{layer.pool} max-pool"
+            else:
+                shape_in, shape_out = str(layer.in_features), str(layer.out_features)
+                what = "  logits" if layer.last else "  ReLU"
+            lines.append(f"{layer.name:<7}{shape_in:>12}{shape_out:>12}{_product(layer.weight_shape):>10,}"
+                         f"{layer.macs:>10,}{what}")
+        lines.append(f"{'total':<31}{self.weights:>10,}{self.macs:>10,}")
+        return "\n".join(lines)
+
+
+_CONV_ITEM = r"\d+(?:k\d+)?(?:p\d+)?"
+_SPEC = re.compile(rf"(?:(?P<size>\d+)/)?(?P<convs>{_CONV_ITEM}(?:,{_CONV_ITEM})*):"
+                   r"(?P<hidden>(?:\d+(?:,\d+)*)?)(?::(?P<classes>\d+))?")
+_CONV = re.compile(r"(?P<channels>\d+)(?:k(?P<kernel>\d+))?(?:p(?P<pool>\d+))?")
+
+
+def _product(shape) -> int:
+    result = 1
+    for n in shape:
+        result *= n
+    return result
+
+
+# The network this project ships: LeNet-5 for 28x28 MNIST digits.
+LENET5 = Network()
+
+
+def parameter_shapes(network: Network = LENET5) -> dict[str, tuple[int, ...]]:
+    """State-dict names and shapes of ``network`` (``Network.parameter_shapes``)."""
+    return dict(network.parameter_shapes)

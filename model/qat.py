@@ -1,4 +1,4 @@
-"""LeNet-5 in PyTorch: float training, then quantization-aware training (QAT) whose forward pass
+"""LeNet-family networks in PyTorch: float training, then quantization-aware training (QAT) whose forward pass
 is exactly the hardware's Q2.6 arithmetic (``arith``), with straight-through gradients.
 
 Why the fake-quant forward is exact: weights, biases and activations are multiples of 1/64, so
@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import arith
-from .network import LENET5, ConvLayer
+from .network import LENET5, ConvLayer, Network
 
 
 def _ste(soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
@@ -59,14 +59,15 @@ def quantize_input(pixels_u8: torch.Tensor) -> torch.Tensor:
     return ((p * arith.SCALE + arith.PIXEL_MAX // 2) // arith.PIXEL_MAX).to(torch.float32) / arith.SCALE
 
 
-class LeNet5(nn.Module):
-    """LeNet-5 for 28x28 input. ``arithmetic=None`` is the float network; otherwise fake-quant."""
+class QuantLeNet(nn.Module):
+    """A ``Network`` in PyTorch. ``arithmetic=None`` is the float network; otherwise fake-quant."""
 
-    def __init__(self, arithmetic: arith.Arithmetic | None = None, layers=LENET5):
+    def __init__(self, arithmetic: arith.Arithmetic | None = None, network: Network = LENET5):
         super().__init__()
         self.arithmetic = arithmetic
-        self.layers = layers
-        for layer in layers:
+        self.network = network
+        self.layers = network.layers
+        for layer in self.layers:
             if isinstance(layer, ConvLayer):
                 module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel)
             else:
@@ -81,7 +82,7 @@ class LeNet5(nn.Module):
         return quantize_input(pixels_u8)
 
     def forward(self, pixels_u8: torch.Tensor) -> torch.Tensor:
-        """uint8 [N,28,28] -> logits. In fake-quant mode logits * 4096 are the integer logits."""
+        """uint8 [N,S,S] -> logits. In fake-quant mode logits * 4096 are the integer logits."""
         x = self.input(pixels_u8).unsqueeze(1).to(next(self.parameters()).dtype)
         q = self.arithmetic
         penalty = x.new_zeros(())
@@ -178,25 +179,27 @@ def _run_epochs(model, images, labels, epochs, lr, config, generator, label, pen
                 bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.4f}")
 
 
-def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = TrainConfig(), log=print):
-    """Float training, then QAT for ``arithmetic``. Returns (float_model, qat_model, seconds)."""
+def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = TrainConfig(), log=print,
+          network: Network = LENET5):
+    """Float training of ``network``, then QAT for ``arithmetic``. ``train_split``'s images must
+    already have the network's image size. Returns (float_model, qat_model, seconds)."""
     started = time.time()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     images = torch.from_numpy(np.array(train_split.images))  # a writable copy
     labels = torch.from_numpy(train_split.labels.astype(np.int64))
 
-    float_model = LeNet5(None)
+    float_model = QuantLeNet(None, network)
     _run_epochs(float_model, images, labels, config.float_epochs, config.lr, config, generator, "float", 0.0)
 
-    qat_model = LeNet5(arithmetic)
+    qat_model = QuantLeNet(arithmetic, network)
     qat_model.load_state_dict(float_model.state_dict())
     if arithmetic.overflow is arith.Overflow.WRAP:
         # Wrap-around turns an overflow into a large wrong activation, and the float network's
         # activations overflow often, so QAT in wrap mode from there does not recover. First
         # train with saturation while penalizing overflow, so that the network learns to stay in
         # range (where wrap and saturate agree), then finish in wrap mode with the same penalty.
-        warmup = LeNet5(arith.Arithmetic(arithmetic.rounding, arith.Overflow.SATURATE))
+        warmup = QuantLeNet(arith.Arithmetic(arithmetic.rounding, arith.Overflow.SATURATE), network)
         warmup.load_state_dict(float_model.state_dict())
         half = config.qat_epochs // 2
         _run_epochs(warmup, images, labels, half, config.qat_lr, config, generator, "QAT (saturate)",

@@ -1,8 +1,11 @@
 """Integer weight files: ``NAME.npz`` (int8 arrays named like the PyTorch state dict) plus
-``NAME.json`` (the manifest: format version, Q format, rounding, overflow, accuracies, seed).
+``NAME.json`` (the manifest: format version, the network, Q format, rounding, overflow,
+accuracies, training).
 
 The manifest sits beside the arrays, so the ``.npz`` holds nothing but the state dict and any
-numpy user can read it. Both files are written atomically.
+numpy user can read it. Both files are written atomically. ``docs/weights.md`` documents every
+field. Format version 2 records the network (``network.Network.to_dict``); a version-1 file,
+which has none, is the LeNet-5 it was written for.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import numpy as np
 from . import arith
 from .atomic import atomic_path
 from .errors import InputError
-from .network import LENET5, parameter_shapes
+from .network import LENET5, Network, NetworkError
 from .npz import read_npz
 
 FORMAT = "lenet-fpga-weights"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: no "network" field, always LeNet-5
 ASSETS = resources.files(__package__) / "assets"
 DEFAULT_WEIGHTS = Path(str(ASSETS / "lenet5_saturate.npz"))
 
@@ -41,18 +45,30 @@ class WeightSet:
             self.manifest.get("overflow", arith.Overflow.SATURATE),
         )
 
+    @property
+    def network(self) -> Network:
+        """The network these weights are for (LeNet-5 when the manifest names none)."""
+        return network_of(self.manifest)
+
     def __getitem__(self, name: str) -> np.ndarray:
         return self.params[name]
+
+
+def network_of(manifest: dict) -> Network:
+    """The network a manifest records (version 1 manifests have none: LeNet-5)."""
+    value = manifest.get("network")
+    return LENET5 if value is None else Network.from_dict(value)
 
 
 def manifest_path(npz_path) -> Path:
     return Path(npz_path).with_suffix(".json")
 
 
-def make_manifest(arithmetic: arith.Arithmetic, **extra) -> dict:
+def make_manifest(arithmetic: arith.Arithmetic, network: Network = LENET5, **extra) -> dict:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "network": network.to_dict(),
         "q_format": "Q2.6",
         "width": arith.WIDTH,
         "frac_bits": arith.FRAC_BITS,
@@ -62,18 +78,22 @@ def make_manifest(arithmetic: arith.Arithmetic, **extra) -> dict:
     }
 
 
-def check_params(params: dict, layers=LENET5, dtype=np.int8) -> dict[str, np.ndarray]:
-    """Every state-dict entry present, with its shape and dtype; nothing else."""
-    expected = parameter_shapes(layers)
+def check_params(params: dict, network: Network = LENET5, dtype=np.int8) -> dict[str, np.ndarray]:
+    """Every state-dict entry of ``network`` present, with its shape and dtype; nothing else."""
+    if not isinstance(network, Network):
+        raise TypeError(f"network must be a Network, not {network!r}")
+    expected = network.parameter_shapes
     missing = [name for name in expected if name not in params]
     extra = [name for name in params if name not in expected]
     if missing or extra:
-        raise InputError(f"weights do not match LeNet-5: missing {missing or 'none'}, unexpected {extra or 'none'}")
+        raise InputError(f"weights do not match the network {network.spec}: missing {missing or 'none'}, "
+                         f"unexpected {extra or 'none'}")
     checked = {}
     for name, shape in expected.items():
         array = np.asarray(params[name])
         if array.shape != shape:
-            raise InputError(f"weights: {name} has shape {list(array.shape)}, LeNet-5 needs {list(shape)}")
+            raise InputError(f"weights: {name} has shape {list(array.shape)}, the network {network.spec} "
+                             f"needs {list(shape)}")
         if array.dtype != dtype:
             raise InputError(f"weights: {name} has dtype {array.dtype}, expected {np.dtype(dtype)}")
         checked[name] = array
@@ -85,13 +105,33 @@ def save(path, params: dict, manifest: dict) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         raise InputError(f"weights file must end in .npz: {path}")
-    params = check_params(params)
+    params = check_params(params, network_of(manifest))
     text = json.dumps(manifest, indent=2) + "\n"  # fails before anything is written
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **params)
     with atomic_path(manifest_path(path)) as tmp:
         tmp.write_text(text)
     return path
+
+
+def save_with_float(path, params: dict, manifest: dict, float_params: dict) -> Path:
+    """``save``, and the float checkpoint the manifest's ``float_weights`` names beside it. Both
+    are checked first, and the float file goes away again if the integer one cannot be written,
+    so a failure leaves neither behind."""
+    path = Path(path)
+    network = network_of(manifest)
+    check_params(params, network)
+    check_params(float_params, network, dtype=np.float32)
+    float_path = path.parent / manifest["float_weights"]
+    existed = float_path.exists()
+    with atomic_path(float_path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **float_params)
+    try:
+        return save(path, params, manifest)
+    except BaseException:
+        if not existed:
+            float_path.unlink(missing_ok=True)
+        raise
 
 
 def load(path=None) -> WeightSet:
@@ -106,26 +146,65 @@ def load(path=None) -> WeightSet:
         manifest = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"weights manifest {mpath} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InputError(f"weights manifest {mpath} is nested too deeply to be a manifest") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{mpath} is not a lenet-fpga weights manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise InputError(
             f"{mpath} has format version {manifest.get('format_version')!r}; "
-            f"this lenet-fpga reads version {FORMAT_VERSION}"
+            f"this lenet-fpga reads versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
     if manifest.get("frac_bits") != arith.FRAC_BITS or manifest.get("width") != arith.WIDTH:
-        raise InputError(f"{mpath} is for Q{manifest.get('width')}.{manifest.get('frac_bits')}, not Q2.6")
+        raise InputError(f"{mpath}: the weights must be Q2.6 codes (\"width\": {arith.WIDTH}, \"frac_bits\": "
+                         f"{arith.FRAC_BITS}); the manifest gives width {manifest.get('width')!r}, "
+                         f"frac_bits {manifest.get('frac_bits')!r}")
+    for name, kind in (("rounding", arith.Rounding), ("overflow", arith.Overflow)):
+        if manifest.get(name) not in [k.value for k in kind]:
+            raise InputError(f"{mpath}: {name!r} must be one of {', '.join(k.value for k in kind)}, "
+                             f"not {manifest.get(name)!r}")
+    if manifest["format_version"] == 1 and "network" in manifest:
+        raise InputError(f"{mpath}: a version 1 manifest has no 'network' field (version 2 has)")
+    if manifest["format_version"] >= 2 and "network" not in manifest:
+        raise InputError(f"{mpath}: a version {manifest['format_version']} manifest must name its 'network'")
+    check_manifest_fields(manifest, mpath)
     try:
-        arith.Arithmetic(manifest.get("rounding"), manifest.get("overflow"))
-    except ValueError as e:
+        network = network_of(manifest)
+    except NetworkError as e:
         raise InputError(f"{mpath}: {e}") from None
-    params = load_arrays(path, np.int8)
+    params = load_arrays(path, np.int8, network)
     return WeightSet(params=params, manifest=manifest, path=path)
 
 
-def load_arrays(path, dtype) -> dict[str, np.ndarray]:
-    """The state-dict arrays of an .npz, checked against LeNet-5 (int8 codes or float32)."""
-    return check_params(read_npz(path, "weights"), dtype=dtype)
+# Optional manifest fields and the JSON types they must have: a wrong type is refused when the
+# file is read, not found by a TypeError minutes later.
+OPTIONAL_FIELDS = {"float_weights": str, "accuracy": dict, "training": dict, "seed": int, "source": dict}
+ACCURACY_FIELDS = {"float": (int, float), "fixed": (int, float), "n_images": int, "split": str}
+
+
+def check_manifest_fields(manifest: dict, where) -> None:
+    for name, kind in OPTIONAL_FIELDS.items():
+        if name in manifest and not isinstance(manifest[name], kind):
+            raise InputError(f"{where}: field {name!r} must be a {_json_type(kind)}, "
+                             f"not {_json_type(type(manifest[name]))}")
+    for name, kind in ACCURACY_FIELDS.items():
+        value = manifest.get("accuracy", {}).get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise InputError(f"{where}: field 'accuracy.{name}' must be a {_json_type(kind)}, "
+                             f"not {_json_type(type(value))}")
+
+
+def _json_type(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "string", dict: "object", int: "number", float: "number", list: "list", bool: "boolean",
+             type(None): "null"}
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+
+
+def load_arrays(path, dtype, network: Network = LENET5) -> dict[str, np.ndarray]:
+    """The state-dict arrays of an .npz, checked against ``network`` (int8 codes or float32)."""
+    return check_params(read_npz(path, "weights"), network, dtype=dtype)
 
 
 def load_float(weights: WeightSet) -> dict[str, np.ndarray] | None:
@@ -134,4 +213,9 @@ def load_float(weights: WeightSet) -> dict[str, np.ndarray] | None:
     if not name or weights.path is None:
         return None
     path = weights.path.parent / name
-    return load_arrays(path, np.float32) if path.is_file() else None
+    if not path.is_file():
+        return None
+    params = load_arrays(path, np.float32, weights.network)
+    if not all(np.isfinite(value).all() for value in params.values()):
+        raise InputError(f"float weights {path} hold NaN or infinite values")
+    return params

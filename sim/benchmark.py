@@ -22,24 +22,23 @@ import math
 import re
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..hdl.lenet import PRESETS, AcceleratorConfig, LeNetAccelerator, layer_report
+from ..hdl.accelerator import layer_report
+from ..hdl.lenet import PRESETS, StreamingConfig, preset
 from ..model import golden, mnist
 from ..model import images as image_sets
 from ..model import weights as weight_files
 from ..model.atomic import atomic_path
 from ..model.errors import InputError
-from ..model.network import IMAGE_SIZE
+from ..model.network import Network
 from ..model.weights import WeightSet
 from . import runner
 from .network import stream
 
-PIXEL_BOUND = IMAGE_SIZE * IMAGE_SIZE  # one pixel a cycle
 # Out-of-context place-and-route target: the ULX3S's FPGA, timing-driven towards this clock.
 PNR_DEVICE, PNR_NEXTPNR_DEVICE, PNR_PACKAGE = "LFE5U-85F", "--85k", "CABGA381"
 PNR_TARGET_MHZ = 100.0
@@ -47,10 +46,11 @@ PNR_TOP = "lenet5"
 RESOURCES = ("luts", "flip_flops", "block_ram", "dsp")
 
 
-def select_configs(names: str | None, presets: dict[str, AcceleratorConfig] = PRESETS) -> dict[str, AcceleratorConfig]:
-    """``"a,b"`` -> those presets in that order; ``None`` -> all of them."""
+def select_configs(names: str | None, network: Network, arithmetic,
+                   presets=PRESETS) -> dict[str, StreamingConfig]:
+    """``"a,b"`` -> those presets in that order, resolved against ``network``; ``None`` -> all of them."""
     if names is None:
-        return dict(presets)
+        return {name: preset(name, network, arithmetic, presets) for name in presets}
     wanted = [name.strip() for name in names.split(",")]
     if not all(wanted):
         raise InputError(f"--configs: empty name in {names!r}; known presets: {', '.join(presets)}")
@@ -58,14 +58,14 @@ def select_configs(names: str | None, presets: dict[str, AcceleratorConfig] = PR
     if unknown:
         raise InputError(f"unknown preset{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
                          f"known presets: {', '.join(presets)}")
-    return {name: presets[name] for name in dict.fromkeys(wanted)}
+    return {name: preset(name, network, arithmetic, presets) for name in dict.fromkeys(wanted)}
 
 
-def multiply_floors(rows: list[dict]) -> dict:
+def multiply_floors(rows: list[dict], pixel_bound: int) -> dict:
     """Floors from a layer report: every row with MACs is a layer computed on its own multipliers.
 
     Returns ``layers`` (name -> ceil(MACs / multipliers)), ``latency`` (their sum), ``interval``
-    (their maximum) and ``pixel_bound`` (784 cycles: the input takes one pixel a cycle).
+    (their maximum) and ``pixel_bound`` (the input takes one pixel a cycle: the network's pixels).
     """
     layers = {}
     for row in rows:
@@ -77,10 +77,10 @@ def multiply_floors(rows: list[dict]) -> dict:
     if not layers:
         raise ValueError("no layer with MACs in the report")
     return {"layers": layers, "latency": sum(layers.values()), "interval": max(layers.values()),
-            "pixel_bound": PIXEL_BOUND}
+            "pixel_bound": pixel_bound}
 
 
-def bench_images(n: int, data_dir) -> tuple[np.ndarray, str, image_sets.ImageSet | None]:
+def bench_images(n: int, data_dir, network: Network) -> tuple[np.ndarray, str, image_sets.ImageSet | None]:
     """The first ``n`` MNIST test images if the set is there, else the shipped digits; and the
     whole test set (``None`` when absent) for the accuracy."""
     try:
@@ -88,16 +88,16 @@ def bench_images(n: int, data_dir) -> tuple[np.ndarray, str, image_sets.ImageSet
     except InputError:
         split = None
     if split is not None:
-        test_set = image_sets.ImageSet(split.images, split.labels)
+        test_set = image_sets.ImageSet(split.images, split.labels).fitted(network)
         return test_set.head(n).images, "MNIST test images", test_set
-    samples = image_sets.load_image_set(None)
+    samples = image_sets.load_image_set(None).fitted(network)
     if n > len(samples):
         raise InputError(f"--rtl-images {n}: without the MNIST test set there are only the "
                          f"{len(samples)} shipped digits (see --data)")
     return samples.head(n).images, "shipped digits", None
 
 
-def place_and_route(weights: WeightSet, config: AcceleratorConfig, build_dir: Path, step=lambda _: None,
+def place_and_route(weights: WeightSet, config: StreamingConfig, build_dir: Path, step=lambda _: None,
                     time_limit_s: float | None = None) -> dict:
     """Synthesize (Yosys ``synth_ecp5``) and place-and-route (nextpnr-ecp5, ``--out-of-context``)
     the accelerator alone; its ports are not pins, so the design needs no board.
@@ -118,7 +118,7 @@ def place_and_route(weights: WeightSet, config: AcceleratorConfig, build_dir: Pa
     build_dir.mkdir(parents=True, exist_ok=True)
     step("generate")
     # As on a board: the ECP5 form of the design (DSP multipliers with their own registers).
-    design = rtlil.convert(LeNetAccelerator(weights, config), name=PNR_TOP, platform=ECP5Target())
+    design = rtlil.convert(config.build(weights), name=PNR_TOP, platform=ECP5Target())
     (build_dir / f"{PNR_TOP}.il").write_text(design)
     report_path = build_dir / f"{PNR_TOP}.report.json"
     report_path.unlink(missing_ok=True)
@@ -156,12 +156,12 @@ def _log_summary(log: Path, stderr: str) -> str:
     return "; ".join(errors[-2:] + [f"over capacity: {line}" for line in over]) or text[-500:]
 
 
-def bench_config(name: str, config: AcceleratorConfig, weights: WeightSet, images: np.ndarray, simulator: str,
+def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images: np.ndarray, simulator: str,
                  pnr_dir: Path | None = None, step=lambda _: None, pnr_time_limit_s: float | None = None) -> dict:
     """Everything the table shows for one preset except the accuracy."""
     step("layer report")
     rows = layer_report(weights, config)
-    floors = multiply_floors(rows)
+    floors = multiply_floors(rows, weights.network.pixels)
     for row in rows:
         row["floor"] = floors["layers"].get(row["layer"], 0)
     step("RTL stream")
@@ -197,7 +197,7 @@ def bench_config(name: str, config: AcceleratorConfig, weights: WeightSet, image
     return result
 
 
-def format_table(results: list[dict]) -> str:
+def format_table(results: list[dict], pixel_bound: int) -> str:
     def n(value, spec=","):
         return "-" if value is None else format(value, spec)
 
@@ -217,25 +217,25 @@ def format_table(results: list[dict]) -> str:
             f"{n(r['images_per_second'], ',.0f'):>10}{accuracy:>10}  {exact}")
     lines.append(f"cycles: latency = start to done of one image; interval = between images streamed back to back. "
                  f"floor = multiply floor\n(latency: sum, interval: max over the layers of ceil(MACs / multipliers)); "
-                 f"the pixel input alone bounds the interval at {PIXEL_BOUND} cycles (one pixel a cycle).")
+                 f"the pixel input alone bounds the interval at {pixel_bound} cycles (one pixel a cycle).")
     return "\n".join(lines)
 
 
 def cmd_bench(args) -> int:
-    configs = select_configs(args.configs)
     if args.rtl_images < 2:
         raise InputError("--rtl-images must be at least 2: the interval is the time between two images")
     if args.pnr_minutes and not args.pnr:
         raise InputError("--pnr-minutes limits place-and-route: give --pnr as well")
     ws = weight_files.load(args.weights)
-    configs = {name: replace(config, arithmetic=ws.arithmetic) for name, config in configs.items()}
+    network = ws.network
+    configs = select_configs(args.configs, network, ws.arithmetic)
     runner.prepare_simulator(args.simulator)
     if args.pnr:
         from ..boards.platforms import toolchain_env
 
         toolchain_env("ecp5")  # no tools: say so now, not after the simulations
     data_dir = Path(args.data) if args.data else mnist.default_data_dir()
-    images, source, test_set = bench_images(args.rtl_images, data_dir)
+    images, source, test_set = bench_images(args.rtl_images, data_dir, network)
     accuracy: dict[str, float] = {}  # by arithmetic: presets with the same one agree
     results = []
     with tqdm(configs.items(), desc="bench", unit="preset") as bar:
@@ -250,13 +250,13 @@ def cmd_bench(args) -> int:
                 key = config.arithmetic.describe()
                 if key not in accuracy:
                     step("golden model on the test set")
-                    accuracy[key] = golden.accuracy(golden.forward(test_set.images, ws.params, config.arithmetic),
-                                                    test_set.labels)
+                    accuracy[key] = golden.accuracy(
+                        golden.forward(test_set.images, ws.params, config.arithmetic, network), test_set.labels)
                 result["accuracy"] = accuracy[key]
             else:
                 result["accuracy"] = None
             results.append(result)
-    print(format_table(results))
+    print(format_table(results, network.pixels))
     print(f"RTL: {args.rtl_images} {source} streamed through {args.simulator}; "
           + ("accuracy on the 10,000 MNIST test images (golden model)." if test_set is not None
              else f"accuracy: the MNIST test set is not in {data_dir} (lenet-fpga download)."))
@@ -272,7 +272,8 @@ def cmd_bench(args) -> int:
         "rtl_images": args.rtl_images,
         "rtl_image_source": source,
         "accuracy_images": len(test_set) if test_set is not None else 0,
-        "pixel_bound": PIXEL_BOUND,
+        "network": network.spec,
+        "pixel_bound": network.pixels,
         "pnr": {"device": PNR_DEVICE, "package": PNR_PACKAGE, "target_mhz": PNR_TARGET_MHZ,
                 "out_of_context": True} if args.pnr else None,
         "configs": results,

@@ -26,8 +26,9 @@ def _run(ws, image_set, config, simulator, waves, quiet=False, jobs=1, back_to_b
                         back_to_back=back_to_back, progress=bar.update)
 
 
-def _image_set(args) -> image_sets.ImageSet:
-    """``--images FILE``, ``--mnist`` (the MNIST test set) or the shipped digits; ``--n`` first."""
+def _image_set(args, network) -> image_sets.ImageSet:
+    """``--images FILE``, ``--mnist`` (the MNIST test set) or the shipped digits; ``--n`` first;
+    at the network's input size."""
     if getattr(args, "mnist", False):
         if args.images is not None:
             raise InputError("--images and --mnist both name the images; give one")
@@ -35,8 +36,10 @@ def _image_set(args) -> image_sets.ImageSet:
 
         data = getattr(args, "data", None)
         split = mnist.load("test", data)
-        return image_sets.ImageSet(split.images, split.labels, Path(data or mnist.default_data_dir())).head(args.n)
-    return image_sets.load_image_set(args.images).head(args.n)
+        image_set = image_sets.ImageSet(split.images, split.labels, Path(data or mnist.default_data_dir()))
+    else:
+        image_set = image_sets.load_image_set(args.images)
+    return image_set.head(args.n).fitted(network)
 
 
 def _summary(run, image_set, config, simulator) -> dict:
@@ -60,7 +63,7 @@ def _summary(run, image_set, config, simulator) -> dict:
 def cmd_sim(args) -> int:
     ws = weight_files.load(args.weights)
     config = config_from_args(args, ws)
-    image_set = _image_set(args)
+    image_set = _image_set(args, ws.network)
     jobs = getattr(args, "jobs", 1)
     if args.waves and jobs > 1:
         raise InputError("--waves writes one waveform from one simulator run; use --jobs 1")
@@ -134,13 +137,14 @@ def _format_summary(s: dict) -> str:
 
 def cmd_demo(args) -> int:
     """The README's main job: shipped weights, shipped digits, golden model and RTL side by side."""
-    ws = weight_files.load(None)
-    image_set = image_sets.load_image_set(None)
+    ws = weight_files.load(getattr(args, "weights", None))
+    image_set = image_sets.load_image_set(None).fitted(ws.network)
     config = config_from_args(args, ws)
     simulator = args.simulator
     runner.prepare_simulator(simulator)
-    print(f"LeNet-5, {config.arithmetic.describe()}, weights {ws.path.name} "
-          f"(MNIST test accuracy {ws.manifest['accuracy']['fixed']:.2%} in the golden model)")
+    accuracy = ws.manifest.get("accuracy", {}).get("fixed")
+    print(f"network {ws.network.spec}, {config.arithmetic.describe()}, weights {ws.path.name}"
+          + (f" (MNIST test accuracy {accuracy:.2%} in the golden model)" if accuracy is not None else ""))
     run = _run(ws, image_set, config, simulator, waves=False)
     print("\n(exact: all ten RTL logits equal the golden model's, bit for bit)\n")
     for start in range(0, len(image_set), 10):

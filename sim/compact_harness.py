@@ -20,7 +20,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..hdl.compact import LENET5, CompactAccelerator, CompactConfig, cycle_model, plan_layers, rom_words
+from ..hdl.compact import CompactAccelerator, CompactConfig
 from ..model import golden
 from ..model.weights import WeightSet
 from . import runner
@@ -49,10 +49,8 @@ class CompactHarness(wiring.Component):
         self.accelerator = accelerator
         self.images = SimHarness(accelerator)
         config, lanes, words = accelerator.config, accelerator.lanes, accelerator.words
-        self.roms = [
-            Memory(shape=8 * lanes, depth=words, init=rom_words(ws, config))
-            for ws in banks
-        ]
+        self.roms = [Memory(shape=8 * lanes, depth=words, init=CompactAccelerator(ws, config).weight_words())
+                     for ws in banks]
         self.n_layers = len(accelerator.plans)
         super().__init__({
             **self.images.signature.members,
@@ -159,16 +157,19 @@ def simulate_compact(banks, segments, images, config: CompactConfig, simulator: 
     if segments[:, 1].sum() != len(images):
         raise ValueError(f"segments ask for {segments[:, 1].sum()} images, {len(images)} given")
     source = harness_verilog(banks, config)
-    result = runner.run(source, TOPLEVEL, f"{__package__}.tb_compact", {"images": images, "segments": segments},
+    network = banks[0].network
+    result = runner.run(source, TOPLEVEL, f"{__package__}.tb_compact",
+                        {"images": images, "segments": segments, "classes": network.classes},
                         simulator=simulator, waves=waves, build_root=build_root)
     golden_logits, start = [], 0
     for bank, n in segments:
-        golden_logits.append(golden.forward(images[start : start + n], banks[bank].params, config.arithmetic))
+        golden_logits.append(golden.forward(images[start : start + n], banks[bank].params, config.arithmetic,
+                                            network))
         start += n
-    golden_logits = np.concatenate(golden_logits) if golden_logits else np.zeros((0, 10), np.int64)
+    golden_logits = np.concatenate(golden_logits) if golden_logits else np.zeros((0, network.classes), np.int64)
     out = result.outputs
     return CompactRun(
         rtl_logits=out["logits"], rtl_class=out["klass"], golden_logits=golden_logits,
         golden_class=golden.classify(golden_logits), cycles=out["cycles"], stamps=out["stamps"],
-        model=cycle_model(plan_layers(LENET5, config.lanes)[0], config.lanes), sim_seconds=result.seconds, waves=result.waves,
+        model=CompactAccelerator(banks[0], config).cycle_model(), sim_seconds=result.seconds, waves=result.waves,
     )

@@ -12,20 +12,17 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hdl.lenet import LeNetAccelerator
-from ..model.network import IMAGE_SIZE
-
-PIXELS = IMAGE_SIZE * IMAGE_SIZE
 
 
 class SimHarness(wiring.Component):
     """``image`` (pixel k in bits 8k..8k+7, raster order) + ``start`` in; the accelerator's answer out."""
 
-    def __init__(self, accelerator: LeNetAccelerator):
+    def __init__(self, accelerator):
         self.accelerator = accelerator
+        self.pixels = accelerator.network.pixels
         acc_sig = accelerator.signature.members
         super().__init__({
-            "image": In(unsigned(8 * PIXELS)),
+            "image": In(unsigned(8 * self.pixels)),
             "start": In(1),
             "busy": Out(1),
             "receiving": Out(1),
@@ -38,8 +35,8 @@ class SimHarness(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.accelerator = acc = self.accelerator
-        pixels = Signal(unsigned(8 * PIXELS))
-        left = Signal(range(PIXELS + 1))
+        pixels = Signal(unsigned(8 * self.pixels))
+        left = Signal(range(self.pixels + 1))
         m.d.comb += [
             acc.start.eq(self.start),
             acc.pixels.payload.eq(pixels[:8]),
@@ -52,7 +49,7 @@ class SimHarness(wiring.Component):
             self.cycles.eq(acc.cycles),
         ]
         with m.If(self.start & ~acc.receiving):
-            m.d.sync += [pixels.eq(self.image), left.eq(PIXELS)]
+            m.d.sync += [pixels.eq(self.image), left.eq(self.pixels)]
         with m.Elif(acc.pixels.valid & acc.pixels.ready):
             m.d.sync += [pixels.eq(pixels >> 8), left.eq(left - 1)]
         return m

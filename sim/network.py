@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog as amaranth_verilog
 
-from ..hdl.lenet import AcceleratorConfig, LeNetAccelerator
+from ..hdl.lenet import StreamingConfig
 from ..model import golden
 from ..model.weights import WeightSet
 from . import runner
@@ -51,8 +51,8 @@ class NetworkRun:
         return int((~self.matches).sum())
 
 
-def harness_verilog(weights: WeightSet, config: AcceleratorConfig) -> str:
-    return amaranth_verilog.convert(SimHarness(LeNetAccelerator(weights, config)), name=TOPLEVEL)
+def harness_verilog(weights: WeightSet, config: StreamingConfig) -> str:
+    return amaranth_verilog.convert(SimHarness(config.build(weights)), name=TOPLEVEL)
 
 
 def shard_bounds(n: int, jobs: int, chunk: int | None = None) -> list[tuple[int, int]]:
@@ -70,7 +70,7 @@ def shard_bounds(n: int, jobs: int, chunk: int | None = None) -> list[tuple[int,
 def simulate(
     weights: WeightSet,
     images: np.ndarray,
-    config: AcceleratorConfig,
+    config: StreamingConfig,
     simulator: str = "verilator",
     waves: bool = False,
     chunk: int | None = None,
@@ -93,13 +93,14 @@ def simulate(
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if waves and jobs > 1:
         raise ValueError("waves need a single simulator run (jobs=1)")
+    network = weights.network
     source = harness_verilog(weights, config)
     bounds = shard_bounds(len(images), jobs, len(images) if waves else chunk)
     testbench = f"{__package__}.{'tb_stream' if back_to_back else 'tb_lenet'}"
 
     def one(bound):
         start, stop = bound
-        return runner.run(source, TOPLEVEL, testbench, {"images": images[start:stop]},
+        return runner.run(source, TOPLEVEL, testbench, {"images": images[start:stop], "classes": network.classes},
                           simulator=simulator, waves=waves, build_root=build_root)
 
     parts: dict[tuple[int, int], runner.SimResult] = {}
@@ -117,7 +118,7 @@ def simulate(
             raise
     ordered = [parts[bound] for bound in bounds]
     outputs = {key: np.concatenate([p.outputs[key] for p in ordered]) for key in ("logits", "klass", "cycles")}
-    golden_logits = golden.forward(images, weights.params, config.arithmetic)
+    golden_logits = golden.forward(images, weights.params, config.arithmetic, network)
     return NetworkRun(
         rtl_logits=outputs["logits"],
         rtl_class=outputs["klass"],
@@ -165,14 +166,16 @@ class StreamRun:
 def stream(
     weights: WeightSet,
     images: np.ndarray,
-    config: AcceleratorConfig,
+    config: StreamingConfig,
     simulator: str = "verilator",
     build_root=None,
 ) -> StreamRun:
     """Stream ``images`` back to back through the RTL in one simulator run (``tb_stream``)."""
     source = harness_verilog(weights, config)
-    golden_logits = golden.forward(images, weights.params, config.arithmetic)
-    result = runner.run(source, TOPLEVEL, f"{__package__}.tb_stream", {"images": images, "golden": golden_logits},
+    network = weights.network
+    golden_logits = golden.forward(images, weights.params, config.arithmetic, network)
+    result = runner.run(source, TOPLEVEL, f"{__package__}.tb_stream",
+                        {"images": images, "golden": golden_logits, "classes": network.classes},
                         simulator=simulator, build_root=build_root)
     out = result.outputs
     return StreamRun(

@@ -50,5 +50,5 @@ async def run_images(dut):
             cycles.append(c)
             stamps.append(unpack(dut.stamps.value.to_unsigned(), n_layers, 32))
         index += int(n)
-    tb_output(logits=np.array(logits, np.int64).reshape(-1, 10), klass=np.array(klass, np.int64),
+    tb_output(logits=np.array(logits, np.int64).reshape(-1, int(tb_data()["classes"])), klass=np.array(klass, np.int64),
               cycles=np.array(cycles, np.int64), stamps=np.array(stamps, np.int64).reshape(len(cycles), -1))

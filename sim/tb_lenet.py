@@ -1,6 +1,6 @@
 """cocotb testbench for the whole network: every image's ten logits, class and cycle count.
 
-Stimulus (``tb_data``): ``images`` uint8 [N,28,28]. The comparison with the golden model happens
+Stimulus (``tb_data``): ``images`` uint8 [N,S,S] and ``classes`` (the logits per image). The comparison with the golden model happens
 in the caller (``sim.network.simulate``), which gets ``logits``, ``klass`` and ``cycles`` back,
 so the same run serves the tests, ``lenet-fpga sim`` and the benchmarks.
 """
@@ -23,8 +23,9 @@ async def classify(dut, image: np.ndarray) -> tuple[list[int], int, int]:
     dut.start.value = 0
     await cocotb.triggers.with_timeout(RisingEdge(dut.done), TIMEOUT_CYCLES * 10, "ns")
     await ReadOnly()
-    width = len(dut.logits) // 10
-    logits = unpack(dut.logits.value.to_unsigned(), 10, width)
+    classes = int(tb_data()["classes"])
+    width = len(dut.logits) // classes
+    logits = unpack(dut.logits.value.to_unsigned(), classes, width)
     result = logits, dut.klass.value.to_unsigned(), dut.cycles.value.to_unsigned()
     await RisingEdge(dut.clk)
     return result

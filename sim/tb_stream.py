@@ -67,7 +67,8 @@ async def stream_images(dut):
     words = [image_word(image) for image in images]
     taken: list[int] = []
     feeder = cocotb.start_soon(feed(dut, words, clock, taken))
-    width = len(dut.logits) // 10
+    classes = int(data["classes"])
+    width = len(dut.logits) // classes
     logits, klass, cycles, done_at, matches = [], [], [], [], []
     for k in range(len(images)):
         # ``done`` pulses for one cycle, at least ten cycles apart (one per logit), so no rising
@@ -75,7 +76,7 @@ async def stream_images(dut):
         await with_timeout(RisingEdge(dut.done), TIMEOUT_CYCLES * PERIOD_NS, "ns")
         done_at.append(clock.now())
         await ReadOnly()
-        row = unpack(dut.logits.value.to_unsigned(), 10, width)
+        row = unpack(dut.logits.value.to_unsigned(), classes, width)
         logits.append(row)
         klass.append(dut.klass.value.to_unsigned())
         cycles.append(dut.cycles.value.to_unsigned())

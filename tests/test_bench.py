@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from lenet_fpga.cli import main
-from lenet_fpga.hdl.lenet import PRESETS, AcceleratorConfig
-from lenet_fpga.model import weights
+from lenet_fpga.hdl.lenet import PRESETS, Preset, StreamingConfig
+from lenet_fpga.model import arith, weights
+from lenet_fpga.model.network import LENET5, Network
 from lenet_fpga.model.errors import InputError
 from lenet_fpga.sim import benchmark
 from lenet_fpga.sim.network import simulate
@@ -23,7 +24,7 @@ def test_multiply_floors_of_a_made_up_layer_list():
         {"layer": "c", "macs": 1, "multipliers": 4},     # more multipliers than MACs: still 1
         {"layer": "d", "macs": 64, "multipliers": 8},    # 8
     ]
-    floors = benchmark.multiply_floors(rows)
+    floors = benchmark.multiply_floors(rows, 784)
     assert floors["layers"] == {"a": 15, "b": 1, "c": 1, "d": 8}
     assert floors["latency"] == 25 and floors["interval"] == 15
     assert floors["pixel_bound"] == 784
@@ -31,19 +32,22 @@ def test_multiply_floors_of_a_made_up_layer_list():
 
 def test_multiply_floors_reject_a_layer_without_multipliers():
     with pytest.raises(ValueError, match="no multipliers"):
-        benchmark.multiply_floors([{"layer": "a", "macs": 10, "multipliers": 0}])
+        benchmark.multiply_floors([{"layer": "a", "macs": 10, "multipliers": 0}], 784)
     with pytest.raises(ValueError, match="no layer"):
-        benchmark.multiply_floors([{"layer": "q", "macs": 0, "multipliers": 0}])
+        benchmark.multiply_floors([{"layer": "q", "macs": 0, "multipliers": 0}], 784)
 
 
 def test_select_configs():
-    presets = {"one": AcceleratorConfig(), "two": AcceleratorConfig(linear_lanes=4)}
-    assert list(benchmark.select_configs(None, presets)) == ["one", "two"]
-    assert list(benchmark.select_configs("two, one,two", presets)) == ["two", "one"]
+    presets = {"one": Preset("one", "", lambda network, a: StreamingConfig(a)),
+               "two": Preset("two", "", lambda network, a: StreamingConfig(a, linear_lanes=4))}
+    a = arith.Arithmetic("floor", "wrap")
+    selected = benchmark.select_configs(None, LENET5, a, presets)
+    assert list(selected) == ["one", "two"] and selected["two"] == StreamingConfig(a, linear_lanes=4)
+    assert list(benchmark.select_configs("two, one,two", LENET5, a, presets)) == ["two", "one"]
     with pytest.raises(InputError, match=r"unknown preset 'three'; known presets: one, two"):
-        benchmark.select_configs("one,three", presets)
+        benchmark.select_configs("one,three", LENET5, a, presets)
     with pytest.raises(InputError, match="empty name"):
-        benchmark.select_configs("one,", presets)
+        benchmark.select_configs("one,", LENET5, a, presets)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -69,16 +73,16 @@ def test_place_and_route_stops_at_its_time_limit(tmp_path, monkeypatch):
     ws = weights.load()
     start = time.monotonic()
     with pytest.raises(RuntimeError, match=r"synthesize stopped: not done within the 0.02-minute limit"):
-        benchmark.place_and_route(ws, AcceleratorConfig(ws.arithmetic), tmp_path / "pnr", time_limit_s=1.2)
+        benchmark.place_and_route(ws, StreamingConfig(ws.arithmetic), tmp_path / "pnr", time_limit_s=1.2)
     assert time.monotonic() - start < 30
     assert not (tmp_path / "pnr" / f"{benchmark.PNR_TOP}.report.json").exists()
 
 
 def test_bench_images_without_mnist(tmp_path):
-    images, source, test_set = benchmark.bench_images(3, tmp_path)
+    images, source, test_set = benchmark.bench_images(3, tmp_path, LENET5)
     assert images.shape == (3, 28, 28) and source == "shipped digits" and test_set is None
     with pytest.raises(InputError, match="only the 40 shipped digits"):
-        benchmark.bench_images(41, tmp_path)
+        benchmark.bench_images(41, tmp_path, LENET5)
 
 
 def test_resources_figure_draws_made_up_results(tmp_path):
@@ -139,8 +143,8 @@ def test_bench_baseline_table_json_plots(in_tmp_with_shared_build, capsys, simul
     ws = weights.load()
     from lenet_fpga.sim.benchmark import bench_images
 
-    images, _, _ = bench_images(1, None)
-    alone = simulate(ws, images, AcceleratorConfig(ws.arithmetic), simulator=simulator, build_root=sim_build)
+    images, _, _ = bench_images(1, None, LENET5)
+    alone = simulate(ws, images, StreamingConfig(ws.arithmetic), simulator=simulator, build_root=sim_build)
     assert int(alone.cycles[0]) == latency
 
     for name in ("cycles_per_layer.png",):
@@ -170,11 +174,11 @@ def test_bench_place_and_route(in_tmp_with_shared_build, capsys):
 
 def test_presets_all_have_engines_with_multipliers():
     """Every preset the benchmark will meet gives a layer report it can compute floors from."""
-    from lenet_fpga.hdl.lenet import layer_report
+    from lenet_fpga.hdl.accelerator import layer_report
 
     ws = weights.load()
-    for name, config in PRESETS.items():
-        floors = benchmark.multiply_floors(layer_report(ws, config))
+    for name, preset in PRESETS.items():
+        floors = benchmark.multiply_floors(layer_report(ws, preset.resolve(ws.network)), 784)
         assert floors["interval"] <= floors["latency"], name
         assert set(floors["layers"]) == {"conv1", "conv2", "fc1", "fc2", "fc3"}, name
 

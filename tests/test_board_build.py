@@ -11,9 +11,9 @@ import pytest
 from lenet_fpga.boards import build, platforms
 from lenet_fpga.boards.top import BoardTop
 from lenet_fpga.cli import main
-from lenet_fpga.hdl import compact
+from lenet_fpga.hdl import accelerator, compact
 from lenet_fpga.hdl.compact import CompactAccelerator, CompactConfig
-from lenet_fpga.hdl.lenet import AcceleratorConfig
+from lenet_fpga.hdl.lenet import StreamingConfig
 from lenet_fpga.model import weights
 from lenet_fpga.model.errors import InputError
 
@@ -54,8 +54,8 @@ def test_report_table_says_whether_timing_is_met():
 def test_full_network_does_not_fit_the_icebreaker_block_ram():
     ws = weights.load()
     with pytest.raises(InputError, match="does not fit the icebreaker.*kbit"):
-        build.check_fits(platforms.board("icebreaker"), ws, AcceleratorConfig())
-    build.check_fits(platforms.board("ulx3s-85f"), ws, AcceleratorConfig())  # fits: no error
+        build.check_fits(platforms.board("icebreaker"), ws, StreamingConfig())
+    build.check_fits(platforms.board("ulx3s-85f"), ws, StreamingConfig())  # fits: no error
 
 
 def test_compact_design_fits_the_icebreaker_and_checks_spram():
@@ -70,7 +70,10 @@ def test_compact_design_fits_the_icebreaker_and_checks_spram():
 def _args(**options):
     from argparse import Namespace
 
-    return Namespace(**{"preset": "baseline", "lanes": None, "rounding": None, "overflow": None, **options})
+    options = {"preset": "baseline", "lanes": None, "rounding": None, "overflow": None, **options}
+    if isinstance(options["lanes"], int):
+        options["lanes"] = (options["lanes"],)
+    return Namespace(**options)
 
 
 def test_each_board_builds_its_accelerator():
@@ -78,7 +81,7 @@ def test_each_board_builds_its_accelerator():
     ice, ulx = platforms.board("icebreaker"), platforms.board("ulx3s-85f")
     assert build.board_config(ice, _args(), ws) == CompactConfig(ws.arithmetic, lanes=8)
     assert build.board_config(ice, _args(lanes=5, rounding="floor"), ws).lanes == 5
-    assert isinstance(build.board_config(ulx, _args(), ws), AcceleratorConfig)
+    assert isinstance(build.board_config(ulx, _args(), ws), StreamingConfig)
     top = BoardTop(ws, CompactConfig(ws.arithmetic), ice)
     assert isinstance(top.accelerator, CompactAccelerator)
     assert top.link.info.weights_id == 0  # no weights in the bitstream: INFO must not name any
@@ -86,7 +89,7 @@ def test_each_board_builds_its_accelerator():
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--lanes", "2"], "--lanes 2: 2 lanes need 22,213 weight words"),
+    (["--lanes", "2"], "the compact design with 2 lanes cannot run 6,16:120,84: 2 lanes need 22,213 weight words"),
     (["--lanes", "9"], "--lanes 9: lanes must be an integer 1..8"),
     (["--preset", "fast"], "--preset fast configures the streaming design"),
 ])
@@ -155,7 +158,7 @@ def test_icebreaker_build_flow_up_to_the_tools(tmp_path, monkeypatch, capsys):
     assert report["resources"]["flip_flops"] == {"used": 1182, "available": 5280}
     assert list(report["resources"]) == ["luts", "flip_flops", "block_ram", "dsp", "spram"]
     assert report["timing_met"] and report["fmax_mhz"] == 22.5
-    assert report["cycles_per_image"] == compact.cycles_per_image(CompactConfig())
+    assert report["cycles_per_image"] == accelerator.cycles_per_image(weights.load(None), CompactConfig())
     assert report["images_per_second"] == pytest.approx(12e6 / report["cycles_per_image"])
 
 
@@ -245,7 +248,7 @@ def test_icebreaker_build_fits_and_meets_timing(tmp_path, capsys):
     assert report["timing_met"] and report["fmax_mhz"] >= 12
     assert resources["dsp"]["used"] == 8 and resources["spram"]["used"] == 4
     assert resources["luts"]["used"] <= resources["luts"]["available"]
-    assert report["cycles_per_image"] == compact.cycles_per_image(CompactConfig())
+    assert report["cycles_per_image"] == accelerator.cycles_per_image(weights.load(None), CompactConfig())
     assert os.path.getsize(report["bitstream"]) > 100_000
 
 

@@ -140,7 +140,7 @@ def test_board_weight_image_is_the_boards_design():
     image = image_of(None)
     assert len(image) == len(image_of(WRAP_WEIGHTS)) and image != image_of(WRAP_WEIGHTS)
     assert 44_190 <= len(image) < 46_000  # the codes, and the padding of the linear engines' last words
-    assert len(board_weight_image(shipped, lanes=10)) != len(image) or board_weight_image(shipped, lanes=10) != image
+    assert len(board_weight_image(shipped, lanes=(10,))) != len(image) or board_weight_image(shipped, lanes=(10,)) != image
     with pytest.raises(InputError, match="preset"):
         board_weight_image(shipped, preset="nonesuch")
 

@@ -90,12 +90,12 @@ def test_eval_missing_weights(capsys, mnist_dir):
 
 def test_eval_weights_of_another_format_version(capsys, weight_file, mnist_dir):
     manifest = json.loads(weight_file.with_suffix(".json").read_text())
-    manifest["format_version"] = 2
+    manifest["format_version"] = 3
     weight_file.with_suffix(".json").write_text(json.dumps(manifest))
     assert cli.main(["eval", "--weights", str(weight_file), "--data", str(mnist_dir)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert_one_error_line(captured.err, "eval", "format version 2")
+    assert_one_error_line(captured.err, "eval", "format version 3")
 
 
 def test_eval_weights_without_manifest(capsys, weight_file, mnist_dir):
@@ -150,12 +150,12 @@ def test_eval_json_on_random_weights(capsys, monkeypatch, weight_file, mnist_dir
     captured = capsys.readouterr()
     assert captured.err == ""
     result = json.loads(captured.out)
-    assert {"weights", "n_images", "rounding", "overflow", "fixed_accuracy", "manifest_accuracy", "seconds"} <= result.keys()
+    assert {"weights", "n_images", "rounding", "overflow", "fixed_accuracy", "recorded_accuracy", "seconds"} <= result.keys()
     assert "float_accuracy" not in result  # no float checkpoint beside these weights
     assert result["weights"] == str(weight_file)
     assert result["n_images"] == 10000
     assert (result["rounding"], result["overflow"]) == ("floor", "wrap")
-    assert result["manifest_accuracy"] == 0.25
+    assert result["recorded_accuracy"] == 0.25
 
     (images, params, arithmetic, logits), = calls
     assert arithmetic == arith.Arithmetic("floor", "wrap")
@@ -253,5 +253,5 @@ def test_script_eval_shipped_weights(mnist_dir):
     assert report["n_images"] == 10000
     manifest = json.loads(SHIPPED.with_suffix(".json").read_text())
     assert report["fixed_accuracy"] == manifest["accuracy"]["fixed"]
-    assert report["manifest_accuracy"] == manifest["accuracy"]["fixed"]
+    assert report["recorded_accuracy"] == manifest["accuracy"]["fixed"]
     assert 0.9 < report["fixed_accuracy"] <= 1 and 0.9 < report["float_accuracy"] <= 1

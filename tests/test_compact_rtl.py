@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pytest
 
-from lenet_fpga.hdl import compact
+from lenet_fpga.hdl import accelerator, compact
 from lenet_fpga.hdl.compact import CompactAccelerator, CompactConfig, plan_layers
 from lenet_fpga.model import arith, golden, images, weights
 from lenet_fpga.model.network import LENET5, ConvLayer
@@ -59,7 +59,7 @@ def _loop_offsets(levels) -> list[int]:
 @pytest.mark.parametrize("lanes", [8, 5])
 def test_loops_read_every_conv_window_in_pooling_order(lanes):
     plans, _ = plan_layers(LENET5, lanes)
-    for layer, plan in zip(LENET5, plans):
+    for layer, plan in zip(LENET5.layers, plans):
         reads = [[plan.act_base + p + t for t in _loop_offsets(plan.tap_loops)]
                  for p in _loop_offsets(plan.position_loops)]
         if isinstance(layer, ConvLayer):
@@ -77,7 +77,7 @@ def test_feature_maps_ping_pong_without_overlap():
     plans, depth = plan_layers(LENET5, 8)
     for before, after in zip(plans, plans[1:]):
         assert after.act_base == before.out_base
-    for plan, layer in zip(plans[:-1], LENET5):
+    for plan, layer in zip(plans[:-1], LENET5.layers):
         reads = range(plan.act_base, plan.act_base + (layer.in_channels * layer.in_size**2 if isinstance(layer, ConvLayer)
                                                       else layer.in_features))
         writes = range(plan.out_base, plan.out_base + layer.out_features)
@@ -91,7 +91,7 @@ def test_weight_image_byte_by_byte(lanes, random_params):
     rng = np.random.default_rng(5)
     ws = weights.WeightSet(random_params(rng, 127), {})
     config = CompactConfig(lanes=lanes)
-    image = compact.weight_image(ws, config)
+    image = accelerator.weight_image(ws, config)
     plans, _ = plan_layers(LENET5, lanes)
     assert len(image) == sum(p.words for p in plans) * lanes
     codes = np.frombuffer(image, np.int8).astype(np.int64)
@@ -113,13 +113,13 @@ def test_weight_image_byte_by_byte(lanes, random_params):
 
 def test_cycle_model_and_report():
     ws = weights.load()
-    rows = compact.layer_report(ws, CompactConfig())
+    rows = accelerator.layer_report(ws, CompactConfig())
     by_name = {row["layer"]: row for row in rows}
     assert by_name["conv1"]["cycles"] == 576 * 26 + 8 + 3  # positions x (bias + 25 taps) + drain
     assert by_name["fc3"]["cycles"] == 2 * 85 + 2 + 2  # 2 groups; the last logit is lane 1 of group 2
     total = sum(row["cycles"] for row in rows)
-    assert total == compact.cycles_per_image(CompactConfig()) == 40_494
-    floor = sum(layer.macs for layer in LENET5) / 8
+    assert total == accelerator.cycles_per_image(ws, CompactConfig()) == 40_494
+    floor = LENET5.macs / 8
     assert total < 1.2 * floor  # one shared array of 8 multipliers, busy 87 % of the time
     spram = sum(row["memory_bits"] for row in rows if row["memory"] == "spram")
     assert spram == 5684 * 64 <= 4 * 256 * 1024
@@ -130,9 +130,9 @@ def test_cycle_model_and_report():
 def test_accelerator_contract():
     ws = weights.load()
     acc = CompactAccelerator(ws, CompactConfig(ws.arithmetic, lanes=6))
-    assert acc.weights_in_bitstream is False and acc.multipliers == 6 and acc.config.linear_lanes == 6
-    assert acc.weight_image() == compact.weight_image(ws, CompactConfig(lanes=6))
-    assert acc.layer_report() == compact.layer_report(ws, CompactConfig(lanes=6))
+    assert acc.weights_in_bitstream is False and acc.multipliers == 6 and acc.config.lanes == 6
+    assert acc.weight_image() == accelerator.weight_image(ws, CompactConfig(lanes=6))
+    assert acc.layer_report() == accelerator.layer_report(ws, CompactConfig(lanes=6))
     assert set(acc.signature.members) >= {"pixels", "start", "busy", "receiving", "done", "klass", "logits",
                                           "cycles", "weights", "weights_restart"}
 
@@ -209,7 +209,8 @@ def test_five_lanes(simulator, sim_build, random_params):
     run = simulate_compact(banks, segments, imgs[: len(segments)], config, simulator=simulator,
                            build_root=sim_build)
     _check(run, f"5 lanes, {simulator}")
-    assert run.cycles[0] == compact.cycles_per_image(config) > compact.cycles_per_image(CompactConfig())
+    ws = banks[SHIPPED]
+    assert run.cycles[0] == accelerator.cycles_per_image(ws, config) > accelerator.cycles_per_image(ws, CompactConfig())
 
 
 @pytest.mark.slow
@@ -247,13 +248,13 @@ def test_behind_the_uart_link_with_weights_over_the_line(sim_build):
     link = UARTLink(CompactAccelerator(ws, config), divisor, 50 * divisor)
     imgs = SAMPLES.images[:2]
     logits = golden.forward(imgs, ws.params, ws.arithmetic)
-    cycles = compact.cycles_per_image(config)
+    cycles = accelerator.cycles_per_image(ws, config)
     data = {
         "divisor": divisor, "timeout_cycles": link.timeout_cycles, "seed": 9500, "gap_bits": 0.0,
         "images": imgs, "logits": logits, "klass": golden.classify(logits), "logits_new": logits,
         "info": np.frombuffer(link.info.encode(), np.uint8), "cycles_min": cycles, "cycles_max": cycles,
         "in_bitstream": False, "linger_cycles": 0, "chunk": protocol.MAX_CHUNK,
-        "weight_image": np.frombuffer(compact.weight_image(ws, config), np.uint8),
+        "weight_image": np.frombuffer(accelerator.weight_image(ws, config), np.uint8),
         "weights_id": protocol.weights_id(ws.params),
     }
     runner.run(verilog.convert(link, name="uart_link"), "uart_link", "lenet_fpga.sim.tb_link", data,

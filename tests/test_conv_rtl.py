@@ -26,7 +26,7 @@ from lenet_fpga.sim.ecp5_models import mult18x18d_model
 SIMULATOR = os.environ.get("LENET_FPGA_SIMULATOR", "icarus")
 TB = "lenet_fpga.sim.tb_conv"
 MODES = [arith.Arithmetic(r, o) for o in arith.Overflow for r in arith.Rounding]
-CONV1, CONV2 = LENET5[0], LENET5[1]
+CONV1, CONV2 = LENET5.conv_layers
 # (in_channels, out_channels, size)
 SMALL = (2, 3, 7)
 FEW_STEPS = (1, 2, 7)  # fewer steps per window than K: the input is the bottleneck at row ends

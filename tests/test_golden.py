@@ -177,7 +177,7 @@ def test_accumulators_stay_within_accumulator_bound():
     for code in (-128, 127):
         params = {name: np.full(shape, code, np.int8) for name, shape in network.parameter_shapes().items()}
         _, trace = golden.forward(images, params, trace=True)
-        for layer in network.LENET5:
+        for layer in network.LENET5.layers:
             if isinstance(layer, network.ConvLayer):
                 n_terms = layer.in_channels * layer.kernel**2
             else:
@@ -328,7 +328,7 @@ def torch_fake_quant_logits(params, images, arithmetic):
 
     from lenet_fpga.model import qat
 
-    model = qat.LeNet5(arithmetic)
+    model = qat.QuantLeNet(arithmetic)
     state = {name: torch.from_numpy(code.astype(np.float32) / 64) for name, code in params.items()}
     model.load_state_dict(state)
     model.eval()
@@ -373,7 +373,7 @@ def test_float_forward_matches_torch_float_model():
     from lenet_fpga.model import qat
 
     torch.manual_seed(0)
-    model = qat.LeNet5(None).eval()
+    model = qat.QuantLeNet(None).eval()
     params = model.float_params()
     rng = np.random.default_rng(13)
     images = make_images(rng, 16)

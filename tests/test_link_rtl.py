@@ -22,11 +22,14 @@ from amaranth.sim import Simulator
 
 from lenet_fpga.boards import protocol
 from lenet_fpga.boards.link import UARTLink, crc8_next
-from lenet_fpga.hdl.lenet import AcceleratorConfig, LeNetAccelerator, accelerator_ports, weight_image
+from lenet_fpga.hdl.accelerator import Accelerator, weight_image
+from lenet_fpga.hdl.lenet import StreamingConfig, LeNetAccelerator
 from lenet_fpga.hdl.loader import WeightLoader
 from lenet_fpga.model import golden, images, weights
 from lenet_fpga.model.errors import InputError
-from lenet_fpga.model.network import IMAGE_SIZE, N_CLASSES
+from lenet_fpga.model.network import LENET5
+
+IMAGE_SIZE, N_CLASSES = LENET5.image_size, LENET5.classes
 from lenet_fpga.sim import runner
 
 TB = "lenet_fpga.sim.tb_link"
@@ -58,7 +61,7 @@ def standin_logits(imgs: np.ndarray, bias=STANDIN_BIAS) -> np.ndarray:
     return np.asarray(bias) + np.stack([x[:, k % N_CLASSES == j].sum(axis=1) for j in range(N_CLASSES)], axis=1)
 
 
-class StandInAccelerator(wiring.Component):
+class StandInAccelerator(Accelerator):
     """The ``LeNetAccelerator`` ports (start/busy/done handshake, ``cycles`` counted the same
     way) around ``standin_logits``; it refuses pixels on an irregular pattern, so the link's
     feeding must hold them. Its weights are the ten biases, signed 24-bit words in a memory
@@ -66,11 +69,10 @@ class StandInAccelerator(wiring.Component):
     answer (adds ``BROKEN``). It stays ``busy`` ``linger`` cycles after each ``done``."""
 
     def __init__(self, bias=STANDIN_BIAS, in_bitstream: bool = True, linger: int = 0):
-        self.logit_shape = signed(24)
-        self.config = AcceleratorConfig(linear_lanes=3)
         self.weights_in_bitstream = in_bitstream
         self._linger = linger
-        super().__init__(accelerator_ports(self.logit_shape))
+        nothing = {name: np.zeros(shape, np.int8) for name, shape in LENET5.parameter_shapes.items()}
+        super().__init__(weights.WeightSet(nothing, {}), StreamingConfig(linear_lanes=3), logits=signed(24))
         self.bias_memory = Memory(shape=signed(24), depth=N_CLASSES, init=[int(b) for b in bias])
         self._bias_read = self.bias_memory.read_port()
         self.weight_loader = WeightLoader([self.bias_memory])
@@ -226,7 +228,7 @@ def test_link_real_accelerator(simulator, sim_build):
     ws = weights.load()
     imgs = SAMPLES.images[:3]
     logits = golden.forward(imgs, ws.params, ws.arithmetic)
-    accelerator = LeNetAccelerator(ws, AcceleratorConfig(ws.arithmetic))
+    accelerator = LeNetAccelerator(ws, StreamingConfig(ws.arithmetic))
     link = UARTLink(accelerator, DIVISOR, TIMEOUT_CYCLES, weights_id=protocol.weights_id(ws.params))
     assert link.info.logit_bits == accelerator.logit_shape.width
     result = runner.run(verilog.convert(link, name=TOPLEVEL), TOPLEVEL, TB,
@@ -250,7 +252,7 @@ def test_link_loads_other_weights_verilator(sim_build):
     ws = weights.load()
     other = weights.load(WRAP_WEIGHTS)
     imgs = SAMPLES.images[:3]
-    config = AcceleratorConfig(ws.arithmetic)
+    config = StreamingConfig(ws.arithmetic)
     logits = golden.forward(imgs, ws.params, ws.arithmetic)
     logits_new = golden.forward(imgs, other.params, ws.arithmetic)  # the board's arithmetic, not theirs
     assert (logits_new != logits).any()
@@ -297,15 +299,8 @@ def test_crc8_next_is_protocol_crc8():
 
 
 def test_link_rejects_bad_parameters():
-    with pytest.raises(TypeError, match="LeNetAccelerator ports"):
+    with pytest.raises(TypeError, match="must be an hdl.accelerator.Accelerator"):
         UARTLink(Module(), DIVISOR, TIMEOUT_CYCLES)
-
-    class NoImage(wiring.Component):  # the ports, but no weight_image()
-        def __init__(self):
-            super().__init__(accelerator_ports(signed(24)))
-
-    with pytest.raises(TypeError, match="weight_image"):
-        UARTLink(NoImage(), DIVISOR, TIMEOUT_CYCLES)
     with pytest.raises(ValueError, match="two byte times"):
         UARTLink(StandInAccelerator(), DIVISOR, 10 * DIVISOR)
     with pytest.raises(ValueError, match="at least 4"):

@@ -10,8 +10,8 @@ from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from lenet_fpga.hdl import lenet, loader
-from lenet_fpga.hdl.lenet import AcceleratorConfig, LeNetAccelerator
+from lenet_fpga.hdl import accelerator, loader
+from lenet_fpga.hdl.lenet import StreamingConfig, LeNetAccelerator
 from lenet_fpga.hdl.loader import WeightLoader, image_size, weight_image, word_bytes
 from lenet_fpga.model import weights
 
@@ -159,7 +159,7 @@ def test_accelerator_weight_memories_and_image(random_params):
     """The accelerator's weight image is its conv and linear weight and bias memories, and the
     image of other weights differs from the shipped one in the memories' words only."""
     ws = weights.load()
-    config = AcceleratorConfig(ws.arithmetic)
+    config = StreamingConfig(ws.arithmetic)
     acc = LeNetAccelerator(ws, config)
     memories = acc.weight_memories()
     names = {id(getattr(block, attr)): f"{name}.{attr}" for name, block in acc.engines.items()
@@ -173,5 +173,5 @@ def test_accelerator_weight_memories_and_image(random_params):
     n_params = sum(p.size for p in ws.params.values())
     assert n_params <= len(image) < 1.1 * n_params, f"{len(image)} bytes for {n_params} codes"
     other = weights.WeightSet(random_params(np.random.default_rng(4300)), ws.manifest)
-    other_image = lenet.weight_image(other, config)
+    other_image = accelerator.weight_image(other, config)
     assert len(other_image) == len(image) and other_image != image

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lenet_fpga.hdl.lenet import PRESETS, AcceleratorConfig, fc1_input_order
+from lenet_fpga.hdl.lenet import StreamingConfig, first_linear_input_order, preset
 from lenet_fpga.model import arith, golden, images, weights
 from lenet_fpga.model.network import LENET5
 from lenet_fpga.sim.network import simulate
@@ -31,18 +31,18 @@ def _check(run, label):
 
 def test_fc1_input_order_is_the_flatten_permutation():
     """The generator's fc1 column permutation computes the golden (channel, row, col) flatten."""
-    conv2 = LENET5[1]
+    conv2 = LENET5.conv_layers[-1]
     rng = np.random.default_rng(3)
     pooled = rng.integers(-128, 128, (conv2.out_channels, conv2.out_size, conv2.out_size))
     stream_order = pooled.transpose(1, 2, 0).reshape(-1)  # what pool2 emits
-    order = fc1_input_order(conv2)
+    order = first_linear_input_order(conv2)
     np.testing.assert_array_equal(stream_order, pooled.reshape(-1)[order])
     assert sorted(order.tolist()) == list(range(conv2.out_features))
 
 
 def test_shipped_weights_on_sample_digits(simulator, sim_build):
     ws = weights.load()
-    run = simulate(ws, _images_for(simulator, 3), AcceleratorConfig(ws.arithmetic), simulator=simulator,
+    run = simulate(ws, _images_for(simulator, 3), StreamingConfig(ws.arithmetic), simulator=simulator,
                    build_root=sim_build)
     _check(run, f"shipped weights on {simulator}")
     assert (run.rtl_class == SAMPLES.labels[: len(run.rtl_class)]).mean() >= 0.9
@@ -51,7 +51,7 @@ def test_shipped_weights_on_sample_digits(simulator, sim_build):
 def test_wrap_weights_in_wrap_mode(simulator, sim_build):
     ws = weights.load(weights.ASSETS / "lenet5_wrap.npz")
     assert ws.arithmetic.overflow is arith.Overflow.WRAP
-    run = simulate(ws, _images_for(simulator, 2), AcceleratorConfig(ws.arithmetic), simulator=simulator,
+    run = simulate(ws, _images_for(simulator, 2), StreamingConfig(ws.arithmetic), simulator=simulator,
                    build_root=sim_build)
     _check(run, f"wrap weights on {simulator}")
 
@@ -69,15 +69,15 @@ def test_large_random_weights_every_mode(mode, simulator, sim_build, random_para
     acc = np.concatenate([trace[f"{n}.acc"].reshape(-1) for n in ("conv1", "conv2", "fc1", "fc2")])
     assert (np.abs(acc) >= (arith.QMAX + 1) << arith.FRAC_BITS).any(), "no overflow: the test would prove nothing"
     assert (requantized > 0).any()
-    run = simulate(ws, imgs, AcceleratorConfig(mode), simulator=simulator, build_root=sim_build)
+    run = simulate(ws, imgs, StreamingConfig(mode), simulator=simulator, build_root=sim_build)
     _check(run, f"random weights, {mode.describe()}, {simulator}")
 
 
 # The generator's other sizes: the "fast" preset, and an odd mix (filters 2 and 4 at once, lane
 # counts that leave part-used words, logic multipliers in conv1 and fc3) that no preset uses.
 OTHER_CONFIGS = {
-    "fast": PRESETS["fast"],
-    "mixed": AcceleratorConfig(conv_filters=(2, 4), linear_lanes=(7, 9, 3), soft_multipliers=("conv1", "fc3")),
+    "fast": preset("fast", LENET5),
+    "mixed": StreamingConfig(conv_filters=(2, 4), linear_lanes=(7, 9, 3), soft_multipliers=("conv1", "fc3")),
 }
 
 
@@ -95,7 +95,7 @@ def test_other_configurations_large_random_weights(name, mode, simulator, sim_bu
 
 def test_fast_preset_shipped_weights(simulator, sim_build):
     ws = weights.load()
-    run = simulate(ws, _images_for(simulator, 2), replace(PRESETS["fast"], arithmetic=ws.arithmetic),
+    run = simulate(ws, _images_for(simulator, 2), preset("fast", ws.network, ws.arithmetic),
                    simulator=simulator, build_root=sim_build)
     _check(run, f"fast preset, shipped weights on {simulator}")
     # The layers are balanced and overlap: an image takes about a third of the baseline's cycles.
@@ -108,7 +108,7 @@ def test_thousand_mnist_test_images_verilator(sim_build, mnist_dir):
 
     split = mnist.load("test", mnist_dir)
     ws = weights.load()
-    run = simulate(ws, split.images[:1000], AcceleratorConfig(ws.arithmetic), simulator="verilator",
+    run = simulate(ws, split.images[:1000], StreamingConfig(ws.arithmetic), simulator="verilator",
                    build_root=sim_build)
     _check(run, "1000 MNIST test images")
 
@@ -124,7 +124,7 @@ def test_verilator_smoke_all_sample_digits(sim_build):
     except InputError as e:
         pytest.skip(str(e))
     ws = weights.load()
-    run = simulate(ws, SAMPLES.images, AcceleratorConfig(ws.arithmetic), simulator="verilator", build_root=sim_build)
+    run = simulate(ws, SAMPLES.images, StreamingConfig(ws.arithmetic), simulator="verilator", build_root=sim_build)
     _check(run, "shipped weights, 40 digits, verilator")
     assert (run.rtl_class == SAMPLES.labels).mean() >= 0.95
     assert run.cycles.max() <= 14_200, "cycles per image above the issue's 1.25x-of-floor target"

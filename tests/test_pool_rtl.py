@@ -21,7 +21,7 @@ from lenet_fpga.sim import runner
 
 SIMULATOR = os.environ.get("LENET_FPGA_SIMULATOR", "icarus")
 TB = "lenet_fpga.sim.tb_pool"
-CONV1, CONV2 = LENET5[0], LENET5[1]
+CONV1, CONV2 = LENET5.conv_layers
 # (channels, height, width, size)
 GEOMETRIES = {
     "pool1": (CONV1.out_channels, CONV1.conv_size, CONV1.conv_size, CONV1.pool),

@@ -80,13 +80,15 @@ def test_sim_own_image_file(tmp_path, capsys, simulator):
 
 @pytest.mark.parametrize("arrays, message", [
     ({"images": "float"}, "uint8"),
-    ({"images": "shape"}, "[N,28,28]"),
+    ({"images": "shape"}, "[N,S,S]"),
+    ({"images": "large"}, "the images are 32x32; the network takes 28x28"),
     ({"pictures": "ok"}, "no 'images'"),
 ])
 def test_sim_bad_image_file_is_a_clean_error(tmp_path, capsys, arrays, message):
     import numpy as np
 
-    made = {"float": np.zeros((2, 28, 28), np.float32), "shape": np.zeros((2, 32, 32), np.uint8),
+    made = {"float": np.zeros((2, 28, 28), np.float32), "shape": np.zeros((2, 28, 27), np.uint8),
+            "large": np.zeros((2, 32, 32), np.uint8),
             "ok": np.zeros((2, 28, 28), np.uint8)}
     np.savez(tmp_path / "bad.npz", **{k: made[v] for k, v in arrays.items()})
     assert main(["sim", "--images", str(tmp_path / "bad.npz")]) == 2

@@ -81,7 +81,10 @@ def test_npz_is_a_plain_state_dict(saved, params):
         assert sorted(npz.files) == sorted(SHAPES)
         assert all(np.array_equal(npz[name], params[name]) for name in SHAPES)
     data = json.loads(saved.with_suffix(".json").read_text())
-    assert data["format"] == "lenet-fpga-weights" and data["format_version"] == 1
+    assert data["format"] == "lenet-fpga-weights" and data["format_version"] == 2
+    assert data["network"] == {"image_size": 28, "convs": [{"channels": 6, "kernel": 5, "pool": 2},
+                                                           {"channels": 16, "kernel": 5, "pool": 2}],
+                               "hidden": [120, 84], "classes": 10}
     assert (data["q_format"], data["width"], data["frac_bits"]) == ("Q2.6", 8, 6)
     assert (data["rounding"], data["overflow"]) == ("floor", "wrap")
     assert data["seed"] == 3
@@ -117,10 +120,10 @@ def test_missing_manifest(saved):
         weights.load(saved)
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None])
+@pytest.mark.parametrize("version", [0, 3, "1", None, True])
 def test_wrong_format_version(saved, version):
     write_manifest(saved, format_version=version)
-    with pytest.raises(InputError, match="format version .*this lenet-fpga reads version 1"):
+    with pytest.raises(InputError, match="format version .*this lenet-fpga reads versions 1, 2"):
         weights.load(saved)
 
 
@@ -148,10 +151,10 @@ def test_manifest_not_utf8(saved):
 
 def test_manifest_for_another_q_format(saved):
     write_manifest(saved, frac_bits=5)
-    with pytest.raises(InputError, match="Q8.5, not Q2.6"):
+    with pytest.raises(InputError, match="must be Q2.6 codes .* gives width 8, frac_bits 5"):
         weights.load(saved)
     write_manifest(saved, frac_bits=6, width=16)
-    with pytest.raises(InputError, match="not Q2.6"):
+    with pytest.raises(InputError, match="must be Q2.6 codes .* gives width 16, frac_bits 6"):
         weights.load(saved)
 
 
@@ -173,7 +176,7 @@ def save_raw(path: Path, arrays: dict, manifest: dict) -> Path:
 def test_load_wrong_shape(tmp_path, params, manifest):
     bad = {**params, "fc1.weight": np.zeros((120, 255), np.int8)}
     path = save_raw(tmp_path / "w.npz", bad, manifest)
-    with pytest.raises(InputError, match=r"fc1.weight has shape \[120, 255\], LeNet-5 needs \[120, 256\]"):
+    with pytest.raises(InputError, match=r"fc1.weight has shape \[120, 255\], the network 6,16:120,84 needs \[120, 256\]"):
         weights.load(path)
 
 

@@ -1,0 +1,159 @@
+"""The one interface of every accelerator this project generates, as ``amaranth.lib.fifo``'s
+``FIFOInterface`` is the one interface of every FIFO.
+
+Two generators implement it: the streaming ``LeNetAccelerator`` (``hdl/lenet.py``: an engine per
+layer, weights in block RAM initial values) and the ``CompactAccelerator`` (``hdl/compact.py``:
+one shared multiplier array, weights in SPRAM loaded at run time). A caller (the board top, the
+UART link, the simulation harness, ``build``, ``bench``) holds an ``Accelerator`` and a design
+configuration and never asks which one it has.
+
+Ports (``accelerator_ports``; ``docs/interface.md`` has the timing)::
+
+    pixels           In   stream of uint8 pixels, raster order, ``network.pixels`` per image
+    start            In   open the pixel input for one image (taken while ``receiving`` is low)
+    receiving        Out  the pixel input is open
+    busy             Out  an image is in flight
+    done             Out  one-cycle pulse per image, in order, when its answer is ready
+    klass            Out  the answer: index of the first largest logit
+    logits           Out  ``network.classes`` raw last-layer accumulators, logit 0 in the low bits
+    cycles           Out  cycles from ``start`` taken to ``done``, inclusive
+    weights          In   stream of weight-image bytes (run-time weight loading)
+    weights_restart  In   the next ``weights`` byte is byte 0 of the image
+"""
+
+from __future__ import annotations
+
+import gc
+import warnings
+
+from amaranth.hdl import UnusedElaboratable, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..model import arith
+from ..model.network import Network
+from ..model.weights import WeightSet
+from .datapath import accumulator_shape
+
+CYCLE_COUNTER_WIDTH = 32
+
+
+def logit_shape(network: Network):
+    """The signed shape of a logit: the last layer's accumulator."""
+    return accumulator_shape(network.linear_layers[-1].in_features)
+
+
+def accelerator_ports(network: Network, logits=None) -> dict:
+    """The ports of an accelerator for ``network``; anything that drives or stands in for one
+    uses the same ports. ``logits`` overrides the logits' shape (``logit_shape``)."""
+    shape = logit_shape(network) if logits is None else logits
+    return {
+        "pixels": In(stream.Signature(unsigned(8))),
+        "start": In(1),
+        "busy": Out(1),        # an image is in flight
+        "receiving": Out(1),   # the pixel input is open; a start now is ignored
+        "done": Out(1),
+        "klass": Out(range(network.classes)),
+        "logits": Out(data.ArrayLayout(shape, network.classes)),
+        "cycles": Out(CYCLE_COUNTER_WIDTH),
+        # Run-time weight loading: the bytes of the accelerator's weight image, in order, sent
+        # only while no image is in flight; a pulse on weights_restart makes the next byte byte 0.
+        "weights": In(stream.Signature(unsigned(8))),
+        "weights_restart": In(1),
+    }
+
+
+class Accelerator(wiring.Component):
+    """A generated LeNet-family accelerator (see the module docstring for the ports).
+
+    Parameters
+    ----------
+    weights : WeightSet
+        The integer network; its manifest names the ``Network``.
+    config
+        The generator's configuration (``StreamingConfig`` or ``CompactConfig``), which says
+        the arithmetic.
+    logits : shape, optional
+        Logits wider than the last layer's accumulator (only a test's stand-in needs it).
+
+    Attributes
+    ----------
+    network : Network
+    config
+    arithmetic : arith.Arithmetic
+    weights_in_bitstream : bool
+        True if the design's memories start with the weights (valid from configuration); False
+        if they must be sent through ``weights`` first.
+    design : str
+        Which generator: ``"streaming"`` or ``"compact"``.
+    """
+
+    weights_in_bitstream: bool
+    design: str
+
+    def __init__(self, weights: WeightSet, config, logits=None):
+        if not isinstance(weights, WeightSet):
+            raise TypeError(f"weights must be a WeightSet, not {type(weights).__name__}")
+        if not isinstance(getattr(config, "arithmetic", None), arith.Arithmetic):
+            raise TypeError(f"config must be a design configuration with an arithmetic, not {config!r}")
+        self._weights = weights
+        self._network = weights.network
+        self._config = config
+        self.logit_shape = logit_shape(self._network) if logits is None else logits
+        super().__init__(accelerator_ports(self._network, self.logit_shape))
+
+    @property
+    def network(self) -> Network:
+        return self._network
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def arithmetic(self) -> arith.Arithmetic:
+        return self._config.arithmetic
+
+    def weight_image(self) -> bytes:
+        """The bytes to send through ``weights`` to load the weights this design was built with."""
+        raise NotImplementedError
+
+    def layer_report(self) -> list[dict]:
+        """One row per block that has memory or multipliers, each a dict with ``layer``, ``macs``,
+        ``multipliers``, ``memory_bits``, ``memory`` (``"bram"`` or ``"spram"``) and ``cycles``
+        (the block alone for one image; 0 where it has no cycles of its own)."""
+        raise NotImplementedError
+
+    @property
+    def cycles_per_image(self) -> int | None:
+        """Cycles from start to done of one image by the design's own cycle model, or None when
+        it has none (the streaming design's layers overlap: simulation measures it)."""
+        return None
+
+    @property
+    def multipliers(self) -> int:
+        return sum(row["multipliers"] for row in self.layer_report())
+
+
+def _read_from_unused(weights: WeightSet, config, read):
+    with warnings.catch_warnings():
+        # The blocks are built only to be read; Amaranth would warn that they were never used.
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        value = read(config.build(weights))
+        gc.collect()
+    return value
+
+
+def layer_report(weights: WeightSet, config) -> list[dict]:
+    """``Accelerator.layer_report`` without keeping (or elaborating) the design."""
+    return _read_from_unused(weights, config, lambda accelerator: accelerator.layer_report())
+
+
+def weight_image(weights: WeightSet, config) -> bytes:
+    """``Accelerator.weight_image`` without keeping (or elaborating) the design."""
+    return _read_from_unused(weights, config, lambda accelerator: accelerator.weight_image())
+
+
+def cycles_per_image(weights: WeightSet, config) -> int | None:
+    """``Accelerator.cycles_per_image`` without keeping (or elaborating) the design."""
+    return _read_from_unused(weights, config, lambda accelerator: accelerator.cycles_per_image)
