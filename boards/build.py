@@ -17,10 +17,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..hdl import accelerator, compact
+from ..hdl import accelerator
 from ..hdl.commands import config_from_args
 from ..model import weights as weight_files
-from ..model.commands import arithmetic_from_args
 from ..model.errors import InputError
 from ..model.weights import WeightSet
 from .platforms import Board, board, toolchain_env, with_clock
@@ -78,25 +77,9 @@ def parse_nextpnr_report(report: dict, family: str, clock_hz: float) -> tuple[di
 
 
 def board_config(target: Board, args, weights: WeightSet):
-    """The configuration of the accelerator ``target`` builds, from the command line."""
-    if target.accelerator != "compact":
-        return config_from_args(args, weights)
-    for option in ("filters", "soft_multipliers"):
-        if getattr(args, option, None) is not None:
-            raise InputError(f"--{option.replace('_', '-')} configures the streaming design; the {target.name} "
-                             f"builds the compact accelerator (set its multipliers with --lanes)")
-    preset = getattr(args, "preset", "baseline")
-    if preset != "baseline":
-        raise InputError(f"--preset {preset} configures the streaming design; the {target.name} builds the "
-                         f"compact accelerator (set its multipliers with --lanes)")
-    lanes = getattr(args, "lanes", None) or (compact.MAX_LANES,)
-    if len(lanes) != 1:
-        raise InputError(f"--lanes {','.join(map(str, lanes))}: the compact accelerator has one array of lanes")
-    try:
-        config = compact.CompactConfig(arithmetic_from_args(args, weights.arithmetic), lanes=lanes[0])
-    except ValueError as e:
-        raise InputError(f"--lanes {lanes[0]}: {e}") from None
-    return config.check(weights.network)
+    """The configuration of the accelerator ``target`` builds (``Board.accelerator`` names the
+    design), from the command line."""
+    return config_from_args(args, weights, target.accelerator)
 
 
 def memory_report(weights: WeightSet, config) -> list[dict]:

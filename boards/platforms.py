@@ -30,7 +30,7 @@ class Board:
     block_ram_bits: int
     multipliers: int  # DSP multipliers (18x18 on ECP5, 16x16 on iCE40)
     luts: int
-    accelerator: str = "stream"  # "stream" (hdl/lenet.py) or "compact" (hdl/compact.py)
+    accelerator: str = "streaming"  # the design it builds: "streaming" (hdl/lenet.py) or "compact" (hdl/compact.py)
     spram_bits: int = 0  # single-port RAM (iCE40 UltraPlus), where the compact design keeps weights
     synth_opts: str = ""  # extra options for Yosys' synth_<family>
     script_after_synth: str = ""  # Yosys commands after synth_<family>

@@ -86,10 +86,16 @@ class Accelerator(wiring.Component):
         if they must be sent through ``weights`` first.
     design : str
         Which generator: ``"streaming"`` or ``"compact"``.
+    phases, phase : int, Signal or None
+        A design that runs its layers one after another has ``phases`` of them and a ``phase``
+        signal (1-based number of the phase being worked on, 0 between phases) that a test
+        harness may time; a design whose layers overlap has 0 and None.
     """
 
     weights_in_bitstream: bool
     design: str
+    phases: int = 0
+    phase = None
 
     def __init__(self, weights: WeightSet, config, logits=None):
         if not isinstance(weights, WeightSet):
@@ -124,11 +130,17 @@ class Accelerator(wiring.Component):
         (the block alone for one image; 0 where it has no cycles of its own)."""
         raise NotImplementedError
 
+    def cycle_model(self) -> dict[str, int] | None:
+        """Cycles of one image per phase (``input``, then each phase) by the design's own cycle
+        model, or None when it has none (the streaming design's layers overlap: simulation
+        measures it)."""
+        return None
+
     @property
     def cycles_per_image(self) -> int | None:
-        """Cycles from start to done of one image by the design's own cycle model, or None when
-        it has none (the streaming design's layers overlap: simulation measures it)."""
-        return None
+        """Cycles from start to done of one image by the design's cycle model (or None)."""
+        model = self.cycle_model()
+        return sum(model.values()) if model else None
 
     @property
     def multipliers(self) -> int:

@@ -12,12 +12,44 @@ from ..model import weights as weight_files
 from ..model.atomic import atomic_path, check_output
 from ..model.commands import arithmetic_from_args
 from ..model.errors import InputError
+from . import compact
 from .lenet import StreamingConfig, preset
 
 TOPLEVEL = "lenet5"
+DESIGNS = ("streaming", "compact")
 
 
-def config_from_args(args, ws) -> StreamingConfig:
+def config_from_args(args, ws, design: str | None = None):
+    """The design configuration the command line asks for, for the weights' network: ``design``
+    (else ``--design``, else streaming) sized by the options, checked against the network."""
+    design = design or getattr(args, "design", None) or "streaming"
+    if design == "compact":
+        return compact_config_from_args(args, ws)
+    if design != "streaming":
+        raise InputError(f"unknown design {design!r}; choose from {', '.join(DESIGNS)}")
+    return streaming_config_from_args(args, ws)
+
+
+def compact_config_from_args(args, ws) -> compact.CompactConfig:
+    """The compact design: one array of ``--lanes`` multipliers (default 8)."""
+    for option in ("filters", "soft_multipliers"):
+        if getattr(args, option, None) is not None:
+            raise InputError(f"--{option.replace('_', '-')} sizes the streaming design; the compact design has "
+                             f"one array of multipliers (set them with --lanes)")
+    if getattr(args, "preset", "baseline") != "baseline":
+        raise InputError(f"--preset {args.preset} sizes the streaming design; the compact design has one array "
+                         f"of multipliers (set them with --lanes)")
+    lanes = getattr(args, "lanes", None) or (compact.MAX_LANES,)
+    if len(lanes) != 1:
+        raise InputError(f"--lanes {','.join(map(str, lanes))}: the compact design has one array of lanes")
+    try:
+        config = compact.CompactConfig(arithmetic_from_args(args, ws.arithmetic), lanes=lanes[0])
+    except ValueError as e:
+        raise InputError(f"--lanes {lanes[0]}: {e}") from None
+    return config.check(ws.network)
+
+
+def streaming_config_from_args(args, ws) -> StreamingConfig:
     """The streaming design for the weights' network: the preset named by ``--preset`` resolved
     against the network, with the arithmetic options, ``--filters``, ``--lanes`` and
     ``--soft-multipliers`` applied, checked against the network."""

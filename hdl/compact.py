@@ -323,8 +323,10 @@ class CompactAccelerator(Accelerator):
         False: the weights must be sent through ``weights`` after configuration.
     words : int
         Weight words (``lanes`` bytes each) in the weight store.
-    layer, running : Signal
-        Debug view for testbenches: the layer being worked on, and whether the array is issuing.
+    layer : Signal
+        The layer being worked on.
+    phases, phase
+        One phase per layer; ``phase`` is the layer's number + 1 while the array issues for it.
     """
 
     weights_in_bitstream = False
@@ -340,7 +342,8 @@ class CompactAccelerator(Accelerator):
         self.words = len(self._words)
         self.acc_shape = accumulator_shape(max(plan.terms - 1 for plan in self.plans))
         self.layer = Signal(range(len(self.plans)))
-        self.running = Signal()
+        self.phases = len(self.plans)
+        self.phase = Signal(range(self.phases + 1))  # layer + 1 while the array issues, else 0
 
     def weight_image(self) -> bytes:
         """The bytes to send through ``weights`` (see the module docstring for the order)."""
@@ -357,10 +360,6 @@ class CompactAccelerator(Accelerator):
 
     def cycle_model(self) -> dict[str, int]:
         return cycle_model(self.network, self.plans, self.lanes)
-
-    @property
-    def cycles_per_image(self) -> int:
-        return sum(self.cycle_model().values())
 
     def layer_report(self) -> list[dict]:
         """Per phase: MACs, the multipliers it runs on (the same shared array for every layer),
@@ -472,7 +471,7 @@ class CompactAccelerator(Accelerator):
             issuing.eq(fsm.ongoing("RUN")),
             self.busy.eq(busy),
             self.receiving.eq(busy),
-            self.running.eq(issuing),
+            self.phase.eq(Mux(issuing, layer + 1, 0)),
             self.klass.eq(argmax.klass),
             self.logits.eq(argmax.logits),
         ]

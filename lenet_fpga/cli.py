@@ -75,8 +75,13 @@ def name_list(text: str) -> tuple[str, ...]:
     return () if names in ((), ("none",)) else names
 
 
-def _lanes_option(parser: argparse.ArgumentParser) -> None:
-    """The streaming generator's size: a preset rule resolved against the network, and overrides."""
+def _lanes_option(parser: argparse.ArgumentParser, design: bool = False) -> None:
+    """The generator's size: a preset rule resolved against the network, and overrides; with
+    ``design``, also which generator (``--design``)."""
+    if design:
+        parser.add_argument("--design", choices=["streaming", "compact"], default="streaming",
+                            help="streaming: an engine per layer, weights in block RAM (default); compact: one "
+                                 "shared array of --lanes multipliers, weights loaded at run time (the iCEBreaker's)")
     parser.add_argument("--preset", default="baseline", metavar="NAME",
                         help="generator sizing rule, resolved against the weights' network: baseline (one "
                              "filter per conv engine, 20 lanes per linear engine) or fast (every stage sized "
@@ -86,7 +91,7 @@ def _lanes_option(parser: argparse.ArgumentParser) -> None:
                              "each a divisor of its layer's filters); default: the preset's")
     parser.add_argument("--lanes", type=positive_int_list, default=None, metavar="N[,N...]",
                         help="multipliers of each linear engine (one value, or one per linear layer); "
-                             "default: the preset's")
+                             "default: the preset's. The compact design: its one array's multipliers (default 8)")
     parser.add_argument("--soft-multipliers", type=name_list, default=None, metavar="LAYER[,LAYER...]",
                         help="layers whose multipliers are built from logic instead of DSP blocks "
                              "('none' for none); default: the preset's")
@@ -156,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verilog", help="generate the accelerator's Verilog; print memory and cycles per layer")
     _weights_option(p)
     _arithmetic_options(p)
-    _lanes_option(p)
+    _lanes_option(p, design=True)
     p.add_argument("-o", "--output", required=True, metavar="OUT.v", help="Verilog file to write")
     p.add_argument("--json", action="store_true", help="print the per-layer report as JSON")
     p.set_defaults(handler="hdl.commands:cmd_verilog")
@@ -165,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     _simulator_option(p)
     _weights_option(p)
     p.add_argument("--images", metavar="FILE.npz", default=None,
-                   help="images uint8 [N,28,28] and optional labels (default: the 40 shipped test digits)")
+                   help="images uint8 [N,S,S] (S up to the network's input size) and optional labels (default: the 40 shipped test digits)")
     p.add_argument("--n", type=positive_int, default=None, help="only the first N images")
     p.add_argument("--mnist", action="store_true", help="the 10,000 MNIST test images instead (see --data, --stream)")
     _data_option(p)
@@ -174,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send the images back to back: fewer simulated cycles, and each image's cycles then "
                         "include its wait behind the previous one (default: on with --mnist, else off)")
     _arithmetic_options(p)
-    _lanes_option(p)
+    _lanes_option(p, design=True)
     p.add_argument("--waves", action="store_true", help="write a waveform to open in GTKWave (.fst from icarus, .vcd from verilator)")
     p.add_argument("--waves-file", metavar="FILE", default=None, help="where to put it (default ./lenet_sim.fst or .vcd)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -234,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     _weights_option(p)
     _simulator_option(p)
     _arithmetic_options(p)
-    _lanes_option(p)
+    _lanes_option(p, design=True)
     p.add_argument("--plot", metavar="FILE.png", default="build/demo.png",
                    help="picture of the digits with the RTL's answers (default build/demo.png; '' for none)")
     p.set_defaults(handler="sim.commands:cmd_demo")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..hdl.commands import config_from_args
+from ..hdl.commands import config_from_args, describe_config
 from ..model import images as image_sets
 from ..model import weights as weight_files
 from ..model.errors import InputError
@@ -54,6 +54,7 @@ def _summary(run, image_set, config, simulator) -> dict:
         "sim_seconds": round(run.sim_seconds, 2),
         "simulated_cycles_per_second": round(float(cycles.sum()) / max(run.sim_seconds, 1e-9)),
         "arithmetic": config.arithmetic.describe(),
+        "design": describe_config(config),
     }
     if image_set.labels is not None:
         total["rtl_accuracy"] = float((run.rtl_class == image_set.labels).mean())
@@ -120,7 +121,7 @@ def cmd_sim(args) -> int:
 
 def _format_summary(s: dict) -> str:
     lines = [
-        f"{s['images']} images on {s['simulator']}, {s['arithmetic']}: "
+        f"{s['images']} images on {s['simulator']} ({s['design']}), {s['arithmetic']}: "
         f"{s['mismatches']} mismatches against the golden model",
         f"cycles per image {s['cycles_per_image']:.0f} (min {s['cycles_min']}, max {s['cycles_max']}); "
         f"{s['simulated_cycles_per_second']:,} simulated cycles/s per simulator"

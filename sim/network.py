@@ -1,13 +1,16 @@
 """Whole-network simulation: generate the design, run images through it, compare with the golden model.
 
-Two ways to run the images:
+Any design configuration (``StreamingConfig`` or ``CompactConfig``) goes through the same
+harness (``SimHarness``) and the same testbenches; a design without weights in its bitstream
+gets them loaded from the harness's ROMs before its first image. Three ways to run images:
 
 * ``simulate``: one image at a time (``tb_lenet``), each image's ``cycles`` is its latency;
-  the images can be sharded across several simulator processes (``jobs``).
+  the images can be sharded across several simulator processes (``jobs``);
+* ``simulate_banks``: one image at a time, with several weight sets loaded in turn;
 * ``stream``: back to back (``tb_stream``), the next image taken as soon as the accelerator's
   pixel input closes; gives the latency of the first image and the interval between images.
 
-Both use the same generated Verilog, so they share one cached simulator build.
+Runs of one design share one cached simulator build.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog as amaranth_verilog
 
-from ..hdl.lenet import StreamingConfig
+from ..hdl.accelerator import Accelerator
 from ..model import golden
 from ..model.weights import WeightSet
 from . import runner
@@ -34,13 +37,15 @@ MAX_CHUNK = 500
 
 @dataclass(frozen=True)
 class NetworkRun:
-    rtl_logits: np.ndarray  # int64 [N,10]
+    rtl_logits: np.ndarray  # int64 [N,C]
     rtl_class: np.ndarray  # [N]
     golden_logits: np.ndarray
     golden_class: np.ndarray
     cycles: np.ndarray  # [N] start -> done
     sim_seconds: float
     waves: Path | None
+    stamps: np.ndarray | None = None  # [N, phases]: the cycle each phase began (designs with phases)
+    model: dict[str, int] | None = None  # the design's cycle model per phase, where it has one
 
     @property
     def matches(self) -> np.ndarray:
@@ -50,9 +55,20 @@ class NetworkRun:
     def mismatches(self) -> int:
         return int((~self.matches).sum())
 
+    def measured_phases(self) -> np.ndarray:
+        """[N, phases + 1] cycles per phase in ``model`` order (the input, then each phase)."""
+        edges = np.concatenate([np.zeros((len(self.cycles), 1), np.int64), self.stamps, self.cycles[:, None]], axis=1)
+        return np.diff(edges, axis=1)
 
-def harness_verilog(weights: WeightSet, config: StreamingConfig) -> str:
-    return amaranth_verilog.convert(SimHarness(config.build(weights)), name=TOPLEVEL)
+
+def harness_verilog(accelerator: Accelerator, banks=()) -> str:
+    return amaranth_verilog.convert(SimHarness(accelerator, banks), name=TOPLEVEL)
+
+
+def _design(weights: WeightSet, config) -> tuple[Accelerator, list[bytes]]:
+    """The accelerator, and the weight banks its harness needs (none if the weights are in it)."""
+    accelerator = config.build(weights)
+    return accelerator, [] if accelerator.weights_in_bitstream else [accelerator.weight_image()]
 
 
 def shard_bounds(n: int, jobs: int, chunk: int | None = None) -> list[tuple[int, int]]:
@@ -70,7 +86,7 @@ def shard_bounds(n: int, jobs: int, chunk: int | None = None) -> list[tuple[int,
 def simulate(
     weights: WeightSet,
     images: np.ndarray,
-    config: StreamingConfig,
+    config,
     simulator: str = "verilator",
     waves: bool = False,
     chunk: int | None = None,
@@ -94,14 +110,17 @@ def simulate(
     if waves and jobs > 1:
         raise ValueError("waves need a single simulator run (jobs=1)")
     network = weights.network
-    source = harness_verilog(weights, config)
+    accelerator, banks = _design(weights, config)
+    source = harness_verilog(accelerator, banks)
     bounds = shard_bounds(len(images), jobs, len(images) if waves else chunk)
     testbench = f"{__package__}.{'tb_stream' if back_to_back else 'tb_lenet'}"
 
     def one(bound):
         start, stop = bound
-        return runner.run(source, TOPLEVEL, testbench, {"images": images[start:stop], "classes": network.classes},
-                          simulator=simulator, waves=waves, build_root=build_root)
+        data = {"images": images[start:stop], "classes": network.classes}
+        if banks:  # every simulator run starts from reset: load the weights first
+            data["load" if back_to_back else "segments"] = np.array([[0, stop - start]])
+        return runner.run(source, TOPLEVEL, testbench, data, simulator=simulator, waves=waves, build_root=build_root)
 
     parts: dict[tuple[int, int], runner.SimResult] = {}
     # Threads are enough: each run is a simulator subprocess; Python only waits for it.
@@ -117,7 +136,8 @@ def simulate(
                 future.cancel()
             raise
     ordered = [parts[bound] for bound in bounds]
-    outputs = {key: np.concatenate([p.outputs[key] for p in ordered]) for key in ("logits", "klass", "cycles")}
+    keys = ("logits", "klass", "cycles") + (("stamps",) if accelerator.phases and not back_to_back else ())
+    outputs = {key: np.concatenate([p.outputs[key] for p in ordered]) for key in keys}
     golden_logits = golden.forward(images, weights.params, config.arithmetic, network)
     return NetworkRun(
         rtl_logits=outputs["logits"],
@@ -128,6 +148,41 @@ def simulate(
         # Simulator time summed over the runs (more than the wall time when they overlap).
         sim_seconds=sum(p.seconds for p in ordered),
         waves=ordered[-1].waves if ordered else None,
+        stamps=outputs.get("stamps"),
+        model=accelerator.cycle_model(),
+    )
+
+
+def simulate_banks(banks, segments, images, config, simulator: str = "verilator", waves: bool = False,
+                   build_root=None) -> NetworkRun:
+    """Load weight set ``banks[b]`` then classify ``n`` images, for each ``(b, n)`` of ``segments``
+    in order; ``images`` holds all of them in that order. Each image is compared with the golden
+    model of the weights loaded before it. The weight sets must be for one network; the design
+    is built with the first (its weights, if in the bitstream, are replaced by the first load)."""
+    banks = list(banks)
+    segments = np.asarray(segments, np.int64).reshape(-1, 2)
+    images = np.asarray(images, np.uint8)
+    if segments[:, 1].sum() != len(images):
+        raise ValueError(f"segments ask for {segments[:, 1].sum()} images, {len(images)} given")
+    network = banks[0].network
+    if any(ws.network != network for ws in banks):
+        raise ValueError("the weight banks are for different networks")
+    accelerator = config.build(banks[0])
+    images_of = [accelerator.weight_image()] + [config.build(ws).weight_image() for ws in banks[1:]]
+    source = harness_verilog(accelerator, images_of)
+    result = runner.run(source, TOPLEVEL, f"{__package__}.tb_lenet",
+                        {"images": images, "segments": segments, "classes": network.classes},
+                        simulator=simulator, waves=waves, build_root=build_root)
+    golden_logits, start = [], 0
+    for bank, n in segments:
+        golden_logits.append(golden.forward(images[start : start + n], banks[bank].params, config.arithmetic, network))
+        start += n
+    golden_logits = np.concatenate(golden_logits) if golden_logits else np.zeros((0, network.classes), np.int64)
+    out = result.outputs
+    return NetworkRun(
+        rtl_logits=out["logits"], rtl_class=out["klass"], golden_logits=golden_logits,
+        golden_class=golden.classify(golden_logits), cycles=out["cycles"], sim_seconds=result.seconds,
+        waves=result.waves, stamps=out["stamps"] if accelerator.phases else None, model=accelerator.cycle_model(),
     )
 
 
@@ -166,16 +221,19 @@ class StreamRun:
 def stream(
     weights: WeightSet,
     images: np.ndarray,
-    config: StreamingConfig,
+    config,
     simulator: str = "verilator",
     build_root=None,
 ) -> StreamRun:
     """Stream ``images`` back to back through the RTL in one simulator run (``tb_stream``)."""
-    source = harness_verilog(weights, config)
+    accelerator, banks = _design(weights, config)
+    source = harness_verilog(accelerator, banks)
     network = weights.network
     golden_logits = golden.forward(images, weights.params, config.arithmetic, network)
-    result = runner.run(source, TOPLEVEL, f"{__package__}.tb_stream",
-                        {"images": images, "golden": golden_logits, "classes": network.classes},
+    data = {"images": images, "golden": golden_logits, "classes": network.classes}
+    if banks:
+        data["load"] = np.array(1)
+    result = runner.run(source, TOPLEVEL, f"{__package__}.tb_stream", data,
                         simulator=simulator, build_root=build_root)
     out = result.outputs
     return StreamRun(

@@ -6,8 +6,10 @@ inside the pipeline as they would behind a fast host. Python wakes up twice per 
 an image is taken, once when a result is out) and sleeps on signal edges in between; the clock
 runs in the simulator.
 
-Stimulus (``tb_data``): ``images`` uint8 [N,28,28] and, optionally, ``golden`` int64 [N,10]
-(the golden model's logits). Results (``tb_output``): ``logits`` [N,10], ``klass`` [N],
+Stimulus (``tb_data``): ``images`` uint8 [N,S,S], ``classes`` (C, the logits per image),
+optionally ``golden`` int64 [N,C] (the golden model's logits) and ``load`` (load weight bank 0
+first, for a design without weights in its bitstream). Results (``tb_output``): ``logits``
+[N,C], ``klass`` [N],
 ``cycles`` [N] (the accelerator's own start-to-done count), ``taken`` [N] and ``done_at`` [N]
 (clock cycle numbers, 0 = the first edge after reset, of the edge that took each image's start
 and of the edge after which each image's ``done`` was high), and ``matches`` [N] bool when
@@ -22,6 +24,7 @@ from cocotb.triggers import ReadOnly, RisingEdge, with_timeout
 
 from .runner import tb_data, tb_output
 from .streams import start_clock_and_reset, unpack
+from .tb_lenet import load_weights
 
 PERIOD_NS = 10  # the clock of streams.start_clock_and_reset
 # Per image, generous: a hang must end the run, not the CI job.
@@ -61,7 +64,12 @@ async def stream_images(dut):
     golden = data.get("golden")
     dut.start.value = 0
     dut.image.value = 0
+    if "load" in data:
+        dut.load.value = 0
+        dut.bank.value = 0
     await start_clock_and_reset(dut)
+    if "load" in data:  # a design without weights in its bitstream: load bank 0 first
+        await load_weights(dut, 0)
     clock = Clock()
     clock.origin = clock.now()
     words = [image_word(image) for image in images]

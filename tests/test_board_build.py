@@ -91,7 +91,7 @@ def test_each_board_builds_its_accelerator():
 @pytest.mark.parametrize("options, message", [
     (["--lanes", "2"], "the compact design with 2 lanes cannot run 6,16:120,84: 2 lanes need 22,213 weight words"),
     (["--lanes", "9"], "--lanes 9: lanes must be an integer 1..8"),
-    (["--preset", "fast"], "--preset fast configures the streaming design"),
+    (["--preset", "fast"], "--preset fast sizes the streaming design"),
 ])
 def test_icebreaker_options_are_clean_errors(options, message, capsys):
     assert main(["build", "--board", "icebreaker", *options]) == 2

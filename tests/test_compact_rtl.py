@@ -16,7 +16,7 @@ from lenet_fpga.hdl import accelerator, compact
 from lenet_fpga.hdl.compact import CompactAccelerator, CompactConfig, plan_layers
 from lenet_fpga.model import arith, golden, images, weights
 from lenet_fpga.model.network import LENET5, ConvLayer
-from lenet_fpga.sim.compact_harness import simulate_compact
+from lenet_fpga.sim.network import simulate_banks
 
 SAMPLES = images.load_image_set()
 MODES = [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow]
@@ -166,7 +166,7 @@ def test_shipped_weights_then_reload(simulator, sim_build, random_params):
     segments = [(SHIPPED, n), (RANDOM, m)] + ([(SHIPPED, 1)] if simulator == "verilator" else [])
     imgs = np.concatenate([SAMPLES.images[:n], noise, SAMPLES.images[:1]])[: sum(k for _, k in segments)]
     banks = _banks(mode, random_params)
-    run = simulate_compact(banks, segments, imgs, CompactConfig(mode), simulator=simulator, build_root=sim_build)
+    run = simulate_banks(banks, segments, imgs, CompactConfig(mode), simulator=simulator, build_root=sim_build)
     _check(run, f"shipped weights and reloads, {simulator}")
     assert (run.rtl_class[:n] == SAMPLES.labels[:n]).mean() >= 0.9
     assert not (run.golden_logits[n : n + m] == golden.forward(noise, banks[SHIPPED].params, mode)).all(), \
@@ -183,7 +183,7 @@ def test_large_random_weights_every_mode(mode, simulator, sim_build, random_para
     acc = np.concatenate([trace[f"{n}.acc"].reshape(-1) for n in ("conv1", "conv2", "fc1", "fc2")])
     assert (np.abs(acc) >= (arith.QMAX + 1) << arith.FRAC_BITS).any(), "no overflow: the test would prove nothing"
     assert (np.concatenate([trace[n].reshape(-1) for n in ("conv2", "fc1", "fc2")]) > 0).any()
-    run = simulate_compact(banks, [(RANDOM, len(imgs))], imgs, CompactConfig(mode), simulator=simulator,
+    run = simulate_banks(banks, [(RANDOM, len(imgs))], imgs, CompactConfig(mode), simulator=simulator,
                            build_root=sim_build)
     _check(run, f"random weights, {mode.describe()}, {simulator}")
 
@@ -193,7 +193,7 @@ def test_wrap_weights_in_wrap_mode(simulator, sim_build, random_params):
     mode = ws.arithmetic
     assert mode.overflow is arith.Overflow.WRAP
     n = _n(simulator, 1, 8)
-    run = simulate_compact(_banks(mode, random_params), [(SHIPPED, n)], SAMPLES.images[:n], CompactConfig(mode),
+    run = simulate_banks(_banks(mode, random_params), [(SHIPPED, n)], SAMPLES.images[:n], CompactConfig(mode),
                            simulator=simulator, build_root=sim_build)
     _check(run, f"wrap weights on {simulator}")
 
@@ -206,7 +206,7 @@ def test_five_lanes(simulator, sim_build, random_params):
     banks = _banks(mode, random_params)
     imgs = np.stack([np.random.default_rng(4).integers(0, 256, (28, 28), dtype=np.uint8), SAMPLES.images[3]])
     segments = [(RANDOM, 1)] + ([(SHIPPED, 1)] if simulator == "verilator" else [])
-    run = simulate_compact(banks, segments, imgs[: len(segments)], config, simulator=simulator,
+    run = simulate_banks(banks, segments, imgs[: len(segments)], config, simulator=simulator,
                            build_root=sim_build)
     _check(run, f"5 lanes, {simulator}")
     ws = banks[SHIPPED]
@@ -219,7 +219,7 @@ def test_thousand_mnist_test_images_verilator(sim_build, mnist_dir):
 
     split = mnist.load("test", mnist_dir)
     ws = weights.load()
-    run = simulate_compact([ws], [(0, 1000)], split.images[:1000], CompactConfig(ws.arithmetic),
+    run = simulate_banks([ws], [(0, 1000)], split.images[:1000], CompactConfig(ws.arithmetic),
                            simulator="verilator", build_root=sim_build)
     _check(run, "1000 MNIST test images")
     assert (run.rtl_class == split.labels[:1000]).mean() >= 0.97

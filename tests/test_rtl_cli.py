@@ -215,3 +215,32 @@ def test_sim_whole_mnist_test_set_in_verilator_under_ten_minutes(capsys, mnist_d
     assert total["images"] == 10_000 and total["mismatches"] == 0
     assert total["rtl_accuracy"] > 0.98
     assert seconds < 600, f"{seconds:.0f} s"
+
+
+def test_sim_compact_design_from_the_command_line(capsys, simulator):
+    """The UP5K's compact design runs from the CLI: its weights are loaded from the harness's ROM
+    first (they are not in its bitstream), then the image; bit-exact, with the cycles its own
+    cycle model predicts."""
+    from lenet_fpga.hdl import accelerator
+    from lenet_fpga.hdl.compact import CompactConfig
+    from lenet_fpga.model import weights
+
+    assert main(["sim", "--simulator", simulator, "--design", "compact", "--lanes", "8", "--n", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["total"]["mismatches"] == 0 and result["total"]["design"] == "compact design, 8 lanes"
+    ws = weights.load()
+    assert result["images"][0]["cycles"] == accelerator.cycles_per_image(ws, CompactConfig(ws.arithmetic))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--design", "compact", "--preset", "fast"], "--preset fast sizes the streaming design"),
+    (["--design", "compact", "--lanes", "4,4"], "one array of lanes"),
+    (["--filters", "4"], "conv1 has 6 filters: 4 at once does not divide them"),
+    (["--lanes", "5,5"], "lanes 5,5: 2 values for the 3 linear layers"),
+    (["--soft-multipliers", "fc9"], "soft multipliers for fc9"),
+])
+def test_design_options_that_do_not_fit_are_clean_errors(tmp_path, capsys, argv, message):
+    assert main(["verilog", "-o", str(tmp_path / "a.v"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lenet-fpga verilog: error:") and message in err and "Traceback" not in err
+    assert not (tmp_path / "a.v").exists()
