@@ -143,6 +143,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the weights (+ .json manifest)")
     p.set_defaults(handler="model.commands:cmd_train")
 
+    p = sub.add_parser(
+        "import", help="turn a trained PyTorch LeNet-family model into Q2.6 weights (optionally with QAT)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Import a trained PyTorch model: a whole nn.Module (torch.save(model, F)) of Conv2d, ReLU,\n"
+                    "MaxPool2d, BatchNorm2d (folded), Flatten, Dropout and Linear layers, or its state_dict\n"
+                    "(torch.save(model.state_dict(), F); give --pool and --image-size, which it does not say).\n"
+                    "Convs must be valid (padding 0, stride 1, square kernels), every hidden layer must have a\n"
+                    "ReLU, the last linear layer gives the logits. The model must take pixels as p/255, or give\n"
+                    "--normalize for a model trained on (p/255 - MEAN) / STD. Writes FILE.npz, FILE.json and\n"
+                    "FILE-float.npz like train. Unpickling a whole module runs code from the file: import\n"
+                    "only models you trust.",
+    )
+    p.add_argument("model", metavar="MODEL.pt", help="the torch.save file")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the weights (+ .json manifest)")
+    p.add_argument("--image-size", type=positive_int, default=28, help="the model's input side (default 28)")
+    p.add_argument("--pool", type=positive_int, default=2,
+                   help="max-pool after each conv, for a state_dict (default 2; a module says its own)")
+    p.add_argument("--normalize", metavar="MEAN,STD", default=None,
+                   help="fold the model's input normalisation (p/255 - MEAN) / STD into conv1")
+    p.add_argument("--qat-epochs", type=nonnegative_int, default=0,
+                   help="quantization-aware fine-tuning epochs on MNIST (default 0: round the weights)")
+    p.add_argument("--seed", type=nonnegative_int, default=1, help="random seed of the fine-tuning (default 1)")
+    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads for PyTorch (default 2)")
+    p.add_argument("--overflow", choices=[o.value for o in Overflow], default=None,
+                   help="requantizer overflow: saturate (default) or wrap")
+    p.add_argument("--rounding", choices=[r.value for r in Rounding], default=None,
+                   help="requantizer rounding: half-up (default) or floor")
+    _data_option(p)
+    p.set_defaults(handler="model.commands:cmd_import")
+
     p = sub.add_parser("eval", help="accuracy of the float and the Q2.6 golden model on the MNIST test set")
     _data_option(p)
     _weights_option(p)

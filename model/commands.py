@@ -91,6 +91,60 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    """A PyTorch model -> Q2.6 weights (optionally fine-tuned with QAT), like ``train``'s output."""
+    import torch
+
+    from . import importer, qat
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise InputError(f"--out must name an .npz file, got {out}")
+    float_path = out.with_name(out.stem + "-float.npz")
+    for path in (out, weights.manifest_path(out), float_path):
+        check_output(path, "--out")
+    normalize = None
+    if args.normalize is not None:
+        try:
+            mean, std = (float(part) for part in args.normalize.split(","))
+        except ValueError:
+            raise InputError(f"--normalize takes MEAN,STD (e.g. 0.1307,0.3081), not {args.normalize!r}") from None
+        normalize = (mean, std)
+    imported = importer.from_object(importer.load_torch_file(args.model), args.image_size, args.pool, normalize)
+    network = imported.network
+    arithmetic = arith.Arithmetic(args.rounding or arith.Rounding.HALF_UP, args.overflow or arith.Overflow.SATURATE)
+    print(network.describe())
+    for note in imported.notes:
+        print(note)
+    float_params = imported.params
+    test_split = mnist.load("test", args.data).fitted(network)
+    training = None
+    if args.qat_epochs:
+        torch.set_num_threads(args.threads)
+        torch.use_deterministic_algorithms(True)
+        config = qat.TrainConfig(seed=args.seed, float_epochs=0, qat_epochs=args.qat_epochs)
+        train_split = mnist.load("train", args.data).fitted(network)
+        _, qat_model, seconds = qat.train(train_split, arithmetic, config, network=network, start=float_params)
+        params = qat_model.integer_params()
+        training = {**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__}
+    else:
+        params = {name: arith.quantize_weights(value) for name, value in float_params.items()}
+    fixed_logits = golden.forward(test_split.images, params, arithmetic, network)
+    float_acc = golden.accuracy(golden.float_forward(test_split.images, float_params, network), test_split.labels)
+    fixed_acc = golden.accuracy(fixed_logits, test_split.labels)
+    manifest = weights.make_manifest(
+        arithmetic, network, float_weights=float_path.name,
+        accuracy={"float": float_acc, "fixed": fixed_acc, "n_images": len(test_split.labels), "split": "test"},
+        source={"imported_from": str(args.model), "notes": list(imported.notes)},
+        **({"training": training} if training else {}),
+    )
+    weights.save_with_float(out, params, manifest, float_params)
+    print(f"float accuracy {float_acc:.2%}, Q2.6 accuracy {fixed_acc:.2%} ({arithmetic.describe()}"
+          f"{', after ' + str(args.qat_epochs) + ' QAT epochs' if args.qat_epochs else ', rounded, no QAT'})")
+    print(f"wrote {out}, {weights.manifest_path(out)} and {float_path}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     started = time.time()
     ws = weights.load(args.weights)

@@ -180,9 +180,11 @@ def _run_epochs(model, images, labels, epochs, lr, config, generator, label, pen
 
 
 def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = TrainConfig(), log=print,
-          network: Network = LENET5):
+          network: Network = LENET5, start: dict | None = None):
     """Float training of ``network``, then QAT for ``arithmetic``. ``train_split``'s images must
-    already have the network's image size. Returns (float_model, qat_model, seconds)."""
+    already have the network's image size. ``start`` (a float state dict of ``network``) is
+    where the float training starts instead of a random initialisation. Returns (float_model,
+    qat_model, seconds)."""
     started = time.time()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -190,6 +192,8 @@ def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = Train
     labels = torch.from_numpy(train_split.labels.astype(np.int64))
 
     float_model = QuantLeNet(None, network)
+    if start is not None:
+        float_model.load_state_dict({name: torch.as_tensor(np.asarray(value, np.float32)) for name, value in start.items()})
     _run_epochs(float_model, images, labels, config.float_epochs, config.lr, config, generator, "float", 0.0)
 
     qat_model = QuantLeNet(arithmetic, network)
