@@ -112,29 +112,46 @@ def test_weight_image_byte_by_byte(lanes, random_params):
 
 
 def test_cycle_model_and_report():
+    """The cycle model and the SPRAM words of LeNet-5 on 8 lanes, worked out by hand from the
+    module docstring: per layer ``groups * positions * (1 + taps)`` array cycles, ``lanes + 3``
+    to drain between layers, ``2 + lanes of the last group`` after the last one."""
     ws = weights.load()
     rows = accelerator.layer_report(ws, CompactConfig())
     by_name = {row["layer"]: row for row in rows}
-    assert by_name["conv1"]["cycles"] == 576 * 26 + 8 + 3  # positions x (bias + 25 taps) + drain
-    assert by_name["fc3"]["cycles"] == 2 * 85 + 2 + 2  # 2 groups; the last logit is lane 1 of group 2
+    expected = {
+        "input": 784 + 2,                     # the pixels, one in the quantizer, one to set up
+        "conv1": 1 * 576 * (1 + 25) + 8 + 3,  # 6 filters: 1 group; 24*24 positions
+        "conv2": 2 * 64 * (1 + 150) + 8 + 3,  # 16 filters: 2 groups; 8*8 positions; 6*25 taps
+        "fc1": 15 * 1 * (1 + 256) + 8 + 3,    # 120 outputs: 15 groups
+        "fc2": 11 * 1 * (1 + 120) + 8 + 3,    # 84 outputs: 11 groups (the last has 4)
+        "fc3": 2 * 1 * (1 + 84) + 2 + 2,      # 10 outputs: 2 groups; the last logit is lane 1 of group 2
+    }
+    assert {name: by_name[name]["cycles"] for name in expected} == expected
     total = sum(row["cycles"] for row in rows)
-    assert total == accelerator.cycles_per_image(ws, CompactConfig()) == 40_494
+    assert total == accelerator.cycles_per_image(ws, CompactConfig()) == sum(expected.values()) == 40_494
     floor = LENET5.macs / 8
     assert total < 1.2 * floor  # one shared array of 8 multipliers, busy 87 % of the time
+    # Weight words: a bias word and one word per tap for every group of every layer.
+    words = 1 * 26 + 2 * 151 + 15 * 257 + 11 * 121 + 2 * 85
+    assert words == 5_684
     spram = sum(row["memory_bits"] for row in rows if row["memory"] == "spram")
-    assert spram == 5684 * 64 <= 4 * 256 * 1024
+    assert spram == words * 8 * 8 <= 4 * 256 * 1024  # 8 lanes of 8 bits per word; four 256-kbit SPRAMs
     assert sum(row["memory_bits"] for row in rows if row["memory"] == "bram") <= 30 * 4096
     assert {row["multipliers"] for row in rows if row["macs"]} == {8}
 
 
 def test_accelerator_contract():
+    """The ``Accelerator`` interface: the same ports as the streaming design, weights to load."""
+    from lenet_fpga.hdl.lenet import LeNetAccelerator
+
     ws = weights.load()
     acc = CompactAccelerator(ws, CompactConfig(ws.arithmetic, lanes=6))
-    assert acc.weights_in_bitstream is False and acc.multipliers == 6 and acc.config.lanes == 6
-    assert acc.weight_image() == accelerator.weight_image(ws, CompactConfig(lanes=6))
-    assert acc.layer_report() == accelerator.layer_report(ws, CompactConfig(lanes=6))
-    assert set(acc.signature.members) >= {"pixels", "start", "busy", "receiving", "done", "klass", "logits",
-                                          "cycles", "weights", "weights_restart"}
+    assert acc.weights_in_bitstream is False and acc.multipliers == 6 and acc.design == "compact"
+    assert acc.network == LENET5 and acc.phases == len(LENET5.layers)
+    streaming = LeNetAccelerator(ws)
+    assert {name: member.flow for name, member in acc.signature.members.items()} == \
+        {name: member.flow for name, member in streaming.signature.members.items()}
+    assert acc.cycles_per_image == sum(acc.cycle_model().values()) and streaming.cycles_per_image is None
 
 
 @pytest.mark.parametrize("lanes", [0, 9, True, 2.0])

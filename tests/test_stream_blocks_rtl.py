@@ -39,8 +39,15 @@ def run(component, name: str, inputs: np.ndarray, expected: np.ndarray, groups: 
 
 
 def test_pixel_table_is_the_contract():
-    pixels = np.arange(256, dtype=np.uint8)
-    assert pixel_table() == arith.quantize_pixels(pixels).tolist()
+    """Every entry is the nearest code to p/255 in units of 1/64, ties up, computed here with
+    exact fractions rather than with the integer formula the table is built from."""
+    from fractions import Fraction
+    from math import floor
+
+    nearest = [floor(Fraction(p * 64, 255) + Fraction(1, 2)) for p in range(256)]
+    assert pixel_table() == nearest
+    # By hand: 1/255*64 = 0.25 -> 0; 2 -> 0.502 -> 1; 127 -> 31.87 -> 32; 128 -> 32.13 -> 32; 255 -> 64.
+    assert [pixel_table()[p] for p in (0, 1, 2, 127, 128, 255)] == [0, 0, 1, 32, 32, 64]
     quantizer = PixelQuantizer()
     assert quantizer.memory_bits == 256 * 8
     Fragment.get(quantizer, None)  # elaborated, so that its table counts as used
