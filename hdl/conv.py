@@ -16,35 +16,29 @@ step issues (``result_queue``), and a step issues only while there is a place; b
 
     S0   issue step (g, c): RAM addresses, channel c's window selected
     S1   the window registered, the RAMs read
-    S1b  weight word, window and biases registered: a block RAM's clock-to-output is slow
-    S1c  the operands again, beside each multiplier (an ECP5 DSP's own input registers)
-    S2   the products as parts: a DSP's output register, or the two halves of a logic multiplier
-    S2b  the products
-    S3   adder trees, first half: partial sums of about sqrt(K*K) products
-    S4   adder trees, second half: the sums
-    S5   accumulate: bias term + sum on c == 0, += sum after
-    o    after c == C-1: requantize and ReLU into the output queue (which registers them first)
-The adder trees are split in two so that no stage has more than about three adders in series.
+    MAC  ``hdl/mac.py``: registered operands, the products, two-stage adder trees, accumulate
+         over the channels on top of the bias, and after c == C-1 requantize and ReLU
+    o    into the output queue (which registers them first)
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model import arith
 from . import datapath
-from .multiplier import registered_product_parts
-from .pipeline import Pipeline
+from .mac import DEPTH as MAC_DEPTH
+from .mac import MacPipeline
 from .result_queue import ResultQueue
 from .window import WindowGenerator, pixel_layout, wrap_increment
 
-# Cycles from issuing a step (S0) to the output handshake of its result: S1 .. S5, the output
-# queue's input register and o.
-LATENCY = 10
+# Cycles from issuing a step (S0) to the output handshake of its result: the window and the RAMs
+# (S1), the MAC pipeline, the output queue's input register and o.
+LATENCY = 1 + MAC_DEPTH + 2
 
 
 def _check_codes(label: str, array, ndim: int) -> np.ndarray:
@@ -147,6 +141,8 @@ class ConvEngine(wiring.Component):
                                   init=datapath.pack_words(bias, filters))
         self._weight_read = self.weight_memory.read_port()
         self._bias_read = self.bias_memory.read_port()
+        self.mac = MacPipeline(filters, taps, in_ch * taps, arithmetic, soft_multipliers=soft_multipliers,
+                               nonnegative_inputs=nonnegative_inputs, name=name)
 
     @property
     def name(self) -> str:
@@ -162,7 +158,7 @@ class ConvEngine(wiring.Component):
 
     @property
     def multipliers(self) -> int:
-        return self._filters * self._kernel * self._kernel
+        return self.mac.multipliers
 
     @property
     def soft_multipliers(self) -> bool:
@@ -200,8 +196,6 @@ class ConvEngine(wiring.Component):
 
         m.submodules.results = results = ResultQueue(self.o.payload.shape())
         wiring.connect(m, results.o, wiring.flipped(self.o))
-        pipe = Pipeline(m)
-        stage = pipe.stage
 
         # S0: step counters; the weight address is g * C + c, walked sequentially. A group's
         # first step reserves the queue place of its results.
@@ -225,59 +219,17 @@ class ConvEngine(wiring.Component):
             with m.If(c == in_ch - 1):
                 m.d.sync += g.eq(wrap_increment(g, groups))
 
-        # S0 -> S1: channel c's window out of the snapshot (a C-way mux), step flags.
+        # S0 -> S1: channel c's window out of the snapshot (a C-way mux), step flags; the RAMs
+        # answer in S1 too. From there the MAC pipeline (``mac``) takes over.
         selected = Signal(unsigned(taps * arith.WIDTH))
         flags1 = Signal(3)  # valid, first channel, last channel
-        stage((flags1, Cat(issue, first_channel, c == in_ch - 1)))
+        m.d.sync += flags1.eq(Cat(issue, first_channel, c == in_ch - 1))
         with m.Switch(c):
             for channel in range(in_ch):
                 with m.Case(channel):
                     m.d.sync += selected.eq(window.o.payload[channel].as_value())
-
-        # S1 -> S1b: the RAMs answer into registers: a block RAM's clock-to-output is slow, so
-        # it gets a cycle of its own before the multipliers.
-        weights1, window1 = Signal.like(weight_rd.data), Signal.like(selected)
-        bias1, flags1b = Signal.like(bias_rd.data), Signal(3)
-        stage((weights1, weight_rd.data), (window1, selected), (bias1, bias_rd.data), (flags1b, flags1))
-
-        # S1b -> S1c -> S2: the operands registered beside each multiplier (inside it, for an
-        # ECP5 DSP), filter p from slice p of the weight word; each product registered as its parts.
-        # S2 -> S2b: the parts joined into the products.
-        xs = datapath.unpack_codes(window1, taps)
-        ws = datapath.unpack_codes(weights1, filters * taps)
-        product_regs = []
-        for p in range(filters):
-            part_regs = registered_product_parts(m, platform, xs, ws[p * taps:(p + 1) * taps], soft=self._soft,
-                                                 nonnegative=self._nonnegative, name=f"filter{p}")
-            products = [datapath.join_parts(regs) for regs in part_regs]
-            product_regs.append([Signal(q.shape(), name=f"product{p}_{t}") for t, q in enumerate(products)])
-            stage(*zip(product_regs[p], products))
-
-        # S2b -> S3 -> S4: the adder trees, in two registered halves.
-        group = datapath.tree_group(taps)
-        sums = []
-        for p in range(filters):
-            partial = datapath.partial_sums(product_regs[p], group)
-            partial_regs = [Signal(v.shape(), name=f"partial{p}_{i}") for i, v in enumerate(partial)]
-            stage(*zip(partial_regs, partial))
-            total = datapath.adder_tree(partial_regs)
-            sums.append(Signal(total.shape(), name=f"sum{p}"))
-            stage((sums[p], total))
-        # The biases and step flags travel alongside, S1b -> S4: five registers.
-        bias4, flags4 = pipe.delay(bias1, 5, "bias"), pipe.delay(flags1b, 5, "flags")
-        valid4, first4, last4 = flags4[0], flags4[1], flags4[2]
-
-        # S4 -> S5: accumulate over the channels, on top of the bias.
-        biases = datapath.unpack_codes(bias4, filters)
-        accs = [Signal(datapath.accumulator_shape(in_ch * taps), name=f"acc{p}") for p in range(filters)]
-        done5 = Signal()
-        stage((done5, valid4 & last4))
-        with m.If(valid4):
-            m.d.sync += [acc.eq(Mux(first4, datapath.bias_term(b), acc) + total)
-                         for acc, b, total in zip(accs, biases, sums)]
-
-        # S5 -> o: requantize and ReLU. This reads the accumulators before S4 overwrites them
-        # with the next group's first step, so a new group can start every C cycles, even every cycle.
-        codes = [datapath.relu(datapath.requantize(acc, self._arithmetic)) for acc in accs]
-        m.d.comb += [results.i.valid.eq(done5), results.i.payload.eq(datapath.pack_codes(codes))]
+        m.submodules.mac = mac = self.mac
+        m.d.comb += [mac.x.eq(selected), mac.w.eq(weight_rd.data), mac.bias.eq(bias_rd.data),
+                     mac.valid.eq(flags1[0]), mac.first.eq(flags1[1]), mac.last.eq(flags1[2]),
+                     results.i.valid.eq(mac.o_valid), results.i.payload.eq(mac.o)]
         return m

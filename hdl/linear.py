@@ -12,8 +12,8 @@ The weight rows are stored back to back, a row padded to whole words with zero w
 weight address is a plain counter and the unused lanes of an input word never matter. The
 pipeline is
 
-    issue (addresses) -> read (memory data) -> data register -> operand register -> product parts
-    -> products -> partial sums -> sum -> accumulate -> output
+    issue (addresses) -> read (memory data) -> the MAC pipeline (``hdl/mac.py``: operands,
+    products, two-stage adder tree, accumulate, requantize) -> output queue
 
 with every arrow a register, so that a multiplier or a few adders is the longest path. The
 pipeline never stalls: an output reserves its place in the output queue when its first word
@@ -37,14 +37,13 @@ from amaranth.lib.wiring import In, Out
 
 from ..model import arith
 from . import datapath
-from .multiplier import registered_product_parts
-from .pipeline import Pipeline
+from .mac import DEPTH as MAC_DEPTH
+from .mac import MacPipeline
 from .result_queue import ResultQueue
 
-# Cycles from the last weight word read to its output transfer: read, data register, operand
-# register, product parts, products, partial sums, sum, accumulator, the output queue's input
-# register, the queue.
-PIPELINE_DEPTH = 9
+# Cycles from the last weight word's issue to its output transfer: the memories' read, the MAC
+# pipeline, the output queue's input register (the queue's output is the transfer itself).
+PIPELINE_DEPTH = 1 + MAC_DEPTH + 1
 
 
 class LinearEngine(wiring.Component):
@@ -126,8 +125,9 @@ class LinearEngine(wiring.Component):
         self._name = name
         self._out_features, self._in_features = weight.shape
         self._words_per_row = math.ceil(self._in_features / lanes)
-        self._acc_shape = datapath.accumulator_shape(self._in_features)
-        out_shape = self._acc_shape if last else datapath.CODE
+        self.mac = MacPipeline(1, lanes, self._in_features, arithmetic, raw=last, soft_multipliers=soft_multipliers,
+                               nonnegative_inputs=nonnegative_inputs, name=name)
+        out_shape = self.mac.acc_shape if last else datapath.CODE
 
         word = unsigned(lanes * arith.WIDTH)
         weight_words = [w for row in self._weight for w in datapath.pack_words(row, lanes)]
@@ -155,7 +155,7 @@ class LinearEngine(wiring.Component):
 
     @property
     def multipliers(self) -> int:
-        return self._lanes
+        return self.mac.multipliers
 
     @property
     def soft_multipliers(self) -> bool:
@@ -230,8 +230,6 @@ class LinearEngine(wiring.Component):
 
         m.submodules.results = results = ResultQueue(self.o.payload.shape())
         wiring.connect(m, results.o, wiring.flipped(self.o))
-        pipe = Pipeline(m)
-        stage = pipe.stage
 
         # Issue: addresses of word k of output j; the weight rows are consecutive words.
         input_read = self.input_memory.read_port()
@@ -248,8 +246,6 @@ class LinearEngine(wiring.Component):
             results.reserve.eq(issue & (k == 0)),
             computed.eq(issue & (k == words - 1) & (j == self._out_features - 1)),
         ]
-        flags1 = Signal(3)  # valid, first word of a row, last word of a row
-        stage((flags1, Cat(issue, k == 0, k == words - 1)))
         with m.If(issue):
             m.d.sync += weight_addr.eq(weight_addr + 1)
             with m.If(k == words - 1):
@@ -266,38 +262,14 @@ class LinearEngine(wiring.Component):
             with m.If(computed & (read_bank == bank)):
                 m.d.sync += full[bank].eq(0)
 
-        # Read -> registered memory data -> operands -> product parts -> products -> partial sums
-        # -> sum, each registered (a block RAM's clock-to-output is slow, so it gets a cycle of its own).
-        inputs1, weights1 = Signal.like(input_read.data), Signal.like(weight_read.data)
-        bias1, flags1b = Signal.like(bias_read.data), Signal(3)
-        stage((inputs1, input_read.data), (weights1, weight_read.data), (bias1, bias_read.data), (flags1b, flags1))
-        # The operands once more, beside each multiplier, and the products' parts: two registers
-        # (inside the DSP block on an ECP5).
-        xs = datapath.unpack_codes(inputs1, lanes)
-        ws = datapath.unpack_codes(weights1, lanes)
-        part_regs = registered_product_parts(m, platform, xs, ws, soft=self._soft, nonnegative=self._nonnegative,
-                                             name="lane")
-        products = [datapath.join_parts(regs) for regs in part_regs]
-        product_regs = [Signal(p.shape(), name=f"product{t}") for t, p in enumerate(products)]
-        partial = datapath.partial_sums(product_regs, datapath.tree_group(lanes))
-        partial_regs = [Signal(p.shape(), name=f"partial{t}") for t, p in enumerate(partial)]
-        total = datapath.adder_tree(partial_regs)
-        tree = Signal(total.shape())
-        stage(*zip(product_regs, products), *zip(partial_regs, partial), (tree, total))
-        # The bias and the row flags travel alongside: five registers, as many as from inputs1 to tree.
-        bias, flags = pipe.delay(bias1, 5, "bias"), pipe.delay(flags1b, 5, "flags")
-        sum_valid, sum_first, sum_last = flags[0], flags[1], flags[2]
-        bias = datapath.bias_term(bias)
-
-        # Accumulate; a row's first word starts from the bias.
-        acc = Signal(self._acc_shape)
-        acc_done = Signal()  # the accumulator holds a finished row this cycle
-        stage((acc_done, sum_valid & sum_last))
-        with m.If(sum_valid):
-            m.d.sync += acc.eq(Mux(sum_first, bias, acc) + tree)
-        # Output: the finished accumulator, requantized for a hidden layer, into its reserved place.
-        result = acc if self._last else datapath.relu(datapath.requantize(acc, self._arithmetic))
-        m.d.comb += [results.i.valid.eq(acc_done), results.i.payload.eq(result)]
+        # The memories answer the cycle after issue; from there the MAC pipeline (``mac``) takes
+        # over: accumulate the row's words on top of the bias, requantize for a hidden layer.
+        flags1 = Signal(3)  # valid, first word of a row, last word of a row
+        m.d.sync += flags1.eq(Cat(issue, k == 0, k == words - 1))
+        m.submodules.mac = mac = self.mac
+        m.d.comb += [mac.x.eq(input_read.data), mac.w.eq(weight_read.data), mac.bias.eq(bias_read.data),
+                     mac.valid.eq(flags1[0]), mac.first.eq(flags1[1]), mac.last.eq(flags1[2]),
+                     results.i.valid.eq(mac.o_valid), results.i.payload.eq(mac.o)]
         return m
 
 
