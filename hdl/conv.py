@@ -30,7 +30,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model import arith
-from . import datapath
+from . import datapath, params
 from .mac import DEPTH as MAC_DEPTH
 from .mac import MacPipeline
 from .result_queue import ResultQueue
@@ -39,18 +39,6 @@ from .window import WindowGenerator, pixel_layout, wrap_increment
 # Cycles from issuing a step (S0) to the output handshake of its result: the window and the RAMs
 # (S1), the MAC pipeline, the output queue's input register and o.
 LATENCY = 1 + MAC_DEPTH + 2
-
-
-def _check_codes(label: str, array, ndim: int) -> np.ndarray:
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"{label} must be a numpy array, not {type(array).__name__}")
-    if not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"{label} must hold integer codes, not dtype {array.dtype}")
-    if array.ndim != ndim:
-        raise ValueError(f"{label} must have {ndim} dimensions, got shape {list(array.shape)}")
-    if array.size and (array.min() < arith.QMIN or array.max() > arith.QMAX):
-        raise ValueError(f"{label} codes must lie in {arith.QMIN}..{arith.QMAX}")
-    return array.astype(np.int64)
 
 
 class ConvEngine(wiring.Component):
@@ -99,30 +87,22 @@ class ConvEngine(wiring.Component):
     def __init__(self, weight: np.ndarray, bias: np.ndarray, size: int, arithmetic: arith.Arithmetic,
                  name: str = "conv", filters: int = 1, soft_multipliers: bool = False,
                  nonnegative_inputs: bool = False):
-        weight = _check_codes("weight", weight, 4)
-        bias = _check_codes("bias", bias, 1)
+        weight, bias = params.codes("weight", weight, 4), params.codes("bias", bias, 1)
         out_ch, in_ch, kernel, kernel_w = weight.shape
         if kernel != kernel_w:
             raise ValueError(f"weight kernel must be square, got {kernel}x{kernel_w}")
-        if out_ch < 1 or in_ch < 1 or kernel < 2:
-            raise ValueError(f"weight shape {list(weight.shape)} has an empty or 1x1 dimension")
+        if kernel < 2:
+            raise ValueError(f"weight shape {list(weight.shape)} has a 1x1 kernel")
         if bias.shape != (out_ch,):
             raise ValueError(f"bias must have shape [{out_ch}], got {list(bias.shape)}")
-        if not isinstance(size, int) or isinstance(size, bool):
-            raise TypeError(f"size must be an integer, not {size!r}")
-        if size < kernel:
+        if params.positive("size", size) < kernel:
             raise ValueError(f"size ({size}) must be at least the kernel ({kernel})")
-        if not isinstance(arithmetic, arith.Arithmetic):
-            raise TypeError(f"arithmetic must be an arith.Arithmetic, not {arithmetic!r}")
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a string, not {name!r}")
-        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1 or out_ch % filters:
+        params.arithmetic(arithmetic)
+        params.name(name)
+        if params.positive("filters", filters) and out_ch % filters:
             raise ValueError(f"filters must be a positive divisor of the {out_ch} output channels, not {filters!r}")
-        if not isinstance(soft_multipliers, bool):
-            raise TypeError(f"soft_multipliers must be a bool, not {soft_multipliers!r}")
-        if not isinstance(nonnegative_inputs, bool):
-            raise TypeError(f"nonnegative_inputs must be a bool, not {nonnegative_inputs!r}")
-        self._nonnegative = nonnegative_inputs
+        params.flag("soft_multipliers", soft_multipliers)
+        self._nonnegative = params.flag("nonnegative_inputs", nonnegative_inputs)
         self._out_ch, self._in_ch, self._kernel, self._size = out_ch, in_ch, kernel, size
         self._arithmetic, self._name = arithmetic, name
         self._filters, self._soft = filters, soft_multipliers

@@ -36,7 +36,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model import arith
-from . import datapath
+from . import datapath, params
 from .mac import DEPTH as MAC_DEPTH
 from .mac import MacPipeline
 from .result_queue import ResultQueue
@@ -92,37 +92,17 @@ class LinearEngine(wiring.Component):
 
     def __init__(self, weight, bias, arithmetic: arith.Arithmetic, lanes: int = 20, last: bool = False,
                  name: str = "fc", soft_multipliers: bool = False, nonnegative_inputs: bool = False):
-        if not isinstance(weight, np.ndarray) or weight.dtype != np.int8:
-            raise TypeError(f"weight must be an int8 numpy array, not {_describe(weight)}")
-        if weight.ndim != 2 or 0 in weight.shape:
-            raise ValueError(f"weight must be a non-empty [out_features, in_features] array, got shape "
-                             f"{list(weight.shape)}")
-        if not isinstance(bias, np.ndarray) or bias.dtype != np.int8:
-            raise TypeError(f"bias must be an int8 numpy array, not {_describe(bias)}")
+        weight, bias = params.codes("weight", weight, 2), params.codes("bias", bias, 1)
         if bias.shape != weight.shape[:1]:
             raise ValueError(f"bias must have shape [{weight.shape[0]}] to match the weight, got "
                              f"{list(bias.shape)}")
-        if not isinstance(arithmetic, arith.Arithmetic):
-            raise TypeError(f"arithmetic must be an arith.Arithmetic, not {arithmetic!r}")
-        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
-            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
-        if not isinstance(last, bool):
-            raise TypeError(f"last must be a bool, not {last!r}")
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"name must be an identifier-like string, not {name!r}")
-        if not isinstance(soft_multipliers, bool):
-            raise TypeError(f"soft_multipliers must be a bool, not {soft_multipliers!r}")
-        if not isinstance(nonnegative_inputs, bool):
-            raise TypeError(f"nonnegative_inputs must be a bool, not {nonnegative_inputs!r}")
-        self._soft = soft_multipliers
-        self._nonnegative = nonnegative_inputs
-
-        self._weight = weight.copy()
-        self._bias = bias.copy()
-        self._arithmetic = arithmetic
-        self._lanes = lanes
-        self._last = last
-        self._name = name
+        self._arithmetic = params.arithmetic(arithmetic)
+        self._lanes = params.positive("lanes", lanes)
+        self._last = params.flag("last", last)
+        self._name = params.name(name)
+        self._soft = params.flag("soft_multipliers", soft_multipliers)
+        self._nonnegative = params.flag("nonnegative_inputs", nonnegative_inputs)
+        self._weight, self._bias = weight, bias
         self._out_features, self._in_features = weight.shape
         self._words_per_row = math.ceil(self._in_features / lanes)
         self.mac = MacPipeline(1, lanes, self._in_features, arithmetic, raw=last, soft_multipliers=soft_multipliers,
@@ -272,8 +252,3 @@ class LinearEngine(wiring.Component):
                      results.i.valid.eq(mac.o_valid), results.i.payload.eq(mac.o)]
         return m
 
-
-def _describe(value) -> str:
-    if isinstance(value, np.ndarray):
-        return f"an array of dtype {value.dtype}"
-    return repr(type(value).__name__)

@@ -161,11 +161,13 @@ def test_cycle_model_of_the_lenet_layers():
 
 
 @pytest.mark.parametrize("change, error", [
-    (lambda a: {**a, "weight": a["weight"].astype(np.int16)}, TypeError),
+    (lambda a: {**a, "weight": a["weight"].astype(np.float32)}, TypeError),
+    (lambda a: {**a, "weight": np.full((3, 7), 300, np.int16)}, ValueError),
     (lambda a: {**a, "weight": a["weight"].tolist()}, TypeError),
     (lambda a: {**a, "weight": a["weight"][0]}, ValueError),
     (lambda a: {**a, "bias": a["bias"][:2]}, ValueError),
-    (lambda a: {**a, "bias": a["bias"].astype(np.int64)}, TypeError),
+    (lambda a: {**a, "bias": a["bias"].astype(np.float64)}, TypeError),
+    (lambda a: {**a, "name": "fc 1"}, ValueError),
     (lambda a: {**a, "arithmetic": "half-up"}, TypeError),
     (lambda a: {**a, "lanes": 0}, ValueError),
     (lambda a: {**a, "lanes": 2.0}, ValueError),
