@@ -62,6 +62,8 @@ def cmd_train(args) -> int:
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     train_split = mnist.load("train", args.data).fitted(network)
+    if args.train_images is not None:
+        train_split = mnist.Split(train_split.images[: args.train_images], train_split.labels[: args.train_images])
     test_split = mnist.load("test", args.data).fitted(network)
     print(network.describe())
     print(f"training for {arithmetic.describe()}: {config}")
@@ -83,7 +85,8 @@ def cmd_train(args) -> int:
         network,
         float_weights=float_path.name,
         accuracy={"float": float_acc, "fixed": fixed_acc, "n_images": len(test_split.labels), "split": "test"},
-        training={**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__},
+        training={**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__,
+                  "train_images": len(train_split.labels)},
     )
     weights.save_with_float(out, params, manifest, float_params)
     print(f"float accuracy {float_acc:.2%}, Q2.6 accuracy {fixed_acc:.2%} ({arithmetic.describe()})")

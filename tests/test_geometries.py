@@ -1,0 +1,102 @@
+"""Networks other than LeNet-5 through the whole flow: both generators bit-exact against the
+golden model in every arithmetic mode, and a small network from training to RTL on the command
+line. ``-m slow`` adds a wider network, a 32x32 input and a 12-class network."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lenet_fpga.cli import main
+from lenet_fpga.hdl.compact import CompactConfig
+from lenet_fpga.hdl.lenet import preset
+from lenet_fpga.model import arith, golden, images, weights
+from lenet_fpga.model.network import Network
+from lenet_fpga.sim.network import simulate
+
+MODES = [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow]
+SAMPLES = images.load_image_set()
+
+
+def large_random_weights(network: Network, seed: int) -> weights.WeightSet:
+    """Codes over the whole int8 range: every layer overflows, so every mode is told apart."""
+    rng = np.random.default_rng(seed)
+    params = {name: rng.integers(-128, 128, shape).astype(np.int8) for name, shape in network.parameter_shapes.items()}
+    return weights.WeightSet(params, weights.make_manifest(arith.Arithmetic(), network))
+
+
+def stimulus(network: Network, n: int, seed: int) -> np.ndarray:
+    """Shipped digits (centred in a larger input) and random pixels."""
+    digits = images.fit(SAMPLES.images[:n], network.image_size)
+    noise = np.random.default_rng(seed).integers(0, 256, digits.shape, dtype=np.uint8)
+    return np.where(np.arange(n)[:, None, None] % 2 == 0, digits, noise).astype(np.uint8)
+
+
+def check(run, label: str) -> None:
+    bad = np.flatnonzero(~run.matches)
+    assert bad.size == 0, (f"{label}: {bad.size} of {len(run.matches)} images differ; first image {bad[0]}: "
+                           f"rtl {run.rtl_logits[bad[0]].tolist()} golden {run.golden_logits[bad[0]].tolist()}")
+
+
+def assert_overflows(ws: weights.WeightSet, imgs: np.ndarray, mode: arith.Arithmetic) -> None:
+    _, trace = golden.forward(imgs, ws.params, mode, ws.network, trace=True)
+    hidden = [layer.name for layer in ws.network.layers[:-1]]
+    acc = np.concatenate([trace[f"{name}.acc"].reshape(-1) for name in hidden])
+    assert (np.abs(acc) >= (arith.QMAX + 1) << arith.FRAC_BITS).any(), "no overflow: the test would prove nothing"
+
+
+SMALL = Network.parse("4,10:60,40")
+
+
+# LeNet-5 goes through all four modes in test_network_rtl and test_compact_rtl; here the two
+# that differ in both choices, and all four in the slow test below.
+@pytest.mark.parametrize("mode", [MODES[0], MODES[-1]], ids=lambda a: f"{a.rounding}-{a.overflow}")
+def test_small_network_both_designs(mode, simulator, sim_build):
+    """4,10:60,40: the streaming design at its 'fast' sizes (4 and 5 filters at once, lanes
+    13,4,1) and the compact design on 8 lanes (conv1's 4 filters leave half the array idle)."""
+    ws = large_random_weights(SMALL, 20)
+    imgs = stimulus(SMALL, 2 if simulator == "verilator" else 1, 21)
+    assert_overflows(ws, imgs, mode)
+    fast = preset("fast", SMALL, mode)
+    assert fast.conv_filters == (4, 5)
+    check(simulate(ws, imgs, fast, simulator=simulator, build_root=sim_build), f"streaming fast, {mode.describe()}")
+    run = simulate(ws, imgs, CompactConfig(mode, lanes=8), simulator=simulator, build_root=sim_build)
+    check(run, f"compact, {mode.describe()}")
+    assert (run.cycles == sum(run.model.values())).all()
+
+
+@pytest.mark.torch
+def test_small_network_from_training_to_rtl_on_the_command_line(tmp_path, capsys, mnist_dir):
+    """train (briefly) -> eval -> verilog -> sim, both designs: what a user of another network does."""
+    out = tmp_path / "small.npz"
+    assert main(["train", "--network", "4,10:60,40", "--epochs", "1", "--qat-epochs", "1", "--train-images", "2000",
+                 "--data", str(mnist_dir), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert weights.load(out).network == SMALL
+    assert main(["eval", "--weights", str(out), "--data", str(mnist_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["network"] == "4,10:60,40" and report["fixed_accuracy"] == report["recorded_accuracy"]
+    assert main(["verilog", "--weights", str(out), "--preset", "fast", "-o", str(tmp_path / "small.v"), "--json"]) == 0
+    layers = {row["layer"]: row for row in json.loads(capsys.readouterr().out)["layers"]}
+    assert layers["conv1"]["multipliers"] == 4 * 25 and layers["fc1"]["macs"] == 160 * 60
+    for design in ("streaming", "compact"):
+        assert main(["sim", "--weights", str(out), "--design", design, "--n", "2", "--json"]) == 0, design
+        total = json.loads(capsys.readouterr().out)["total"]
+        assert total["mismatches"] == 0 and total["images"] == 2, design
+
+
+SLOW_NETWORKS = ["8,20:150,100", "32/6,16:120,84", "8k3p2,20k4:150:12"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SLOW_NETWORKS)
+@pytest.mark.parametrize("mode", MODES, ids=lambda a: f"{a.rounding}-{a.overflow}")
+def test_other_networks_both_designs_every_mode_verilator(spec, mode, sim_build):
+    network = Network.parse(spec)
+    ws = large_random_weights(network, 30)
+    imgs = stimulus(network, 6, 31)
+    assert_overflows(ws, imgs, mode)
+    for config in (preset("baseline", network, mode), preset("fast", network, mode), CompactConfig(mode, lanes=8)):
+        check(simulate(ws, imgs, config, simulator="verilator", build_root=sim_build), f"{spec} {config}")
