@@ -24,7 +24,8 @@ def _arithmetic_options(parser: argparse.ArgumentParser) -> None:
 def _data_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", metavar="DIR", default=None,
-        help="folder with the four MNIST .gz files (default: $LENET_FPGA_DATA, ../shared/data/mnist, ./data/mnist)",
+        help="folder with the four MNIST .gz files (default: $LENET_FPGA_DATA, else ~/.local/share/lenet-fpga/mnist, "
+             "which `lenet-fpga download` fills)",
     )
 
 
@@ -102,8 +103,16 @@ def _simulator_option(parser: argparse.ArgumentParser) -> None:
                         help="HDL simulator (default verilator: about 100x faster than icarus on this design)")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (like every other error of the program) that
+    points to --help, not the usage text followed by the error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="lenet-fpga",
         description="LeNet-5 in Q2.6 fixed point: train, evaluate, generate RTL, simulate, build for FPGAs.",
     )
@@ -230,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pnr-minutes", type=positive_float, default=None, metavar="MINUTES",
                    help="with --pnr: stop a preset's synthesis and place-and-route after this long and report it "
                    "as not done (default: no limit)")
-    p.add_argument("--json", metavar="FILE", default=None, help="write the results as JSON")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots to this folder")
     p.set_defaults(handler="sim.benchmark:cmd_bench")
 

@@ -39,7 +39,7 @@ def atomic_path(path):
 
 def check_output(path, what: str = "output") -> Path:
     """Refuse, before any work, an output path that cannot be written: a folder, a path under a
-    file, a folder that is not writable. Creates no file and no folder."""
+    file, a folder that is not writable. Leaves no file and no folder behind."""
     path = Path(path)
     if str(path) == "" or path.name in ("", ".", ".."):
         raise InputError(f"{what}: {str(path)!r} is not a file name")
@@ -52,8 +52,10 @@ def check_output(path, what: str = "output") -> Path:
         parent = parent.parent
     if not parent.is_dir():
         raise InputError(f"{what}: cannot write {path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{what}: cannot write {path}: {parent} is not writable")
-    if path.exists() and not os.access(path, os.W_OK) and not os.access(parent, os.W_OK):
-        raise InputError(f"{what}: cannot write {path}")
+    try:  # a real probe: permissions alone do not tell (root, read-only mounts, /proc)
+        fd, probe = tempfile.mkstemp(prefix=".lenet-fpga-probe.", dir=parent)
+    except OSError:
+        raise InputError(f"{what}: cannot write {path}: {parent} is not writable") from None
+    os.close(fd)
+    os.unlink(probe)
     return path

@@ -193,8 +193,14 @@ def cmd_download(args) -> int:
         bar = bars.setdefault(name, tqdm(total=total or None, desc=name, unit="B", unit_scale=True))
         bar.update(done - bar.n)
 
-    fetched = mnist.download(args.data or mnist.default_data_dir(), mirror=args.mirror or mnist.DEFAULT_MIRROR, progress=progress)
-    for bar in bars.values():
-        bar.close()
-    print(f"{len(fetched)} file(s) downloaded, all four verified in {args.data or mnist.default_data_dir()}")
+    data_dir = Path(args.data) if args.data is not None else mnist.default_data_dir()
+    mirror = mnist.check_mirror(args.mirror if args.mirror is not None else mnist.DEFAULT_MIRROR)
+    for name in mnist.FILES:
+        check_output(data_dir / name, "--data")
+    try:
+        fetched = mnist.download(data_dir, mirror=mirror, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    print(f"{len(fetched)} file(s) downloaded, all four verified in {data_dir}")
     return 0

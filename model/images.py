@@ -39,6 +39,14 @@ class ImageSet:
         labels = None if self.labels is None else self.labels[:n]
         return ImageSet(self.images[:n], labels, self.path)
 
+    def checked_labels(self, network: Network) -> "ImageSet":
+        """Refuse labels that are not classes of ``network`` (a label 12 for a 10-class network
+        would only ever count as a wrong answer)."""
+        if self.labels is not None and len(self.labels) and int(self.labels.max()) >= network.classes:
+            raise InputError(f"{self.path or 'images'}: label {int(self.labels.max())} is not one of the "
+                             f"{network.classes} classes of the network {network.spec}")
+        return self
+
     def fitted(self, network: Network) -> "ImageSet":
         """The images at ``network``'s input size (``fit``)."""
         return ImageSet(fit(self.images, network.image_size), self.labels, self.path)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import struct
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -22,6 +24,13 @@ from .atomic import atomic_path
 from .errors import InputError
 from .images import fit
 
+# The originals' sizes in bytes: a download stops at them, whatever the server sends.
+SIZES = {
+    "train-images-idx3-ubyte.gz": 9_912_422,
+    "train-labels-idx1-ubyte.gz": 28_881,
+    "t10k-images-idx3-ubyte.gz": 1_648_877,
+    "t10k-labels-idx1-ubyte.gz": 4_542,
+}
 # The originals' reference md5 sums (of the .gz files).
 FILES = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -51,11 +60,12 @@ class Split:
 
 
 def default_data_dir() -> Path:
-    """$LENET_FPGA_DATA, else the project's ../shared/data/mnist if present, else ./data/mnist."""
+    """$LENET_FPGA_DATA, else the user's data folder (``$XDG_DATA_HOME/lenet-fpga/mnist``, by
+    default ``~/.local/share/lenet-fpga/mnist``), which ``lenet-fpga download`` fills."""
     if os.environ.get(ENV_DATA):
         return Path(os.environ[ENV_DATA])
-    shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
-    return shared if shared.is_dir() else Path("data/mnist")
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "lenet-fpga" / "mnist"
 
 
 def md5sum(path: Path) -> str:
@@ -117,6 +127,7 @@ def download(data_dir, mirror: str = DEFAULT_MIRROR, progress=None, timeout: flo
 
     ``progress(name, done_bytes, total_bytes)`` is called as bytes arrive.
     """
+    check_mirror(mirror)
     data_dir = Path(data_dir)
     fetched = []
     for name, md5 in FILES.items():
@@ -124,19 +135,30 @@ def download(data_dir, mirror: str = DEFAULT_MIRROR, progress=None, timeout: flo
         if path.is_file() and md5sum(path) == md5:
             continue
         url = mirror.rstrip("/") + "/" + name
+        size = SIZES[name]
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(path) as tmp:
-                total = int(response.headers.get("Content-Length") or 0)
                 done = 0
                 with open(tmp, "wb") as f:
                     for block in iter(lambda: response.read(1 << 16), b""):
-                        f.write(block)
                         done += len(block)
+                        if done > size:  # a server that never stops must not fill the disk
+                            raise InputError(f"{url} sent more than the {size:,} bytes the file has; nothing "
+                                             f"was saved")
+                        f.write(block)
                         if progress:
-                            progress(name, done, total)
+                            progress(name, done, size)
                 if md5sum(tmp) != md5:
                     raise InputError(f"downloaded {url} fails its md5 check; nothing was saved")
-        except (urllib.error.URLError, OSError) as e:
-            raise InputError(f"cannot download {url}: {e}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            raise InputError(f"cannot download {url}: {type(e).__name__}: {e}") from None
         fetched.append(path)
     return fetched
+
+
+def check_mirror(mirror) -> str:
+    """A mirror is an http, https or file URL (of the folder holding the four files)."""
+    parsed = urllib.parse.urlsplit(mirror) if isinstance(mirror, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https", "file") or (parsed.scheme != "file" and not parsed.netloc):
+        raise InputError(f"--mirror must be an http://, https:// or file:// URL of a folder, not {mirror!r}")
+    return mirror

@@ -137,9 +137,9 @@ def save_with_float(path, params: dict, manifest: dict, float_params: dict) -> P
 def load(path=None) -> WeightSet:
     """Read and validate a weight file and its manifest. ``None`` means the shipped weights."""
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    mpath = manifest_path(path)
     if not path.is_file():
         raise InputError(f"weights file not found: {path}")
+    mpath = manifest_path(path)
     if not mpath.is_file():
         raise InputError(f"weights manifest not found: {mpath} (it must sit beside {path.name})")
     try:

@@ -32,7 +32,7 @@ from ..hdl.lenet import PRESETS, StreamingConfig, preset
 from ..model import golden, mnist
 from ..model import images as image_sets
 from ..model import weights as weight_files
-from ..model.atomic import atomic_path
+from ..model.atomic import check_output
 from ..model.errors import InputError
 from ..model.network import Network
 from ..model.weights import WeightSet
@@ -229,7 +229,11 @@ def cmd_bench(args) -> int:
     ws = weight_files.load(args.weights)
     network = ws.network
     configs = select_configs(args.configs, network, ws.arithmetic)
+    if args.plots:
+        check_output(Path(args.plots) / "cycles.png", "--plots")
     runner.prepare_simulator(args.simulator)
+    runner.check_build_root()
+    say = (lambda *a, **k: None) if args.json else print
     if args.pnr:
         from ..boards.platforms import toolchain_env
 
@@ -256,16 +260,16 @@ def cmd_bench(args) -> int:
             else:
                 result["accuracy"] = None
             results.append(result)
-    print(format_table(results, network.pixels))
-    print(f"RTL: {args.rtl_images} {source} streamed through {args.simulator}; "
-          + ("accuracy on the 10,000 MNIST test images (golden model)." if test_set is not None
-             else f"accuracy: the MNIST test set is not in {data_dir} (lenet-fpga download)."))
+    say(format_table(results, network.pixels))
+    say(f"RTL: {args.rtl_images} {source} streamed through {args.simulator}; "
+        + ("accuracy on the 10,000 MNIST test images (golden model)." if test_set is not None
+           else f"accuracy: the MNIST test set is not in {data_dir} (lenet-fpga download)."))
     if args.pnr:
-        print(f"Fmax and resources: out-of-context place-and-route for the {PNR_DEVICE} ({PNR_PACKAGE}), "
-              f"target {PNR_TARGET_MHZ:g} MHz; images/s = Fmax / interval.")
+        say(f"Fmax and resources: out-of-context place-and-route for the {PNR_DEVICE} ({PNR_PACKAGE}), "
+            f"target {PNR_TARGET_MHZ:g} MHz; images/s = Fmax / interval.")
         for r in results:
             if "pnr_error" in r:
-                print(f"{r['name']}: {r['pnr_error']}")
+                say(f"{r['name']}: {r['pnr_error']}")
     document = {
         "weights": str(ws.path) if ws.path else None,
         "simulator": args.simulator,
@@ -278,17 +282,15 @@ def cmd_bench(args) -> int:
                 "out_of_context": True} if args.pnr else None,
         "configs": results,
     }
-    if args.json:
-        with atomic_path(Path(args.json)) as tmp:
-            tmp.write_text(json.dumps(document, indent=1))
-        print(f"JSON: {args.json}")
     if args.plots:
         from .plots import bench_figures
 
         for path in bench_figures(results, Path(args.plots)):
-            print(f"plot: {path}")
+            say(f"plot: {path}")
+    if args.json:
+        print(json.dumps(document))
     mismatched = [r["name"] for r in results if r["rtl"]["mismatches"]]
     if mismatched:
-        print(f"RTL logits differ from the golden model for: {', '.join(mismatched)}")
+        say(f"RTL logits differ from the golden model for: {', '.join(mismatched)}")
     failed = [r["name"] for r in results if "pnr_error" in r]
     return 1 if mismatched or failed else 0

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from ..hdl.commands import config_from_args, describe_config
 from ..model import images as image_sets
 from ..model import weights as weight_files
+from ..model.atomic import atomic_path, check_output
 from ..model.errors import InputError
 from . import runner
 from .network import simulate
@@ -39,7 +40,7 @@ def _image_set(args, network) -> image_sets.ImageSet:
         image_set = image_sets.ImageSet(split.images, split.labels, Path(data or mnist.default_data_dir()))
     else:
         image_set = image_sets.load_image_set(args.images)
-    return image_set.head(args.n).fitted(network)
+    return image_set.head(args.n).fitted(network).checked_labels(network)
 
 
 def _summary(run, image_set, config, simulator) -> dict:
@@ -68,7 +69,14 @@ def cmd_sim(args) -> int:
     jobs = getattr(args, "jobs", 1)
     if args.waves and jobs > 1:
         raise InputError("--waves writes one waveform from one simulator run; use --jobs 1")
+    if args.waves_file and not args.waves:
+        raise InputError("--waves-file names the waveform --waves writes: give --waves as well")
+    waves_target = None
+    if args.waves:
+        suffix = ".fst" if args.simulator == "icarus" else ".vcd"
+        waves_target = check_output(args.waves_file or f"lenet_sim{suffix}", "--waves-file")
     runner.prepare_simulator(args.simulator)
+    runner.check_build_root()
     started = time.monotonic()
     # The accelerator's timing does not depend on the pixels, so a large set is run for its
     # logits, and back to back is then the faster way (the interval instead of the latency).
@@ -98,9 +106,9 @@ def cmd_sim(args) -> int:
     if args.waves:
         if run.waves is None:
             raise InputError("the simulator wrote no waveform file")
-        target = Path(args.waves_file or f"lenet_sim{run.waves.suffix}")
-        shutil.copyfile(run.waves, target)
-        summary["waves"] = str(target)
+        with atomic_path(waves_target) as tmp:
+            shutil.copyfile(run.waves, tmp)
+        summary["waves"] = str(waves_target)
     if args.json:
         print(json.dumps({"images": per_image, "total": summary}))
     else:
@@ -141,8 +149,11 @@ def cmd_demo(args) -> int:
     ws = weight_files.load(getattr(args, "weights", None))
     image_set = image_sets.load_image_set(None).fitted(ws.network)
     config = config_from_args(args, ws)
+    if args.plot:
+        check_output(args.plot, "--plot")
     simulator = args.simulator
     runner.prepare_simulator(simulator)
+    runner.check_build_root()
     accuracy = ws.manifest.get("accuracy", {}).get("fixed")
     print(f"network {ws.network.spec}, {config.arithmetic.describe()}, weights {ws.path.name}"
           + (f" (MNIST test accuracy {accuracy:.2%} in the golden model)" if accuracy is not None else ""))

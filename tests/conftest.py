@@ -25,6 +25,10 @@ from lenet_fpga.model import network
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+# Commands that look for MNIST by default find this project's shared copy; a user's default
+# is their own data folder (model/mnist.py).
+if MNIST_DIR.is_dir():
+    os.environ.setdefault("LENET_FPGA_DATA", str(MNIST_DIR))
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",

@@ -67,7 +67,9 @@ def test_no_subcommand_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([])
     assert exit_info.value.code == 2
-    assert "usage: lenet-fpga" in capsys.readouterr().err
+    # One line, like every other error, pointing to the help.
+    assert capsys.readouterr().err == ("lenet-fpga: error: the following arguments are required: COMMAND "
+                                       "(see lenet-fpga --help)\n")
 
 
 def test_unknown_overflow_choice_is_a_usage_error(capsys):

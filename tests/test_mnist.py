@@ -77,13 +77,15 @@ def test_load_matches_a_direct_idx_parse(mnist_dir, mnist_test):
 
 
 def test_default_data_dir(monkeypatch, tmp_path):
+    """$LENET_FPGA_DATA first, then the user's data folder: never a path next to the checkout."""
     monkeypatch.setenv(mnist.ENV_DATA, str(tmp_path))
     assert mnist.default_data_dir() == tmp_path
     monkeypatch.delenv(mnist.ENV_DATA)
-    if MNIST_DIR.is_dir():  # ../shared/data/mnist relative to the repository
-        assert mnist.default_data_dir().resolve() == MNIST_DIR.resolve()
-    else:
-        assert mnist.default_data_dir() == Path("data/mnist")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert mnist.default_data_dir() == tmp_path / "xdg" / "lenet-fpga" / "mnist"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert mnist.default_data_dir() == tmp_path / "home" / ".local" / "share" / "lenet-fpga" / "mnist"
 
 
 def test_load_unknown_split(tmp_path):
@@ -381,3 +383,51 @@ def test_remote_hosts_are_blocked_in_tests():
     (192.0.2.1 is TEST-NET-1, reserved for documentation, so even a broken guard reaches no one.)"""
     with pytest.raises((AssertionError, InputError), match="remote host"):
         mnist.download(Path("/nonexistent-target"), mirror="http://192.0.2.1/", timeout=1)
+
+
+class EndlessHandler(QuietHandler):
+    """Sends bytes until the client hangs up, with no Content-Length."""
+
+    def do_GET(self):
+        self.requests.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b"\0" * 65536)
+        except OSError:
+            pass
+
+
+class GarbageStatusHandler(QuietHandler):
+    """Answers with a status line that is not HTTP."""
+
+    def handle_one_request(self):
+        self.raw_requestline = self.rfile.readline(65537)
+        self.requests.append("garbage")
+        self.wfile.write(b"this is not HTTP\r\n\r\n")
+        self.close_connection = True
+
+
+def test_download_of_an_endless_body_stops_at_the_files_size(tmp_path):
+    """The files' sizes are known: a server that never stops cannot fill the disk."""
+    with serve(tmp_path, EndlessHandler) as (url, _):
+        with pytest.raises(InputError, match=r"sent more than the 9,912,422 bytes"):
+            mnist.download(tmp_path / "mnist", mirror=url, timeout=30)
+    assert not (tmp_path / "mnist").exists() or list((tmp_path / "mnist").iterdir()) == []
+
+
+def test_download_from_a_server_that_does_not_speak_http(tmp_path):
+    with serve(tmp_path, GarbageStatusHandler) as (url, _):
+        with pytest.raises(InputError, match="cannot download .*BadStatusLine"):
+            mnist.download(tmp_path / "mnist", mirror=url, timeout=30)
+
+
+@pytest.mark.parametrize("mirror", ["notaurl", "", "ftp://example.org/", "http://", "/some/folder"])
+def test_a_mirror_that_is_not_a_url_is_refused_before_anything(capsys, tmp_path, mirror):
+    from lenet_fpga.cli import main
+
+    assert main(["download", "--data", str(tmp_path / "mnist"), "--mirror", mirror]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lenet-fpga download: error: --mirror must be an http://") and "Traceback" not in err
+    assert not (tmp_path / "mnist").exists()
