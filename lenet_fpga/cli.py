@@ -184,6 +184,70 @@ def build_parser() -> argparse.ArgumentParser:
     _data_option(p)
     p.set_defaults(handler="model.commands:cmd_import")
 
+    p = sub.add_parser(
+        "compress", help="prune and restrict the weight codes of a trained network, then fine-tune it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compress a trained network for cheaper hardware: a search picks each layer's channel\n"
+                    "count and weight codes against the generator's cost model, the channels of smallest L1\n"
+                    "norm are pruned, and the smaller network is fine-tuned with quantization-aware training\n"
+                    "on its restricted codes. Writes FILE.npz, FILE.json and FILE-float.npz.\n\n"
+                    "Weight codes (--codes LAYER=CHOICES, LAYER a layer name or all, conv, fc):\n"
+                    "  K     K-bit codes c*2^s (K 2..8, the shift s fitted per layer); 8 is every code\n"
+                    "  t     ternary {-a, 0, a} (a fitted per layer)\n"
+                    "  pK    power of two {0, +-2^e} in K bits (K 2..4: up to 1, 3, 7 exponents, by k-means)\n"
+                    "  A/B/C the search may choose among these, cheapest last (e.g. fc=8/4/3/t)\n\n"
+                    "Examples:\n"
+                    "  lenet-fpga compress --out pruned.npz --max-macs 155000\n"
+                    "  lenet-fpga compress --out small.npz --max-weight-bits 88000 --codes conv=8,fc=6/4/3/t\n"
+                    "  lenet-fpga compress --out pow2.npz --codes fc=p3 --epochs 8",
+    )
+    _data_option(p)
+    p.add_argument("--weights", metavar="FILE.npz", default=None,
+                   help="the trained network to start from, with its -float.npz if there is one "
+                        "(default: the shipped LeNet-5)")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the compressed weights")
+    p.add_argument("--start", choices=["codes", "float"], default="codes",
+                   help="start from the network's integer codes (/ 64: what the hardware runs, trained for "
+                        "Q2.6) or from its float checkpoint (FILE-float.npz; default codes)")
+    p.add_argument("--max-macs", type=positive_int, default=None, metavar="N", help="budget: MACs per image")
+    p.add_argument("--max-weight-bits", type=positive_int, default=None, metavar="N",
+                   help="budget: bits of all weight codes (weights x bits per code)")
+    p.add_argument("--max-multipliers", type=positive_int, default=None, metavar="N",
+                   help="budget: multipliers of the design the --cost-preset builds")
+    p.add_argument("--max-memory-bits", type=positive_int, default=None, metavar="N",
+                   help="budget: block RAM bits of that design")
+    p.add_argument("--max-cycles", type=positive_int, default=None, metavar="N",
+                   help="budget: cycles per image of that design's slowest block")
+    p.add_argument("--channels", metavar="LAYER=N[,...]", default=None,
+                   help="fix these layers' output channels (the search leaves them alone)")
+    p.add_argument("--codes", metavar="LAYER=CHOICES[,...]", default=None,
+                   help="weight codes per layer or group (see above; default 8 everywhere)")
+    p.add_argument("--method", choices=["greedy", "learned"], default="greedy",
+                   help="greedy: the search alone; learned: first train per-layer sparsity thresholds and "
+                        "bit-width branches with a cost penalty, then search from there (default greedy)")
+    p.add_argument("--tradeoff", type=float, default=0.0, metavar="LAMBDA",
+                   help="after the budgets hold, keep compressing while the loss rises by less than LAMBDA "
+                        "times the cost saved (relative to the source network; default 0: stop at the budgets)")
+    p.add_argument("--cost-preset", default="baseline", metavar="NAME",
+                   help="the generator preset whose design the cost model measures (default baseline)")
+    p.add_argument("--cost-weights", metavar="METRIC=W[,...]", default=None,
+                   help="weights of the cost metrics in the trade-off (default weight_bits=1,multipliers=1,cycles=1; "
+                        "metrics: macs, weight_bits, multipliers, memory_bits, cycles)")
+    p.add_argument("--min-keep", type=positive_float, default=0.25, metavar="FRACTION",
+                   help="the search keeps at least this share of each layer's channels (default 0.25)")
+    p.add_argument("--search-images", type=positive_int, default=4000, metavar="N",
+                   help="training images that score the search's points (default 4000)")
+    p.add_argument("--learned-epochs", type=positive_int, default=3, metavar="N",
+                   help="with --method learned: epochs of learning the sparsity and bit widths (default 3)")
+    p.add_argument("--epochs", type=nonnegative_int, default=10, help="fine-tuning epochs (default 10)")
+    p.add_argument("--train-images", type=positive_int, default=None, metavar="N",
+                   help="fine-tune (and search) on the first N training images only (default all 60,000)")
+    p.add_argument("--lr", type=positive_float, default=None, help="fine-tuning's peak learning rate (default 5e-4)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="images per step (default 128)")
+    p.add_argument("--seed", type=nonnegative_int, default=1, help="random seed (default 1)")
+    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads for PyTorch (default 2)")
+    p.set_defaults(handler="model.commands:cmd_compress")
+
     p = sub.add_parser("eval", help="accuracy of the float and the Q2.6 golden model on the MNIST test set")
     _data_option(p)
     _weights_option(p)

@@ -204,3 +204,117 @@ def cmd_download(args) -> int:
             bar.close()
     print(f"{len(fetched)} file(s) downloaded, all four verified in {data_dir}")
     return 0
+
+
+def assignments(text: str | None, option: str, value=str) -> dict:
+    """``NAME=VALUE,NAME=VALUE`` (in order; a later NAME overrides an earlier one)."""
+    result = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, item = part.partition("=")
+        if not sep or not name.strip() or not item.strip():
+            raise InputError(f"{option}: expected NAME=VALUE[,NAME=VALUE...], not {text!r}")
+        try:
+            result[name.strip()] = value(item.strip())
+        except ValueError:
+            raise InputError(f"{option}: {name.strip()}={item.strip()} is not a valid value") from None
+    return result
+
+
+def cmd_compress(args) -> int:
+    import torch
+
+    from . import compress, cost, qat
+    from .codes import codes_to_manifest
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise InputError(f"--out must name an .npz file, got {out}")
+    float_path = out.with_name(out.stem + "-float.npz")
+    for path in (out, weights.manifest_path(out), float_path):
+        check_output(path, "--out")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise InputError(f"--seed must be 0..{MAX_SEED}, not {args.seed}")
+    source = weights.load(args.weights)
+    network, arithmetic = source.network, source.arithmetic
+    if source.manifest.get("codes"):
+        raise InputError(f"{source.path} already has restricted weight codes; compress its dense source instead")
+    budgets = {metric: getattr(args, f"max_{metric}") for metric in cost.METRICS
+               if getattr(args, f"max_{metric}", None) is not None}
+    config = compress.CompressConfig(
+        seed=args.seed, epochs=args.epochs, budgets=budgets,
+        channels=assignments(args.channels, "--channels", int),
+        codes=assignments(args.codes, "--codes"),
+        method=args.method, search_images=args.search_images, min_keep=args.min_keep, tradeoff=args.tradeoff,
+        preset=args.cost_preset, learned_epochs=args.learned_epochs,
+        **({"lr": args.lr} if args.lr is not None else {}),
+        **({"batch_size": args.batch_size} if args.batch_size is not None else {}),
+        **({"cost_weights": assignments(args.cost_weights, "--cost-weights", float)} if args.cost_weights else {}),
+    )
+    compress.space_from(config, network)  # option errors now, before the data is read
+    from ..hdl import lenet
+
+    lenet.preset(config.preset, network, arithmetic)  # an unknown preset is an error now too
+    start = weights.load_float(source) if args.start == "float" else None
+    if args.start == "float" and start is None:
+        raise InputError(f"--start float: {source.path} has no float checkpoint beside it")
+    if start is None:  # the codes the hardware runs, as weights
+        start = {name: value.astype(np.float32) / arith.SCALE for name, value in source.params.items()}
+    start_from = args.start
+
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    train_split = mnist.load("train", args.data).fitted(network)
+    if args.train_images is not None:  # a quick run on the first N training images
+        train_split = mnist.Split(train_split.images[: args.train_images], train_split.labels[: args.train_images])
+    test_split = mnist.load("test", args.data).fitted(network)
+    print(f"compressing {source.path} ({network.spec}, {arithmetic.describe()}) from its {start_from} weights")
+    result = compress.compress(start, network, arithmetic, train_split, config)
+
+    smaller = result.network
+    params = result.model.integer_params()
+    fixed_logits = golden.forward(test_split.images, params, arithmetic, smaller)
+    with torch.no_grad():
+        fake_logits = result.model.integer_logits(torch.from_numpy(test_split.images.copy())).numpy()
+    mismatches = int((fake_logits != fixed_logits).any(axis=1).sum())
+    if mismatches:  # the contract is broken: do not ship weights that training and hardware disagree on
+        raise RuntimeError(f"fake-quant and golden model disagree on {mismatches} test images")
+    float_params = result.model.float_params()
+    float_acc = golden.accuracy(golden.float_forward(test_split.images, float_params, smaller), test_split.labels)
+    fixed_acc = golden.accuracy(fixed_logits, test_split.labels)
+    figures = cost.hardware_cost(smaller, result.codes, config.preset, arithmetic)
+    before = cost.hardware_cost(network, {}, config.preset, arithmetic)
+
+    manifest = weights.make_manifest(
+        arithmetic, smaller,
+        float_weights=float_path.name,
+        accuracy={"float": float_acc, "fixed": fixed_acc, "n_images": len(test_split.labels), "split": "test"},
+        codes=codes_to_manifest(result.codes),
+        cost=figures.to_dict(),
+        compression={
+            "source": source.path.name,
+            "source_network": network.spec,
+            "source_accuracy": source.manifest.get("accuracy", {}).get("fixed"),
+            "start": start_from,
+            "recipes": {name: str(recipe) for name, recipe in result.recipes.items()},
+            "kept_channels": result.kept,
+            "search": result.path,
+            "config": config.to_dict(),
+            "seconds": round(result.seconds, 1),
+            "threads": args.threads,
+            "train_images": len(train_split.labels),
+            "torch": torch.__version__,
+        },
+    )
+    weights.save_with_float(out, params, manifest, float_params)
+    print(smaller.describe())
+    print("codes: " + ", ".join(f"{name} {restriction}" for name, restriction in result.codes.items()))
+    print(f"{'':<14}{'accuracy':>10}{'MACs':>10}{'weight bits':>13}{'multipliers':>13}{'cycles':>9}")
+    source_acc = source.manifest.get("accuracy", {}).get("fixed")
+    for label, acc, c in (("source", source_acc, before), ("compressed", fixed_acc, figures)):
+        acc_text = f"{acc:.2%}" if acc is not None else "?"
+        print(f"{label:<14}{acc_text:>10}{c.macs:>10,}{c.weight_bits:>13,}{c.multipliers:>13,}{c.cycles:>9,}")
+    print(f"(cost model: the '{config.preset}' preset; Q2.6 accuracy on the {len(test_split.labels):,} test images)")
+    print(f"wrote {out}, {weights.manifest_path(out)} and {float_path} in {result.seconds:.0f} s")
+    return 0

@@ -6,6 +6,10 @@ every product is a multiple of 2**-12 and every partial sum is an integer times 
 2**23 * 2**-12. float32 holds all of them exactly, so the sums do not depend on the order the
 convolution kernels add in, and the rounding steps below are the integer shifts of ``arith``.
 The tests check every logit against the golden model.
+
+A layer with restricted weight codes (``codes.Restriction``) projects its weights onto the
+restriction's levels instead of onto all 256 codes (``restrict_weight``); the forward pass is
+exact in the same way, since the levels are Q2.6 codes too.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import arith
+from .codes import Restriction, Uniform
 from .network import LENET5, ConvLayer, Network
 
 
@@ -33,6 +38,24 @@ def quantize_weight(w: torch.Tensor) -> torch.Tensor:
     """Float weight -> nearest Q2.6 code / 64, as ``arith.quantize_weights`` does on export."""
     soft = torch.clamp(w * arith.SCALE, arith.QMIN, arith.QMAX)
     return _ste(soft, torch.round(soft)) / arith.SCALE  # torch.round and np.rint: ties to even
+
+
+def project_codes(x: torch.Tensor, restriction: Restriction) -> torch.Tensor:
+    """``restriction.project`` in torch: values in code units -> the nearest allowed codes (as
+    floats), with the same tie rules, so training sees exactly the codes export writes."""
+    if isinstance(restriction, Uniform):
+        step = float(1 << restriction.shift)
+        return torch.clamp(torch.round(x / step), restriction.c_min, restriction.c_max) * step
+    magnitudes = torch.tensor((0, *restriction.magnitudes), dtype=x.dtype, device=x.device)
+    index = torch.bucketize(x.abs(), (magnitudes[:-1] + magnitudes[1:]) / 2, right=False)
+    return torch.sign(x) * magnitudes[index]
+
+
+def restrict_weight(w: torch.Tensor, restriction: Restriction) -> torch.Tensor:
+    """Float weight -> nearest allowed code / 64; straight-through inside the levels' range."""
+    levels = restriction.levels
+    soft = torch.clamp(w * arith.SCALE, int(levels[0]), int(levels[-1]))
+    return _ste(soft, project_codes(w.detach() * arith.SCALE, restriction)) / arith.SCALE
 
 
 def requantize(acc: torch.Tensor, arithmetic: arith.Arithmetic) -> torch.Tensor:
@@ -60,12 +83,18 @@ def quantize_input(pixels_u8: torch.Tensor) -> torch.Tensor:
 
 
 class QuantLeNet(nn.Module):
-    """A ``Network`` in PyTorch. ``arithmetic=None`` is the float network; otherwise fake-quant."""
+    """A ``Network`` in PyTorch. ``arithmetic=None`` is the float network; otherwise fake-quant,
+    with each layer named in ``codes`` restricted to its weight codes."""
 
-    def __init__(self, arithmetic: arith.Arithmetic | None = None, network: Network = LENET5):
+    def __init__(self, arithmetic: arith.Arithmetic | None = None, network: Network = LENET5,
+                 codes: dict[str, Restriction] | None = None):
         super().__init__()
         self.arithmetic = arithmetic
         self.network = network
+        self.codes = dict(codes or {})
+        unknown = set(self.codes) - set(network.names)
+        if unknown:
+            raise ValueError(f"codes for {sorted(unknown)}: the network {network.spec} has {network.names}")
         self.layers = network.layers
         for layer in self.layers:
             if isinstance(layer, ConvLayer):
@@ -88,10 +117,7 @@ class QuantLeNet(nn.Module):
         penalty = x.new_zeros(())
         limit = arith.QMAX / arith.SCALE
         for layer in self.layers:
-            module = getattr(self, layer.name)
-            w, b = module.weight, module.bias
-            if q is not None:
-                w, b = quantize_weight(w), quantize_weight(b)
+            w, b = self.layer_parameters(layer)
             if isinstance(layer, ConvLayer):
                 acc = F.conv2d(x, w, b)
             else:
@@ -108,6 +134,16 @@ class QuantLeNet(nn.Module):
         self.overflow_penalty = penalty
         return x
 
+    def layer_parameters(self, layer) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weight and bias a layer computes with: the float ones, or their codes / 64."""
+        module = getattr(self, layer.name)
+        w, b = module.weight, module.bias
+        if self.arithmetic is None:
+            return w, b
+        restriction = self.codes.get(layer.name)
+        w = quantize_weight(w) if restriction is None else restrict_weight(w, restriction)
+        return w, quantize_weight(b)
+
     def integer_logits(self, pixels_u8: torch.Tensor) -> torch.Tensor:
         """Fake-quant logits as the integer accumulator the hardware ends with (int64)."""
         assert self.arithmetic is not None, "integer logits need a fake-quant model"
@@ -115,7 +151,13 @@ class QuantLeNet(nn.Module):
 
     def integer_params(self) -> dict[str, np.ndarray]:
         """The Q2.6 codes this model computes with, named like its state dict."""
-        return {name: arith.quantize_weights(t.detach().cpu().numpy()) for name, t in self.state_dict().items()}
+        params = {}
+        for name, t in self.state_dict().items():
+            value = t.detach().cpu().numpy()
+            restriction = self.codes.get(name.rsplit(".", 1)[0]) if name.endswith(".weight") else None
+            params[name] = (arith.quantize_weights(value) if restriction is None
+                            else restriction.project(value.astype(np.float64) * arith.SCALE))
+        return params
 
     def float_params(self) -> dict[str, np.ndarray]:
         return {name: t.detach().cpu().numpy().astype(np.float32) for name, t in self.state_dict().items()}
@@ -148,7 +190,9 @@ def random_shift(images: torch.Tensor, shift: int, generator: torch.Generator) -
     return padded[torch.arange(n).view(n, 1, 1), rows, cols]
 
 
-def _run_epochs(model, images, labels, epochs, lr, config, generator, label, penalty_weight):
+def _run_epochs(model, images, labels, epochs, lr, config, generator, label, penalty_weight, before_epoch=None):
+    """``epochs`` of Adam with a one-cycle learning rate; ``before_epoch(epoch)``, if given, runs
+    at the start of each epoch (compression refits its weight-code restrictions there)."""
     if epochs <= 0:
         return
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -158,6 +202,8 @@ def _run_epochs(model, images, labels, epochs, lr, config, generator, label, pen
     )
     model.train()
     for epoch in range(epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
         order = torch.randperm(len(images), generator=generator)
         bar = tqdm(range(steps_per_epoch), desc=f"{label} epoch {epoch + 1}/{epochs}", unit="batch", leave=True)
         correct = seen = 0

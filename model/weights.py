@@ -1,11 +1,12 @@
 """Integer weight files: ``NAME.npz`` (int8 arrays named like the PyTorch state dict) plus
 ``NAME.json`` (the manifest: format version, the network, Q format, rounding, overflow,
-accuracies, training).
+accuracies, training, and for compressed networks each layer's restricted weight codes).
 
 The manifest sits beside the arrays, so the ``.npz`` holds nothing but the state dict and any
 numpy user can read it. Both files are written atomically. ``docs/weights.md`` documents every
 field. Format version 2 records the network (``network.Network.to_dict``); a version-1 file,
-which has none, is the LeNet-5 it was written for.
+which has none, is the LeNet-5 it was written for. An optional ``codes`` object restricts
+layers' weight codes (``codes.py``); every code is checked against it on load and on save.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import arith
+from .codes import CodesError, Restriction, check_codes, codes_from_manifest, layer_codes
 from .atomic import atomic_path
 from .errors import InputError
 from .network import LENET5, Network, NetworkError
@@ -50,6 +52,12 @@ class WeightSet:
         """The network these weights are for (LeNet-5 when the manifest names none)."""
         return network_of(self.manifest)
 
+    @property
+    def codes(self) -> dict[str, Restriction]:
+        """Every layer's weight-code restriction (``codes.PLAIN``, all 8-bit codes, where the
+        manifest names none)."""
+        return layer_codes(codes_of(self.manifest, self.network), self.network)
+
     def __getitem__(self, name: str) -> np.ndarray:
         return self.params[name]
 
@@ -58,6 +66,12 @@ def network_of(manifest: dict) -> Network:
     """The network a manifest records (version 1 manifests have none: LeNet-5)."""
     value = manifest.get("network")
     return LENET5 if value is None else Network.from_dict(value)
+
+
+def codes_of(manifest: dict, network: Network) -> dict[str, Restriction]:
+    """The restrictions a manifest records, by layer (only the layers it names)."""
+    value = manifest.get("codes")
+    return {} if value is None else codes_from_manifest(value, network)
 
 
 def manifest_path(npz_path) -> Path:
@@ -105,7 +119,9 @@ def save(path, params: dict, manifest: dict) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         raise InputError(f"weights file must end in .npz: {path}")
-    params = check_params(params, network_of(manifest))
+    network = network_of(manifest)
+    params = check_params(params, network)
+    check_codes(params, codes_of(manifest, network))
     text = json.dumps(manifest, indent=2) + "\n"  # fails before anything is written
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **params)
@@ -174,12 +190,17 @@ def load(path=None) -> WeightSet:
     except NetworkError as e:
         raise InputError(f"{mpath}: {e}") from None
     params = load_arrays(path, np.int8, network)
+    try:
+        check_codes(params, codes_of(manifest, network))
+    except CodesError as e:
+        raise InputError(f"{mpath}: {e}") from None
     return WeightSet(params=params, manifest=manifest, path=path)
 
 
 # Optional manifest fields and the JSON types they must have: a wrong type is refused when the
 # file is read, not found by a TypeError minutes later.
-OPTIONAL_FIELDS = {"float_weights": str, "accuracy": dict, "training": dict, "seed": int, "source": dict}
+OPTIONAL_FIELDS = {"float_weights": str, "accuracy": dict, "training": dict, "seed": int, "source": dict,
+                   "codes": dict, "cost": dict, "compression": dict}
 ACCURACY_FIELDS = {"float": (int, float), "fixed": (int, float), "n_images": int, "split": str}
 
 

@@ -1,0 +1,268 @@
+"""The search over per-layer channel counts and weight-code restrictions: greedy, on "fake
+pruned" networks scored without retraining, with a reward that weighs the generator's cost
+model against accuracy.
+
+A point of the search is, for every layer, how many output channels it keeps and which
+restriction recipe (``codes.Recipe``) its weights use. Scoring a point costs one forward pass:
+the start network's channels of smallest L1 norm are dropped (``prune.select``; as the same
+network with those channels zero-filled, but smaller and so faster to run), each layer's
+restriction is fitted to its weights and the weights projected onto it, and the fake-quant
+network (``qat.QuantLeNet``, exactly the golden model) runs a few thousand training images.
+Nothing is trained during the search: it ranks points by how much they lose before fine-tuning,
+as fake pruning does, and only the point it ends at is fine-tuned.
+
+Every step looks at each single move from the current point (one layer gives up ``step``
+channels, or moves to the next cheaper recipe of its menu) and takes one:
+
+* while a budget (``--max-macs``, ``--max-weight-bits``, ...) is exceeded, the move that loses
+  the least per unit of progress towards the budgets, ``max(loss increase, 1e-4) / (V - V')``,
+  where ``V = sum(max(0, metric / budget - 1))`` over the budgets;
+* once every budget holds, the move that raises the reward ``-loss - tradeoff * cost``, where
+  ``cost`` is the weighted mean of the hardware metrics relative to the start network; the
+  search stops when no move raises it (with ``tradeoff`` 0: as soon as the budgets hold).
+
+The loss is the mean cross-entropy of the integer logits (in value units): a finer measure than
+the accuracy on a few thousand images, where most moves change no answer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import arith, prune
+from .codes import Recipe, Restriction
+from .cost import METRICS, Cost, hardware_cost
+from .errors import InputError
+from .network import Network
+from .qat import QuantLeNet
+
+# A move that loses nothing still counts as losing this much: among harmless moves, the one
+# with the largest progress wins.
+LOSS_FLOOR = 1e-4
+
+
+@dataclass(frozen=True)
+class Space:
+    """What the search may change.
+
+    Attributes
+    ----------
+    counts : dict
+        Layer name -> (fewest, most, step) output channels, for the layers it may prune (others keep theirs).
+    menus : dict
+        Layer name -> recipes in the order the search tries them (the first is where it starts);
+        a layer it does not name is plain 8-bit.
+    """
+
+    counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    menus: dict[str, tuple[Recipe, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Point:
+    """Channels kept per prunable layer and the index into each layer's menu."""
+
+    counts: tuple[tuple[str, int], ...]
+    choices: tuple[tuple[str, int], ...]
+
+    def count(self, name: str) -> int | None:
+        return dict(self.counts).get(name)
+
+    def replace(self, name: str, *, count: int | None = None, choice: int | None = None) -> "Point":
+        counts, choices = dict(self.counts), dict(self.choices)
+        if count is not None:
+            counts[name] = count
+        if choice is not None:
+            choices[name] = choice
+        return Point(tuple(counts.items()), tuple(choices.items()))
+
+
+@dataclass(frozen=True)
+class Score:
+    """A point scored: the network and restrictions it stands for, its loss and accuracy on
+    the search images (before any fine-tuning) and its hardware cost."""
+
+    point: Point
+    network: Network
+    recipes: dict[str, Recipe]
+    codes: dict[str, Restriction]
+    loss: float
+    accuracy: float
+    cost: Cost
+
+    def describe(self) -> str:
+        recipes = ",".join(f"{name}={recipe}" for name, recipe in self.recipes.items())
+        return (f"{self.network.spec} [{recipes}] loss {self.loss:.4f} accuracy {self.accuracy:.2%} "
+                f"MACs {self.cost.macs:,} weight bits {self.cost.weight_bits:,} "
+                f"multipliers {self.cost.multipliers} cycles {self.cost.cycles:,}")
+
+    def to_dict(self) -> dict:
+        return {"network": self.network.spec, "codes": {n: str(r) for n, r in self.recipes.items()},
+                "loss": round(self.loss, 5), "accuracy": self.accuracy, **self.cost.to_dict()}
+
+
+def cross_entropy(integer_logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of integer logits (units of 2**-12), computed in float64 numpy so
+    that it does not depend on the number of threads."""
+    z = np.asarray(integer_logits, np.float64) / (arith.SCALE * arith.SCALE)
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(labels)), labels].mean())
+
+
+def fit_codes(params: dict, network: Network, recipes: dict[str, Recipe]) -> dict[str, Restriction]:
+    """Each named layer's restriction, fitted to its float weights (in code units)."""
+    return {name: recipe.fit(np.asarray(params[f"{name}.weight"], np.float64) * arith.SCALE)
+            for name, recipe in recipes.items()}
+
+
+def integer_logits(params: dict, network: Network, codes: dict[str, Restriction], arithmetic: arith.Arithmetic,
+                   images: np.ndarray) -> np.ndarray:
+    """The fake-quant (= golden) integer logits of float ``params`` with ``codes``."""
+    model = QuantLeNet(arithmetic, network, codes)
+    model.load_state_dict({name: torch.from_numpy(np.asarray(value, np.float32)) for name, value in params.items()})
+    model.eval()
+    with torch.no_grad():
+        return model.integer_logits(torch.from_numpy(np.array(images))).numpy()
+
+
+class Search:
+    """Greedy search from ``params`` (float, the start network) over ``space``.
+
+    Parameters
+    ----------
+    params, network, arithmetic
+        The start network's float weights, its description and the arithmetic.
+    space : Space
+    images, labels
+        The images that score a point (training images: the test set stays unseen).
+    budgets : dict
+        Metric (``cost.METRICS``) -> largest allowed value.
+    tradeoff : float
+        Loss the search gives up for the whole cost of the start network (0: stop at the budgets).
+    cost_weights : dict
+        Metric -> weight in the reward's cost.
+    preset : str
+        The generator preset whose design the cost model measures.
+    """
+
+    def __init__(self, params: dict, network: Network, arithmetic: arith.Arithmetic, space: Space,
+                 images: np.ndarray, labels: np.ndarray, budgets: dict[str, int] | None = None,
+                 tradeoff: float = 0.0, cost_weights: dict[str, float] | None = None, preset: str = "baseline"):
+        self.params, self.network, self.arithmetic, self.space = params, network, arithmetic, space
+        self.images, self.labels = images, np.asarray(labels, np.int64)
+        self.budgets = dict(budgets or {})
+        unknown = (set(self.budgets) | set(cost_weights or {})) - set(METRICS)
+        if unknown:
+            raise InputError(f"unknown cost metric(s) {', '.join(sorted(unknown))}; choose from {', '.join(METRICS)}")
+        self.tradeoff = tradeoff
+        self.cost_weights = dict(cost_weights or {"weight_bits": 1.0, "multipliers": 1.0, "cycles": 1.0})
+        self.preset = preset
+        self.importance = prune.channel_importance(params, network)
+        self._scores: dict[Point, Score] = {}
+        self.evaluations = 0
+        self.start = Point(
+            tuple((name, most) for name, (_, most, _) in space.counts.items()),
+            tuple((name, 0) for name in space.menus),
+        )
+        self.reference = self.score(Point(
+            tuple((name, count) for name, count in prune.counts_of(network).items()),
+            tuple((name, 0) for name in space.menus))).cost
+
+    # ---- scoring ----
+
+    def realize(self, point: Point) -> tuple[dict, Network, dict[str, np.ndarray], dict[str, Recipe]]:
+        """The pruned float parameters, network, kept channels and recipes of ``point``."""
+        keep = {name: prune.strongest(self.importance[name], count) for name, count in point.counts}
+        params, network = prune.prune(self.params, self.network, keep)
+        recipes = {name: self.space.menus[name][index] for name, index in point.choices}
+        return params, network, keep, recipes
+
+    def score(self, point: Point) -> Score:
+        if point not in self._scores:
+            params, network, _, recipes = self.realize(point)
+            codes = fit_codes(params, network, recipes)
+            logits = integer_logits(params, network, codes, self.arithmetic, self.images)
+            accuracy = float((logits.argmax(axis=1) == self.labels).mean())
+            cost = hardware_cost(network, codes, self.preset, self.arithmetic)
+            self._scores[point] = Score(point, network, recipes, codes, cross_entropy(logits, self.labels),
+                                        accuracy, cost)
+            self.evaluations += 1
+        return self._scores[point]
+
+    def violation(self, score: Score) -> float:
+        return sum(max(0.0, getattr(score.cost, metric) / limit - 1) for metric, limit in self.budgets.items())
+
+    def reward(self, score: Score) -> float:
+        return -score.loss - self.tradeoff * score.cost.relative(self.reference, self.cost_weights)
+
+    # ---- moves ----
+
+    def moves(self, point: Point) -> list[Point]:
+        """Every point one step cheaper than ``point``, in network order."""
+        result = []
+        for name, count in point.counts:
+            fewest, _, step = self.space.counts[name]
+            if count > fewest:
+                result.append(point.replace(name, count=max(fewest, count - step)))
+        for name, index in point.choices:
+            if index + 1 < len(self.space.menus[name]):
+                result.append(point.replace(name, choice=index + 1))
+        return result
+
+    def run(self, log=print) -> tuple[Score, list[dict]]:
+        """Search from the start point; returns the point it ends at and its path (one entry a step)."""
+        current = self.score(self.start)
+        path = [{"move": "start", **current.to_dict()}]
+        bar = tqdm(desc="search", unit="step", leave=True)
+        bar.set_postfix_str(self._summary(current))
+        while True:
+            candidates = [(move, self.score(move)) for move in self.moves(current.point)]
+            v = self.violation(current)
+            if v > 0:
+                progress = [(c, v - self.violation(s)) for c, s in candidates]
+                useful = [(c, p) for c, p in progress if p > 0]
+                if not useful:
+                    raise InputError(f"the budgets {self._budget_text()} cannot be met in the search space: "
+                                     f"the cheapest point reached is {current.describe()}")
+                best = min(useful, key=lambda cp: max(self.score(cp[0]).loss - current.loss, LOSS_FLOOR) / cp[1])[0]
+            else:
+                better = [c for c, s in candidates if self.reward(s) > self.reward(current)]
+                if not better:
+                    break
+                best = max(better, key=lambda c: self.reward(self.score(c)))
+            chosen = self.score(best)
+            path.append({"move": self.move_text(current.point, best), **chosen.to_dict()})
+            current = chosen
+            bar.update(1)
+            bar.set_postfix_str(self._summary(current))
+        bar.close()
+        log(f"search: {len(path) - 1} steps, {self.evaluations} points scored; chose {current.describe()}")
+        return current, path
+
+    def move_text(self, before: Point, after: Point) -> str:
+        for (name, a), (_, b) in zip(before.counts, after.counts):
+            if a != b:
+                return f"{name} {a}->{b} channels"
+        for (name, a), (_, b) in zip(before.choices, after.choices):
+            if a != b:
+                return f"{name} codes {self.space.menus[name][a]}->{self.space.menus[name][b]}"
+        return "none"
+
+    def _summary(self, score: Score) -> str:
+        return f"{score.network.spec} loss {score.loss:.3f} acc {score.accuracy:.2%} " + " ".join(
+            f"{metric} {getattr(score.cost, metric):,}" for metric in (self.budgets or {"macs": 0, "weight_bits": 0}))
+
+    def _budget_text(self) -> str:
+        return ", ".join(f"{metric} <= {limit:,}" for metric, limit in self.budgets.items())
+
+
+def default_step(channels: int, conv: bool) -> int:
+    """Channels one search step removes: one filter of a conv layer, about a twelfth of a
+    linear layer's neurons."""
+    return 1 if conv else max(1, math.ceil(channels / 12))

@@ -1,0 +1,280 @@
+"""Compression (model/compress.py, search.py, cost.py, learned.py, qat.py's restricted fake-quant):
+the fake-quant forward with restricted codes against the golden model, the greedy search's
+choices on scores made by hand, the hardware cost model, and tiny compress runs end to end
+through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lenet_fpga import cli
+from lenet_fpga.model import arith, codes, cost, golden, network, weights
+from lenet_fpga.model.codes import PLAIN, PowerOfTwo, Recipe, Ternary, Uniform
+
+pytestmark = pytest.mark.torch
+
+RESTRICTIONS = [Uniform(4, 1), Uniform(2, 3), Uniform(6, 0), PLAIN, Ternary(12), Ternary(7),
+                PowerOfTwo((0, 2, 4)), PowerOfTwo(tuple(range(7))), PowerOfTwo((5,))]
+
+
+@pytest.mark.parametrize("restriction", RESTRICTIONS, ids=str)
+def test_torch_projection_equals_numpy_projection_including_every_tie(restriction):
+    import torch
+
+    from lenet_fpga.model import qat
+
+    levels = restriction.levels.astype(np.float64)
+    midpoints = (levels[:-1] + levels[1:]) / 2
+    rng = np.random.default_rng(0)
+    values = np.concatenate([levels, midpoints, -midpoints, midpoints + 1e-3, midpoints - 1e-3,
+                             rng.uniform(-200, 200, 2000), [0.0, -0.0, 1e6, -1e6]]).astype(np.float32)
+    expected = restriction.project(values.astype(np.float64))
+    got = qat.project_codes(torch.from_numpy(values), restriction).numpy()
+    assert np.array_equal(got, expected.astype(np.float32))
+    assert restriction.allows(expected).all()
+
+
+def random_float_params(rng, net: network.Network, scale: float = 0.3) -> dict[str, np.ndarray]:
+    return {name: rng.normal(0, scale, shape).astype(np.float32) for name, shape in net.parameter_shapes.items()}
+
+
+@pytest.mark.parametrize("overflow", ["saturate", "wrap"])
+@pytest.mark.parametrize("rounding", ["half-up", "floor"])
+def test_fake_quant_with_restricted_codes_equals_golden_on_every_logit(rounding, overflow):
+    """Float weights off the grid: the torch forward projects them onto each layer's codes;
+    the exported codes obey the restrictions and the golden model gives the same logits."""
+    import torch
+
+    from lenet_fpga.model import qat
+
+    rng = np.random.default_rng(1)
+    arithmetic = arith.Arithmetic(rounding, overflow)
+    restrictions = {"conv1": Uniform(5, 1), "conv2": PowerOfTwo((1, 3, 4)), "fc1": Ternary(9),
+                    "fc2": Uniform(3, 2), "fc3": PowerOfTwo((0, 2, 3, 5))}
+    params = random_float_params(rng, network.LENET5)
+    model = qat.QuantLeNet(arithmetic, network.LENET5, restrictions)
+    model.load_state_dict({name: torch.from_numpy(value) for name, value in params.items()})
+    images = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    with torch.no_grad():
+        fake = model.integer_logits(torch.from_numpy(images)).numpy()
+    integer = model.integer_params()
+    codes.check_codes(integer, restrictions)
+    assert np.array_equal(fake, golden.forward(images, integer, arithmetic))
+    # the restrictions change the codes: the plain 8-bit export of the same floats differs
+    plain = {name: arith.quantize_weights(value) for name, value in params.items()}
+    assert not np.array_equal(golden.forward(images, plain, arithmetic), fake)
+
+
+def test_fake_quant_with_restricted_codes_on_a_pruned_network_and_mnist(mnist_test):
+    import torch
+
+    from lenet_fpga.model import qat
+
+    net = network.Network.parse("4,12:60,40")
+    rng = np.random.default_rng(2)
+    restrictions = {"fc1": Uniform(3, 1), "fc2": Ternary(5), "conv2": PowerOfTwo((2, 3))}
+    model = qat.QuantLeNet(arith.Arithmetic(), net, restrictions)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in random_float_params(rng, net, 0.2).items()})
+    images = mnist_test.images[:500]
+    with torch.no_grad():
+        fake = model.integer_logits(torch.from_numpy(images.copy())).numpy()
+    assert np.array_equal(fake, golden.forward(images, model.integer_params(), network=net))
+
+
+def test_restricted_weight_passes_gradients_straight_through_inside_the_range():
+    import torch
+
+    from lenet_fpga.model import qat
+
+    w = torch.tensor([0.05, -0.5, 0.3, 1.9], requires_grad=True)  # codes 3.2, -32, 19.2, 121.6
+    # ternary {-12, 0, 12}: 3.2 -> 0, -32 -> -12 (outside: no gradient), 19.2 -> 12, 121.6 -> 12
+    y = qat.restrict_weight(w, Ternary(12))
+    assert (y * 64).tolist() == [0.0, -12.0, 12.0, 12.0]
+    y.sum().backward()
+    assert w.grad.tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+# --------------------------------------------------------------------------------------------
+# Cost model
+
+
+def test_cost_of_lenet5_in_the_baseline_design():
+    figures = cost.hardware_cost(network.LENET5, {"fc1": Uniform(4, 1)}, "baseline")
+    assert figures.macs == 281_640
+    assert figures.weight_bits == 353_520 - 30_720 * 4
+    # baseline: one filter (25 multipliers) per conv engine, 20 lanes per linear engine
+    assert figures.multipliers == 25 + 25 + 20 + 20 + 20
+    smaller = cost.hardware_cost(network.Network.parse("4,12:60,40"), {}, "baseline")
+    assert smaller.macs == 148_720 and smaller.multipliers == 110
+    assert smaller.cycles < figures.cycles  # conv2, the slowest block, has 12 * 4 of 16 * 6 channel pairs
+
+
+def test_cost_relative_is_a_weighted_mean_of_ratios():
+    a = cost.Cost(macs=100, weight_bits=1000, multipliers=10, memory_bits=0, cycles=50, preset="x")
+    b = cost.Cost(macs=50, weight_bits=250, multipliers=10, memory_bits=0, cycles=50, preset="x")
+    # (1 * 250/1000 + 3 * 50/100) / 4 = (0.25 + 1.5) / 4
+    assert b.relative(a, {"weight_bits": 1, "macs": 3}) == pytest.approx(0.4375)
+
+
+# --------------------------------------------------------------------------------------------
+# The greedy search, on scores made by hand
+
+
+class HandScored:
+    """Stands in for Search.score: a point's loss and cost from tables written in the test."""
+
+    def __init__(self, search, loss_of):
+        self.search, self.loss_of = search, loss_of
+
+    def __call__(self, point):
+        from lenet_fpga.model import search as search_module
+
+        counts = dict(point.counts)
+        recipes = {name: self.search.space.menus[name][i] for name, i in point.choices}
+        net = network.LENET5
+        from lenet_fpga.model import prune
+
+        smaller = prune.pruned_network(net, counts)
+        weight_bits = sum(int(np.prod(layer.weight_shape)) * recipes.get(layer.name, Recipe("uniform", 8)).bits
+                          for layer in smaller.layers)
+        figures = cost.Cost(smaller.macs, weight_bits, 0, 0, 0, "hand")
+        return search_module.Score(point, smaller, recipes, {}, self.loss_of(counts, recipes), 1.0, figures)
+
+
+def hand_search(space, loss_of, budgets, tradeoff=0.0, cost_weights=None):
+    from lenet_fpga.model import search as search_module
+
+    search = search_module.Search.__new__(search_module.Search)
+    search.params, search.network, search.arithmetic, search.space = None, network.LENET5, arith.Arithmetic(), space
+    search.budgets, search.tradeoff = budgets, tradeoff
+    search.cost_weights = cost_weights or {"macs": 1.0}
+    search._scores, search.evaluations = {}, 0
+    search.score = HandScored(search, loss_of)
+    search.start = search_module.Point(tuple((n, most) for n, (_, most, _) in space.counts.items()),
+                                       tuple((n, 0) for n in space.menus))
+    search.reference = search.score(search.start).cost
+    return search
+
+
+def test_search_takes_the_move_that_loses_least_per_unit_of_progress():
+    from lenet_fpga.model.search import Space
+
+    # Only conv1 and conv2 may move. LeNet-5 has 281,640 MACs; the budget 250,000 is 31,640
+    # over: V = 31,640 / 250,000 = 0.12656. Loss: 0.5 per conv1 filter, 0.1 per conv2 filter.
+    space = Space(counts={"conv1": (4, 6, 1), "conv2": (12, 16, 1)}, menus={})
+
+    def loss_of(counts, recipes):
+        return 0.5 * (6 - counts["conv1"]) + 0.1 * (16 - counts["conv2"])
+
+    search = hand_search(space, loss_of, {"macs": 250_000})
+    best, path = search.run(log=lambda *a: None)
+    # conv1 6->5: -40,000 MACs (14,400 + 1,600*16), progress 31,640/250,000, loss +0.5:
+    #   ratio 0.5 / 0.12656 = 3.95
+    # conv2 16->15: -9,600 - 16*120 = -11,520 MACs (1,600*6 + fc1 16*120), progress 0.04608,
+    #   loss +0.1: ratio 2.17 -> conv2 first. Then 270,120 still over by 20,120:
+    #   conv1 (-14,400 - 1,600*15 = -38,400): progress 0.08048, ratio 6.2; conv2 again: -11,520,
+    #   progress 0.04608, ratio 2.17 -> conv2. 258,600, over by 8,600: conv1 progress 0.0344
+    #   (all of it), ratio 14.5; conv2 -11,520 also ends it: progress 0.0344, ratio 2.9 -> conv2.
+    assert [step["move"] for step in path[1:]] == ["conv2 16->15 channels", "conv2 15->14 channels",
+                                                   "conv2 14->13 channels"]
+    assert best.network.spec == "6,13:120,84" and best.cost.macs == 247_080 <= 250_000
+
+
+def test_search_harmless_moves_go_by_largest_progress_and_recipes_are_moves():
+    from lenet_fpga.model.search import Space
+
+    menus = {"fc1": (Recipe.parse("8"), Recipe.parse("4"), Recipe.parse("t")), "fc2": (Recipe.parse("8"),)}
+    space = Space(counts={}, menus=menus)
+    # fc1 at 4 bits: no loss; at ternary, loss 1. Budget: 300,000 weight bits (353,520 at 8).
+    search = hand_search(space, lambda c, r: 1.0 if r["fc1"].kind == "ternary" else 0.0, {"weight_bits": 300_000})
+    best, path = search.run(log=lambda *a: None)
+    assert [step["move"] for step in path[1:]] == ["fc1 codes 8->4"]
+    assert best.cost.weight_bits == 353_520 - 30_720 * 4
+
+
+def test_search_with_a_tradeoff_keeps_going_while_the_reward_rises():
+    from lenet_fpga.model.search import Space
+
+    menus = {"fc1": (Recipe.parse("8"), Recipe.parse("4"), Recipe.parse("t"))}
+    # reward = -loss - tradeoff * bits / 353,520. 8 -> 4 saves 122,880 bits (0.3476 of the
+    # total), ternary 61,440 more (0.1738). With tradeoff 1: loss 0.1 at 4 bits is worth it
+    # (0.3476 > 0.1); ternary at loss 0.4 is not (0.1738 < 0.3).
+    loss = {"uniform8": 0.0, "uniform4": 0.1, "ternary2": 0.4}
+    search = hand_search(Space({}, menus), lambda c, r: loss[r["fc1"].kind + str(r["fc1"].bits)], {},
+                         tradeoff=1.0, cost_weights={"weight_bits": 1.0})
+    best, path = search.run(log=lambda *a: None)
+    assert [step["move"] for step in path[1:]] == ["fc1 codes 8->4"]
+
+
+def test_search_says_when_the_budget_cannot_be_met():
+    from lenet_fpga.model.errors import InputError
+    from lenet_fpga.model.search import Space
+
+    search = hand_search(Space({"conv1": (5, 6, 1)}, {}), lambda c, r: 0.0, {"macs": 100_000})
+    with pytest.raises(InputError, match="macs <= 100,000 cannot be met"):
+        search.run(log=lambda *a: None)
+
+
+# --------------------------------------------------------------------------------------------
+# End to end through the CLI (a few hundred training images: seconds, not minutes)
+
+
+def run_compress(tmp_path, mnist_dir, *options) -> tuple[int, weights.WeightSet | None]:
+    out = tmp_path / "small.npz"
+    code = cli.main(["compress", "--data", str(mnist_dir), "--out", str(out), "--train-images", "512",
+                     "--search-images", "300", "--epochs", "1", "--threads", "1", *options])
+    return code, (weights.load(out) if code == 0 else None)
+
+
+def test_compress_end_to_end(tmp_path, mnist_dir, mnist_test, capsys):
+    code, ws = run_compress(tmp_path, mnist_dir, "--max-macs", "200000", "--codes", "conv=8,fc1=4/t,fc2=p3")
+    assert code == 0
+    net = ws.network
+    assert net.macs <= 200_000 and net.classes == 10
+    # fc2 is power of two in 3 bits, fc1 4-bit or ternary; the rest 8-bit
+    assert ws.codes["fc2"].kind == "power-of-two" and len(ws.codes["fc2"].exponents) <= 3
+    assert ws.codes["fc1"].kind in ("uniform", "ternary") and ws.codes["fc1"].bits <= 4
+    assert ws.codes["conv1"] == PLAIN == ws.codes["fc3"]
+    manifest = ws.manifest
+    assert manifest["cost"]["macs"] == net.macs
+    assert manifest["cost"]["weight_bits"] == codes.weight_bits(net, ws.codes)
+    # the recorded accuracy is the golden model's on the test set
+    logits = golden.forward(mnist_test.images, ws.params, ws.arithmetic, net)
+    assert manifest["accuracy"]["fixed"] == golden.accuracy(logits, mnist_test.labels)
+    assert manifest["compression"]["config"]["budgets"] == {"macs": 200_000}
+    assert manifest["compression"]["search"][0]["move"] == "start"
+    assert "wrote" in capsys.readouterr().out
+    # float checkpoint beside it: eval reads both
+    assert cli.main(["eval", "--weights", str(ws.path), "--data", str(mnist_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["fixed_accuracy"] == manifest["accuracy"]["fixed"] and "float_accuracy" in result
+
+
+def test_compress_is_deterministic(tmp_path, mnist_dir):
+    first = run_compress(tmp_path / "a", mnist_dir, "--channels", "conv1=5,fc1=50", "--codes", "fc=3")[1]
+    second = run_compress(tmp_path / "b", mnist_dir, "--channels", "conv1=5,fc1=50", "--codes", "fc=3")[1]
+    assert first.network.spec == "5,16:50,84"
+    for name in first.params:
+        assert np.array_equal(first[name], second[name])
+
+
+@pytest.mark.parametrize(("options", "fragments"), [
+    (["--codes", "fc9=4"], ["--codes names 'fc9'"]),
+    (["--codes", "fc1=9"], ["cannot read the restriction '9'"]),
+    (["--channels", "fc3=5"], ["--channels names 'fc3'"]),
+    (["--channels", "conv1=7"], ["conv1 has 6 channels"]),
+    (["--channels", "conv1"], ["expected NAME=VALUE"]),
+    (["--cost-preset", "huge"], ["unknown preset 'huge'"]),
+    (["--min-keep", "2"], ["--min-keep"]),
+    (["--max-macs", "1000"], ["cannot be met"]),
+])
+def test_compress_option_errors_are_one_line(tmp_path, mnist_dir, capsys, options, fragments):
+    code, _ = run_compress(tmp_path, mnist_dir, *options)
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("lenet-fpga compress: error:")
+    for fragment in fragments:
+        assert fragment in err
