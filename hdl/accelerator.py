@@ -126,8 +126,10 @@ class Accelerator(wiring.Component):
 
     def layer_report(self) -> list[dict]:
         """One row per block that has memory or multipliers, each a dict with ``layer``, ``macs``,
-        ``multipliers``, ``memory_bits``, ``memory`` (``"bram"`` or ``"spram"``) and ``cycles``
-        (the block alone for one image; 0 where it has no cycles of its own)."""
+        ``multipliers`` (products a cycle), ``dsp`` (the DSP blocks they take on an FPGA that has
+        them), ``weight_bits`` (bits of a stored weight; 0 for a block without weights),
+        ``memory_bits``, ``memory`` (``"bram"`` or ``"spram"``) and ``cycles`` (the block alone
+        for one image; 0 where it has no cycles of its own)."""
         raise NotImplementedError
 
     def cycle_model(self) -> dict[str, int] | None:
@@ -145,6 +147,10 @@ class Accelerator(wiring.Component):
     @property
     def multipliers(self) -> int:
         return sum(row["multipliers"] for row in self.layer_report())
+
+    @property
+    def dsp_blocks(self) -> int:
+        return sum(row["dsp"] for row in self.layer_report())
 
 
 def _read_from_unused(weights: WeightSet, config, read):

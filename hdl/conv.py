@@ -33,6 +33,7 @@ from ..model import arith
 from . import datapath, params
 from .mac import DEPTH as MAC_DEPTH
 from .mac import MacPipeline
+from .products import WeightForm
 from .result_queue import ResultQueue
 from .window import WindowGenerator, pixel_layout, wrap_increment
 
@@ -63,6 +64,9 @@ class ConvEngine(wiring.Component):
     nonnegative_inputs : bool
         Every input code is >= 0 (pixel codes, ReLU outputs): the multipliers drop the sign bit.
         A negative input then gives wrong sums; leave it False for arbitrary codes.
+    form : products.WeightForm
+        The weights' restricted codes: the weight memory holds their stored indices, ``bits``
+        each, and the multipliers are as narrow as they are (``hdl/products.py``).
 
     Attributes
     ----------
@@ -86,7 +90,7 @@ class ConvEngine(wiring.Component):
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, size: int, arithmetic: arith.Arithmetic,
                  name: str = "conv", filters: int = 1, soft_multipliers: bool = False,
-                 nonnegative_inputs: bool = False):
+                 nonnegative_inputs: bool = False, form: WeightForm = WeightForm()):
         weight, bias = params.codes("weight", weight, 4), params.codes("bias", bias, 1)
         out_ch, in_ch, kernel, kernel_w = weight.shape
         if kernel != kernel_w:
@@ -115,13 +119,14 @@ class ConvEngine(wiring.Component):
         self.window = WindowGenerator(in_ch, size, kernel)
         # [g, p, c, tap] -> [g, c, p, tap]: one word per (group, channel), filter p in slice p.
         words = weight.reshape(groups, filters, in_ch, taps).transpose(0, 2, 1, 3).reshape(-1)
-        self.weight_memory = Memory(shape=unsigned(filters * taps * arith.WIDTH), depth=groups * in_ch,
-                                    init=datapath.pack_words(words, filters * taps))
+        self.form = form
+        self.weight_memory = Memory(shape=unsigned(filters * taps * form.bits), depth=groups * in_ch,
+                                    init=datapath.pack_words(form.stored(words), filters * taps, form.bits))
         self.bias_memory = Memory(shape=unsigned(filters * arith.WIDTH), depth=groups,
                                   init=datapath.pack_words(bias, filters))
         self._weight_read = self.weight_memory.read_port()
         self._bias_read = self.bias_memory.read_port()
-        self.mac = MacPipeline(filters, taps, in_ch * taps, arithmetic, soft_multipliers=soft_multipliers,
+        self.mac = MacPipeline(filters, taps, in_ch * taps, arithmetic, form=form, soft_multipliers=soft_multipliers,
                                nonnegative_inputs=nonnegative_inputs, name=name)
 
     @property
@@ -141,12 +146,16 @@ class ConvEngine(wiring.Component):
         return self.mac.multipliers
 
     @property
+    def dsp_blocks(self) -> int:
+        return self.mac.dsp_blocks
+
+    @property
     def soft_multipliers(self) -> bool:
         return self._soft
 
     @property
     def memory_bits(self) -> int:
-        weights = self._out_ch * self._in_ch * self._kernel**2 * arith.WIDTH
+        weights = self._out_ch * self._in_ch * self._kernel**2 * self.form.bits
         return weights + self._out_ch * arith.WIDTH + self.window.memory_bits
 
     @property

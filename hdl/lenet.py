@@ -42,6 +42,7 @@ from .linear import LinearEngine
 from .loader import WeightLoader
 from .pixels import PixelQuantizer
 from .pool import MaxPool
+from .products import WeightForm
 from .skid import SkidBuffer
 from .window import pixel_layout
 
@@ -252,6 +253,7 @@ class LeNetAccelerator(Accelerator):
         config.check(self.network)
         self._layers = self.network.layers
         self._params = hardware_weights(weights.params, self.network)
+        self._forms = {name: WeightForm(restriction) for name, restriction in weights.codes.items()}
         self.engines = self._make_engines()
         # Run-time weight loading (before elaboration: it adds write ports to the memories).
         self.weight_loader = WeightLoader(self.weight_memories())
@@ -290,7 +292,8 @@ class LeNetAccelerator(Accelerator):
                     # Room for a whole input map, so the layer before can run into the next image.
                     blocks[f"{layer.name}.queue"] = StreamFIFO(pixel_layout(channels), layer.in_size**2)
                 blocks[layer.name] = ConvEngine(w, b, layer.in_size, a, name=layer.name, filters=filters,
-                                                soft_multipliers=soft, nonnegative_inputs=True)
+                                                soft_multipliers=soft, nonnegative_inputs=True,
+                                                form=self._forms[layer.name])
                 blocks[f"{layer.name}.pool"] = MaxPool(layer.out_channels, layer.conv_size, layer.conv_size,
                                                        layer.pool, lanes=filters)
                 channels, lanes = layer.out_channels, filters
@@ -300,7 +303,7 @@ class LeNetAccelerator(Accelerator):
                     lanes = 1
                 blocks[layer.name] = LinearEngine(w, b, a, lanes=config.lanes_of(linears.index(layer), len(linears)),
                                                   last=layer.last, name=layer.name, soft_multipliers=soft,
-                                                  nonnegative_inputs=True)
+                                                  nonnegative_inputs=True, form=self._forms[layer.name])
         blocks["argmax"] = Argmax(self.network.classes, self.logit_shape)
         return blocks
 
@@ -316,6 +319,8 @@ class LeNetAccelerator(Accelerator):
                 "layer": name,
                 "macs": macs.get(name, 0),
                 "multipliers": getattr(block, "multipliers", 0),
+                "dsp": getattr(block, "dsp_blocks", 0),
+                "weight_bits": self._forms[name].bits if name in self._forms else 0,
                 "memory_bits": block.memory_bits,
                 "memory": "bram",
                 "cycles": getattr(block, "cycles_per_image", 0),

@@ -39,6 +39,7 @@ from ..model import arith
 from . import datapath, params
 from .mac import DEPTH as MAC_DEPTH
 from .mac import MacPipeline
+from .products import WeightForm
 from .result_queue import ResultQueue
 
 # Cycles from the last weight word's issue to its output transfer: the memories' read, the MAC
@@ -71,6 +72,9 @@ class LinearEngine(wiring.Component):
     nonnegative_inputs : bool
         Every input code is >= 0 (ReLU outputs): the multipliers drop the sign bit. A negative
         input then gives wrong sums; leave it False for arbitrary codes.
+    form : products.WeightForm
+        The weights' restricted codes: the weight memory holds their stored indices, ``bits``
+        each, and the multipliers are as narrow as they are (``hdl/products.py``).
 
     Attributes
     ----------
@@ -91,7 +95,8 @@ class LinearEngine(wiring.Component):
     """
 
     def __init__(self, weight, bias, arithmetic: arith.Arithmetic, lanes: int = 20, last: bool = False,
-                 name: str = "fc", soft_multipliers: bool = False, nonnegative_inputs: bool = False):
+                 name: str = "fc", soft_multipliers: bool = False, nonnegative_inputs: bool = False,
+                 form: WeightForm = WeightForm()):
         weight, bias = params.codes("weight", weight, 2), params.codes("bias", bias, 1)
         if bias.shape != weight.shape[:1]:
             raise ValueError(f"bias must have shape [{weight.shape[0]}] to match the weight, got "
@@ -105,13 +110,14 @@ class LinearEngine(wiring.Component):
         self._weight, self._bias = weight, bias
         self._out_features, self._in_features = weight.shape
         self._words_per_row = math.ceil(self._in_features / lanes)
+        self.form = form
         self.mac = MacPipeline(1, lanes, self._in_features, arithmetic, raw=last, soft_multipliers=soft_multipliers,
-                               nonnegative_inputs=nonnegative_inputs, name=name)
+                               nonnegative_inputs=nonnegative_inputs, name=name, form=form)
         out_shape = self.mac.acc_shape if last else datapath.CODE
 
+        weight_words = [w for row in self._weight for w in datapath.pack_words(form.stored(row), lanes, form.bits)]
+        self.weight_memory = Memory(shape=unsigned(lanes * form.bits), depth=len(weight_words), init=weight_words)
         word = unsigned(lanes * arith.WIDTH)
-        weight_words = [w for row in self._weight for w in datapath.pack_words(row, lanes)]
-        self.weight_memory = Memory(shape=word, depth=len(weight_words), init=weight_words)
         self.bias_memory = Memory(shape=unsigned(arith.WIDTH), depth=self._out_features,
                                   init=datapath.pack_words(self._bias, 1))
         self.input_memory = Memory(shape=word, depth=2 * self._words_per_row, init=[])
@@ -136,6 +142,10 @@ class LinearEngine(wiring.Component):
     @property
     def multipliers(self) -> int:
         return self.mac.multipliers
+
+    @property
+    def dsp_blocks(self) -> int:
+        return self.mac.dsp_blocks
 
     @property
     def soft_multipliers(self) -> bool:

@@ -30,8 +30,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..model import arith
 from . import datapath
-from .multiplier import registered_product_parts
 from .pipeline import Pipeline
+from .products import WeightForm, dsp_blocks, registered_products, scaled
 
 # Registers from the inputs to ``o`` (R1 .. R7).
 DEPTH = 7
@@ -59,13 +59,16 @@ class MacPipeline(wiring.Component):
         Every input code is >= 0 (pixel codes, ReLU outputs): the multipliers drop the sign bit.
     name : str
         Prefix of the multipliers' names in the generated Verilog.
+    form : products.WeightForm
+        The layer's weight codes: plain 8-bit, or a restriction whose stored indices ``w``
+        carries (``bits`` each), and how they multiply (``hdl/products.py``).
 
     Attributes
     ----------
     x : In(terms * 8)
         The shared input codes, term t in bits 8t..8t+7.
-    w : In(groups * terms * 8)
-        The weight codes; group p's term t in code ``p * terms + t``.
+    w : In(groups * terms * form.bits)
+        The stored weights; group p's term t in field ``p * terms + t``.
     bias : In(groups * 8)
         The biases, group p in code p; used on a first step.
     valid, first, last : In(1)
@@ -74,11 +77,15 @@ class MacPipeline(wiring.Component):
         ``o`` holds finished results (``DEPTH`` cycles after the last step went in).
     o : Out(code_vector(groups), or the accumulator shape if ``raw``)
     multipliers : int
+        Products a cycle.
+    dsp_blocks : int
+        DSP multipliers they take on an FPGA with DSP blocks (half of them when packed, none
+        when built from logic or from shifts).
     """
 
     def __init__(self, groups: int, terms: int, accumulation: int, arithmetic: arith.Arithmetic, *,
                  raw: bool = False, soft_multipliers: bool = False, nonnegative_inputs: bool = False,
-                 name: str = "mac"):
+                 name: str = "mac", form: WeightForm = WeightForm()):
         for label, value in (("groups", groups), ("terms", terms), ("accumulation", accumulation)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{label} must be a positive integer, not {value!r}")
@@ -87,10 +94,11 @@ class MacPipeline(wiring.Component):
         self._groups, self._terms = groups, terms
         self._arithmetic, self._raw = arithmetic, raw
         self._soft, self._nonnegative, self._name = soft_multipliers, nonnegative_inputs, name
+        self.form = form
         self.acc_shape = datapath.accumulator_shape(accumulation)
         super().__init__({
             "x": In(unsigned(terms * arith.WIDTH)),
-            "w": In(unsigned(groups * terms * arith.WIDTH)),
+            "w": In(unsigned(groups * terms * form.bits)),
             "bias": In(unsigned(groups * arith.WIDTH)),
             "valid": In(1),
             "first": In(1),
@@ -103,6 +111,10 @@ class MacPipeline(wiring.Component):
     def multipliers(self) -> int:
         return self._groups * self._terms
 
+    @property
+    def dsp_blocks(self) -> int:
+        return dsp_blocks(self.form, self._groups, self._terms, soft=self._soft, nonnegative=self._nonnegative)
+
     def elaborate(self, platform):
         m = Module()
         groups, terms, name = self._groups, self._terms, self._name
@@ -113,22 +125,23 @@ class MacPipeline(wiring.Component):
         x1, w1, bias1, flags1 = Signal.like(self.x), Signal.like(self.w), Signal.like(self.bias), Signal(3)
         stage((x1, self.x), (w1, self.w), (bias1, self.bias), (flags1, Cat(self.valid, self.first, self.last)))
 
-        # R2, R3: operands beside each multiplier, the products as registered parts; R4: products.
+        # R2, R3: operands beside each multiplier, the products as registered parts (or shared
+        # multipliers, or shift selects: ``products``); R4: the products.
         xs = datapath.unpack_codes(x1, terms)
-        ws = datapath.unpack_codes(w1, groups * terms)
+        bits = self.form.bits
+        stored = [w1[i * bits : (i + 1) * bits] for i in range(groups * terms)]
+        products = registered_products(m, platform, xs, [stored[p * terms:(p + 1) * terms] for p in range(groups)],
+                                       self.form, soft=self._soft, nonnegative=self._nonnegative, name=name)
         sums = []
         for p in range(groups):
             label = f"{name}{p}" if groups > 1 else name
-            part_regs = registered_product_parts(m, platform, xs, ws[p * terms:(p + 1) * terms], soft=self._soft,
-                                                 nonnegative=self._nonnegative, name=label)
-            products = [datapath.join_parts(regs) for regs in part_regs]
-            product_regs = [Signal(q.shape(), name=f"{label}_product{t}") for t, q in enumerate(products)]
-            stage(*zip(product_regs, products))
-            # R5, R6: the adder tree in two registered halves.
+            product_regs = [Signal(q.shape(), name=f"{label}_product{t}") for t, q in enumerate(products[p])]
+            stage(*zip(product_regs, products[p]))
+            # R5, R6: the adder tree in two registered halves, then the codes' common scale.
             partial = datapath.partial_sums(product_regs, datapath.tree_group(terms))
             partial_regs = [Signal(v.shape(), name=f"{label}_partial{i}") for i, v in enumerate(partial)]
             stage(*zip(partial_regs, partial))
-            total = datapath.adder_tree(partial_regs)
+            total = scaled(datapath.adder_tree(partial_regs), self.form)
             sums.append(Signal(total.shape(), name=f"{label}_sum"))
             stage((sums[p], total))
         # The biases and step flags travel alongside, R1 -> R6: five registers.

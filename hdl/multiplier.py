@@ -36,7 +36,7 @@ def registered_product_parts(m: Module, platform, xs, ws, *, soft: bool, nonnega
         return [[_ecp5_registered_product(m, datapath.multiplier_operand(x, nonnegative), w.as_signed(),
                                           f"{name}_dsp{t}")] for t, (x, w) in enumerate(zip(xs, ws))]
     x_regs = [Signal(signed(arith.WIDTH), name=f"{name}_x{t}") for t in range(len(xs))]
-    w_regs = [Signal(signed(arith.WIDTH), name=f"{name}_w{t}") for t in range(len(ws))]
+    w_regs = [Signal(signed(len(w)), name=f"{name}_w{t}") for t, w in enumerate(ws)]
     m.d.sync += [reg.eq(v) for reg, v in zip(x_regs + w_regs, list(xs) + list(ws))]
     parts = datapath.product_parts(x_regs, w_regs, soft=soft, nonnegative=nonnegative)
     part_regs = [[Signal(v.shape(), name=f"{name}_part{t}_{n}") for n, v in enumerate(product)]
@@ -46,10 +46,16 @@ def registered_product_parts(m: Module, platform, xs, ws, *, soft: bool, nonnega
 
 
 def _ecp5_registered_product(m: Module, x: Value, w: Value, name: str) -> Signal:
+    """``ecp5_registered_wide_product`` of two 8-bit codes: P[15:0], their signed product."""
+    return ecp5_registered_wide_product(m, x, w, name, 2 * arith.WIDTH)
+
+
+def ecp5_registered_wide_product(m: Module, x: Value, w: Value, name: str, width: int) -> Signal:
     """One MULT18X18D with its A, B and output registers on the ``sync`` clock, no clock enable
     and no reset (the engines never stall, and a product's value matters only when its valid
-    flag, kept in logic, says so). P[15:0] is the signed 16-bit product of two 8-bit codes."""
-    product = Signal(signed(2 * arith.WIDTH), name=name)
+    flag, kept in logic, says so); the low ``width`` bits of the signed product of ``x`` and
+    ``w`` (each at most 18 bits, sign-extended)."""
+    product = Signal(signed(width), name=name)
     p = Signal(2 * DSP_OPERAND_BITS, name=f"{name}_p")
     a = Signal(signed(DSP_OPERAND_BITS), name=f"{name}_a")
     b = Signal(signed(DSP_OPERAND_BITS), name=f"{name}_b")
@@ -66,7 +72,7 @@ def _ecp5_registered_product(m: Module, x: Value, w: Value, name: str) -> Signal
         i_SIGNEDA=Const(1, 1), i_SIGNEDB=Const(1, 1), i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
         **ports,
     )
-    m.d.comb += product.eq(p[: 2 * arith.WIDTH].as_signed())
+    m.d.comb += product.eq(p[:width].as_signed())
     return product
 
 

@@ -17,6 +17,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lenet_fpga.hdl.conv import ConvEngine
 from lenet_fpga.hdl.multiplier import ECP5Target
+from lenet_fpga.hdl.products import WeightForm
+from lenet_fpga.model.codes import PowerOfTwo, Ternary, Uniform
 from lenet_fpga.hdl.window import WindowGenerator
 from lenet_fpga.model import arith, golden
 from lenet_fpga.model.network import LENET5
@@ -62,7 +64,7 @@ def run(component, name: str, maps: np.ndarray, expected: np.ndarray, stalls, se
             "stalls": np.array(stalls, np.float64).reshape(-1, 2), "seed": seed, "measure": measure}
     source = verilog.convert(component, name=name, platform=ECP5Target() if ecp5 else None)
     if ecp5:
-        assert source.count("MULT18X18D") == component.multipliers
+        assert source.count("MULT18X18D") == component.dsp_blocks
         source += mult18x18d_model()
     result = runner.run(source, name, TB, data, simulator=SIMULATOR,
                         build_root=tmp_path_factory.getbasetemp() / "sim")
@@ -180,6 +182,44 @@ def test_conv_engine_with_nonnegative_inputs(soft, ecp5, tmp_path_factory):
               tmp_path_factory, measure=True, ecp5=ecp5)
     assert np.abs(out["latency"] - engine.cycles_per_image).max() <= 2, (
         f"measured {out['latency'].tolist()} cycles per image, the model says {engine.cycles_per_image}")
+
+
+RESTRICTED_CASES = [
+    # two filters share each MULT18X18D: 4-bit codes c * 4, the ECP5 form with the model
+    pytest.param(Uniform(4, 2), 2, True, id="uniform4-packed-ecp5"),
+    pytest.param(Uniform(4, 0), 2, False, id="uniform4-packed"),
+    pytest.param(Uniform(3, 1), 1, False, id="uniform3-one-filter-unpacked"),
+    pytest.param(PowerOfTwo((0, 2, 4)), 4, False, id="power-of-two"),
+    pytest.param(Ternary(5), 1, False, id="ternary"),
+]
+
+
+@pytest.mark.parametrize("restriction,filters,ecp5", RESTRICTED_CASES)
+def test_conv_engine_restricted_codes(restriction, filters, ecp5, tmp_path_factory):
+    """Weights drawn from a restriction's levels, stored as its indices, multiplied in its form."""
+    in_ch, out_ch, size = 2, 4, 7
+    seed = 4000 + filters + 10 * ecp5
+    rng = np.random.default_rng(seed)
+    weight = rng.choice(restriction.levels, size=(out_ch, in_ch, 5, 5)).astype(np.int8)
+    levels = restriction.levels
+    weight[0] = rng.choice(levels[levels >= 0], size=weight[0].shape)  # sums that overflow both ways
+    weight[-1] = rng.choice(levels[levels <= 0], size=weight[-1].shape)
+    bias = rng.integers(arith.QMIN, arith.QMAX + 1, size=out_ch).astype(np.int8)
+    maps = rng.integers(0, arith.QMAX + 1, size=(4, in_ch, size, size))
+    maps[1::2] = rng.integers(0, 9, size=maps[1::2].shape)  # small inputs: results inside the range
+    maps[0] = arith.QMAX  # the largest inputs: sums that overflow
+    arithmetic = MODES[0]
+    acc = golden.conv_accumulate(maps, weight, bias)
+    shifted = (acc + arithmetic.round_offset) >> arith.FRAC_BITS
+    assert (shifted > arith.QMAX).any() and (shifted < arith.QMIN).any(), f"seed {seed}: no overflow in the data"
+    expected = golden.activate(acc, arithmetic).transpose(0, 2, 3, 1).reshape(-1, filters)
+    form = WeightForm(restriction)
+    engine = ConvEngine(weight, bias, size, arithmetic, filters=filters, nonnegative_inputs=True, form=form)
+    assert engine.weight_memory.shape.width == filters * 25 * restriction.bits
+    packed = form.packable(True) and filters % 2 == 0
+    assert engine.dsp_blocks == (0 if form.kind == "select" else filters * 25 // (2 if packed else 1))
+    run(engine, "conv", maps, expected, STALLS["small"][:1], seed, len(maps) * engine.cycles_per_image,
+        tmp_path_factory, ecp5=ecp5)
 
 
 def test_conv_engine_model_figures():
