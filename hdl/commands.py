@@ -54,7 +54,8 @@ def streaming_config_from_args(args, ws) -> StreamingConfig:
     against the network, with the arithmetic options, ``--filters``, ``--lanes`` and
     ``--soft-multipliers`` applied, checked against the network."""
     network = ws.network
-    config = preset(getattr(args, "preset", "baseline"), network, arithmetic_from_args(args, ws.arithmetic))
+    config = preset(getattr(args, "preset", "baseline"), network, arithmetic_from_args(args, ws.arithmetic),
+                    codes=ws.codes)
     changes = {}
     for option, field in (("filters", "conv_filters"), ("lanes", "linear_lanes")):
         value = getattr(args, option, None)

@@ -42,7 +42,7 @@ from .linear import LinearEngine
 from .loader import WeightLoader
 from .pixels import PixelQuantizer
 from .pool import MaxPool
-from .products import WeightForm
+from .products import WeightForm, dsp_blocks
 from .skid import SkidBuffer
 from .window import pixel_layout
 
@@ -125,25 +125,28 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def balanced(network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic(),
+def balanced(network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic(), codes=None,
              target: int | None = None, dsps: int = ECP5_85F_DSPS) -> StreamingConfig:
     """Every stage sized to take at most ``target`` cycles per image (default: the pixel input's
     ``network.pixels``, which bounds the interval anyway): the fewest filters (a divisor of the
     layer's channels) or lanes that do it, or all of them where even that is too slow. The first
-    layers' multipliers go into DSP blocks while ``dsps`` last; the rest are built from logic."""
+    layers' multipliers go into DSP blocks while ``dsps`` last (counting what each layer's weight
+    codes need: half for packed pairs, none for shift-and-select); the rest are built from logic."""
     target = network.pixels if target is None else target
+    forms = {name: WeightForm(r) for name, r in (codes or {}).items()}
     filters, lanes, soft, used = [], [], [], 0
     for layer in network.layers:
+        form = forms.get(layer.name, WeightForm())
         if isinstance(layer, ConvLayer):
             steps = layer.conv_size**2 * layer.in_channels  # cycles per image per filter group
             fitting = [f for f in divisors(layer.out_channels) if steps * (layer.out_channels // f) <= target]
             filters.append(fitting[0] if fitting else layer.out_channels)
-            count = filters[-1] * layer.kernel**2
+            count = dsp_blocks(form, filters[-1], layer.kernel**2, soft=False, nonnegative=True)
         else:
             fitting = [n for n in range(1, layer.in_features + 1)
                        if layer.out_features * -(-layer.in_features // n) <= target]
             lanes.append(fitting[0] if fitting else layer.in_features)
-            count = lanes[-1]
+            count = dsp_blocks(form, 1, lanes[-1], soft=False, nonnegative=True)
         if used + count <= dsps:
             used += count
         else:
@@ -151,7 +154,8 @@ def balanced(network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic()
     return StreamingConfig(arithmetic, tuple(lanes), tuple(filters), tuple(soft))
 
 
-def one_filter(network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic(), lanes: int = 20) -> StreamingConfig:
+def one_filter(network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic(), codes=None,
+               lanes: int = 20) -> StreamingConfig:
     """One filter per conv engine and ``lanes`` lanes per linear engine (fewer where a layer has
     fewer inputs): the smallest design, all in DSP blocks. The original hand-written design's
     sizes (a 5x5 window and 20 inputs per access)."""
@@ -165,10 +169,13 @@ class Preset:
 
     name: str
     description: str
-    rule: Callable[[Network, arith.Arithmetic], StreamingConfig]
+    rule: Callable[..., StreamingConfig]  # (network, arithmetic, codes) -> config
 
-    def resolve(self, network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic()) -> StreamingConfig:
-        return self.rule(network, arithmetic).check(network)
+    def resolve(self, network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic(),
+                codes=None) -> StreamingConfig:
+        """The configuration for ``network`` whose layers have the weight ``codes`` (a dict of
+        restrictions by layer name, as ``WeightSet.codes``; None: all 8-bit)."""
+        return self.rule(network, arithmetic, codes).check(network)
 
 
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
@@ -180,11 +187,12 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
 
 
 def preset(name: str, network: Network, arithmetic: arith.Arithmetic = arith.Arithmetic(),
-           presets: dict[str, Preset] = PRESETS) -> StreamingConfig:
-    """The configuration preset ``name`` gives ``network`` (InputError for an unknown name)."""
+           presets: dict[str, Preset] = PRESETS, codes=None) -> StreamingConfig:
+    """The configuration preset ``name`` gives ``network`` with weight ``codes`` (InputError for
+    an unknown name)."""
     if name not in presets:
         raise InputError(f"unknown preset {name!r}; choose from {', '.join(presets)}")
-    return presets[name].resolve(network, arithmetic)
+    return presets[name].resolve(network, arithmetic, codes)
 
 
 def first_linear_input_order(conv: ConvLayer) -> np.ndarray:

@@ -74,7 +74,7 @@ def _cost(network: Network, codes: tuple, preset: str, arithmetic: arith.Arithme
     # Zero weights obey every restriction; the design's size does not depend on their values.
     params = {name: np.zeros(shape, np.int8) for name, shape in network.parameter_shapes.items()}
     manifest = make_manifest(arithmetic, network, codes=codes_to_manifest(codes))
-    config = lenet.preset(preset, network, arithmetic)
+    config = lenet.preset(preset, network, arithmetic, codes=codes)
     report = accelerator.layer_report(WeightSet(params, manifest), config)
     return Cost(
         macs=network.macs,

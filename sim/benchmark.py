@@ -47,10 +47,11 @@ RESOURCES = ("luts", "flip_flops", "block_ram", "dsp")
 
 
 def select_configs(names: str | None, network: Network, arithmetic,
-                   presets=PRESETS) -> dict[str, StreamingConfig]:
-    """``"a,b"`` -> those presets in that order, resolved against ``network``; ``None`` -> all of them."""
+                   presets=PRESETS, codes=None) -> dict[str, StreamingConfig]:
+    """``"a,b"`` -> those presets in that order, resolved against ``network`` and its weight
+    ``codes``; ``None`` -> all of them."""
     if names is None:
-        return {name: preset(name, network, arithmetic, presets) for name in presets}
+        return {name: preset(name, network, arithmetic, presets, codes) for name in presets}
     wanted = [name.strip() for name in names.split(",")]
     if not all(wanted):
         raise InputError(f"--configs: empty name in {names!r}; known presets: {', '.join(presets)}")
@@ -58,7 +59,7 @@ def select_configs(names: str | None, network: Network, arithmetic,
     if unknown:
         raise InputError(f"unknown preset{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
                          f"known presets: {', '.join(presets)}")
-    return {name: preset(name, network, arithmetic, presets) for name in dict.fromkeys(wanted)}
+    return {name: preset(name, network, arithmetic, presets, codes) for name in dict.fromkeys(wanted)}
 
 
 def multiply_floors(rows: list[dict], pixel_bound: int) -> dict:
@@ -228,7 +229,7 @@ def cmd_bench(args) -> int:
         raise InputError("--pnr-minutes limits place-and-route: give --pnr as well")
     ws = weight_files.load(args.weights)
     network = ws.network
-    configs = select_configs(args.configs, network, ws.arithmetic)
+    configs = select_configs(args.configs, network, ws.arithmetic, codes=ws.codes)
     if args.plots:
         check_output(Path(args.plots) / "cycles.png", "--plots")
     runner.prepare_simulator(args.simulator)

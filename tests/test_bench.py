@@ -38,8 +38,8 @@ def test_multiply_floors_reject_a_layer_without_multipliers():
 
 
 def test_select_configs():
-    presets = {"one": Preset("one", "", lambda network, a: StreamingConfig(a)),
-               "two": Preset("two", "", lambda network, a: StreamingConfig(a, linear_lanes=4))}
+    presets = {"one": Preset("one", "", lambda network, a, codes: StreamingConfig(a)),
+               "two": Preset("two", "", lambda network, a, codes: StreamingConfig(a, linear_lanes=4))}
     a = arith.Arithmetic("floor", "wrap")
     selected = benchmark.select_configs(None, LENET5, a, presets)
     assert list(selected) == ["one", "two"] and selected["two"] == StreamingConfig(a, linear_lanes=4)

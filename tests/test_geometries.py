@@ -100,3 +100,42 @@ def test_other_networks_both_designs_every_mode_verilator(spec, mode, sim_build)
     assert_overflows(ws, imgs, mode)
     for config in (preset("baseline", network, mode), preset("fast", network, mode), CompactConfig(mode, lanes=8)):
         check(simulate(ws, imgs, config, simulator="verilator", build_root=sim_build), f"{spec} {config}")
+
+
+def restricted_weights(network: Network, codes: dict, seed: int) -> weights.WeightSet:
+    """Random weights drawn from each layer's restricted levels (the rest 8-bit), in a manifest
+    that records the restrictions, as `compress` writes them."""
+    from lenet_fpga.model.codes import check_codes, codes_to_manifest
+
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in network.parameter_shapes.items():
+        layer = name.split(".")[0]
+        levels = codes[layer].levels if name.endswith(".weight") and layer in codes else np.arange(-128, 128)
+        params[name] = rng.choice(levels, size=shape).astype(np.int8)
+    manifest = weights.make_manifest(arith.Arithmetic(), network, codes=codes_to_manifest(codes))
+    check_codes(params, codes)
+    return weights.WeightSet(params, manifest)
+
+
+def test_restricted_codes_network_both_designs(simulator, sim_build):
+    """Every weight form in one network: 4-bit conv1 (two filters a DSP), 3-bit conv2, power-of-
+    two fc1, ternary fc2, 5-bit fc3; streaming at its fast sizes and the compact design."""
+    from lenet_fpga.hdl.accelerator import layer_report
+    from lenet_fpga.model.codes import PowerOfTwo, Ternary, Uniform
+
+    codes = {"conv1": Uniform(4, 2), "conv2": Uniform(3, 1), "fc1": PowerOfTwo((0, 2, 4)), "fc2": Ternary(9),
+             "fc3": Uniform(5, 1)}
+    ws = restricted_weights(SMALL, codes, 40)
+    assert ws.codes == codes
+    imgs = stimulus(SMALL, 2 if simulator == "verilator" else 1, 41)
+    fast = preset("fast", SMALL, arith.Arithmetic(), codes=ws.codes)
+    rows = {row["layer"]: row for row in layer_report(ws, fast)}
+    # conv1: 4 filters x 25 taps, packed two to a DSP (50); conv2: 5 filters (odd: unpacked),
+    # 125 more would pass the 156 DSPs, so logic; fc1 and fc2 select, no DSP; fc3 one lane.
+    assert fast.soft_multipliers == ("conv2",)
+    assert [rows[name]["dsp"] for name in ("conv1", "conv2", "fc1", "fc2", "fc3")] == [50, 0, 0, 0, 1]
+    assert rows["fc1"]["weight_bits"] == 3 and rows["fc2"]["weight_bits"] == 2
+    check(simulate(ws, imgs, fast, simulator=simulator, build_root=sim_build), "restricted codes, streaming")
+    check(simulate(ws, imgs, CompactConfig(lanes=8), simulator=simulator, build_root=sim_build),
+          "restricted codes, compact")
