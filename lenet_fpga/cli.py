@@ -290,9 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler="sim.commands:cmd_sim")
 
-    p = sub.add_parser("bench", help="per preset: multipliers, cycles, interval, floors, Fmax, resources, accuracy")
+    p = sub.add_parser("bench", help="per network and preset: accuracy, MACs, weight bits, multipliers, cycles, "
+                                     "Fmax, resources, images/s")
     p.add_argument("--configs", metavar="NAME,NAME", default=None, help="presets to measure (default: all)")
-    _weights_option(p)
+    p.add_argument("--weights", metavar="FILE.npz", action="append", default=None,
+                   help="a network to measure (repeat, or FILE,FILE; default: the shipped LeNet-5)")
     _data_option(p)
     p.add_argument("--rtl-images", type=positive_int, default=8,
                    help="images streamed through the RTL for the interval and the bit-exact check (default 8)")

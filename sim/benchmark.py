@@ -1,14 +1,17 @@
-"""``lenet-fpga bench``: every generator preset measured against the multiply floor.
+"""``lenet-fpga bench``: every network and generator preset measured against the multiply floor.
 
-Per preset (``hdl.lenet.PRESETS``):
+Per network (a weights file: dense, pruned, low-bit...) and preset (``hdl.lenet.PRESETS``,
+resolved against the network and its weight codes):
 
-* multipliers, from the engines' own report (``LeNetAccelerator.layer_report``);
+* MACs, weight bits, multipliers (how many in DSP blocks, how many built from logic or from
+  shifts), from the engines' own report (``Accelerator.layer_report``);
 * latency (cycles from start to done of one image) and interval (cycles between images when
   they are streamed back to back), both measured in RTL simulation (``sim/tb_stream.py``);
 * the multiply floors: a layer with M MACs and m multipliers needs at least ceil(M / m) cycles
-  per image, so one image needs at least the sum over the layers (latency floor) and a stream of
-  images at least the maximum (interval floor). One pixel enters per cycle, so the interval is
-  also bounded by the 784 pixels of an image;
+  per image, so a stream of images needs at least the maximum over the layers (interval floor),
+  and the layers one after another would take their sum (serial floor: the streaming design
+  overlaps its layers, so its latency is below it). One pixel enters per cycle, so the interval
+  is also bounded by the image's pixels;
 * with ``--pnr``, Fmax and LUT/FF/BRAM/DSP from an out-of-context Yosys + nextpnr-ecp5 run of
   the accelerator alone for the LFE5U-85F, and images per second = Fmax / interval;
 * the golden model's accuracy on the 10,000 MNIST test images with the preset's arithmetic, and
@@ -168,16 +171,23 @@ def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images:
     step("RTL stream")
     run = stream(weights, images, config, simulator=simulator)
     latency, interval = run.latency, run.interval
+    network = weights.network
+    dsp = sum(row["dsp"] for row in rows)
     result = {
         "name": name,
+        "weights": str(weights.path) if weights.path else None,
+        "network": network.spec,
+        "macs": network.macs,
+        "weight_bits": sum(row["weight_bits"] * _weights_of(network, row["layer"]) for row in rows),
         "arithmetic": config.arithmetic.describe(),
         "multipliers": sum(row["multipliers"] for row in rows),
+        "dsp_multipliers": dsp,
+        "logic_multipliers": sum(row["multipliers"] for row in rows if row["dsp"] == 0),
         "latency_cycles": latency,
         "interval_cycles": interval,
-        "latency_floor": floors["latency"],
+        "serial_floor": floors["latency"],
         "interval_floor": floors["interval"],
         "pixel_bound": floors["pixel_bound"],
-        "latency_ratio": latency / floors["latency"],
         "interval_ratio": interval / floors["interval"],
         "layers": rows,
         "rtl": {"images": int(len(images)), "mismatches": run.mismatches, "simulator": simulator,
@@ -186,6 +196,7 @@ def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images:
         "fmax_mhz": None, "timing_met": None, "resources": None, "images_per_second": None,
     }
     if pnr_dir is not None:
+        started = time.monotonic()
         try:
             pnr = place_and_route(weights, config, pnr_dir / name, step, pnr_time_limit_s)
         except RuntimeError as e:
@@ -195,31 +206,45 @@ def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images:
                           resources={k: pnr["resources"][k]["used"] for k in RESOURCES if k in pnr["resources"]})
             if pnr["fmax_mhz"]:
                 result["images_per_second"] = pnr["fmax_mhz"] * 1e6 / interval
+        result["pnr_seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def _weights_of(network: Network, name: str) -> int:
+    """Weight codes of layer ``name`` (0 for a block that is not a layer)."""
+    shape = network.parameter_shapes.get(f"{name}.weight")
+    return int(np.prod(shape)) if shape else 0
 
 
 def format_table(results: list[dict], pixel_bound: int) -> str:
     def n(value, spec=","):
         return "-" if value is None else format(value, spec)
 
-    head = (f"{'config':<10}{'mults':>6}{'latency':>9}{'floor':>8}{'ratio':>7}{'interval':>10}{'floor':>8}"
-            f"{'ratio':>7}{'Fmax MHz':>10}{'LUT':>8}{'FF':>8}{'BRAM':>6}{'DSP':>5}{'images/s':>10}"
-            f"{'accuracy':>10}  RTL bit-exact")
+    head = (f"{'network':<18}{'config':<10}{'accuracy':>9}{'MACs':>9}{'w kbit':>8}{'mults':>6}{'DSP':>5}"
+            f"{'logic':>6}{'latency':>9}{'interval':>10}{'floor':>7}{'Fmax':>7}{'LUT':>8}{'FF':>8}{'BRAM':>6}"
+            f"{'DSP':>5}{'images/s':>10}  bit-exact")
     lines = [head]
     for r in results:
         res = r["resources"] or {}
         accuracy = "-" if r.get("accuracy") is None else f"{r['accuracy']:.2%}"
         exact = f"{r['rtl']['images'] - r['rtl']['mismatches']}/{r['rtl']['images']}"
         lines.append(
-            f"{r['name']:<10}{r['multipliers']:>6}{r['latency_cycles']:>9,}{r['latency_floor']:>8,}"
-            f"{r['latency_ratio']:>7.2f}{r['interval_cycles']:>10,.0f}{r['interval_floor']:>8,}"
-            f"{r['interval_ratio']:>7.2f}{n(r['fmax_mhz'], '.1f'):>10}{n(res.get('luts')):>8}"
-            f"{n(res.get('flip_flops')):>8}{n(res.get('block_ram')):>6}{n(res.get('dsp')):>5}"
-            f"{n(r['images_per_second'], ',.0f'):>10}{accuracy:>10}  {exact}")
-    lines.append(f"cycles: latency = start to done of one image; interval = between images streamed back to back. "
-                 f"floor = multiply floor\n(latency: sum, interval: max over the layers of ceil(MACs / multipliers)); "
-                 f"the pixel input alone bounds the interval at {pixel_bound} cycles (one pixel a cycle).")
+            f"{r['network']:<18}{r['name']:<10}{accuracy:>9}{r['macs']:>9,}{r['weight_bits'] / 1000:>8.1f}"
+            f"{r['multipliers']:>6}{r['dsp_multipliers']:>5}{r['logic_multipliers']:>6}{r['latency_cycles']:>9,}"
+            f"{r['interval_cycles']:>10,.0f}{r['interval_floor']:>7,}{n(r['fmax_mhz'], '.1f'):>7}"
+            f"{n(res.get('luts')):>8}{n(res.get('flip_flops')):>8}{n(res.get('block_ram')):>6}"
+            f"{n(res.get('dsp')):>5}{n(r['images_per_second'], ',.0f'):>10}  {exact}")
+    lines.append("mults = products a cycle (DSP: in DSP blocks, two to a block when packed; logic: from LUTs or "
+                 "shifts). latency = start to done of one image;\ninterval = between images streamed back to back; "
+                 "floor = the busiest layer's ceil(MACs / multipliers); the pixel input alone bounds the interval "
+                 f"at {pixel_bound} cycles.")
     return "\n".join(lines)
+
+
+def weight_sets(names) -> list[WeightSet]:
+    """``--weights`` (repeated, or comma-separated): each file, or the shipped network."""
+    files = [part for name in (names or [None]) for part in ((name or "").split(",") if name else [None]) if part != ""]
+    return [weight_files.load(name) for name in files or [None]]
 
 
 def cmd_bench(args) -> int:
@@ -227,9 +252,8 @@ def cmd_bench(args) -> int:
         raise InputError("--rtl-images must be at least 2: the interval is the time between two images")
     if args.pnr_minutes and not args.pnr:
         raise InputError("--pnr-minutes limits place-and-route: give --pnr as well")
-    ws = weight_files.load(args.weights)
-    network = ws.network
-    configs = select_configs(args.configs, network, ws.arithmetic, codes=ws.codes)
+    networks = weight_sets(args.weights)
+    plans = [(ws, select_configs(args.configs, ws.network, ws.arithmetic, codes=ws.codes)) for ws in networks]
     if args.plots:
         check_output(Path(args.plots) / "cycles.png", "--plots")
     runner.prepare_simulator(args.simulator)
@@ -240,29 +264,34 @@ def cmd_bench(args) -> int:
 
         toolchain_env("ecp5")  # no tools: say so now, not after the simulations
     data_dir = Path(args.data) if args.data else mnist.default_data_dir()
-    images, source, test_set = bench_images(args.rtl_images, data_dir, network)
-    accuracy: dict[str, float] = {}  # by arithmetic: presets with the same one agree
-    results = []
-    with tqdm(configs.items(), desc="bench", unit="preset") as bar:
-        for name, config in bar:
-            def step(stage, name=name):
-                bar.set_postfix_str(f"{name}: {stage}")
+    results, sources = [], set()
+    with tqdm(total=sum(len(configs) for _, configs in plans), desc="bench", unit="design") as bar:
+        for ws, configs in plans:
+            network = ws.network
+            images, source, test_set = bench_images(args.rtl_images, data_dir, network)
+            sources.add(source)
+            accuracy: dict[str, float] = {}  # by arithmetic: presets with the same one agree
+            label = ws.path.stem if ws.path else network.spec
+            for name, config in configs.items():
+                def step(stage, name=name):
+                    bar.set_postfix_str(f"{label} {name}: {stage}")
 
-            result = bench_config(name, config, ws, images, args.simulator,
-                                  Path("build") / "bench" if args.pnr else None, step,
-                                  args.pnr_minutes * 60 if args.pnr_minutes else None)
-            if test_set is not None:
-                key = config.arithmetic.describe()
-                if key not in accuracy:
-                    step("golden model on the test set")
-                    accuracy[key] = golden.accuracy(
-                        golden.forward(test_set.images, ws.params, config.arithmetic, network), test_set.labels)
-                result["accuracy"] = accuracy[key]
-            else:
-                result["accuracy"] = None
-            results.append(result)
-    say(format_table(results, network.pixels))
-    say(f"RTL: {args.rtl_images} {source} streamed through {args.simulator}; "
+                result = bench_config(name, config, ws, images, args.simulator,
+                                      Path("build") / "bench" / label if args.pnr else None, step,
+                                      args.pnr_minutes * 60 if args.pnr_minutes else None)
+                if test_set is not None:
+                    key = config.arithmetic.describe()
+                    if key not in accuracy:
+                        step("golden model on the test set")
+                        accuracy[key] = golden.accuracy(
+                            golden.forward(test_set.images, ws.params, config.arithmetic, network), test_set.labels)
+                    result["accuracy"] = accuracy[key]
+                else:
+                    result["accuracy"] = None
+                results.append(result)
+                bar.update()
+    say(format_table(results, max(ws.network.pixels for ws in networks)))
+    say(f"RTL: {args.rtl_images} images ({', '.join(sorted(sources))}) streamed through {args.simulator}; "
         + ("accuracy on the 10,000 MNIST test images (golden model)." if test_set is not None
            else f"accuracy: the MNIST test set is not in {data_dir} (lenet-fpga download)."))
     if args.pnr:
@@ -270,15 +299,12 @@ def cmd_bench(args) -> int:
             f"target {PNR_TARGET_MHZ:g} MHz; images/s = Fmax / interval.")
         for r in results:
             if "pnr_error" in r:
-                say(f"{r['name']}: {r['pnr_error']}")
+                say(f"{r['network']} {r['name']}: {r['pnr_error']}")
     document = {
-        "weights": str(ws.path) if ws.path else None,
         "simulator": args.simulator,
         "rtl_images": args.rtl_images,
-        "rtl_image_source": source,
+        "rtl_image_sources": sorted(sources),
         "accuracy_images": len(test_set) if test_set is not None else 0,
-        "network": network.spec,
-        "pixel_bound": network.pixels,
         "pnr": {"device": PNR_DEVICE, "package": PNR_PACKAGE, "target_mhz": PNR_TARGET_MHZ,
                 "out_of_context": True} if args.pnr else None,
         "configs": results,
@@ -290,8 +316,8 @@ def cmd_bench(args) -> int:
             say(f"plot: {path}")
     if args.json:
         print(json.dumps(document))
-    mismatched = [r["name"] for r in results if r["rtl"]["mismatches"]]
+    mismatched = [f"{r['network']} {r['name']}" for r in results if r["rtl"]["mismatches"]]
     if mismatched:
         say(f"RTL logits differ from the golden model for: {', '.join(mismatched)}")
-    failed = [r["name"] for r in results if "pnr_error" in r]
+    failed = [f"{r['network']} {r['name']}" for r in results if "pnr_error" in r]
     return 1 if mismatched or failed else 0

@@ -22,9 +22,16 @@ MAX_ROWS = 100
 
 
 def _run(ws, image_set, config, simulator, waves, quiet=False, jobs=1, back_to_back=False):
-    with tqdm(total=len(image_set), desc=f"simulating ({simulator})", unit="image", disable=quiet) as bar:
+    """The simulation with a progress bar: the simulator's build (minutes for Verilator, cached
+    after), then the images, so the bar's rate is the images' own."""
+    with tqdm(total=len(image_set), desc=f"building the {simulator} model", unit="image", disable=quiet) as bar:
+        def stage(name):
+            if name == "simulate":
+                bar.set_description(f"simulating ({simulator})")
+                bar.reset(total=len(image_set))  # the rate counts from here
+
         return simulate(ws, image_set.images, config, simulator=simulator, waves=waves, jobs=jobs,
-                        back_to_back=back_to_back, progress=bar.update)
+                        back_to_back=back_to_back, progress=bar.update, stage=stage)
 
 
 def _image_set(args, network) -> image_sets.ImageSet:
@@ -53,6 +60,9 @@ def _summary(run, image_set, config, simulator) -> dict:
         "cycles_max": int(cycles.max()),
         "simulator": simulator,
         "sim_seconds": round(run.sim_seconds, 2),
+        "startup_seconds": round(run.startup_seconds, 2),
+        "build_seconds": round(run.build_seconds, 2),
+        # The testbench's own time only: the build and the simulator's start-up are reported apart.
         "simulated_cycles_per_second": round(float(cycles.sum()) / max(run.sim_seconds, 1e-9)),
         "arithmetic": config.arithmetic.describe(),
         "design": describe_config(config),
@@ -132,7 +142,8 @@ def _format_summary(s: dict) -> str:
         f"{s['images']} images on {s['simulator']} ({s['design']}), {s['arithmetic']}: "
         f"{s['mismatches']} mismatches against the golden model",
         f"cycles per image {s['cycles_per_image']:.0f} (min {s['cycles_min']}, max {s['cycles_max']}); "
-        f"{s['simulated_cycles_per_second']:,} simulated cycles/s per simulator"
+        f"{s['simulated_cycles_per_second']:,} simulated cycles/s per simulator (build {s['build_seconds']:.1f} s, "
+        f"start-up {s['startup_seconds']:.1f} s, simulation {s['sim_seconds']:.1f} s)"
         if not s.get("back_to_back") else
         f"cycles from start to done with the images back to back {s['cycles_per_image']:.0f} "
         f"(min {s['cycles_min']}, max {s['cycles_max']})",

@@ -42,8 +42,10 @@ class NetworkRun:
     golden_logits: np.ndarray
     golden_class: np.ndarray
     cycles: np.ndarray  # [N] start -> done
-    sim_seconds: float
+    sim_seconds: float  # simulating, summed over the runs (the testbenches' own time)
     waves: Path | None
+    startup_seconds: float = 0.0  # launching the simulator runs, summed
+    build_seconds: float = 0.0  # building the simulator (0 when the build was cached)
     stamps: np.ndarray | None = None  # [N, phases]: the cycle each phase began (designs with phases)
     model: dict[str, int] | None = None  # the design's cycle model per phase, where it has one
 
@@ -94,6 +96,7 @@ def simulate(
     build_root=None,
     jobs: int = 1,
     back_to_back: bool = False,
+    stage=None,
 ) -> NetworkRun:
     """Run ``images`` through the RTL, in chunks (one simulator run each, up to ``jobs`` at
     once), and through the golden model.
@@ -101,8 +104,9 @@ def simulate(
     One image at a time (``tb_lenet``), so each image's ``cycles`` is its latency; or, with
     ``back_to_back``, each chunk streamed (``tb_stream``): fewer simulated cycles per image
     (the interval instead of the latency), and ``cycles`` then includes the time an image
-    waits behind the one before it. The simulator build is cached by ``runner.run`` and built
-    once under a lock, so parallel runs share it. ``waves`` needs a single run (every run
+    waits behind the one before it. The simulator is built first (cached, and under a lock, so
+    parallel runs share it); ``stage`` is told what happens ("build", then "simulate") and
+    ``progress`` the images each finished run covered. ``waves`` needs a single run (every run
     would write the same file).
     """
     if jobs < 1:
@@ -114,6 +118,11 @@ def simulate(
     source = harness_verilog(accelerator, banks)
     bounds = shard_bounds(len(images), jobs, len(images) if waves else chunk)
     testbench = f"{__package__}.{'tb_stream' if back_to_back else 'tb_lenet'}"
+    if stage:
+        stage("build")
+    _, build_seconds = runner.build(source, TOPLEVEL, simulator, waves, build_root)
+    if stage:
+        stage("simulate")
 
     def one(bound):
         start, stop = bound
@@ -146,7 +155,9 @@ def simulate(
         golden_class=golden.classify(golden_logits),
         cycles=outputs["cycles"],
         # Simulator time summed over the runs (more than the wall time when they overlap).
-        sim_seconds=sum(p.seconds for p in ordered),
+        sim_seconds=sum(p.tb_seconds for p in ordered),
+        startup_seconds=sum(p.startup_seconds for p in ordered),
+        build_seconds=build_seconds,
         waves=ordered[-1].waves if ordered else None,
         stamps=outputs.get("stamps"),
         model=accelerator.cycle_model(),
@@ -181,8 +192,8 @@ def simulate_banks(banks, segments, images, config, simulator: str = "verilator"
     out = result.outputs
     return NetworkRun(
         rtl_logits=out["logits"], rtl_class=out["klass"], golden_logits=golden_logits,
-        golden_class=golden.classify(golden_logits), cycles=out["cycles"], sim_seconds=result.seconds,
-        waves=result.waves, stamps=out["stamps"] if accelerator.phases else None, model=accelerator.cycle_model(),
+        golden_class=golden.classify(golden_logits), cycles=out["cycles"], sim_seconds=result.tb_seconds,
+        startup_seconds=result.startup_seconds, build_seconds=result.build_seconds, waves=result.waves, stamps=out["stamps"] if accelerator.phases else None, model=accelerator.cycle_model(),
     )
 
 
@@ -244,5 +255,5 @@ def stream(
         taken=out["taken"],
         done_at=out["done_at"],
         matches=out["matches"] & (out["klass"] == golden.classify(golden_logits)),
-        sim_seconds=result.seconds,
+        sim_seconds=result.tb_seconds,
     )

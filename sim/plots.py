@@ -59,24 +59,32 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _label(result: dict, several_networks: bool) -> str:
+    return f"{result['network']} {result['name']}" if several_networks else result["name"]
+
+
 def cycles_per_layer_figure(results: list[dict], path) -> Path:
-    """Bars: each layer's cycles per image in each preset (the engine's own model), a tick at its
-    multiply floor; dashed lines: each preset's measured interval."""
+    """Bars: each layer's cycles per image in each design (the engine's own model), a tick at
+    its multiply floor; dashed lines: each design's measured interval. Designs of different
+    networks share the layer names they have."""
     plt = _pyplot()
-    layers = [row["layer"] for row in results[0]["layers"] if row["macs"]]
+    several = len({r["network"] for r in results}) > 1
+    layers = list(dict.fromkeys(row["layer"] for r in results for row in r["layers"] if row["macs"]))
     width = 0.8 / len(results)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(layers) + 2) + 3, 4.5))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(layers) + 2) + 4, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, result in enumerate(results):
         rows = {row["layer"]: row for row in result["layers"]}
-        x = np.arange(len(layers)) + (k - (len(results) - 1) / 2) * width
+        here = [i for i, name in enumerate(layers) if name in rows]
+        x = np.array(here) + (k - (len(results) - 1) / 2) * width
         color = colors[k % len(colors)]
-        ax.bar(x, [rows[name]["cycles"] for name in layers], width, color=color,
-               label=f"{result['name']} ({result['multipliers']} multipliers)")
-        ax.scatter(x, [rows[name]["floor"] for name in layers], marker="_", s=300, color="black", zorder=3,
+        label = _label(result, several)
+        ax.bar(x, [rows[layers[i]]["cycles"] for i in here], width, color=color,
+               label=f"{label} ({result['multipliers']} multipliers)")
+        ax.scatter(x, [rows[layers[i]]["floor"] for i in here], marker="_", s=300, color="black", zorder=3,
                    label="multiply floor" if k == 0 else None)
         ax.axhline(result["interval_cycles"], color=color, linestyle="--", linewidth=1,
-                   label=f"{result['name']}: interval {result['interval_cycles']:,.0f} (RTL)")
+                   label=f"{label}: interval {result['interval_cycles']:,.0f} (RTL)")
     ax.axhline(results[0]["pixel_bound"], color="gray", linestyle=":", linewidth=1,
                label=f"pixel input bound {results[0]['pixel_bound']}")
     ax.set_xticks(np.arange(len(layers)), layers)
@@ -91,15 +99,75 @@ def cycles_per_layer_figure(results: list[dict], path) -> Path:
         plt.close(fig)
 
 
-def resources_figure(results: list[dict], path) -> Path:
-    """LUTs and DSPs against images per second, one point per preset (needs place-and-route)."""
+def pareto_front(points: list[tuple[float, float]], higher_x: bool = True, higher_y: bool = True) -> list[int]:
+    """Indices of the points no other point beats in both coordinates (ties kept), in x order."""
+    def better(a, b):  # a at least as good as b in both, strictly in one
+        ax_, ay = (a[0] if higher_x else -a[0]), (a[1] if higher_y else -a[1])
+        bx, by = (b[0] if higher_x else -b[0]), (b[1] if higher_y else -b[1])
+        return ax_ >= bx and ay >= by and (ax_ > bx or ay > by)
+
+    front = [i for i, p in enumerate(points) if not any(better(q, p) for q in points)]
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def _scatter_with_front(ax, results, several, x_of, y_of, higher_x, higher_y, xlabel, ylabel, log_x=False):
+    points = [(x_of(r), y_of(r)) for r in results]
+    for r, (x, y) in zip(results, points):
+        ax.scatter(x, y, color="tab:blue")
+        ax.annotate(_label(r, several), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    front = pareto_front(points, higher_x, higher_y)
+    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="tab:red", linewidth=1,
+            label="Pareto front")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if log_x:
+        ax.set_xscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def pareto_figure(results: list[dict], path) -> Path:
+    """Accuracy against throughput, and (with place-and-route) accuracy and throughput against
+    LUTs: one point per network and preset, the Pareto front in red. Without place-and-route the
+    throughput axis is images per million cycles (1e6 / interval)."""
     plt = _pyplot()
+    several = len({r["network"] for r in results}) > 1
+    measured = [r for r in results if r.get("accuracy") is not None]
+    placed = [r for r in measured if r.get("images_per_second") and r.get("resources")]
+    panels = 3 if placed else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)
+    axes = axes[0]
+    if placed:
+        rate, rate_label = (lambda r: r["images_per_second"]), "images per second (Fmax / interval)"
+        shown = placed
+    else:
+        rate, rate_label = (lambda r: 1e6 / r["interval_cycles"]), "images per million cycles (1e6 / interval)"
+        shown = measured
+    _scatter_with_front(axes[0], shown, several, rate, lambda r: 100 * r["accuracy"], True, True, rate_label,
+                        "MNIST test accuracy (%)", log_x=True)
+    if placed:
+        _scatter_with_front(axes[1], placed, several, lambda r: r["resources"]["luts"], lambda r: 100 * r["accuracy"],
+                            False, True, "LUT4 cells", "MNIST test accuracy (%)")
+        _scatter_with_front(axes[2], placed, several, lambda r: r["resources"]["luts"], rate, False, True,
+                            "LUT4 cells", rate_label)
+    fig.suptitle("Networks and presets: accuracy, throughput, size")
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def resources_figure(results: list[dict], path) -> Path:
+    """LUTs and DSPs against images per second, one point per design (needs place-and-route)."""
+    plt = _pyplot()
+    several = len({r["network"] for r in results}) > 1
     placed = [r for r in results if r.get("resources") and r.get("images_per_second")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in zip(axes, ("luts", "dsp"), ("LUTs", "DSP multipliers")):
         for r in placed:
             ax.scatter(r["images_per_second"], r["resources"].get(key, 0))
-            ax.annotate(r["name"], (r["images_per_second"], r["resources"].get(key, 0)),
+            ax.annotate(_label(r, several), (r["images_per_second"], r["resources"].get(key, 0)),
                         textcoords="offset points", xytext=(5, 5), fontsize=9)
         ax.set_xlabel("images per second (Fmax / interval)")
         ax.set_ylabel(label)
@@ -115,10 +183,13 @@ def resources_figure(results: list[dict], path) -> Path:
 
 
 def bench_figures(results: list[dict], folder) -> list[Path]:
-    """The benchmark's PNGs in ``folder``: cycles per layer, and resources against throughput
+    """The benchmark's PNGs in ``folder``: cycles per layer; accuracy against throughput (and
+    against LUTs) with the Pareto front when the accuracy is known; resources against throughput
     when place-and-route gave numbers."""
     folder = Path(folder)
     paths = [cycles_per_layer_figure(results, folder / "cycles_per_layer.png")]
+    if any(r.get("accuracy") is not None for r in results):
+        paths.append(pareto_figure(results, folder / "pareto.png"))
     if any(r.get("resources") and r.get("images_per_second") for r in results):
         paths.append(resources_figure(results, folder / "resources.png"))
     return paths

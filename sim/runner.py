@@ -77,9 +77,16 @@ def prepare_simulator(name: str) -> None:
 @dataclass(frozen=True)
 class SimResult:
     outputs: dict[str, np.ndarray]  # what the testbench wrote to LENET_TB_OUT
-    seconds: float
+    seconds: float  # the simulator run, start-up included (not the build)
     build_dir: Path
     waves: Path | None
+    tb_seconds: float = 0.0  # inside the testbench: from its first look at its stimulus to its results
+    build_seconds: float = 0.0  # building the simulator (0 when the build was cached)
+
+    @property
+    def startup_seconds(self) -> float:
+        """Launching the simulator and cocotb: the run less the testbench's own time."""
+        return max(self.seconds - self.tb_seconds, 0.0)
 
 
 def _build_dir(verilog: str, toplevel: str, simulator: str, waves: bool, root: Path) -> Path:
@@ -157,22 +164,8 @@ def run(
     """Build (cached) and run one cocotb testbench; raise AssertionError if any of its tests failed."""
     from cocotb_tools.runner import get_results
 
-    prepare_simulator(simulator)
-    build_root = check_build_root(build_root)
-    build_dir = _build_dir(verilog, toplevel, simulator, waves, build_root)
-    try:
-        build_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot make the simulator's build folder {build_dir}: {e.strerror or e} "
-                         f"(set $LENET_FPGA_BUILD to a writable folder)") from None
-    source = build_dir / f"{toplevel}.v"
-    stamp = build_dir / ".built"
+    build_dir, build_seconds = build(verilog, toplevel, simulator, waves, build_root)
     runner = _get_runner(simulator)
-    log = build_dir / "build.log"
-    with _locked(build_dir / ".lock"):  # parallel test workers may want the same build
-        if not stamp.exists():
-            _build(runner, simulator, source, toplevel, build_dir, verilog, waves, log)
-            stamp.touch()
 
     run_id = f"{os.getpid()}-{time.monotonic_ns()}"
     data_path = build_dir / f"tb-data-{run_id}.npz"
@@ -201,6 +194,7 @@ def run(
             pass
         seconds = time.time() - started
         n_tests, n_failed = get_results(results)
+        tb_seconds = 0.0
         if n_tests == 0 or n_failed:
             tail = (build_dir / f"run-{run_id}.log").read_text()[-4000:] if quiet else ""
             raise AssertionError(f"{test_module} on {simulator}: {n_failed} of {n_tests} tests failed\n{tail}")
@@ -208,20 +202,54 @@ def run(
         if out_path.exists():
             with np.load(out_path) as npz:
                 outputs = {k: npz[k] for k in npz.files}
+            tb_seconds = float(outputs.pop(TB_SECONDS, 0.0))
     finally:
         for path in (data_path, out_path, results):
             path.unlink(missing_ok=True)
     wave_files = sorted(build_dir.glob("*.fst")) + sorted(build_dir.glob("*.vcd"))
-    return SimResult(outputs=outputs, seconds=seconds, build_dir=build_dir, waves=wave_files[0] if wave_files else None)
+    return SimResult(outputs=outputs, seconds=seconds, build_dir=build_dir, waves=wave_files[0] if wave_files else None,
+                     tb_seconds=tb_seconds, build_seconds=build_seconds)
+
+
+def build(verilog: str, toplevel: str, simulator: str = "icarus", waves: bool = False,
+          build_root: Path | None = None) -> tuple[Path, float]:
+    """Build the simulator for ``verilog`` unless a cached build of the same text is there;
+    return its folder and the seconds the build took (0 when cached)."""
+    prepare_simulator(simulator)
+    build_root = check_build_root(build_root)
+    build_dir = _build_dir(verilog, toplevel, simulator, waves, build_root)
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot make the simulator's build folder {build_dir}: {e.strerror or e} "
+                         f"(set $LENET_FPGA_BUILD to a writable folder)") from None
+    stamp = build_dir / ".built"
+    started = time.time()
+    with _locked(build_dir / ".lock"):  # parallel test workers may want the same build
+        if stamp.exists():
+            return build_dir, 0.0
+        _build(_get_runner(simulator), simulator, build_dir / f"{toplevel}.v", toplevel, build_dir, verilog, waves,
+               build_dir / "build.log")
+        stamp.touch()
+    return build_dir, time.time() - started
+
+
+# The testbench's own time rides along with its results under this name.
+TB_SECONDS = "__tb_seconds"
+_tb_started: list[float] = []
 
 
 def tb_data() -> dict[str, np.ndarray]:
-    """Inside a testbench: the stimulus the caller passed to ``run``."""
+    """Inside a testbench: the stimulus the caller passed to ``run`` (the testbench's clock
+    starts at its first call)."""
+    if not _tb_started:
+        _tb_started.append(time.monotonic())
     with np.load(os.environ["LENET_TB_DATA"]) as npz:
         return {k: npz[k] for k in npz.files}
 
 
 def tb_output(**arrays) -> None:
     """Inside a testbench: hand results back to the caller of ``run``."""
+    seconds = time.monotonic() - _tb_started[0] if _tb_started else 0.0
     with open(os.environ["LENET_TB_OUT"], "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}, **{TB_SECONDS: np.asarray(seconds)})

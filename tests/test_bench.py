@@ -88,9 +88,33 @@ def test_bench_images_without_mnist(tmp_path):
 def test_resources_figure_draws_made_up_results(tmp_path):
     from lenet_fpga.sim.plots import resources_figure
 
-    results = [{"name": "a", "resources": {"luts": 9000, "dsp": 30}, "images_per_second": 4000.0},
-               {"name": "b", "resources": {"luts": 30000, "dsp": 150}, "images_per_second": 60000.0}]
+    results = [{"name": "a", "network": "n", "resources": {"luts": 9000, "dsp": 30}, "images_per_second": 4000.0},
+               {"name": "b", "network": "n", "resources": {"luts": 30000, "dsp": 150}, "images_per_second": 60000.0}]
     path = resources_figure(results, tmp_path / "r.png")
+    assert path.read_bytes()[:8] == PNG and path.stat().st_size > 10_000
+
+
+def test_pareto_front_worked_out_by_hand():
+    """(throughput, accuracy), both higher-is-better: a (1, 99) and c (5, 98) and d (9, 90) are
+    not beaten; b (2, 97) is beaten by c, e (5, 97.5) by c."""
+    from lenet_fpga.sim.plots import pareto_front
+
+    points = [(1, 99.0), (2, 97.0), (5, 98.0), (9, 90.0), (5, 97.5)]
+    assert pareto_front(points) == [0, 2, 3]
+    # LUTs lower-is-better: (LUT, accuracy) a (100, 90) b (200, 95) c (300, 94): c is beaten by b.
+    assert pareto_front([(100, 90.0), (200, 95.0), (300, 94.0)], higher_x=False) == [0, 1]
+    assert pareto_front([(1, 1.0), (1, 1.0)]) == [0, 1]  # ties are both kept
+
+
+def test_pareto_figure_draws_made_up_results(tmp_path):
+    from lenet_fpga.sim.plots import pareto_figure
+
+    results = [{"name": "fast", "network": net, "accuracy": acc, "interval_cycles": interval,
+                "resources": {"luts": luts}, "images_per_second": ips}
+               for net, acc, interval, luts, ips in [("6,16:120,84", 0.993, 809, 60000, 71000.0),
+                                                     ("4,10:60,40", 0.991, 790, 20000, 110000.0),
+                                                     ("6,16:120,84", 0.993, 6144, 10500, 16500.0)]]
+    path = pareto_figure(results, tmp_path / "p.png")
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 10_000
 
 
@@ -102,9 +126,9 @@ def in_tmp_with_shared_build(tmp_path, monkeypatch, sim_build):
     return tmp_path
 
 
-KEYS = {"name", "arithmetic", "multipliers", "latency_cycles", "interval_cycles", "latency_floor", "interval_floor",
-        "pixel_bound", "latency_ratio", "interval_ratio", "fmax_mhz", "timing_met", "resources", "images_per_second",
-        "accuracy", "rtl", "layers"}
+KEYS = {"name", "network", "weights", "macs", "weight_bits", "arithmetic", "multipliers", "dsp_multipliers",
+        "logic_multipliers", "latency_cycles", "interval_cycles", "serial_floor", "interval_floor", "pixel_bound",
+        "interval_ratio", "fmax_mhz", "timing_met", "resources", "images_per_second", "accuracy", "rtl", "layers"}
 
 
 def test_bench_baseline_table_json_plots(in_tmp_with_shared_build, capsys, simulator, sim_build):
@@ -112,7 +136,8 @@ def test_bench_baseline_table_json_plots(in_tmp_with_shared_build, capsys, simul
     assert main(["bench", "--configs", "baseline", "--rtl-images", "2", "--simulator", simulator,
                  "--json", "--plots", "plots"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    row = next(line for line in benchmark.format_table(doc["configs"], 784).splitlines() if line.startswith("baseline"))
+    row = next(line for line in benchmark.format_table(doc["configs"], 784).splitlines()
+               if line.split()[:2] == ["6,16:120,84", "baseline"])
     assert row.rstrip().endswith("2/2")  # both streamed images bit-exact
     (r,) = doc["configs"]
     assert KEYS <= set(r) and r["name"] == "baseline"
@@ -123,7 +148,9 @@ def test_bench_baseline_table_json_plots(in_tmp_with_shared_build, capsys, simul
     engines = [row for row in r["layers"] if row["macs"]]
     assert r["multipliers"] == sum(row["multipliers"] for row in r["layers"]) > 0
     floors = [-(-row["macs"] // row["multipliers"]) for row in engines]
-    assert (r["latency_floor"], r["interval_floor"]) == (sum(floors), max(floors))
+    assert (r["serial_floor"], r["interval_floor"]) == (sum(floors), max(floors))
+    # LeNet-5 in 8-bit codes on the baseline's 110 DSP multipliers: 281,640 MACs, 44,190 x 8 bits.
+    assert (r["macs"], r["weight_bits"], r["dsp_multipliers"], r["logic_multipliers"]) == (281_640, 353_520, 110, 0)
     assert r["interval_ratio"] == pytest.approx(r["interval_cycles"] / r["interval_floor"])
 
     # The interval: no faster than the busiest layer's multipliers or the pixel input allow, and
@@ -146,7 +173,7 @@ def test_bench_baseline_table_json_plots(in_tmp_with_shared_build, capsys, simul
     alone = simulate(ws, images, StreamingConfig(ws.arithmetic), simulator=simulator, build_root=sim_build)
     assert int(alone.cycles[0]) == latency
 
-    for name in ("cycles_per_layer.png",):
+    for name in ("cycles_per_layer.png", "pareto.png"):
         assert (tmp / "plots" / name).read_bytes()[:8] == PNG
     assert not (tmp / "plots" / "resources.png").exists()  # needs --pnr
 
