@@ -290,6 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler="sim.commands:cmd_sim")
 
+    p = sub.add_parser("classify", help="classify your own digit pictures (PNG, JPEG, ...) with the golden model, "
+                                        "and with --rtl in the simulated hardware")
+    p.add_argument("pictures", nargs="+", metavar="PICTURE", help="picture files; any size, dark on light or "
+                   "light on dark: each is cropped, scaled and centred like an MNIST digit")
+    _weights_option(p)
+    p.add_argument("--rtl", action="store_true", help="also run them through the RTL in a simulator")
+    _simulator_option(p)
+    _arithmetic_options(p)
+    _lanes_option(p, design=True)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler="sim.commands:cmd_classify")
+
     p = sub.add_parser("bench", help="per network and preset: accuracy, MACs, weight bits, multipliers, cycles, "
                                      "Fmax, resources, images/s")
     p.add_argument("--configs", metavar="NAME,NAME", default=None, help="presets to measure (default: all)")

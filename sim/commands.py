@@ -184,3 +184,42 @@ def cmd_demo(args) -> int:
         path = digits_figure(image_set.images, image_set.labels, run.rtl_class, run.matches, args.plot)
         print(f"picture of the digits and the RTL's answers: {path}")
     return 1 if run.mismatches else 0
+
+
+def cmd_classify(args) -> int:
+    """A user's own pictures through the golden model, and on request through the RTL."""
+    from ..model import digits, golden
+    from ..model.images import fit
+
+    ws = weight_files.load(args.weights)
+    network = ws.network
+    config = config_from_args(args, ws) if args.rtl else None
+    if args.rtl:
+        runner.prepare_simulator(args.simulator)
+        runner.check_build_root()
+    pictures = np.stack([fit(digits.prepare(digits.load_picture(path)), network.image_size)
+                         for path in args.pictures])
+    arithmetic = config.arithmetic if config is not None else ws.arithmetic
+    logits = golden.forward(pictures, ws.params, arithmetic, network)
+    classes = golden.classify(logits)
+    run = _run(ws, image_sets.ImageSet(pictures, None), config, args.simulator, False, quiet=args.json) \
+        if args.rtl else None
+    answers = []
+    for k, path in enumerate(args.pictures):
+        entry = {"picture": str(path), "class": int(classes[k]), "logits": logits[k].tolist()}
+        if run is not None:
+            entry.update(rtl_class=int(run.rtl_class[k]), rtl_logits=run.rtl_logits[k].tolist(),
+                         match=bool(run.matches[k]), cycles=int(run.cycles[k]))
+        answers.append(entry)
+    if args.json:
+        print(json.dumps({"network": network.spec, "arithmetic": arithmetic.describe(), "pictures": answers}))
+    else:
+        for k, entry in enumerate(answers):
+            print(f"{entry['picture']}: as the network sees it ({network.image_size}x{network.image_size}):")
+            print(digits.ascii_art(pictures[k]))
+            line = f"class {entry['class']} (golden model, logits {entry['logits']})"
+            if run is not None:
+                line += (f"; RTL class {entry['rtl_class']}, "
+                         f"{'every logit equal' if entry['match'] else 'LOGITS DIFFER'}, {entry['cycles']} cycles")
+            print(line + "\n")
+    return 1 if run is not None and run.mismatches else 0

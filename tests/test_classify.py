@@ -1,0 +1,71 @@
+"""`lenet-fpga classify`: a user's own picture made into an MNIST-style digit and classified."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from lenet_fpga.cli import main
+from lenet_fpga.model import digits, images
+from lenet_fpga.model.errors import InputError
+
+SAMPLES = images.load_image_set()
+
+
+def drawn_seven(path, size=(80, 100)):
+    picture = Image.new("L", size, 230)  # dark pen on light paper
+    ImageDraw.Draw(picture).line([(15, 15), (65, 15), (35, 90)], fill=20, width=9)
+    picture.save(path)
+    return path
+
+
+def test_prepare_makes_an_mnist_style_digit(tmp_path):
+    """White on black, the ink's bounding box 20 pixels on its long side, its mass in the middle."""
+    digit = digits.prepare(digits.load_picture(drawn_seven(tmp_path / "seven.png")))
+    assert digit.shape == (28, 28) and digit.dtype == np.uint8
+    assert digit[0].max() == 0 and digit[:, 0].max() == 0 and digit.max() > 200  # black border, white ink
+    rows, cols = np.nonzero(digit > 50)
+    assert 18 <= max(np.ptp(rows), np.ptp(cols)) + 1 <= 22
+    mass = digit.astype(float)
+    cy = (mass.sum(axis=1) * np.arange(28)).sum() / mass.sum()
+    cx = (mass.sum(axis=0) * np.arange(28)).sum() / mass.sum()
+    assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
+
+
+def test_enlarged_inverted_mnist_digits_keep_their_class(tmp_path, capsys):
+    """Shipped test digits as a user might have them (4x larger, black on white, as PNG files):
+    the classes are the digits' labels."""
+    paths = []
+    for k in range(10):
+        picture = Image.fromarray(255 - SAMPLES.images[4 * k]).resize((112, 112), Image.NEAREST)
+        paths.append(tmp_path / f"digit{k}.png")
+        picture.save(paths[-1])
+    assert main(["classify", *map(str, paths), "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out)["pictures"]
+    right = sum(a["class"] == int(SAMPLES.labels[4 * k]) for k, a in enumerate(answers))
+    assert right >= 9, [a["class"] for a in answers]
+
+
+def test_classify_on_the_rtl(tmp_path, capsys, simulator):
+    assert main(["classify", str(drawn_seven(tmp_path / "seven.png")), "--rtl", "--simulator", simulator,
+                 "--json"]) == 0
+    (answer,) = json.loads(capsys.readouterr().out)["pictures"]
+    assert answer["class"] == answer["rtl_class"] == 7 and answer["match"]
+
+
+@pytest.mark.parametrize("content, message", [(b"not a picture", "cannot read"), (None, "picture not found")])
+def test_bad_pictures_are_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.png"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["classify", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lenet-fpga classify: error:") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_blank_picture_has_no_ink():
+    with pytest.raises(InputError, match="no ink"):
+        digits.prepare(np.full((30, 30), 200, np.uint8))
