@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-epochs", type=nonnegative_int, default=10, help="quantization-aware epochs (default 10)")
     p.add_argument("--lr", type=positive_float, default=None, help="float training's peak learning rate (default 2e-3)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="images per step (default 128)")
+    p.add_argument("--from", dest="start_from", metavar="FILE.npz", default=None,
+                   help="start from these weights (their float checkpoint if it is there, else their codes / 64) "
+                        "instead of a random initialisation; the network is theirs")
     p.add_argument("--train-images", type=positive_int, default=None, metavar="N",
                    help="train on the first N of the 60,000 training images only (a quick try; default all)")
     p.add_argument("--seed", type=nonnegative_int, default=1, help="random seed (default 1)")

@@ -52,7 +52,17 @@ def cmd_train(args) -> int:
         check_output(path, "--out")
     if not 0 <= args.seed <= MAX_SEED:
         raise InputError(f"--seed must be 0..{MAX_SEED}, not {args.seed}")
-    network = network_from_text(args.network)
+    start = None
+    if args.start_from is not None:
+        begin = weights.load(args.start_from)
+        if args.network is not None and network_from_text(args.network) != begin.network:
+            raise InputError(f"--network {args.network} is not the network of --from {args.start_from} "
+                             f"({begin.network.spec})")
+        start = weights.load_float(begin) or {name: value.astype(np.float32) / arith.SCALE
+                                              for name, value in begin.params.items()}
+        network = begin.network
+    else:
+        network = network_from_text(args.network)
     if network.classes < mnist.CLASSES:
         raise InputError(f"the network {network.spec} has {network.classes} classes; MNIST needs {mnist.CLASSES}")
     arithmetic = arith.Arithmetic(args.rounding or arith.Rounding.HALF_UP, args.overflow or arith.Overflow.SATURATE)
@@ -67,7 +77,7 @@ def cmd_train(args) -> int:
     test_split = mnist.load("test", args.data).fitted(network)
     print(network.describe())
     print(f"training for {arithmetic.describe()}: {config}")
-    float_model, qat_model, seconds = qat.train(train_split, arithmetic, config, network=network)
+    float_model, qat_model, seconds = qat.train(train_split, arithmetic, config, network=network, start=start)
 
     params = qat_model.integer_params()
     fixed_logits = golden.forward(test_split.images, params, arithmetic, network)
@@ -86,7 +96,8 @@ def cmd_train(args) -> int:
         float_weights=float_path.name,
         accuracy={"float": float_acc, "fixed": fixed_acc, "n_images": len(test_split.labels), "split": "test"},
         training={**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__,
-                  "train_images": len(train_split.labels)},
+                  "train_images": len(train_split.labels),
+                  **({"started_from": str(args.start_from)} if args.start_from else {})},
     )
     weights.save_with_float(out, params, manifest, float_params)
     print(f"float accuracy {float_acc:.2%}, Q2.6 accuracy {fixed_acc:.2%} ({arithmetic.describe()})")

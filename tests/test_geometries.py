@@ -139,3 +139,19 @@ def test_restricted_codes_network_both_designs(simulator, sim_build):
     check(simulate(ws, imgs, fast, simulator=simulator, build_root=sim_build), "restricted codes, streaming")
     check(simulate(ws, imgs, CompactConfig(lanes=8), simulator=simulator, build_root=sim_build),
           "restricted codes, compact")
+
+
+@pytest.mark.torch
+def test_train_from_a_weights_file_keeps_its_network(tmp_path, capsys, mnist_dir):
+    """--from: the network is the file's; naming another network is an error."""
+    first = tmp_path / "first.npz"
+    weights.save(first, large_random_weights(SMALL, 50).params,
+                 weights.make_manifest(arith.Arithmetic(), SMALL))
+    assert main(["train", "--from", str(first), "--network", "6,16:120,84", "--data", str(mnist_dir),
+                 "--out", str(tmp_path / "x.npz")]) == 2
+    assert "is not the network of --from" in capsys.readouterr().err
+    out = tmp_path / "second.npz"
+    assert main(["train", "--from", str(first), "--epochs", "1", "--qat-epochs", "0", "--train-images", "256",
+                 "--data", str(mnist_dir), "--out", str(out)]) == 0
+    second = weights.load(out)
+    assert second.network == SMALL and second.manifest["training"]["started_from"] == str(first)
