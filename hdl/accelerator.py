@@ -90,12 +90,17 @@ class Accelerator(wiring.Component):
         A design that runs its layers one after another has ``phases`` of them and a ``phase``
         signal (1-based number of the phase being worked on, 0 between phases) that a test
         harness may time; a design whose layers overlap has 0 and None.
+    blocks : dict
+        The blocks worth looking at in a waveform, in data-flow order (``sim.waves``).
     """
 
     weights_in_bitstream: bool
     design: str
     phases: int = 0
     phase = None
+    # The blocks a waveform viewer should show, in data-flow order (name -> component); each
+    # is a submodule named like its key with "." replaced by "_".
+    blocks: dict = {}
 
     def __init__(self, weights: WeightSet, config, logits=None):
         if not isinstance(weights, WeightSet):
@@ -153,7 +158,8 @@ class Accelerator(wiring.Component):
         return sum(row["dsp"] for row in self.layer_report())
 
 
-def _read_from_unused(weights: WeightSet, config, read):
+def read_design(weights: WeightSet, config, read):
+    """``read(accelerator)`` of the design ``config`` builds, which is then dropped unelaborated."""
     with warnings.catch_warnings():
         # The blocks are built only to be read; Amaranth would warn that they were never used.
         warnings.simplefilter("ignore", UnusedElaboratable)
@@ -164,14 +170,14 @@ def _read_from_unused(weights: WeightSet, config, read):
 
 def layer_report(weights: WeightSet, config) -> list[dict]:
     """``Accelerator.layer_report`` without keeping (or elaborating) the design."""
-    return _read_from_unused(weights, config, lambda accelerator: accelerator.layer_report())
+    return read_design(weights, config, lambda accelerator: accelerator.layer_report())
 
 
 def weight_image(weights: WeightSet, config) -> bytes:
     """``Accelerator.weight_image`` without keeping (or elaborating) the design."""
-    return _read_from_unused(weights, config, lambda accelerator: accelerator.weight_image())
+    return read_design(weights, config, lambda accelerator: accelerator.weight_image())
 
 
 def cycles_per_image(weights: WeightSet, config) -> int | None:
     """``Accelerator.cycles_per_image`` without keeping (or elaborating) the design."""
-    return _read_from_unused(weights, config, lambda accelerator: accelerator.cycles_per_image)
+    return read_design(weights, config, lambda accelerator: accelerator.cycles_per_image)

@@ -195,7 +195,8 @@ class ConvEngine(wiring.Component):
         # snapshot and line buffer, so it starts from flip-flops rather than from comparators.
         first_channel = Signal(init=1)
         last_step = Signal(init=steps == 1)
-        issue = window.o.valid & (results.room | ~first_channel)
+        issue = Signal()  # a step goes into the pipeline this cycle (named: it shows in waveforms)
+        m.d.comb += issue.eq(window.o.valid & (results.room | ~first_channel))
         m.d.comb += [
             window.o.ready.eq(issue & last_step),
             results.reserve.eq(issue & first_channel),

@@ -262,7 +262,7 @@ class LeNetAccelerator(Accelerator):
         self._layers = self.network.layers
         self._params = hardware_weights(weights.params, self.network)
         self._forms = {name: WeightForm(restriction) for name, restriction in weights.codes.items()}
-        self.engines = self._make_engines()
+        self.engines = self.blocks = self._make_engines()
         # Run-time weight loading (before elaboration: it adds write ports to the memories).
         self.weight_loader = WeightLoader(self.weight_memories())
 
@@ -367,7 +367,8 @@ class LeNetAccelerator(Accelerator):
         # Start times of the images in flight, oldest first: results leave in order.
         m.submodules.start_times = start_times = SyncFIFO(width=CYCLE_COUNTER_WIDTH, depth=MAX_IN_FLIGHT)
         now = Signal(CYCLE_COUNTER_WIDTH)
-        take_start = self.start & ~self.receiving & start_times.w_rdy
+        take_start = Signal()  # named: the image's first cycle in a waveform
+        m.d.comb += take_start.eq(self.start & ~self.receiving & start_times.w_rdy)
         m.d.sync += now.eq(now + 1)
         m.d.comb += [
             start_times.w_en.eq(take_start),

@@ -229,7 +229,8 @@ class LinearEngine(wiring.Component):
         j = Signal(range(self._out_features))
         weight_addr = Signal(range(self.weight_memory.depth))
         # A row's first word reserves the output's place in the queue.
-        issue = full.bit_select(read_bank, 1) & (results.room | (k != 0))
+        issue = Signal()  # a weight word goes into the pipeline this cycle (named for waveforms)
+        m.d.comb += issue.eq(full.bit_select(read_bank, 1) & (results.room | (k != 0)))
         computed = Signal()  # the image's last weight word is being issued
         m.d.comb += [
             input_read.addr.eq(Mux(read_bank, words + k, k)), weight_read.addr.eq(weight_addr), bias_read.addr.eq(j),

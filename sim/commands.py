@@ -16,7 +16,9 @@ from ..model import weights as weight_files
 from ..model.atomic import atomic_path, check_output
 from ..model.errors import InputError
 from . import runner
-from .network import simulate
+from .network import TOPLEVEL, simulate
+from .waves import gtkw_layout
+from ..hdl.accelerator import read_design
 
 MAX_ROWS = 100
 
@@ -119,6 +121,10 @@ def cmd_sim(args) -> int:
         with atomic_path(waves_target) as tmp:
             shutil.copyfile(run.waves, tmp)
         summary["waves"] = str(waves_target)
+        layout = waves_target.with_suffix(".gtkw")
+        with atomic_path(layout) as tmp:
+            tmp.write_text(read_design(ws, config, lambda design: gtkw_layout(design, waves_target.name, TOPLEVEL)))
+        summary["gtkw"] = str(layout)
     if args.json:
         print(json.dumps({"images": per_image, "total": summary}))
     else:
@@ -133,7 +139,8 @@ def cmd_sim(args) -> int:
                   f"{e['cycles']:>7}  {'yes' if e['match'] else 'NO'}")
         print(_format_summary(summary))
         if "waves" in summary:
-            print(f"waveform: {summary['waves']} (open with: gtkwave {summary['waves']})")
+            print(f"waveform: {summary['waves']} (open with: gtkwave {summary['gtkw']}: the handshakes and "
+                  f"each block's key signals, grouped)")
     return 1 if run.mismatches else 0
 
 

@@ -28,6 +28,7 @@ from ..model import golden
 from ..model.weights import WeightSet
 from . import runner
 from .harness import SimHarness
+from .waves import readable_verilog
 
 TOPLEVEL = "lenet_sim"
 # Images per simulator run when sharding: each run pays ~1 s to start the simulator and Python,
@@ -63,8 +64,10 @@ class NetworkRun:
         return np.diff(edges, axis=1)
 
 
-def harness_verilog(accelerator: Accelerator, banks=()) -> str:
-    return amaranth_verilog.convert(SimHarness(accelerator, banks), name=TOPLEVEL)
+def harness_verilog(accelerator: Accelerator, banks=(), readable: bool = False) -> str:
+    """The simulation top's Verilog; ``readable`` keeps anonymous wires out of waveforms."""
+    harness = SimHarness(accelerator, banks)
+    return readable_verilog(harness, TOPLEVEL) if readable else amaranth_verilog.convert(harness, name=TOPLEVEL)
 
 
 def _design(weights: WeightSet, config) -> tuple[Accelerator, list[bytes]]:
@@ -115,7 +118,7 @@ def simulate(
         raise ValueError("waves need a single simulator run (jobs=1)")
     network = weights.network
     accelerator, banks = _design(weights, config)
-    source = harness_verilog(accelerator, banks)
+    source = harness_verilog(accelerator, banks, readable=waves)
     bounds = shard_bounds(len(images), jobs, len(images) if waves else chunk)
     testbench = f"{__package__}.{'tb_stream' if back_to_back else 'tb_lenet'}"
     if stage:

@@ -244,3 +244,31 @@ def test_design_options_that_do_not_fit_are_clean_errors(tmp_path, capsys, argv,
     err = capsys.readouterr().err
     assert err.startswith("lenet-fpga verilog: error:") and message in err and "Traceback" not in err
     assert not (tmp_path / "a.v").exists()
+
+
+@pytest.mark.verilator
+def test_waveform_is_readable_and_the_gtkw_layout_names_real_signals(tmp_path, capsys, sim_build, monkeypatch):
+    """Anonymous wires ($123) stay out of the waveform, and every signal of the GTKWave layout
+    written beside it is one the waveform has."""
+    from lenet_fpga.sim.waves import vcd_signals
+
+    monkeypatch.setenv("LENET_FPGA_BUILD", str(sim_build))
+    try:
+        runner.prepare_simulator("verilator")
+    except InputError as e:
+        pytest.skip(str(e))
+    vcd = tmp_path / "w.vcd"
+    assert main(["sim", "--simulator", "verilator", "--n", "1", "--waves", "--waves-file", str(vcd), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["total"]
+    signals = vcd_signals(vcd)
+    # Anonymous: a wire named only by a number ($123, port$3177$0); a named signal Amaranth had
+    # to tell apart from a namesake (o__payload$61) is readable.
+    anonymous = [name for name in signals if name.split(".")[-1].startswith(("$", "port$", "\\$"))]
+    assert len(signals) > 500 and len(anonymous) == 0, anonymous[:10]
+    layout = (tmp_path / "w.gtkw").read_text().splitlines()
+    assert summary["gtkw"] == str(tmp_path / "w.gtkw") and layout[0] == '[dumpfile] "w.vcd"'
+    listed = [line for line in layout if line and line[0] not in "@-["]
+    missing = [name for name in listed if name not in signals]
+    assert len(listed) > 50 and not missing, missing
+    groups = [line[1:] for line in layout if line.startswith("-")][::2]
+    assert groups[:3] == ["interface", "quantize", "conv1.gather"] and "fc3" in groups and "argmax" in groups
