@@ -20,8 +20,13 @@ from .network import simulate
 MAX_ROWS = 100
 
 
-def _run(ws, image_set, config, simulator, waves, quiet=False, jobs=1, back_to_back=False):
+def _run(ws, image_set, config, simulator, waves, quiet=False, jobs=1, back_to_back=False, scheduler=None):
     with tqdm(total=len(image_set), desc=f"simulating ({simulator})", unit="image", disable=quiet) as bar:
+        if scheduler:  # shards on Dask workers (explore/shards.py), the same shards as --jobs
+            from ..explore.shards import simulate_on_cluster
+
+            return simulate_on_cluster(ws, image_set.images, config, simulator, back_to_back, scheduler,
+                                       workers=jobs if scheduler == "local" else None, progress=bar.update)
         return simulate(ws, image_set.images, config, simulator=simulator, waves=waves, jobs=jobs,
                         back_to_back=back_to_back, progress=bar.update)
 
@@ -67,6 +72,9 @@ def cmd_sim(args) -> int:
     jobs = getattr(args, "jobs", 1)
     if args.waves and jobs > 1:
         raise InputError("--waves writes one waveform from one simulator run; use --jobs 1")
+    scheduler = getattr(args, "scheduler", None)
+    if args.waves and scheduler:
+        raise InputError("--waves writes one waveform from one simulator run here; leave out --scheduler")
     runner.prepare_simulator(args.simulator)
     started = time.monotonic()
     # The accelerator's timing does not depend on the pixels, so a large set is run for its
@@ -75,7 +83,7 @@ def cmd_sim(args) -> int:
     if back_to_back is None:
         back_to_back = bool(getattr(args, "mnist", False))
     run = _run(ws, image_set, config, args.simulator, args.waves, quiet=args.json, jobs=jobs,
-               back_to_back=back_to_back)
+               back_to_back=back_to_back, scheduler=scheduler)
     per_image = []
     for k in range(len(image_set)):
         entry = {
@@ -92,6 +100,8 @@ def cmd_sim(args) -> int:
         per_image.append(entry)
     summary = _summary(run, image_set, config, args.simulator)
     summary["jobs"] = jobs
+    if scheduler:
+        summary["scheduler"] = scheduler
     summary["back_to_back"] = back_to_back
     summary["wall_seconds"] = round(time.monotonic() - started, 2)
     if args.waves:
@@ -129,7 +139,8 @@ def _format_summary(s: dict) -> str:
         f"(min {s['cycles_min']}, max {s['cycles_max']})",
     ]
     if "wall_seconds" in s:
-        lines.append(f"wall time {s['wall_seconds']:.1f} s with {s['jobs']} simulator job(s)")
+        lines.append(f"wall time {s['wall_seconds']:.1f} s with " + (
+            f"{s['jobs']} simulator job(s)" if "scheduler" not in s else f"the Dask workers of {s['scheduler']}"))
     if "rtl_accuracy" in s:
         lines.append(f"RTL accuracy on these images {s['rtl_accuracy']:.1%}")
     return "\n".join(lines)
