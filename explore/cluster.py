@@ -71,16 +71,19 @@ class Progress:
     """A tqdm bar of finished tasks, with the running and failed counts beside it. "running"
     comes from the workers' start and end events (``tasks.announce``)."""
 
-    def __init__(self, client, total: int, desc: str, unit: str, disable: bool = False):
+    def __init__(self, client, keys, desc: str, unit: str, disable: bool = False):
+        self.keys = set(keys)  # a shared scheduler also tells us of other sweeps' points
         self.running: set[str] = set()
         self.failed = 0
         self.shown = ""
-        self.bar = tqdm(total=total, desc=desc, unit=unit, disable=disable)
+        self.bar = tqdm(total=len(self.keys), desc=desc, unit=unit, disable=disable)
         self.client = client
         client.subscribe_topic(EVENT_TOPIC, self._event)
 
     def _event(self, event) -> None:
         _, message = event
+        if message.get("key") not in self.keys:
+            return
         if message.get("event") == "start":
             self.running.add(message["key"])
         else:

@@ -108,7 +108,7 @@ def run(sweep: Sweep, keys_to_run: list[str], results: ResultsFile, client, scra
     written = set(results.read())
     goldens: dict[str, dict] = {}
     waiting: list[dict] = []  # point records whose golden result has not come yet
-    progress = cluster.Progress(client, len(keys_to_run), "explore", "point", disable=quiet)
+    progress = cluster.Progress(client, keys_to_run, "explore", "point", disable=quiet)
 
     def write(record):
         key = record["key"]

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model.atomic import atomic_path
+from ..sim.runner import BUILD_JOBS_VARIABLE
 from .isolate import run_in_group
 from .keys import tool_versions
 
@@ -38,6 +39,11 @@ def _worker():
         return get_worker()
     except (ImportError, ValueError):  # not in a Dask task
         return None
+
+
+def _worker_threads() -> int:
+    worker = _worker()
+    return worker.state.nthreads if worker is not None else 1
 
 
 def scratch_root(scratch: str | None) -> Path:
@@ -117,6 +123,9 @@ def run_tool_stage(stage: str, spec: dict, folder: Path, time_limit_s: float | N
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec))
     env = {**os.environ, "LENET_FPGA_BUILD": str(folder / "sim"), "PYTHONUNBUFFERED": "1"}
+    # A worker owns as many cores as it has threads: its Verilator builds run that many jobs
+    # (cocotb's default is every core of the machine), unless the environment says otherwise.
+    env.setdefault(BUILD_JOBS_VARIABLE, str(_worker_threads()))
     outcome = run_in_group([sys.executable, "-m", f"{__package__}.stages", str(spec_path)], cwd=folder,
                            log=folder / "stage.log", env=env, time_limit_s=time_limit_s, cancelled=cancelled)
     result_path = Path(spec["out"])

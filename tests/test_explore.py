@@ -219,6 +219,24 @@ def test_metrics_of_a_record():
     assert "images_per_second" not in pareto.metrics(record) and "luts" not in pareto.metrics(record)
 
 
+def test_the_fronts_figure_is_a_png(tmp_path):
+    from lenet_fpga.explore.plots import fronts_figure
+
+    def record(key, luts, fmax, interval):
+        return {"key": key, "status": "done", "point": {"clock_mhz": 100.0},
+                "stages": {"rtl": {"status": "done", "interval_cycles": interval, "multipliers": luts // 100},
+                           "pnr": {"status": "done", "fmax_mhz": fmax, "resources": {"luts": luts, "dsp": 10}}}}
+
+    records = [record("a", 1000, 100.0, 6144), record("b", 5000, 60.0, 809), record("c", 6000, 50.0, 809)]
+    found = pareto.fronts(records)
+    by_title = {entry["front"].title: entry for entry in found}
+    # c has more LUTs than b and a lower Fmax at the same interval: off the LUT front
+    luts = by_title["images/s against LUTs"]
+    assert [luts["points"][i][2] for i in luts["on_front"]] == ["a", "b"]
+    path = fronts_figure(found, {"a": "small", "b": "big"}, tmp_path / "p.png", "test")
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
 # ---- the results file ----
 
 def test_results_file_lines_and_a_damaged_last_line(tmp_path):

@@ -140,6 +140,34 @@ def test_sweep_runs_each_point_once_resumes_and_retries(tmp_path, monkeypatch, f
         assert group_gone(json.loads(path.read_text())["pgid"])
 
 
+def test_a_cancelled_point_stops_its_tools(monkeypatch, fake_tools, fake_pnr_cluster, tiny_weights, group_gone):
+    """The client's interruption sets the sweep's Dask Event; a running point sees it and kills
+    its stage's process group (no time limit here: only the cancellation can stop it)."""
+    from distributed import Client, Event
+
+    from lenet_fpga.explore.commands import Sweep
+    from lenet_fpga.explore.grid import Grid
+    from lenet_fpga.explore.tasks import run_point
+
+    for key, value in fake_tools.items():
+        monkeypatch.setenv(key, value)
+    folder = Path(fake_tools["FAKE_PNR_DIR"])
+    hangs_before = set(folder.glob("hang-*.json"))
+    sweep = Sweep(Grid(weights=(str(tiny_weights),), stages=("pnr",), seeds=(HANG_SEED,)), check_tools=False)
+    [key] = sweep.points
+    with Client(fake_pnr_cluster) as client:
+        event = f"test-cancel-{key}"
+        future = client.submit(run_point, sweep.task(key, None, False), event, pure=False)
+        deadline = time.monotonic() + 120
+        while not set(folder.glob("hang-*.json")) - hangs_before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [hang_file] = set(folder.glob("hang-*.json")) - hangs_before
+        Event(event, client=client).set()
+        record = future.result(timeout=60)
+    assert record["status"] == "failed" and record["stages"]["pnr"]["status"] == "cancelled"
+    assert group_gone(json.loads(hang_file.read_text())["pgid"])
+
+
 def test_sim_shards_on_the_cluster_come_back_in_order(tmp_path, capsys, local_cluster, tiny_weights, simulator):
     ws = weights.load(tiny_weights)
     shipped = images.load_image_set(None).head(6).fitted(ws.network)
