@@ -152,11 +152,15 @@ def _number(value, spec=",.0f"):
     return "-" if value is None else format(value, spec)
 
 
-def short_name(record: dict) -> str:
+def short_name(record: dict, with_weights: bool = False) -> str:
+    """The point as the fronts name it: its design, the part and seed with place and route, and
+    (``with_weights``: the sweep has several weight files) the weight file's name."""
     point = record["point"]
     name = point["design"]
     if "pnr" in point["stages"]:
         name += f" {point['device'].removeprefix('LFE5U-')} s{point['seed']}"
+    if with_weights:
+        name = f"{Path(point['weights']).stem}: {name}"
     return name
 
 
@@ -245,6 +249,7 @@ def cmd_explore(args) -> int:
     records_by_key = results.read()
     records = [records_by_key[k] for k in sweep.points if k in records_by_key]
     found = pareto.fronts(records)
+    several_weights = len({r["point"]["weights"] for r in records}) > 1
     summary = {"results": str(results.path), "points": len(sweep.points), "done": sum(r["status"] == "done" for r in records),
                "failed": sum(r["status"] != "done" for r in records)}
     if run_info is not None:
@@ -252,7 +257,7 @@ def cmd_explore(args) -> int:
     if found:
         from .plots import fronts_figure
 
-        names = {r["key"]: short_name(r) for r in records}
+        names = {r["key"]: short_name(r, several_weights) for r in records}
         summary["plot"] = str(fronts_figure(found, names, plot_path,
                                             f"{len(records)} points, {summary['done']} done ({results.path.name})"))
     summary["fronts"] = {entry["front"].title: [entry["points"][i][2] for i in entry["on_front"]] for entry in found}
@@ -264,7 +269,7 @@ def cmd_explore(args) -> int:
         if failures:
             print("failed:\n" + failures)
         for title, on in summary["fronts"].items():
-            print(f"Pareto front, {title}: " + ", ".join(short_name(records_by_key[k]) for k in on))
+            print(f"Pareto front, {title}: " + ", ".join(short_name(records_by_key[k], several_weights) for k in on))
         if "timing" in summary:
             print(format_timing(summary["timing"]))
         print(f"results: {results.path}" + (f"; plot: {summary['plot']}" if "plot" in summary else ""))

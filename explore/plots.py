@@ -17,6 +17,7 @@ def fronts_figure(found: list[dict], names: dict[str, str], path, title: str) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     columns = min(COLUMNS, len(found))
     rows = -(-len(found) // columns)
@@ -30,9 +31,19 @@ def fronts_figure(found: list[dict], names: dict[str, str], path, title: str) ->
         # The front's staircase: the edge of what its points dominate.
         ax.plot(xs, ys, "o-", color="tab:red", markersize=5, zorder=3, label="Pareto front",
                 drawstyle="steps-pre" if front.x_larger_better else "steps-post")
+        spots: dict[tuple, list[str]] = {}  # points at the same place share one label
         for i in on:
-            ax.annotate(names.get(points[i][2], points[i][2][:8]), (points[i][0], points[i][1]), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+            spots.setdefault(points[i][:2], []).append(names.get(points[i][2], points[i][2][:8]))
+        ax.margins(0.12)
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        for (x, y), labels in spots.items():
+            right, low = (x - x0) > 0.5 * (x1 - x0), (y - y0) < 0.3 * (y1 - y0)  # keep the label inside
+            ax.annotate("\n".join(labels), (x, y), fontsize=7, textcoords="offset points",
+                        xytext=(-5 if right else 5, 5 if low else -5), ha="right" if right else "left",
+                        va="bottom" if low else "top")
+        for axis, metric in ((ax.xaxis, front.x), (ax.yaxis, front.y)):
+            if metric.startswith("images_per_second"):
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
         ax.set_xlabel(LABELS.get(front.x, front.x), fontsize=8)
         ax.set_ylabel(LABELS.get(front.y, front.y), fontsize=8)
         ax.set_title(front.title, fontsize=9)

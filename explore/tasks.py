@@ -108,16 +108,18 @@ def log_tail(folder: Path, lines: int = LOG_LINES) -> dict[str, list[str]]:
     return tail
 
 
-def _stage_error(outcome, limit_s: float | None) -> str:
+def _stage_error(outcome, point_limit_s: float | None) -> str:
     if outcome.status == "timeout":
-        return f"stopped at the point's time limit ({limit_s / 60:g} minutes); its process group was killed"
+        return f"stopped at the point's time limit ({point_limit_s / 60:g} minutes); its process group was killed"
     if outcome.status == "cancelled":
         return "cancelled; its process group was killed"
     return f"the stage process exited with status {outcome.returncode}"
 
 
-def run_tool_stage(stage: str, spec: dict, folder: Path, time_limit_s: float | None, cancelled) -> dict:
-    """Run ``stage`` in its own process group in ``folder``; its result, or why there is none."""
+def run_tool_stage(stage: str, spec: dict, folder: Path, time_limit_s: float | None, cancelled,
+                   point_limit_s: float | None = None) -> dict:
+    """Run ``stage`` in its own process group in ``folder``, for at most ``time_limit_s`` (what
+    is left of the point's ``point_limit_s``); its result, or why there is none."""
     folder.mkdir(parents=True, exist_ok=True)
     spec = {**spec, "stage": stage, "out": str(folder / "result.json"), "build_dir": str(folder / "build")}
     spec_path = folder / "spec.json"
@@ -134,7 +136,7 @@ def run_tool_stage(stage: str, spec: dict, folder: Path, time_limit_s: float | N
         result.update(status="done", process_seconds=round(outcome.seconds, 3))
         return result
     status = outcome.status if outcome.status != "done" else "failed"
-    return {"status": status, "error": _stage_error(outcome, time_limit_s), "log": log_tail(folder),
+    return {"status": status, "error": _stage_error(outcome, point_limit_s), "log": log_tail(folder),
             "process_seconds": round(outcome.seconds, 3)}
 
 
@@ -191,7 +193,7 @@ def run_point(task: dict, cancel_event: str | None = None) -> dict:
             if left is not None and left <= 0:
                 record["stages"][stage] = {"status": "skipped", "error": "the point's time limit was used up"}
                 continue
-            result = run_tool_stage(stage, spec, folder / stage, left, cancelled)
+            result = run_tool_stage(stage, spec, folder / stage, left, cancelled, limit)
             spent += result["process_seconds"]
             record["stages"][stage] = result
         settle(record)

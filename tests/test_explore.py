@@ -101,6 +101,29 @@ def test_grid_file_and_grid_options_do_not_mix(tmp_path, capsys):
     assert "--seed cannot be added" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["explore", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers sizes the local cluster"),
+    (["explore", "--stages", "golden,place"], "unknown stage place"),
+    (["explore", "--preset", "baseline", "--filters", "4"], "4 at once does not divide"),
+    (["explore", "--weights", "no/such.npz"], "weights file not found"),
+    (["sim", "--scheduler", "local", "--waves"], "leave out --scheduler"),
+])
+def test_explore_and_sim_refuse_bad_input_before_any_work(capsys, tmp_path, argv, message):
+    if argv[0] == "explore":
+        argv = argv + ["--results", str(tmp_path / "r.jsonl")]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_explore_help_names_the_grid_file_fields(capsys):
+    with pytest.raises(SystemExit):
+        main(["explore", "--help"])
+    out = capsys.readouterr().out
+    for field in sorted(grids.FILE_FIELDS):
+        assert field in out
+
+
 def test_a_design_that_does_not_fit_the_network_is_refused_before_any_work():
     ws = weights.load(None)
     with pytest.raises(InputError, match="conv1 has 6 filters: 4 at once"):  # 4 does not divide 6
