@@ -24,6 +24,7 @@ from ..model.errors import InputError
 from .tasks import EVENT_TOPIC
 
 POLL_S = 0.25
+REDRAW_S = 2.0  # at most this long between redraws of the progress bar
 
 
 def _import_distributed():
@@ -91,9 +92,11 @@ class Progress:
 
     def refresh(self) -> None:
         text = f"running {len(self.running)}, failed {self.failed}"
-        if text != self.shown:  # redraw on a change only: the bar is asked every POLL_S
+        if text != self.shown:
             self.shown = text
             self.bar.set_postfix_str(text, refresh=True)
+        elif time.time() - self.bar.last_print_t > REDRAW_S:  # the elapsed time goes on (tqdm keeps time.time)
+            self.bar.refresh()
 
     def finished(self, key: str | None, failed: bool, count: int = 1) -> None:
         self.running.discard(key)

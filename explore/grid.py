@@ -232,7 +232,8 @@ def grid_from_dict(data, base: Path, where: str) -> Grid:
                          f"a grid has {', '.join(sorted(FILE_FIELDS))}")
     fields = {}
     if "weights" in data:
-        fields["weights"] = tuple(str(base / path) for path in _list(data["weights"], str, f"{where}: weights"))
+        fields["weights"] = tuple(path if path == "shipped" else str(base / path)
+                                  for path in _list(data["weights"], str, f"{where}: weights"))
     if "designs" in data:
         entries = data["designs"] if isinstance(data["designs"], list) else [data["designs"]]
         fields["designs"] = tuple(design_from_dict(e, f"{where}: designs[{k}]") for k, e in enumerate(entries))
@@ -242,6 +243,8 @@ def grid_from_dict(data, base: Path, where: str) -> Grid:
         fields["clocks_mhz"] = tuple(float(c) for c in _list(data["clocks_mhz"], (int, float), f"{where}: clocks_mhz"))
     if "seeds" in data:
         fields["seeds"] = _list(data["seeds"], int, f"{where}: seeds")
+        if any(seed < 0 for seed in fields["seeds"]):
+            raise InputError(f"{where}: seeds must be 0 or more, not {data['seeds']!r}")
     if "stages" in data:
         fields["stages"] = _list(data["stages"], str, f"{where}: stages")
     if "rtl_images" in data:

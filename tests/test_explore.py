@@ -44,7 +44,7 @@ def test_grid_file_toml_with_weights_relative_to_it(tmp_path):
     (tmp_path / "sweeps").mkdir()
     path = tmp_path / "sweeps" / "grid.toml"
     path.write_text(textwrap.dedent("""\
-        weights = ["../w/a.npz", "/abs/b.npz"]
+        weights = ["../w/a.npz", "/abs/b.npz", "shipped"]
         stages = ["rtl", "pnr"]
         seeds = [3, 4]
         clocks_mhz = [85, 100.5]
@@ -60,7 +60,7 @@ def test_grid_file_toml_with_weights_relative_to_it(tmp_path):
         name = "small"
         """))
     grid = grids.read_grid_file(path)
-    assert grid.weights == (str(tmp_path / "sweeps" / "../w/a.npz"), "/abs/b.npz")
+    assert grid.weights == (str(tmp_path / "sweeps" / "../w/a.npz"), "/abs/b.npz", "shipped")
     assert grid.designs == (grids.Design("fast"),
                             grids.Design("baseline", lanes=(10, 5, 2), soft_multipliers=("conv1", "fc1"), name="small"))
     assert grid.seeds == (3, 4) and grid.clocks_mhz == (85.0, 100.5)
@@ -82,6 +82,7 @@ def test_grid_file_json_is_the_same_grid(tmp_path):
     ('rtl_images = [4, 8]', "one number"),
     ('rtl_images = 1', "at least 2"),
     ('seeds = []', "seeds is empty"),
+    ('seeds = [-1]', "0 or more"),
     ('[[designs]]\npreset = "quick"', "unknown preset quick"),
     ('[[designs]]\nlanes = [0]', "positive whole number"),
     ('[[designs]]\nwidth = 3', "unknown field width"),
