@@ -10,7 +10,8 @@ nextpnr's behaviour follows its ``--seed``:
 * any other seed: a report with ``1000 + seed`` LUTs, ``seed`` DSP blocks and an Fmax of
   ``50 + seed`` MHz.
 
-Every nextpnr run appends its seed and folder to ``$FAKE_PNR_DIR/calls.txt``.
+Every nextpnr run appends its seed and folder to ``$FAKE_PNR_DIR/calls.txt`` and leaves its
+arguments in ``nextpnr-args.json`` in its folder.
 """
 
 import json
@@ -40,6 +41,8 @@ def nextpnr(args):
     log.flush()
     with open(os.path.join(os.environ["FAKE_PNR_DIR"], "calls.txt"), "a") as calls:
         calls.write(f"{seed} {os.getcwd()}\n")
+    with open("nextpnr-args.json", "w") as f:
+        json.dump(args, f)
     if seed == HANG_SEED:
         child = subprocess.Popen(["sleep", "600"])
         path = os.path.join(os.environ["FAKE_PNR_DIR"], f"hang-{os.getpid()}.json")
