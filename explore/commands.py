@@ -167,15 +167,21 @@ def short_name(record: dict, with_weights: bool = False) -> str:
 def format_table(records: list[dict]) -> str:
     lines = [f"{'key':<10}{'weights':<24}{'design':<28}{'status':<8}{'accuracy':>9}{'mults':>6}{'interval':>9}"
              f"{'latency':>8}{'Fmax':>7}{'LUT':>8}{'DSP':>5}{'images/s':>10}{'seconds':>9}"]
+    starred = False
     for r in records:
         m = pareto.metrics(r)
-        images_per_second = m.get("images_per_second", m.get("images_per_second_at_clock"))
+        at_clock = "images_per_second" not in m and "images_per_second_at_clock" in m
+        images_per_second = _number(m.get("images_per_second", m.get("images_per_second_at_clock"))) + \
+            ("*" if at_clock else " ")
+        starred = starred or at_clock
         accuracy = "-" if "accuracy" not in m else f"{m['accuracy']:.2%}"
         lines.append(f"{r['key'][:8]:<10}{Path(r['point']['weights']).name[:23]:<24}{short_name(r)[:27]:<28}"
                      f"{r['status']:<8}{accuracy:>9}{_number(m.get('multipliers')):>6}"
                      f"{_number(m.get('interval_cycles')):>9}{_number(m.get('latency_cycles')):>8}"
                      f"{_number(m.get('fmax_mhz'), '.1f'):>7}{_number(m.get('luts')):>8}{_number(m.get('dsp')):>5}"
-                     f"{_number(images_per_second):>10}{_number(r.get('task_seconds'), '.0f'):>9}")
+                     f"{images_per_second:>11}{_number(r.get('task_seconds'), '.0f'):>8}")
+    if starred:
+        lines.append("images/s: Fmax / interval; * at the point's clock / interval (no Fmax)")
     return "\n".join(lines)
 
 
@@ -193,30 +199,36 @@ def format_failures(records: list[dict]) -> str:
 
 def timing(records: list[dict], run_info: dict) -> dict:
     """Where a run's time went: the stage functions, the stage processes around them, the rest of
-    the tasks, and what is left of the workers' time (Dask, and workers idle at the end)."""
-    stage = process = task = 0.0
+    the tasks, stages that failed or ran out of time, and what is left of the workers' time
+    (Dask, and workers idle at the end)."""
+    stage = process = task = lost = 0.0
     goldens = set()
     for r in records:
         task += r.get("task_seconds", 0.0)
         for name, s in r.get("stages", {}).items():
             if name == "golden":
                 goldens.add((r["point"]["weights"], s.get("seconds", 0.0)))
-                continue
-            stage += s.get("seconds", 0.0)
-            process += s.get("process_seconds", 0.0)
+            elif s.get("status") == "done":
+                stage += s["seconds"]
+                process += s["process_seconds"]
+            else:  # a failed or stopped stage: its time is the point's, not the engine's
+                lost += s.get("process_seconds", 0.0)
+                task -= s.get("process_seconds", 0.0)
     golden = sum(seconds for _, seconds in goldens)
     points = max(len(records), 1)
     worker_seconds = run_info["wall_seconds"] * run_info["workers"]
     return {"points": len(records), "workers": run_info["workers"], "wall_seconds": round(run_info["wall_seconds"], 1),
-            "stage_function_seconds": round(stage + golden, 1),
+            "stage_function_seconds": round(stage + golden, 1), "failed_stage_seconds": round(lost, 1),
             "stage_process_overhead_per_point": round((process - stage) / points, 2),
             "task_overhead_per_point": round((task - process) / points, 2),
-            "engine_overhead_per_point": round((worker_seconds - stage - golden) / points, 2)}
+            "engine_overhead_per_point": round((worker_seconds - stage - golden - lost) / points, 2)}
 
 
 def format_timing(t: dict) -> str:
     return (f"{t['points']} points in {t['wall_seconds']:.1f} s on {t['workers']} worker(s); stage functions "
-            f"{t['stage_function_seconds']:.1f} s in all. Engine time per point (the workers' time not in a "
+            f"{t['stage_function_seconds']:.1f} s in all"
+            + (f", failed or stopped stages {t['failed_stage_seconds']:.1f} s" if t["failed_stage_seconds"] else "")
+            + f". Engine time per point (the workers' time not in a "
             f"stage function, idle workers included): {t['engine_overhead_per_point']:.2f} s, of which stage "
             f"process start-up and hand-over {t['stage_process_overhead_per_point']:.2f} s and the rest of the "
             f"task {t['task_overhead_per_point']:.2f} s")

@@ -294,6 +294,25 @@ def test_the_fronts_figure_is_a_png(tmp_path):
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_timing_splits_the_workers_time():
+    from lenet_fpga.explore.commands import timing
+
+    records = [
+        {"point": {"weights": "w"}, "task_seconds": 105.0,
+         "stages": {"golden": {"status": "done", "seconds": 6.0},
+                    "rtl": {"status": "done", "seconds": 100.0, "process_seconds": 102.0}}},
+        {"point": {"weights": "w"}, "task_seconds": 50.0,  # the same weight file: one golden run
+         "stages": {"golden": {"status": "done", "seconds": 6.0},
+                    "rtl": {"status": "timeout", "process_seconds": 48.0}}},
+    ]
+    t = timing(records, {"wall_seconds": 110.0, "workers": 2})
+    assert t["stage_function_seconds"] == 106.0  # 100 + one golden of 6
+    assert t["failed_stage_seconds"] == 48.0
+    assert t["stage_process_overhead_per_point"] == 1.0  # (102 - 100) / 2
+    assert t["task_overhead_per_point"] == 2.5  # (105 + 50 - 48 - 102) / 2
+    assert t["engine_overhead_per_point"] == 33.0  # (110 * 2 - 100 - 6 - 48) / 2
+
+
 # ---- the results file ----
 
 def test_results_file_lines_and_a_damaged_last_line(tmp_path):
