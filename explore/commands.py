@@ -102,8 +102,10 @@ def run(sweep: Sweep, keys_to_run: list[str], results: ResultsFile, client, scra
                                    key=f"explore-golden-{blob['sha256'][:20]}-{nonce}")
             futures[future] = ("golden", name)
     for key in keys_to_run:
+        # Largest designs first (their builds take longest): the last points to start are short
+        # ones, and no worker waits long for another at the end.
         future = client.submit(run_point, sweep.task(key, scratch, keep_builds), cancel, pure=False,
-                               key=f"explore-point-{key}-{nonce}")
+                               key=f"explore-point-{key}-{nonce}", priority=sweep.points[key].multipliers)
         futures[future] = ("point", key)
     written = set(results.read())
     goldens: dict[str, dict] = {}

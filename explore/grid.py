@@ -39,6 +39,7 @@ from pathlib import Path
 
 from ..hdl.lenet import PRESETS, StreamingConfig, preset
 from ..model.errors import InputError
+from ..model.network import Network
 from ..model.weights import WeightSet
 from ..sim.benchmark import PNR_DEVICE, PNR_DEVICES, PNR_TARGET_MHZ
 from ..sim.runner import SIMULATORS
@@ -136,6 +137,15 @@ class Point:
     stages: tuple[str, ...]
     rtl_images: int
     simulator: str
+
+    @property
+    def multipliers(self) -> int:
+        """The design's multipliers (filters x kernel x kernel per conv engine, lanes per linear
+        engine): its size, which drives what its builds cost."""
+        network = Network.parse(self.network)
+        convs, linears = network.conv_layers, network.linear_layers
+        return (sum(self.config.filters_of(k, len(convs)) * layer.kernel**2 for k, layer in enumerate(convs))
+                + sum(self.config.lanes_of(k, len(linears)) for k in range(len(linears))))
 
     def describe(self) -> dict:
         """The point as a JSON object (what the results file shows of it)."""

@@ -41,6 +41,14 @@ def test_command_line_axes_multiply_in_order():
     assert len(grids.expand(grid, {None: weights.load(None)})) == 8
 
 
+def test_a_points_multipliers():
+    # LeNet-5 (5x5 kernels; linear layers of 400, 120 and 84 inputs): the baseline has 1 filter
+    # per conv engine and 20 lanes per linear engine: 25 + 25 + 3 * 20 = 110; filters 2,4 and
+    # lanes 10: 2 * 25 + 4 * 25 + 3 * 10 = 180.
+    grid = grids.Grid(designs=(grids.Design("baseline"), grids.Design("baseline", filters=(2, 4), lanes=(10,))))
+    assert [p.multipliers for p in grids.expand(grid, {None: weights.load(None)})] == [110, 180]
+
+
 def test_grid_file_toml_with_weights_relative_to_it(tmp_path):
     (tmp_path / "sweeps").mkdir()
     path = tmp_path / "sweeps" / "grid.toml"

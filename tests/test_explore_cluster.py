@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("distributed")
+# One xdist worker takes the whole module: its Dask clusters start once.
+pytestmark = pytest.mark.xdist_group("dask-clusters")
 
 from lenet_fpga.cli import main  # noqa: E402
 from lenet_fpga.model import arith, golden, images, weights  # noqa: E402
