@@ -71,6 +71,14 @@ def positive_int_list(text: str) -> tuple[int, ...]:
     return tuple(positive_int(part) for part in text.split(","))
 
 
+def positive_float_list(text: str) -> tuple[float, ...]:
+    return tuple(positive_float(part) for part in text.split(","))
+
+
+def nonnegative_int_list(text: str) -> tuple[int, ...]:
+    return tuple(nonnegative_int(part) for part in text.split(","))
+
+
 def name_list(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     return () if names in ((), ("none",)) else names
@@ -283,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mnist", action="store_true", help="the 10,000 MNIST test images instead (see --data, --stream)")
     _data_option(p)
     p.add_argument("--jobs", type=positive_int, default=1, help="simulator processes to shard the images across (default 1)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786|local", default=None,
+                   help="shard the images across the workers of this Dask scheduler instead ('local': a local "
+                        "cluster of --jobs worker processes); needs the explore extra")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="send the images back to back: fewer simulated cycles, and each image's cycles then "
                         "include its wait behind the previous one (default: on with --mnist, else off)")
@@ -323,6 +334,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots to this folder")
     p.set_defaults(handler="sim.benchmark:cmd_bench")
+
+    p = sub.add_parser(
+        "explore", help="sweep a grid of designs through golden accuracy, RTL and place and route on Dask workers",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Sweep a grid of points through the flow's stages, on the cores of this machine (a Dask\n"
+                    "LocalCluster) or on the workers of a Dask cluster (--scheduler). Each finished point is a\n"
+                    "line of the results file; a rerun skips the points it has. Needs the explore extra.\n\n"
+                    "The grid is the product of the axes given (comma lists; --filters, --lanes and\n"
+                    "--soft-multipliers may be repeated, each value one step of its axis), or a --grid file:\n"
+                    "  lenet-fpga explore --preset baseline,fast --lanes 20 --lanes 10,5,2 --stages golden,rtl\n"
+                    "  lenet-fpga explore --stages rtl,pnr --seed 1,2,3 --time-limit 30\n"
+                    "  lenet-fpga explore --grid sweep.toml --scheduler tcp://HOST:8786\n"
+                    "A grid file (TOML or JSON) has the fields weights, designs (tables of preset, filters,\n"
+                    "lanes, soft_multipliers, name), devices, clocks_mhz, seeds, stages, rtl_images,\n"
+                    "simulator, time_limit_minutes.",
+    )
+    p.add_argument("--grid", metavar="FILE", default=None, help="the grid as a .toml or .json file (instead of "
+                   "the grid options below)")
+    p.add_argument("--weights", type=name_list, default=None, metavar="FILE.npz[,FILE.npz...]",
+                   help="weight files (with their .json manifests); 'shipped' is the shipped LeNet-5 (default)")
+    p.add_argument("--preset", type=name_list, default=None, metavar="NAME[,NAME...]",
+                   help="generator presets, each resolved against the weights' network (default baseline)")
+    p.add_argument("--filters", type=positive_int_list, action="append", default=None, metavar="N[,N...]",
+                   help="a value of the filters axis (as for verilog --filters); repeat for more")
+    p.add_argument("--lanes", type=positive_int_list, action="append", default=None, metavar="N[,N...]",
+                   help="a value of the lanes axis (as for verilog --lanes); repeat for more")
+    p.add_argument("--soft-multipliers", type=name_list, action="append", default=None, metavar="LAYER[,LAYER...]",
+                   help="a value of the soft-multiplier axis ('none' for none); repeat for more")
+    p.add_argument("--device", type=name_list, default=None, metavar="PART[,PART...]",
+                   help="ECP5 parts for place and route: LFE5U-12F, -25F, -45F, -85F (default LFE5U-85F)")
+    p.add_argument("--clock-mhz", type=positive_float_list, default=None, metavar="MHZ[,MHZ...]",
+                   help="clocks place and route aims for, and at which images/s is given without it (default 100)")
+    p.add_argument("--seed", type=nonnegative_int_list, default=None, metavar="N[,N...]",
+                   help="nextpnr placement seeds (default 1)")
+    p.add_argument("--stages", type=name_list, default=None, metavar="STAGE[,STAGE...]",
+                   help="golden (accuracy on the MNIST test set), rtl (stream --rtl-images through the RTL: "
+                        "interval, latency, bit-exact), pnr (out-of-context synthesis and place and route: "
+                        "resources, Fmax); default golden,rtl")
+    p.add_argument("--rtl-images", type=positive_int, default=None, help="images the rtl stage streams (default 8)")
+    p.add_argument("--simulator", choices=["icarus", "verilator"], default=None, help="for the rtl stage "
+                   "(default verilator)")
+    p.add_argument("--time-limit", dest="time_limit_minutes", type=positive_float, default=None, metavar="MINUTES",
+                   help="a point's rtl and pnr stages together stop after this long, their processes killed, "
+                        "and the point is recorded as failed (default: no limit)")
+    _data_option(p)
+    p.add_argument("--results", metavar="FILE.jsonl", default=None,
+                   help="results file, one JSON line per point (default build/explore/results.jsonl)")
+    p.add_argument("--plots", metavar="FILE.png", default=None,
+                   help="where to draw the Pareto fronts (default: beside the results, NAME-pareto.png)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun the points the results file has as failed")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="worker processes of the local cluster (default: one per core)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786", default=None,
+                   help="run on the workers of this Dask scheduler instead of a local cluster")
+    p.add_argument("--scratch", metavar="DIR", default=None,
+                   help="where workers build (a folder per point; default: each worker's Dask local directory)")
+    p.add_argument("--keep-builds", action="store_true", help="keep each point's build folder")
+    p.add_argument("--json", action="store_true", help="print the summary and every record as one JSON object")
+    p.set_defaults(handler="explore.commands:cmd_explore")
 
     p = sub.add_parser("build", help="build a bitstream for a board and report resources and Fmax")
     p.add_argument("--board", required=True, choices=["ulx3s-85f", "icebreaker"], help="target board")

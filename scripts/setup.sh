@@ -23,7 +23,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # torch first and exactly: it is pinned to the CPU build; a looser request pulls CUDA packages.
 "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==2.13.0"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -e ".[train,sim,boards,dev]"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -e ".[train,sim,boards,explore,dev]"
 
 if ! command -v iverilog >/dev/null; then
     echo "setup: installing Icarus Verilog (Debian package iverilog)"

@@ -43,8 +43,10 @@ from . import runner
 from .network import stream
 
 # Out-of-context place-and-route target: the ULX3S's FPGA, timing-driven towards this clock.
-PNR_DEVICE, PNR_NEXTPNR_DEVICE, PNR_PACKAGE = "LFE5U-85F", "--85k", "CABGA381"
+PNR_DEVICE, PNR_PACKAGE = "LFE5U-85F", "CABGA381"
 PNR_TARGET_MHZ = 100.0
+# The ECP5 parts place_and_route can target (nextpnr-ecp5's device option); all come in CABGA381.
+PNR_DEVICES = {"LFE5U-12F": "--12k", "LFE5U-25F": "--25k", "LFE5U-45F": "--45k", "LFE5U-85F": "--85k"}
 PNR_TOP = "lenet5"
 RESOURCES = ("luts", "flip_flops", "block_ram", "dsp")
 
@@ -102,16 +104,21 @@ def bench_images(n: int, data_dir, network: Network) -> tuple[np.ndarray, str, i
 
 
 def place_and_route(weights: WeightSet, config: StreamingConfig, build_dir: Path, step=lambda _: None,
-                    time_limit_s: float | None = None) -> dict:
+                    time_limit_s: float | None = None, *, device: str = PNR_DEVICE,
+                    target_mhz: float = PNR_TARGET_MHZ, seed: int | None = None) -> dict:
     """Synthesize (Yosys ``synth_ecp5``) and place-and-route (nextpnr-ecp5, ``--out-of-context``)
     the accelerator alone; its ports are not pins, so the design needs no board.
 
     ``time_limit_s`` bounds both tools together: a congested design can keep nextpnr's router
     busy for hours, so a run that passes the limit is stopped and raised as a ``RuntimeError``.
+    ``device`` is one of ``PNR_DEVICES``, ``target_mhz`` the clock nextpnr's timing-driven
+    placement aims for, ``seed`` nextpnr's placement seed (``None``: nextpnr's default).
 
     Returns ``fmax_mhz`` (worst clock; ``None`` if nextpnr reports none), ``timing_met`` (against
-    ``PNR_TARGET_MHZ``), ``resources`` (LUT, FF, BRAM, DSP: used and available) and the folder.
+    ``target_mhz``), ``resources`` (LUT, FF, BRAM, DSP: used and available) and the folder.
     """
+    if device not in PNR_DEVICES:
+        raise InputError(f"unknown device {device!r}; place and route knows {', '.join(PNR_DEVICES)}")
     from amaranth.back import rtlil
 
     from ..boards.build import parse_nextpnr_report
@@ -130,9 +137,10 @@ def place_and_route(weights: WeightSet, config: StreamingConfig, build_dir: Path
         "synthesize": [tools["YOSYS"], "-q", "-l", "yosys.log", "-p",
                        f"read_rtlil {PNR_TOP}.il; synth_ecp5 {SYNTH_OPTIONS} -top {PNR_TOP}; "
                        f"{SYNTH_CHECKS}; write_json {PNR_TOP}.json"],
-        "place and route": [tools["NEXTPNR_ECP5"], "-q", "-l", "nextpnr.log", PNR_NEXTPNR_DEVICE,
+        "place and route": [tools["NEXTPNR_ECP5"], "-q", "-l", "nextpnr.log", PNR_DEVICES[device],
                             "--package", PNR_PACKAGE, "--json", f"{PNR_TOP}.json", "--out-of-context",
-                            "--freq", f"{PNR_TARGET_MHZ:g}", "--timing-allow-fail", "--report", report_path.name],
+                            "--freq", f"{target_mhz:g}", "--timing-allow-fail", "--report", report_path.name,
+                            *(["--seed", str(seed)] if seed is not None else [])],
     }
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     for stage, command in commands.items():
@@ -147,7 +155,7 @@ def place_and_route(weights: WeightSet, config: StreamingConfig, build_dir: Path
         if done.returncode != 0:
             raise RuntimeError(f"{stage} failed (exit {done.returncode}): {_log_summary(log, done.stderr)} "
                                f"(log: {log})")
-    resources, fmax, met = parse_nextpnr_report(json.loads(report_path.read_text()), "ecp5", PNR_TARGET_MHZ * 1e6)
+    resources, fmax, met = parse_nextpnr_report(json.loads(report_path.read_text()), "ecp5", target_mhz * 1e6)
     return {"fmax_mhz": fmax, "timing_met": met, "resources": resources, "build_dir": str(build_dir)}
 
 

@@ -23,10 +23,17 @@ from ..hdl.accelerator import read_design
 MAX_ROWS = 100
 
 
-def _run(ws, image_set, config, simulator, waves, quiet=False, jobs=1, back_to_back=False):
+def _run(ws, image_set, config, simulator, waves, quiet=False, jobs=1, back_to_back=False, scheduler=None):
     """The simulation with a progress bar: the simulator's build (minutes for Verilator, cached
-    after), then the images, so the bar's rate is the images' own."""
+    after), then the images, so the bar's rate is the images' own; or the shards on Dask workers."""
     with tqdm(total=len(image_set), desc=f"building the {simulator} model", unit="image", disable=quiet) as bar:
+        if scheduler:  # shards on Dask workers (explore/shards.py), the same shards as --jobs
+            from ..explore.shards import simulate_on_cluster
+
+            bar.set_description(f"simulating ({simulator}, Dask)")
+            return simulate_on_cluster(ws, image_set.images, config, simulator, back_to_back, scheduler,
+                                       workers=jobs if scheduler == "local" else None, progress=bar.update)
+
         def stage(name):
             if name == "simulate":
                 bar.set_description(f"simulating ({simulator})")
@@ -83,6 +90,9 @@ def cmd_sim(args) -> int:
         raise InputError("--waves writes one waveform from one simulator run; use --jobs 1")
     if args.waves_file and not args.waves:
         raise InputError("--waves-file names the waveform --waves writes: give --waves as well")
+    scheduler = getattr(args, "scheduler", None)
+    if args.waves and scheduler:
+        raise InputError("--waves writes one waveform from one simulator run here; leave out --scheduler")
     waves_target = None
     if args.waves:
         suffix = ".fst" if args.simulator == "icarus" else ".vcd"
@@ -96,7 +106,7 @@ def cmd_sim(args) -> int:
     if back_to_back is None:
         back_to_back = bool(getattr(args, "mnist", False))
     run = _run(ws, image_set, config, args.simulator, args.waves, quiet=args.json, jobs=jobs,
-               back_to_back=back_to_back)
+               back_to_back=back_to_back, scheduler=scheduler)
     per_image = []
     for k in range(len(image_set)):
         entry = {
@@ -113,6 +123,8 @@ def cmd_sim(args) -> int:
         per_image.append(entry)
     summary = _summary(run, image_set, config, args.simulator)
     summary["jobs"] = jobs
+    if scheduler:
+        summary["scheduler"] = scheduler
     summary["back_to_back"] = back_to_back
     summary["wall_seconds"] = round(time.monotonic() - started, 2)
     if args.waves:
@@ -156,7 +168,8 @@ def _format_summary(s: dict) -> str:
         f"(min {s['cycles_min']}, max {s['cycles_max']})",
     ]
     if "wall_seconds" in s:
-        lines.append(f"wall time {s['wall_seconds']:.1f} s with {s['jobs']} simulator job(s)")
+        lines.append(f"wall time {s['wall_seconds']:.1f} s with " + (
+            f"{s['jobs']} simulator job(s)" if "scheduler" not in s else f"the Dask workers of {s['scheduler']}"))
     if "rtl_accuracy" in s:
         lines.append(f"RTL accuracy on these images {s['rtl_accuracy']:.1%}")
     return "\n".join(lines)

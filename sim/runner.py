@@ -30,6 +30,8 @@ DEFAULT_BUILD_ROOT = Path("build") / "sim"
 TIMESCALE = ("1ns", "1ps")
 # Part of the build-cache key: bump it when the way a design is built changes.
 BUILD_RECIPE = 2
+# Parallel jobs of a Verilator build (make -j), if set; cocotb's default is the machine's cores.
+BUILD_JOBS_VARIABLE = "LENET_FPGA_BUILD_JOBS"
 
 
 def check_build_root(build_root=None) -> Path:
@@ -115,6 +117,10 @@ def _get_runner(simulator: str):
         def _build_command(self):
             commands = super()._build_command()
             commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
+            # cocotb compiles with make -j <cores>; a Dask worker that owns one core asks for fewer.
+            jobs = os.environ.get(BUILD_JOBS_VARIABLE)
+            if jobs and "-j" in commands[-1]:
+                commands[-1][commands[-1].index("-j") + 1] = jobs
             return commands
 
     return TopPortsVerilator() if simulator == "verilator" else get_runner(simulator)

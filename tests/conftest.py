@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,26 @@ def simulator(request) -> str:
 def sim_build() -> Path:
     """Simulator builds, cached across runs (keyed by a hash of the Verilog) under build/sim."""
     return REPO_ROOT / "build" / "sim"
+
+
+# --------------------------------------------------------------------------------------------
+# Process groups
+
+
+def process_group_gone(pgid: int, within_s: float = 10.0) -> bool:
+    """Has the process group ``pgid`` no process left? Killed members may take a moment to be
+    reaped by init, so ask again until ``within_s`` has passed."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def group_gone():
+    """The ``group_gone(pgid)`` check (see ``process_group_gone``)."""
+    return process_group_gone

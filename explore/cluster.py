@@ -1,0 +1,143 @@
+"""The Dask plumbing: a client, tasks submitted, results handed over as they come, a progress bar.
+
+One machine: a ``LocalCluster`` with one worker process per core, one thread each (a point's
+tools are single-threaded and a worker is busy with one point at a time). A cluster: the address
+of a running scheduler (``dask scheduler`` and ``dask worker`` on the machines, or
+``dask-jobqueue`` on Slurm/PBS/SGE; see the README's "Exploring designs").
+
+Dask reruns the tasks of a worker that dies on another worker (``distributed.scheduler.
+allowed-failures`` times, 3 by default, before it gives up with ``KilledWorker``); the client
+still receives one result per task, and the caller writes it once, by key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import uuid
+
+from tqdm import tqdm
+
+from ..model.errors import InputError
+from .tasks import EVENT_TOPIC
+
+POLL_S = 0.25
+REDRAW_S = 2.0  # at most this long between redraws of the progress bar
+
+
+def _import_distributed():
+    try:
+        import dask
+        import distributed
+    except ImportError:
+        raise InputError("this needs Dask: pip install 'lenet-fpga[explore]' (dask[distributed])") from None
+    return dask, distributed
+
+
+@contextlib.contextmanager
+def open_client(scheduler: str | None = None, workers: int | None = None):
+    """A Dask client: to the scheduler at ``scheduler`` (``tcp://HOST:8786``), or to a new
+    ``LocalCluster`` of ``workers`` processes (default: one per core), closed on the way out."""
+    dask, distributed = _import_distributed()
+    cluster = None
+    if scheduler:
+        try:
+            client = distributed.Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as e:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    else:
+        # One task per worker thread at a time: a second queued on a busy worker would wait
+        # there while another worker is free at the end of a sweep.
+        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            cluster = distributed.LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1,
+                                               processes=True, dashboard_address=":0",
+                                               silence_logs=logging.ERROR)
+        client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def worker_count(client) -> int:
+    """Threads over all the workers the scheduler has now (at least 1)."""
+    return max(1, sum(client.nthreads().values()))
+
+
+class Progress:
+    """A tqdm bar of finished tasks, with the running and failed counts beside it. "running"
+    comes from the workers' start and end events (``tasks.announce``)."""
+
+    def __init__(self, client, keys, desc: str, unit: str, disable: bool = False):
+        self.keys = set(keys)  # a shared scheduler also tells us of other sweeps' points
+        self.running: set[str] = set()
+        self.failed = 0
+        self.shown = ""
+        self.bar = tqdm(total=len(self.keys), desc=desc, unit=unit, disable=disable)
+        self.client = client
+        client.subscribe_topic(EVENT_TOPIC, self._event)
+
+    def _event(self, event) -> None:
+        _, message = event
+        if message.get("key") not in self.keys:
+            return
+        if message.get("event") == "start":
+            self.running.add(message["key"])
+        else:
+            self.running.discard(message["key"])
+
+    def refresh(self) -> None:
+        text = f"running {len(self.running)}, failed {self.failed}"
+        if text != self.shown:
+            self.shown = text
+            self.bar.set_postfix_str(text, refresh=True)
+        elif time.time() - self.bar.last_print_t > REDRAW_S:  # the elapsed time goes on (tqdm keeps time.time)
+            self.bar.refresh()
+
+    def finished(self, key: str | None, failed: bool, count: int = 1) -> None:
+        self.running.discard(key)
+        self.failed += failed
+        self.bar.update(count)
+        self.refresh()
+
+    def close(self) -> None:
+        self.client.unsubscribe_topic(EVENT_TOPIC)
+        self.bar.close()
+
+
+def new_cancel_event() -> str:
+    """The name of a Dask ``Event`` that tells the running tasks of a sweep to stop their tools."""
+    return f"lenet-fpga-cancel-{uuid.uuid4().hex}"
+
+
+def drain(client, futures: dict, on_result, cancel_event: str | None = None) -> None:
+    """Hand each future's result to ``on_result(name, result, error)`` as it finishes
+    (``futures``: future -> name; ``error`` is the exception of a task that raised, such as
+    ``KilledWorker``). On an interruption, set ``cancel_event``, cancel the rest and re-raise."""
+    _, distributed = _import_distributed()
+    pending = distributed.as_completed(list(futures))
+    try:
+        while not pending.is_empty():
+            batch = pending.next_batch(block=False)
+            if not batch:
+                time.sleep(POLL_S)
+                on_result(None, None, None)  # a tick: lets the caller refresh its progress
+                continue
+            for future in batch:
+                if future.status == "cancelled":
+                    continue
+                try:
+                    result, error = future.result(), None
+                except Exception as e:  # KilledWorker, or a task that raised
+                    result, error = None, e
+                on_result(futures[future], result, error)
+    except BaseException:
+        if cancel_event is not None:
+            with contextlib.suppress(Exception):
+                distributed.Event(cancel_event, client=client).set()
+        client.cancel(list(futures))
+        raise

@@ -1,0 +1,318 @@
+"""The grid of an exploration, from the command line or a small TOML/JSON file, and its points.
+
+A grid is the product of its axes:
+
+* ``weights``: weight files (``.npz`` with the ``.json`` manifest beside it; none: the shipped
+  LeNet-5);
+* ``designs``: generator settings, each a preset (``baseline``, ``fast``) with optional
+  overrides ``filters``, ``lanes`` and ``soft_multipliers`` (spelled as the ``verilog`` command
+  spells them), resolved against each weight file's network;
+* ``devices``, ``clocks_mhz``, ``seeds``: the place-and-route part, the clock it aims for and
+  nextpnr's placement seed;
+
+with, for every point, the ``stages`` to run (``golden``, ``rtl``, ``pnr``), the RTL stage's
+``rtl_images`` and ``simulator``, and a ``time_limit_minutes`` for a point's tool stages.
+
+A grid file::
+
+    weights = ["model/assets/lenet5_saturate.npz"]   # relative to the file's folder
+    stages = ["golden", "rtl", "pnr"]
+    seeds = [1, 2]
+    time_limit_minutes = 30
+
+    [[designs]]
+    preset = "baseline"
+
+    [[designs]]
+    preset = "baseline"
+    lanes = [10, 10, 10]
+    soft_multipliers = ["fc1"]
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..hdl.lenet import PRESETS, StreamingConfig, preset
+from ..model.errors import InputError
+from ..model.network import Network
+from ..model.weights import WeightSet
+from ..sim.benchmark import PNR_DEVICE, PNR_DEVICES, PNR_TARGET_MHZ
+from ..sim.runner import SIMULATORS
+
+STAGES = ("golden", "rtl", "pnr")
+# The stages that run a tool (a simulator, Yosys, nextpnr) in a process group of their own.
+TOOL_STAGES = ("rtl", "pnr")
+
+
+@dataclass(frozen=True)
+class Design:
+    """Generator settings: a preset and what overrides it (``None``: the preset's value)."""
+
+    preset: str = "baseline"
+    filters: tuple[int, ...] | None = None
+    lanes: tuple[int, ...] | None = None
+    soft_multipliers: tuple[str, ...] | None = None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The design as a reader would name it: ``baseline``, ``baseline lanes=10,5,2``."""
+        if self.name:
+            return self.name
+        parts = [self.preset]
+        for field, values in (("filters", self.filters), ("lanes", self.lanes), ("soft", self.soft_multipliers)):
+            if values is not None:
+                parts.append(f"{field}={','.join(map(str, values)) or 'none'}")
+        return " ".join(parts)
+
+    def resolve(self, weights: WeightSet) -> StreamingConfig:
+        """The streaming configuration for ``weights``' network (InputError if it cannot be built)."""
+        config = preset(self.preset, weights.network, weights.arithmetic, codes=weights.codes)
+        changes = {}
+        for values, field in ((self.filters, "conv_filters"), (self.lanes, "linear_lanes")):
+            if values is not None:
+                changes[field] = values if len(values) > 1 else values[0]
+        if self.soft_multipliers is not None:
+            changes["soft_multipliers"] = self.soft_multipliers
+        try:
+            return replace(config, **changes).check(weights.network)
+        except InputError as e:
+            raise InputError(f"design {self.label!r} for {weights.network.spec}: {e}") from None
+
+
+@dataclass(frozen=True)
+class Grid:
+    weights: tuple[str | None, ...] = (None,)
+    designs: tuple[Design, ...] = (Design(),)
+    devices: tuple[str, ...] = (PNR_DEVICE,)
+    clocks_mhz: tuple[float, ...] = (PNR_TARGET_MHZ,)
+    seeds: tuple[int, ...] = (1,)
+    stages: tuple[str, ...] = ("golden", "rtl")
+    rtl_images: int = 8
+    simulator: str = "verilator"
+    time_limit_minutes: float | None = None
+
+    def __post_init__(self):
+        for axis in ("weights", "designs", "devices", "clocks_mhz", "seeds", "stages"):
+            if not getattr(self, axis):
+                raise InputError(f"the grid's {axis} is empty")
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise InputError(f"unknown stage{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                             f"the stages are {', '.join(STAGES)}")
+        if len(set(self.stages)) != len(self.stages):
+            raise InputError(f"stages {', '.join(self.stages)} name a stage twice")
+        unknown = [d for d in self.devices if d not in PNR_DEVICES]
+        if unknown:
+            raise InputError(f"unknown device {', '.join(unknown)}; place and route knows {', '.join(PNR_DEVICES)}")
+        unknown = [d.preset for d in self.designs if d.preset not in PRESETS]
+        if unknown:
+            raise InputError(f"unknown preset {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
+        if self.simulator not in SIMULATORS:
+            raise InputError(f"unknown simulator {self.simulator!r}; use one of {', '.join(SIMULATORS)}")
+        if "rtl" in self.stages and self.rtl_images < 2:
+            raise InputError("rtl_images must be at least 2: the interval is the time between two images")
+        if any(not c > 0 for c in self.clocks_mhz):
+            raise InputError(f"clocks must be above 0 MHz, got {', '.join(map(str, self.clocks_mhz))}")
+        if self.time_limit_minutes is not None and not self.time_limit_minutes > 0:
+            raise InputError(f"the time limit must be above 0 minutes, got {self.time_limit_minutes}")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of the grid: what to build, where, and which stages to run on it."""
+
+    weights: str  # the weight file as the grid names it ("shipped" for the default)
+    network: str  # its network's spec
+    design: str  # Design.label
+    config: StreamingConfig
+    device: str
+    clock_mhz: float
+    seed: int
+    stages: tuple[str, ...]
+    rtl_images: int
+    simulator: str
+
+    @property
+    def multipliers(self) -> int:
+        """The design's multipliers (filters x kernel x kernel per conv engine, lanes per linear
+        engine): its size, which drives what its builds cost."""
+        network = Network.parse(self.network)
+        convs, linears = network.conv_layers, network.linear_layers
+        return (sum(self.config.filters_of(k, len(convs)) * layer.kernel**2 for k, layer in enumerate(convs))
+                + sum(self.config.lanes_of(k, len(linears)) for k in range(len(linears))))
+
+    def describe(self) -> dict:
+        """The point as a JSON object (what the results file shows of it)."""
+        return {"weights": self.weights, "network": self.network, "design": self.design,
+                "config": config_fields(self.config), "device": self.device, "clock_mhz": self.clock_mhz,
+                "seed": self.seed, "stages": list(self.stages), "rtl_images": self.rtl_images,
+                "simulator": self.simulator}
+
+
+def config_fields(config: StreamingConfig) -> dict:
+    """A streaming configuration as JSON."""
+    def spelled(values):
+        return list(values) if isinstance(values, tuple) else values
+    return {"conv_filters": spelled(config.conv_filters), "linear_lanes": spelled(config.linear_lanes),
+            "soft_multipliers": list(config.soft_multipliers),
+            "rounding": config.arithmetic.rounding.value, "overflow": config.arithmetic.overflow.value}
+
+
+def canonical(config: StreamingConfig, network) -> StreamingConfig:
+    """``config`` with every layer's filters and lanes spelled out and the soft-multiplier layers
+    in network order: ``20`` and ``20,20,20`` are one design, and so are two orders of a list."""
+    convs, linears = network.conv_layers, network.linear_layers
+    return replace(config, conv_filters=tuple(config.filters_of(k, len(convs)) for k in range(len(convs))),
+                   linear_lanes=tuple(config.lanes_of(k, len(linears)) for k in range(len(linears))),
+                   soft_multipliers=tuple(n for n in network.names if n in config.soft_multipliers))
+
+
+def expand(grid: Grid, weight_sets: dict[str | None, WeightSet]) -> list[Point]:
+    """Every point of ``grid``, in grid order (weights, then designs, devices, clocks, seeds).
+    ``weight_sets`` maps each of ``grid.weights`` to its loaded weights."""
+    points = []
+    for name, design, device, clock, seed in itertools.product(grid.weights, grid.designs, grid.devices,
+                                                               grid.clocks_mhz, grid.seeds):
+        ws = weight_sets[name]
+        points.append(Point(weights=name or "shipped", network=ws.network.spec, design=design.label,
+                            config=canonical(design.resolve(ws), ws.network), device=device,
+                            clock_mhz=float(clock), seed=seed, stages=grid.stages,
+                            rtl_images=grid.rtl_images, simulator=grid.simulator))
+    return points
+
+
+# ---- reading a grid ----
+
+FILE_FIELDS = {"weights", "designs", "devices", "clocks_mhz", "seeds", "stages", "rtl_images", "simulator",
+               "time_limit_minutes"}
+DESIGN_FIELDS = {"preset", "filters", "lanes", "soft_multipliers", "name"}
+
+
+def _int_list(value, where: str) -> tuple[int, ...]:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise InputError(f"{where} must be a positive whole number or a list of them, not {value!r}")
+    return tuple(values)
+
+
+def _list(value, kind, where: str) -> tuple:
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
+        raise InputError(f"{where} must be a list of {kind.__name__ if isinstance(kind, type) else 'numbers'}, "
+                         f"not {value!r}")
+    return tuple(values)
+
+
+def design_from_dict(entry, where: str) -> Design:
+    if not isinstance(entry, dict):
+        raise InputError(f"{where} must be a table (preset, filters, lanes, soft_multipliers, name), not {entry!r}")
+    unknown = sorted(set(entry) - DESIGN_FIELDS)
+    if unknown:
+        raise InputError(f"{where}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                         f"a design has {', '.join(sorted(DESIGN_FIELDS))}")
+    soft = entry.get("soft_multipliers")
+    if isinstance(soft, str):
+        soft = [] if soft.strip() in ("", "none") else [s.strip() for s in soft.split(",")]
+    name = entry.get("name")
+    if name is not None and not (isinstance(name, str) and name.strip()):
+        raise InputError(f"{where}: name must be a non-empty string, not {name!r}")
+    preset_name = entry.get("preset", "baseline")
+    if not isinstance(preset_name, str):
+        raise InputError(f"{where}: preset must be a name, not {preset_name!r}")
+    return Design(preset=preset_name,
+                  filters=None if "filters" not in entry else _int_list(entry["filters"], f"{where}: filters"),
+                  lanes=None if "lanes" not in entry else _int_list(entry["lanes"], f"{where}: lanes"),
+                  soft_multipliers=None if soft is None else _list(soft, str, f"{where}: soft_multipliers"),
+                  name=name)
+
+
+def grid_from_dict(data, base: Path, where: str) -> Grid:
+    """A grid from a parsed TOML/JSON document; relative weight paths are relative to ``base``."""
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: a grid is a table of fields, not {type(data).__name__}")
+    unknown = sorted(set(data) - FILE_FIELDS)
+    if unknown:
+        raise InputError(f"{where}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                         f"a grid has {', '.join(sorted(FILE_FIELDS))}")
+    fields = {}
+    if "weights" in data:
+        fields["weights"] = tuple(path if path == "shipped" else str(base / path)
+                                  for path in _list(data["weights"], str, f"{where}: weights"))
+    if "designs" in data:
+        entries = data["designs"] if isinstance(data["designs"], list) else [data["designs"]]
+        fields["designs"] = tuple(design_from_dict(e, f"{where}: designs[{k}]") for k, e in enumerate(entries))
+    if "devices" in data:
+        fields["devices"] = _list(data["devices"], str, f"{where}: devices")
+    if "clocks_mhz" in data:
+        fields["clocks_mhz"] = tuple(float(c) for c in _list(data["clocks_mhz"], (int, float), f"{where}: clocks_mhz"))
+    if "seeds" in data:
+        fields["seeds"] = _list(data["seeds"], int, f"{where}: seeds")
+        if any(seed < 0 for seed in fields["seeds"]):
+            raise InputError(f"{where}: seeds must be 0 or more, not {data['seeds']!r}")
+    if "stages" in data:
+        fields["stages"] = _list(data["stages"], str, f"{where}: stages")
+    if "rtl_images" in data:
+        if isinstance(data["rtl_images"], list):
+            raise InputError(f"{where}: rtl_images is one number, not a list")
+        fields["rtl_images"] = _int_list(data["rtl_images"], f"{where}: rtl_images")[0]
+    for name, kind, convert in (("simulator", str, str), ("time_limit_minutes", (int, float), float)):
+        if name in data:
+            if isinstance(data[name], list):
+                raise InputError(f"{where}: {name} is one value, not a list")
+            fields[name] = convert(_list(data[name], kind, f"{where}: {name}")[0])
+    return Grid(**fields)
+
+
+def read_grid_file(path) -> Grid:
+    """A ``.toml`` or ``.json`` grid file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"grid file not found: {path}")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(path.read_text())
+        elif path.suffix == ".json":
+            data = json.loads(path.read_text())
+        else:
+            raise InputError(f"grid file {path}: name it .toml or .json")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"grid file {path} cannot be read: {e}") from None
+    return grid_from_dict(data, path.parent, str(path))
+
+
+def grid_from_args(args) -> Grid:
+    """The grid the command line gives: each option an axis (absent: its default)."""
+    presets = args.preset or ("baseline",)
+    designs = tuple(Design(p, f, l, s) for p, f, l, s in itertools.product(
+        presets, args.filters or [None], args.lanes or [None], args.soft_multipliers or [None]))
+    fields = {"designs": designs}
+    for option, axis in (("weights", "weights"), ("device", "devices"), ("clock_mhz", "clocks_mhz"),
+                         ("seed", "seeds"), ("stages", "stages")):
+        value = getattr(args, option, None)
+        if value is not None:
+            fields[axis] = tuple(value)
+    for option in ("rtl_images", "simulator", "time_limit_minutes"):
+        if getattr(args, option, None) is not None:
+            fields[option] = getattr(args, option)
+    return Grid(**fields)
+
+
+GRID_OPTIONS = ("weights", "preset", "filters", "lanes", "soft_multipliers", "device", "clock_mhz", "seed",
+                "stages", "rtl_images", "simulator", "time_limit_minutes")
+
+
+def grid_of(args) -> Grid:
+    """``--grid FILE``, or the grid options; not both."""
+    if getattr(args, "grid", None):
+        given = [f"--{o.replace('_', '-')}" for o in GRID_OPTIONS if getattr(args, o, None) is not None]
+        if given:
+            raise InputError(f"--grid gives the whole grid; {', '.join(given)} cannot be added to it "
+                             f"(put {'it' if len(given) == 1 else 'them'} in the file)")
+        return read_grid_file(args.grid)
+    return grid_from_args(args)
