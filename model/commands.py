@@ -39,17 +39,24 @@ def arithmetic_from_args(args, default: arith.Arithmetic) -> arith.Arithmetic:
     return arith.Arithmetic(args.rounding or default.rounding, args.overflow or default.overflow)
 
 
-def cmd_train(args) -> int:
-    import torch
-
-    from . import qat
-
-    out = Path(args.out)
+def weights_outputs(out) -> tuple[Path, Path]:
+    """``--out FILE.npz``: the weights file and its float checkpoint, both checked writable
+    (with the manifest) before any work."""
+    out = Path(out)
     if out.suffix != ".npz":
         raise InputError(f"--out must name an .npz file, got {out}")
     float_path = out.with_name(out.stem + "-float.npz")
     for path in (out, weights.manifest_path(out), float_path):
         check_output(path, "--out")
+    return out, float_path
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from . import qat
+
+    out, float_path = weights_outputs(args.out)
     if not 0 <= args.seed <= MAX_SEED:
         raise InputError(f"--seed must be 0..{MAX_SEED}, not {args.seed}")
     start = None
@@ -111,12 +118,7 @@ def cmd_import(args) -> int:
 
     from . import importer, qat
 
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        raise InputError(f"--out must name an .npz file, got {out}")
-    float_path = out.with_name(out.stem + "-float.npz")
-    for path in (out, weights.manifest_path(out), float_path):
-        check_output(path, "--out")
+    out, float_path = weights_outputs(args.out)
     normalize = None
     if args.normalize is not None:
         try:
@@ -239,12 +241,7 @@ def cmd_compress(args) -> int:
     from . import compress, cost, qat
     from .codes import codes_to_manifest
 
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        raise InputError(f"--out must name an .npz file, got {out}")
-    float_path = out.with_name(out.stem + "-float.npz")
-    for path in (out, weights.manifest_path(out), float_path):
-        check_output(path, "--out")
+    out, float_path = weights_outputs(args.out)
     if not 0 <= args.seed <= MAX_SEED:
         raise InputError(f"--seed must be 0..{MAX_SEED}, not {args.seed}")
     source = weights.load(args.weights)
