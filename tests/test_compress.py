@@ -339,16 +339,77 @@ def test_expected_cost_of_whole_channel_counts_is_the_networks_cost():
     menus = {name: (Recipe.parse("8"),) for name in network.LENET5.names}
     menus["fc1"] = (Recipe.parse("8"), Recipe.parse("4"))
     space = Space({"conv1": (1, 6, 1), "conv2": (1, 16, 1), "fc1": (1, 120, 10), "fc2": (1, 84, 7)}, menus)
-    # 3 of conv1's 6 off, 4 of conv2's 16, 60 of fc1's 120, 21 of fc2's 84; fc1's 4-bit branch
-    # the more likely: the cost counts 4 bits per fc1 weight (the branch the layer will get)
+    # 3 of conv1's 6 off, 4 of conv2's 16, 60 of fc1's 120, 21 of fc2's 84; fc1's two branches
+    # equally likely: 6 bits on average
     model, _ = gated_model(space, beta={"conv1": logit(3 / 6), "conv2": logit(4 / 16), "fc1": logit(60 / 120),
-                                        "fc2": logit(21 / 84)}, alpha={"fc1": [0.0, 1.0]})
+                                        "fc2": logit(21 / 84)}, alpha={"fc1": [0.0, 0.0]})
     smaller = prune.pruned_network(network.LENET5, {"conv1": 3, "conv2": 12, "fc1": 60, "fc2": 63})
     expected = model.expected_cost()
     assert expected["macs"].item() == pytest.approx(smaller.macs, rel=1e-6)
     fc1_weights = 12 * 16 * 60
-    assert expected["weight_bits"].item() == pytest.approx((smaller.weights - fc1_weights) * 8 + fc1_weights * 4,
+    assert expected["weight_bits"].item() == pytest.approx((smaller.weights - fc1_weights) * 8 + fc1_weights * 6,
                                                            rel=1e-6)
     # 1.4 channels of sparsity are 1 channel off (the hard gates), 1.6 are 2
     model, _ = gated_model(space, beta={"conv1": logit(1.4 / 6), "conv2": logit(1.6 / 16)})
     assert model.choices()[0]["conv1"] == 5 and model.choices()[0]["conv2"] == 14
+
+
+def test_compress_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["compress", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: lenet-fpga compress")
+    for option in ("--max-macs", "--max-weight-bits", "--codes", "--channels", "--method", "--tradeoff"):
+        assert option in out
+
+
+# --------------------------------------------------------------------------------------------
+# The shipped compressed networks: the figures docs/compression.md gives
+
+
+ASSETS = weights.ASSETS
+SHIPPED = {
+    # file: (largest MACs, largest weight bits, layers that must be power of two)
+    "lenet5_pruned.npz": (155_000, None, ()),
+    "lenet5_lowbit.npz": (None, 88_000, ()),
+    "lenet5_pow2.npz": (None, None, ("fc1", "fc2", "fc3")),
+    "lenet5_small.npz": (155_000, 88_000, ()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_compressed_network_meets_its_figures(name, mnist_test):
+    path = ASSETS / name
+    ws = weights.load(path)  # checks every code against its restriction
+    max_macs, max_bits, pow2_layers = SHIPPED[name]
+    net = ws.network
+    if max_macs is not None:
+        assert net.macs <= max_macs
+    if max_bits is not None:
+        assert codes.weight_bits(net, ws.codes) <= max_bits
+    for layer in pow2_layers:
+        assert ws.codes[layer].kind == "power-of-two" and ws.codes[layer].power_of_two_levels
+        assert set(np.unique(np.abs(ws[f"{layer}.weight"].astype(int)))) <= {0, 1, 2, 4, 8, 16, 32, 64}
+    logits = golden.forward(mnist_test.images, ws.params, ws.arithmetic, net)
+    accuracy = golden.accuracy(logits, mnist_test.labels)
+    assert accuracy >= 0.99
+    assert accuracy == ws.manifest["accuracy"]["fixed"]
+    assert ws.manifest["cost"]["macs"] == net.macs
+    assert ws.manifest["cost"]["weight_bits"] == codes.weight_bits(net, ws.codes)
+
+
+@pytest.mark.slow
+def test_shipped_lowbit_network_is_reproduced_by_its_command(tmp_path, mnist_dir):
+    """The command in docs/compression.md gives the shipped file back, code for code (minutes)."""
+    shipped = weights.load(ASSETS / "lenet5_lowbit.npz")
+    config = shipped.manifest["compression"]["config"]
+    out = tmp_path / "lowbit.npz"
+    assert cli.main(["compress", "--data", str(mnist_dir), "--out", str(out),
+                     "--max-weight-bits", str(config["budgets"]["weight_bits"]),
+                     "--codes", ",".join(f"{k}={v}" for k, v in config["codes"].items()),
+                     "--threads", str(shipped.manifest["compression"]["threads"])]) == 0
+    again = weights.load(out)
+    assert again.network == shipped.network and again.codes == shipped.codes
+    for name in shipped.params:
+        assert np.array_equal(again[name], shipped[name])
