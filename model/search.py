@@ -4,11 +4,11 @@ model against accuracy.
 
 A point of the search is, for every layer, how many output channels it keeps and which
 restriction recipe (``codes.Recipe``) its weights use. Scoring a point costs one forward pass:
-the start network's channels of smallest L1 norm are dropped (``prune.select``; as the same
-network with those channels zero-filled, but smaller and so faster to run), each layer's
-restriction is fitted to its weights and the weights projected onto it, and the golden model
-runs a few thousand training images through the network, layer by layer, with each layer's
-output kept for the next points that share the layers up to it.
+the start network's channels of smallest L1 norm are dropped (the fake-pruned network, run in
+its smaller form, which has the same logits), each layer's restriction is fitted to its weights
+and the weights projected onto it, and the golden model runs a few thousand training images
+through the network, layer by layer, with each layer's output kept for the next points that
+share the layers up to it.
 Nothing is trained during the search: it ranks points by how much they lose before fine-tuning,
 as fake pruning does, and only the point it ends at is fine-tuned.
 
@@ -69,9 +69,6 @@ class Point:
 
     counts: tuple[tuple[str, int], ...]
     choices: tuple[tuple[str, int], ...]
-
-    def count(self, name: str) -> int | None:
-        return dict(self.counts).get(name)
 
     def replace(self, name: str, *, count: int | None = None, choice: int | None = None) -> "Point":
         counts, choices = dict(self.counts), dict(self.choices)
