@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import arith, golden, mnist, weights
+from .codes import weight_bits
 from .atomic import atomic_path, check_output
 from .errors import InputError
 from .images import fit
@@ -175,6 +176,9 @@ def cmd_eval(args) -> int:
         "rounding": str(arithmetic.rounding),
         "overflow": str(arithmetic.overflow),
         "fixed_accuracy": golden.accuracy(fixed_logits, split.labels),
+        "macs": network.macs,
+        "weight_bits": weight_bits(network, ws.codes),
+        "codes": {name: restriction.describe() for name, restriction in ws.codes.items()},
     }
     float_params = weights.load_float(ws)
     if float_params is not None:
@@ -194,6 +198,10 @@ def cmd_eval(args) -> int:
         if "float_accuracy" in result:
             print(f"float accuracy   {result['float_accuracy']:.2%}")
         print(f"Q2.6 accuracy    {result['fixed_accuracy']:.2%}")
+        print(f"MACs per image   {result['macs']:,}")
+        print(f"weight bits      {result['weight_bits']:,}")
+        for name, text in result["codes"].items():
+            print(f"{name + ' codes':<17}{text}")
     return 0
 
 

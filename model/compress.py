@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import arith, prune, qat
-from .codes import Recipe, Restriction
+from .codes import CodesError, Recipe, Restriction
 from .errors import InputError
 from .network import ConvLayer, Network
 from .search import Score, Search, Space, default_step, fit_codes
@@ -88,7 +88,10 @@ def menus_from(spec: dict[str, str], network: Network) -> dict[str, tuple[Recipe
         else:
             raise InputError(f"--codes names {key!r}: use a layer of {network.spec} ({', '.join(network.names)}) "
                              f"or a group ({', '.join(GROUPS)})")
-        recipes = tuple(Recipe.parse(part) for part in str(text).split("/"))
+        try:
+            recipes = tuple(Recipe.parse(part) for part in str(text).split("/"))
+        except CodesError as e:
+            raise InputError(f"--codes {key}={text}: {e}") from None
         for name in names:
             menus[name] = recipes
     return menus

@@ -18,8 +18,9 @@ from . import arith
 from .codes import Restriction, codes_to_manifest, weight_bits
 from .network import Network
 
-# What the reward can weigh: every field of Cost.
+# What the reward can weigh: every field of Cost. The last three need the generator.
 METRICS = ("macs", "weight_bits", "multipliers", "memory_bits", "cycles")
+GENERATOR_METRICS = ("multipliers", "memory_bits", "cycles")
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,17 @@ class Cost:
         bounds the interval between images.
     preset : str
         The generator preset these figures are for.
+
+    The generator's figures are None in a cost computed without it (``generator=False``): the
+    search asks the generator only when a budget or the reward weighs one of them.
     """
 
     macs: int
     weight_bits: int
-    multipliers: int
-    memory_bits: int
-    cycles: int
-    preset: str
+    multipliers: int | None
+    memory_bits: int | None
+    cycles: int | None
+    preset: str | None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,9 +64,12 @@ class Cost:
 
 
 def hardware_cost(network: Network, codes: dict[str, Restriction], preset: str = "baseline",
-                  arithmetic: arith.Arithmetic = arith.Arithmetic()) -> Cost:
-    """The cost of ``network`` with weight codes ``codes`` in the design ``preset`` builds."""
-    return _cost(network, tuple(sorted(codes.items())), preset, arithmetic)
+                  arithmetic: arith.Arithmetic = arith.Arithmetic(), generator: bool = True) -> Cost:
+    """The cost of ``network`` with weight codes ``codes`` in the design ``preset`` builds
+    (with ``generator=False`` only the MACs and weight bits, which need no design)."""
+    if not generator:
+        return Cost(network.macs, weight_bits(network, codes), None, None, None, None)
+    return _cost(network, tuple(sorted(codes.items(), key=lambda item: item[0])), preset, arithmetic)
 
 
 @lru_cache(maxsize=4096)

@@ -90,20 +90,33 @@ def prune(params: dict, network: Network, keep: dict[str, np.ndarray]) -> tuple[
             raise NetworkError(f"{name}: channels to keep must be distinct indices in 0..{count - 1}, "
                                f"not {indices.tolist()}")
     smaller = pruned_network(network, {name: len(indices) for name, indices in keep.items()})
-    result, previous, kept = {}, None, np.arange(1)  # the image is one grey channel
+    result, previous = {}, None
     for layer in network.layers:
-        weight = np.asarray(params[f"{layer.name}.weight"])
-        bias = np.asarray(params[f"{layer.name}.bias"])
-        outputs = keep.get(layer.name, np.arange(len(weight)))
-        if isinstance(layer, ConvLayer) or not isinstance(previous, ConvLayer):
-            columns = kept
-        else:  # the first linear layer: each kept channel of the last conv is out_size**2 columns
-            area = previous.out_size**2
-            columns = (kept[:, None] * area + np.arange(area)[None, :]).reshape(-1)
-        result[f"{layer.name}.weight"] = weight[outputs][:, columns].copy()
-        result[f"{layer.name}.bias"] = bias[outputs].copy()
-        previous, kept = layer, outputs
+        kept_in = None if previous is None else keep.get(previous.name)
+        weight, bias = prune_layer(params, network, layer.name, kept_in, keep.get(layer.name))
+        result[f"{layer.name}.weight"], result[f"{layer.name}.bias"] = weight, bias
+        previous = layer
     return result, smaller
+
+
+def prune_layer(params: dict, network: Network, name: str, kept_in: np.ndarray | None,
+                kept_out: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """One layer's weight and bias (copies) when the layer before keeps channels ``kept_in`` and
+    this one ``kept_out`` (None: all of them)."""
+    index = network.names.index(name)
+    layer, previous = network.layers[index], network.layers[index - 1] if index else None
+    weight = np.asarray(params[f"{name}.weight"])
+    bias = np.asarray(params[f"{name}.bias"])
+    outputs = np.arange(len(weight)) if kept_out is None else np.asarray(kept_out)
+    if kept_in is None:
+        columns = np.arange(weight.shape[1])
+    elif isinstance(previous, ConvLayer) and not isinstance(layer, ConvLayer):
+        # the first linear layer: each kept channel of the last conv is out_size**2 columns
+        area = previous.out_size**2
+        columns = (np.asarray(kept_in)[:, None] * area + np.arange(area)[None, :]).reshape(-1)
+    else:
+        columns = np.asarray(kept_in)
+    return weight[outputs][:, columns].copy(), bias[outputs].copy()
 
 
 def zero_fill(params: dict, network: Network, keep: dict[str, np.ndarray]) -> dict:

@@ -4,10 +4,11 @@ model against accuracy.
 
 A point of the search is, for every layer, how many output channels it keeps and which
 restriction recipe (``codes.Recipe``) its weights use. Scoring a point costs one forward pass:
-the start network's channels of smallest L1 norm are dropped (``prune.select``; as the same
-network with those channels zero-filled, but smaller and so faster to run), each layer's
-restriction is fitted to its weights and the weights projected onto it, and the fake-quant
-network (``qat.QuantLeNet``, exactly the golden model) runs a few thousand training images.
+the start network's channels of smallest L1 norm are dropped (the fake-pruned network, run in
+its smaller form, which has the same logits), each layer's restriction is fitted to its weights
+and the weights projected onto it, and the golden model runs a few thousand training images
+through the network, layer by layer, with each layer's output kept for the next points that
+share the layers up to it.
 Nothing is trained during the search: it ranks points by how much they lose before fine-tuning,
 as fake pruning does, and only the point it ends at is fine-tuned.
 
@@ -19,7 +20,8 @@ channels, or moves to the next cheaper recipe of its menu) and takes one:
   where ``V = sum(max(0, metric / budget - 1))`` over the budgets;
 * once every budget holds, the move that raises the reward ``-loss - tradeoff * cost``, where
   ``cost`` is the weighted mean of the hardware metrics relative to the start network; the
-  search stops when no move raises it (with ``tradeoff`` 0: as soon as the budgets hold).
+  search stops when no move raises it. With ``tradeoff`` 0 (the default) it stops as soon as
+  the budgets hold.
 
 The loss is the mean cross-entropy of the integer logits (in value units): a finer measure than
 the accuracy on a few thousand images, where most moves change no answer.
@@ -31,15 +33,13 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from . import arith, prune
-from .codes import Recipe, Restriction
-from .cost import METRICS, Cost, hardware_cost
+from . import arith, golden, prune
+from .codes import PLAIN, Recipe, Restriction
+from .cost import GENERATOR_METRICS, METRICS, Cost, hardware_cost
 from .errors import InputError
-from .network import Network
-from .qat import QuantLeNet
+from .network import ConvLayer, Network
 
 # A move that loses nothing still counts as losing this much: among harmless moves, the one
 # with the largest progress wins.
@@ -70,9 +70,6 @@ class Point:
     counts: tuple[tuple[str, int], ...]
     choices: tuple[tuple[str, int], ...]
 
-    def count(self, name: str) -> int | None:
-        return dict(self.counts).get(name)
-
     def replace(self, name: str, *, count: int | None = None, choice: int | None = None) -> "Point":
         counts, choices = dict(self.counts), dict(self.choices)
         if count is not None:
@@ -97,13 +94,16 @@ class Score:
 
     def describe(self) -> str:
         recipes = ",".join(f"{name}={recipe}" for name, recipe in self.recipes.items())
-        return (f"{self.network.spec} [{recipes}] loss {self.loss:.4f} accuracy {self.accuracy:.2%} "
-                f"MACs {self.cost.macs:,} weight bits {self.cost.weight_bits:,} "
-                f"multipliers {self.cost.multipliers} cycles {self.cost.cycles:,}")
+        text = (f"{self.network.spec} [{recipes}] loss {self.loss:.4f} accuracy {self.accuracy:.2%} "
+                f"MACs {self.cost.macs:,} weight bits {self.cost.weight_bits:,}")
+        if self.cost.multipliers is not None:
+            text += f" multipliers {self.cost.multipliers:,} cycles {self.cost.cycles:,}"
+        return text
 
     def to_dict(self) -> dict:
+        figures = {name: value for name, value in self.cost.to_dict().items() if value is not None}
         return {"network": self.network.spec, "codes": {n: str(r) for n, r in self.recipes.items()},
-                "loss": round(self.loss, 5), "accuracy": self.accuracy, **self.cost.to_dict()}
+                "loss": round(self.loss, 5), "accuracy": self.accuracy, **figures}
 
 
 def cross_entropy(integer_logits: np.ndarray, labels: np.ndarray) -> float:
@@ -119,16 +119,6 @@ def fit_codes(params: dict, network: Network, recipes: dict[str, Recipe]) -> dic
     """Each named layer's restriction, fitted to its float weights (in code units)."""
     return {name: recipe.fit(np.asarray(params[f"{name}.weight"], np.float64) * arith.SCALE)
             for name, recipe in recipes.items()}
-
-
-def integer_logits(params: dict, network: Network, codes: dict[str, Restriction], arithmetic: arith.Arithmetic,
-                   images: np.ndarray) -> np.ndarray:
-    """The fake-quant (= golden) integer logits of float ``params`` with ``codes``."""
-    model = QuantLeNet(arithmetic, network, codes)
-    model.load_state_dict({name: torch.from_numpy(np.asarray(value, np.float32)) for name, value in params.items()})
-    model.eval()
-    with torch.no_grad():
-        return model.integer_logits(torch.from_numpy(np.array(images))).numpy()
 
 
 class Search:
@@ -163,8 +153,14 @@ class Search:
         self.tradeoff = tradeoff
         self.cost_weights = dict(cost_weights or {"weight_bits": 1.0, "multipliers": 1.0, "cycles": 1.0})
         self.preset = preset
+        # The generator is asked (a design built per point: slow) only if its figures count.
+        weighed = set(self.budgets) | (set(self.cost_weights) if tradeoff > 0 else set())
+        self.generator = bool(weighed & set(GENERATOR_METRICS))
         self.importance = prune.channel_importance(params, network)
         self._scores: dict[Point, Score] = {}
+        self._layers: dict[tuple, tuple] = {}
+        self._outputs: dict[tuple, np.ndarray] = {}
+        self._pixels = arith.quantize_pixels(np.asarray(images))[:, None]
         self.evaluations = 0
         self.start = Point(
             tuple((name, most) for name, (_, most, _) in space.counts.items()),
@@ -178,22 +174,70 @@ class Search:
 
     def realize(self, point: Point) -> tuple[dict, Network, dict[str, np.ndarray], dict[str, Recipe]]:
         """The pruned float parameters, network, kept channels and recipes of ``point``."""
-        keep = {name: prune.strongest(self.importance[name], count) for name, count in point.counts}
+        keep = {name: self._keep(name, count) for name, count in point.counts}
         params, network = prune.prune(self.params, self.network, keep)
         recipes = {name: self.space.menus[name][index] for name, index in point.choices}
         return params, network, keep, recipes
 
     def score(self, point: Point) -> Score:
         if point not in self._scores:
-            params, network, _, recipes = self.realize(point)
-            codes = fit_codes(params, network, recipes)
-            logits = integer_logits(params, network, codes, self.arithmetic, self.images)
-            accuracy = float((logits.argmax(axis=1) == self.labels).mean())
-            cost = hardware_cost(network, codes, self.preset, self.arithmetic)
+            counts = dict(point.counts)
+            logits = self._output(point, len(self.network.layers) - 1)
+            codes = {layer.name: self._layer(point, i)[2] for i, layer in enumerate(self.network.layers)
+                     if layer.name in self.space.menus}
+            network = prune.pruned_network(self.network, counts)
+            recipes = {name: self.space.menus[name][index] for name, index in point.choices}
+            accuracy = float((golden.classify(logits) == self.labels).mean())
+            cost = hardware_cost(network, codes, self.preset, self.arithmetic, self.generator)
             self._scores[point] = Score(point, network, recipes, codes, cross_entropy(logits, self.labels),
                                         accuracy, cost)
             self.evaluations += 1
         return self._scores[point]
+
+    # The golden model layer by layer, each layer's output cached by the choices it depends on
+    # (its own and those of the layers before it): a move changes one layer, so only the layers
+    # from there on are computed again, and most moves are in the small linear layers.
+
+    def _keep(self, name: str, count: int | None) -> np.ndarray | None:
+        return None if count is None else prune.strongest(self.importance[name], count)
+
+    def _layer(self, point: Point, index: int):
+        """Layer ``index``'s weight codes, bias codes and restriction at ``point``."""
+        counts, choices = dict(point.counts), dict(point.choices)
+        layer = self.network.layers[index]
+        before = self.network.layers[index - 1].name if index else None
+        key = (index, counts.get(before), counts.get(layer.name), choices.get(layer.name))
+        if key not in self._layers:
+            weight, bias = prune.prune_layer(self.params, self.network, layer.name,
+                                             self._keep(before, counts.get(before)) if before else None,
+                                             self._keep(layer.name, counts.get(layer.name)))
+            values = np.asarray(weight, np.float64) * arith.SCALE
+            if layer.name in choices:
+                restriction = self.space.menus[layer.name][choices[layer.name]].fit(values)
+            else:
+                restriction = PLAIN
+            self._layers[key] = (restriction.project(values), arith.quantize_weights(bias), restriction)
+        return self._layers[key]
+
+    def _output(self, point: Point, index: int) -> np.ndarray:
+        """Layer ``index``'s output codes (the logits for the last layer) on the search images."""
+        counts, choices = dict(point.counts), dict(point.choices)
+        key = tuple((counts.get(layer.name), choices.get(layer.name)) for layer in self.network.layers[: index + 1])
+        if key not in self._outputs:
+            x = self._pixels if index == 0 else self._output(point, index - 1)
+            weight, bias, _ = self._layer(point, index)
+            layer = self.network.layers[index]
+            parts = []
+            for start in range(0, len(x), golden.BATCH):
+                part = x[start : start + golden.BATCH]
+                if isinstance(layer, ConvLayer):
+                    acc = golden.conv_accumulate(part, weight, bias)
+                    parts.append(golden.maxpool(golden.activate(acc, self.arithmetic), layer.pool).astype(np.int8))
+                else:
+                    acc = golden.linear_accumulate(part.reshape(len(part), -1), weight, bias)
+                    parts.append(acc if layer.last else golden.activate(acc, self.arithmetic).astype(np.int8))
+            self._outputs[key] = np.concatenate(parts)
+        return self._outputs[key]
 
     def violation(self, score: Score) -> float:
         return sum(max(0.0, getattr(score.cost, metric) / limit - 1) for metric, limit in self.budgets.items())
@@ -218,8 +262,24 @@ class Search:
     def run(self, log=print) -> tuple[Score, list[dict]]:
         """Search from the start point; returns the point it ends at and its path (one entry a step)."""
         current = self.score(self.start)
+        if self.budgets:
+            cheapest = self.score(self.cheapest)
+            if self.violation(cheapest) > 0:
+                raise InputError(f"the budgets {self._budget_text()} cannot be met in the search space: even its "
+                                 f"cheapest point, {cheapest.describe()}, exceeds them")
         path = [{"move": "start", **current.to_dict()}]
-        bar = tqdm(desc="search", unit="step", leave=True)
+        with tqdm(desc="search", unit="step", leave=True) as bar:
+            current = self._descend(current, path, bar)
+        log(f"search: {len(path) - 1} steps, {self.evaluations} points scored; chose {current.describe()}")
+        return current, path
+
+    @property
+    def cheapest(self) -> Point:
+        """Every layer at its fewest channels and the last recipe of its menu."""
+        return Point(tuple((name, self.space.counts[name][0]) for name, _ in self.start.counts),
+                     tuple((name, len(self.space.menus[name]) - 1) for name, _ in self.start.choices))
+
+    def _descend(self, current: Score, path: list, bar) -> Score:
         bar.set_postfix_str(self._summary(current))
         while True:
             candidates = [(move, self.score(move)) for move in self.moves(current.point)]
@@ -231,6 +291,8 @@ class Search:
                     raise InputError(f"the budgets {self._budget_text()} cannot be met in the search space: "
                                      f"the cheapest point reached is {current.describe()}")
                 best = min(useful, key=lambda cp: max(self.score(cp[0]).loss - current.loss, LOSS_FLOOR) / cp[1])[0]
+            elif self.tradeoff == 0:
+                break
             else:
                 better = [c for c, s in candidates if self.reward(s) > self.reward(current)]
                 if not better:
@@ -241,9 +303,7 @@ class Search:
             current = chosen
             bar.update(1)
             bar.set_postfix_str(self._summary(current))
-        bar.close()
-        log(f"search: {len(path) - 1} steps, {self.evaluations} points scored; chose {current.describe()}")
-        return current, path
+        return current
 
     def move_text(self, before: Point, after: Point) -> str:
         for (name, a), (_, b) in zip(before.counts, after.counts):

@@ -263,7 +263,8 @@ def test_compress_is_deterministic(tmp_path, mnist_dir):
 
 @pytest.mark.parametrize(("options", "fragments"), [
     (["--codes", "fc9=4"], ["--codes names 'fc9'"]),
-    (["--codes", "fc1=9"], ["cannot read the restriction '9'"]),
+    (["--codes", "fc1=9"], ["--codes fc1=9: uniform bits must be 2..8"]),
+    (["--codes", "fc1=4/q"], ["--codes fc1=4/q: cannot read the restriction 'q'"]),
     (["--channels", "fc3=5"], ["--channels names 'fc3'"]),
     (["--channels", "conv1=7"], ["conv1 has 6 channels"]),
     (["--channels", "conv1"], ["expected NAME=VALUE"]),
@@ -278,3 +279,137 @@ def test_compress_option_errors_are_one_line(tmp_path, mnist_dir, capsys, option
     assert err.startswith("lenet-fpga compress: error:")
     for fragment in fragments:
         assert fragment in err
+
+
+# --------------------------------------------------------------------------------------------
+# Learned sparsity and bit widths
+
+
+def gated_model(space, beta=None, alpha=None, seed=3):
+    import torch
+
+    from lenet_fpga.model import learned
+
+    rng = np.random.default_rng(seed)
+    params = random_float_params(rng, network.LENET5, 0.2)
+    model = learned.GatedLeNet(arith.Arithmetic(), network.LENET5, space)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()}, strict=False)
+    model.refit()
+    with torch.no_grad():
+        for name, value in (beta or {}).items():
+            model.beta[name].fill_(value)
+        for name, value in (alpha or {}).items():
+            model.alpha[name].copy_(torch.tensor(value))
+    return model, params
+
+
+def logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+def test_gated_forward_is_the_zero_filled_network_exactly():
+    """Hard gates switch whole channels off: the forward pass is the fake-quant network with
+    the weakest channels (by L1 norm) zero-filled, which the golden model computes exactly."""
+    import torch
+
+    from lenet_fpga.model import prune
+    from lenet_fpga.model.search import Space
+
+    menus = {name: (Recipe.parse("8"),) for name in network.LENET5.names}
+    menus["fc1"] = (Recipe.parse("t"),)
+    space = Space({"conv1": (2, 6, 1), "conv2": (4, 16, 1), "fc1": (30, 120, 10)}, menus)
+    # conv1: sigmoid(beta) * 6 = 2 channels off; conv2 4 of 16 off; fc1 30 of 120 off
+    model, params = gated_model(space, beta={"conv1": logit(2 / 6), "conv2": logit(4 / 16), "fc1": logit(30 / 120)})
+    images = np.random.default_rng(4).integers(0, 256, (32, 28, 28), dtype=np.uint8)
+    with torch.no_grad():
+        gated = model.integer_logits(torch.from_numpy(images)).numpy()
+    counts = {"conv1": 4, "conv2": 12, "fc1": 90}
+    assert model.choices() == (counts, {})
+    keep = prune.select(params, network.LENET5, counts)
+    codes_ = {name: r for name, r in model.codes.items() if name == "fc1"}
+    integer = {name: (codes_["fc1"].project(v * 64) if name == "fc1.weight" else arith.quantize_weights(v))
+               for name, v in params.items()}
+    assert np.array_equal(gated, golden.forward(images, prune.zero_fill(integer, network.LENET5, keep)))
+
+
+def test_expected_cost_of_whole_channel_counts_is_the_networks_cost():
+    from lenet_fpga.model import prune
+    from lenet_fpga.model.search import Space
+
+    menus = {name: (Recipe.parse("8"),) for name in network.LENET5.names}
+    menus["fc1"] = (Recipe.parse("8"), Recipe.parse("4"))
+    space = Space({"conv1": (1, 6, 1), "conv2": (1, 16, 1), "fc1": (1, 120, 10), "fc2": (1, 84, 7)}, menus)
+    # 3 of conv1's 6 off, 4 of conv2's 16, 60 of fc1's 120, 21 of fc2's 84; fc1's two branches
+    # equally likely: 6 bits on average
+    model, _ = gated_model(space, beta={"conv1": logit(3 / 6), "conv2": logit(4 / 16), "fc1": logit(60 / 120),
+                                        "fc2": logit(21 / 84)}, alpha={"fc1": [0.0, 0.0]})
+    smaller = prune.pruned_network(network.LENET5, {"conv1": 3, "conv2": 12, "fc1": 60, "fc2": 63})
+    expected = model.expected_cost()
+    assert expected["macs"].item() == pytest.approx(smaller.macs, rel=1e-6)
+    fc1_weights = 12 * 16 * 60
+    assert expected["weight_bits"].item() == pytest.approx((smaller.weights - fc1_weights) * 8 + fc1_weights * 6,
+                                                           rel=1e-6)
+    # 1.4 channels of sparsity are 1 channel off (the hard gates), 1.6 are 2
+    model, _ = gated_model(space, beta={"conv1": logit(1.4 / 6), "conv2": logit(1.6 / 16)})
+    assert model.choices()[0]["conv1"] == 5 and model.choices()[0]["conv2"] == 14
+
+
+def test_compress_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["compress", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: lenet-fpga compress")
+    for option in ("--max-macs", "--max-weight-bits", "--codes", "--channels", "--method", "--tradeoff"):
+        assert option in out
+
+
+# --------------------------------------------------------------------------------------------
+# The shipped compressed networks: the figures docs/compression.md gives
+
+
+ASSETS = weights.ASSETS
+SHIPPED = {
+    # file: (largest MACs, largest weight bits, layers that must be power of two)
+    "lenet5_pruned.npz": (155_000, None, ()),
+    "lenet5_lowbit.npz": (None, 88_000, ()),
+    "lenet5_pow2.npz": (None, None, ("fc1", "fc2", "fc3")),
+    "lenet5_small.npz": (155_000, 88_000, ()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_compressed_network_meets_its_figures(name, mnist_test):
+    path = ASSETS / name
+    ws = weights.load(path)  # checks every code against its restriction
+    max_macs, max_bits, pow2_layers = SHIPPED[name]
+    net = ws.network
+    if max_macs is not None:
+        assert net.macs <= max_macs
+    if max_bits is not None:
+        assert codes.weight_bits(net, ws.codes) <= max_bits
+    for layer in pow2_layers:
+        assert ws.codes[layer].kind == "power-of-two" and ws.codes[layer].power_of_two_levels
+        assert set(np.unique(np.abs(ws[f"{layer}.weight"].astype(int)))) <= {0, 1, 2, 4, 8, 16, 32, 64}
+    logits = golden.forward(mnist_test.images, ws.params, ws.arithmetic, net)
+    accuracy = golden.accuracy(logits, mnist_test.labels)
+    assert accuracy >= 0.99
+    assert accuracy == ws.manifest["accuracy"]["fixed"]
+    assert ws.manifest["cost"]["macs"] == net.macs
+    assert ws.manifest["cost"]["weight_bits"] == codes.weight_bits(net, ws.codes)
+
+
+@pytest.mark.slow
+def test_shipped_lowbit_network_is_reproduced_by_its_command(tmp_path, mnist_dir):
+    """The command in docs/compression.md gives the shipped file back, code for code (minutes)."""
+    shipped = weights.load(ASSETS / "lenet5_lowbit.npz")
+    config = shipped.manifest["compression"]["config"]
+    out = tmp_path / "lowbit.npz"
+    assert cli.main(["compress", "--data", str(mnist_dir), "--out", str(out),
+                     "--max-weight-bits", str(config["budgets"]["weight_bits"]),
+                     "--codes", ",".join(f"{k}={v}" for k, v in config["codes"].items()),
+                     "--threads", str(shipped.manifest["compression"]["threads"])]) == 0
+    again = weights.load(out)
+    assert again.network == shipped.network and again.codes == shipped.codes
+    for name in shipped.params:
+        assert np.array_equal(again[name], shipped[name])
