@@ -116,13 +116,13 @@ class ImageInput(wiring.Component):
             self.we.eq(quantize.o.valid),
             self.last.eq(quantize.o.valid & (self.addr == self._pixels - 1)),
         ]
+        # ``start`` comes between images, never with a pixel or a code.
         with m.If(self.start):
             m.d.sync += [taken.eq(0), self.addr.eq(0)]
-        with m.Else():
-            with m.If(self.pixels.valid & self.pixels.ready):
-                m.d.sync += taken.eq(taken + 1)
-            with m.If(quantize.o.valid):
-                m.d.sync += self.addr.eq(self.addr + 1)
+        with m.If(self.pixels.valid & self.pixels.ready):
+            m.d.sync += taken.eq(taken + 1)
+        with m.If(quantize.o.valid):
+            m.d.sync += self.addr.eq(self.addr + 1)
         return m
 
 
