@@ -1,9 +1,4 @@
-"""The parts of the compact accelerator (``hdl/compact.py`` documents the design and joins them).
-
-    pixels -> ImageInput ------------------------> feature maps (BRAM) --activation--+
-                                  Sequencer --addresses--^   weights (SPRAM) --word--+-> MACArray -> Finisher
-    weight image -> WeightStoreLoader -> weights (SPRAM)                                  codes -> feature maps
-                                                                                          logits -> Argmax
+"""The parts of the compact accelerator; ``hdl/compact.py`` documents the design and joins them.
 
 * ``ImageInput``: one pixel a cycle through the pixel table; codes to feature-map addresses 0, 1, ...
 * ``Sequencer``: the state machine and the per-layer loop nest. Every array cycle it issues a
@@ -37,7 +32,7 @@ WEIGHT_ADDRESS_BITS = (SPRAM_DEPTH - 1).bit_length()
 MEMORY_LATENCY = 1
 
 
-def address_bits(depth: int) -> int:
+def address_width(depth: int) -> int:
     """Address width of a memory of ``depth`` words."""
     return max(1, (depth - 1).bit_length())
 
@@ -220,11 +215,11 @@ class Sequencer(wiring.Component):
         Not ``IDLE``; ``RECEIVE``; ``RUN``.
     layer : Out(range(len(plans)))
     last_layer : Out(1)
-    act_addr : Out(address_bits(map_depth))
+    act_addr : Out(address_width(map_depth))
     weight_addr : Out(WEIGHT_ADDRESS_BITS)
     term : Out(term_layout(...))
         Meaningful while ``issuing``; ``term.complete`` is only high then.
-    out_stride : Out(address_bits(map_depth))
+    out_stride : Out(address_width(map_depth))
         The layer's distance between the outputs of two neighbouring lanes.
     """
 
@@ -233,7 +228,7 @@ class Sequencer(wiring.Component):
         if not self.plans:
             raise ValueError("a network has at least one layer")
         self.lanes = lanes
-        self.address_bits = width = address_bits(map_depth)
+        self.address_bits = width = address_width(map_depth)
         super().__init__({
             "start": In(1),
             "image_done": In(1),
