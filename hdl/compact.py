@@ -1,10 +1,23 @@
 """A compact LeNet-family accelerator for small FPGAs (the iCE40 UP5K): one array of a few multipliers runs every
 layer in turn, weights in single-port RAM loaded at run time, feature maps in one block RAM.
 
-    pixels -> PixelQuantizer -> feature maps (BRAM) -> MAC array (lanes x 8x8) -> finisher -+
-                                      ^      weights (SPRAM) --^                           |
-                                      +--- requantize, ReLU, max-pool, write -------------+
-                                                                  fc3: logits -> Argmax
+    pixels -> ImageInput -> feature maps (BRAM) -> MACArray (lanes x 8x8) -> Finisher ----+
+                                 ^       weights (SPRAM) --^                              |
+                                 +------ requantize, ReLU, max-pool, write ---------------+
+       weight image -> WeightStoreLoader --^                         last layer: logits -> Argmax
+                    Sequencer: the addresses of both memories and each cycle's control
+
+The parts (``hdl/compact_parts.py``, each a component with its own test):
+
+* ``Sequencer``: the state machine (idle, receive the image, run a layer, drain) and the loop
+  nest of the current layer; every array cycle it issues a feature-map address, a weight-word
+  address and the cycle's *term* (bias or tap, the accumulation completes, pooling window,
+  where the outputs go, how many lanes hold one). The term follows its operands through the
+  memories (``MEMORY_LATENCY``) and the array (``MACArray.latency``) to the finisher.
+* ``MACArray``: the ``lanes`` multiply-accumulators (the only part that knows how a lane multiplies).
+* ``Finisher``: snapshot, then one lane a cycle: requantize, ReLU, running max, write; or a logit.
+* ``ImageInput``: the pixels through ``PixelQuantizer`` into the image region.
+* ``WeightStoreLoader``: the weight image into the ``WeightStore`` (``hdl/spram.py``).
 
 The array has ``lanes`` multipliers, one per output channel (conv) or neuron (linear): the lanes
 share one activation from the feature-map RAM and each takes its own weight from one SPRAM word
@@ -51,7 +64,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -60,9 +73,9 @@ from ..model.errors import InputError
 from ..model.network import ConvLayer, LinearLayer, Network
 from ..model.weights import WeightSet
 from .accelerator import CYCLE_COUNTER_WIDTH, Accelerator
-from .datapath import CODE, accumulator_shape, relu, requantize
+from .compact_parts import MEMORY_LATENCY, Finisher, ImageInput, MACArray, Sequencer, WeightStoreLoader
+from .datapath import CODE, accumulator_shape
 from .lenet import Argmax
-from .pixels import PixelQuantizer
 from .spram import SPRAM_BLOCKS, SPRAM_DEPTH, WeightStore
 
 MAX_LANES = 2 * SPRAM_BLOCKS  # one 8-bit code per lane from each half of each SPRAM word
@@ -244,61 +257,6 @@ def _report(network: Network, plans, lanes: int, map_depth: int) -> list[dict]:
     return rows
 
 
-def _table(values, shape, index):
-    """A per-layer constant, selected by the layer counter.
-
-    A chain of ``Mux`` rather than an ``Array``: Amaranth writes it as a continuous assignment,
-    while an ``Array`` becomes an ``always @*`` block, which Icarus (in SystemVerilog mode) does
-    not evaluate until ``index`` first changes, so layer 0 would see X.
-    """
-    result = Const(values[-1], shape)
-    for k in range(len(values) - 2, -1, -1):
-        result = Mux(index == k, Const(values[k], shape), result)
-    return result
-
-
-def _signed_shape(values) -> signed:
-    return signed(max(max(abs(v) for v in values).bit_length() + 1, 2))
-
-
-class _Loops:
-    """Nested counters (innermost first) with per-layer counts, moving a pointer by per-layer deltas."""
-
-    def __init__(self, name: str, per_layer, ptr_width: int):
-        self._per_layer = per_layer  # [layer][level] = (count, delta)
-        levels = len(per_layer[0])
-        self.counters = [Signal(range(max(2, max(p[i][0] for p in per_layer))), name=f"{name}_{i}")
-                         for i in range(levels)]
-        self.ptr = Signal(ptr_width, name=f"{name}_ptr")
-        self.at_max: list = []
-        self.deltas: list = []
-
-    def wire(self, layer):
-        """Compare with and step by the constants of ``layer`` (a layer-index signal)."""
-        for i, counter in enumerate(self.counters):
-            self.at_max.append(counter == _table([p[i][0] - 1 for p in self._per_layer], counter.shape(), layer))
-            deltas = [p[i][1] for p in self._per_layer]
-            self.deltas.append(_table(deltas, _signed_shape(deltas), layer))
-
-    @property
-    def all_max(self):
-        result = self.at_max[0]
-        for flag in self.at_max[1:]:
-            result = result & flag
-        return result
-
-    def advance(self, m):
-        """Step the innermost level that is not at its last value; the inner ones wrap to 0."""
-        for i, counter in enumerate(self.counters):
-            with m.If(~self.at_max[i]) if i == 0 else m.Elif(~self.at_max[i]):
-                m.d.sync += [counter.eq(counter + 1), self.ptr.eq(self.ptr + self.deltas[i])]
-                m.d.sync += [inner.eq(0) for inner in self.counters[:i]]
-
-    def restart(self, m, ptr):
-        m.d.sync += [counter.eq(0) for counter in self.counters]
-        m.d.sync += self.ptr.eq(ptr)
-
-
 class CompactAccelerator(Accelerator):
     """A LeNet-family network on one shared array of ``config.lanes`` multipliers; weights loaded
     at run time.
@@ -314,6 +272,8 @@ class CompactAccelerator(Accelerator):
     weights : WeightSet
         The integer network; only ``weight_image`` depends on it (the hardware does not).
     config : CompactConfig
+
+    ``elaborate`` joins the parts of ``hdl/compact_parts.py`` (see the module docstring).
 
     Attributes
     ----------
@@ -369,204 +329,82 @@ class CompactAccelerator(Accelerator):
 
     def elaborate(self, platform):
         m = Module()
-        plans, lanes = self.plans, self.lanes
-        n_layers = len(plans)
-        a = self._config.arithmetic
-
-        m.submodules.quantize = quantize = PixelQuantizer()
+        lanes = self.lanes
+        m.submodules.image = image = ImageInput(self.network.pixels)
+        m.submodules.sequencer = sequencer = Sequencer(self.plans, lanes, self.map_depth)
+        m.submodules.array = array = MACArray(lanes, max(plan.terms - 1 for plan in self.plans))
+        m.submodules.finisher = finisher = Finisher(lanes, array.acc_shape, sequencer.address_bits,
+                                                    self._config.arithmetic)
+        m.submodules.loader = loader = WeightStoreLoader(lanes, self.words)
         m.submodules.store = store = WeightStore(lanes, self.words)
         m.submodules.argmax = argmax = Argmax(self.network.classes, self.logit_shape)
         m.submodules.maps = maps = Memory(shape=CODE, depth=self.map_depth, init=[])
         map_write, map_read = maps.write_port(), maps.read_port()
-        map_addr_width = max(1, (self.map_depth - 1).bit_length())
-
-        layer = self.layer
-        busy = Signal()
-        last_layer = layer == n_layers - 1
-
-        # ---- loops of the current layer ----
-        taps = _Loops("tap", [p.tap_loops for p in plans], map_addr_width)
-        positions = _Loops("pos", [p.position_loops for p in plans], map_addr_width)
-        taps.wire(layer)
-        positions.wire(layer)
-        group = Signal(range(max(p.groups for p in plans)))
-        last_group = group == _table([p.groups - 1 for p in plans], group.shape(), layer)
-        bias_term = Signal()  # the term being issued is the bias
-        w_ptr = Signal(14)  # weight word being issued
-        w_group = Signal(14)  # the bias word of the current group
-        out_ptr = Signal(map_addr_width)  # where lane 0's pooled output of this position goes
-        out_stride = _table([p.out_stride for p in plans], unsigned(map_addr_width), layer)
-        group_step = _table([1 + (lanes - 1) * p.out_stride for p in plans], unsigned(map_addr_width), layer)
-        lanes_last_group = _table([p.last_lanes for p in plans], range(lanes + 1), layer)
-
-        # ---- pipeline registers: stage M (memories answer, array adds), stage F (snapshot) ----
-        bias_m = Signal()
-        event_m, event_f = Signal(), Signal()  # the accumulation completes
-        first_m, first_f = Signal(), Signal()  # first position of a pooling window
-        write_m, write_f = Signal(), Signal()  # last position of a pooling window
-        out_m, out_f = Signal(map_addr_width), Signal(map_addr_width)
-        lanes_m, lanes_f = Signal(range(lanes + 1)), Signal(range(lanes + 1))
-
-        # ---- control ----
-        pixels = self.network.pixels
-        pixels_in = Signal(range(pixels + 1))  # pixels taken
-        pixels_out = Signal(range(pixels))  # codes written
-        elapsed = Signal(CYCLE_COUNTER_WIDTH)
-        finishing = Signal()  # the finisher works through its lanes
-        pipe_busy = event_m | event_f | finishing
-        issuing = Signal()
-        in_receive = Signal()
+        busy = sequencer.busy
         take_start = self.start & ~busy
 
-        def setup(m, index):
-            """Load the loops for layer ``index`` (a signal or int) and start issuing."""
-            m.d.sync += [layer.eq(index), group.eq(0), bias_term.eq(1)]
-            taps.restart(m, 0)
-            positions.restart(m, _table([p.act_base for p in plans], unsigned(map_addr_width), index))
-            m.d.sync += out_ptr.eq(_table([p.out_base for p in plans], unsigned(map_addr_width), index))
-            m.next = "RUN"
-
-        with m.FSM() as fsm:
-            with m.State("IDLE"):
-                with m.If(take_start):
-                    m.d.sync += [pixels_in.eq(0), pixels_out.eq(0)]
-                    m.next = "RECEIVE"
-            with m.State("RECEIVE"):
-                with m.If(quantize.o.valid):
-                    m.d.sync += pixels_out.eq(pixels_out + 1)
-                    with m.If(pixels_out == pixels - 1):
-                        m.d.sync += [w_ptr.eq(0), w_group.eq(0)]
-                        setup(m, 0)
-            with m.State("RUN"):
-                with m.If(bias_term):
-                    m.d.sync += [bias_term.eq(0), w_ptr.eq(w_ptr + 1)]
-                with m.Elif(~taps.all_max):
-                    taps.advance(m)
-                    m.d.sync += w_ptr.eq(w_ptr + 1)
-                with m.Else():  # the last tap: this accumulation is complete
-                    taps.restart(m, 0)
-                    m.d.sync += bias_term.eq(1)
-                    window_end = positions.at_max[0] & positions.at_max[1]
-                    with m.If(window_end):
-                        m.d.sync += out_ptr.eq(out_ptr + Mux(positions.all_max, group_step, 1))
-                    with m.If(~positions.all_max):
-                        positions.advance(m)
-                        m.d.sync += w_ptr.eq(w_group)  # the same group's weights again
-                    with m.Else():  # the group is complete; its successor's words follow
-                        positions.restart(m, _table([p.act_base for p in plans], unsigned(map_addr_width), layer))
-                        m.d.sync += [w_ptr.eq(w_ptr + 1), w_group.eq(w_ptr + 1), group.eq(group + 1)]
-                        with m.If(last_group):
-                            m.next = "DRAIN"
-            with m.State("DRAIN"):
-                with m.If(argmax.last):
-                    m.next = "IDLE"
-                with m.Elif(~pipe_busy & ~last_layer):
-                    setup(m, layer + 1)
-
-        # Decoded outside the FSM: continuous assignments, which Icarus evaluates at time 0
-        # (``always @*`` blocks of state decodes would stay X until the state changes).
+        # ---- image in; weights in (idle only) ----
+        wiring.connect(m, wiring.flipped(self.pixels), image.pixels)
+        wiring.connect(m, wiring.flipped(self.weights), loader.i)
         m.d.comb += [
-            busy.eq(~fsm.ongoing("IDLE")),
-            in_receive.eq(fsm.ongoing("RECEIVE")),
-            issuing.eq(fsm.ongoing("RUN")),
+            image.start.eq(take_start),
+            image.open.eq(sequencer.receiving),
+            loader.restart.eq(self.weights_restart),
+            loader.enable.eq(~busy),
+            store.wdata.eq(loader.data),
+            store.wlane.eq(loader.lane),
+            store.we.eq(loader.we),
+            store.addr.eq(Mux(busy, sequencer.weight_addr, loader.addr)),
+        ]
+
+        # ---- the term follows its operands: the memories answer, then the array adds ----
+        terms = [sequencer.term]
+        for stage in range(MEMORY_LATENCY + array.latency):
+            terms.append(Signal.like(sequencer.term, name=f"term_{stage + 1}"))
+            m.d.sync += terms[-1].eq(terms[-2])
+        at_array, at_finisher = terms[MEMORY_LATENCY], terms[-1]
+        m.d.comb += [
+            map_read.addr.eq(sequencer.act_addr),
+            map_read.en.eq(1),
+            array.activation.eq(map_read.data),
+            array.weights.eq(store.data),
+            array.bias.eq(at_array.bias),
+            finisher.acc.eq(array.acc),
+            finisher.snapshot.eq(at_finisher.complete),
+            finisher.position.eq(at_finisher.position),
+            finisher.stride.eq(sequencer.out_stride),
+            finisher.last_layer.eq(sequencer.last_layer),
+        ]
+        pipeline_busy = finisher.busy
+        for term in terms[1:]:
+            pipeline_busy = pipeline_busy | term.complete
+
+        # ---- control ----
+        m.d.comb += [
+            sequencer.start.eq(self.start),
+            sequencer.image_done.eq(image.last),
+            sequencer.pipeline_busy.eq(pipeline_busy),
+            sequencer.last_logit.eq(argmax.last),
+            self.layer.eq(sequencer.layer),
+            self.phase.eq(Mux(sequencer.issuing, sequencer.layer + 1, 0)),
             self.busy.eq(busy),
             self.receiving.eq(busy),
-            self.phase.eq(Mux(issuing, layer + 1, 0)),
+        ]
+
+        # ---- feature-map writes: the image's codes, then the finisher's ----
+        receiving = sequencer.receiving
+        m.d.comb += [
+            map_write.addr.eq(Mux(receiving, image.addr, finisher.addr)),
+            map_write.data.eq(Mux(receiving, image.code, finisher.data)),
+            map_write.en.eq(image.we | finisher.en),
+            argmax.i.valid.eq(finisher.logit.valid),
+            argmax.i.payload.eq(finisher.logit.payload),
             self.klass.eq(argmax.klass),
             self.logits.eq(argmax.logits),
         ]
 
-        # ---- image input: one pixel a cycle through the quantizer into region 0 ----
-        receiving_pixels = in_receive & (pixels_in != pixels)
-        m.d.comb += [
-            quantize.i.payload.eq(self.pixels.payload),
-            quantize.i.valid.eq(self.pixels.valid & receiving_pixels),
-            self.pixels.ready.eq(quantize.i.ready & receiving_pixels),
-            quantize.o.ready.eq(1),
-        ]
-        with m.If(self.pixels.valid & self.pixels.ready):
-            m.d.sync += pixels_in.eq(pixels_in + 1)
-
-        # ---- weight loading (idle only): byte ``lane`` of word ``word`` ----
-        load_lane = Signal(range(lanes))
-        load_word = Signal(range(self.words + 1))
-        take_byte = self.weights.valid & self.weights.ready & ~self.weights_restart
-        m.d.comb += [
-            self.weights.ready.eq(~busy),
-            store.wdata.eq(self.weights.payload),
-            store.wlane.eq(load_lane),
-            store.we.eq(take_byte & (load_word != self.words)),
-            store.addr.eq(Mux(busy, w_ptr, load_word)),
-        ]
-        with m.If(self.weights_restart):
-            m.d.sync += [load_lane.eq(0), load_word.eq(0)]
-        with m.Elif(take_byte & (load_word != self.words)):
-            with m.If(load_lane == lanes - 1):
-                m.d.sync += [load_lane.eq(0), load_word.eq(load_word + 1)]
-            with m.Else():
-                m.d.sync += load_lane.eq(load_lane + 1)
-
-        # ---- issue: addresses out; the term's control follows the memories' one-cycle latency ----
-        m.d.comb += [map_read.addr.eq(positions.ptr + taps.ptr), map_read.en.eq(1)]
-        completes = issuing & ~bias_term & taps.all_max
-        m.d.sync += [
-            bias_m.eq(bias_term),
-            event_m.eq(completes),
-            first_m.eq((positions.counters[0] == 0) & (positions.counters[1] == 0)),
-            write_m.eq(positions.at_max[0] & positions.at_max[1]),
-            out_m.eq(out_ptr),
-            lanes_m.eq(Mux(last_group, lanes_last_group, lanes)),
-            event_f.eq(event_m), first_f.eq(first_m), write_f.eq(write_m), out_f.eq(out_m), lanes_f.eq(lanes_m),
-        ]
-
-        # ---- the MAC array: the bias cycle loads 64 * b = b << 6, each tap adds x * w ----
-        x = Signal(CODE)
-        m.d.comb += x.eq(Mux(bias_m, arith.SCALE, map_read.data))
-        accumulators = [Signal(self.acc_shape, name=f"acc{lane}") for lane in range(lanes)]
-        for lane, acc in enumerate(accumulators):
-            w = store.data[8 * lane : 8 * lane + 8].as_signed()
-            product = x * w
-            with m.If(bias_m):
-                m.d.sync += acc.eq(product)
-            with m.Else():
-                m.d.sync += acc.eq(acc + product)
-
-        # ---- finisher: snapshot, then one lane a cycle ----
-        snapshot = [Signal(self.acc_shape, name=f"snap{lane}") for lane in range(lanes)]
-        pooled = [Signal(CODE, name=f"pool{lane}") for lane in range(lanes)]
-        lane = Signal(range(lanes + 1), init=lanes)  # lanes: idle
-        f_first, f_write = Signal(), Signal()
-        f_addr = Signal(map_addr_width)
-        f_lanes = Signal(range(lanes + 1))
-        m.d.comb += finishing.eq(lane != lanes)
-        with m.If(event_f):
-            m.d.sync += [s.eq(acc) for s, acc in zip(snapshot, accumulators)]
-            m.d.sync += [lane.eq(0), f_first.eq(first_f), f_write.eq(write_f), f_addr.eq(out_f), f_lanes.eq(lanes_f)]
-        with m.Elif(finishing):
-            m.d.sync += [snapshot[k].eq(snapshot[k + 1]) for k in range(lanes - 1)]
-            m.d.sync += [lane.eq(lane + 1), f_addr.eq(f_addr + out_stride)]
-
-        head = snapshot[0]
-        code = Signal(CODE)
-        best = Signal(CODE)
-        m.d.comb += [
-            code.eq(relu(requantize(head, a))),
-            best.eq(Mux(f_first | (code > pooled[0]), code, pooled[0])),
-        ]
-        with m.If(finishing):
-            m.d.sync += [pooled[k].eq(pooled[k + 1]) for k in range(lanes - 1)]
-            m.d.sync += pooled[lanes - 1].eq(best)
-        valid_lane = finishing & (lane < f_lanes)
-
-        m.d.comb += [
-            map_write.addr.eq(Mux(in_receive, pixels_out, f_addr)),
-            map_write.data.eq(Mux(in_receive, quantize.o.payload, best)),
-            map_write.en.eq(quantize.o.valid | (valid_lane & f_write & ~last_layer)),
-            argmax.i.valid.eq(valid_lane & last_layer),
-            argmax.i.payload.eq(head),
-        ]
-
         # ---- done, cycles ----
+        elapsed = Signal(CYCLE_COUNTER_WIDTH)
         m.d.sync += self.done.eq(argmax.last)
         with m.If(take_start):
             m.d.sync += elapsed.eq(1)
