@@ -246,13 +246,14 @@ def _packed_words(words) -> list[int]:
 
 def _report(network: Network, plans, lanes: int, map_depth: int) -> list[dict]:
     cycles = cycle_model(network, plans, lanes)
-    rows = [{"layer": "input", "macs": 0, "multipliers": 0, "memory_bits": 256 * arith.WIDTH,
-             "memory": "bram", "cycles": cycles["input"]}]
+    # Every layer's row names the same shared array (its multipliers and DSP blocks).
+    rows = [{"layer": "input", "macs": 0, "multipliers": 0, "dsp": 0, "weight_bits": 0,
+             "memory_bits": 256 * arith.WIDTH, "memory": "bram", "cycles": cycles["input"]}]
     for plan in plans:
-        rows.append({"layer": plan.name, "macs": plan.macs, "multipliers": lanes,
-                     "memory_bits": plan.words * lanes * arith.WIDTH, "memory": "spram",
+        rows.append({"layer": plan.name, "macs": plan.macs, "multipliers": lanes, "dsp": lanes,
+                     "weight_bits": arith.WIDTH, "memory_bits": plan.words * lanes * arith.WIDTH, "memory": "spram",
                      "cycles": cycles[plan.name]})
-    rows.append({"layer": "feature maps", "macs": 0, "multipliers": 0,
+    rows.append({"layer": "feature maps", "macs": 0, "multipliers": 0, "dsp": 0, "weight_bits": 0,
                  "memory_bits": map_depth * arith.WIDTH, "memory": "bram", "cycles": 0})
     return rows
 
@@ -316,6 +317,11 @@ class CompactAccelerator(Accelerator):
     @property
     def multipliers(self) -> int:
         """The array's lanes: every layer runs on the same multipliers."""
+        return self.lanes
+
+    @property
+    def dsp_blocks(self) -> int:
+        """One DSP block a lane (an SB_MAC16 on the iCE40 UP5K), shared by every layer."""
         return self.lanes
 
     def cycle_model(self) -> dict[str, int]:

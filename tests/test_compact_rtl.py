@@ -138,6 +138,10 @@ def test_cycle_model_and_report():
     assert spram == words * 8 * 8 <= 4 * 256 * 1024  # 8 lanes of 8 bits per word; four 256-kbit SPRAMs
     assert sum(row["memory_bits"] for row in rows if row["memory"] == "bram") <= 30 * 4096
     assert {row["multipliers"] for row in rows if row["macs"]} == {8}
+    # The rows carry every key of the Accelerator report; the array's 8 DSP blocks are shared.
+    assert all({"dsp", "weight_bits"} <= set(row) for row in rows)
+    assert {(row["dsp"], row["weight_bits"]) for row in rows if row["macs"]} == {(8, 8)}
+    assert CompactAccelerator(ws, CompactConfig()).dsp_blocks == 8
 
 
 def test_accelerator_contract():
