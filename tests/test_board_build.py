@@ -1,4 +1,4 @@
-"""Board flow without place-and-route: report parsing, the fit check, flash commands, and the
+"""Board flow without place-and-route: report parsing, the fit check, and the
 iCEBreaker flow up to the tools (design, Yosys script), and one real build: the iCEBreaker's
 (about a minute). The ULX3S build (several minutes) is a slow test (`make test-slow`)."""
 
@@ -223,20 +223,6 @@ def test_ulx3s_build_with_a_pll_up_to_the_tools(tmp_path, monkeypatch, capsys):
 def test_unknown_board():
     with pytest.raises(InputError, match="unknown board"):
         platforms.board("de10-nano")
-
-
-@pytest.mark.parametrize("name, expected", [
-    ("ulx3s-85f", "openFPGALoader --board ulx3s build/ulx3s-85f/lenet5.bit"),
-    ("icebreaker", "openFPGALoader --board ice40_generic build/icebreaker/lenet5.bin"),
-])
-def test_flash_dry_run_prints_the_command(name, expected, capsys):
-    assert main(["flash", "--board", name, "--dry-run"]) == 0
-    assert capsys.readouterr().out.strip() == expected
-
-
-def test_flash_without_bitstream_is_a_clean_error(tmp_path, capsys):
-    assert main(["flash", "--board", "ulx3s-85f", "--bitstream", str(tmp_path / "none.bit")]) == 2
-    assert "bitstream not found" in capsys.readouterr().err
 
 
 # CI builds this board for real (about a minute, plus the tools' first-call compile on a new
