@@ -128,8 +128,18 @@ def parse_yosys_flip_flops(log: str) -> int | None:
 
 
 def check_fits(target: Board, weights: WeightSet, config) -> None:
-    """Refuse early, with the numbers, a design whose memories cannot fit the FPGA's RAMs."""
+    """Refuse early, with the numbers, a design whose memories cannot fit the FPGA's RAMs or
+    whose DSP multipliers are more than it has."""
     rows = memory_report(weights, config)
+    dsp = sum(row["dsp"] for row in rows)
+    if dsp > target.multipliers:
+        soft = getattr(config, "soft_multipliers", ())
+        raise InputError(
+            f"the design does not fit the {target.name}: it puts {dsp} multipliers in DSP blocks "
+            f"(soft multipliers: {','.join(soft) or 'none'}), the FPGA has {target.multipliers}; name more "
+            f"layers in --soft-multipliers, or leave the option out and the board's build picks them. "
+            f"Use --force to try anyway."
+        )
     bits = sum(row["memory_bits"] for row in rows if row["memory"] == "bram")
     spram = sum(row["memory_bits"] for row in rows if row["memory"] == "spram")
     if bits > target.block_ram_bits:
