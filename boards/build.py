@@ -131,15 +131,6 @@ def check_fits(target: Board, weights: WeightSet, config) -> None:
     """Refuse early, with the numbers, a design whose memories cannot fit the FPGA's RAMs or
     whose DSP multipliers are more than it has."""
     rows = memory_report(weights, config)
-    dsp = sum(row["dsp"] for row in rows)
-    if dsp > target.multipliers:
-        soft = getattr(config, "soft_multipliers", ())
-        raise InputError(
-            f"the design does not fit the {target.name}: it puts {dsp} multipliers in DSP blocks "
-            f"(soft multipliers: {','.join(soft) or 'none'}), the FPGA has {target.multipliers}; name more "
-            f"layers in --soft-multipliers, or leave the option out and the board's build picks them. "
-            f"Use --force to try anyway."
-        )
     bits = sum(row["memory_bits"] for row in rows if row["memory"] == "bram")
     spram = sum(row["memory_bits"] for row in rows if row["memory"] == "spram")
     if bits > target.block_ram_bits:
@@ -153,6 +144,17 @@ def check_fits(target: Board, weights: WeightSet, config) -> None:
         raise InputError(
             f"the design does not fit the {target.name}: its weights need {spram / 1024:,.0f} kbit of SPRAM, "
             f"the FPGA has {target.spram_bits / 1024:,.0f} kbit. Use --force to try anyway."
+        )
+    # The compact design's rows give each layer the one shared array (its lanes are checked
+    # against MAX_LANES by its configuration) and no DSP column.
+    dsp = sum(row["dsp"] for row in rows) if all("dsp" in row for row in rows) else 0
+    if dsp > target.multipliers:
+        soft = getattr(config, "soft_multipliers", ())
+        raise InputError(
+            f"the design does not fit the {target.name}: it puts {dsp} multipliers in DSP blocks "
+            f"(soft multipliers: {','.join(soft) or 'none'}), the FPGA has {target.multipliers}; name more "
+            f"layers in --soft-multipliers, or leave the option out and the board's build picks them. "
+            f"Use --force to try anyway."
         )
 
 
