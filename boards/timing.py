@@ -121,8 +121,8 @@ def paths_table(paths: list[TimingPath], limit: int = 6) -> list[str]:
         lines.append(f"  {label:<22}{path.delay_ns:>7.2f} ns{share(path.logic_ns):>7}{share(path.routing_ns):>9}"
                      f"{path.cells:>7}  {path.start} -> {path.end}")
     if cut:
-        lines.append("  * nextpnr cuts this path at a cell it clocks from a constant net (an iCE40 DSP used "
-                     "without registers): the whole path is the two halves plus that cell's own delay")
+        lines.append("  * cut by nextpnr at a cell clocked from a constant net (an iCE40 DSP without registers):\n"
+                     "    the whole path is both halves plus that cell's own delay")
     if any(not path.constrained for path in paths[:limit]):
         lines.append("  <async>: a pin; paths from and to pins are not constrained here")
     worst = next((path for path in paths if path.constrained and not cut_at_constant(path)), None)

@@ -113,7 +113,7 @@ def test_table_shows_paths_shares_and_where_the_logs_are(report, tmp_path):
     table = build.BuildReport("icebreaker", None, {}, 23.2, 12, True, 1.0, worst_paths=paths, logs=logs).table()
     # 12.72 of 43.10 ns is logic: 30 %; 30.38 ns routing: 70 %.
     assert re.search(r"clk -> clk\s+43\.10 ns\s+30 %\s+70 %\s+12\s+link\.op\[4\] -> link\.sent", table)
-    assert "(constant) -> clk *" in table and "cuts this path" in table
+    assert "(constant) -> clk *" in table and "both halves plus that cell's own delay" in table
     assert f"{tmp_path / 'lenet5.tim'} (nextpnr)" in table
 
 
