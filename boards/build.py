@@ -145,9 +145,8 @@ def check_fits(target: Board, weights: WeightSet, config) -> None:
             f"the design does not fit the {target.name}: its weights need {spram / 1024:,.0f} kbit of SPRAM, "
             f"the FPGA has {target.spram_bits / 1024:,.0f} kbit. Use --force to try anyway."
         )
-    # The compact design's rows give each layer the one shared array (its lanes are checked
-    # against MAX_LANES by its configuration) and no DSP column.
-    dsp = sum(row["dsp"] for row in rows) if all("dsp" in row for row in rows) else 0
+    # Not the rows' sum: the compact design's rows all name its one shared array.
+    dsp = accelerator.read_design(weights, config, lambda design: design.dsp_blocks)
     if dsp > target.multipliers:
         soft = getattr(config, "soft_multipliers", ())
         raise InputError(
