@@ -12,7 +12,8 @@ A serial line loses and corrupts bytes, so the client:
   BUSY the board adds after one, is skipped, never taken for the answer;
 * resynchronises on the next SYNC after a frame with a bad CRC;
 * sends a request again, a bounded number of times (``retries``, counted in ``retried``), when
-  the board answered BAD_CRC, TIMEOUT or BUSY (it carried out nothing) or no good reply came;
+  the board answered BAD_CRC, TIMEOUT, BUSY or TOO_LONG (it carried out nothing) or no good reply
+  came;
 * after the first whole image that did not get through, sends images in short IMAGE pieces
   (``piece_bytes``) and weight chunks of the same size, until an image goes through without a
   retry: on a line that corrupts 1 % of bytes a whole-image exchange (843 bytes on the line)
@@ -46,10 +47,13 @@ ERROR_TEXT = {
     ErrorCode.BAD_IMAGE: "the board refused an image piece (out of order or past the image's end)",
     ErrorCode.HUNG: ("the accelerator did not finish within the board's watchdog time; the board reset it "
                      "(a weight load in progress was ended)"),
+    ErrorCode.TOO_LONG: ("the board refused the request's length as longer than any it takes (a length corrupted "
+                         "on the line, or a board built for a smaller network)"),
 }
 RETRY_CODES = protocol.RETRY_CODES
 MIN_BAUD = 1200  # below this a read timeout that covers the longest exchange runs into minutes
 PIECE_BYTES = 16  # pixels (or weight bytes) per frame once the line has shown noise
+MIN_REPLY_WAIT = 0.2  # seconds: the shortest read timeout (a USB adapter's latency timer is 16 ms)
 DEFAULT_RETRIES = 10  # further attempts of one request (or one piece, or one chunk)
 
 
@@ -57,8 +61,8 @@ class BoardError(InputError):
     """The board answered ERROR, or no good reply to the request came.
 
     ``code`` is the board's ``ErrorCode`` for an ERROR reply, else None. ``retryable``: the
-    board carried out nothing it was asked (an ERROR BAD_CRC, TIMEOUT or BUSY), or it is unknown
-    whether it did because no good reply came (``code`` None).
+    board carried out nothing it was asked (an ERROR in ``protocol.RETRY_CODES``), or it is
+    unknown whether it did because no good reply came (``code`` None).
     """
 
     def __init__(self, message: str, code: int | None = None, retryable: bool = False):
@@ -91,8 +95,12 @@ class BoardClient:
         SEQ of the first request (default: random, so a stale reply from an earlier session is
         unlikely to match).
 
-    A reply is waited for until the port's read times out, or until four replies' worth of
-    bytes came without it (a line that babbles noise cannot hold the client).
+    A reply is waited for until the port's read times out, or until four replies' worth of bytes
+    came without it (a line that babbles noise cannot hold the client). With ``set_timeout``,
+    the port's timeout is set before each request in proportion to the bytes of the exchange (at
+    least ``MIN_REPLY_WAIT``), so a lost 34-byte exchange costs a fraction of what a lost whole
+    image does, and after a frame with a bad CRC (perhaps the reply, corrupted) the search for
+    the next SYNC goes on only for ``MIN_REPLY_WAIT``.
 
     Attributes
     ----------
@@ -115,6 +123,8 @@ class BoardClient:
         self.retries = retries
         self.piece_bytes = piece_bytes
         self._seq = random.randrange(256) if seq is None else int(seq) & 0xFF
+        self.timeout: float | None = None  # seconds for the longest exchange; None: the port's own
+        self._armed: float | None = None
         self.info: protocol.BoardInfo | None = None
         self.retried: collections.Counter = collections.Counter()
         self._noisy = False
@@ -126,16 +136,21 @@ class BoardClient:
         self._seq = (self._seq + 1) & 0xFF
         return self._seq
 
-    def transact(self, request: bytes, seq: int | None = None, max_payload: int | None = None) -> Frame:
+    def transact(self, request: bytes, seq: int | None = None, max_payload: int | None = None,
+                 reply_payload: int | None = None) -> Frame:
         """Send ``request`` (raw bytes, normally one encoded frame) and return the first good reply
-        frame whose SEQ is ``seq`` (any SEQ if None). One attempt, no retry.
+        frame whose SEQ is ``seq`` (any SEQ if None). One attempt, no retry. ``max_payload``:
+        longer frames are noise (default: the longest reply); ``reply_payload``: the reply's
+        expected length, for the read timeout (default ``max_payload``).
 
         Raises BoardError on an ERROR reply, or (``retryable``, ``code`` None) when no good
         matching reply comes before the reply timeout.
         """
+        max_payload = self._max_reply() if max_payload is None else max_payload
+        self._arm(len(request) + (max_payload if reply_payload is None else reply_payload) + protocol.OVERHEAD_BYTES)
         self.port.reset_input_buffer()
         self.port.write(bytes(request))
-        reply = self._read_reply(seq, self._max_reply() if max_payload is None else max_payload)
+        reply = self._read_reply(seq, max_payload)
         if reply.type == FrameType.ERROR:
             try:
                 code = protocol.parse_error(reply)
@@ -145,6 +160,17 @@ class BoardClient:
             name = code.name if isinstance(code, ErrorCode) else str(code)
             raise BoardError(f"board error {int(code)} ({name}): {text}", code, code in RETRY_CODES)
         return reply
+
+    def _arm(self, exchange_bytes: int) -> None:
+        """The port's read timeout for an exchange of this many bytes (see the class docstring)."""
+        if self.timeout is None:
+            return
+        sizes = self.info.sizes if self.info is not None else None
+        longest = (sizes.max_request + sizes.max_reply if sizes else protocol.INFO_LENGTH) + 2 * protocol.OVERHEAD_BYTES
+        wait = max(MIN_REPLY_WAIT, self.timeout * min(1.0, exchange_bytes / longest))
+        if wait != self._armed:
+            self.port.timeout = wait
+            self._armed = wait
 
     def _max_reply(self) -> int:
         return max(protocol.FIXED_REPLY_LENGTHS.values()) if self.info is None else self.info.sizes.max_reply
@@ -160,6 +186,10 @@ class BoardClient:
             for frame in decoder.feed(chunk):
                 if not frame.crc_ok:
                     corrupt += 1
+                    if self._armed is not None and self._armed > MIN_REPLY_WAIT:
+                        # The reply itself may be what was corrupted: look on for the next SYNC,
+                        # but only as long as a reply right behind the bad frame would take.
+                        self.port.timeout = self._armed = MIN_REPLY_WAIT
                 elif seq is not None and frame.seq != seq:
                     stale += 1
                 else:
@@ -177,7 +207,8 @@ class BoardClient:
     def _exchange(self, type: FrameType, payload: bytes, expect: FrameType) -> Frame:
         """One attempt of one request; a good reply of another type is a BoardError (not retryable)."""
         seq = self.next_seq()
-        reply = self.transact(protocol.encode_frame(type, payload, seq), seq)
+        expected = None if self.info is None else max(self.info.sizes.reply_length(expect), protocol.ERROR_LENGTH)
+        reply = self.transact(protocol.encode_frame(type, payload, seq), seq, reply_payload=expected)
         if reply.type != expect:
             raise BoardError(f"unexpected reply: expected {expect.name}, got a {reply.describe()}")
         return reply
@@ -213,8 +244,11 @@ class BoardClient:
         return self.info
 
     def set_timeout(self, seconds: float) -> None:
-        """Set the port's read timeout (pyserial's ``timeout``): how long a reply is waited for."""
-        self.port.timeout = float(seconds)
+        """Wait up to ``seconds`` for the reply to the longest exchange (a full chunk or a whole
+        image), proportionally less for shorter ones; sets the port's ``timeout`` per request."""
+        if not seconds > 0:
+            raise ValueError(f"timeout must be positive, not {seconds!r}")
+        self.timeout = float(seconds)
 
     @property
     def sizes(self) -> protocol.FrameSizes:

@@ -84,8 +84,7 @@ class ErrorCode(enum.IntEnum):
     """The payload byte of an ERROR frame: why the board did not carry out a request."""
 
     BAD_CRC = 1  # the frame's CRC byte does not match
-    BAD_LENGTH = 2  # LEN is not a length this type can have (refused as soon as LEN arrives if
-    #                 it is above the board's largest request)
+    BAD_LENGTH = 2  # LEN is not a length this type can have (the frame's CRC checked)
     UNKNOWN_TYPE = 3  # TYPE is not a request this board implements
     TIMEOUT = 4  # a frame stopped arriving (a gap longer than the board's timeout), or took
     #              longer than the board's frame deadline
@@ -99,10 +98,13 @@ class ErrorCode(enum.IntEnum):
     #                CLASSIFY without pixels before a whole image was sent in pieces
     HUNG = 9  # the accelerator did not finish within the board's watchdog time; the board
     #           reset it (a load in progress is ended, the weights invalid)
+    TOO_LONG = 10  # LEN above the board's largest request, refused as soon as LEN arrived, before
+    #                the CRC could be checked: a LEN corrupted on the line, or a request for another board
 
 
-# Errors after which the board has carried out nothing: the request may be sent again as it is.
-RETRY_CODES = (ErrorCode.BAD_CRC, ErrorCode.TIMEOUT, ErrorCode.BUSY)
+# Errors after which the board has carried out nothing, and which a corrupted frame can cause:
+# the request may be sent again as it is.
+RETRY_CODES = (ErrorCode.BAD_CRC, ErrorCode.TIMEOUT, ErrorCode.BUSY, ErrorCode.TOO_LONG)
 
 
 class ProtocolError(InputError):

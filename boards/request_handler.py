@@ -1,7 +1,7 @@
 """The board's request handling: what the link does with each frame the parser ends.
 
-Every verdict gets one reply, decided in this order: the parser's own (TIMEOUT, BAD_LENGTH for
-a LEN above the largest request, BAD_CRC: with a bad CRC nothing else can be trusted), then
+Every verdict gets one reply, decided in this order: the parser's own (TIMEOUT, TOO_LONG for a
+LEN above the largest request, BAD_CRC: with a bad CRC nothing else can be trusted), then
 TYPE, then LEN, then the request's own rules. A request is carried out only after its CRC has
 checked:
 
@@ -299,7 +299,7 @@ class RequestHandler(wiring.Component):
                 with m.If(verdict.payload == ParseStatus.TIMEOUT):
                     reply(FrameType.ERROR, ErrorCode.TIMEOUT)
                 with m.Elif(verdict.payload == ParseStatus.TOO_LONG):
-                    reply(FrameType.ERROR, ErrorCode.BAD_LENGTH)
+                    reply(FrameType.ERROR, ErrorCode.TOO_LONG)
                 with m.Elif(verdict.payload == ParseStatus.BAD_CRC):
                     reply(FrameType.ERROR, ErrorCode.BAD_CRC)
                 with m.Elif(~known):

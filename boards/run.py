@@ -5,6 +5,7 @@ iCEBreaker's compact design after configuration) the weights are loaded over the
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from types import SimpleNamespace
@@ -18,6 +19,10 @@ from ..model import weights as weight_files
 from ..model.errors import InputError
 from . import protocol
 from .host import BoardClient, BoardError, open_serial, serial_timeout
+
+# A pseudo-terminal has no baud rate, and the far end may be a simulation (lenet-fpga board-sim)
+# much slower than a real line: wait this long for the longest exchange's reply.
+PSEUDO_TERMINAL_TIMEOUT = 10.0
 
 
 def board_weight_image(ws: weight_files.WeightSet, board: str = "ulx3s-85f", preset: str = "baseline",
@@ -135,12 +140,14 @@ def run_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, qui
 def cmd_board_run(args) -> int:
     ws = weight_files.load(args.weights)
     image_set = image_sets.load_image_set(args.images).head(args.n).fitted(ws.network)
-    port = open_serial(args.port, args.baud)
+    timeout = getattr(args, "timeout", None)
+    simulated = os.path.realpath(args.port).startswith("/dev/pts/")
+    port = open_serial(args.port, args.baud, timeout or (PSEUDO_TERMINAL_TIMEOUT if simulated else None))
     try:
         client = BoardClient(port)
         info = client.ping()
         check_board_network(info, ws)
-        client.set_timeout(serial_timeout(args.baud, info.sizes))
+        client.set_timeout(timeout or (PSEUDO_TERMINAL_TIMEOUT if simulated else serial_timeout(args.baud, info.sizes)))
         if args.weights is not None or not info.weights_valid:
             config_design, image = board_weight_image(ws, args.board, args.preset, args.lanes, args.filters,
                                                       args.soft_multipliers, with_design=True)

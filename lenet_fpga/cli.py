@@ -219,7 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("board-run", help="send images to a flashed board over UART and compare with the golden model")
     p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 (or a pyserial URL)")
-    p.add_argument("--baud", type=positive_int, default=115_200, help="baud rate (default 115200)")
+    p.add_argument("--baud", type=positive_int, default=115_200, help="baud rate (default 115200, at least 1200)")
+    p.add_argument("--timeout", type=positive_float, default=None, metavar="SECONDS",
+                   help="how long to wait for the reply to the longest exchange (a whole image) before sending "
+                        "the request again, shorter exchanges proportionally less, at least 0.2 s (default: twice the "
+                        "line time at --baud plus 0.5 s, 0.65 s at 115200 baud; 10 s on a pseudo-terminal such as "
+                        "board-sim's)")
     _weights_option(p)
     # A weight load is laid out for the board's design: its board and generator options.
     p.add_argument("--board", choices=["ulx3s-85f", "icebreaker"], default="ulx3s-85f",

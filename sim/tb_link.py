@@ -488,7 +488,7 @@ async def link_errors(dut):
 
 @cocotb.test()
 async def link_refuses_at_once(dut):
-    """A LEN above the largest request is answered BAD_LENGTH as soon as LEN has arrived, not
+    """A LEN above the largest request is answered TOO_LONG as soon as LEN has arrived, not
     after the payload; the rest of the frame is dropped (ERROR BUSY, the same SEQ). A noise
     header in front of a request swallows its first bytes: the board answers the noise with the
     noise's SEQ, which the client does not take for its answer, and sends the request again."""
@@ -503,12 +503,12 @@ async def link_refuses_at_once(dut):
     refused = (bench.line.last_stop_ps - started) // (CLOCK_NS * 1000)
     busy, _ = await bench.call(bench.port.read, protocol.OVERHEAD_BYTES + 1)
     frames = protocol.FrameDecoder().feed(reply + busy)
-    assert [(f.type, f.seq, f.payload) for f in frames] == [(FrameType.ERROR, 0x31, bytes([ErrorCode.BAD_LENGTH])),
+    assert [(f.type, f.seq, f.payload) for f in frames] == [(FrameType.ERROR, 0x31, bytes([ErrorCode.TOO_LONG])),
                                                             (FrameType.ERROR, 0x31, bytes([ErrorCode.BUSY]))], frames
     # The refusal went out right after LEN's last byte (the 5th): its 8 bytes end 13 byte times
     # after the request began, long before the request's own 5 + 790 + 2 bytes are through.
     assert refused <= (protocol.HEADER_BYTES + protocol.OVERHEAD_BYTES + 1) * byte + 50 < len(too_long) * byte, (
-        f"BAD_LENGTH ended {refused} cycles after the request began")
+        f"TOO_LONG ended {refused} cycles after the request began")
     await sending
     await bench.quiet()
     await bench.classify_and_check(0, " after a frame refused at once")

@@ -134,7 +134,7 @@ def test_board_run_cli_loads_weights(monkeypatch, capsys):
     from lenet_fpga.cli import main
 
     board = GoldenBoard(weights.load(), loadable=[WRAP_WEIGHTS])
-    monkeypatch.setattr(run, "open_serial", lambda path, baud: board)
+    monkeypatch.setattr(run, "open_serial", lambda *args: board)
     assert main(["board-run", "--port", "fake", "--weights", str(WRAP_WEIGHTS), "--n", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["total"]["mismatches"] == 0 and out["total"]["images"] == 3
@@ -162,7 +162,7 @@ def test_board_run_keeps_the_results_of_a_run_that_fails(monkeypatch, capsys):
     board = GoldenBoard(weights.load())
     # Request 0 is board-run's PING, 1 run_on_board's, then one CLASSIFY per image.
     board.actions = {k: "silent" for k in range(4, 100)}
-    monkeypatch.setattr(run, "open_serial", lambda path, baud: board)
+    monkeypatch.setattr(run, "open_serial", lambda *args: board)
     assert main(["board-run", "--port", "fake", "--n", "5", "--json"]) == 2
     captured = capsys.readouterr()
     out = json.loads(captured.out)

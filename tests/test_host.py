@@ -261,6 +261,37 @@ def test_errors_on_silence_and_wrong_reply():
         BoardClient(object())
 
 
+class TimedBoard(FakeBoard):
+    """Records the read timeout the client set for each request."""
+
+    def __init__(self):
+        super().__init__()
+        self.timeouts = []
+
+    def write(self, data):
+        self.timeouts.append(self.timeout)
+        return super().write(data)
+
+
+def test_read_timeouts_follow_the_exchange():
+    """With set_timeout(T) for the longest exchange (a 789-byte chunk and a 45-byte RESULT, 7 bytes
+    of framing each: 848 bytes), each request waits T x its own exchange's bytes / 848, at least
+    0.2 s: a whole image 10 x (791 + 52) / 848, a 16-pixel piece 10 x (25 + 9) / 848 = 0.40 s."""
+    board = TimedBoard()
+    client = BoardClient(board, piece_bytes=16)
+    client.ping()
+    client.set_timeout(10.0)
+    client.classify(image(1))
+    board.actions = {len(board.requests): "corrupt"}
+    client.classify(image(2))
+    whole, piece = 10 * (791 + 52) / 848, 10 * (25 + 9) / 848
+    assert board.timeouts[1] == pytest.approx(whole) and board.timeouts[3] == pytest.approx(piece)
+    assert board.timeouts[-1] == pytest.approx(10 * (7 + 52) / 848)  # CLASSIFY without pixels
+    client.set_timeout(0.65)
+    client.ping()
+    assert board.timeouts[-1] == 0.2
+
+
 def test_read_timeouts_are_bounded():
     # The longest exchange of LeNet-5: a 789-byte chunk and a 45-byte RESULT with their 7-byte
     # overheads, 10 bits a byte, twice over, plus half a second.

@@ -278,11 +278,14 @@ def test_link_real_accelerator(simulator, sim_build):
     assert (overhead >= 0).all() and (overhead < pixels + 100).all(), f"link overhead {overhead.tolist()} cycles"
 
 
+@pytest.mark.slow
 @pytest.mark.verilator
 def test_link_loads_other_weights_verilator(sim_build):
     """The shipped network's board loads the wrap-trained weights (the whole ~45 KB image, bit by
     bit over the simulated line) and then answers like the golden model of those weights in the
-    board's arithmetic. Verilator only: Icarus takes minutes for the 3.7 M clock cycles."""
+    board's arithmetic, and the load takes the line time of its bytes and about a cycle per
+    image byte more. Verilator only: Icarus takes minutes for the 3.7 M clock cycles. (Slow: the
+    same load runs in CI through board-sim, test_board_sim.py.)"""
     try:
         runner.prepare_simulator("verilator")
     except InputError as e:

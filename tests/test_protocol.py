@@ -107,7 +107,7 @@ def test_type_and_error_codes_are_the_documented_ones():
         "INFO": 0x81, "RESULT": 0x82, "WEIGHTS_LOADED": 0x83, "IMAGE_STORED": 0x84, "ERROR": 0xEE}
     assert {e.name: int(e) for e in ErrorCode} == {
         "BAD_CRC": 1, "BAD_LENGTH": 2, "UNKNOWN_TYPE": 3, "TIMEOUT": 4, "BUSY": 5, "NO_WEIGHTS": 6, "BAD_LOAD": 7,
-        "BAD_IMAGE": 8, "HUNG": 9}
+        "BAD_IMAGE": 8, "HUNG": 9, "TOO_LONG": 10}
     assert {o.name: int(o) for o in protocol.LoadOp} == {"CHUNK": 0, "COMMIT": 1}
     assert protocol.VERSION == 3
 

@@ -170,7 +170,7 @@ def test_verdicts_types_and_lengths():
         assert await b.deliver(ctx, FrameType.CLASSIFY, image, ParseStatus.BAD_CRC) == error(ErrorCode.BAD_CRC)
         assert await b.deliver(ctx, FrameType.CLASSIFY, image[:3], ParseStatus.TIMEOUT) == error(ErrorCode.TIMEOUT)
         assert await b.deliver(ctx, FrameType.LOAD_WEIGHTS, b"", ParseStatus.TOO_LONG,
-                               length=SIZES.max_request + 1) == error(ErrorCode.BAD_LENGTH)
+                               length=SIZES.max_request + 1) == error(ErrorCode.TOO_LONG)
         assert await b.deliver(ctx, 0x7F, b"\x01") == error(ErrorCode.UNKNOWN_TYPE)
         assert await b.deliver(ctx, FrameType.INFO) == error(ErrorCode.UNKNOWN_TYPE)  # a reply type
         for type, payload in [(FrameType.PING, b"\x00"), (FrameType.CLASSIFY, image[:-1]), (FrameType.CLASSIFY, image + b"\x00"),
