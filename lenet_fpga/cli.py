@@ -250,9 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "icebreaker (the compact design, weights loaded over the line by board-run)")
     _weights_option(p)
     _lanes_option(p)
-    p.add_argument("--divisor", type=positive_int, default=8, metavar="CYCLES",
-                   help="simulated clock cycles per UART bit (default 8, at least 4; the ULX3S has 217 at 25 MHz): "
-                        "fewer make the simulated line faster")
+    p.add_argument("--divisor", type=positive_int, default=4, metavar="CYCLES",
+                   help="simulated clock cycles per UART bit (default and least 4, the fastest simulated line; "
+                        "the ULX3S has 217 at 25 MHz)")
     p.add_argument("--flip", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of bytes, each way, that get one random bit inverted (e.g. 0.01; default 0)")
     p.add_argument("--drop", type=float, default=0.0, metavar="FRACTION",

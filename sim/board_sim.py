@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -45,7 +45,7 @@ from ..model.errors import InputError
 TOPLEVEL = "board_sim"
 BURST_BYTES = 64  # host -> board bytes per write into the simulator
 RING_BYTES = 64  # board -> host bytes the harness holds until Python reads them
-DEFAULT_DIVISOR = 8  # clock cycles per bit in the simulation (the board's own is 217 at 25 MHz)
+DEFAULT_DIVISOR = 4  # clock cycles per bit in the simulation: the fewest the UART takes (the ULX3S has 217)
 TIMEOUT_BYTES = 64  # the simulated board's gap timeout, in byte times
 
 

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from lenet_fpga.boards import protocol
