@@ -1,18 +1,37 @@
-"""The host side of the board protocol: send a request frame, wait for its one reply.
+"""The host side of the board protocol: send a request frame, wait for the reply with its SEQ.
 
 ``BoardClient`` needs only a byte port with pyserial's blocking methods (``write``, ``read(n)``
 returning fewer bytes on timeout, ``reset_input_buffer``), so the same client drives a real
-board through ``open_serial`` and the simulated one in ``sim/tb_link.py``. Everything that can
-go wrong on the board or on the line comes back as a ``BoardError``.
+board through ``open_serial``, the simulated one in ``sim/tb_link.py`` and ``lenet-fpga
+board-sim`` through a pseudo-terminal. Everything that can go wrong on the board or on the line
+comes back as a ``BoardError``.
+
+A serial line loses and corrupts bytes, so the client:
+
+* matches every reply to its request by SEQ: a late reply to an earlier request, or the ERROR
+  BUSY the board adds after one, is skipped, never taken for the answer;
+* resynchronises on the next SYNC after a frame with a bad CRC;
+* sends a request again, a bounded number of times (``retries``, counted in ``retried``), when
+  the board answered BAD_CRC, TIMEOUT, BUSY or TOO_LONG (it carried out nothing) or no good reply
+  came;
+* after the first whole image that did not get through, sends images in short IMAGE pieces
+  (``piece_bytes``) and weight chunks of the same size, until an image goes through without a
+  retry: on a line that corrupts 1 % of bytes a whole-image exchange (843 bytes on the line)
+  gets through once in about 4,800 tries (0.99 ** 843), a 16-pixel piece's (34 bytes) seven
+  times in ten;
+* resumes a weight load where the board's INFO says it stands when a chunk's reply was lost.
 """
 
 from __future__ import annotations
+
+import collections
+import random
 
 import numpy as np
 
 from ..model.errors import InputError
 from . import protocol
-from .protocol import ErrorCode, Frame, FrameDecoder, FrameType
+from .protocol import ErrorCode, Frame, FrameDecoder, FrameType, LoadOp
 
 ERROR_TEXT = {
     ErrorCode.BAD_CRC: "the board received the request with a bad CRC (noise on the line?)",
@@ -23,23 +42,40 @@ ERROR_TEXT = {
     ErrorCode.NO_WEIGHTS: ("the board holds no valid weights (a weight load was started and not completed, "
                            "or its bitstream has none): load weights first, e.g. board-run --weights FILE.npz"),
     ErrorCode.BAD_LOAD: ("the board refused the weight-load request (chunk out of order or past the image's end, "
-                         "or a commit that does not match the bytes loaded); it holds no valid weights now"),
+                         "or a commit whose size or CRC-32 does not match the bytes loaded); it holds no valid "
+                         "weights now"),
+    ErrorCode.BAD_IMAGE: "the board refused an image piece (out of order or past the image's end)",
+    ErrorCode.HUNG: ("the accelerator did not finish within the board's watchdog time; the board reset it "
+                     "(a weight load in progress was ended)"),
+    ErrorCode.TOO_LONG: ("the board refused the request's length as longer than any it takes (a length corrupted "
+                         "on the line, or a board built for a smaller network)"),
 }
-# Errors after which the board has not taken a chunk, so the same chunk may be sent again.
-RETRY_CODES = (ErrorCode.BAD_CRC, ErrorCode.TIMEOUT, ErrorCode.BUSY)
-# Bytes the client reads, at most, while looking for one reply among line noise.
-MAX_REPLY_BYTES = 4 * (protocol.MAX_PAYLOAD + protocol.OVERHEAD_BYTES)
+RETRY_CODES = protocol.RETRY_CODES
+MIN_BAUD = 1200  # below this a read timeout that covers the longest exchange runs into minutes
+PIECE_BYTES = 16  # pixels (or weight bytes) per frame once the line has shown noise
+MIN_REPLY_WAIT = 0.2  # seconds: the shortest read timeout (a USB adapter's latency timer is 16 ms)
+DEFAULT_RETRIES = 10  # further attempts of one request (or one piece, or one chunk)
 
 
 class BoardError(InputError):
-    """The board answered ERROR, or its reply was corrupt, late or not the one expected.
+    """The board answered ERROR, or no good reply to the request came.
 
-    ``code`` is the board's ``ErrorCode`` for an ERROR reply, else None.
+    ``code`` is the board's ``ErrorCode`` for an ERROR reply, else None. ``retryable``: the
+    board carried out nothing it was asked (an ERROR in ``protocol.RETRY_CODES``), or it is
+    unknown whether it did because no good reply came (``code`` None).
     """
 
-    def __init__(self, message: str, code: int | None = None):
+    def __init__(self, message: str, code: int | None = None, retryable: bool = False):
         super().__init__(message)
         self.code = code
+        self.retryable = retryable
+
+    @property
+    def reason(self) -> str:
+        """A short name for counting retries: the error code's, or ``no reply``."""
+        if self.code is None:
+            return "no reply"
+        return self.code.name if isinstance(self.code, ErrorCode) else f"error {self.code}"
 
 
 class BoardClient:
@@ -50,23 +86,71 @@ class BoardClient:
     port
         An object with ``write(bytes)``, ``read(n) -> bytes`` (fewer than ``n`` on timeout) and
         ``reset_input_buffer()``; its read timeout must cover the board's longest reply.
+    retries : int
+        Further attempts of one request (of one IMAGE piece, of one weight chunk) after an
+        error that left nothing done, or no good reply.
+    piece_bytes : int
+        Pixels per IMAGE piece and bytes per weight chunk once the line has lost a frame.
+    seq : int, optional
+        SEQ of the first request (default: random, so a stale reply from an earlier session is
+        unlikely to match).
+
+    A reply is waited for until the port's read times out, or until four replies' worth of bytes
+    came without it (a line that babbles noise cannot hold the client). With ``set_timeout``,
+    the port's timeout is set before each request in proportion to the bytes of the exchange (at
+    least ``MIN_REPLY_WAIT``), so a lost 34-byte exchange costs a fraction of what a lost whole
+    image does, and after a frame with a bad CRC (perhaps the reply, corrupted) the search for
+    the next SYNC goes on only for ``MIN_REPLY_WAIT``.
+
+    Attributes
+    ----------
+    info : protocol.BoardInfo or None
+        The last INFO received.
+    retried : collections.Counter
+        Requests sent again, by reason (``BAD_CRC``, ``TIMEOUT``, ``BUSY``, ``no reply``).
     """
 
-    def __init__(self, port):
+    def __init__(self, port, retries: int = DEFAULT_RETRIES, piece_bytes: int = PIECE_BYTES,
+                 seq: int | None = None):
         for method in ("write", "read", "reset_input_buffer"):
             if not callable(getattr(port, method, None)):
                 raise TypeError(f"port has no {method}() method; expected a pyserial-like port")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
+        if isinstance(piece_bytes, bool) or not isinstance(piece_bytes, int) or piece_bytes < 1:
+            raise ValueError(f"piece_bytes must be a whole number >= 1, not {piece_bytes!r}")
         self.port = port
+        self.retries = retries
+        self.piece_bytes = piece_bytes
+        self._seq = random.randrange(256) if seq is None else int(seq) & 0xFF
+        self.timeout: float | None = None  # seconds for the longest exchange; None: the port's own
+        self._armed: float | None = None
+        self.info: protocol.BoardInfo | None = None
+        self.retried: collections.Counter = collections.Counter()
+        self._noisy = False
 
-    def transact(self, request: bytes) -> Frame:
-        """Send ``request`` (raw bytes, normally one encoded frame) and return the reply frame.
+    # ----------------------------------------------------------------------------------------
+    # One exchange
 
-        Raises BoardError on an ERROR reply, a reply with a bad CRC, or no complete reply
-        before the port's read timeout.
+    def next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    def transact(self, request: bytes, seq: int | None = None, max_payload: int | None = None,
+                 reply_payload: int | None = None) -> Frame:
+        """Send ``request`` (raw bytes, normally one encoded frame) and return the first good reply
+        frame whose SEQ is ``seq`` (any SEQ if None). One attempt, no retry. ``max_payload``:
+        longer frames are noise (default: the longest reply); ``reply_payload``: the reply's
+        expected length, for the read timeout (default ``max_payload``).
+
+        Raises BoardError on an ERROR reply, or (``retryable``, ``code`` None) when no good
+        matching reply comes before the reply timeout.
         """
+        max_payload = self._max_reply() if max_payload is None else max_payload
+        self._arm(len(request) + (max_payload if reply_payload is None else reply_payload) + protocol.OVERHEAD_BYTES)
         self.port.reset_input_buffer()
         self.port.write(bytes(request))
-        reply = self._read_frame()
+        reply = self._read_reply(seq, max_payload)
         if reply.type == FrameType.ERROR:
             try:
                 code = protocol.parse_error(reply)
@@ -74,38 +158,154 @@ class BoardClient:
                 raise BoardError(f"malformed ERROR reply: {e}") from None
             text = ERROR_TEXT.get(code, "unknown error code")
             name = code.name if isinstance(code, ErrorCode) else str(code)
-            raise BoardError(f"board error {int(code)} ({name}): {text}", code)
+            raise BoardError(f"board error {int(code)} ({name}): {text}", code, code in RETRY_CODES)
         return reply
 
+    def _arm(self, exchange_bytes: int) -> None:
+        """The port's read timeout for an exchange of this many bytes (see the class docstring)."""
+        if self.timeout is None:
+            return
+        sizes = self.info.sizes if self.info is not None else None
+        longest = (sizes.max_request + sizes.max_reply if sizes else protocol.INFO_LENGTH) + 2 * protocol.OVERHEAD_BYTES
+        wait = max(MIN_REPLY_WAIT, self.timeout * min(1.0, exchange_bytes / longest))
+        if wait != self._armed:
+            self.port.timeout = wait
+            self._armed = wait
+
+    def _max_reply(self) -> int:
+        return max(protocol.FIXED_REPLY_LENGTHS.values()) if self.info is None else self.info.sizes.max_reply
+
+    def _read_reply(self, seq: int | None, max_payload: int) -> Frame:
+        decoder = FrameDecoder(max_payload)
+        limit = 4 * (max_payload + protocol.OVERHEAD_BYTES)
+        total = corrupt = stale = 0
+        while True:
+            wanted = decoder.needed()
+            chunk = self.port.read(wanted)
+            total += len(chunk)
+            for frame in decoder.feed(chunk):
+                if not frame.crc_ok:
+                    corrupt += 1
+                    if self._armed is not None and self._armed > MIN_REPLY_WAIT:
+                        # The reply itself may be what was corrupted: look on for the next SYNC,
+                        # but only as long as a reply right behind the bad frame would take.
+                        self.port.timeout = self._armed = MIN_REPLY_WAIT
+                elif seq is not None and frame.seq != seq:
+                    stale += 1
+                else:
+                    return frame
+            if len(chunk) < wanted or total > limit:
+                if corrupt or stale:
+                    what = f"{corrupt} frames with a bad CRC and {stale} replies to other requests"
+                elif total > decoder.skipped:
+                    what = "an incomplete reply"
+                else:
+                    what = "no reply"
+                raise BoardError(f"timeout: {what} from the board ({total} bytes; is it a board with protocol "
+                                 f"version {protocol.VERSION} at this baud rate?)", None, True)
+
+    def _exchange(self, type: FrameType, payload: bytes, expect: FrameType) -> Frame:
+        """One attempt of one request; a good reply of another type is a BoardError (not retryable)."""
+        seq = self.next_seq()
+        expected = None if self.info is None else max(self.info.sizes.reply_length(expect), protocol.ERROR_LENGTH)
+        reply = self.transact(protocol.encode_frame(type, payload, seq), seq, reply_payload=expected)
+        if reply.type != expect:
+            raise BoardError(f"unexpected reply: expected {expect.name}, got a {reply.describe()}")
+        return reply
+
+    def _request(self, type: FrameType, payload: bytes, expect: FrameType, parser):
+        """``_exchange`` and ``parser`` of the reply, sent again after a retryable error."""
+        for attempt in range(self.retries + 1):
+            try:
+                return self._parse(parser, self._exchange(type, payload, expect))
+            except BoardError as e:
+                if not e.retryable or attempt == self.retries:
+                    raise
+                self._line_trouble(e)
+
+    def _line_trouble(self, error: BoardError) -> None:
+        self.retried[error.reason] += 1
+        if error.code != ErrorCode.BUSY:
+            self._noisy = True
+
+    @staticmethod
+    def _parse(parser, frame: Frame):
+        try:
+            return parser(frame)
+        except protocol.ProtocolError as e:
+            raise BoardError(f"unexpected reply: {e}") from None
+
+    # ----------------------------------------------------------------------------------------
+    # Requests
+
     def ping(self) -> protocol.BoardInfo:
-        """PING -> the board's INFO (protocol version, arithmetic, lanes, logit width, weights id)."""
-        return self._parse(protocol.parse_info, self.transact(protocol.ping_request()))
+        """PING -> the board's INFO (protocol version, arithmetic, network, weights' state)."""
+        self.info = self._request(FrameType.PING, b"", FrameType.INFO, protocol.parse_info)
+        return self.info
+
+    def set_timeout(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for the reply to the longest exchange (a full chunk or a whole
+        image), proportionally less for shorter ones; sets the port's ``timeout`` per request."""
+        if not seconds > 0:
+            raise ValueError(f"timeout must be positive, not {seconds!r}")
+        self.timeout = float(seconds)
+
+    @property
+    def sizes(self) -> protocol.FrameSizes:
+        if self.info is None:
+            self.ping()
+        return self.info.sizes
 
     def classify(self, image) -> tuple[int, np.ndarray, int]:
-        """One uint8 [28,28] image -> (class, logits int64 [10], accelerator cycles)."""
-        return self._parse(protocol.parse_result, self.transact(protocol.classify_request(image)))
+        """One uint8 [side, side] image -> (class, logits int64 [classes], accelerator cycles)."""
+        sizes = self.sizes
+        pixels = protocol.image_pixels(image, sizes)
 
-    def load_weights(self, image: bytes, weights_id: int, progress=None, retries: int = 3,
-                     chunk: int = protocol.MAX_CHUNK) -> protocol.BoardInfo:
+        def result(frame):
+            return protocol.parse_result(frame, sizes)
+
+        if not self._noisy:
+            for attempt in range(self.retries + 1):
+                try:
+                    return self._parse(result, self._exchange(FrameType.CLASSIFY, pixels, FrameType.RESULT))
+                except BoardError as e:
+                    if not e.retryable or attempt == self.retries:
+                        raise
+                    self._line_trouble(e)
+                    if self._noisy:  # the line lost it: send the image in pieces
+                        break
+        before = sum(self.retried.values())
+        for offset, piece in protocol.pieces(pixels, min(self.piece_bytes, sizes.max_piece), sizes.max_piece):
+            held = self._request(FrameType.IMAGE, offset.to_bytes(2, "little") + piece, FrameType.IMAGE_STORED,
+                                 protocol.parse_stored)
+            if held != offset + len(piece):
+                raise BoardError(f"the board holds {held} pixels after the piece at {offset}, "
+                                 f"expected {offset + len(piece)}")
+        answer = self._request(FrameType.CLASSIFY, b"", FrameType.RESULT, result)
+        if sum(self.retried.values()) == before:
+            self._noisy = False  # a whole image in pieces without a retry: try whole images again
+        return answer
+
+    def load_weights(self, image: bytes, weights_id: int, progress=None, retries: int | None = None,
+                     chunk: int | None = None) -> protocol.BoardInfo:
         """Load a weight image (``accelerator.weight_image()`` of an accelerator built with the
-        new weights and the board's configuration) and commit it under ``weights_id``.
+        new weights and the board's configuration) and commit it under ``weights_id`` with its
+        CRC-32.
 
         Parameters
         ----------
         image : bytes
-            The whole image; its length must be the board's (INFO ``image_bytes``).
+            The whole image; its length must be the board's (INFO ``weight_bytes``).
         weights_id : int
             ``protocol.weights_id`` of the weights, reported by the board's INFO afterwards.
         progress : callable, optional
-            Called with the number of image bytes of each chunk the board acknowledged (and
-            with minus the bytes acknowledged so far when the load restarts from byte 0), so
-            ``tqdm.update`` fits.
-        retries : int
-            How many times a chunk is sent again after an error that left it untaken (bad CRC,
-            timeout, busy); a lost or corrupt reply restarts the load from byte 0 instead, as
-            long as retries are left.
-        chunk : int
-            Image bytes per frame (at most ``protocol.MAX_CHUNK``).
+            Called with the number of image bytes of each chunk the board took (and with minus
+            the bytes taken so far when the load starts over from byte 0), so ``tqdm.update`` fits.
+        retries : int, optional
+            Attempts of each chunk after the first (default: the client's ``retries``).
+        chunk : int, optional
+            Image bytes per frame (default and at most the board's largest chunk); smaller once
+            the line has lost a frame (``piece_bytes``).
 
         Returns
         -------
@@ -116,93 +316,115 @@ class BoardClient:
         (or, if not even the first chunk arrived, its old ones).
         """
         image = bytes(image)
-        if not isinstance(weights_id, int) or not 0 <= weights_id < 1 << 32:
+        if isinstance(weights_id, bool) or not isinstance(weights_id, int) or not 0 <= weights_id < 1 << 32:
             raise InputError(f"weights id must be a u32, not {weights_id!r}")
+        retries = self.retries if retries is None else retries
         info = self.ping()
-        if info.image_bytes != len(image):
-            raise BoardError(f"the board expects a {info.image_bytes}-byte weight image, this one has {len(image)} "
+        sizes = info.sizes
+        if info.weight_bytes != len(image):
+            raise BoardError(f"the board expects a {info.weight_bytes}-byte weight image, this one has {len(image)} "
                              f"bytes: was the board built with another configuration (--preset, --lanes)?")
-        chunks = protocol.image_chunks(image, chunk)
-        left = retries
-        k = 0
-        while k < len(chunks):
-            offset, data = chunks[k]
+        step = sizes.max_chunk if chunk is None else chunk
+        if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step <= sizes.max_chunk:
+            raise ValueError(f"chunk must be 1..{sizes.max_chunk}, not {chunk!r}")
+        image_crc = protocol.crc32(image)
+        report = progress or (lambda _: None)
+        offset, attempts, restarts = 0, 0, 0
+
+        def failed(e: BoardError, what: str):
+            return BoardError(f"weight load failed at byte {offset} of {len(image)}: {what}: {e}", e.code)
+
+        while offset < len(image):
+            data = image[offset : offset + (min(step, self.piece_bytes) if self._noisy else step)]
+            payload = bytes([LoadOp.CHUNK]) + offset.to_bytes(4, "little") + data
             try:
                 received, _ = self._parse(protocol.parse_loaded,
-                                          self.transact(protocol.load_chunk_request(offset, data)))
+                                          self._exchange(FrameType.LOAD_WEIGHTS, payload, FrameType.WEIGHTS_LOADED))
             except BoardError as e:
-                if left <= 0 or (e.code is not None and e.code not in RETRY_CODES):
-                    raise BoardError(f"weight load failed at byte {offset} of {len(image)}: {e}", e.code) from None
-                left -= 1
-                if e.code is None and k:  # no trustworthy reply: did the board take the chunk?
-                    if progress is not None:
-                        progress(-offset)
-                    k = 0
-                continue
+                attempts += 1
+                if not e.retryable or attempts > retries:
+                    raise failed(e, "the chunk was not taken") from None
+                self._line_trouble(e)
+                if e.code is None:  # no good reply: did the board take the chunk? Its INFO says.
+                    state = self.ping()
+                    if state.loading and state.load_received == offset + len(data):
+                        received = offset + len(data)
+                    elif state.loading and state.load_received == offset:
+                        continue
+                    else:  # the load ended on the board: start over
+                        restarts += 1
+                        if restarts > retries:
+                            raise failed(e, "the load ended on the board too often") from None
+                        report(-offset)
+                        offset, attempts = 0, 0
+                        continue
+                else:
+                    continue
             if received != offset + len(data):
                 raise BoardError(f"weight load: the board reports {received} bytes received after the chunk at "
                                  f"{offset}, expected {offset + len(data)}")
-            if progress is not None:
-                progress(len(data))
-            k += 1
-        try:
-            received, valid = self._parse(protocol.parse_loaded,
-                                          self.transact(protocol.load_commit_request(len(image), weights_id)))
-        except BoardError as e:
-            raise BoardError(f"weight load: the board refused the commit: {e}", e.code) from None
+            report(len(data))
+            offset, attempts = received, 0
+
+        commit = bytes([LoadOp.COMMIT]) + len(image).to_bytes(4, "little") + weights_id.to_bytes(4, "little") \
+            + image_crc.to_bytes(4, "little")
+        for attempt in range(retries + 1):
+            try:
+                self._parse(protocol.parse_loaded, self._exchange(FrameType.LOAD_WEIGHTS, commit, FrameType.WEIGHTS_LOADED))
+                break
+            except BoardError as e:
+                if not e.retryable or attempt == retries:
+                    raise BoardError(f"weight load: the board refused the commit: {e}", e.code) from None
+                self._line_trouble(e)
+                if e.code is None:
+                    state = self.ping()
+                    if state.weights_valid and state.weights_id == weights_id and not state.loading:
+                        break  # the commit was taken, its reply lost
+                    if not (state.loading and state.load_received == len(image)):
+                        raise BoardError("weight load: the board lost the load before the commit "
+                                         f"(INFO: loading={state.loading}, {state.load_received} bytes)") from None
         info = self.ping()
-        if not valid or not info.weights_valid or info.weights_id != weights_id:
+        if not info.weights_valid or info.weights_id != weights_id:
             raise BoardError(f"weight load: after the commit the board reports weights valid={info.weights_valid}, "
                              f"id {info.weights_id:08x} (expected {weights_id:08x})")
         return info
 
-    @staticmethod
-    def _parse(parser, frame: Frame):
-        try:
-            return parser(frame)
-        except protocol.ProtocolError as e:
-            raise BoardError(f"unexpected reply: {e}") from None
 
-    def _read_frame(self) -> Frame:
-        decoder = FrameDecoder()
-        total = 0
-        while total < MAX_REPLY_BYTES:
-            wanted = decoder.needed()
-            chunk = self.port.read(wanted)
-            total += len(chunk)
-            frames = decoder.feed(chunk)
-            if frames:
-                if not frames[0].crc_ok:
-                    raise BoardError(f"the board's reply ({frames[0].describe()}) has a bad CRC")
-                return frames[0]
-            if len(chunk) < wanted:
-                what = "an incomplete reply" if total > decoder.skipped else "no reply"
-                raise BoardError(f"timeout: {what} from the board ({total} bytes)")
-        raise BoardError(f"no valid frame in {total} bytes from the board (wrong baud rate?)")
+def serial_timeout(baud: int, sizes: protocol.FrameSizes | None = None) -> float:
+    """A read timeout that covers sending the longest request of a board with these frame sizes
+    and reading its reply, with margin; without ``sizes``, a PING and its INFO. (For LeNet-5 at
+    115200 baud 0.65 s; at ``MIN_BAUD`` 14.6 s.)"""
+    if sizes is None:
+        payloads = protocol.INFO_LENGTH
+    else:
+        payloads = sizes.max_request + sizes.max_reply
+    bits = 10 * (payloads + 2 * protocol.OVERHEAD_BYTES)
+    return 0.5 + 2 * bits / check_baud(baud)
 
 
-def serial_timeout(baud: int) -> float:
-    """A read timeout that covers sending the longest request and reading its reply, with margin."""
-    bits = 10 * (protocol.MAX_PAYLOAD + protocol.RESULT_LENGTH + 2 * protocol.OVERHEAD_BYTES)
-    return 0.5 + 2 * bits / baud
+def check_baud(baud) -> int:
+    if isinstance(baud, bool) or not isinstance(baud, int) or baud < MIN_BAUD:
+        raise InputError(f"baud rate must be a whole number of at least {MIN_BAUD}, not {baud!r}: "
+                         f"the board's UART runs at 115200 unless it was built with --baud")
+    return baud
 
 
 def open_serial(path: str, baud: int, timeout: float | None = None):
-    """Open a serial port (a device path, or a pyserial URL such as ``loop://``) as 8N1 at ``baud``.
+    """Open a serial port (a device path, a pseudo-terminal of ``lenet-fpga board-sim``, or a
+    pyserial URL such as ``loop://``) as 8N1 at ``baud``.
 
-    Needs pyserial (``pip install 'lenet-fpga[boards]'``). Raises BoardError if the port
-    cannot be opened.
+    Raises BoardError if the port cannot be opened, InputError for a baud rate below
+    ``MIN_BAUD``.
     """
     try:
         import serial
     except ImportError:
         raise InputError("talking to a board needs pyserial: pip install pyserial") from None
-    if not isinstance(baud, int) or baud <= 0:
-        raise InputError(f"baud rate must be a positive integer, not {baud!r}")
+    check_baud(baud)
     try:
         return serial.serial_for_url(
             path, baudrate=baud, bytesize=serial.EIGHTBITS, parity=serial.PARITY_NONE,
             stopbits=serial.STOPBITS_ONE, timeout=serial_timeout(baud) if timeout is None else timeout,
         )
-    except (serial.SerialException, ValueError) as e:
+    except (serial.SerialException, ValueError, OSError) as e:
         raise BoardError(f"cannot open serial port {path}: {e}") from None

@@ -5,6 +5,7 @@ iCEBreaker's compact design after configuration) the weights are loaded over the
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from types import SimpleNamespace
@@ -17,14 +18,19 @@ from ..model import images as image_sets
 from ..model import weights as weight_files
 from ..model.errors import InputError
 from . import protocol
-from .host import BoardClient, open_serial
+from .host import BoardClient, BoardError, open_serial, serial_timeout
+
+# A pseudo-terminal has no baud rate, and the far end may be a simulation (lenet-fpga board-sim)
+# much slower than a real line: wait this long for the longest exchange's reply.
+PSEUDO_TERMINAL_TIMEOUT = 10.0
 
 
 def board_weight_image(ws: weight_files.WeightSet, board: str = "ulx3s-85f", preset: str = "baseline",
                        lanes: tuple[int, ...] | None = None, filters: tuple[int, ...] | None = None,
-                       soft_multipliers: tuple[str, ...] | None = None) -> bytes:
+                       soft_multipliers: tuple[str, ...] | None = None, with_design: bool = False):
     """The weight image of ``ws`` for the design ``lenet-fpga build --board BOARD --preset ...
-    --lanes ...`` puts on the board: the accelerator built with these weights, its image."""
+    --lanes ...`` puts on the board: the accelerator built with these weights, its image (with
+    ``with_design``: the design's name and the image)."""
     from ..hdl import accelerator
     from .build import board_config
     from .platforms import board as find_board
@@ -32,7 +38,8 @@ def board_weight_image(ws: weight_files.WeightSet, board: str = "ulx3s-85f", pre
     options = SimpleNamespace(preset=preset, lanes=lanes, filters=filters, soft_multipliers=soft_multipliers,
                               rounding=None, overflow=None)
     config = board_config(find_board(board), options, ws)
-    return accelerator.weight_image(ws, config)
+    image = accelerator.weight_image(ws, config)
+    return (config.design, image) if with_design else image
 
 
 def load_board_weights(client: BoardClient, ws: weight_files.WeightSet, image: bytes,
@@ -45,9 +52,9 @@ def load_board_weights(client: BoardClient, ws: weight_files.WeightSet, image: b
         if not quiet:
             print(f"the board already holds these weights (id {wid:08x}); not loading them", file=sys.stderr)
         return info
-    if info.image_bytes != len(image):
+    if info.weight_bytes != len(image):
         raise InputError(
-            f"the board expects a weight image of {info.image_bytes:,} bytes, {ws.path or 'the weights'} make "
+            f"the board expects a weight image of {info.weight_bytes:,} bytes, {ws.path or 'the weights'} make "
             f"{len(image):,} for the design given by --board/--preset/--lanes: use the options the board was built with"
         )
     started = time.time()
@@ -57,6 +64,16 @@ def load_board_weights(client: BoardClient, ws: weight_files.WeightSet, image: b
         print(f"loaded {len(image):,} bytes of weights (id {wid:08x}) in {time.time() - started:.1f} s",
               file=sys.stderr)
     return info
+
+
+def check_board_network(info: protocol.BoardInfo, ws: weight_files.WeightSet) -> None:
+    """The board's network must take the images and give the logits the golden model does."""
+    network = ws.network
+    if (info.image_size, info.classes) != (network.image_size, network.classes):
+        raise InputError(
+            f"the board's network takes {info.image_size}x{info.image_size} images and gives {info.classes} "
+            f"logits; {ws.path or 'the weights'} are for {network.spec} ({network.image_size}x{network.image_size}, "
+            f"{network.classes} classes): give the weights the board was built with (--weights)")
 
 
 def check_board_weights(info: protocol.BoardInfo, ws: weight_files.WeightSet) -> None:
@@ -73,31 +90,49 @@ def check_board_weights(info: protocol.BoardInfo, ws: weight_files.WeightSet) ->
 
 
 def run_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, quiet: bool = False) -> dict:
+    """Every image of ``image_set`` through the board, each answer compared with the golden model.
+
+    A request the line loses is sent again by the client (``BoardClient.retries``); if an image
+    still fails, or the run is interrupted, the run stops there and the result holds the images
+    done so far, ``total["complete"]`` false and ``total["error"]`` saying why."""
     info = client.ping()
+    check_board_network(info, ws)
     check_board_weights(info, ws)
     golden_logits = golden.forward(image_set.images, ws.params, info.arithmetic, ws.network)
     started = time.time()
     per_image = []
-    with tqdm(total=len(image_set), desc="board", unit="image", disable=quiet) as bar:
-        for k, image in enumerate(image_set.images):
-            klass, logits, cycles = client.classify(image)
-            match = bool((logits == golden_logits[k]).all() and klass == golden.classify(golden_logits[k]))
-            entry = {"index": k, "board_class": int(klass), "board_logits": logits.tolist(),
-                     "golden_class": int(golden.classify(golden_logits[k])),
-                     "golden_logits": golden_logits[k].tolist(), "match": match, "cycles": int(cycles)}
-            if image_set.labels is not None:
-                entry["label"] = int(image_set.labels[k])
-            per_image.append(entry)
-            bar.update()
+    error = None
+    try:
+        with tqdm(total=len(image_set), desc="board", unit="image", disable=quiet) as bar:
+            for k, image in enumerate(image_set.images):
+                klass, logits, cycles = client.classify(image)
+                golden_class = int(golden.classify(golden_logits[k]))
+                match = bool((logits == golden_logits[k]).all() and klass == golden_class)
+                entry = {"index": k, "board_class": int(klass), "board_logits": logits.tolist(),
+                         "golden_class": golden_class, "golden_logits": golden_logits[k].tolist(), "match": match,
+                         "cycles": int(cycles)}
+                if image_set.labels is not None:
+                    entry["label"] = int(image_set.labels[k])
+                per_image.append(entry)
+                bar.update()
+    except BoardError as e:
+        error = f"image {len(per_image)}: {e}"
+    except KeyboardInterrupt:
+        error = "interrupted"
     seconds = time.time() - started
     total = {
         "images": len(per_image),
+        "requested": len(image_set),
+        "complete": error is None,
         "mismatches": sum(not e["match"] for e in per_image),
-        "cycles_per_image": float(np.mean([e["cycles"] for e in per_image])),
+        "cycles_per_image": float(np.mean([e["cycles"] for e in per_image])) if per_image else None,
         "images_per_second_over_link": round(len(per_image) / max(seconds, 1e-9), 2),
         "arithmetic": info.arithmetic.describe(),
+        "retries": dict(client.retried),
     }
-    if image_set.labels is not None:
+    if error is not None:
+        total["error"] = error
+    if image_set.labels is not None and per_image:
         total["board_accuracy"] = float(np.mean([e["board_class"] == e["label"] for e in per_image]))
     return {"images": per_image, "total": total}
 
@@ -105,12 +140,20 @@ def run_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, qui
 def cmd_board_run(args) -> int:
     ws = weight_files.load(args.weights)
     image_set = image_sets.load_image_set(args.images).head(args.n).fitted(ws.network)
-    port = open_serial(args.port, args.baud)
+    timeout = getattr(args, "timeout", None)
+    simulated = os.path.realpath(args.port).startswith("/dev/pts/")
+    port = open_serial(args.port, args.baud, timeout or (PSEUDO_TERMINAL_TIMEOUT if simulated else None))
     try:
         client = BoardClient(port)
         info = client.ping()
+        check_board_network(info, ws)
+        client.set_timeout(timeout or (PSEUDO_TERMINAL_TIMEOUT if simulated else serial_timeout(args.baud, info.sizes)))
         if args.weights is not None or not info.weights_valid:
-            image = board_weight_image(ws, args.board, args.preset, args.lanes, args.filters, args.soft_multipliers)
+            config_design, image = board_weight_image(ws, args.board, args.preset, args.lanes, args.filters,
+                                                      args.soft_multipliers, with_design=True)
+            if config_design != info.design:
+                raise InputError(f"the board runs the {info.design} design; --board {args.board} builds the "
+                                 f"{config_design} one: give the --board (and --preset, --lanes) it was built with")
             load_board_weights(client, ws, image, quiet=args.json)
         result = run_on_board(client, ws, image_set, quiet=args.json)
     finally:
@@ -119,10 +162,15 @@ def cmd_board_run(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{total['images']} images on the board ({total['arithmetic']}): "
+        retries = ", ".join(f"{n} after {reason}" for reason, n in sorted(total["retries"].items())) or "none"
+        print(f"{total['images']} of {total['requested']} images on the board ({total['arithmetic']}): "
               f"{total['mismatches']} mismatches against the golden model; "
-              f"{total['cycles_per_image']:.0f} accelerator cycles per image; "
-              f"{total['images_per_second_over_link']} images/s over the serial line")
+              + (f"{total['cycles_per_image']:.0f} accelerator cycles per image; " if total["images"] else "")
+              + f"{total['images_per_second_over_link']} images/s over the serial line; requests sent again: {retries}")
         if "board_accuracy" in total:
             print(f"board accuracy on these images {total['board_accuracy']:.1%}")
+    if total.get("error") == "interrupted":
+        raise KeyboardInterrupt
+    if not total["complete"]:
+        raise InputError(f"the run stopped after {total['images']} of {total['requested']} images: {total['error']}")
     return 1 if total["mismatches"] else 0

@@ -17,7 +17,7 @@ from .pll import ECP5PLLDomain
 from .uart import divisor_for
 
 DEFAULT_BAUD = 115_200
-TIMEOUT_SECONDS = 0.1  # an incomplete frame is dropped after this much silence
+TIMEOUT_SECONDS = 0.1  # an incomplete frame is dropped after this much silence; the accelerator's watchdog
 
 
 class BoardTop(wiring.Component):
@@ -29,7 +29,8 @@ class BoardTop(wiring.Component):
         accelerator = config.build(weights)
         self.accelerator = accelerator
         # INFO names the weights the bitstream carries; a design that loads them at run time has none.
-        self.link = UARTLink(accelerator, self.divisor, int(board.clock_hz * TIMEOUT_SECONDS),
+        cycles = int(board.clock_hz * TIMEOUT_SECONDS)
+        self.link = UARTLink(accelerator, self.divisor, cycles, watchdog_cycles=cycles,
                              weights_id=protocol.weights_id(weights.params) if accelerator.weights_in_bitstream else 0)
         super().__init__({})
 

@@ -412,7 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("board-run", help="send images to a flashed board over UART and compare with the golden model")
     p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 (or a pyserial URL)")
-    p.add_argument("--baud", type=positive_int, default=115_200, help="baud rate (default 115200)")
+    p.add_argument("--baud", type=positive_int, default=115_200, help="baud rate (default 115200, at least 1200)")
+    p.add_argument("--timeout", type=positive_float, default=None, metavar="SECONDS",
+                   help="how long to wait for the reply to the longest exchange (a whole image) before sending "
+                        "the request again, shorter exchanges proportionally less, at least 0.2 s (default: twice the "
+                        "line time at --baud plus 0.5 s, 0.65 s at 115200 baud; 10 s on a pseudo-terminal such as "
+                        "board-sim's)")
     _weights_option(p)
     # A weight load is laid out for the board's design: its board and generator options.
     p.add_argument("--board", choices=BOARDS, default="ulx3s-85f",
@@ -422,6 +427,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=positive_int, default=None, help="only the first N images")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler="boards.run:cmd_board_run")
+
+    p = sub.add_parser(
+        "board-sim", help="a simulated board behind a pseudo-terminal, for board-run without a board",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a board's own design (the UART link and the accelerator its bitstream holds) in a\n"
+                    "simulator behind a pseudo-terminal, and print the terminal's path: then\n"
+                    "  lenet-fpga board-run --port /dev/pts/N [--board icebreaker]\n"
+                    "talks to it as to a real board. Ctrl-C stops it. The simulated UART runs at --divisor\n"
+                    "clock cycles per bit (the serial line's baud rate does not apply to a pseudo-terminal);\n"
+                    "--flip and --drop put noise on the line, each way.",
+    )
+    p.add_argument("--board", choices=["ulx3s-85f", "icebreaker"], default="ulx3s-85f",
+                   help="whose design: ulx3s-85f (the streaming design, weights in the bitstream; default) or "
+                        "icebreaker (the compact design, weights loaded over the line by board-run)")
+    _weights_option(p)
+    _lanes_option(p)
+    p.add_argument("--divisor", type=positive_int, default=4, metavar="CYCLES",
+                   help="simulated clock cycles per UART bit (default and least 4, the fastest simulated line; "
+                        "the ULX3S has 217 at 25 MHz)")
+    p.add_argument("--flip", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of bytes, each way, that get one random bit inverted (e.g. 0.01; default 0)")
+    p.add_argument("--drop", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of bytes, each way, that are lost (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=1, help="random seed of the line noise (default 1)")
+    p.add_argument("--link", metavar="PATH", default=None,
+                   help="also make PATH a symbolic link to the pseudo-terminal (removed when it stops)")
+    _simulator_option(p)
+    p.set_defaults(handler="sim.board_sim:cmd_board_sim")
 
     p = sub.add_parser("demo", help="the shipped network on the shipped digits: golden model and RTL simulation")
     _weights_option(p)

@@ -12,21 +12,23 @@ UART tests (``uart_*``; DUT: the receiver and transmitter side by side, ports ``
 ``error``, ``overrun``, ``i``, ``tx``); ``tb_data``: ``divisor``, ``seed``, ``data`` (bytes).
 
 Link tests (``link_*``; DUT: ``UARTLink``, ports ``rx``, ``tx``); ``tb_data``: ``divisor``,
-``timeout_cycles``, ``seed``, ``images`` uint8 [N,28,28], ``logits`` [N,10] and ``klass`` [N]
-(the expected answers), ``info`` (the expected INFO payload), ``cycles_min``/``cycles_max``
-(bounds on the accelerator's reported cycles). ``link_images`` hands back (``tb_output``)
-``cycles`` (reported by the board) and ``frame_cycles`` (clock cycles from the first bit of the
-CLASSIFY request to the last bit of the RESULT reply) per image.
+``timeout_cycles``, ``frame_cycles``, ``watchdog_cycles``, ``seed``, ``images`` uint8
+[N,side,side], ``logits`` [N,classes] and ``klass`` [N] (the expected answers), ``info`` (the
+expected INFO payload), ``cycles_min``/``cycles_max`` (bounds on the accelerator's reported
+cycles). ``link_images`` hands back (``tb_output``) ``cycles`` (reported by the board) and
+``frame_cycles`` (clock cycles from the first bit of the CLASSIFY request to the last bit of
+the RESULT reply) per image.
 
-Weight-loading tests (``link_load``, ``link_load_errors``) also take ``weight_image`` (uint8, the
-image of other weights), ``weights_id`` (theirs), ``logits_new`` [N,10] (the answers with them)
-and ``in_bitstream`` (whether the board's weights are valid from reset); ``chunk`` (image bytes
-per LOAD_WEIGHTS frame) and, for ``link_load_errors``, ``old_image`` (the bitstream's image),
-``linger_cycles`` (how long the stand-in accelerator stays busy after an answer) and
-``after_link_load`` (link_load ran before it in the same simulation). ``link_load`` hands back
-``load_cycles`` (from the first bit of ``BoardClient.load_weights``' first request to the last
-bit of its last reply), ``load_frames`` (requests it sent) and ``load_bytes`` (bytes on the
-line both ways).
+Weight-loading tests (``link_load``, ``link_load_errors``, ``link_hang``) also take
+``weight_image`` (uint8, the image of other weights), ``weights_id`` (theirs), ``logits_new``
+[N,classes] (the answers with them) and ``in_bitstream`` (whether the board's weights are valid
+from reset); ``chunk`` (image bytes per LOAD_WEIGHTS frame) and, for ``link_load_errors`` and
+``link_hang``, ``old_image`` (the bitstream's image), ``linger_cycles`` (how long the stand-in
+accelerator stays busy after an answer), ``hang_pixels`` and ``hang_weights`` (bytes that make
+the stand-in hang when they lead an image or appear in a weight image) and ``after_link_load``
+(link_load ran before it in the same simulation). ``link_load`` hands back ``load_cycles``
+(from the first bit of ``BoardClient.load_weights``' first request to the last bit of its last
+reply), ``load_frames`` (requests it sent) and ``load_bytes`` (bytes on the line both ways).
 """
 
 import itertools
@@ -68,6 +70,7 @@ class SerialLine:
         self.received = bytearray()
         self.sent_bytes = self.received_bytes = 0  # on the line so far, each way
         self.last_stop_ps = 0  # when the last received byte's stop bit ended
+        self.last_sent_ps = 0  # when the last sent byte's stop bit ended
         self._arrived = Event()
         self.rx.value = 1
         self._listener = cocotb.start_soon(self._listen())
@@ -90,18 +93,25 @@ class SerialLine:
     def _frame_bits(byte: int) -> list[int]:
         return [0, *((byte >> k) & 1 for k in range(8)), 1]
 
+    async def dribble(self, data: bytes, gap_cycles: int) -> None:
+        """``data`` with ``gap_cycles`` of idle line after every byte."""
+        for byte in bytes(data):
+            await self.send(bytes([byte]))
+            await Timer(gap_cycles * CLOCK_NS, "ns")
+
     async def send(self, data: bytes) -> None:
         await FallingEdge(self.clk)
         self.sent_bytes += len(data)
         if not self.gap_bits:
             await self._bits([bit for byte in bytes(data) for bit in self._frame_bits(byte)])
+            self.last_sent_ps = now_ps()
             return
         for byte in bytes(data):
             await self._bits(self._frame_bits(byte))
-            if self.gap_bits:
-                gap_cycles = self.rng.randrange(int(self.gap_bits * self.bit_ps / (CLOCK_NS * 1000)) + 1)
-                if gap_cycles:
-                    await Timer(gap_cycles * CLOCK_NS, "ns")
+            self.last_sent_ps = now_ps()
+            gap_cycles = self.rng.randrange(int(self.gap_bits * self.bit_ps / (CLOCK_NS * 1000)) + 1)
+            if gap_cycles:
+                await Timer(gap_cycles * CLOCK_NS, "ns")
 
     async def _listen(self) -> None:
         while True:
@@ -131,11 +141,13 @@ class SerialLine:
 
 
 class SimulatedSerialPort:
-    """pyserial's blocking port interface over a ``SerialLine``, for code in a bridge thread."""
+    """pyserial's blocking port interface over a ``SerialLine``, for code in a bridge thread;
+    its read timeout is in simulated clock cycles (``timeout`` in seconds is ignored)."""
 
     def __init__(self, line: SerialLine, timeout_cycles: int):
         self.line = line
         self.timeout_ps = timeout_cycles * CLOCK_NS * 1000
+        self.timeout = None
         self._send = resume(line.send)
         self._read = resume(line.read)
 
@@ -313,24 +325,29 @@ def add_output(**arrays) -> None:
 
 
 class LinkBench:
-    """Clock, reset, the simulated cable and a BoardClient on it."""
+    """Clock, reset, the simulated cable and a BoardClient on it (no retries: every error shows)."""
 
-    def __init__(self, dut):
+    def __init__(self, dut, retries: int = 0):
         data = tb_data()
         self.dut = dut
         self.data = data
         self.divisor = int(data["divisor"])
         self.timeout_cycles = int(data["timeout_cycles"])
+        self.frame_cycles = int(data["frame_cycles"])
+        self.watchdog_cycles = int(data["watchdog_cycles"])
         self.seed = int(data["seed"])
         self.rng = random.Random(self.seed)
         self.line = SerialLine(dut, self.divisor, self.rng, gap_bits=float(data.get("gap_bits", 0.0)))
+        self.info = protocol.parse_info(protocol.Frame(FrameType.INFO, bytes(data["info"].astype(np.uint8))))
+        self.sizes = self.info.sizes
+        self.byte_cycles = 10 * self.divisor
         # A client read waits long enough for the board's timeout, or its longest classification,
         # and then a whole reply.
-        byte_cycles = 10 * self.divisor
         self.reply_cycles = (max(self.timeout_cycles, int(data["cycles_max"]))
-                             + byte_cycles * (protocol.RESULT_LENGTH + protocol.OVERHEAD_BYTES + 4))
+                             + self.byte_cycles * (self.sizes.max_reply + protocol.OVERHEAD_BYTES + 4))
         self.port = SimulatedSerialPort(self.line, self.reply_cycles)
-        self.client = BoardClient(self.port)
+        self.client = BoardClient(self.port, retries=retries)
+        self.client.info = self.info
 
     async def start(self):
         await start_clock_and_reset(self.dut)
@@ -359,6 +376,13 @@ class LinkBench:
         assert error is not None and error.code == code, (
             f"{what}: expected ERROR {code.name}, got {error or reply}")
 
+    async def quiet(self, cycles: int | None = None):
+        """Wait until the line has been idle both ways for ``cycles`` (default: the board's
+        timeout and two replies), then forget what came."""
+        cycles = cycles or self.timeout_cycles + 2 * self.byte_cycles * (self.sizes.max_reply + protocol.OVERHEAD_BYTES)
+        await Timer(cycles * CLOCK_NS, "ns")
+        self.line.received.clear()
+
     async def classify_and_check(self, index: int, what: str = "", logits: str = "logits",
                                  settle: bool = True) -> tuple[int, int]:
         """Classify image ``index``; its answer must be ``data[logits][index]`` and their argmax.
@@ -382,7 +406,8 @@ class LinkBench:
 
 @cocotb.test()
 async def link_ping(dut):
-    """PING -> INFO with the expected payload; garbage before the SYNC is ignored."""
+    """PING -> INFO with the expected payload, the request's SEQ in the reply; garbage before the
+    SYNC is ignored."""
     bench = LinkBench(dut)
     await bench.start()
     info, error = await bench.call(bench.client.ping)
@@ -390,8 +415,8 @@ async def link_ping(dut):
     assert info.encode() == bytes(bench.data["info"].astype(np.uint8)), f"INFO {info}"
     garbage = bytes([0x00, 0xFF, 0x13, 0x5A, 0x81, 0x00]) + bytes(bench.rng.randrange(256) for _ in range(12))
     garbage = garbage.replace(bytes([protocol.SYNC]), b"\x00")
-    reply, error = await bench.call(bench.client.transact, garbage + protocol.ping_request())
-    assert error is None and reply.type == FrameType.INFO, f"ping after garbage: {error or reply}"
+    reply, error = await bench.call(bench.client.transact, garbage + protocol.ping_request(0x5C), 0x5C)
+    assert error is None and reply.type == FrameType.INFO and reply.seq == 0x5C, f"ping after garbage: {error or reply}"
 
 
 @cocotb.test()
@@ -412,33 +437,32 @@ async def link_errors(dut):
     """Each bad request gets its ERROR, and the board classifies correctly right after."""
     bench = LinkBench(dut)
     await bench.start()
-    images = bench.data["images"]
-    good = protocol.classify_request(images[0])
+    images, sizes = bench.data["images"], bench.sizes
+    good = protocol.classify_request(images[0], sizes, seq=1)
 
     corrupted = bytearray(good)
-    corrupted[bench.rng.randrange(protocol.HEADER_BYTES, len(good) - 1)] ^= 1 << bench.rng.randrange(8)
+    corrupted[bench.rng.randrange(protocol.HEADER_BYTES, len(good) - 2)] ^= 1 << bench.rng.randrange(8)
     await bench.expect_error(bytes(corrupted), ErrorCode.BAD_CRC, "a pixel bit flipped")
     await bench.classify_and_check(len(images) - 1, " after a bad CRC")
 
-    await bench.expect_error(protocol.encode_frame(FrameType.CLASSIFY, bytes(10)), ErrorCode.BAD_LENGTH,
-                             "CLASSIFY with 10 pixels")
-    await bench.expect_error(protocol.encode_frame(FrameType.PING, b"\x01\x02\x03"), ErrorCode.BAD_LENGTH,
-                             "PING with a payload")
+    frame = protocol.encode_frame
+    await bench.expect_error(frame(FrameType.CLASSIFY, bytes(10)), ErrorCode.BAD_LENGTH, "CLASSIFY with 10 pixels")
+    await bench.expect_error(frame(FrameType.PING, b"\x01\x02\x03"), ErrorCode.BAD_LENGTH, "PING with a payload")
     # (LOAD_WEIGHTS requests that pass the length check change the weights' state: link_load_errors.)
-    await bench.expect_error(protocol.encode_frame(FrameType.LOAD_WEIGHTS), ErrorCode.BAD_LENGTH,
-                             "LOAD_WEIGHTS without an op")
-    await bench.expect_error(protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes(protocol.CHUNK_HEADER_BYTES)),
+    await bench.expect_error(frame(FrameType.LOAD_WEIGHTS), ErrorCode.BAD_LENGTH, "LOAD_WEIGHTS without an op")
+    await bench.expect_error(frame(FrameType.LOAD_WEIGHTS, bytes(protocol.CHUNK_HEADER_BYTES)),
                              ErrorCode.BAD_LENGTH, "a chunk without bytes")
-    await bench.expect_error(protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes([protocol.LoadOp.COMMIT]) + bytes(9)),
-                             ErrorCode.BAD_LENGTH, "a commit one byte long")
-    await bench.expect_error(protocol.encode_frame(0x04), ErrorCode.UNKNOWN_TYPE, "type 0x04")
-    await bench.expect_error(protocol.encode_frame(0x7F), ErrorCode.UNKNOWN_TYPE, "type 0x7F")
+    await bench.expect_error(frame(FrameType.LOAD_WEIGHTS, bytes([protocol.LoadOp.COMMIT]) + bytes(11)),
+                             ErrorCode.BAD_LENGTH, "a commit one byte short")
+    await bench.expect_error(frame(FrameType.IMAGE, bytes(2)), ErrorCode.BAD_LENGTH, "a piece without pixels")
+    await bench.expect_error(frame(0x05), ErrorCode.UNKNOWN_TYPE, "type 0x05")
+    await bench.expect_error(frame(0x7F), ErrorCode.UNKNOWN_TYPE, "type 0x7F")
     # A bad CRC outranks the other checks: the type and length cannot be trusted.
-    unknown = bytearray(protocol.encode_frame(0x7F, b"\xa5\xa5"))
+    unknown = bytearray(frame(0x7F, b"\xa5\xa5"))
     unknown[-1] ^= 0xFF
     await bench.expect_error(bytes(unknown), ErrorCode.BAD_CRC, "unknown type with a bad CRC")
 
-    await bench.expect_error(good[:300], ErrorCode.TIMEOUT, "CLASSIFY cut after 300 bytes")
+    await bench.expect_error(good[: len(good) // 2], ErrorCode.TIMEOUT, "CLASSIFY cut in the middle")
     await bench.expect_error(good[:3], ErrorCode.TIMEOUT, "a frame cut inside its header")
     await bench.classify_and_check(0, " after timeouts")
 
@@ -446,13 +470,84 @@ async def link_errors(dut):
     _, error = await bench.call(bench.client.transact, b"\x00\x11\x22\x33")
     assert error is not None and error.code is None and "timeout" in str(error), f"no SYNC: {error}"
 
-    # A second request while the first is served: its bytes are dropped and answered with BUSY.
-    await bench.call(bench.port.write, protocol.ping_request() + protocol.ping_request())
+    # Pieces: out of order, past the end, and CLASSIFY without pixels before a whole image.
+    await bench.expect_error(protocol.classify_pieces_request(), ErrorCode.BAD_IMAGE, "CLASSIFY before any piece")
+    await bench.expect_error(protocol.image_piece_request(5, b"\x01", sizes), ErrorCode.BAD_IMAGE, "a piece after a gap")
+    await bench.expect_error(protocol.image_piece_request(sizes.pixels - 1, b"\x01\x02", sizes), ErrorCode.BAD_IMAGE,
+                             "a piece past the end")
+
+    # A second request while the first is served: its bytes are dropped and answered with BUSY,
+    # which carries the first request's SEQ.
+    await bench.call(bench.port.write, protocol.ping_request(7) + protocol.ping_request(8))
     replies, _ = await bench.call(bench.port.read, 2 * protocol.OVERHEAD_BYTES + protocol.INFO_LENGTH + 1)
     frames = protocol.FrameDecoder().feed(replies)
-    kinds = [(f.type, f.payload if f.type == FrameType.ERROR else b"") for f in frames]
-    assert kinds == [(FrameType.INFO, b""), (FrameType.ERROR, bytes([ErrorCode.BUSY]))], f"replies {kinds}"
+    kinds = [(f.type, f.seq, f.payload if f.type == FrameType.ERROR else b"") for f in frames]
+    assert kinds == [(FrameType.INFO, 7, b""), (FrameType.ERROR, 7, bytes([ErrorCode.BUSY]))], f"replies {kinds}"
     await bench.classify_and_check(1, " after BUSY")
+
+
+@cocotb.test()
+async def link_refuses_at_once(dut):
+    """A LEN above the largest request is answered TOO_LONG as soon as LEN has arrived, not
+    after the payload; the rest of the frame is dropped (ERROR BUSY, the same SEQ). A noise
+    header in front of a request swallows its first bytes: the board answers the noise with the
+    noise's SEQ, which the client does not take for its answer, and sends the request again."""
+    bench = LinkBench(dut, retries=2)
+    await bench.start()
+    sizes, byte = bench.sizes, bench.byte_cycles
+    longest = sizes.max_request
+    too_long = protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes(longest + 1), seq=0x31)
+    started = now_ps()
+    sending = cocotb.start_soon(bench.line.send(too_long))
+    reply, _ = await bench.call(bench.port.read, protocol.OVERHEAD_BYTES + 1)
+    refused = (bench.line.last_stop_ps - started) // (CLOCK_NS * 1000)
+    busy, _ = await bench.call(bench.port.read, protocol.OVERHEAD_BYTES + 1)
+    frames = protocol.FrameDecoder().feed(reply + busy)
+    assert [(f.type, f.seq, f.payload) for f in frames] == [(FrameType.ERROR, 0x31, bytes([ErrorCode.TOO_LONG])),
+                                                            (FrameType.ERROR, 0x31, bytes([ErrorCode.BUSY]))], frames
+    # The refusal went out right after LEN's last byte (the 5th): its 8 bytes end 13 byte times
+    # after the request began, long before the request's own 5 + 790 + 2 bytes are through.
+    assert refused <= (protocol.HEADER_BYTES + protocol.OVERHEAD_BYTES + 1) * byte + 50 < len(too_long) * byte, (
+        f"TOO_LONG ended {refused} cycles after the request began")
+    await sending
+    await bench.quiet()
+    await bench.classify_and_check(0, " after a frame refused at once")
+
+    noise_header = bytes([protocol.SYNC, 0x7F, 0x00, 0x03, 0x00])  # a frame start with LEN 3
+    await bench.call(bench.port.write, noise_header)
+    info, error = await bench.call(bench.client.ping)
+    assert error is None and info.version == protocol.VERSION, f"ping after a noise header: {error}"
+    assert bench.client.retried == {"no reply": 1}, f"retries {dict(bench.client.retried)}"
+    await bench.quiet()
+    await bench.classify_and_check(1, " after a noise header")
+
+
+@cocotb.test()
+async def link_dribbling_sender(dut):
+    """A sender that leaves just under the board's gap timeout between bytes never trips it, but
+    its frame is cut off at the frame deadline: ERROR TIMEOUT about ``frame_cycles`` after its
+    SYNC, not after the whole frame (which would take several times longer)."""
+    bench = LinkBench(dut)
+    await bench.start()
+    sizes = bench.sizes
+    gap = bench.timeout_cycles - bench.byte_cycles - 3 * bench.divisor
+    image = np.full((sizes.image_size, sizes.image_size), 0x11, np.uint8)
+    frame = protocol.classify_request(image, sizes, seq=0x44)
+    per_byte = bench.byte_cycles + gap
+    assert len(frame) * per_byte > 2 * bench.frame_cycles, "the test needs a frame the deadline cuts"
+    sent = bench.frame_cycles // per_byte + 20  # a few bytes more than fit before the deadline
+    started = now_ps()
+    sending = cocotb.start_soon(bench.line.dribble(frame[:sent], gap))
+    reply = await bench.line.read(protocol.OVERHEAD_BYTES + 1, 2 * bench.frame_cycles * CLOCK_NS * 1000)
+    (error,) = protocol.FrameDecoder().feed(reply)
+    assert (error.type, error.seq, error.payload) == (FrameType.ERROR, 0x44, bytes([ErrorCode.TIMEOUT])), error
+    elapsed = (bench.line.last_stop_ps - started) // (CLOCK_NS * 1000)
+    reply_cycles = (protocol.OVERHEAD_BYTES + 1) * bench.byte_cycles
+    assert bench.frame_cycles <= elapsed <= bench.frame_cycles + reply_cycles + per_byte + 100, (
+        f"TIMEOUT {elapsed} cycles after the SYNC; the deadline is {bench.frame_cycles}")
+    await sending
+    await bench.quiet()
+    await bench.classify_and_check(0, " after a dribbling sender")
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,11 +572,27 @@ async def expect_loaded(bench: LinkBench, request: bytes, received: int, valid: 
 
 async def expect_refusal(bench: LinkBench, index: int, what: str, classify: bool = False) -> None:
     """INFO says no valid weights; with ``classify``, a CLASSIFY is answered NO_WEIGHTS too (a
-    784-byte request: about 3 s of Icarus time each, so only where it matters)."""
+    whole image: about 3 s of Icarus time each, so only where it matters)."""
     if classify:
-        await bench.expect_error(protocol.classify_request(bench.data["images"][index]), ErrorCode.NO_WEIGHTS,
+        await bench.expect_error(protocol.classify_request(bench.data["images"][index], bench.sizes), ErrorCode.NO_WEIGHTS,
                                  f"CLASSIFY {what}")
     await expect_info(bench, False, 0, what)
+
+
+class LoadFrames:
+    """The request frames of a load of ``image`` in ``step``-byte chunks."""
+
+    def __init__(self, bench: LinkBench, image: bytes, weights_id: int, step: int):
+        sizes = bench.sizes
+        self.image, self.size = image, len(image)
+        self.chunks = protocol.pieces(image, step, sizes.max_chunk)
+        self.chunk = [protocol.load_chunk_request(offset, part, sizes) for offset, part in self.chunks]
+        self.ends = [offset + len(part) for offset, part in self.chunks]
+        self.commit = protocol.load_commit_request(self.size, weights_id, protocol.crc32(image))
+
+    async def send(self, bench: LinkBench, what: str, chunks=None):
+        for k in range(len(self.chunk)) if chunks is None else chunks:
+            await expect_loaded(bench, self.chunk[k], self.ends[k], False, f"{what}: chunk {k}")
 
 
 @cocotb.test()
@@ -494,12 +605,12 @@ async def link_load(dut):
     image = bytes(data["weight_image"].astype(np.uint8))
     new_id, in_bitstream = int(data["weights_id"]), bool(data["in_bitstream"])
     info, error = await bench.call(bench.client.ping)
-    assert error is None and info.image_bytes == len(image) and info.weights_valid == in_bitstream, (
+    assert error is None and info.weight_bytes == len(image) and info.weights_valid == in_bitstream, (
         f"INFO {error or info}, weight image {len(image)} bytes")
     if in_bitstream:
         await bench.classify_and_check(0, " with the bitstream's weights")
     else:
-        await bench.expect_error(protocol.classify_request(data["images"][0]), ErrorCode.NO_WEIGHTS,
+        await bench.expect_error(protocol.classify_request(data["images"][0], bench.sizes), ErrorCode.NO_WEIGHTS,
                                  "CLASSIFY before any load")
     # The whole load_weights call: a PING, the chunks, the commit, a PING to check.
     progress = []
@@ -508,7 +619,7 @@ async def link_load(dut):
     info, error = await bench.call(bench.client.load_weights, image, new_id, progress.append,
                                    0, int(data["chunk"]))
     assert error is None, f"load_weights: {error}"
-    frames = len(protocol.image_chunks(image, int(data["chunk"]))) + 1 + 2
+    frames = len(protocol.pieces(image, int(data["chunk"]), bench.sizes.max_chunk)) + 1 + 2
     load_bytes = bench.line.sent_bytes - sent_before + bench.line.received_bytes - received_before
     load_cycles = (bench.line.last_stop_ps - started) // (CLOCK_NS * 1000)
     assert sum(progress) == len(image) and info.weights_valid and info.weights_id == new_id, (
@@ -528,14 +639,12 @@ async def link_load_errors(dut):
     await bench.start()
     data = bench.data
     assert data["after_link_load"] and data["in_bitstream"], "link_load_errors runs after link_load"
-    new_id, old_id = int(data["weights_id"]), int(data["info"][4:8].view("<u4")[0])
+    new_id, old_id = int(data["weights_id"]), bench.info.weights_id
     image = bytes(data["old_image"].astype(np.uint8))  # what this test loads: not what the memories hold
     size, step = len(image), int(data["chunk"])
-    chunks = protocol.image_chunks(image, step)
-    assert len(chunks) >= 3, "the test needs an image of at least three chunks"
-    chunk = [protocol.load_chunk_request(offset, part) for offset, part in chunks]
-    ends = [offset + len(part) for offset, part in chunks]
-    commit = protocol.load_commit_request(size, old_id)
+    load = LoadFrames(bench, image, old_id, step)
+    chunk, ends, commit = load.chunk, load.ends, load.commit
+    assert len(chunk) >= 3, "the test needs an image of at least three chunks"
 
     # cocotb resets the design between tests but the memories keep their contents: INFO must
     # still name link_load's weights, and the answers must be theirs.
@@ -544,6 +653,8 @@ async def link_load_errors(dut):
 
     # A reset in the middle of a load forgets the load (the loader restarts too).
     await expect_loaded(bench, chunk[0], ends[0], False, "before a reset: chunk 0")
+    info = await expect_info(bench, False, 0, "during a load")
+    assert info.loading and info.load_received == ends[0], f"INFO during a load: {info}"
     await bench.reset()
     await expect_refusal(bench, 1, "after a reset during a load")
     await bench.expect_error(chunk[1], ErrorCode.BAD_LOAD, "chunk 1 after a reset")
@@ -564,30 +675,39 @@ async def link_load_errors(dut):
     await expect_refusal(bench, 1, "after a corrupted chunk", classify=True)
     await bench.expect_error(chunk[1][:-3], ErrorCode.TIMEOUT, "a chunk cut short")
     await expect_refusal(bench, 1, "after a chunk cut short")
-    for k in range(1, len(chunk)):
-        await expect_loaded(bench, chunk[k], ends[k], False, f"chunk {k} after the bad ones")
+    await load.send(bench, "after the bad ones", range(1, len(chunk)))
     await expect_loaded(bench, commit, size, True, "commit")
     await expect_info(bench, True, old_id, "after the load")
     await bench.classify_and_check(1, " after a load with a corrupted chunk sent again")
+
+    # A corrupted image whose every chunk has a good CRC (one byte changed before the frame was
+    # built): the commit's CRC-32 (of the true image) does not match what the board took, so the
+    # weights never become valid.
+    wrong = bytearray(image)
+    wrong[size // 2] ^= 0x01
+    bad = LoadFrames(bench, bytes(wrong), old_id, step)
+    await bad.send(bench, "a corrupted image")
+    await bench.expect_error(commit, ErrorCode.BAD_LOAD, "a commit whose CRC-32 does not match the bytes")
+    await expect_refusal(bench, 1, "after a corrupted image", classify=True)
 
     # Gaps, overlaps, repeats, a chunk past the end, a wrong total, an unknown op: all refused.
     await expect_loaded(bench, chunk[0], ends[0], False, "gap: chunk 0")
     await bench.expect_error(chunk[2], ErrorCode.BAD_LOAD, "a chunk after a gap")
     await expect_refusal(bench, 1, "after a gap")
     await expect_loaded(bench, chunk[0], ends[0], False, "overlap: chunk 0")
-    await bench.expect_error(protocol.load_chunk_request(1, chunks[1][1]), ErrorCode.BAD_LOAD, "an overlapping chunk")
-    await bench.expect_error(protocol.load_chunk_request(0, image + b"\x00"), ErrorCode.BAD_LOAD,
+    await bench.expect_error(protocol.load_chunk_request(1, load.chunks[1][1], bench.sizes), ErrorCode.BAD_LOAD,
+                             "an overlapping chunk")
+    assert size + 1 <= bench.sizes.max_chunk, "the test needs an image shorter than a chunk"
+    await bench.expect_error(protocol.load_chunk_request(0, image + b"\x00", bench.sizes), ErrorCode.BAD_LOAD,
                              "a chunk past the image's end")
     await bench.expect_error(protocol.encode_frame(FrameType.LOAD_WEIGHTS, b"\x02\x00"), ErrorCode.BAD_LOAD,
                              "an unknown op")
-    for k in range(len(chunk)):
-        await expect_loaded(bench, chunk[k], ends[k], False, f"repeat: chunk {k}")
+    await load.send(bench, "repeat")
     await bench.expect_error(chunk[-1], ErrorCode.BAD_LOAD, "the last chunk again")
     await bench.expect_error(commit, ErrorCode.BAD_LOAD, "a commit after a refused chunk")
     await expect_refusal(bench, 1, "after a repeated chunk")
-    for k in range(len(chunk)):
-        await expect_loaded(bench, chunk[k], ends[k], False, f"wrong total: chunk {k}")
-    await bench.expect_error(protocol.load_commit_request(size + 1, old_id), ErrorCode.BAD_LOAD,
+    await load.send(bench, "wrong total")
+    await bench.expect_error(protocol.load_commit_request(size + 1, old_id, protocol.crc32(image)), ErrorCode.BAD_LOAD,
                              "a commit with the wrong total")
     await expect_refusal(bench, 1, "after a wrong total")
 
@@ -600,3 +720,40 @@ async def link_load_errors(dut):
     await bench.expect_error(chunk[0], ErrorCode.BUSY, "a chunk while the accelerator is busy")
     await expect_info(bench, True, old_id, "after BUSY")
     await bench.classify_and_check(1, " after BUSY")
+
+
+@cocotb.test()
+async def link_hang(dut):
+    """A hung accelerator: one that stops taking pixels, and one that stops taking weight bytes.
+    Each time the board answers HUNG about ``watchdog_cycles`` after the request, resets the
+    accelerator, and works normally afterwards (a load is ended: weights invalid until the next
+    complete one). Runs after link_load_errors (the bitstream's weights in the memories)."""
+    bench = LinkBench(dut)
+    await bench.start()
+    data, sizes, byte = bench.data, bench.sizes, bench.byte_cycles
+    old_id = bench.info.weights_id
+    magic = bytes(data["hang_pixels"].astype(np.uint8))
+    image = np.array(data["images"][0])
+    image.reshape(-1)[: len(magic)] = np.frombuffer(magic, np.uint8)
+    request = protocol.classify_request(image, sizes, seq=0x66)
+    # Replies to the requests that hang come after the watchdog: the client waits that long.
+    bench.port.timeout_ps = (bench.watchdog_cycles + bench.reply_cycles) * CLOCK_NS * 1000
+    await bench.expect_error(request, ErrorCode.HUNG, "an image that hangs the accelerator")
+    elapsed = (bench.line.last_stop_ps - bench.line.last_sent_ps) // (CLOCK_NS * 1000)
+    reply = (protocol.OVERHEAD_BYTES + 1) * (byte + 2)  # (the link takes 2 cycles to offer each byte)
+    assert bench.watchdog_cycles <= elapsed <= bench.watchdog_cycles + reply + 20, (
+        f"HUNG {elapsed} cycles after the request, watchdog {bench.watchdog_cycles}")
+    await expect_info(bench, True, old_id, "after a hang in a classification")
+    await bench.classify_and_check(1, " after the accelerator was reset")
+
+    weights = bytearray(data["old_image"].astype(np.uint8))
+    hang = bytes(data["hang_weights"].astype(np.uint8))
+    weights[: len(hang)] = hang
+    await bench.expect_error(protocol.load_chunk_request(0, bytes(weights[: int(data["chunk"])]), sizes),
+                             ErrorCode.HUNG, "weight bytes that hang the accelerator")
+    info = await expect_info(bench, False, 0, "after a hang in a load")
+    assert not info.loading
+    info, error = await bench.call(bench.client.load_weights, bytes(data["old_image"].astype(np.uint8)), old_id,
+                                   None, 0, int(data["chunk"]))
+    assert error is None and info.weights_valid, f"load after the hang: {error or info}"
+    await bench.classify_and_check(1, " after a hang in a load and a new load")

@@ -86,7 +86,7 @@ def test_each_board_builds_its_accelerator():
     top = BoardTop(ws, CompactConfig(ws.arithmetic), ice)
     assert isinstance(top.accelerator, CompactAccelerator)
     assert top.link.info.weights_id == 0  # no weights in the bitstream: INFO must not name any
-    assert top.link.info.linear_lanes == 8 and top.link.info.arithmetic == ws.arithmetic
+    assert top.link.info.multipliers == 8 and top.link.info.design == "compact" and top.link.info.arithmetic == ws.arithmetic
 
 
 @pytest.mark.parametrize("options, message", [

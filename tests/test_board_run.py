@@ -1,6 +1,7 @@
 """board-run's comparison logic against a pretend board that answers like the RTL link does
-(the RTL link itself is tested bit by bit over a simulated UART in test_link_rtl.py), and its
-weight loading (``--weights``)."""
+(``fake_board.py``; the RTL link itself is tested bit by bit over a simulated UART in
+test_link_rtl.py, and board-run against the simulated board in test_board_sim.py), its weight
+loading (``--weights``), and what it keeps when a run fails half-way."""
 
 import json
 from functools import lru_cache
@@ -9,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fake_board import FakeBoard
 from lenet_fpga.boards import protocol
 from lenet_fpga.boards.host import BoardClient
-from lenet_fpga.boards.protocol import ErrorCode, FrameDecoder, FrameType
+from lenet_fpga.boards.protocol import FrameType
 from lenet_fpga.boards.run import board_weight_image, load_board_weights, run_on_board
 from lenet_fpga.model import golden, images, weights
 from lenet_fpga.model.errors import InputError
@@ -25,69 +27,37 @@ def image_of(path) -> bytes:
     return board_weight_image(weights.load(path))
 
 
-class GoldenBoard:
-    """A pyserial-like port whose 'board' computes the golden logits; ``wrong`` flips image k's logit 3.
-
-    It takes loads like the RTL link (simplified: no error cases) and afterwards answers with the
-    weight set in ``loadable`` whose image it received, or with nonsense if none matches.
-    """
+class GoldenBoard(FakeBoard):
+    """The pretend board of fake_board.py answering with the golden model of ``ws``; ``wrong``
+    flips logit 3 of the images with those indices. A load (of the baseline design's image)
+    makes it answer with the weight set in ``loadable`` whose image it received, or with
+    nonsense if none matches."""
 
     def __init__(self, ws, weights_id=None, wrong=(), loadable=(), valid=True):
-        self.ws, self.wrong, self.out, self.count = ws, set(wrong), bytearray(), 0
-        self.wid = protocol.weights_id(ws.params) if weights_id is None else weights_id
-        self.valid = valid
+        self.ws, self.wrong, self.count = ws, set(wrong), 0
         self.loadable = {image_of(path): weights.load(path) for path in loadable}
-        self.image_bytes = len(image_of(None))
-        self.memory, self.received, self.requests = bytearray(), 0, []
+        wid = protocol.weights_id(ws.params) if weights_id is None else weights_id
+        super().__init__(len(image_of(None)), True, self.golden, self.swap, ws.network, ws.arithmetic, wid)
+        self.valid = valid
+        if not valid:
+            self.weights_id = 0
+
+    def golden(self, pixels: bytes):
+        side = self.ws.network.image_size
+        image = np.frombuffer(pixels, np.uint8).reshape(1, side, side)
+        logits = golden.forward(image, self.ws.params, self.arithmetic, self.ws.network)[0]  # the board's arithmetic
+        if self.count in self.wrong:
+            logits[3] += 1
+        self.count += 1
+        return logits
+
+    def swap(self, image: bytes):
+        self.ws = self.loadable.get(image, weights.WeightSet(
+            {name: np.ones_like(value) for name, value in self.ws.params.items()}, self.ws.manifest))
 
     @property
-    def info(self):
-        return protocol.BoardInfo(protocol.VERSION, self.ws.arithmetic, 20, 22, self.wid if self.valid else 0,
-                                  self.valid, True, self.image_bytes).encode()
-
-    def _load(self, payload):
-        op, argument = payload[0], int.from_bytes(payload[1:5], "little")
-        if op == protocol.LoadOp.CHUNK and argument == len(self.memory):
-            self.valid = False
-            self.memory += payload[5:]
-            return protocol.encode_frame(FrameType.WEIGHTS_LOADED, protocol.loaded_payload(len(self.memory), False))
-        if op == protocol.LoadOp.COMMIT and argument == len(self.memory) == self.image_bytes:
-            self.valid, self.wid = True, int.from_bytes(payload[5:9], "little")
-            self.ws = self.loadable.get(bytes(self.memory), weights.WeightSet(
-                {name: np.ones_like(value) for name, value in self.ws.params.items()}, self.ws.manifest))
-            self.memory = bytearray()
-            return protocol.encode_frame(FrameType.WEIGHTS_LOADED, protocol.loaded_payload(self.image_bytes, True))
-        return protocol.encode_frame(FrameType.ERROR, protocol.error_payload(ErrorCode.BAD_LOAD))
-
-    def write(self, data):
-        for frame in FrameDecoder().feed(bytes(data)):
-            self.requests.append(frame.type)
-            if frame.type == FrameType.PING:
-                self.out += protocol.encode_frame(FrameType.INFO, self.info)
-            elif frame.type == FrameType.LOAD_WEIGHTS:
-                self.out += self._load(frame.payload)
-            elif not self.valid:
-                self.out += protocol.encode_frame(FrameType.ERROR, protocol.error_payload(ErrorCode.NO_WEIGHTS))
-            else:
-                image = np.frombuffer(frame.payload, np.uint8).reshape(1, 28, 28)
-                logits = golden.forward(image, self.ws.params, self.ws.arithmetic)[0]
-                if self.count in self.wrong:
-                    logits[3] += 1
-                payload = protocol.result_payload(int(golden.classify(logits)), logits, 9759)
-                self.out += protocol.encode_frame(FrameType.RESULT, payload)
-                self.count += 1
-        return len(data)
-
-    def read(self, n):
-        data = bytes(self.out[:n])
-        del self.out[:n]
-        return data
-
-    def reset_input_buffer(self):
-        self.out.clear()
-
-    def close(self):
-        pass
+    def request_types(self):
+        return [f.type for f in self.requests]
 
 
 def test_board_run_all_match():
@@ -126,13 +96,14 @@ def test_board_run_loads_other_weights_first():
     client = BoardClient(board)
     info = load_board_weights(client, other, image_of(WRAP_WEIGHTS), quiet=True)
     assert info.weights_valid and info.weights_id == protocol.weights_id(other.params)
-    assert board.requests.count(FrameType.LOAD_WEIGHTS) == -(-len(image_of(WRAP_WEIGHTS)) // protocol.MAX_CHUNK) + 1
+    # ceil(image / 784) chunks and a commit.
+    assert board.request_types.count(FrameType.LOAD_WEIGHTS) == -(-len(image_of(WRAP_WEIGHTS)) // 784) + 1
     result = run_on_board(client, other, images.load_image_set().head(4), quiet=True)
     assert result["total"]["mismatches"] == 0
     # Nothing is loaded when the board already holds the weights.
     board.requests.clear()
     load_board_weights(client, other, image_of(WRAP_WEIGHTS), quiet=True)
-    assert FrameType.LOAD_WEIGHTS not in board.requests
+    assert FrameType.LOAD_WEIGHTS not in board.request_types
 
 
 def test_board_weight_image_is_the_boards_design():
@@ -148,10 +119,10 @@ def test_board_weight_image_is_the_boards_design():
 def test_board_run_weight_errors():
     shipped = weights.load()
     board = GoldenBoard(shipped)
-    board.image_bytes -= 1  # a board built with another configuration
-    with pytest.raises(InputError, match=f"expects a weight image of {board.image_bytes:,} bytes"):
+    board.weight_bytes -= 1  # a board built with another configuration
+    with pytest.raises(InputError, match=f"expects a weight image of {board.weight_bytes:,} bytes"):
         load_board_weights(BoardClient(board), weights.load(WRAP_WEIGHTS), image_of(WRAP_WEIGHTS), quiet=True)
-    assert FrameType.LOAD_WEIGHTS not in board.requests
+    assert FrameType.LOAD_WEIGHTS not in board.request_types
     board = GoldenBoard(shipped, valid=False)  # an interrupted load
     with pytest.raises(InputError, match="no valid weights"):
         run_on_board(BoardClient(board), shipped, images.load_image_set().head(1), quiet=True)
@@ -163,8 +134,58 @@ def test_board_run_cli_loads_weights(monkeypatch, capsys):
     from lenet_fpga.cli import main
 
     board = GoldenBoard(weights.load(), loadable=[WRAP_WEIGHTS])
-    monkeypatch.setattr(run, "open_serial", lambda path, baud: board)
+    monkeypatch.setattr(run, "open_serial", lambda *args: board)
     assert main(["board-run", "--port", "fake", "--weights", str(WRAP_WEIGHTS), "--n", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["total"]["mismatches"] == 0 and out["total"]["images"] == 3
-    assert FrameType.LOAD_WEIGHTS in board.requests
+    assert FrameType.LOAD_WEIGHTS in board.request_types
+
+
+def test_board_run_survives_a_corrupted_result_and_a_busy():
+    """One corrupted RESULT and one BUSY no longer end the run: the requests are sent again, the
+    answers are all golden, and the retries are reported."""
+    ws, samples = weights.load(), images.load_image_set().head(4)
+    board = GoldenBoard(ws)
+    board.actions = {2: "garble", 5: "busy"}
+    result = run_on_board(BoardClient(board), ws, samples, quiet=True)
+    total = result["total"]
+    assert total["complete"] and total["images"] == 4 and total["mismatches"] == 0
+    assert total["retries"] == {"no reply": 1, "BUSY": 1}
+
+
+def test_board_run_keeps_the_results_of_a_run_that_fails(monkeypatch, capsys):
+    """A board that stops answering after two images: the JSON holds those two, says the run is
+    not complete and why, and the command ends with one error line (exit 2)."""
+    from lenet_fpga.boards import run
+    from lenet_fpga.cli import main
+
+    board = GoldenBoard(weights.load())
+    # Request 0 is board-run's PING, 1 run_on_board's, then one CLASSIFY per image.
+    board.actions = {k: "silent" for k in range(4, 100)}
+    monkeypatch.setattr(run, "open_serial", lambda *args: board)
+    assert main(["board-run", "--port", "fake", "--n", "5", "--json"]) == 2
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert [e["index"] for e in out["images"]] == [0, 1] and all(e["match"] for e in out["images"])
+    assert out["total"]["complete"] is False and out["total"]["requested"] == 5
+    assert "image 2" in out["total"]["error"] and "no reply" in out["total"]["error"]
+    # Image 2: the whole image unanswered (1), then its first piece sent again 10 times (the
+    # client's default retries) before the run gives up.
+    assert out["total"]["retries"] == {"no reply": 1 + 10}
+    assert captured.err.count("\n") == 1 and "stopped after 2 of 5 images" in captured.err
+
+
+def test_board_run_refuses_a_board_with_another_network():
+    ws = weights.load()
+    board = GoldenBoard(ws)
+    board.sizes = protocol.FrameSizes(32, 10)
+    with pytest.raises(InputError, match="32x32 images"):
+        run_on_board(BoardClient(board), ws, images.load_image_set().head(1), quiet=True)
+
+
+def test_board_run_refuses_absurd_baud_rates(capsys):
+    from lenet_fpga.cli import main
+
+    assert main(["board-run", "--port", "loop://", "--baud", "1", "--n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "at least 1200" in err and "Traceback" not in err

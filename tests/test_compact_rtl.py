@@ -271,10 +271,11 @@ def test_behind_the_uart_link_with_weights_over_the_line(sim_build):
     logits = golden.forward(imgs, ws.params, ws.arithmetic)
     cycles = accelerator.cycles_per_image(ws, config)
     data = {
-        "divisor": divisor, "timeout_cycles": link.timeout_cycles, "seed": 9500, "gap_bits": 0.0,
+        "divisor": divisor, "timeout_cycles": link.timeout_cycles, "frame_cycles": link.frame_cycles,
+        "watchdog_cycles": link.watchdog_cycles, "seed": 9500, "gap_bits": 0.0,
         "images": imgs, "logits": logits, "klass": golden.classify(logits), "logits_new": logits,
         "info": np.frombuffer(link.info.encode(), np.uint8), "cycles_min": cycles, "cycles_max": cycles,
-        "in_bitstream": False, "linger_cycles": 0, "chunk": protocol.MAX_CHUNK,
+        "in_bitstream": False, "linger_cycles": 0, "chunk": link.sizes.max_chunk,
         "weight_image": np.frombuffer(accelerator.weight_image(ws, config), np.uint8),
         "weights_id": protocol.weights_id(ws.params),
     }

@@ -1,67 +1,89 @@
-"""The wire format (``boards/protocol.py``) and the host client (``boards/host.py``), in pure Python.
-
-The client is run against ``FakeBoard``, a byte port that answers like the RTL link does (one
-reply per complete frame, decided in the same order: CRC, type, length), and that can be told to
-misbehave (stay silent, corrupt its reply, add noise); and once against pyserial's ``loop://``.
-"""
+"""The wire format (``boards/protocol.py``) in pure Python: CRCs, frames, the decoder, the sizes a
+network gives the frames, and every payload's layout, each derived by hand. The host client is
+tested in test_host.py."""
 
 import random
+import zlib
 
 import numpy as np
 import pytest
+from amaranth.lib.crc import catalog
 
 from lenet_fpga.boards import protocol
-from lenet_fpga.boards.host import BoardClient, BoardError, open_serial, serial_timeout
-from lenet_fpga.boards.protocol import ErrorCode, Frame, FrameDecoder, FrameType
+from lenet_fpga.boards.protocol import ErrorCode, Frame, FrameDecoder, FrameSizes, FrameType
 from lenet_fpga.model import arith
 from lenet_fpga.model.errors import InputError
 
+LENET = FrameSizes(28, 10)
+
 
 # --------------------------------------------------------------------------------------------
-# CRC-8
+# CRCs
 
 
 @pytest.mark.parametrize("data,crc", [
-    (b"123456789", 0xF4),  # the catalogue check value of CRC-8 (poly 0x07, init 0, no reflection)
-    (b"", 0x00),
-    (b"\x00", 0x00),
-    (b"\x01", 0x07),
-    (b"\x80", 0x89),
-    (b"\xff", 0xF3),
+    (b"123456789", 0x4B37),  # the catalogue check value of CRC-16/MODBUS
+    (b"", 0xFFFF),  # the initial value, no final XOR
+    (b"\x00", 0x40BF),
+    (b"\x01", 0x807E),
 ])
-def test_crc8_known_values(data, crc):
-    assert protocol.crc8(data) == crc
+def test_crc16_known_values(data, crc):
+    assert protocol.crc16(data) == crc
 
 
-def bitwise_crc8(data: bytes) -> int:
-    """The textbook definition: a shift register, one bit at a time, MSB first."""
-    crc = 0
+def bitwise_crc16(data: bytes) -> int:
+    """The textbook definition of a reflected CRC: a shift register moving right, one bit at a
+    time, least significant bit first, polynomial 0x8005 reversed (0xA001)."""
+    crc = 0xFFFF
     for byte in data:
-        for bit in range(7, -1, -1):
-            feedback = (crc >> 7 & 1) ^ (byte >> bit & 1)
-            crc = (crc << 1) & 0xFF
+        for bit in range(8):
+            feedback = (crc ^ (byte >> bit)) & 1
+            crc >>= 1
             if feedback:
-                crc ^= protocol.CRC_POLY
+                crc ^= 0xA001
     return crc
 
 
-def test_crc8_matches_bitwise_definition_and_continues():
+def test_crc16_is_the_textbook_one_and_amaranths_and_continues():
+    """The host's table CRC against the bit-serial definition and against amaranth.lib.crc's
+    software model of the catalogue entry the RTL instantiates."""
     rng = random.Random(1234)
+    amaranth_crc16 = catalog.CRC16_MODBUS(8)
     for _ in range(200):
         data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60)))
-        assert protocol.crc8(data) == bitwise_crc8(data), f"seed 1234, data {data.hex()}"
+        assert protocol.crc16(data) == bitwise_crc16(data) == amaranth_crc16.compute(data), f"seed 1234, data {data.hex()}"
         cut = rng.randrange(len(data) + 1)
-        assert protocol.crc8(data[cut:], protocol.crc8(data[:cut])) == protocol.crc8(data)
+        assert protocol.crc16(data[cut:], protocol.crc16(data[:cut])) == protocol.crc16(data)
 
 
-def test_crc8_detects_every_single_bit_error():
-    frame = protocol.encode_frame(FrameType.CLASSIFY, bytes(range(256)) * 3 + bytes(16))
-    body = frame[1:-1]
-    for position in range(len(body)):
-        for bit in range(8):
-            damaged = bytearray(body)
-            damaged[position] ^= 1 << bit
-            assert protocol.crc8(damaged) != frame[-1], f"flip of bit {bit} of byte {position} not detected"
+def test_a_frame_leaves_the_crc_residue():
+    """The board checks a frame by running its CRC bytes through the CRC too: sent low byte
+    first, they leave the register at the algorithm's residue, 0."""
+    frame = protocol.encode_frame(0x42, b"\x01\x02\x03", seq=5)
+    assert catalog.CRC16_MODBUS(8).residue() == 0
+    assert protocol.crc16(frame[1:]) == 0 and protocol.crc16(frame[1:-1]) != 0
+
+
+def test_crc32_is_the_catalogue_one():
+    assert protocol.crc32(b"123456789") == 0xCBF43926  # the catalogue check value of CRC-32/ISO-HDLC
+    rng = random.Random(99)
+    amaranth_crc32 = catalog.CRC32_ISO_HDLC(8)
+    for n in (1, 7, 784, 3000):
+        data = bytes(rng.randrange(256) for _ in range(n))
+        assert protocol.crc32(data) == amaranth_crc32.compute(data) == zlib.crc32(data)
+
+
+def test_crc16_detects_every_single_and_double_bit_error_of_a_frame():
+    frame = protocol.encode_frame(FrameType.CLASSIFY, bytes(range(256)) * 3 + bytes(16), seq=77)
+    body = frame[1:]
+    bits = 8 * len(body)
+    rng = random.Random(5)
+    flips = [(k,) for k in range(bits)] + [tuple(rng.sample(range(bits), 2)) for _ in range(3000)]
+    for flip in flips:
+        damaged = bytearray(body)
+        for k in flip:
+            damaged[k // 8] ^= 1 << (k % 8)
+        assert protocol.crc16(damaged) != 0, f"flip of bits {flip} not detected"
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,33 +91,32 @@ def test_crc8_detects_every_single_bit_error():
 
 
 def test_encode_frame_layout():
-    frame = protocol.encode_frame(FrameType.RESULT, bytes(range(45)))
-    assert frame[0] == 0xA5 and frame[1] == 0x82 and frame[2:4] == (45).to_bytes(2, "little")
-    assert frame[4:-1] == bytes(range(45)) and frame[-1] == protocol.crc8(frame[1:-1])
-    assert protocol.ping_request() == bytes([0xA5, 0x01, 0x00, 0x00, protocol.crc8(b"\x01\x00\x00")])
-    with pytest.raises(ValueError):
-        protocol.encode_frame(0x100)
-    with pytest.raises(ValueError):
-        protocol.encode_frame(FrameType.CLASSIFY, bytes(protocol.MAX_LENGTH + 1))
+    frame = protocol.encode_frame(FrameType.RESULT, bytes(range(45)), seq=0x3C)
+    assert frame[:5] == bytes([0xA5, 0x82, 0x3C, 45, 0]) and frame[5:-2] == bytes(range(45))
+    assert frame[-2:] == protocol.crc16(frame[1:-2]).to_bytes(2, "little") and len(frame) == 45 + 7
+    crc = protocol.crc16(b"\x01\x09\x00\x00")
+    assert protocol.ping_request(9) == bytes([0xA5, 0x01, 0x09, 0x00, 0x00, crc & 0xFF, crc >> 8])
+    for bad in ((0x100, b"", 0), (1, b"", 256), (1, bytes(protocol.MAX_LENGTH + 1), 0)):
+        with pytest.raises(ValueError):
+            protocol.encode_frame(*bad)
 
 
 def test_type_and_error_codes_are_the_documented_ones():
     assert {t.name: int(t) for t in FrameType} == {
-        "PING": 0x01, "CLASSIFY": 0x02, "LOAD_WEIGHTS": 0x03,
-        "INFO": 0x81, "RESULT": 0x82, "WEIGHTS_LOADED": 0x83, "ERROR": 0xEE}
+        "PING": 0x01, "CLASSIFY": 0x02, "LOAD_WEIGHTS": 0x03, "IMAGE": 0x04,
+        "INFO": 0x81, "RESULT": 0x82, "WEIGHTS_LOADED": 0x83, "IMAGE_STORED": 0x84, "ERROR": 0xEE}
     assert {e.name: int(e) for e in ErrorCode} == {
-        "BAD_CRC": 1, "BAD_LENGTH": 2, "UNKNOWN_TYPE": 3, "TIMEOUT": 4, "BUSY": 5, "NO_WEIGHTS": 6, "BAD_LOAD": 7}
+        "BAD_CRC": 1, "BAD_LENGTH": 2, "UNKNOWN_TYPE": 3, "TIMEOUT": 4, "BUSY": 5, "NO_WEIGHTS": 6, "BAD_LOAD": 7,
+        "BAD_IMAGE": 8, "HUNG": 9, "TOO_LONG": 10}
     assert {o.name: int(o) for o in protocol.LoadOp} == {"CHUNK": 0, "COMMIT": 1}
-    assert protocol.REQUEST_LENGTHS == {FrameType.PING: 0, FrameType.CLASSIFY: 784}
-    assert protocol.RESULT_LENGTH == 45 and protocol.INFO_LENGTH == 13 and protocol.LOADED_LENGTH == 5
-    assert protocol.MAX_CHUNK == 784 and protocol.MAX_PAYLOAD == 789  # a full chunk and its header
+    assert protocol.VERSION == 3
 
 
-def random_frames(rng: random.Random, n: int) -> list[tuple[int, bytes]]:
+def random_frames(rng: random.Random, n: int) -> list[tuple[int, bytes, int]]:
     frames = []
     for _ in range(n):
-        length = rng.choice([0, 1, 45, rng.randrange(protocol.MAX_PAYLOAD + 1)])
-        frames.append((rng.randrange(256), bytes(rng.randrange(256) for _ in range(length))))
+        length = rng.choice([0, 1, 45, rng.randrange(800)])
+        frames.append((rng.randrange(256), bytes(rng.randrange(256) for _ in range(length)), rng.randrange(256)))
     return frames
 
 
@@ -103,7 +124,7 @@ def test_decoder_round_trip_with_split_feeds():
     seed = 42
     rng = random.Random(seed)
     frames = random_frames(rng, 30)
-    stream = b"".join(protocol.encode_frame(t, p) for t, p in frames)
+    stream = b"".join(protocol.encode_frame(t, p, s) for t, p, s in frames)
     decoder = FrameDecoder()
     got = []
     position = 0
@@ -111,18 +132,18 @@ def test_decoder_round_trip_with_split_feeds():
         step = rng.randrange(41)
         got += decoder.feed(stream[position : position + step])
         position += step
-    assert [(f.type, f.payload) for f in got] == frames, f"seed {seed}"
+    assert [(f.type, f.payload, f.seq) for f in got] == frames, f"seed {seed}"
     assert all(f.crc_ok for f in got) and decoder.skipped == 0
 
 
 def test_decoder_byte_by_byte_and_needed():
-    frame = protocol.encode_frame(FrameType.RESULT, bytes(45))
+    frame = protocol.encode_frame(FrameType.RESULT, bytes(45), 3)
     decoder = FrameDecoder()
     for k, byte in enumerate(frame):
-        assert decoder.needed() == (4 - k if k < 4 else len(frame) - k)
+        assert decoder.needed() == (5 - k if k < 5 else len(frame) - k)
         got = decoder.feed(bytes([byte]))
-        assert got == ([] if k < len(frame) - 1 else [Frame(FrameType.RESULT, bytes(45))])
-    assert decoder.needed() == 4
+        assert got == ([] if k < len(frame) - 1 else [Frame(FrameType.RESULT, bytes(45), 3)])
+    assert decoder.needed() == 5
 
 
 def test_decoder_resynchronises_after_garbage():
@@ -130,24 +151,24 @@ def test_decoder_resynchronises_after_garbage():
     rng = random.Random(seed)
     frames = random_frames(rng, 20)
     stream = b""
-    for t, p in frames:
+    for t, p, s in frames:
         # Garbage, sometimes holding SYNC bytes and a bogus header with a huge LEN.
         garbage = bytes(rng.randrange(256) for _ in range(rng.randrange(12)))
         if rng.random() < 0.3:
-            garbage += bytes([protocol.SYNC, 0x42, 0xFF, 0xFF])
-        stream += garbage + protocol.encode_frame(t, p)
-    decoder = FrameDecoder()
+            garbage += bytes([protocol.SYNC, 0x42, 0x00, 0xFF, 0xFF])
+        stream += garbage + protocol.encode_frame(t, p, s)
+    decoder = FrameDecoder(max_payload=800)
     got = []
     for k in range(0, len(stream), 97):
         got += decoder.feed(stream[k : k + 97])
-    good = [(f.type, f.payload) for f in got if f.crc_ok]
+    good = [(f.type, f.payload, f.seq) for f in got if f.crc_ok]
     assert good == frames, f"seed {seed}: {len(good)} good frames of {len(frames)}"
     assert decoder.skipped > 0
 
 
 def test_decoder_reports_a_bad_crc_and_finds_the_next_frame():
     bad = bytearray(protocol.encode_frame(FrameType.INFO, bytes(8)))
-    bad[6] ^= 0x10
+    bad[7] ^= 0x10
     good = protocol.encode_frame(FrameType.ERROR, b"\x04")
     frames = FrameDecoder().feed(bytes(bad) + good)
     assert [(f.type, f.crc_ok) for f in frames] == [(FrameType.INFO, False), (FrameType.ERROR, True)]
@@ -155,9 +176,9 @@ def test_decoder_reports_a_bad_crc_and_finds_the_next_frame():
 
 def test_decoder_finds_a_frame_inside_a_bad_frame():
     """A lone SYNC in noise makes a bogus candidate; the real frame inside it is still found."""
-    good = protocol.encode_frame(FrameType.ERROR, b"\x01")
-    frames = FrameDecoder().feed(bytes([protocol.SYNC, 0x00, 0x02, 0x00]) + good)
-    assert frames[-1] == Frame(FrameType.ERROR, b"\x01") and not frames[0].crc_ok
+    good = protocol.encode_frame(FrameType.ERROR, b"\x01", 4)
+    frames = FrameDecoder().feed(bytes([protocol.SYNC, 0x00, 0x00, 0x02, 0x00]) + good)
+    assert frames[-1] == Frame(FrameType.ERROR, b"\x01", 4) and not frames[0].crc_ok
 
 
 def test_decoder_length_limit():
@@ -169,96 +190,133 @@ def test_decoder_length_limit():
 
 
 # --------------------------------------------------------------------------------------------
+# The sizes a network gives the frames
+
+
+def test_frame_sizes_of_lenet5_and_of_another_network():
+    # LeNet-5 on MNIST: 28 x 28 = 784 pixels; RESULT 1 + 10 x 4 + 4 = 45; the longest request a
+    # full chunk, 5 + 784 = 789; the longest reply INFO (21) or RESULT (45).
+    assert (LENET.pixels, LENET.result_length, LENET.max_request, LENET.max_reply) == (784, 45, 789, 45)
+    # 32 x 32 input, 12 classes: 1024; 1 + 48 + 4 = 53; 5 + 1024 = 1029.
+    other = FrameSizes(32, 12)
+    assert (other.pixels, other.result_length, other.max_request, other.max_reply) == (1024, 53, 1029, 53)
+    # A 2 x 2 network: INFO is the longest reply (21 > 1 + 8 + 4) and the commit the longest request (13 > 5 + 4).
+    tiny = FrameSizes(2, 2)
+    assert (tiny.max_reply, tiny.max_request) == (21, 13)
+    for bad in ((0, 10), (256, 10), (28, 1), (28, 256)):
+        with pytest.raises(ValueError):
+            FrameSizes(*bad)
+
+
+@pytest.mark.parametrize("type,length,op,ok", [
+    (FrameType.PING, 0, None, True), (FrameType.PING, 1, None, False),
+    (FrameType.CLASSIFY, 784, None, True), (FrameType.CLASSIFY, 0, None, True), (FrameType.CLASSIFY, 783, None, False),
+    (FrameType.IMAGE, 3, None, True), (FrameType.IMAGE, 786, None, True), (FrameType.IMAGE, 2, None, False),
+    (FrameType.IMAGE, 787, None, False),
+    (FrameType.LOAD_WEIGHTS, 0, None, False), (FrameType.LOAD_WEIGHTS, 5, 0, False), (FrameType.LOAD_WEIGHTS, 6, 0, True),
+    (FrameType.LOAD_WEIGHTS, 789, 0, True), (FrameType.LOAD_WEIGHTS, 790, 0, False),
+    (FrameType.LOAD_WEIGHTS, 13, 1, True), (FrameType.LOAD_WEIGHTS, 12, 1, False), (FrameType.LOAD_WEIGHTS, 14, 1, False),
+    (FrameType.LOAD_WEIGHTS, 1, 2, True), (FrameType.LOAD_WEIGHTS, 789, 0xFF, True), (FrameType.LOAD_WEIGHTS, 790, 0xFF, False),
+    (0x05, 0, None, False), (FrameType.INFO, 21, None, False),
+])
+def test_request_lengths(type, length, op, ok):
+    assert LENET.request_length_ok(type, length, op) is ok
+
+
+# --------------------------------------------------------------------------------------------
 # Payloads
 
 
-def test_classify_request():
+def test_classify_and_piece_requests():
     image = np.random.default_rng(5).integers(0, 256, (28, 28), dtype=np.uint8)
-    frame = FrameDecoder().feed(protocol.classify_request(image))[0]
-    assert frame.type == FrameType.CLASSIFY and len(frame.payload) == 784
+    frame = FrameDecoder().feed(protocol.classify_request(image, LENET, seq=4))[0]
+    assert (frame.type, frame.seq, len(frame.payload)) == (FrameType.CLASSIFY, 4, 784)
     assert frame.payload[28 * 3 + 5] == image[3, 5], "not raster order"
-    np.testing.assert_array_equal(np.frombuffer(frame.payload, np.uint8).reshape(28, 28), image)
-    assert protocol.classify_request(np.asfortranarray(image)) == protocol.classify_request(image)
+    assert protocol.classify_request(np.asfortranarray(image), LENET) == protocol.classify_request(image, LENET)
     with pytest.raises(InputError, match="uint8"):
-        protocol.classify_request(image.astype(np.int64))
-    with pytest.raises(InputError, match="shape"):
-        protocol.classify_request(image[:27])
+        protocol.classify_request(image.astype(np.int64), LENET)
+    with pytest.raises(InputError, match=r"shape \[32,32\]"):
+        protocol.classify_request(image, FrameSizes(32, 10))
+    assert FrameDecoder().feed(protocol.classify_pieces_request(6))[0] == Frame(FrameType.CLASSIFY, b"", 6)
+    piece = protocol.image_piece_request(0x0102, b"\x07\x08", LENET, seq=1)
+    assert piece == protocol.encode_frame(FrameType.IMAGE, bytes([0x02, 0x01, 0x07, 0x08]), 1)
+    for bad in (b"", bytes(785)):
+        with pytest.raises(ValueError, match="piece"):
+            protocol.image_piece_request(0, bad, LENET)
+    assert [(o, len(p)) for o, p in protocol.pieces(bytes(100), 32, 784)] == [(0, 32), (32, 32), (64, 32), (96, 4)]
 
 
 def test_result_round_trip_and_layout():
     logits = np.array([-(1 << 31), (1 << 31) - 1, -1, 0, 1, -3_000_000, 2_097_151, -2_097_152, 12345, -54321])
-    payload = protocol.result_payload(7, logits, 0xDEADBEEF)
+    payload = protocol.result_payload(7, logits, 0xDEADBEEF, LENET)
     assert len(payload) == 45 and payload[0] == 7
     assert payload[1:5] == bytes([0x00, 0x00, 0x00, 0x80]) and payload[9:13] == b"\xff\xff\xff\xff"
     assert payload[41:] == bytes([0xEF, 0xBE, 0xAD, 0xDE])
-    klass, got, cycles = protocol.parse_result(Frame(FrameType.RESULT, payload))
+    klass, got, cycles = protocol.parse_result(Frame(FrameType.RESULT, payload), LENET)
     assert klass == 7 and cycles == 0xDEADBEEF and got.dtype == np.int64
     np.testing.assert_array_equal(got, logits)
+    twelve = FrameSizes(28, 12)
+    payload = protocol.result_payload(11, np.arange(12), 5, twelve)
+    assert len(payload) == 53 and protocol.parse_result(Frame(FrameType.RESULT, payload), twelve)[0] == 11
 
 
 @pytest.mark.parametrize("frame,message", [
     (Frame(FrameType.RESULT, bytes(44)), "45 bytes"),
-    (Frame(FrameType.INFO, bytes([protocol.VERSION]) + bytes(7)), "expected RESULT"),
+    (Frame(FrameType.INFO, bytes([protocol.VERSION]) + bytes(20)), "expected RESULT"),
     (Frame(FrameType.RESULT, bytes(45), crc_ok=False), "bad CRC"),
     (Frame(FrameType.RESULT, bytes([10]) + bytes(44)), "class 10"),
 ])
 def test_parse_result_rejects(frame, message):
     with pytest.raises(protocol.ProtocolError, match=message):
-        protocol.parse_result(frame)
+        protocol.parse_result(frame, LENET)
 
 
-def test_info_round_trip():
-    info = protocol.BoardInfo(protocol.VERSION, arith.Arithmetic("floor", "wrap"), 20, 22, 0xCAFEF00D,
-                              True, False, 45_066)
+def test_info_round_trip_and_layout():
+    info = protocol.BoardInfo(protocol.VERSION, arith.Arithmetic("floor", "wrap"), "compact", 22, 0xCAFEF00D,
+                              True, False, 45_066, 28, 10, 300, True, 0x010203)
     payload = info.encode()
-    assert payload == bytes([protocol.VERSION, 0b11, 20, 22, 0x0D, 0xF0, 0xFE, 0xCA, 0b01, 0x0A, 0xB0, 0x00, 0x00])
-    assert protocol.BoardInfo(2, arith.Arithmetic(), 1, 24, 0, False, True, 1).encode()[8] == 0b10
+    assert payload == bytes([3, 0b11, 1, 22, 0x0D, 0xF0, 0xFE, 0xCA, 0b101, 0x0A, 0xB0, 0x00, 0x00,
+                             0x03, 0x02, 0x01, 0x00, 28, 10, 0x2C, 0x01])
     assert protocol.parse_info(Frame(FrameType.INFO, payload)) == info
-    assert protocol.BoardInfo(1, arith.Arithmetic(), 1, 24, 0).encode()[1] == 0
-    with pytest.raises(protocol.ProtocolError, match="version 9"):
-        protocol.parse_info(Frame(FrameType.INFO, bytes([9]) + payload[1:]))
-    with pytest.raises(ValueError):
-        protocol.BoardInfo(1, arith.Arithmetic(), 256, 24, 0).encode()
+    assert info.sizes == LENET
+    with pytest.raises(protocol.ProtocolError, match="version 2"):
+        protocol.parse_info(Frame(FrameType.INFO, bytes([2]) + payload[1:13]))
+    with pytest.raises(protocol.ProtocolError, match="design 5"):
+        protocol.parse_info(Frame(FrameType.INFO, payload[:2] + b"\x05" + payload[3:]))
+    with pytest.raises(protocol.ProtocolError, match="1 classes cannot travel"):
+        protocol.parse_info(Frame(FrameType.INFO, payload[:18] + b"\x01" + payload[19:]))
+    for bad in (dict(design="other"), dict(multipliers=1 << 16), dict(logit_bits=33), dict(image_size=300)):
+        with pytest.raises(ValueError):
+            protocol.BoardInfo(**{**info.__dict__, **bad}).encode()
 
 
 def test_load_frames_layout():
-    chunk = protocol.load_chunk_request(0x010203, b"\x7f\x80")
-    assert chunk == protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes([0, 0x03, 0x02, 0x01, 0x00, 0x7F, 0x80]))
-    commit = protocol.load_commit_request(45_066, 0xCAFEF00D)
-    assert commit[4:-1] == bytes([1]) + (45_066).to_bytes(4, "little") + bytes([0x0D, 0xF0, 0xFE, 0xCA])
-    assert len(protocol.load_chunk_request(7, bytes(784))) == protocol.OVERHEAD_BYTES + protocol.MAX_PAYLOAD
+    chunk = protocol.load_chunk_request(0x010203, b"\x7f\x80", LENET, seq=2)
+    assert chunk == protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes([0, 0x03, 0x02, 0x01, 0x00, 0x7F, 0x80]), 2)
+    commit = protocol.load_commit_request(45_066, 0xCAFEF00D, 0x11223344)
+    assert commit[5:-2] == (bytes([1]) + (45_066).to_bytes(4, "little") + bytes([0x0D, 0xF0, 0xFE, 0xCA])
+                            + bytes([0x44, 0x33, 0x22, 0x11]))
+    assert len(protocol.load_chunk_request(7, bytes(784), LENET)) == protocol.OVERHEAD_BYTES + LENET.max_request
     for bad in (b"", bytes(785)):
         with pytest.raises(ValueError, match="chunk"):
-            protocol.load_chunk_request(0, bad)
+            protocol.load_chunk_request(0, bad, LENET)
     with pytest.raises(ValueError):
-        protocol.load_commit_request(1 << 32, 0)
-    image = bytes(range(256)) * 7
-    chunks = protocol.image_chunks(image)
-    assert [o for o, _ in chunks] == [0, 784, 1568] and b"".join(c for _, c in chunks) == image
-    assert [len(c) for _, c in protocol.image_chunks(image, 500)] == [500, 500, 500, 292]
-    frames = protocol.load_frames(image, 5)
-    assert len(frames) == 4 and frames[-1] == protocol.load_commit_request(len(image), 5)
-    with pytest.raises(ValueError, match="empty"):
-        protocol.image_chunks(b"")
-    with pytest.raises(ValueError, match="chunk size"):
-        protocol.image_chunks(image, 785)
+        protocol.load_commit_request(1 << 32, 0, 0)
+    with pytest.raises(ValueError, match="nothing"):
+        protocol.pieces(b"", 10, 784)
+    with pytest.raises(ValueError, match="piece size"):
+        protocol.pieces(bytes(10), 785, 784)
 
 
-@pytest.mark.parametrize("op,length,ok", [
-    (0, 0, False), (0, 5, False), (0, 6, True), (0, 789, True), (0, 790, False),
-    (1, 9, True), (1, 8, False), (1, 10, False), (2, 1, True), (0xFF, 300, True),
-])
-def test_load_length_ok(op, length, ok):
-    assert protocol.load_length_ok(op, length) is ok
-
-
-def test_loaded_round_trip():
+def test_loaded_and_stored_round_trip():
     payload = protocol.loaded_payload(45_066, True)
     assert payload == bytes([0x0A, 0xB0, 0, 0, protocol.WEIGHTS_VALID])
     assert protocol.parse_loaded(Frame(FrameType.WEIGHTS_LOADED, payload)) == (45_066, True)
     assert protocol.parse_loaded(Frame(FrameType.WEIGHTS_LOADED, protocol.loaded_payload(3, False))) == (3, False)
     with pytest.raises(protocol.ProtocolError, match="5 bytes"):
         protocol.parse_loaded(Frame(FrameType.WEIGHTS_LOADED, bytes(4)))
+    assert protocol.stored_payload(0x0310) == bytes([0x10, 0x03])
+    assert protocol.parse_stored(Frame(FrameType.IMAGE_STORED, bytes([0x10, 0x03]))) == 784
 
 
 def test_weights_id_depends_on_every_code():
@@ -267,252 +325,9 @@ def test_weights_id_depends_on_every_code():
     params = weights.load().params
     wid = protocol.weights_id(params)
     assert wid == protocol.weights_id(dict(reversed(list(params.items())))), "must not depend on dict order"
+    name = sorted(params)[-1]
     changed = dict(params)
-    changed["fc3.bias"] = params["fc3.bias"].copy()
-    changed["fc3.bias"][9] ^= 1
+    changed[name] = params[name].copy()
+    changed[name].flat[0] ^= 1
     assert protocol.weights_id(changed) != wid
     assert 0 <= wid < 1 << 32
-
-
-# --------------------------------------------------------------------------------------------
-# The host client
-
-
-class FakeBoard:
-    """A pyserial-like port with a board behind it that answers as the RTL link does, weight
-    loading included (``memory`` is what the accelerator's weight memories hold).
-
-    Misbehaviour on request: ``silent``, ``corrupt_reply``, ``noise``, ``reply_with``; for
-    loads, ``corrupt_requests`` (indices of requests that arrive with a bad CRC), ``lose_replies``
-    (indices of requests carried out whose reply is lost) and ``busy`` (refuse loads with BUSY).
-    """
-
-    def __init__(self, image_bytes: int = 100, in_bitstream: bool = True):
-        self.image_bytes = image_bytes
-        self.in_bitstream = in_bitstream
-        self.valid, self.weights_id = in_bitstream, 1 if in_bitstream else 0
-        self.loading, self.received = False, 0
-        self.memory = bytearray(image_bytes)
-        self.inbox = bytearray()  # what the host wrote, not yet parsed
-        self.outbox = bytearray()  # what the board sent, not yet read
-        self.silent = False
-        self.corrupt_reply = False
-        self.noise = b""
-        self.reply_with: bytes | None = None
-        self.corrupt_requests: set[int] = set()
-        self.lose_replies: set[int] = set()
-        self.busy = False
-        self.requests: list[Frame] = []
-
-    @property
-    def info(self) -> bytes:
-        return protocol.BoardInfo(protocol.VERSION, arith.Arithmetic(), 20, 22, self.weights_id if self.valid else 0,
-                                  self.valid, self.in_bitstream, self.image_bytes).encode()
-
-    def _load(self, payload: bytes) -> bytes:
-        """The link's LOAD_WEIGHTS rules (boards/link.py), returning the reply payload or ERROR."""
-        op, argument = payload[0], int.from_bytes(payload[1:5], "little")
-        error = protocol.encode_frame(FrameType.ERROR, protocol.error_payload(ErrorCode.BAD_LOAD))
-        if self.busy:
-            return protocol.encode_frame(FrameType.ERROR, protocol.error_payload(ErrorCode.BUSY))
-        if op == protocol.LoadOp.CHUNK:
-            data = payload[protocol.CHUNK_HEADER_BYTES:]
-            in_order = argument == 0 or (self.loading and argument == self.received)
-            if in_order and argument + len(data) <= self.image_bytes:
-                self.valid, self.loading, self.received = False, True, argument + len(data)
-                self.memory[argument : argument + len(data)] = data
-                return protocol.encode_frame(FrameType.WEIGHTS_LOADED, protocol.loaded_payload(self.received, False))
-        elif op == protocol.LoadOp.COMMIT:
-            if self.loading and self.received == self.image_bytes == argument:
-                self.valid, self.loading = True, False
-                self.weights_id = int.from_bytes(payload[5:9], "little")
-                return protocol.encode_frame(FrameType.WEIGHTS_LOADED, protocol.loaded_payload(self.received, True))
-        self.valid, self.loading = False, False
-        return error
-
-    def write(self, data: bytes) -> int:
-        self.inbox += data
-        decoder = FrameDecoder(max_payload=protocol.MAX_LENGTH)
-        for frame in decoder.feed(bytes(self.inbox)):
-            self.requests.append(frame)
-            self._answer(frame)
-        return len(data)
-
-    def _answer(self, frame: Frame) -> None:
-        self.inbox.clear()
-        index = len(self.requests) - 1
-        if self.silent:
-            return
-
-        def error(code):
-            return protocol.encode_frame(FrameType.ERROR, protocol.error_payload(code))
-
-        if self.reply_with is not None:
-            reply = self.reply_with
-        elif not frame.crc_ok or index in self.corrupt_requests:
-            reply = error(ErrorCode.BAD_CRC)
-        elif frame.type not in protocol.REQUESTS:
-            reply = error(ErrorCode.UNKNOWN_TYPE)
-        elif frame.type == FrameType.LOAD_WEIGHTS:
-            ok = protocol.load_length_ok(frame.payload[0], len(frame.payload)) if frame.payload else False
-            reply = self._load(frame.payload) if ok else error(ErrorCode.BAD_LENGTH)
-            if index in self.lose_replies:
-                return
-        elif len(frame.payload) != protocol.REQUEST_LENGTHS[frame.type]:
-            reply = error(ErrorCode.BAD_LENGTH)
-        elif frame.type == FrameType.PING:
-            reply = protocol.encode_frame(FrameType.INFO, self.info)
-        elif not self.valid:
-            reply = error(ErrorCode.NO_WEIGHTS)
-        else:
-            pixels = np.frombuffer(frame.payload, np.uint8).astype(np.int64)
-            logits = np.array([pixels[j::10].sum() - 1000 * j for j in range(10)])
-            reply = protocol.encode_frame(FrameType.RESULT,
-                                          protocol.result_payload(int(np.argmax(logits)), logits, 9759))
-        if self.corrupt_reply:
-            reply = bytearray(reply)
-            reply[5] ^= 0x01
-        self.outbox += self.noise + reply
-
-    def read(self, n: int) -> bytes:
-        data = bytes(self.outbox[:n])
-        del self.outbox[:n]
-        return data
-
-    def reset_input_buffer(self) -> None:
-        self.outbox.clear()
-
-
-def test_client_ping_and_classify():
-    board = FakeBoard()
-    client = BoardClient(board)
-    info = client.ping()
-    assert info.linear_lanes == 20 and info.logit_bits == 22 and info.weights_id == 1
-    image = np.random.default_rng(3).integers(0, 256, (28, 28), dtype=np.uint8)
-    klass, logits, cycles = client.classify(image)
-    expected = np.array([image.reshape(-1)[j::10].astype(np.int64).sum() - 1000 * j for j in range(10)])
-    np.testing.assert_array_equal(logits, expected)
-    assert klass == np.argmax(expected) and cycles == 9759
-    assert [f.type for f in board.requests] == [FrameType.PING, FrameType.CLASSIFY]
-
-
-def test_client_skips_noise_before_the_reply():
-    board = FakeBoard()
-    board.noise = bytes([0x00, 0x13, protocol.SYNC, 0x99, 0xFF, 0xFF, 0x42])  # a SYNC with an absurd LEN
-    assert BoardClient(board).ping().version == protocol.VERSION
-
-
-@pytest.mark.parametrize("request_bytes,code", [
-    (protocol.encode_frame(FrameType.CLASSIFY, bytes(10)), ErrorCode.BAD_LENGTH),
-    (protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes(3)), ErrorCode.BAD_LENGTH),
-    (protocol.encode_frame(0x04, bytes(3)), ErrorCode.UNKNOWN_TYPE),
-    (protocol.load_commit_request(100, 7), ErrorCode.BAD_LOAD),
-    (protocol.ping_request()[:-1] + b"\x00", ErrorCode.BAD_CRC),
-])
-def test_client_raises_the_board_error(request_bytes, code):
-    with pytest.raises(BoardError, match=code.name) as info:
-        BoardClient(FakeBoard()).transact(request_bytes)
-    assert info.value.code == code and isinstance(info.value, InputError)
-
-
-def load_image(n: int = 100, seed: int = 5) -> bytes:
-    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
-
-
-def test_client_load_weights():
-    board, image = FakeBoard(), load_image()
-    client = BoardClient(board)
-    progress = []
-    info = client.load_weights(image, 0xABCD1234, progress.append, chunk=30)
-    assert bytes(board.memory) == image and sum(progress) == len(image) and progress == [30, 30, 30, 10]
-    assert info.weights_valid and info.weights_id == 0xABCD1234 and info.image_bytes == 100
-    kinds = [(f.type, f.payload[:1]) for f in board.requests]
-    assert kinds == [(FrameType.PING, b"")] + [(FrameType.LOAD_WEIGHTS, b"\x00")] * 4 + [
-        (FrameType.LOAD_WEIGHTS, b"\x01"), (FrameType.PING, b"")]
-    assert client.classify(np.zeros((28, 28), np.uint8))[2] == 9759
-
-
-def test_client_load_weights_retries_a_corrupted_chunk_and_restarts_after_a_lost_reply():
-    image = load_image()
-    board = FakeBoard()
-    board.corrupt_requests = {2}  # the second chunk arrives with a bad CRC: sent again
-    progress = []
-    BoardClient(board).load_weights(image, 9, progress.append, chunk=30)
-    assert bytes(board.memory) == image and sum(progress) == 100
-    assert [int.from_bytes(f.payload[1:5], "little") for f in board.requests[1:-2]] == [0, 30, 30, 60, 90]
-    board = FakeBoard()
-    board.lose_replies = {3}  # the third chunk is taken but its reply lost: the load starts over
-    progress = []
-    BoardClient(board).load_weights(image, 9, progress.append, chunk=30)
-    assert bytes(board.memory) == image and sum(progress) == 100 and -60 in progress
-    assert [int.from_bytes(f.payload[1:5], "little") for f in board.requests[1:-2]] == [0, 30, 60, 0, 30, 60, 90]
-
-
-def test_client_load_weights_errors():
-    image = load_image()
-    with pytest.raises(BoardError, match="expects a 100-byte weight image, this one has 99"):
-        BoardClient(FakeBoard()).load_weights(image[:99], 1)
-    board = FakeBoard()
-    board.corrupt_requests = {1, 2}
-    with pytest.raises(BoardError, match="at byte 0 of 100.*BAD_CRC") as info:
-        BoardClient(board).load_weights(image, 1, retries=1)
-    assert info.value.code == ErrorCode.BAD_CRC
-    assert board.valid, "a first chunk that never arrived leaves the old weights valid"
-    board = FakeBoard()
-    board.busy = True
-    with pytest.raises(BoardError, match="BUSY"):
-        BoardClient(board).load_weights(image, 1, retries=2)
-    assert len(board.requests) == 4 and board.valid
-    board = FakeBoard()
-    board.corrupt_requests = {2}
-    with pytest.raises(BoardError, match="at byte 30") as info:
-        BoardClient(board).load_weights(image, 1, chunk=30, retries=0)
-    assert not board.valid, "the board must not answer after half a load"
-    with pytest.raises(BoardError, match="NO_WEIGHTS.*load weights first"):
-        BoardClient(board).classify(np.zeros((28, 28), np.uint8))
-    with pytest.raises(InputError, match="u32"):
-        BoardClient(board).load_weights(image, -1)
-
-
-def test_client_errors_on_silence_corruption_and_wrong_reply():
-    board = FakeBoard()
-    client = BoardClient(board)
-    board.silent = True
-    with pytest.raises(BoardError, match="timeout: no reply"):
-        client.ping()
-    board.silent, board.corrupt_reply = False, True
-    with pytest.raises(BoardError, match="bad CRC"):
-        client.ping()
-    board.corrupt_reply = False
-    board.reply_with = protocol.encode_frame(FrameType.RESULT, bytes(45))
-    with pytest.raises(BoardError, match="expected INFO, got a RESULT"):
-        client.ping()
-    board.reply_with = protocol.encode_frame(FrameType.RESULT, bytes(45))[:20]  # cut short
-    with pytest.raises(BoardError, match="incomplete reply"):
-        client.ping()
-    board.reply_with = protocol.encode_frame(FrameType.ERROR, b"\x63")
-    with pytest.raises(BoardError, match="99") as info:
-        client.ping()
-    assert info.value.code == 99
-    with pytest.raises(TypeError, match="pyserial-like"):
-        BoardClient(object())
-
-
-def test_client_over_pyserial_loopback():
-    """``loop://`` echoes the request: the client sees a PING where it wanted INFO."""
-    pytest.importorskip("serial")
-    port = open_serial("loop://", 115_200, timeout=0.2)
-    try:
-        with pytest.raises(BoardError, match="PING"):
-            BoardClient(port).ping()
-    finally:
-        port.close()
-    assert 0.5 < serial_timeout(115_200) < 1.0 and serial_timeout(9_600) > 1.6
-
-
-def test_open_serial_errors():
-    pytest.importorskip("serial")
-    with pytest.raises(BoardError, match="cannot open"):
-        open_serial("/dev/nonexistent-lenet-board", 115_200)
-    with pytest.raises(InputError, match="baud"):
-        open_serial("loop://", 0)

@@ -1,0 +1,323 @@
+"""The host client (``boards/host.py``) against the pretend board of ``fake_board.py``: replies
+matched to requests by SEQ, retries after BAD_CRC, TIMEOUT, BUSY and lost or corrupted replies
+(bounded and counted), images in pieces once the line has lost one, weight loads retried per
+chunk and resumed from the board's INFO, and bounded read timeouts."""
+
+import numpy as np
+import pytest
+
+from fake_board import FakeBoard, NoisyLine, simple_answer
+from lenet_fpga.boards import protocol
+from lenet_fpga.boards.host import MIN_BAUD, BoardClient, BoardError, open_serial, serial_timeout
+from lenet_fpga.boards.protocol import ErrorCode, FrameType
+from lenet_fpga.model.errors import InputError
+
+SIZES = protocol.FrameSizes(28, 10)
+
+
+def image(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (28, 28), dtype=np.uint8)
+
+
+def expected(img: np.ndarray) -> np.ndarray:
+    return simple_answer(img.tobytes(), 10)
+
+
+def test_ping_and_classify_with_sequence_numbers():
+    board = FakeBoard()
+    client = BoardClient(board, seq=250)
+    info = client.ping()
+    assert (info.image_size, info.classes, info.weights_id, info.multipliers) == (28, 10, 1, 110)
+    klass, logits, cycles = client.classify(image(3))
+    np.testing.assert_array_equal(logits, expected(image(3)))
+    assert klass == np.argmax(expected(image(3))) and cycles == 9759
+    assert [(f.type, f.seq) for f in board.requests] == [(FrameType.PING, 251), (FrameType.CLASSIFY, 252)]
+    assert not client.retried
+
+
+def test_noise_and_corrupt_frames_before_the_reply_are_skipped():
+    """A SYNC with an absurd LEN, and a frame with a bad CRC (whose payload hides nothing): the
+    client resynchronises on the next SYNC each time and takes the real reply."""
+    board = FakeBoard()
+    bad = bytearray(protocol.encode_frame(FrameType.INFO, bytes(21), 0))
+    bad[-1] ^= 0xFF
+    board.noise = bytes([0x00, 0x13, protocol.SYNC, 0x99, 0x00, 0xFF, 0xFF, 0x42]) + bytes(bad)
+    client = BoardClient(board)
+    assert client.ping().version == protocol.VERSION and not client.retried
+
+
+def test_a_stray_error_from_an_earlier_request_is_not_the_reply():
+    """The board sends an extra ERROR BUSY after a reply when bytes came while it was busy; if it
+    arrives after the host cleared its input, it lands before the next reply. Its SEQ is the
+    earlier request's: the client skips it. (Without SEQ matching it would be taken.)"""
+    board = FakeBoard()
+    client = BoardClient(board)
+    client.ping()
+    board.actions = {1: "stale"}
+    assert client.ping().version == protocol.VERSION and not client.retried
+    board.actions = {2: "stale"}
+    with pytest.raises(BoardError, match="BUSY"):
+        client.transact(protocol.ping_request(client.next_seq()), seq=None)
+
+
+@pytest.mark.parametrize("request_bytes,code", [
+    (protocol.encode_frame(FrameType.CLASSIFY, bytes(10), 1), ErrorCode.BAD_LENGTH),
+    (protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes(3)[:0], 1), ErrorCode.BAD_LENGTH),
+    (protocol.encode_frame(0x05, bytes(3), 1), ErrorCode.UNKNOWN_TYPE),
+    (protocol.load_commit_request(100, 7, 0, 1), ErrorCode.BAD_LOAD),
+    (protocol.ping_request(1)[:-1] + b"\x00", ErrorCode.BAD_CRC),
+])
+def test_transact_raises_the_board_error(request_bytes, code):
+    with pytest.raises(BoardError, match=code.name) as info:
+        BoardClient(FakeBoard()).transact(request_bytes, seq=1)
+    assert info.value.code == code and isinstance(info.value, InputError)
+    assert info.value.retryable == (code == ErrorCode.BAD_CRC)
+
+
+def test_ping_is_sent_again_after_each_kind_of_trouble_and_counted():
+    board = FakeBoard()
+    board.actions = {0: "corrupt", 1: "busy", 2: "timeout", 3: "garble", 4: "silent", 5: "lose"}
+    client = BoardClient(board, retries=6)
+    assert client.ping().version == protocol.VERSION
+    assert client.retried == {"BAD_CRC": 1, "BUSY": 1, "TIMEOUT": 1, "no reply": 3}
+    board = FakeBoard()
+    board.actions = {k: "corrupt" for k in range(3)}
+    with pytest.raises(BoardError, match="BAD_CRC") as info:
+        BoardClient(board, retries=2).ping()
+    assert info.value.code == ErrorCode.BAD_CRC and len(board.requests) == 3
+
+
+def test_classify_survives_a_corrupted_result_and_a_busy():
+    """A corrupted RESULT: the image goes again in pieces, and the answer is right; the next
+    image, with nothing lost, goes whole again. A BUSY: the whole image is simply sent again."""
+    board = FakeBoard()
+    client = BoardClient(board, piece_bytes=100)
+    client.ping()
+    board.actions = {1: "garble"}
+    assert client.classify(image(4))[1].tolist() == expected(image(4)).tolist()
+    kinds = [f.type for f in board.requests[1:]]
+    # The whole image, then 8 pieces (7 of 100 pixels, one of 84), then CLASSIFY without pixels.
+    assert kinds == [FrameType.CLASSIFY] + [FrameType.IMAGE] * 8 + [FrameType.CLASSIFY]
+    assert [len(f.payload) for f in board.requests[2:10]] == [102] * 7 + [86] and board.requests[-1].payload == b""
+    assert client.classify(image(5))[1].tolist() == expected(image(5)).tolist()
+    assert [f.type for f in board.requests[11:]] == [FrameType.CLASSIFY]
+    board.actions = {len(board.requests): "busy"}
+    assert client.classify(image(6))[1].tolist() == expected(image(6)).tolist()
+    assert [f.type for f in board.requests[12:]] == [FrameType.CLASSIFY, FrameType.CLASSIFY]
+    assert client.retried == {"no reply": 1, "BUSY": 1}
+
+
+def test_a_lost_piece_reply_and_a_lost_result():
+    board = FakeBoard()
+    client = BoardClient(board, piece_bytes=392)
+    client.ping()
+    # Request 1: the whole image (corrupted); 2: piece 0, carried out, its reply lost; 3: piece 0
+    # again; 4: piece 1; 5: CLASSIFY, its RESULT lost; 6: CLASSIFY again.
+    board.actions = {1: "corrupt", 2: "lose", 5: "lose"}
+    assert client.classify(image(7))[1].tolist() == expected(image(7)).tolist()
+    offsets = [int.from_bytes(f.payload[:2], "little") for f in board.requests if f.type == FrameType.IMAGE]
+    assert offsets == [0, 0, 392] and client.retried == {"BAD_CRC": 1, "no reply": 2}
+
+
+@pytest.mark.parametrize("seed", [9001, 9002])
+def test_a_noisy_line_with_one_percent_of_bytes_corrupted(seed):
+    """1 % of the bytes flipped and 0.2 % dropped, both ways: every answer is still right."""
+    board = FakeBoard()
+    client = BoardClient(NoisyLine(board, flip=0.01, drop=0.002, seed=seed))
+    for k in range(30):
+        assert client.classify(image(k))[1].tolist() == expected(image(k)).tolist(), f"seed {seed}, image {k}"
+    assert sum(client.retried.values()) > 10, client.retried
+
+
+def load_image(n: int = 100, seed: int = 5) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def chunk_offsets(board: FakeBoard) -> list[int]:
+    return [int.from_bytes(f.payload[1:5], "little") for f in board.requests_of(FrameType.LOAD_WEIGHTS)
+            if f.payload[0] == protocol.LoadOp.CHUNK]
+
+
+def test_load_weights():
+    board, weights = FakeBoard(), load_image()
+    client = BoardClient(board)
+    progress = []
+    info = client.load_weights(weights, 0xABCD1234, progress.append, chunk=30)
+    assert bytes(board.memory) == weights and progress == [30, 30, 30, 10]
+    assert info.weights_valid and info.weights_id == 0xABCD1234 and not info.loading
+    commit = board.requests_of(FrameType.LOAD_WEIGHTS)[-1].payload
+    assert commit == bytes([1]) + (100).to_bytes(4, "little") + (0xABCD1234).to_bytes(4, "little") + \
+        protocol.crc32(weights).to_bytes(4, "little")
+    assert client.classify(np.zeros((28, 28), np.uint8))[2] == 9759
+
+
+def test_load_retries_are_per_chunk():
+    """Every chunk's first attempt arrives corrupted: with one retry per chunk the load completes
+    (a budget of one retry shared by the whole load would not). After the first corrupted chunk
+    the chunks shrink to ``piece_bytes``."""
+    board, weights = FakeBoard(), load_image()
+    client = BoardClient(board, retries=1, piece_bytes=20)
+    board.actions = {k: "corrupt" for k in range(1, 11, 2)}  # request 0 is the PING; 1..10 the chunks
+    client.load_weights(weights, 9, chunk=30)
+    assert bytes(board.memory) == weights and board.valid
+    assert chunk_offsets(board) == [0, 0, 20, 20, 40, 40, 60, 60, 80, 80]
+    assert client.retried["BAD_CRC"] == 5
+
+
+def test_a_lost_chunk_reply_is_resolved_from_info():
+    """A chunk taken but its reply lost: INFO says the board holds its bytes, the load goes on
+    (no resend, no restart). A chunk lost on the way: INFO says the bytes before it, it is sent
+    again."""
+    board, weights = FakeBoard(), load_image()
+    client = BoardClient(board, piece_bytes=30)
+    # 0 PING, 1 chunk 0, 2 chunk 30 (taken, reply lost), 3 PING, 4 chunk 60, 5 chunk 90 (lost on
+    # the way), 6 PING, 7 chunk 90 again.
+    board.actions = {2: "lose", 5: "silent"}
+    progress = []
+    client.load_weights(weights, 9, progress.append, chunk=30)
+    assert bytes(board.memory) == weights and board.valid and sum(progress) == 100 and min(progress) > 0
+    assert chunk_offsets(board) == [0, 30, 60, 90, 90]
+    assert client.retried == {"no reply": 2}
+
+
+def test_a_load_the_board_lost_starts_over():
+    board, weights = FakeBoard(), load_image()
+    client = BoardClient(board)
+
+    def forget():  # a board reset in the middle of the load: the reply to chunk 1 never comes
+        board.loading = False
+    original = board._carry_out
+
+    def carry_out(frame, error):
+        if len(board.requests) == 3:
+            forget()
+            return protocol.encode_frame(FrameType.ERROR, b"\x04", 0)  # (never read: lost below)
+        return original(frame, error)
+
+    board._carry_out = carry_out
+    board.actions = {2: "lose"}
+    progress = []
+    client.load_weights(weights, 9, progress.append, chunk=50)
+    assert bytes(board.memory) == weights and board.valid and sum(progress) == 100 and -50 in progress
+
+
+def test_a_lost_commit_reply():
+    board, weights = FakeBoard(), load_image()
+    board.actions = {4: "lose"}  # 0 PING, 1..3 chunks, 4 commit
+    info = BoardClient(board).load_weights(weights, 0x55, chunk=40)
+    assert info.weights_valid and info.weights_id == 0x55
+    assert len([f for f in board.requests_of(FrameType.LOAD_WEIGHTS) if f.payload[0] == 1]) == 1
+
+
+def test_load_weights_errors():
+    weights = load_image()
+    with pytest.raises(BoardError, match="expects a 100-byte weight image, this one has 99"):
+        BoardClient(FakeBoard()).load_weights(weights[:99], 1)
+    board = FakeBoard()
+    board.actions = {1: "corrupt", 2: "corrupt"}
+    with pytest.raises(BoardError, match="at byte 0 of 100.*BAD_CRC") as info:
+        BoardClient(board).load_weights(weights, 1, retries=1)
+    assert info.value.code == ErrorCode.BAD_CRC
+    assert board.valid, "a first chunk that never arrived leaves the old weights valid"
+    board = FakeBoard()
+    board.actions = {2: "corrupt"}
+    with pytest.raises(BoardError, match="at byte 30"):
+        BoardClient(board).load_weights(weights, 1, chunk=30, retries=0)
+    assert not board.valid, "the board must not answer after half a load"
+    with pytest.raises(BoardError, match="NO_WEIGHTS.*load weights first"):
+        BoardClient(board).classify(np.zeros((28, 28), np.uint8))
+    with pytest.raises(InputError, match="u32"):
+        BoardClient(board).load_weights(weights, -1)
+    with pytest.raises(ValueError, match="chunk"):
+        BoardClient(FakeBoard()).load_weights(weights, 1, chunk=785)
+
+
+def test_errors_on_silence_and_wrong_reply():
+    board = FakeBoard()
+    client = BoardClient(board, retries=0)
+    board.actions = {0: "silent"}
+    with pytest.raises(BoardError, match="timeout: no reply") as info:
+        client.ping()
+    assert info.value.retryable and info.value.code is None
+    board.actions = {1: "garble"}
+    with pytest.raises(BoardError, match="1 frames with a bad CRC"):
+        client.ping()
+    seq = client.next_seq()
+    board.outbox += protocol.encode_frame(FrameType.RESULT, bytes(45), seq)[:20]  # cut short
+    with pytest.raises(BoardError, match="incomplete reply"):
+        client._read_reply(seq, 45)
+    board.actions = {}
+    client = BoardClient(board)
+    client.ping()
+    board._carry_out = lambda frame, error: protocol.encode_frame(FrameType.RESULT, bytes(45), frame.seq)
+    with pytest.raises(BoardError, match="expected INFO, got a RESULT") as info:
+        client.ping()
+    assert not info.value.retryable
+    board._carry_out = lambda frame, error: protocol.encode_frame(FrameType.ERROR, b"\x63", frame.seq)
+    with pytest.raises(BoardError, match="99") as info:
+        BoardClient(board).ping()
+    assert info.value.code == 99
+    with pytest.raises(TypeError, match="pyserial-like"):
+        BoardClient(object())
+
+
+class TimedBoard(FakeBoard):
+    """Records the read timeout the client set for each request."""
+
+    def __init__(self):
+        super().__init__()
+        self.timeouts = []
+
+    def write(self, data):
+        self.timeouts.append(self.timeout)
+        return super().write(data)
+
+
+def test_read_timeouts_follow_the_exchange():
+    """With set_timeout(T) for the longest exchange (a 789-byte chunk and a 45-byte RESULT, 7 bytes
+    of framing each: 848 bytes), each request waits T x its own exchange's bytes / 848, at least
+    0.2 s: a whole image 10 x (791 + 52) / 848, a 16-pixel piece 10 x (25 + 9) / 848 = 0.40 s."""
+    board = TimedBoard()
+    client = BoardClient(board, piece_bytes=16)
+    client.ping()
+    client.set_timeout(10.0)
+    client.classify(image(1))
+    board.actions = {len(board.requests): "corrupt"}
+    client.classify(image(2))
+    whole, piece = 10 * (791 + 52) / 848, 10 * (25 + 9) / 848
+    assert board.timeouts[1] == pytest.approx(whole) and board.timeouts[3] == pytest.approx(piece)
+    assert board.timeouts[-1] == pytest.approx(10 * (7 + 52) / 848)  # CLASSIFY without pixels
+    client.set_timeout(0.65)
+    client.ping()
+    assert board.timeouts[-1] == 0.2
+
+
+def test_read_timeouts_are_bounded():
+    # The longest exchange of LeNet-5: a 789-byte chunk and a 45-byte RESULT with their 7-byte
+    # overheads, 10 bits a byte, twice over, plus half a second.
+    bits = 10 * (789 + 45 + 14)
+    assert serial_timeout(115_200, SIZES) == pytest.approx(0.5 + 2 * bits / 115_200)  # 0.65 s
+    assert serial_timeout(MIN_BAUD, SIZES) == pytest.approx(0.5 + 2 * bits / MIN_BAUD)  # 14.6 s
+    assert serial_timeout(115_200) < 0.52  # a PING and its INFO
+    for baud in (1, MIN_BAUD - 1, 0):
+        with pytest.raises(InputError, match="at least 1200"):
+            serial_timeout(baud)
+
+
+def test_client_over_pyserial_loopback():
+    """``loop://`` echoes the request: a good frame with the request's own SEQ, but a PING."""
+    pytest.importorskip("serial")
+    port = open_serial("loop://", 115_200, timeout=0.2)
+    try:
+        with pytest.raises(BoardError, match="expected INFO, got a PING"):
+            BoardClient(port).ping()
+    finally:
+        port.close()
+
+
+def test_open_serial_errors():
+    pytest.importorskip("serial")
+    with pytest.raises(BoardError, match="cannot open"):
+        open_serial("/dev/nonexistent-lenet-board", 115_200)
+    with pytest.raises(InputError, match="baud rate"):
+        open_serial("loop://", 1)
