@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ..model.errors import InputError
 
 if TYPE_CHECKING:
-    from .pll import PLLSetting
+    from .pll import ICE40PLLSetting, PLLSetting
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Board:
     spram_bits: int = 0  # single-port RAM (iCE40 UltraPlus), where the compact design keeps weights
     synth_opts: str = ""  # extra options for Yosys' synth_<family>
     script_after_synth: str = ""  # Yosys commands after synth_<family>
-    pll: PLLSetting | None = None  # the design clock comes from a PLL (see with_clock), not the oscillator
+    pll: PLLSetting | ICE40PLLSetting | None = None  # the design clock comes from a PLL (see with_clock), not the oscillator
 
     def make_platform(self):
         module_name, class_name = self.platform.split(":")
@@ -106,14 +106,13 @@ BOARDS = {
 
 
 def with_clock(target: Board, mhz: float | None) -> Board:
-    """``target`` with its design clock at about ``mhz`` from a PLL (ECP5 only); unchanged for None."""
+    """``target`` with its design clock at about ``mhz`` from its FPGA's PLL; unchanged for None."""
     if mhz is None or mhz * 1e6 == target.clock_hz:
         return target
-    if target.family != "ecp5":
-        raise InputError(f"--clock-mhz: only the ECP5 boards have a PLL set-up here, not {target.name}")
-    from .pll import ecp5_pll  # Amaranth: imported only when a build asks for a PLL
+    from . import pll  # Amaranth: imported only when a build asks for a PLL
 
-    setting = ecp5_pll(target.clock_hz, mhz * 1e6)
+    choose = {"ecp5": pll.ecp5_pll, "ice40": pll.ice40_pll}[target.family]
+    setting = choose(target.clock_hz, mhz * 1e6)
     return replace(target, clock_hz=setting.output_hz, pll=setting)
 
 

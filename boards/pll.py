@@ -1,10 +1,12 @@
-"""A design clock faster than the board's oscillator: the ECP5 PLL (EHXPLLL).
+"""A design clock faster than the board's oscillator: the ECP5 PLL (EHXPLLL) and the iCE40 PLL
+(SB_PLL40_PAD).
 
-The ULX3S has a 25 MHz oscillator, but the streaming accelerator closes timing well above that;
-``lenet-fpga build --clock-mhz F`` runs the design from a PLL at F. The divider search is the one
-Yosys' ``ecppll`` tool does: the closest output frequency, then the VCO nearest 600 MHz.
+The ULX3S has a 25 MHz oscillator and the iCEBreaker a 12 MHz one, but both accelerators close
+timing above that; ``lenet-fpga build --clock-mhz F`` runs the design from a PLL at F. Each
+family's divider search is the one of the vendor-independent tool Yosys/icestorm ship for it
+(``ecppll``, ``icepll``): the closest output frequency, then (ECP5) the VCO nearest 600 MHz.
 nextpnr derives the PLL output's timing constraint from the oscillator's, so the report checks the
-design against F.
+design against F. Each setting makes its own clock domain (``setting.domain()``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class PLLSetting:
     @property
     def vco_hz(self) -> float:
         return self.output_hz * self.output_div
+
+    def domain(self) -> "ECP5PLLDomain":
+        return ECP5PLLDomain(self)
 
 
 def ecp5_pll(input_hz: float, output_hz: float) -> PLLSetting:
@@ -92,3 +97,86 @@ class ECP5PLLDomain(Elaboratable):
         m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
         return m
 
+
+
+# The iCE40 PLL (iCE40 LP/HX/UltraPlus sysCLOCK PLL, as icepll checks it): the phase detector
+# runs at input / (DIVR + 1), the VCO at that times DIVF + 1, the output is the VCO / 2**DIVQ.
+ICE40_PFD_HZ = (10e6, 133e6)
+ICE40_VCO_HZ = (533e6, 1066e6)
+ICE40_OUTPUT_HZ = (16e6, 275e6)
+# The loop filter's range follows the phase detector's frequency (icepll's table): range 1 below
+# 17 MHz, 2 below 26, 3 below 44, 4 below 66, 5 below 101, else 6.
+ICE40_FILTER_STEPS_HZ = (17e6, 26e6, 44e6, 66e6, 101e6)
+
+
+@dataclass(frozen=True)
+class ICE40PLLSetting:
+    input_hz: float
+    divr: int  # 0..15
+    divf: int  # 0..127
+    divq: int  # 1..6
+
+    @property
+    def pfd_hz(self) -> float:
+        return self.input_hz / (self.divr + 1)
+
+    @property
+    def vco_hz(self) -> float:
+        return self.pfd_hz * (self.divf + 1)
+
+    @property
+    def output_hz(self) -> float:
+        return self.vco_hz / 2 ** self.divq
+
+    @property
+    def filter_range(self) -> int:
+        return 1 + sum(self.pfd_hz >= step for step in ICE40_FILTER_STEPS_HZ)
+
+    def domain(self) -> "ICE40PLLDomain":
+        return ICE40PLLDomain(self)
+
+
+def ice40_pll(input_hz: float, output_hz: float) -> ICE40PLLSetting:
+    """The SB_PLL40 dividers whose output is nearest ``output_hz`` (the first found on a tie,
+    searching DIVR, then DIVF, then DIVQ upwards, as icepll does)."""
+    if not ICE40_OUTPUT_HZ[0] <= output_hz <= ICE40_OUTPUT_HZ[1]:
+        raise InputError(f"clock {output_hz / 1e6:g} MHz: the iCE40 PLL output must lie in "
+                         f"{ICE40_OUTPUT_HZ[0] / 1e6:g}..{ICE40_OUTPUT_HZ[1] / 1e6:g} MHz")
+    best, best_error = None, None
+    for divr in range(16):
+        for divf in range(128):
+            for divq in range(1, 7):
+                setting = ICE40PLLSetting(input_hz, divr, divf, divq)
+                if not (ICE40_PFD_HZ[0] <= setting.pfd_hz <= ICE40_PFD_HZ[1]
+                        and ICE40_VCO_HZ[0] <= setting.vco_hz <= ICE40_VCO_HZ[1]):
+                    continue
+                error = abs(setting.output_hz - output_hz)
+                if best_error is None or error < best_error:
+                    best, best_error = setting, error
+    if best is None:
+        raise InputError(f"the iCE40 PLL cannot make {output_hz / 1e6:g} MHz from {input_hz / 1e6:g} MHz")
+    return best
+
+
+class ICE40PLLDomain(Elaboratable):
+    """Drives the ``sync`` clock at ``setting.output_hz`` from the oscillator's pad (SB_PLL40_PAD:
+    the iCEBreaker's 12 MHz clock pin is a PLL input pad) and holds ``sync`` in reset until the
+    PLL locks. The parent defines the domain."""
+
+    def __init__(self, setting: ICE40PLLSetting):
+        self.setting = setting
+
+    def elaborate(self, platform):
+        m = Module()
+        s = self.setting
+        clk_in = platform.request(platform.default_clk, dir="-")
+        locked = Signal()
+        m.submodules.pll = Instance(
+            "SB_PLL40_PAD",
+            p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT="GENCLK",
+            p_DIVR=s.divr, p_DIVF=s.divf, p_DIVQ=s.divq, p_FILTER_RANGE=s.filter_range,
+            i_PACKAGEPIN=clk_in.io, i_RESETB=1, i_BYPASS=0,
+            o_PLLOUTGLOBAL=ClockSignal("sync"), o_LOCK=locked,
+        )
+        m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
+        return m

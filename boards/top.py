@@ -13,7 +13,6 @@ from ..model.weights import WeightSet
 from . import protocol
 from .link import UARTLink
 from .platforms import Board
-from .pll import ECP5PLLDomain
 from .uart import divisor_for
 
 DEFAULT_BAUD = 115_200
@@ -40,7 +39,7 @@ class BoardTop(wiring.Component):
         if platform is not None:
             if self.board.pll is not None:
                 m.domains.sync = ClockDomain("sync")
-                m.submodules.clock = ECP5PLLDomain(self.board.pll)
+                m.submodules.clock = self.board.pll.domain()
             # Raw ports and explicit buffers (the implicit ones of ``request`` are deprecated);
             # other UART pins a board has (the ULX3S' RTS and DTR) stay unused.
             uart = platform.request("uart", 0, dir="-")

@@ -391,8 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     _lanes_option(p)
     p.add_argument("--baud", type=positive_int, default=115_200, help="UART baud rate (default 115200)")
     p.add_argument("--clock-mhz", type=positive_float, metavar="MHZ", default=None,
-                   help="run the design from a PLL at about this clock (ECP5 boards; default: the "
-                        "board's oscillator, 25 MHz on the ULX3S)")
+                   help="run the design from the FPGA's PLL at about this clock (ECP5: 10..400 MHz, iCE40: "
+                        "16..275 MHz; default: the board's oscillator, 25 MHz on the ULX3S, 12 MHz on the "
+                        "iCEBreaker)")
     p.add_argument("--build-dir", metavar="DIR", default=None, help="default build/BOARD")
     p.add_argument("--force", action="store_true", help="try place-and-route even if the memories cannot fit")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")

@@ -178,9 +178,31 @@ def test_pll_dividers_are_the_ones_ecppll_picks(mhz):
     assert abs(setting.output_hz - mhz * 1e6) < 0.01 * mhz * 1e6
 
 
+# What icestorm's icepll chose for the iCEBreaker's 12 MHz input (DIVR, DIVF, DIVQ, FILTER_RANGE).
+ICEPLL_CHOICES = {20: (0, 52, 5, 1), 25: (0, 66, 5, 1), 30: (0, 79, 5, 1), 48: (0, 63, 4, 1)}
+
+
+@pytest.mark.parametrize("mhz", list(ICEPLL_CHOICES))
+def test_ice40_pll_dividers_are_the_ones_icepll_picks(mhz):
+    from lenet_fpga.boards.pll import ICE40_VCO_HZ, ice40_pll
+
+    setting = ice40_pll(12e6, mhz * 1e6)
+    assert (setting.divr, setting.divf, setting.divq, setting.filter_range) == ICEPLL_CHOICES[mhz]
+    assert ICE40_VCO_HZ[0] <= setting.vco_hz <= ICE40_VCO_HZ[1]
+    assert abs(setting.output_hz - mhz * 1e6) < 0.01 * mhz * 1e6
+
+
+def test_ice40_pll_filter_range_follows_the_phase_detector():
+    from lenet_fpga.boards.pll import ICE40PLLSetting
+
+    # 100 MHz in: DIVR 0..9 put the phase detector at 100, 50, 33.3, 25, 20, 16.7, ..., 10 MHz.
+    ranges = [ICE40PLLSetting(100e6, divr, 9, 1).filter_range for divr in range(10)]
+    assert ranges == [5, 4, 3, 2, 2, 1, 1, 1, 1, 1]
+
+
 def test_pll_clock_options_are_clean_errors(capsys):
-    assert main(["build", "--board", "icebreaker", "--clock-mhz", "30"]) == 2
-    assert "only the ECP5 boards" in capsys.readouterr().err
+    assert main(["build", "--board", "icebreaker", "--clock-mhz", "12.5"]) == 2
+    assert "16..275 MHz" in capsys.readouterr().err
     assert main(["build", "--board", "ulx3s-85f", "--clock-mhz", "900"]) == 2
     assert "10..400 MHz" in capsys.readouterr().err
 
@@ -219,6 +241,36 @@ def test_ulx3s_build_with_a_pll_up_to_the_tools(tmp_path, monkeypatch, capsys):
     # baseline's 110 DSP multipliers, each a MULT18X18D with its own input and output registers.
     assert il.count("cell \\MULT18X18D") == 110
     assert il.count("parameter \\REG_OUTPUT_CLK \"CLK0\"") == 110
+
+
+def test_icebreaker_build_with_a_pll_up_to_the_tools(tmp_path, monkeypatch, capsys):
+    """``--clock-mhz 20`` on the iCEBreaker: an SB_PLL40_PAD on the oscillator's pad at 19.875 MHz
+    (icepll's choice), the UART divisor and the images/s follow that clock."""
+    prepared, tops = {}, []
+    make_platform = platforms.Board.make_platform
+
+    def fake_make_platform(board):
+        platform = make_platform(board)
+
+        def fake_build(top, name, build_dir, do_program=False, **overrides):
+            tops.append(top)
+            prepared.update(platform.prepare(top, name, **overrides).files)
+            Path(build_dir, f"{name}.report.json").write_text(json.dumps(ICE40_REPORT))
+
+        platform.build = fake_build
+        return platform
+
+    monkeypatch.setattr(platforms.Board, "make_platform", fake_make_platform)
+    assert main(["build", "--board", "icebreaker", "--clock-mhz", "20", "--build-dir", str(tmp_path),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["clock_mhz"] == pytest.approx(19.875)
+    assert report["images_per_second"] == pytest.approx(19.875e6 / report["cycles_per_image"])
+    il = prepared["lenet5.il"]
+    assert il.count("cell \\SB_PLL40_PAD") == 1
+    for parameter in ("DIVR 0", "DIVF 52", "DIVQ 5", "FILTER_RANGE 1"):
+        assert f"parameter \\{parameter}" in il
+    assert tops[0].divisor == round(19.875e6 / 115_200)
 
 
 def test_unknown_board():
