@@ -7,9 +7,11 @@ class, logits and cycles for RESULT; the weights' id, flags and load progress fo
 WEIGHTS_LOADED; the image pieces received for IMAGE_STORED. INFO's other fields (the network,
 the arithmetic, the design) are constants of the bitstream.
 
-Byte ``sent`` of the frame is chosen by a wide multiplexer; it goes into a register one cycle
-behind ``sent`` and is offered to the transmitter only once it has settled (the byte mux and
-the CRC after it in one cycle were once the ULX3S build's worst path). The CRC-16 is
+Byte ``sent`` of the frame is chosen by a wide multiplexer in two registered steps (the payload
+byte of the frame's TYPE, then the frame byte: header, payload or CRC) and offered to the
+transmitter only once both have settled, two cycles after ``sent`` moved. The UART takes a byte
+every few hundred cycles, so the two cycles cost nothing; in one step the multiplexer was the
+iCEBreaker build's worst path (36 ns, 27.5 MHz), and with the CRC after it once the ULX3S'. The CRC-16 is
 ``amaranth.lib.crc``'s CRC-16/MODBUS over the bytes as the transmitter takes them, sent low
 byte first.
 """
@@ -85,7 +87,8 @@ class ReplySerialiser(wiring.Component):
         end = Signal(range(longest))  # index of the first CRC byte
         tail = Signal(range(longest))  # ... and of the second, the last
         sent = Signal(range(longest))
-        settled = Signal()  # o.payload holds byte ``sent``
+        # How many of the two steps hold byte ``sent``: 2 = o.payload holds it.
+        settled = Signal(range(3))
 
         # Payloads as byte vectors behind HEADER_BYTES of padding, so that ``sent`` indexes them.
         pad = Const(0, 8 * header)
@@ -104,7 +107,7 @@ class ReplySerialiser(wiring.Component):
         loaded = Cat(pad, self.load_received, self.weights_flags & protocol.WEIGHTS_VALID)
         stored = Cat(pad, self.image_received)
 
-        payload = Signal(8)
+        payload = Signal(8)  # the payload byte ``sent``, first step
         with m.Switch(kind):
             with m.Case(FrameType.RESULT):
                 m.d.comb += payload.eq(result.word_select(sent, 8))
@@ -116,6 +119,8 @@ class ReplySerialiser(wiring.Component):
                 m.d.comb += payload.eq(stored.word_select(sent, 8))
             with m.Default():
                 m.d.comb += payload.eq(code)
+        payload_r = Signal(8)
+        m.d.sync += payload_r.eq(payload)
         byte = Signal(8)
         with m.Switch(sent):
             with m.Case(0):
@@ -129,7 +134,7 @@ class ReplySerialiser(wiring.Component):
             with m.Case(4):
                 m.d.comb += byte.eq(length[8:])
             with m.Default():
-                m.d.comb += byte.eq(payload)
+                m.d.comb += byte.eq(payload_r)
         with m.If(sent == end):
             m.d.comb += byte.eq(crc.crc[:8])
         with m.Elif(sent == tail):
@@ -153,8 +158,10 @@ class ReplySerialiser(wiring.Component):
                     m.d.comb += crc.start.eq(1)
                     m.next = "SEND"
             with m.State("SEND"):
-                m.d.comb += self.o.valid.eq(settled)
-                m.d.sync += [self.o.payload.eq(byte), settled.eq(1)]
+                m.d.comb += self.o.valid.eq(settled == 2)
+                m.d.sync += self.o.payload.eq(byte)
+                with m.If(settled != 2):
+                    m.d.sync += settled.eq(settled + 1)
                 with m.If(self.o.valid & self.o.ready):
                     m.d.sync += [sent.eq(sent + 1), settled.eq(0)]
                     # The CRC covers TYPE .. PAYLOAD: not SYNC, not itself.

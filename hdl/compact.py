@@ -54,8 +54,9 @@ Cycle model
 Everything is fixed by the geometry, so ``cycle_model`` predicts the cycles of an image (start
 to done, as ``LeNetAccelerator.cycles`` counts them) exactly, if the pixels arrive one a cycle
 from the cycle after ``start``: ``pixels + 2`` to take the image (786 for 28x28), then per layer ``groups * positions *
-(1 + taps)`` array cycles, plus ``lanes + 3`` to drain the pipeline between layers, and for the
-last layer 2 + the lanes of its last group until the last logit reaches the argmax.
+(1 + taps)`` array cycles, plus ``lanes + 4`` to drain the pipeline between layers (one memory
+stage, two array stages, the finisher's lanes, one to set up), and for the last layer 3 + the
+lanes of its last group until the last logit reaches the argmax.
 """
 
 from __future__ import annotations
@@ -229,9 +230,11 @@ def cycle_model(network: Network, plans, lanes: int) -> dict[str, int]:
     their sum is the ``cycles`` the accelerator reports."""
     model = {"input": network.pixels + INPUT_OVERHEAD}
     for plan in plans:
-        # Between layers the pipeline drains (2 stages, ``lanes`` finisher cycles) and the next
-        # layer is set up; after the last, the last logit reaches the argmax.
-        tail = 2 + plan.last_lanes if plan.last else lanes + 3
+        # Between layers the pipeline drains (the memories' and the array's stages, ``lanes``
+        # finisher cycles) and the next layer is set up; after the last, the last logit reaches
+        # the argmax.
+        stages = MEMORY_LATENCY + MACArray.latency
+        tail = stages + plan.last_lanes if plan.last else lanes + stages + 1
         model[plan.name] = plan.array_cycles + tail
     return model
 

@@ -357,7 +357,10 @@ class MACArray(wiring.Component):
     latency : int
     """
 
-    latency = 1
+    # The product is registered before it is added: on the iCE40 that register is the SB_MAC16's
+    # own pipeline register, which cuts the memory -> multiplier -> accumulator path in two
+    # (without it that path limits the design to ~27 MHz).
+    latency = 2
 
     def __init__(self, lanes: int, taps: int):
         if lanes < 1 or taps < 1:
@@ -375,12 +378,15 @@ class MACArray(wiring.Component):
         m = Module()
         x = Signal(CODE)
         m.d.comb += x.eq(Mux(self.bias, arith.SCALE, self.activation))
+        bias = Signal()  # the bias flag of the products now in the product registers
+        m.d.sync += bias.eq(self.bias)
         for lane in range(self.lanes):
             # One register per lane (not a slice of one wide register) keeps each
             # multiply-accumulate a pattern synthesis maps to one DSP block.
+            product = Signal(signed(2 * arith.WIDTH), name=f"product{lane}")
             acc = Signal(self.acc_shape, name=f"acc{lane}")
-            product = x * self.weights[lane]
-            with m.If(self.bias):
+            m.d.sync += product.eq(x * self.weights[lane])
+            with m.If(bias):
                 m.d.sync += acc.eq(product)
             with m.Else():
                 m.d.sync += acc.eq(acc + product)

@@ -218,16 +218,16 @@ def test_sequencer_issues_the_loop_nest(spec, lanes):
 @pytest.mark.parametrize("lanes", [1, 5, 8])
 def test_mac_array_accumulates_bias_and_products(lanes):
     """Accumulations of up to 30 terms with random and extreme codes: after a bias cycle lane
-    ``l`` holds ``64 * w[l]`` (whatever the activation), after a tap ``acc + x * w[l]``, one
-    cycle after the inputs."""
+    ``l`` holds ``64 * w[l]`` (whatever the activation), after a tap ``acc + x * w[l]``, two
+    cycles after the inputs (the product is registered, then added)."""
     taps = 30
     dut = MACArray(lanes, taps)
-    assert dut.latency == 1
+    assert dut.latency == 2  # the product is registered, then added
     rng = random.Random(lanes)
     code = lambda: rng.choice([-128, 127, -1, 0, 1, rng.randrange(-128, 128)])  # noqa: E731
 
     async def bench(ctx):
-        acc = [0] * lanes
+        acc, pending = [0] * lanes, None
         checked = 0
         for _ in range(40):
             for t in range(1 + rng.randrange(1, taps + 1)):
@@ -236,10 +236,13 @@ def test_mac_array_accumulates_bias_and_products(lanes):
                 ctx.set(dut.activation, x)
                 ctx.set(dut.weights, w)
                 await ctx.tick()
+                # After this tick the array holds the term issued one cycle before this one.
+                if pending is not None:
+                    got = ctx.get(dut.acc)
+                    assert [got[lane] for lane in range(lanes)] == pending
+                    checked += 1
                 acc = [64 * b for b in w] if t == 0 else [a + x * b for a, b in zip(acc, w)]
-                got = ctx.get(dut.acc)
-                assert [got[lane] for lane in range(lanes)] == acc
-                checked += 1
+                pending = list(acc)
         assert checked > 400
 
     _run(dut, bench)
