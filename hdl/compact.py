@@ -55,8 +55,8 @@ Everything is fixed by the geometry, so ``cycle_model`` predicts the cycles of a
 to done, as ``LeNetAccelerator.cycles`` counts them) exactly, if the pixels arrive one a cycle
 from the cycle after ``start``: ``pixels + 2`` to take the image (786 for 28x28), then per layer ``groups * positions *
 (1 + taps)`` array cycles, plus ``lanes + 4`` to drain the pipeline between layers (one memory
-stage, two array stages, the finisher's lanes, one to set up), and for the last layer 3 + the
-lanes of its last group until the last logit reaches the argmax.
+stage, two array stages, the finisher's lanes, one to set up), and for the last layer 4 + the
+lanes of its last group until the last logit has reached the argmax and ended the image.
 """
 
 from __future__ import annotations
@@ -232,9 +232,9 @@ def cycle_model(network: Network, plans, lanes: int) -> dict[str, int]:
     for plan in plans:
         # Between layers the pipeline drains (the memories' and the array's stages, ``lanes``
         # finisher cycles) and the next layer is set up; after the last, the last logit reaches
-        # the argmax.
+        # the argmax and (registered) ends the image.
         stages = MEMORY_LATENCY + MACArray.latency
-        tail = stages + plan.last_lanes if plan.last else lanes + stages + 1
+        tail = stages + plan.last_lanes + 1 if plan.last else lanes + stages + 1
         model[plan.name] = plan.array_cycles + tail
     return model
 
@@ -389,11 +389,16 @@ class CompactAccelerator(Accelerator):
             pipeline_busy = pipeline_busy | term.complete
 
         # ---- control ----
+        # The last logit's flag is registered before it ends the image: from the finisher
+        # through the argmax into the sequencer's next state was the iCEBreaker build's worst
+        # path (36 ns). It costs one cycle an image.
+        last_logit = Signal()
+        m.d.sync += last_logit.eq(argmax.last)
         m.d.comb += [
             sequencer.start.eq(self.start),
             sequencer.image_done.eq(image.last),
             sequencer.pipeline_busy.eq(pipeline_busy),
-            sequencer.last_logit.eq(argmax.last),
+            sequencer.last_logit.eq(last_logit),
             self.layer.eq(sequencer.layer),
             self.phase.eq(Mux(sequencer.issuing, sequencer.layer + 1, 0)),
             self.busy.eq(busy),
@@ -414,11 +419,11 @@ class CompactAccelerator(Accelerator):
 
         # ---- done, cycles ----
         elapsed = Signal(CYCLE_COUNTER_WIDTH)
-        m.d.sync += self.done.eq(argmax.last)
+        m.d.sync += self.done.eq(last_logit)
         with m.If(take_start):
             m.d.sync += elapsed.eq(1)
         with m.Elif(busy):
             m.d.sync += elapsed.eq(elapsed + 1)
-        with m.If(argmax.last):
+        with m.If(last_logit):
             m.d.sync += self.cycles.eq(elapsed + 1)
         return m
