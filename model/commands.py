@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import arith, golden, mnist, weights
-from .codes import weight_bits
+from .codes import PLAIN, weight_bits
 from .atomic import atomic_path, check_output
 from .errors import InputError
 from .images import fit
@@ -254,8 +254,12 @@ def cmd_compress(args) -> int:
         raise InputError(f"--seed must be 0..{MAX_SEED}, not {args.seed}")
     source = weights.load(args.weights)
     network, arithmetic = source.network, source.arithmetic
-    if source.manifest.get("codes"):
-        raise InputError(f"{source.path} already has restricted weight codes; compress its dense source instead")
+    restricted = sorted(name for name, restriction in source.codes.items() if restriction != PLAIN)
+    if restricted:
+        # Its codes would be restricted twice; a file whose manifest names only plain 8-bit codes
+        # (a pruned network) is as good a start as any.
+        raise InputError(f"{source.path} already has restricted weight codes ({', '.join(restricted)}); "
+                         f"compress its dense source instead")
     budgets = {metric: getattr(args, f"max_{metric}") for metric in cost.METRICS
                if getattr(args, f"max_{metric}", None) is not None}
     config = compress.CompressConfig(

@@ -414,3 +414,19 @@ def test_shipped_lowbit_network_is_reproduced_by_its_command(tmp_path, mnist_dir
     assert again.network == shipped.network and again.codes == shipped.codes
     for name in shipped.params:
         assert np.array_equal(again[name], shipped[name])
+
+
+def test_compress_refuses_restricted_codes_but_takes_a_pruned_network(tmp_path, mnist_dir, capsys):
+    """A source with restricted codes is refused, naming the layers; a pruned network whose
+    manifest names only plain 8-bit codes is a start like any other."""
+    code = cli.main(["compress", "--data", str(mnist_dir), "--weights", str(ASSETS / "lenet5_lowbit.npz"),
+                     "--out", str(tmp_path / "x.npz")])
+    assert code == 2
+    assert "already has restricted weight codes (fc1, fc2, fc3)" in capsys.readouterr().err
+    pruned = weights.load(ASSETS / "lenet5_compact.npz")
+    assert pruned.manifest["codes"] and all(r == codes.PLAIN for r in pruned.codes.values())
+    out = tmp_path / "again.npz"
+    assert cli.main(["compress", "--data", str(mnist_dir), "--weights", str(ASSETS / "lenet5_compact.npz"),
+                     "--out", str(out), "--epochs", "1", "--train-images", "256", "--search-images", "256",
+                     "--threads", "1"]) == 0
+    assert weights.load(out).network == pruned.network
