@@ -8,7 +8,7 @@
 #   TRAIN=yes|no|auto   install PyTorch (the train extra); auto (default): only on Python 3.11,
 #              the one Python the pinned CPU build of torch 2.13.0 has a wheel for here. PyPI's
 #              torch 2.13.0 for 3.12 and 3.13 is a CUDA build that pulls 15 nvidia-*
-#              packages (gigabytes); without torch everything but `lenet-fpga train` works and the tests
+#              packages (gigabytes); without torch everything but `lenet-fpga train`, `import` and `compress` works and the tests
 #              that need it are skipped, saying why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,7 +68,7 @@ if [ "$train" = 1 ]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==2.13.0"
     extras="train,$extras"
 else
-    echo "setup: Python $version without PyTorch (training only; TRAIN=yes installs it)"
+    echo "setup: Python $version without PyTorch (needed by train, import and compress only; TRAIN=yes installs it)"
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -e ".[$extras]"
 

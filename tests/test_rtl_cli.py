@@ -272,3 +272,16 @@ def test_waveform_is_readable_and_the_gtkw_layout_names_real_signals(tmp_path, c
     assert len(listed) > 50 and not missing, missing
     groups = [line[1:] for line in layout if line.startswith("-")][::2]
     assert groups[:3] == ["interface", "quantize", "conv1.gather"] and "fc3" in groups and "argmax" in groups
+
+
+def test_verilog_table_totals_say_what_each_design_has(tmp_path, capsys):
+    """The compact design's layers share one array: its total is the array's 8 multipliers and
+    its cycle model's image; the streaming design's total is every engine's multipliers."""
+    assert main(["verilog", "--design", "compact", "-o", str(tmp_path / "c.v")]) == 0
+    compact = capsys.readouterr().out
+    assert compact.splitlines()[-2].split()[2:] == ["8", "379,008", "40,500"]
+    assert "40,500 an image" in compact and "overlap" not in compact
+    assert main(["verilog", "-o", str(tmp_path / "s.v")]) == 0
+    streaming = capsys.readouterr().out
+    assert [line for line in streaming.splitlines() if line.startswith("total")][0].split()[2] == "110"
+    assert "The engines overlap" in streaming
