@@ -18,7 +18,7 @@ demo: setup
 	$(BIN)/lenet-fpga demo
 
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=40
 
 test-slow: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m slow
