@@ -67,6 +67,10 @@ class ConvEngine(wiring.Component):
     form : products.WeightForm
         The weights' restricted codes: the weight memory holds their stored indices, ``bits``
         each, and the multipliers are as narrow as they are (``hdl/products.py``).
+    registered_ready : bool
+        The window generator's ``registered_ready``: a window costs one cycle more
+        (``steps_per_window + 1``), the snapshot's load enable no longer depends on the issue
+        logic. For an engine that waits for its input anyway (see ``lenet.py``).
 
     Attributes
     ----------
@@ -90,7 +94,8 @@ class ConvEngine(wiring.Component):
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, size: int, arithmetic: arith.Arithmetic,
                  name: str = "conv", filters: int = 1, soft_multipliers: bool = False,
-                 nonnegative_inputs: bool = False, form: WeightForm = WeightForm()):
+                 nonnegative_inputs: bool = False, form: WeightForm = WeightForm(),
+                 registered_ready: bool = False):
         weight, bias = params.codes("weight", weight, 4), params.codes("bias", bias, 1)
         out_ch, in_ch, kernel, kernel_w = weight.shape
         if kernel != kernel_w:
@@ -116,7 +121,9 @@ class ConvEngine(wiring.Component):
         })
         taps = kernel * kernel
         groups = out_ch // filters
-        self.window = WindowGenerator(in_ch, size, kernel)
+        # See WindowGenerator: one cycle more per window, for a shorter path to the snapshot.
+        self.window = WindowGenerator(in_ch, size, kernel, registered_ready=registered_ready)
+        self._window_cycles = self.steps_per_window + bool(registered_ready)
         # [g, p, c, tap] -> [g, c, p, tap]: one word per (group, channel), filter p in slice p.
         words = weight.reshape(groups, filters, in_ch, taps).transpose(0, 2, 1, 3).reshape(-1)
         self.form = form
@@ -164,7 +171,7 @@ class ConvEngine(wiring.Component):
 
     @property
     def cycles_per_image(self) -> int:
-        k, size, steps = self._kernel, self._size, self.steps_per_window
+        k, size, steps = self._kernel, self._size, self._window_cycles
         positions = (size - k + 1) ** 2
         warm_up = (k - 1) * size + k  # pixels until the first window is complete
         # At a row end the next window needs K new pixels; fewer than K steps per window leave gaps.

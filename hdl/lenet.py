@@ -121,6 +121,15 @@ class StreamingConfig:
         return LeNetAccelerator(weights, self)
 
 
+def relaxed_window(layer: ConvLayer, filters: int, network: Network) -> bool:
+    """Whether a conv engine may take its windows a cycle late (``WindowGenerator``'s
+    ``registered_ready``): when even then its windows cost no more cycles than the pixel input
+    takes for an image, which bounds the interval anyway. It cuts the issue logic off the
+    window snapshot's load enable, the worst path of the large ECP5 designs."""
+    steps = layer.out_channels // filters * layer.in_channels
+    return steps >= 2 and layer.conv_size**2 * (steps + 1) <= network.pixels
+
+
 def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -301,7 +310,8 @@ class LeNetAccelerator(Accelerator):
                     blocks[f"{layer.name}.queue"] = StreamFIFO(pixel_layout(channels), layer.in_size**2)
                 blocks[layer.name] = ConvEngine(w, b, layer.in_size, a, name=layer.name, filters=filters,
                                                 soft_multipliers=soft, nonnegative_inputs=True,
-                                                form=self._forms[layer.name])
+                                                form=self._forms[layer.name],
+                                                registered_ready=relaxed_window(layer, filters, self.network))
                 blocks[f"{layer.name}.pool"] = MaxPool(layer.out_channels, layer.conv_size, layer.conv_size,
                                                        layer.pool, lanes=filters)
                 channels, lanes = layer.out_channels, filters

@@ -41,6 +41,12 @@ class WindowGenerator(wiring.Component):
         may follow at once.
     kernel : int
         Side K of the window.
+    registered_ready : bool
+        Take a pixel that completes a window only while the snapshot is empty, not also in the
+        cycle the consumer takes it. The consumer's handshake then no longer reaches the
+        snapshot's load enable, which fans out to every bit of the window (with it, that path
+        set a large design's Fmax); the price is one cycle per window while the consumer waits
+        for windows, so it suits a consumer that takes a window every few cycles at most.
 
     Attributes
     ----------
@@ -52,7 +58,7 @@ class WindowGenerator(wiring.Component):
         Bits of the line buffer.
     """
 
-    def __init__(self, channels: int, size: int, kernel: int = 5):
+    def __init__(self, channels: int, size: int, kernel: int = 5, registered_ready: bool = False):
         for label, value in (("channels", channels), ("size", size), ("kernel", kernel)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{label} must be an integer, not {value!r}")
@@ -63,6 +69,7 @@ class WindowGenerator(wiring.Component):
         if size < kernel:
             raise ValueError(f"size ({size}) must be at least the kernel ({kernel})")
         self._channels, self._size, self._kernel = channels, size, kernel
+        self._registered_ready = bool(registered_ready)
         super().__init__({
             "i": In(stream.Signature(pixel_layout(channels))),
             "o": Out(stream.Signature(window_layout(channels, kernel))),
@@ -100,8 +107,10 @@ class WindowGenerator(wiring.Component):
         m.d.comb += next_col.eq(wrap_increment(col, size))
 
         completes = (row >= k - 1) & (col >= k - 1)
-        # A pixel that completes a window needs the snapshot register free (or freed this cycle).
-        m.d.comb += self.i.ready.eq(~completes | ~self.o.valid | self.o.ready)
+        # A pixel that completes a window needs the snapshot register free (or, unless
+        # registered_ready, freed this cycle).
+        free = ~self.o.valid if self._registered_ready else ~self.o.valid | self.o.ready
+        m.d.comb += self.i.ready.eq(~completes | free)
         accept = self.i.valid & self.i.ready
 
         # The read data must be the current column's word when its pixel arrives. The address

@@ -165,6 +165,28 @@ def test_conv_engine(geometry, arithmetic, images, stalls, measure, filters, sof
             f"measured {latency.tolist()} cycles per image, the model says {engine.cycles_per_image}")
 
 
+@pytest.mark.parametrize("geometry,filters,arithmetic", [
+    pytest.param(FEW_STEPS, 1, MODES[1], id="few-steps"),  # 2 steps a window: row-end gaps
+    pytest.param(SMALL, 1, MODES[2], id="small"),
+    pytest.param(LENET_CONV2, 8, MODES[0], id="conv2-8-filters"),  # the network's case
+])
+def test_conv_engine_with_registered_window_ready(geometry, filters, arithmetic, tmp_path_factory):
+    """``registered_ready``: bit-exact under input bubbles and output back-pressure, and each
+    window one cycle dearer, as the cycle model says (latency measured without stalls)."""
+    in_ch, out_ch, size = geometry
+    seed = 5000 + 100 * in_ch + 10 * out_ch + size + filters
+    weight, bias, rng = random_layer(seed, in_ch, out_ch)
+    maps = random_maps(rng, 2, in_ch, size)
+    expected = expected_stream(maps, weight, bias, arithmetic, seed, filters)
+    engine = ConvEngine(weight, bias, size, arithmetic, filters=filters, registered_ready=True)
+    plain = ConvEngine(weight, bias, size, arithmetic, filters=filters)
+    assert engine.cycles_per_image > plain.cycles_per_image
+    out = run(engine, "conv", maps, expected, STALLS["small"], seed, len(maps) * engine.cycles_per_image,
+              tmp_path_factory, measure=True)
+    assert np.abs(out["latency"] - engine.cycles_per_image).max() <= 2, (
+        f"measured {out['latency'].tolist()} cycles per image, the model says {engine.cycles_per_image}")
+
+
 @pytest.mark.parametrize("soft,ecp5", [(False, False), (True, False), (False, True)], ids=["dsp", "soft", "ecp5-dsp"])
 def test_conv_engine_with_nonnegative_inputs(soft, ecp5, tmp_path_factory):
     """The engine as the network builds it: inputs 0..127 only, multipliers without the sign bit;

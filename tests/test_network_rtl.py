@@ -128,3 +128,17 @@ def test_verilator_smoke_all_sample_digits(sim_build):
     _check(run, "shipped weights, 40 digits, verilator")
     assert (run.rtl_class == SAMPLES.labels).mean() >= 0.95
     assert run.cycles.max() <= 14_200, "cycles per image above the issue's 1.25x-of-floor target"
+
+
+def test_fastest_ecp5_network_at_its_fast_preset(simulator, sim_build):
+    """lenet5_pruned_pow2 at 'fast': power-of-two products in every layer (no multiplier) and
+    conv2 taking its windows a cycle late (``lenet.relaxed_window``), bit-exact on the digits."""
+    from lenet_fpga.hdl.lenet import relaxed_window
+
+    ws = weights.load(weights.ASSETS / "lenet5_pruned_pow2.npz")
+    fast = preset("fast", ws.network, ws.arithmetic, codes=ws.codes)
+    conv1, conv2 = ws.network.conv_layers
+    assert not relaxed_window(conv1, fast.conv_filters[0], ws.network)
+    assert relaxed_window(conv2, fast.conv_filters[1], ws.network)
+    run = simulate(ws, _images_for(simulator, 2), fast, simulator=simulator, build_root=sim_build)
+    _check(run, f"lenet5_pruned_pow2 fast on {simulator}")
