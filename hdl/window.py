@@ -104,9 +104,14 @@ class WindowGenerator(wiring.Component):
         row = Signal(range(size))
         col = Signal(range(size))
         next_col = Signal(range(size))
-        m.d.comb += next_col.eq(wrap_increment(col, size))
+        next_row = Signal(range(size))
+        m.d.comb += [next_col.eq(wrap_increment(col, size)), next_row.eq(wrap_increment(row, size))]
 
-        completes = (row >= k - 1) & (col >= k - 1)
+        # row >= K-1 and col >= K-1 kept as flip-flops beside the counters: "the next pixel
+        # completes a window" then starts from registers, not comparators, on its way to the
+        # load enables of the whole window (a large design's worst path).
+        row_full, col_full = Signal(), Signal()
+        completes = row_full & col_full
         # A pixel that completes a window needs the snapshot register free (or, unless
         # registered_ready, freed this cycle).
         free = ~self.o.valid if self._registered_ready else ~self.o.valid | self.o.ready
@@ -137,9 +142,9 @@ class WindowGenerator(wiring.Component):
         with m.If(accept):
             m.d.sync += [history[kx].eq(history[kx + 1]) for kx in range(k - 2)]
             m.d.sync += history[k - 2].eq(column)
-            m.d.sync += [col.eq(next_col), ahead.eq(wrap_increment(ahead, size))]
+            m.d.sync += [col.eq(next_col), col_full.eq(next_col >= k - 1), ahead.eq(wrap_increment(ahead, size))]
             with m.If(col == size - 1):
-                m.d.sync += row.eq(wrap_increment(row, size))
+                m.d.sync += [row.eq(next_row), row_full.eq(next_row >= k - 1)]
 
         with m.If(accept & completes):
             m.d.sync += [self.o.payload.eq(window), self.o.valid.eq(1)]
