@@ -158,10 +158,15 @@ class WeightLoader(wiring.Component):
             with m.If(take):
                 m.d.sync += assembly.eq(Cat(assembly[8:], self.i.payload))
 
+        # "The next byte is the last of its word" as a flip-flop kept beside ``index`` and
+        # ``which``: the write registers' enables, which fan out to a whole word, then start from
+        # registers (comparing ``index`` there was the worst path of a large ECP5 design).
+        sizes = [word_bytes(memory) for memory in memories]
+        last_byte = Signal(init=sizes[0] == 1)
+
         for k, (memory, port) in enumerate(zip(memories, ports)):
-            n = word_bytes(memory)
+            n = sizes[k]
             width = Shape.cast(memory.shape).width
-            last_byte = index == n - 1
             m.d.comb += [
                 port.addr.eq(write_address),
                 port.data.eq(write_word[:width]),
@@ -172,14 +177,15 @@ class WeightLoader(wiring.Component):
                 m.d.sync += [write_word.eq(word), write_enables[k].eq(1)]
             with m.If(take & (which == k)):
                 with m.If(~last_byte):
-                    m.d.sync += index.eq(index + 1)
+                    m.d.sync += [index.eq(index + 1), last_byte.eq(index + 2 == n)]
                 with m.Else():
                     m.d.sync += index.eq(0)
                     with m.If(address == memory.depth - 1):
-                        m.d.sync += [address.eq(0), which.eq(k + 1)]
+                        following = sizes[k + 1] if k + 1 < len(memories) else 1
+                        m.d.sync += [address.eq(0), which.eq(k + 1), last_byte.eq(following == 1)]
                     with m.Else():
-                        m.d.sync += address.eq(address + 1)
+                        m.d.sync += [address.eq(address + 1), last_byte.eq(n == 1)]
 
         with m.If(self.restart):
-            m.d.sync += [which.eq(0), address.eq(0), index.eq(0)]
+            m.d.sync += [which.eq(0), address.eq(0), index.eq(0), last_byte.eq(sizes[0] == 1)]
         return m
