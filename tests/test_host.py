@@ -63,7 +63,7 @@ def test_a_stray_error_from_an_earlier_request_is_not_the_reply():
 @pytest.mark.parametrize("request_bytes,code", [
     (protocol.encode_frame(FrameType.CLASSIFY, bytes(10), 1), ErrorCode.BAD_LENGTH),
     (protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes(3)[:0], 1), ErrorCode.BAD_LENGTH),
-    (protocol.encode_frame(0x05, bytes(3), 1), ErrorCode.UNKNOWN_TYPE),
+    (protocol.encode_frame(0x06, bytes(3), 1), ErrorCode.UNKNOWN_TYPE),
     (protocol.load_commit_request(100, 7, 0, 1), ErrorCode.BAD_LOAD),
     (protocol.ping_request(1)[:-1] + b"\x00", ErrorCode.BAD_CRC),
 ])
