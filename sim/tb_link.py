@@ -455,7 +455,7 @@ async def link_errors(dut):
     await bench.expect_error(frame(FrameType.LOAD_WEIGHTS, bytes([protocol.LoadOp.COMMIT]) + bytes(11)),
                              ErrorCode.BAD_LENGTH, "a commit one byte short")
     await bench.expect_error(frame(FrameType.IMAGE, bytes(2)), ErrorCode.BAD_LENGTH, "a piece without pixels")
-    await bench.expect_error(frame(0x05), ErrorCode.UNKNOWN_TYPE, "type 0x05")
+    await bench.expect_error(frame(0x06), ErrorCode.UNKNOWN_TYPE, "type 0x06")
     await bench.expect_error(frame(0x7F), ErrorCode.UNKNOWN_TYPE, "type 0x7F")
     # A bad CRC outranks the other checks: the type and length cannot be trusted.
     unknown = bytearray(frame(0x7F, b"\xa5\xa5"))
