@@ -19,7 +19,8 @@ A serial line loses and corrupts bytes, so the client:
   retry: on a line that corrupts 1 % of bytes a whole-image exchange (843 bytes on the line)
   gets through once in about 4,800 tries (0.99 ** 843), a 16-pixel piece's (34 bytes) seven
   times in ten;
-* resumes a weight load where the board's INFO says it stands when a chunk's reply was lost.
+* resumes a weight load where the board's INFO says it stands when a chunk's reply was lost;
+* waits for a BENCH's reply as long as its runs take on the board, on top of the line time.
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ ERROR_TEXT = {
     ErrorCode.BAD_LOAD: ("the board refused the weight-load request (chunk out of order or past the image's end, "
                          "or a commit whose size or CRC-32 does not match the bytes loaded); it holds no valid "
                          "weights now"),
-    ErrorCode.BAD_IMAGE: "the board refused an image piece (out of order or past the image's end)",
+    ErrorCode.BAD_IMAGE: ("the board refused an image piece (out of order or past the image's end), or holds no "
+                          "whole image for a CLASSIFY without pixels or a BENCH"),
     ErrorCode.HUNG: ("the accelerator did not finish within the board's watchdog time; the board reset it "
                      "(a weight load in progress was ended)"),
     ErrorCode.TOO_LONG: ("the board refused the request's length as longer than any it takes (a length corrupted "
                          "on the line, or a board built for a smaller network)"),
+    ErrorCode.BAD_RUNS: "the board refused a BENCH of 0 runs",
 }
 RETRY_CODES = protocol.RETRY_CODES
 MIN_BAUD = 1200  # below this a read timeout that covers the longest exchange runs into minutes
@@ -128,6 +131,7 @@ class BoardClient:
         self.info: protocol.BoardInfo | None = None
         self.retried: collections.Counter = collections.Counter()
         self._noisy = False
+        self._extra_wait = 0.0  # seconds the board works before it replies (a BENCH's runs)
 
     # ----------------------------------------------------------------------------------------
     # One exchange
@@ -167,7 +171,7 @@ class BoardClient:
             return
         sizes = self.info.sizes if self.info is not None else None
         longest = (sizes.max_request + sizes.max_reply if sizes else protocol.INFO_LENGTH) + 2 * protocol.OVERHEAD_BYTES
-        wait = max(MIN_REPLY_WAIT, self.timeout * min(1.0, exchange_bytes / longest))
+        wait = max(MIN_REPLY_WAIT, self.timeout * min(1.0, exchange_bytes / longest)) + self._extra_wait
         if wait != self._armed:
             self.port.timeout = wait
             self._armed = wait
@@ -265,26 +269,87 @@ class BoardClient:
             return protocol.parse_result(frame, sizes)
 
         if not self._noisy:
-            for attempt in range(self.retries + 1):
-                try:
-                    return self._parse(result, self._exchange(FrameType.CLASSIFY, pixels, FrameType.RESULT))
-                except BoardError as e:
-                    if not e.retryable or attempt == self.retries:
-                        raise
-                    self._line_trouble(e)
-                    if self._noisy:  # the line lost it: send the image in pieces
-                        break
+            answer = self._while_clean(FrameType.CLASSIFY, pixels, FrameType.RESULT, result)
+            if answer is not None:
+                return answer
         before = sum(self.retried.values())
-        for offset, piece in protocol.pieces(pixels, min(self.piece_bytes, sizes.max_piece), sizes.max_piece):
+        self._store_pieces(pixels, min(self.piece_bytes, sizes.max_piece))
+        answer = self.classify_stored()
+        if sum(self.retried.values()) == before:
+            self._noisy = False  # a whole image in pieces without a retry: try whole images again
+        return answer
+
+    def _while_clean(self, type: FrameType, payload: bytes, expect: FrameType, parser):
+        """``_request`` of a whole image, given up (None) as soon as the line loses a frame: the
+        caller sends the image in pieces instead."""
+        for attempt in range(self.retries + 1):
+            try:
+                return self._parse(parser, self._exchange(type, payload, expect))
+            except BoardError as e:
+                if not e.retryable or attempt == self.retries:
+                    raise
+                self._line_trouble(e)
+                if self._noisy:
+                    return None
+
+    def _store_pieces(self, pixels: bytes, size: int) -> None:
+        """``pixels`` into the board's image buffer in IMAGE pieces of ``size``, each retried."""
+        sizes = self.sizes
+        for offset, piece in protocol.pieces(pixels, size, sizes.max_piece):
             held = self._request(FrameType.IMAGE, offset.to_bytes(2, "little") + piece, FrameType.IMAGE_STORED,
                                  protocol.parse_stored)
             if held != offset + len(piece):
                 raise BoardError(f"the board holds {held} pixels after the piece at {offset}, "
                                  f"expected {offset + len(piece)}")
-        answer = self._request(FrameType.CLASSIFY, b"", FrameType.RESULT, result)
-        if sum(self.retried.values()) == before:
-            self._noisy = False  # a whole image in pieces without a retry: try whole images again
-        return answer
+
+    def store_image(self, image) -> None:
+        """One uint8 [side, side] image into the board's image buffer, for ``classify_stored`` and
+        ``bench``: in one IMAGE piece while the line is clean, in ``piece_bytes`` pieces once it
+        has lost a frame."""
+        sizes = self.sizes
+        pixels = protocol.image_pixels(image, sizes)
+        if not self._noisy:
+            held = self._while_clean(FrameType.IMAGE, bytes(protocol.PIECE_HEADER_BYTES) + pixels,
+                                     FrameType.IMAGE_STORED, protocol.parse_stored)
+            if held == len(pixels):
+                return
+            if held is not None:
+                raise BoardError(f"the board holds {held} pixels after a whole image, expected {len(pixels)}")
+        self._store_pieces(pixels, min(self.piece_bytes, sizes.max_piece))
+
+    def classify_stored(self) -> tuple[int, np.ndarray, int]:
+        """CLASSIFY without pixels: the image in the board's image buffer -> (class, logits, cycles)."""
+        sizes = self.sizes
+        return self._request(FrameType.CLASSIFY, b"", FrameType.RESULT,
+                             lambda frame: protocol.parse_result(frame, sizes))
+
+    def bench(self, runs: int, seconds: float = 0.0) -> protocol.BenchResult:
+        """BENCH: the image in the board's image buffer (``store_image``) through the accelerator
+        ``runs`` times back to back -> the board's own cycle counts (``protocol.BenchResult``).
+
+        The board replies only after the last run, so the read timeout of this exchange is the
+        usual one plus ``seconds``, what the runs may take on the board. A bench whose reply was
+        lost is run again (it changes nothing on the board).
+        """
+        protocol.bench_request(runs)  # checks runs
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be 0 or more, not {seconds!r}")
+        sizes = self.sizes
+        plain_timeout = self.timeout is None
+        if plain_timeout:  # the port's own timeout, lengthened for this exchange
+            saved = self.port.timeout
+            self.port.timeout = (saved or MIN_REPLY_WAIT) + seconds
+        self._extra_wait = 0.0 if plain_timeout else float(seconds)
+        try:
+            result = self._request(FrameType.BENCH, int(runs).to_bytes(protocol.BENCH_LENGTH, "little"),
+                                   FrameType.BENCH_RESULT, lambda frame: protocol.parse_bench(frame, sizes))
+        finally:
+            self._extra_wait = 0.0
+            if plain_timeout:
+                self.port.timeout = saved
+        if result.runs != runs:
+            raise BoardError(f"the board ran the image {result.runs} times; {runs} were asked for")
+        return result
 
     def load_weights(self, image: bytes, weights_id: int, progress=None, retries: int | None = None,
                      chunk: int | None = None) -> protocol.BoardInfo:

@@ -2,7 +2,7 @@
 
     rx -> UARTReceiver -> FrameParser --verdict--> RequestHandler --pixels/weights--> accelerator
                                |                        |    ^                            |
-                               +--payload bytes---------+    +--busy/done-----------------+
+                               +--payload bytes---------+    +--busy/receiving/done-------+
     tx <- UARTTransmitter <- ReplySerialiser <--reply--------+   <-- class/logits/cycles --+
 
 ``FrameParser`` (``boards/frame_parser.py``) turns bytes into frames and verdicts,
@@ -53,6 +53,9 @@ class UARTLink(wiring.Component):
     weights_id : int
         ``protocol.weights_id`` of the weights in the bitstream, reported in INFO until a load
         (0: not given; ignored when the accelerator has no weights in its bitstream).
+    clock_hz : int
+        The design's clock, reported in INFO so a host can turn BENCH's cycles into time
+        (0: not given).
     frame_cycles : int, optional
         A frame not complete this many cycles after its SYNC is dropped with ERROR TIMEOUT;
         at least the line time of the longest request. Default: twice that, plus
@@ -83,7 +86,7 @@ class UARTLink(wiring.Component):
     tx: Out(1, init=1)
     idle: Out(1)
 
-    def __init__(self, accelerator, divisor: int, timeout_cycles: int, *, weights_id: int = 0,
+    def __init__(self, accelerator, divisor: int, timeout_cycles: int, *, weights_id: int = 0, clock_hz: int = 0,
                  frame_cycles: int | None = None, watchdog_cycles: int | None = None):
         if not isinstance(accelerator, Accelerator):
             raise TypeError(f"accelerator must be an hdl.accelerator.Accelerator, not {type(accelerator).__name__}")
@@ -121,7 +124,7 @@ class UARTLink(wiring.Component):
         self.info = protocol.BoardInfo(
             protocol.VERSION, accelerator.arithmetic, accelerator.design, logit_bits,
             weights_id if in_bitstream else 0, in_bitstream, in_bitstream, self.weight_bytes,
-            network.image_size, network.classes, accelerator.multipliers)
+            network.image_size, network.classes, accelerator.multipliers, clock_hz=_integer("clock_hz", clock_hz))
         self.info.encode()  # every field fits
         super().__init__()
 
@@ -161,13 +164,15 @@ class UARTLink(wiring.Component):
         wiring.connect(m, handler.pixels, acc.pixels)
         wiring.connect(m, handler.weights, acc.weights)
         m.d.comb += [acc.start.eq(handler.start), acc.weights_restart.eq(handler.weights_restart),
-                     handler.busy.eq(acc.busy), handler.done.eq(acc.done)]
+                     handler.busy.eq(acc.busy), handler.receiving.eq(acc.receiving), handler.done.eq(acc.done)]
 
         wiring.connect(m, handler.reply, serialiser.i)
         wiring.connect(m, serialiser.o, transmitter.i)
         m.d.comb += [serialiser.klass.eq(acc.klass), serialiser.logits.eq(acc.logits), serialiser.cycles.eq(acc.cycles),
                      serialiser.weights_id.eq(handler.weights_id), serialiser.weights_flags.eq(handler.weights_flags),
                      serialiser.load_received.eq(handler.load_received),
-                     serialiser.image_received.eq(handler.image_received)]
+                     serialiser.image_received.eq(handler.image_received),
+                     serialiser.bench_runs.eq(handler.bench_runs), serialiser.bench_first.eq(handler.bench_first),
+                     serialiser.bench_total.eq(handler.bench_total)]
         m.d.comb += self.idle.eq(parser.hunting & handler.idle & transmitter.i.ready)
         return m

@@ -18,7 +18,9 @@ New weights travel as the accelerator's *weight image* (``Accelerator.weight_ima
 LOAD_WEIGHTS chunks, in order from offset 0, then a commit with the total length, the weights
 id and the CRC-32 of the whole image, which the board checks before the weights become valid.
 An image can travel whole in one CLASSIFY or in IMAGE pieces (short frames, for a noisy line)
-followed by a CLASSIFY without payload.
+followed by a CLASSIFY without payload. BENCH runs the image the pieces assembled through the
+accelerator a given number of times back to back and answers with the board's own cycle count,
+so a host can see the accelerator's throughput, which the serial line hides.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ SYNC = 0xA5
 VERSION = 3  # INFO byte 0; bump on any incompatible change of this file
 # 2: weight loading; 3: SEQ in every frame, CRC-16 instead of CRC-8, the network's sizes in
 #    INFO, IMAGE pieces, the commit's CRC-32, refusal of an over-long LEN, frame deadline and
-#    accelerator watchdog.
+#    accelerator watchdog, BENCH and the board's clock in INFO.
 HEADER_BYTES = 5  # SYNC, TYPE, SEQ, LEN_LO, LEN_HI
 CRC_BYTES = 2
 OVERHEAD_BYTES = HEADER_BYTES + CRC_BYTES
@@ -45,7 +47,7 @@ MAX_LENGTH = 0xFFFF  # what the 2-byte LEN field can say
 
 LOGIT_BYTES = 4  # each logit travels as int32, whatever the accumulator width
 CYCLES_BYTES = 4  # RESULT's cycle count, u32
-INFO_LENGTH = 21  # see BoardInfo
+INFO_LENGTH = 25  # see BoardInfo
 ERROR_LENGTH = 1
 # LOAD_WEIGHTS: an operation byte, then a u32, then the chunk's bytes or the commit's fields.
 CHUNK_HEADER_BYTES = 5  # op, offset u32
@@ -53,6 +55,9 @@ COMMIT_LENGTH = 13  # op, total u32, weights id u32, CRC-32 u32
 LOADED_LENGTH = 5  # WEIGHTS_LOADED: bytes received u32, weights flags u8
 PIECE_HEADER_BYTES = 2  # IMAGE: offset u16, then the pixels
 STORED_LENGTH = 2  # IMAGE_STORED: pixels of the image received gap-free u16
+BENCH_LENGTH = 2  # BENCH: runs u16
+BENCH_RESULT_LENGTH = 15  # BENCH_RESULT: runs u16, class u8, first run's cycles u32, total cycles u64
+MAX_BENCH_RUNS = 0xFFFF
 WEIGHTS_VALID = 0x01  # weights flags (INFO and WEIGHTS_LOADED): the board will classify
 WEIGHTS_IN_BITSTREAM = 0x02  # weights flags (INFO): the design's memories have initial values
 WEIGHTS_LOADING = 0x04  # weights flags (INFO): a load is in progress (INFO's load_received counts it)
@@ -66,10 +71,12 @@ class FrameType(enum.IntEnum):
     CLASSIFY = 0x02  # host -> board, the image's pixels (or none: the pieces sent); reply RESULT
     LOAD_WEIGHTS = 0x03  # host -> board, a LoadOp and its arguments; reply WEIGHTS_LOADED
     IMAGE = 0x04  # host -> board, offset u16 and pixels: a piece of an image; reply IMAGE_STORED
+    BENCH = 0x05  # host -> board, runs u16: the assembled image that many times; reply BENCH_RESULT
     INFO = 0x81  # board -> host, BoardInfo
     RESULT = 0x82  # board -> host, class, logits, cycles
     WEIGHTS_LOADED = 0x83  # board -> host, bytes received u32, weights flags u8
     IMAGE_STORED = 0x84  # board -> host, pixels received u16
+    BENCH_RESULT = 0x85  # board -> host, runs u16, class u8, first run's cycles u32, total cycles u64
     ERROR = 0xEE  # board -> host, one ErrorCode byte
 
 
@@ -95,11 +102,12 @@ class ErrorCode(enum.IntEnum):
     #               image's end, commit that does not match (total or CRC-32); the weights are
     #               invalid after it
     BAD_IMAGE = 8  # an IMAGE piece past what the board holds or past the image's end, or a
-    #                CLASSIFY without pixels before a whole image was sent in pieces
+    #                CLASSIFY without pixels or a BENCH before a whole image was sent in pieces
     HUNG = 9  # the accelerator did not finish within the board's watchdog time; the board
     #           reset it (a load in progress is ended, the weights invalid)
     TOO_LONG = 10  # LEN above the board's largest request, refused as soon as LEN arrived, before
     #                the CRC could be checked: a LEN corrupted on the line, or a request for another board
+    BAD_RUNS = 11  # a BENCH asking for 0 runs
 
 
 # Errors after which the board has carried out nothing, and which a corrupted frame can cause:
@@ -199,14 +207,11 @@ class FrameSizes:
                    COMMIT_LENGTH)
 
     def reply_length(self, type: FrameType) -> int:
-        lengths = {FrameType.INFO: INFO_LENGTH, FrameType.RESULT: self.result_length,
-                   FrameType.WEIGHTS_LOADED: LOADED_LENGTH, FrameType.IMAGE_STORED: STORED_LENGTH,
-                   FrameType.ERROR: ERROR_LENGTH}
-        return lengths[FrameType(type)]
+        return {**FIXED_REPLY_LENGTHS, FrameType.RESULT: self.result_length}[FrameType(type)]
 
     @property
     def max_reply(self) -> int:
-        return max(INFO_LENGTH, self.result_length, LOADED_LENGTH, STORED_LENGTH, ERROR_LENGTH)
+        return max(self.result_length, *FIXED_REPLY_LENGTHS.values())
 
     def request_length_ok(self, type: int, length: int, op: int | None = None) -> bool:
         """Whether a request of ``type`` may have ``length`` payload bytes (``op``: a LOAD_WEIGHTS
@@ -218,6 +223,8 @@ class FrameSizes:
             return length in (0, self.pixels)
         if type == FrameType.IMAGE:
             return PIECE_HEADER_BYTES < length <= PIECE_HEADER_BYTES + self.max_piece
+        if type == FrameType.BENCH:
+            return length == BENCH_LENGTH
         if type == FrameType.LOAD_WEIGHTS:
             if not 1 <= length <= self.max_request:
                 return False
@@ -229,10 +236,11 @@ class FrameSizes:
         return False
 
 
-REQUESTS = (FrameType.PING, FrameType.CLASSIFY, FrameType.LOAD_WEIGHTS, FrameType.IMAGE)
+REQUESTS = (FrameType.PING, FrameType.CLASSIFY, FrameType.LOAD_WEIGHTS, FrameType.IMAGE, FrameType.BENCH)
 # Replies whose length does not depend on the network.
 FIXED_REPLY_LENGTHS = {FrameType.INFO: INFO_LENGTH, FrameType.WEIGHTS_LOADED: LOADED_LENGTH,
-                       FrameType.IMAGE_STORED: STORED_LENGTH, FrameType.ERROR: ERROR_LENGTH}
+                       FrameType.IMAGE_STORED: STORED_LENGTH, FrameType.BENCH_RESULT: BENCH_RESULT_LENGTH,
+                       FrameType.ERROR: ERROR_LENGTH}
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,6 +402,13 @@ def load_commit_request(total: int, weights_id: int, image_crc: int, seq: int = 
                         + _u(image_crc, 32, "CRC-32").to_bytes(4, "little"), seq)
 
 
+def bench_request(runs: int, seq: int = 0) -> bytes:
+    """The BENCH frame: run the image assembled from IMAGE pieces ``runs`` times (1..65,535)."""
+    if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or not 1 <= runs <= MAX_BENCH_RUNS:
+        raise ValueError(f"a bench has 1..{MAX_BENCH_RUNS} runs, not {runs!r}")
+    return encode_frame(FrameType.BENCH, int(runs).to_bytes(BENCH_LENGTH, "little"), seq)
+
+
 def pieces(data: bytes, size: int, largest: int) -> list[tuple[int, bytes]]:
     """(offset, bytes) of the pieces of ``size`` bytes (at most ``largest``) that carry ``data``, in order."""
     data = bytes(data)
@@ -464,6 +479,59 @@ def parse_stored(frame: Frame) -> int:
     return int.from_bytes(_expect(frame, FrameType.IMAGE_STORED, STORED_LENGTH), "little")
 
 
+@dataclass(frozen=True)
+class BenchResult:
+    """The BENCH_RESULT payload (15 bytes): what the board's own cycle counter saw while it ran
+    one image ``runs`` times back to back, each run started as soon as the accelerator could
+    take it.
+
+    ========  ======================================================================
+    byte      meaning
+    ========  ======================================================================
+    0..1      runs, u16 (the request's)
+    2         class of the last run
+    3..6      cycles of the first run, u32: from the edge that took its start to the
+              one that raised its done, both counted (RESULT's cycles; the pipeline
+              was empty)
+    7..14     total cycles, u64: from the edge that took the first run's start to
+              the one that raised the last run's done, both counted
+    ========  ======================================================================
+    """
+
+    runs: int
+    klass: int
+    first_cycles: int
+    total_cycles: int
+
+    def encode(self) -> bytes:
+        if not 1 <= self.runs <= MAX_BENCH_RUNS:
+            raise ValueError(f"a bench has 1..{MAX_BENCH_RUNS} runs, not {self.runs}")
+        return (self.runs.to_bytes(2, "little") + bytes([_u(self.klass, 8, "class")])
+                + _u(self.first_cycles, 32, "first run's cycles").to_bytes(4, "little")
+                + _u(self.total_cycles, 64, "total cycles").to_bytes(8, "little"))
+
+    @property
+    def cycles_per_image(self) -> float:
+        """Cycles each run after the first added (the interval between results once the
+        accelerator is busy: 1 / throughput); the first run's cycles for a single run."""
+        if self.runs == 1:
+            return float(self.total_cycles)
+        return (self.total_cycles - self.first_cycles) / (self.runs - 1)
+
+
+def parse_bench(frame: Frame, sizes: FrameSizes) -> BenchResult:
+    """A BENCH_RESULT frame -> BenchResult (its class checked against the network's)."""
+    payload = _expect(frame, FrameType.BENCH_RESULT, BENCH_RESULT_LENGTH)
+    result = BenchResult(int.from_bytes(payload[:2], "little"), payload[2], int.from_bytes(payload[3:7], "little"),
+                         int.from_bytes(payload[7:], "little"))
+    if result.klass >= sizes.classes:
+        raise ProtocolError(f"BENCH_RESULT names class {result.klass}; there are {sizes.classes}")
+    if result.runs == 0 or result.first_cycles > result.total_cycles:
+        raise ProtocolError(f"BENCH_RESULT of {result.runs} runs says {result.first_cycles} cycles for the first "
+                            f"and {result.total_cycles} in all")
+    return result
+
+
 def weights_id(params: dict[str, np.ndarray]) -> int:
     """A 32-bit fingerprint of a weight set (state-dict layout): the first 4 bytes of SHA-256
     over every parameter name and its int8 codes, in name order."""
@@ -476,8 +544,8 @@ def weights_id(params: dict[str, np.ndarray]) -> int:
 
 @dataclass(frozen=True)
 class BoardInfo:
-    """The INFO payload (21 bytes): what the board's accelerator was generated for and with,
-    and the state of its weights.
+    """The INFO payload (25 bytes): what the board's accelerator was generated for and with,
+    its clock, and the state of its weights.
 
     ========  ======================================================================
     byte      meaning
@@ -495,6 +563,7 @@ class BoardInfo:
     17        image side: CLASSIFY carries side x side pixels
     18        classes: RESULT carries that many logits
     19..20    multipliers in the accelerator, u16
+    21..24    the design's clock in Hz, u32 (0: the bitstream does not say)
     ========  ======================================================================
     """
 
@@ -511,6 +580,7 @@ class BoardInfo:
     multipliers: int
     loading: bool = False
     load_received: int = 0
+    clock_hz: int = 0
 
     @property
     def sizes(self) -> FrameSizes:
@@ -532,7 +602,8 @@ class BoardInfo:
                 + _u(self.weights_id, 32, "weights id").to_bytes(4, "little") + bytes([self.flags])
                 + _u(self.weight_bytes, 32, "weight image size").to_bytes(4, "little")
                 + _u(self.load_received, 32, "load received").to_bytes(4, "little")
-                + bytes([self.image_size, self.classes]) + _u(self.multipliers, 16, "multipliers").to_bytes(2, "little"))
+                + bytes([self.image_size, self.classes]) + _u(self.multipliers, 16, "multipliers").to_bytes(2, "little")
+                + _u(self.clock_hz, 32, "clock").to_bytes(4, "little"))
 
 
 def parse_info(frame: Frame) -> BoardInfo:
@@ -553,4 +624,4 @@ def parse_info(frame: Frame) -> BoardInfo:
                      bool(weights & WEIGHTS_VALID), bool(weights & WEIGHTS_IN_BITSTREAM),
                      int.from_bytes(payload[9:13], "little"), payload[17], payload[18],
                      int.from_bytes(payload[19:21], "little"), bool(weights & WEIGHTS_LOADING),
-                     int.from_bytes(payload[13:17], "little"))
+                     int.from_bytes(payload[13:17], "little"), int.from_bytes(payload[21:25], "little"))

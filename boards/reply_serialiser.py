@@ -4,8 +4,9 @@ stream (the UART transmitter).
 A reply is asked for with its TYPE, the SEQ of the request it answers and, for ERROR, the
 code. The payloads are read from the board's live state as they go out: the accelerator's
 class, logits and cycles for RESULT; the weights' id, flags and load progress for INFO and
-WEIGHTS_LOADED; the image pieces received for IMAGE_STORED. INFO's other fields (the network,
-the arithmetic, the design) are constants of the bitstream.
+WEIGHTS_LOADED; the image pieces received for IMAGE_STORED; the last bench's runs and cycle
+counts and the accelerator's class for BENCH_RESULT. INFO's other fields (the network, the
+arithmetic, the design, the clock) are constants of the bitstream.
 
 Byte ``sent`` of the frame is chosen by a wide multiplexer in two registered steps (the payload
 byte of the frame's TYPE, then the frame byte: header, payload or CRC) and offered to the
@@ -52,6 +53,8 @@ class ReplySerialiser(wiring.Component):
         or current load (INFO shows it only while ``WEIGHTS_LOADING``).
     image_received : In
         Pixels of the image received in pieces (IMAGE_STORED).
+    bench_runs, bench_first, bench_total : In
+        The last bench's runs, its first run's cycles and its total cycles (BENCH_RESULT).
     """
 
     def __init__(self, info: protocol.BoardInfo, logit_shape):
@@ -71,6 +74,9 @@ class ReplySerialiser(wiring.Component):
             "weights_flags": In(8),
             "load_received": In(32),
             "image_received": In(16),
+            "bench_runs": In(16),
+            "bench_first": In(32),
+            "bench_total": In(64),
         })
 
     def elaborate(self, platform):
@@ -106,6 +112,7 @@ class ReplySerialiser(wiring.Component):
                    constant(17, protocol.INFO_LENGTH))
         loaded = Cat(pad, self.load_received, self.weights_flags & protocol.WEIGHTS_VALID)
         stored = Cat(pad, self.image_received)
+        bench = Cat(pad, self.bench_runs, self.klass, self.bench_first, self.bench_total)
 
         payload = Signal(8)  # the payload byte ``sent``, first step
         with m.Switch(kind):
@@ -117,6 +124,8 @@ class ReplySerialiser(wiring.Component):
                 m.d.comb += payload.eq(loaded.word_select(sent, 8))
             with m.Case(FrameType.IMAGE_STORED):
                 m.d.comb += payload.eq(stored.word_select(sent, 8))
+            with m.Case(FrameType.BENCH_RESULT):
+                m.d.comb += payload.eq(bench.word_select(sent, 8))
             with m.Default():
                 m.d.comb += payload.eq(code)
         payload_r = Signal(8)
@@ -148,7 +157,8 @@ class ReplySerialiser(wiring.Component):
                     m.d.sync += [kind.eq(request.type), seq.eq(request.seq), code.eq(request.code), sent.eq(0),
                                  settled.eq(0)]
                     with m.Switch(request.type):
-                        for type in (FrameType.INFO, FrameType.RESULT, FrameType.WEIGHTS_LOADED, FrameType.IMAGE_STORED):
+                        for type in (FrameType.INFO, FrameType.RESULT, FrameType.WEIGHTS_LOADED, FrameType.IMAGE_STORED,
+                                     FrameType.BENCH_RESULT):
                             with m.Case(type):
                                 n = sizes.reply_length(type)
                                 m.d.sync += [length.eq(n), end.eq(header + n), tail.eq(header + n + 1)]

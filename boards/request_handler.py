@@ -13,6 +13,10 @@ checked:
   offset. A piece may start anywhere up to the pixels held gap-free so far (so sending the
   last piece again after a lost reply is harmless), and then the board holds exactly up to its
   end. Nothing reaches the image buffer before the piece's CRC has checked.
+* BENCH: the image assembled from IMAGE pieces streams into the accelerator ``runs`` times
+  back to back, each run started as soon as the accelerator takes a start; BENCH_RESULT when
+  the last run is done, with the cycles counted here from the first run's start to the last
+  run's done (and to the first run's done).
 * LOAD_WEIGHTS chunk: the checked bytes stream into the accelerator's ``weights``; the
   CRC-32 of every byte the accelerator takes since the load's first chunk is kept. COMMIT sets
   the weights valid only if the load covered the image in order, its total is the image size,
@@ -26,7 +30,8 @@ board never answers with a mix of two weight sets.
 A watchdog bounds everything that waits for the accelerator (start, pixels, done, weight
 bytes): after ``watchdog_cycles`` the board resets the accelerator (``accelerator_reset``; the
 weight memories keep their contents), ends a load in progress (weights invalid) and answers
-ERROR HUNG.
+ERROR HUNG. A request's wait starts at its first cycle; a BENCH's starts again at each start
+the accelerator takes and at each done, so it bounds every run, not the whole bench.
 
 The frame buffer holds one frame's data (an image, a chunk or a piece) while its CRC is
 checked; the image buffer holds the pieces. Both are one block RAM: the image buffer is the
@@ -34,7 +39,7 @@ upper part, at the next power of two, so an address is the byte's index and one 
 """
 
 
-from amaranth.hdl import Cat, Const, Module, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.crc import catalog
 from amaranth.lib.memory import Memory
@@ -75,8 +80,10 @@ class RequestHandler(wiring.Component):
         To the accelerator, each through a skid buffer.
     start, weights_restart : Out(1)
         To the accelerator.
-    busy, done : In(1)
+    busy, receiving, done : In(1)
         From the accelerator.
+    bench_runs, bench_first, bench_total : Out
+        The last BENCH's runs, the cycles of its first run and of all its runs (BENCH_RESULT).
     accelerator_reset : Out(1)
         A one-cycle pulse when the watchdog fires; resets the accelerator (and the skid buffers).
     idle : Out(1)
@@ -104,6 +111,12 @@ class RequestHandler(wiring.Component):
         self._watchdog = watchdog_cycles
         # The frame buffer at [0, area), the image buffer at [area, area + pixels).
         self._area_bits = max(1, (sizes.pixels - 1).bit_length())
+        # A bench's runs re-arm the watchdog at each start and each done (2 x runs times), so
+        # it lasts less than 2 x runs x watchdog cycles: a counter this wide cannot overflow.
+        self.bench_bits = (2 * protocol.MAX_BENCH_RUNS * watchdog_cycles).bit_length()
+        if self.bench_bits > 8 * 8:
+            raise ValueError(f"a bench of {protocol.MAX_BENCH_RUNS} runs with a watchdog of {watchdog_cycles} "
+                             f"cycles could overflow BENCH_RESULT's u64 count")
         super().__init__({
             "header": In(FrameHeader),
             "payload": In(stream.Signature(PayloadByte, always_ready=True)),
@@ -119,7 +132,11 @@ class RequestHandler(wiring.Component):
             "start": Out(1),
             "weights_restart": Out(1),
             "busy": In(1),
+            "receiving": In(1),
             "done": In(1),
+            "bench_runs": Out(16),
+            "bench_first": Out(32),
+            "bench_total": Out(self.bench_bits),
             "accelerator_reset": Out(1),
             "idle": Out(1),
         })
@@ -162,8 +179,8 @@ class RequestHandler(wiring.Component):
                      self.image_received.eq(image_received)]
 
         # Arguments from the payload as it arrives: LOAD_WEIGHTS' op (byte 0), offset or total
-        # (1..4), weights id (5..8) and CRC-32 (9..12); IMAGE's offset (0..1). Little-endian,
-        # shifted in from the top.
+        # (1..4), weights id (5..8) and CRC-32 (9..12); IMAGE's offset (0..1), which is also
+        # BENCH's runs. Little-endian, shifted in from the top.
         got = self.payload.valid
         index, byte = self.payload.payload.index, self.payload.payload.byte
         op = Signal(8)
@@ -202,12 +219,13 @@ class RequestHandler(wiring.Component):
 
         # Every check a request needs, as registers that settle while the payload arrives
         # (chained carry chains in one cycle were once the ULX3S build's worst path).
-        is_load, is_piece = kind == FrameType.LOAD_WEIGHTS, kind == FrameType.IMAGE
+        is_load, is_piece, is_bench = kind == FrameType.LOAD_WEIGHTS, kind == FrameType.IMAGE, kind == FrameType.BENCH
         known, length_ok = Signal(), Signal()
         m.d.sync += [
-            known.eq((kind == FrameType.PING) | (kind == FrameType.CLASSIFY) | is_load | is_piece),
+            known.eq((kind == FrameType.PING) | (kind == FrameType.CLASSIFY) | is_load | is_piece | is_bench),
             length_ok.eq(
                 ((kind == FrameType.PING) & (length == 0))
+                | (is_bench & (length == protocol.BENCH_LENGTH))
                 | ((kind == FrameType.CLASSIFY) & ((length == 0) | (length == pixels)))
                 | (is_piece & (length > protocol.PIECE_HEADER_BYTES)
                    & (length <= protocol.PIECE_HEADER_BYTES + sizes.max_piece))
@@ -263,9 +281,13 @@ class RequestHandler(wiring.Component):
         m.d.sync += expired.eq(watch == self._watchdog - 1)
         m.d.sync += reset.eq(0)
 
-        def guarded(load: bool = False):
-            """A state that waits for the accelerator: the watchdog runs."""
+        def guarded(load: bool = False, progress=None):
+            """A state that waits for the accelerator: the watchdog runs (from 0 again after
+            ``progress``)."""
             m.d.sync += watch.eq(watch + 1)
+            if progress is not None:
+                with m.If(progress):
+                    m.d.sync += watch.eq(0)
             with m.If(expired):
                 m.d.sync += reset.eq(1)
                 if load:
@@ -288,7 +310,22 @@ class RequestHandler(wiring.Component):
 
         copy_left = Signal.like(piece_bytes)
         copy_to = Signal(16)
-        primed = Signal()
+        primed = Signal()  # the buffer's read port holds the byte at ``position``
+
+        # BENCH. A run is started when the accelerator takes a start; the handler sees that
+        # as ``receiving`` rising (a start is the only thing that opens the pixel input), one
+        # cycle after the edge that took it.
+        runs = offset
+        to_feed = Signal(16)  # runs whose pixels have not all gone into the pixel skid buffer
+        to_start = Signal(16)  # runs the accelerator has not taken a start for
+        to_finish = Signal(16)  # runs whose done has not come
+        started = Signal()  # the first run has started: the count runs
+        was_receiving = Signal()
+        m.d.sync += was_receiving.eq(self.receiving)
+        run_started = self.receiving & ~was_receiving
+        elapsed = Signal(self.bench_bits)  # edges since the first run's start, both ends counted
+        first = Signal(32)  # ``elapsed`` at the first run's done: RESULT's cycles of that run
+        m.d.comb += [self.bench_runs.eq(runs), self.bench_first.eq(first), self.bench_total.eq(elapsed)]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -316,6 +353,17 @@ class RequestHandler(wiring.Component):
                     with m.Else():
                         m.d.sync += from_pieces.eq(length == 0)
                         m.next = "START"
+                with m.Elif(is_bench):
+                    with m.If(runs == 0):
+                        reply(FrameType.ERROR, ErrorCode.BAD_RUNS)
+                    with m.Elif(~valid):
+                        reply(FrameType.ERROR, ErrorCode.NO_WEIGHTS)
+                    with m.Elif(~image_whole):
+                        reply(FrameType.ERROR, ErrorCode.BAD_IMAGE)
+                    with m.Else():
+                        m.d.sync += [to_feed.eq(runs), to_start.eq(runs), to_finish.eq(runs), started.eq(0),
+                                     primed.eq(0)]
+                        m.next = "BENCH"
                 with m.Elif(is_piece):
                     with m.If(piece_in_order & piece_fits):
                         m.d.sync += [copy_left.eq(piece_bytes), copy_to.eq(offset), primed.eq(0)]
@@ -355,6 +403,39 @@ class RequestHandler(wiring.Component):
                 guarded()
                 with m.If(self.done & ~expired):
                     reply(FrameType.RESULT)
+
+            # BENCH: three things at once. The image buffer streams into the pixel skid buffer
+            # ``runs`` times over, without a gap between runs, so the next run's first pixel is
+            # on offer when its start is taken; ``start`` is held while runs are left to start
+            # (the first only once the accelerator is idle, so that no earlier image's done is
+            # counted); the dones are counted down.
+            with m.State("BENCH"):
+                guarded(progress=run_started | self.done)
+                feeding = (to_feed != 0) & primed
+                fire = feeding & pixel_slice.i.ready
+                last_pixel = position == pixels - 1
+                after = Mux(fire, Mux(last_pixel, 0, position + 1), position)
+                m.d.comb += [pixel_slice.i.valid.eq(feeding), pixel_slice.i.payload.eq(read.data),
+                             read.addr.eq(Cat(after[:area], 1))]
+                m.d.sync += [position.eq(after), primed.eq(1)]
+                with m.If(fire & last_pixel):
+                    m.d.sync += to_feed.eq(to_feed - 1)
+
+                m.d.comb += self.start.eq((to_start != 0) & self.pixels.valid & (started | ~self.busy))
+                with m.If(run_started):
+                    m.d.sync += [to_start.eq(to_start - 1), started.eq(1)]
+
+                finished = self.done & (to_finish == 1)
+                with m.If(run_started & ~started):
+                    m.d.sync += elapsed.eq(2)  # the edge that took the start, and this one
+                with m.Elif(~finished):
+                    m.d.sync += elapsed.eq(elapsed + 1)
+                with m.If(self.done):
+                    m.d.sync += to_finish.eq(to_finish - 1)
+                    with m.If(to_finish == runs):
+                        m.d.sync += first.eq(elapsed)
+                with m.If(finished & ~expired):
+                    reply(FrameType.BENCH_RESULT)
 
             # IMAGE piece: copy the checked bytes from the frame buffer into the image buffer.
             with m.State("COPY"):

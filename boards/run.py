@@ -1,6 +1,8 @@
 """``lenet-fpga board-run``: images through a board over the serial line, each answer compared
 with the golden model. With ``--weights`` (or when the board holds no valid weights, as the
-iCEBreaker's compact design after configuration) the weights are loaded over the link first."""
+iCEBreaker's compact design after configuration) the weights are loaded over the link first.
+With ``--bench N`` one image runs N times back to back on the board, timed by the board's own
+cycle counter: the accelerator's throughput, which the serial line hides."""
 
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ from .host import BoardClient, BoardError, open_serial, serial_timeout
 # A pseudo-terminal has no baud rate, and the far end may be a simulation (lenet-fpga board-sim)
 # much slower than a real line: wait this long for the longest exchange's reply.
 PSEUDO_TERMINAL_TIMEOUT = 10.0
+# A bench's reply comes after its runs. A real board runs them at its clock (waited for twice
+# over); a simulated one at the simulator's pace, for which this is a slow floor (Verilator
+# runs board-sim's designs at hundreds of thousands of cycles a second).
+SIMULATED_CYCLES_PER_SECOND = 20_000
 
 
 def board_weight_image(ws: weight_files.WeightSet, board: str = "ulx3s-85f", preset: str = "baseline",
@@ -137,6 +143,80 @@ def run_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, qui
     return {"images": per_image, "total": total}
 
 
+def bench_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, runs: int, assumed_clock_hz: float,
+                   simulated: bool = False) -> dict:
+    """The first image of ``image_set`` into the board's image buffer, classified once (and
+    compared with the golden model), then run ``runs`` times back to back (BENCH): the board's
+    cycle counts, and images/s at the clock INFO reports (at ``assumed_clock_hz`` when it
+    reports none). ``simulated``: the board is a simulation, whose runs take longer than its
+    clock says."""
+    info = client.ping()
+    check_board_network(info, ws)
+    check_board_weights(info, ws)
+    image = image_set.images[0]
+    golden_logits = golden.forward(image[None], ws.params, info.arithmetic, ws.network)[0]
+    golden_class = int(golden.classify(golden_logits))
+    client.store_image(image)
+    klass, logits, cycles = client.classify_stored()
+    clock_hz = info.clock_hz or assumed_clock_hz
+    seconds = runs * cycles / SIMULATED_CYCLES_PER_SECOND if simulated else 2 * runs * cycles / clock_hz
+    bench = client.bench(runs, seconds)
+    per_image = bench.cycles_per_image
+    result = {
+        "runs": bench.runs,
+        "image_index": 0,
+        "total_cycles": bench.total_cycles,
+        "first_run_cycles": bench.first_cycles,
+        "cycles_per_image": per_image,
+        "mean_cycles_per_run": bench.total_cycles / bench.runs,
+        "clock_hz": clock_hz,
+        "clock_from": "INFO" if info.clock_hz else "assumed",
+        "images_per_second": clock_hz / per_image,
+        "bench_class": bench.klass,
+        "classify_class": int(klass),
+        "classify_cycles": int(cycles),
+        "golden_class": golden_class,
+        "logits_match": bool((logits == golden_logits).all()),
+        "design": info.design,
+        "multipliers": info.multipliers,
+        "arithmetic": info.arithmetic.describe(),
+        "retries": dict(client.retried),
+    }
+    if image_set.labels is not None:
+        result["label"] = int(image_set.labels[0])
+    result["match"] = result["logits_match"] and bench.klass == klass == golden_class
+    return result
+
+
+def _cycles(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+
+def format_bench(bench: dict, board_name: str) -> str:
+    clock = f"{bench['clock_hz'] / 1e6:g} MHz"
+    clock += (" (the board's clock, from INFO)" if bench["clock_from"] == "INFO" else
+              f" (assumed: the {board_name}'s clock; the board's INFO gives none)")
+    runs = bench["runs"]
+    image = f"image {bench['image_index']}"
+    what = f"{runs} runs of {image} back to back" if runs > 1 else f"1 run of {image}"
+    lines = [f"bench on the board ({bench['design']} design, {bench['multipliers']} multipliers): {what}, "
+             f"{bench['total_cycles']:,} cycles by the board's own counter"]
+    if runs > 1:
+        lines.append(f"  the first run {bench['first_run_cycles']:,} cycles (its latency: the accelerator was idle), "
+                     f"each further run {_cycles(bench['cycles_per_image'])} on average")
+    lines.append(f"  {_cycles(bench['cycles_per_image'])} accelerator cycles per image: "
+                 f"{bench['images_per_second']:,.0f} images/s at {clock}")
+    classes = (bench["bench_class"], bench["classify_class"], bench["golden_class"])
+    logits = "equal" if bench["logits_match"] else "DIFFER from"
+    if len(set(classes)) == 1:
+        lines.append(f"  class {classes[0]} from the last run, CLASSIFY and the golden model; CLASSIFY's logits "
+                     f"{logits} the golden model's")
+    else:
+        lines.append(f"  classes DIFFER: last run {classes[0]}, CLASSIFY {classes[1]}, golden model {classes[2]}; "
+                     f"CLASSIFY's logits {logits} the golden model's")
+    return "\n".join(lines)
+
+
 def cmd_board_run(args) -> int:
     ws = weight_files.load(args.weights)
     image_set = image_sets.load_image_set(args.images).head(args.n).fitted(ws.network)
@@ -155,6 +235,13 @@ def cmd_board_run(args) -> int:
                 raise InputError(f"the board runs the {info.design} design; --board {args.board} builds the "
                                  f"{config_design} one: give the --board (and --preset, --lanes) it was built with")
             load_board_weights(client, ws, image, quiet=args.json)
+        runs = getattr(args, "bench", None)
+        if runs is not None:
+            from .platforms import board as find_board
+
+            bench = bench_on_board(client, ws, image_set, runs, find_board(args.board).clock_hz, simulated)
+            print(json.dumps({"bench": bench}) if args.json else format_bench(bench, args.board))
+            return 0 if bench["match"] else 1
         result = run_on_board(client, ws, image_set, quiet=args.json)
     finally:
         port.close()

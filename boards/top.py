@@ -29,7 +29,7 @@ class BoardTop(wiring.Component):
         self.accelerator = accelerator
         # INFO names the weights the bitstream carries; a design that loads them at run time has none.
         cycles = int(board.clock_hz * TIMEOUT_SECONDS)
-        self.link = UARTLink(accelerator, self.divisor, cycles, watchdog_cycles=cycles,
+        self.link = UARTLink(accelerator, self.divisor, cycles, watchdog_cycles=cycles, clock_hz=round(board.clock_hz),
                              weights_id=protocol.weights_id(weights.params) if accelerator.weights_in_bitstream else 0)
         super().__init__({})
 

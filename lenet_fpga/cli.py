@@ -54,6 +54,7 @@ def _number(parse, check, words: str):
 positive_int = _number(int, lambda v: v >= 1, "at least 1")
 nonnegative_int = _number(int, lambda v: v >= 0, "0 or more")
 positive_float = _number(float, lambda v: v > 0, "above 0")
+bench_runs = _number(int, lambda v: 1 <= v <= 0xFFFF, "1 to 65535 (BENCH's runs are a u16)")
 
 
 def positive_int_list(text: str) -> tuple[int, ...]:
@@ -426,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     _lanes_option(p)
     p.add_argument("--images", metavar="FILE.npz", default=None, help="images (default: the 40 shipped digits)")
     p.add_argument("--n", type=positive_int, default=None, help="only the first N images")
+    p.add_argument("--bench", type=bench_runs, nargs="?", const=100, default=None, metavar="N",
+                   help="instead: the first image N times back to back on the board (default 100, at most 65535), "
+                        "timed by the board's own cycle counter: cycles per image and images/s at the board's clock")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler="boards.run:cmd_board_run")
 

@@ -114,13 +114,15 @@ class BoardSimHarness(wiring.Component):
         return m
 
 
-def simulated_link(weights, config, divisor: int = DEFAULT_DIVISOR) -> UARTLink:
+def simulated_link(weights, config, divisor: int = DEFAULT_DIVISOR, clock_hz: float = 0) -> UARTLink:
     """The link and accelerator a board's bitstream holds (``boards/top.py``), at ``divisor``
-    clock cycles per bit, with a gap timeout of ``TIMEOUT_BYTES`` byte times."""
+    clock cycles per bit, with a gap timeout of ``TIMEOUT_BYTES`` byte times. INFO reports
+    ``clock_hz``, the simulated board's nominal clock (the simulation itself has none)."""
     check_divisor(divisor)
     accelerator = config.build(weights)
     weights_id = protocol.weights_id(weights.params) if accelerator.weights_in_bitstream else 0
-    return UARTLink(accelerator, divisor, TIMEOUT_BYTES * FRAME_BITS * divisor, weights_id=weights_id)
+    return UARTLink(accelerator, divisor, TIMEOUT_BYTES * FRAME_BITS * divisor, weights_id=weights_id,
+                    clock_hz=round(clock_hz))
 
 
 @dataclass
@@ -244,14 +246,16 @@ def cmd_board_sim(args) -> int:
     ws = weight_files.load(args.weights)
     options = SimpleNamespace(preset=args.preset, lanes=args.lanes, filters=args.filters,
                               soft_multipliers=args.soft_multipliers, rounding=None, overflow=None)
-    config = board_config(find_board(args.board), options, ws)
+    target = find_board(args.board)
+    config = board_config(target, options, ws)
     if args.link is not None and os.path.lexists(args.link) and not os.path.islink(args.link):
         raise InputError(f"--link {args.link}: a file that is not a symbolic link is in the way")
-    link = simulated_link(ws, config, args.divisor)
+    link = simulated_link(ws, config, args.divisor, target.clock_hz)
     info = link.info
     print(f"board-sim: the {args.board} design ({info.design}, {ws.network.spec}, {info.multipliers} multipliers, "
           f"weights {'in the bitstream, id ' + format(info.weights_id, '08x') if info.weights_in_bitstream else 'loaded over the line'}) "
-          f"at {args.divisor} clock cycles per bit, {noise.describe()}; building the simulator (minutes the first time)...",
+          f"at {args.divisor} clock cycles per bit (INFO reports the board's {target.clock_hz / 1e6:g} MHz), "
+          f"{noise.describe()}; building the simulator (minutes the first time)...",
           file=sys.stderr, flush=True)
     sim = BoardSim(link, noise, args.simulator, alias=args.link)
     try:

@@ -1,7 +1,7 @@
 """A pretend board for the host-side tests: a pyserial-like port whose board answers every request
 by the protocol's rules, in the RTL link's order (CRC, type, length, then the request's own
 rules: weight loads in order with the commit's total and CRC-32 checked, image pieces up to
-what is held), and that misbehaves on request. The RTL link itself is tested bit by bit in
+what is held, benches of the image held), and that misbehaves on request. The RTL link itself is tested bit by bit in
 test_link_rtl.py; this one lets the host client's retries and its use by board-run be tested
 in milliseconds.
 """
@@ -49,6 +49,8 @@ class FakeBoard:
         Called with the loaded image when a commit is taken.
     network : model.network.Network
         Its image side and class count.
+    clock_hz : int
+        What INFO reports as its clock.
 
     Attributes
     ----------
@@ -60,10 +62,17 @@ class FakeBoard:
         Every request frame it decoded (good CRC or not).
     memory : bytearray
         What the weight memories hold.
+    cycles, interval : int
+        Cycles of an image alone (RESULT's, a bench's first run) and of each further run of a bench.
+    benches : list of int
+        The runs of every BENCH it carried out.
     """
 
+    cycles, interval = 9759, 6144
+
     def __init__(self, weight_bytes: int = 100, in_bitstream: bool = True, answer=None, on_commit=None,
-                 network=LENET5, arithmetic: arith.Arithmetic = arith.Arithmetic(), weights_id: int = 1):
+                 network=LENET5, arithmetic: arith.Arithmetic = arith.Arithmetic(), weights_id: int = 1,
+                 clock_hz: int = 25_000_000):
         self.sizes = protocol.FrameSizes(network.image_size, network.classes)
         self.weight_bytes, self.in_bitstream = weight_bytes, in_bitstream
         self.arithmetic = arithmetic
@@ -79,12 +88,15 @@ class FakeBoard:
         self.outbox = bytearray()
         self.last_seq = 0
         self.timeout = None
+        self.clock_hz = clock_hz
+        self.benches: list[int] = []
 
     @property
     def info(self) -> protocol.BoardInfo:
         return protocol.BoardInfo(protocol.VERSION, self.arithmetic, "streaming", 22, self.weights_id if self.valid else 0,
                                   self.valid, self.in_bitstream, self.weight_bytes, self.sizes.image_size,
-                                  self.sizes.classes, 110, self.loading, self.received if self.loading else 0)
+                                  self.sizes.classes, 110, self.loading, self.received if self.loading else 0,
+                                  self.clock_hz)
 
     def requests_of(self, type: FrameType) -> list[protocol.Frame]:
         return [f for f in self.requests if f.type == type and f.crc_ok]
@@ -153,7 +165,21 @@ class FakeBoard:
                 return error(ErrorCode.BAD_IMAGE)
             pixels = payload or bytes(self.image)
             logits = self.answer(pixels)
-            return protocol.encode_frame(FrameType.RESULT, protocol.result_payload(int(np.argmax(logits)), logits, 9759, sizes), seq)
+            return protocol.encode_frame(FrameType.RESULT, protocol.result_payload(int(np.argmax(logits)), logits,
+                                                                                   self.cycles, sizes), seq)
+        if frame.type == FrameType.BENCH:
+            runs = int.from_bytes(payload, "little")
+            if runs == 0:
+                return error(ErrorCode.BAD_RUNS)
+            if not self.valid:
+                return error(ErrorCode.NO_WEIGHTS)
+            if self.image_received != sizes.pixels:
+                return error(ErrorCode.BAD_IMAGE)
+            self.benches.append(runs)
+            klass = int(np.argmax(self.answer(bytes(self.image))))
+            total = self.cycles + (runs - 1) * self.interval
+            return protocol.encode_frame(FrameType.BENCH_RESULT,
+                                         protocol.BenchResult(runs, klass, self.cycles, total).encode(), seq)
         if frame.type == FrameType.IMAGE:
             offset, data = int.from_bytes(payload[:2], "little"), payload[2:]
             if offset > self.image_received or offset + len(data) > sizes.pixels:

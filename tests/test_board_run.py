@@ -189,3 +189,69 @@ def test_board_run_refuses_absurd_baud_rates(capsys):
     assert main(["board-run", "--port", "loop://", "--baud", "1", "--n", "1"]) == 2
     err = capsys.readouterr().err
     assert "at least 1200" in err and "Traceback" not in err
+
+
+def bench_cli(monkeypatch, capsys, board, *options) -> tuple[int, str]:
+    from lenet_fpga.boards import run
+    from lenet_fpga.cli import main
+
+    monkeypatch.setattr(run, "open_serial", lambda *args: board)
+    code = main(["board-run", "--port", "fake", *options])
+    return code, capsys.readouterr().out
+
+
+def test_board_run_bench(monkeypatch, capsys):
+    """``--bench 5``: the first digit stored, classified (golden) and run 5 times; cycles per image
+    is what each run after the first added, images/s that at the clock INFO reports."""
+    board = GoldenBoard(weights.load())
+    code, out = bench_cli(monkeypatch, capsys, board, "--bench", "5", "--json")
+    bench = json.loads(out)["bench"]
+    first, interval = FakeBoard.cycles, FakeBoard.interval
+    assert code == 0 and bench["match"] and board.benches == [5]
+    assert (bench["runs"], bench["first_run_cycles"], bench["total_cycles"]) == (5, first, first + 4 * interval)
+    assert bench["cycles_per_image"] == interval and bench["mean_cycles_per_run"] == (first + 4 * interval) / 5
+    assert (bench["clock_hz"], bench["clock_from"]) == (25e6, "INFO")
+    assert bench["images_per_second"] == pytest.approx(25e6 / interval)
+    golden_class = int(golden.classify(golden.forward(images.load_image_set().images[:1], board.ws.params)[0]))
+    assert bench["bench_class"] == bench["classify_class"] == bench["golden_class"] == golden_class
+    assert board.request_types == [FrameType.PING] * 2 + [FrameType.IMAGE, FrameType.CLASSIFY, FrameType.BENCH]
+
+    code, out = bench_cli(monkeypatch, capsys, GoldenBoard(weights.load()), "--bench")
+    assert code == 0 and "100 runs of image 0 back to back" in out
+    assert f"{25e6 / interval:,.0f} images/s at 25 MHz (the board's clock, from INFO)" in out
+
+
+def test_board_run_bench_without_a_clock_in_info(monkeypatch, capsys):
+    board = GoldenBoard(weights.load())
+    board.clock_hz = 0
+    code, out = bench_cli(monkeypatch, capsys, board, "--bench", "1", "--board", "icebreaker")
+    assert code == 0 and board.benches == [1]
+    assert (f"{FakeBoard.cycles:,} accelerator cycles per image: {12e6 / FakeBoard.cycles:,.0f} images/s at 12 MHz "
+            "(assumed: the icebreaker's clock; the board's INFO gives none)") in out
+
+
+def test_board_run_bench_class_differs(monkeypatch, capsys):
+    """A last run whose class is not CLASSIFY's is a mismatch: exit 1, and said so."""
+    board = GoldenBoard(weights.load())
+    carry_out = board._carry_out
+
+    def other_class(frame, error):
+        reply = carry_out(frame, error)
+        if frame.type != FrameType.BENCH:
+            return reply
+        result = protocol.parse_bench(protocol.FrameDecoder().feed(reply)[0], board.sizes)
+        wrong = protocol.BenchResult(result.runs, (result.klass + 1) % 10, result.first_cycles, result.total_cycles)
+        return protocol.encode_frame(FrameType.BENCH_RESULT, wrong.encode(), frame.seq)
+
+    board._carry_out = other_class
+    code, out = bench_cli(monkeypatch, capsys, board, "--bench", "2")
+    assert code == 1 and "DIFFER" in out
+
+
+def test_board_run_bench_refuses_counts_a_bench_cannot_carry(capsys):
+    from lenet_fpga.cli import main
+
+    for runs in ("0", "65536"):
+        with pytest.raises(SystemExit):
+            main(["board-run", "--port", "fake", "--bench", runs])
+        assert "1 to 65535" in capsys.readouterr().err

@@ -1,8 +1,9 @@
 """``lenet-fpga board-sim`` end to end: the ULX3S's own design (UART link + the baseline streaming
 accelerator) in Verilator behind a pseudo-terminal, and the unchanged ``lenet-fpga board-run``
 talking to it through pyserial. Every answer must equal the golden model's, computed here; on a
-line that corrupts 1 % of the bytes too. (The iCEBreaker's design, which loads its weights over
-the line first, is in the slow set.)"""
+line that corrupts 1 % of the bytes too. ``board-run --bench`` measures the board's own cycles,
+which must be the simulated accelerator's (``lenet-fpga sim``). (The iCEBreaker's design, which
+loads its weights over the line first, is in the slow set.)"""
 
 import json
 from pathlib import Path
@@ -17,6 +18,7 @@ from lenet_fpga.model import golden, images, weights
 from lenet_fpga.model.errors import InputError
 from lenet_fpga.sim import runner
 from lenet_fpga.sim.board_sim import BoardSim, LineNoise, simulated_link
+from lenet_fpga.sim.network import stream
 
 pytestmark = pytest.mark.verilator
 DIVISOR = 4  # the fewest cycles per bit the UART takes: the fastest simulated line
@@ -31,13 +33,17 @@ def verilator():
         pytest.skip(str(e))
 
 
-def design(name: str):
+def config_of(name: str, ws):
     from types import SimpleNamespace
 
-    ws = weights.load()
     options = SimpleNamespace(preset="baseline", lanes=None, filters=None, soft_multipliers=None, rounding=None,
                               overflow=None)
-    return ws, simulated_link(ws, board_config(board(name), options, ws), DIVISOR)
+    return board_config(board(name), options, ws)
+
+
+def design(name: str):
+    ws = weights.load()
+    return ws, simulated_link(ws, config_of(name, ws), DIVISOR, board(name).clock_hz)
 
 
 def board_run(capsys, port: str, *options) -> tuple[int, dict]:
@@ -72,6 +78,38 @@ def test_board_run_on_the_simulated_ulx3s(verilator, sim_build, capsys):
     check_golden(result, weights.WeightSet(other.params, ws.manifest), 3)  # the board's arithmetic
 
 
+def sim_cycles(capsys, monkeypatch, sim_build, *options) -> int:
+    """``lenet-fpga sim``'s cycles per image for the first shipped digit, one image at a time."""
+    monkeypatch.setenv("LENET_FPGA_BUILD", str(sim_build))
+    assert main(["sim", "--n", "1", "--simulator", "verilator", "--json", *options]) == 0
+    return json.loads(capsys.readouterr().out)["total"]["cycles_per_image"]
+
+
+def test_board_run_bench_on_the_simulated_ulx3s(verilator, sim_build, capsys):
+    """``board-run --bench 5`` on the ULX3S design against ``lenet-fpga sim``'s back-to-back run
+    (``sim.network.stream``, which ``sim --stream`` reports) of five copies of the digit, each
+    started as soon as the pixel input closes, its pixels one a cycle from the cycle after: the
+    first run takes the first image's cycles (it had the pipeline to itself: the latency that
+    ``lenet-fpga sim`` measures one image at a time too), the bench the cycles from the first
+    start to the last done, and its cycles per image are the mean gap between the dones.
+    Images/s at the ULX3S's 25 MHz, which INFO reports."""
+    ws, link = design("ulx3s-85f")
+    assert link.info.clock_hz == 25_000_000
+    with BoardSim(link, LineNoise(), build_root=sim_build) as sim:
+        code, result = board_run(capsys, sim.port, "--bench", "5")
+    bench = result["bench"]
+    assert code == 0 and bench["match"] and bench["runs"] == 5
+    digit = images.load_image_set().images[:1]
+    run = stream(ws, np.repeat(digit, 5, axis=0), config_of("ulx3s-85f", ws), build_root=sim_build)
+    assert run.cycles[0] == run.done_at[0] - run.taken[0] + 1, "stream's clock numbers count as the accelerator"
+    assert bench["first_run_cycles"] == run.latency
+    assert bench["total_cycles"] == run.done_at[-1] - run.taken[0] + 1
+    assert bench["cycles_per_image"] == (run.done_at[-1] - run.done_at[0]) / 4
+    assert (bench["clock_hz"], bench["clock_from"]) == (25e6, "INFO")
+    assert bench["images_per_second"] == pytest.approx(25e6 / bench["cycles_per_image"])
+    print(f"board-sim ULX3S bench: {bench}")
+
+
 @pytest.mark.parametrize("n,drop", [
     (8, 0.0),
     pytest.param(40, 0.0, marks=pytest.mark.slow),
@@ -94,15 +132,24 @@ def test_board_run_on_a_noisy_line(verilator, sim_build, capsys, n, drop):
 
 
 @pytest.mark.slow
-def test_board_run_on_the_simulated_icebreaker(verilator, sim_build, capsys):
+def test_board_run_on_the_simulated_icebreaker(verilator, sim_build, capsys, monkeypatch):
     """The compact design holds no weights after configuration: board-run loads them over the
-    line (45 KB), then the answers are golden."""
+    line (45 KB), then the answers are golden. Its runs do not overlap, and the next starts in
+    the cycle of the last one's done: ``--bench 5`` takes exactly five times the cycles
+    ``lenet-fpga sim`` measures for the digit, which is also the design's cycle model."""
     ws, link = design("icebreaker")
-    assert not link.info.weights_valid
+    assert not link.info.weights_valid and link.info.clock_hz == 12_000_000
     with BoardSim(link, LineNoise(), build_root=sim_build) as sim:
         code, result = board_run(capsys, sim.port, "--board", "icebreaker", "--n", "5")
-    assert code == 0 and result["total"]["complete"] and result["total"]["mismatches"] == 0
-    check_golden(result, ws, 5)
+        assert code == 0 and result["total"]["complete"] and result["total"]["mismatches"] == 0
+        check_golden(result, ws, 5)
+        code, result = board_run(capsys, sim.port, "--board", "icebreaker", "--bench", "5")
+    bench = result["bench"]
+    one = sim_cycles(capsys, monkeypatch, sim_build, "--design", "compact")
+    assert one == link.accelerator.cycles_per_image
+    assert code == 0 and bench["match"] and bench["first_run_cycles"] == bench["cycles_per_image"] == one
+    assert bench["total_cycles"] == 5 * one and bench["images_per_second"] == pytest.approx(12e6 / one)
+    print(f"board-sim iCEBreaker bench: {bench}")
 
 
 @pytest.mark.parametrize("options,message", [

@@ -1,7 +1,8 @@
 """The host client (``boards/host.py``) against the pretend board of ``fake_board.py``: replies
 matched to requests by SEQ, retries after BAD_CRC, TIMEOUT, BUSY and lost or corrupted replies
 (bounded and counted), images in pieces once the line has lost one, weight loads retried per
-chunk and resumed from the board's INFO, and bounded read timeouts."""
+chunk and resumed from the board's INFO, benches of the stored image, and bounded read
+timeouts."""
 
 import numpy as np
 import pytest
@@ -63,7 +64,8 @@ def test_a_stray_error_from_an_earlier_request_is_not_the_reply():
 @pytest.mark.parametrize("request_bytes,code", [
     (protocol.encode_frame(FrameType.CLASSIFY, bytes(10), 1), ErrorCode.BAD_LENGTH),
     (protocol.encode_frame(FrameType.LOAD_WEIGHTS, bytes(3)[:0], 1), ErrorCode.BAD_LENGTH),
-    (protocol.encode_frame(0x05, bytes(3), 1), ErrorCode.UNKNOWN_TYPE),
+    (protocol.encode_frame(0x06, bytes(3), 1), ErrorCode.UNKNOWN_TYPE),
+    (protocol.encode_frame(FrameType.BENCH, bytes(2), 1), ErrorCode.BAD_RUNS),
     (protocol.load_commit_request(100, 7, 0, 1), ErrorCode.BAD_LOAD),
     (protocol.ping_request(1)[:-1] + b"\x00", ErrorCode.BAD_CRC),
 ])
@@ -261,6 +263,61 @@ def test_errors_on_silence_and_wrong_reply():
         BoardClient(object())
 
 
+def test_bench_of_the_stored_image():
+    """The image goes into the board's buffer in one IMAGE piece, CLASSIFY without pixels answers
+    for it, and BENCH runs it: the runs echoed, the board's counts as they came."""
+    board = FakeBoard()
+    client = BoardClient(board)
+    client.ping()
+    client.store_image(image(8))
+    assert bytes(board.image) == image(8).tobytes() and board.image_received == 784
+    klass, logits, cycles = client.classify_stored()
+    assert logits.tolist() == expected(image(8)).tolist() and cycles == FakeBoard.cycles
+    result = client.bench(5)
+    assert result == protocol.BenchResult(5, klass, FakeBoard.cycles, FakeBoard.cycles + 4 * FakeBoard.interval)
+    assert result.cycles_per_image == FakeBoard.interval and board.benches == [5]
+    assert [(f.type, len(f.payload)) for f in board.requests] == [
+        (FrameType.PING, 0), (FrameType.IMAGE, 786), (FrameType.CLASSIFY, 0), (FrameType.BENCH, 2)]
+
+
+def test_bench_errors():
+    board = FakeBoard()
+    client = BoardClient(board)
+    with pytest.raises(BoardError, match="BAD_IMAGE.*BENCH") as info:
+        client.bench(3)
+    assert info.value.code == ErrorCode.BAD_IMAGE and not info.value.retryable
+    for bad in (0, 1 << 16):
+        with pytest.raises(ValueError, match="runs"):
+            client.bench(bad)
+    with pytest.raises(ValueError, match="seconds"):
+        client.bench(1, -1.0)
+    client.store_image(image(9))
+    board.valid = False
+    with pytest.raises(BoardError, match="NO_WEIGHTS"):
+        client.bench(3)
+    board.valid = True
+    # A board that ran another number of runs than asked: not taken for the answer.
+    original = board._carry_out
+    board._carry_out = lambda frame, error: protocol.encode_frame(
+        FrameType.BENCH_RESULT, protocol.BenchResult(4, 0, 10, 40).encode(), frame.seq)
+    with pytest.raises(BoardError, match="4 times; 5 were asked"):
+        client.bench(5)
+    board._carry_out = original
+    assert board.benches == []
+
+
+def test_a_lost_bench_reply_runs_it_again_and_a_noisy_line_stores_in_pieces():
+    board = FakeBoard()
+    client = BoardClient(board, piece_bytes=200)
+    client.ping()
+    board.actions = {1: "corrupt", 6: "lose"}  # 1 the whole image; 2..5 its pieces; 6 the bench
+    client.store_image(image(10))
+    assert bytes(board.image) == image(10).tobytes()
+    assert [len(f.payload) for f in board.requests_of(FrameType.IMAGE)] == [786, 202, 202, 202, 186]
+    assert client.bench(7).runs == 7 and board.benches == [7, 7]
+    assert client.retried == {"BAD_CRC": 1, "no reply": 1}
+
+
 class TimedBoard(FakeBoard):
     """Records the read timeout the client set for each request."""
 
@@ -290,6 +347,25 @@ def test_read_timeouts_follow_the_exchange():
     client.set_timeout(0.65)
     client.ping()
     assert board.timeouts[-1] == 0.2
+
+
+def test_a_bench_waits_for_its_runs():
+    """A BENCH's reply comes after its runs: the read timeout of that one exchange is the usual
+    one (9 + 15 bytes and 7 of framing: 10 x 31 / 848 of the longest) plus the seconds the runs
+    may take; without set_timeout, the port's own plus those seconds, restored afterwards."""
+    board = TimedBoard()
+    client = BoardClient(board)
+    client.ping()
+    client.store_image(image(11))
+    client.set_timeout(10.0)
+    client.bench(3, seconds=4.0)
+    client.ping()
+    assert board.timeouts[-2] == pytest.approx(10 * 31 / 848 + 4.0)
+    assert board.timeouts[-1] == pytest.approx(10 * (7 + 25 + 7) / 848), "the next exchange waits as usual"
+    client.timeout = None
+    board.timeout = 0.5
+    client.bench(3, seconds=4.0)
+    assert board.timeouts[-1] == 4.5 and board.timeout == 0.5
 
 
 def test_read_timeouts_are_bounded():

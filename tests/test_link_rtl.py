@@ -32,7 +32,8 @@ from lenet_fpga.sim import runner
 
 TB = "lenet_fpga.sim.tb_link"
 LINK_TESTS = "link_ping,link_images,link_errors"
-STANDIN_LINK_TESTS = LINK_TESTS + ",link_refuses_at_once,link_dribbling_sender"
+# (BENCH behind the real accelerator: test_board_sim.py, on Verilator; Icarus would take a minute.)
+STANDIN_LINK_TESTS = LINK_TESTS + ",link_refuses_at_once,link_dribbling_sender,link_bench"
 LOAD_TESTS = "link_load,link_load_errors,link_hang"
 TOPLEVEL = "uart_link"
 DIVISOR = 8  # cycles per bit: a fast simulation; the link does not care

@@ -103,11 +103,11 @@ def test_encode_frame_layout():
 
 def test_type_and_error_codes_are_the_documented_ones():
     assert {t.name: int(t) for t in FrameType} == {
-        "PING": 0x01, "CLASSIFY": 0x02, "LOAD_WEIGHTS": 0x03, "IMAGE": 0x04,
-        "INFO": 0x81, "RESULT": 0x82, "WEIGHTS_LOADED": 0x83, "IMAGE_STORED": 0x84, "ERROR": 0xEE}
+        "PING": 0x01, "CLASSIFY": 0x02, "LOAD_WEIGHTS": 0x03, "IMAGE": 0x04, "BENCH": 0x05,
+        "INFO": 0x81, "RESULT": 0x82, "WEIGHTS_LOADED": 0x83, "IMAGE_STORED": 0x84, "BENCH_RESULT": 0x85, "ERROR": 0xEE}
     assert {e.name: int(e) for e in ErrorCode} == {
         "BAD_CRC": 1, "BAD_LENGTH": 2, "UNKNOWN_TYPE": 3, "TIMEOUT": 4, "BUSY": 5, "NO_WEIGHTS": 6, "BAD_LOAD": 7,
-        "BAD_IMAGE": 8, "HUNG": 9, "TOO_LONG": 10}
+        "BAD_IMAGE": 8, "HUNG": 9, "TOO_LONG": 10, "BAD_RUNS": 11}
     assert {o.name: int(o) for o in protocol.LoadOp} == {"CHUNK": 0, "COMMIT": 1}
     assert protocol.VERSION == 3
 
@@ -195,14 +195,15 @@ def test_decoder_length_limit():
 
 def test_frame_sizes_of_lenet5_and_of_another_network():
     # LeNet-5 on MNIST: 28 x 28 = 784 pixels; RESULT 1 + 10 x 4 + 4 = 45; the longest request a
-    # full chunk, 5 + 784 = 789; the longest reply INFO (21) or RESULT (45).
+    # full chunk, 5 + 784 = 789; the longest reply INFO (25) or RESULT (45).
     assert (LENET.pixels, LENET.result_length, LENET.max_request, LENET.max_reply) == (784, 45, 789, 45)
     # 32 x 32 input, 12 classes: 1024; 1 + 48 + 4 = 53; 5 + 1024 = 1029.
     other = FrameSizes(32, 12)
     assert (other.pixels, other.result_length, other.max_request, other.max_reply) == (1024, 53, 1029, 53)
-    # A 2 x 2 network: INFO is the longest reply (21 > 1 + 8 + 4) and the commit the longest request (13 > 5 + 4).
+    # A 2 x 2 network: INFO is the longest reply (25 > 1 + 8 + 4) and the commit the longest request (13 > 5 + 4).
     tiny = FrameSizes(2, 2)
-    assert (tiny.max_reply, tiny.max_request) == (21, 13)
+    assert (tiny.max_reply, tiny.max_request) == (25, 13)
+    assert [tiny.reply_length(t) for t in (FrameType.INFO, FrameType.RESULT, FrameType.BENCH_RESULT)] == [25, 13, 15]
     for bad in ((0, 10), (256, 10), (28, 1), (28, 256)):
         with pytest.raises(ValueError):
             FrameSizes(*bad)
@@ -217,7 +218,8 @@ def test_frame_sizes_of_lenet5_and_of_another_network():
     (FrameType.LOAD_WEIGHTS, 789, 0, True), (FrameType.LOAD_WEIGHTS, 790, 0, False),
     (FrameType.LOAD_WEIGHTS, 13, 1, True), (FrameType.LOAD_WEIGHTS, 12, 1, False), (FrameType.LOAD_WEIGHTS, 14, 1, False),
     (FrameType.LOAD_WEIGHTS, 1, 2, True), (FrameType.LOAD_WEIGHTS, 789, 0xFF, True), (FrameType.LOAD_WEIGHTS, 790, 0xFF, False),
-    (0x05, 0, None, False), (FrameType.INFO, 21, None, False),
+    (FrameType.BENCH, 2, None, True), (FrameType.BENCH, 0, None, False), (FrameType.BENCH, 3, None, False),
+    (0x06, 0, None, False), (FrameType.INFO, 25, None, False),
 ])
 def test_request_lengths(type, length, op, ok):
     assert LENET.request_length_ok(type, length, op) is ok
@@ -273,10 +275,10 @@ def test_parse_result_rejects(frame, message):
 
 def test_info_round_trip_and_layout():
     info = protocol.BoardInfo(protocol.VERSION, arith.Arithmetic("floor", "wrap"), "compact", 22, 0xCAFEF00D,
-                              True, False, 45_066, 28, 10, 300, True, 0x010203)
+                              True, False, 45_066, 28, 10, 300, True, 0x010203, 85_000_000)
     payload = info.encode()
     assert payload == bytes([3, 0b11, 1, 22, 0x0D, 0xF0, 0xFE, 0xCA, 0b101, 0x0A, 0xB0, 0x00, 0x00,
-                             0x03, 0x02, 0x01, 0x00, 28, 10, 0x2C, 0x01])
+                             0x03, 0x02, 0x01, 0x00, 28, 10, 0x2C, 0x01, 0x40, 0xFF, 0x10, 0x05])
     assert protocol.parse_info(Frame(FrameType.INFO, payload)) == info
     assert info.sizes == LENET
     with pytest.raises(protocol.ProtocolError, match="version 2"):
@@ -285,7 +287,8 @@ def test_info_round_trip_and_layout():
         protocol.parse_info(Frame(FrameType.INFO, payload[:2] + b"\x05" + payload[3:]))
     with pytest.raises(protocol.ProtocolError, match="1 classes cannot travel"):
         protocol.parse_info(Frame(FrameType.INFO, payload[:18] + b"\x01" + payload[19:]))
-    for bad in (dict(design="other"), dict(multipliers=1 << 16), dict(logit_bits=33), dict(image_size=300)):
+    for bad in (dict(design="other"), dict(multipliers=1 << 16), dict(logit_bits=33), dict(image_size=300),
+                dict(clock_hz=1 << 32)):
         with pytest.raises(ValueError):
             protocol.BoardInfo(**{**info.__dict__, **bad}).encode()
 
@@ -317,6 +320,31 @@ def test_loaded_and_stored_round_trip():
         protocol.parse_loaded(Frame(FrameType.WEIGHTS_LOADED, bytes(4)))
     assert protocol.stored_payload(0x0310) == bytes([0x10, 0x03])
     assert protocol.parse_stored(Frame(FrameType.IMAGE_STORED, bytes([0x10, 0x03]))) == 784
+
+
+def test_bench_frames_layout_and_round_trip():
+    assert protocol.bench_request(0x1234, seq=9) == protocol.encode_frame(FrameType.BENCH, bytes([0x34, 0x12]), 9)
+    for bad in (0, 1 << 16, -1, True):
+        with pytest.raises(ValueError, match="runs"):
+            protocol.bench_request(bad)
+    result = protocol.BenchResult(5, 7, 9_801, 0x1_0000_0001)
+    payload = result.encode()
+    assert payload == bytes([5, 0, 7, 0x49, 0x26, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]) and len(payload) == 15
+    assert protocol.parse_bench(Frame(FrameType.BENCH_RESULT, payload), LENET) == result
+    # The interval after the first run: (total - first) / (runs - 1); one run: its own cycles.
+    assert protocol.BenchResult(5, 7, 9_801, 9_801 + 4 * 6_144).cycles_per_image == 6_144
+    assert protocol.BenchResult(1, 7, 9_801, 9_801).cycles_per_image == 9_801
+
+
+@pytest.mark.parametrize("payload,message", [
+    (protocol.BenchResult(3, 10, 5, 20).encode(), "class 10"),
+    (bytes(2) + bytes(13), "0 runs"),
+    (protocol.BenchResult(3, 1, 50, 20).encode(), "50 cycles for the first and 20"),
+    (bytes(14), "15 bytes"),
+])
+def test_parse_bench_rejects(payload, message):
+    with pytest.raises(protocol.ProtocolError, match=message):
+        protocol.parse_bench(Frame(FrameType.BENCH_RESULT, payload), LENET)
 
 
 def test_weights_id_depends_on_every_code():

@@ -18,7 +18,7 @@ from lenet_fpga.model import arith
 
 LOGIT_BITS = 24
 INFO = protocol.BoardInfo(protocol.VERSION, arith.Arithmetic("floor", "saturate"), "compact", LOGIT_BITS, 0,
-                          False, False, 45_066, 28, 10, 8)
+                          False, False, 45_066, 28, 10, 8, clock_hz=12_000_000)
 
 
 def serialise(requests, state: dict, seed: int, info=INFO) -> tuple[bytes, list[int]]:
@@ -64,13 +64,15 @@ def serialise(requests, state: dict, seed: int, info=INFO) -> tuple[bytes, list[
 STATE = {"klass": 7, "cycles": 0xDEADBEEF, "weights_id": 0xCAFEF00D,
          "weights_flags": protocol.WEIGHTS_VALID | protocol.WEIGHTS_LOADING, "load_received": 12_345,
          "image_received": 700,
+         # A bench of 65,535 runs whose count needs more than 32 bits.
+         "bench_runs": 0xFFFF, "bench_first": 0x89ABCDEF, "bench_total": 0x0123_4567_89AB_CDEF,
          # The 24-bit extremes and small values of both signs: the sign extension to int32 shows.
          "logits": [-(1 << 23), (1 << 23) - 1, -1, 0, 1, -3_000_000, 2_097_151, -2_097_152, 12345, -54321]}
 
 
 def test_every_reply_type():
     requests = [(FrameType.INFO, 1, 0), (FrameType.RESULT, 2, 0), (FrameType.WEIGHTS_LOADED, 3, 0),
-                (FrameType.IMAGE_STORED, 4, 0), (FrameType.ERROR, 5, ErrorCode.HUNG)]
+                (FrameType.IMAGE_STORED, 4, 0), (FrameType.ERROR, 5, ErrorCode.HUNG), (FrameType.BENCH_RESULT, 6, 0)]
     data, done = serialise(requests, STATE, seed=8200)
     frames = FrameDecoder().feed(data)
     assert [(f.type, f.seq, f.crc_ok) for f in frames] == [(t, s, True) for t, s, _ in requests]
@@ -84,6 +86,7 @@ def test_every_reply_type():
     assert frames[2].payload == protocol.loaded_payload(12_345, True)
     assert frames[3].payload == protocol.stored_payload(700)
     assert frames[4].payload == bytes([ErrorCode.HUNG])
+    assert frames[5].payload == protocol.BenchResult(0xFFFF, 7, 0x89ABCDEF, 0x0123_4567_89AB_CDEF).encode()
     # Without a load in progress INFO counts no bytes of one; WEIGHTS_LOADED still says the last.
     state = dict(STATE, weights_flags=protocol.WEIGHTS_VALID)
     data, _ = serialise([(FrameType.INFO, 1, 0), (FrameType.WEIGHTS_LOADED, 2, 0)], state, seed=8202)

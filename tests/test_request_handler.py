@@ -2,8 +2,10 @@
 for a network of 4x4 images and 3 classes (16-pixel frames, a 40-byte weight image): a Python
 stand-in for the parser delivers frames (header, payload bytes, verdict) as ``FrameParser``
 does, a Python stand-in for the serialiser takes the replies, and a Python accelerator takes
-pixels and weight bytes (and can hang). What the accelerator receives is compared with what
-was sent; the replies with the protocol's rules."""
+pixels and weight bytes (and can hang), one image at a time like the compact design or
+overlapping them like the streaming one. What the accelerator receives is compared with what
+was sent; the replies with the protocol's rules; a bench's cycle count with the cycles the
+accelerator saw, and with what its timing rules predict."""
 
 import random
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ SIZES = protocol.FrameSizes(4, 3)
 PIXELS = SIZES.pixels  # 16
 WEIGHT_BYTES = 40
 WATCHDOG = 400
+TAIL = 4  # the Python accelerator's cycles from an image's last pixel to its done
 BITSTREAM_ID = 0x1234_5678
 OK = ParseStatus.OK
 
@@ -46,6 +49,17 @@ class Accelerator:
     resets: int = 0
     hang: str | None = None  # "pixels": takes none; "done": never finishes; "weights": takes none
     linger: int = 0  # cycles busy after done
+    overlap: bool = False  # a new image may start once the last one's pixels are in (streaming)
+    steady: bool = False  # takes a pixel in every cycle one is offered (else 70 % of them)
+    tail: int = TAIL
+    started: list = field(default_factory=list)  # the cycle in which each start was taken
+    finished: list = field(default_factory=list)  # the cycle in which each done was high
+
+    def cycles(self, k: int) -> int:
+        """Image k's start-to-done count, as the accelerators' ``cycles`` counts it: from the
+        edge that took the start (the end of the cycle it was seen in) to the one that raised
+        done, both counted."""
+        return self.finished[k] - self.started[k]
 
 
 class Bench:
@@ -55,6 +69,7 @@ class Bench:
         self.rng = random.Random(seed)
         self.seq = 0
         self.cycles_to_reply = 0
+        self.on_cycle = None  # called at the start of every cycle of the Python accelerator
 
     def run(self, script):
         sim = Simulator(self.dut)
@@ -68,40 +83,54 @@ class Bench:
 
     async def _accelerator(self, ctx):
         """Like a register-transfer accelerator: the outputs of a cycle come from the state, the
-        inputs seen in it change the state for the next."""
+        inputs seen in it change the state for the next. An image's done is high ``tail``
+        cycles after the cycle its last pixel was taken; in that cycle the image no longer
+        counts as busy (as in both designs, a start may be taken in it)."""
         dut, acc = self.dut, self.acc
-        busy, taken, finish, linger = False, 0, None, 0
+        open_image = False  # an image's pixels are being taken
+        taken, linger, cycle = 0, 0, 0
+        flight = []  # the done cycle of each image whose pixels are in, oldest first
         while True:
-            done = finish == 0
-            taking = busy and taken < PIXELS and acc.hang != "pixels" and self.rng.random() < 0.7
+            if self.on_cycle is not None:
+                self.on_cycle()
+            done = bool(flight) and flight[0] == cycle
+            others = len(flight) - done  # images in flight after this cycle's done
+            busy = open_image or others > 0 or linger > 0
+            receiving = open_image if acc.overlap else open_image or others > 0
+            taking = open_image and acc.hang != "pixels" and (acc.steady or self.rng.random() < 0.7)
             ctx.set(dut.done, done)
-            ctx.set(dut.busy, busy or linger > 0)
+            ctx.set(dut.busy, busy)
+            ctx.set(dut.receiving, receiving)
             ctx.set(dut.pixels.ready, taking)
             ctx.set(dut.weights.ready, acc.hang != "weights")
             # The inputs of this cycle.
             if taking and ctx.get(dut.pixels.valid):
                 acc.images[-1].append(ctx.get(dut.pixels.payload))
                 taken += 1
-                if taken == PIXELS and acc.hang != "done":
-                    finish = 4
+                if taken == PIXELS:
+                    open_image = False
+                    flight.append(cycle + acc.tail if acc.hang != "done" else float("inf"))
             if acc.hang != "weights" and ctx.get(dut.weights.valid):
                 acc.weights.append(ctx.get(dut.weights.payload))
             if ctx.get(dut.weights_restart):
                 acc.restarts += 1
                 acc.weights.clear()
-            start = ctx.get(dut.start) and not busy and linger == 0
-            finish = None if finish in (None, 0) else finish - 1
+            start = ctx.get(dut.start) and not receiving and (acc.overlap or not busy)
             linger = max(0, linger - 1)
             if done:
-                busy, linger = False, acc.linger
-            elif start:
-                busy, taken = True, 0
+                flight.pop(0)
+                linger = acc.linger
+                acc.finished.append(cycle)
+            if start:
+                open_image, taken = True, 0
                 acc.images.append([])
+                acc.started.append(cycle)
             if ctx.get(dut.accelerator_reset):
                 acc.resets += 1
                 acc.hang = None
-                busy, taken, finish, linger = False, 0, None, 0
+                open_image, taken, linger, flight = False, 0, 0, []
             await ctx.tick()
+            cycle += 1
 
     async def deliver(self, ctx, type: int, payload: bytes = b"", status: ParseStatus = OK,
                       length: int | None = None, dropped: bool = False) -> list[tuple]:
@@ -146,6 +175,11 @@ class Bench:
         await ctx.tick().repeat(2)
         assert all(seq == self.seq for *_, seq in replies), f"replies {replies} to SEQ {self.seq}"
         return [(FrameType(t), ErrorCode(c) if FrameType(t) == FrameType.ERROR else None) for t, c, _ in replies]
+
+    def bench_result(self, ctx) -> protocol.BenchResult:
+        """What a BENCH_RESULT would say now (the serialiser reads the accelerator's class)."""
+        dut = self.dut
+        return protocol.BenchResult(ctx.get(dut.bench_runs), 0, ctx.get(dut.bench_first), ctx.get(dut.bench_total))
 
     @staticmethod
     def state(ctx, dut) -> dict:
@@ -358,3 +392,167 @@ def test_bad_parameters():
         RequestHandler(SIZES, 0, True, 0, WATCHDOG)
     with pytest.raises(ValueError, match="u32"):
         RequestHandler(SIZES, WEIGHT_BYTES, True, 1 << 32, WATCHDOG)
+
+
+# --------------------------------------------------------------------------------------------
+# BENCH
+
+
+def bench_payload(runs: int) -> bytes:
+    return runs.to_bytes(protocol.BENCH_LENGTH, "little")
+
+
+async def store(ctx, b, image: bytes) -> None:
+    assert await b.deliver(ctx, FrameType.IMAGE, piece(0, image)) == [(FrameType.IMAGE_STORED, None)]
+
+
+async def bench_runs(ctx, b, runs: int) -> protocol.BenchResult:
+    """A BENCH of ``runs``; checks it is answered with BENCH_RESULT, returns the counts."""
+    assert await b.deliver(ctx, FrameType.BENCH, bench_payload(runs)) == [(FrameType.BENCH_RESULT, None)]
+    result = b.bench_result(ctx)
+    assert result.runs == runs
+    return result
+
+
+def test_bench_one_image_at_a_time():
+    """An accelerator that takes one image at a time (busy from start to done, as the compact
+    design) and a pixel whenever one is offered: each run takes the image's pixels, one a cycle
+    from the cycle after its start, and ``TAIL`` cycles more, and the next run starts in the
+    cycle of the last one's done. So a run is PIXELS + TAIL cycles, and N runs exactly N times
+    that; the first run's count is the accelerator's own. A bench of 60 runs (1,200 cycles, three
+    watchdog times) is not cut short: each start and done re-arms the watchdog."""
+    bench = Bench(seed=11)
+    bench.acc.steady = True
+    image = bytes(random.Random(11).randrange(256) for _ in range(PIXELS))
+    one_run = PIXELS + TAIL
+
+    async def script(ctx, b):
+        await store(ctx, b, image)
+        result = await bench_runs(ctx, b, 1)
+        assert result.first_cycles == result.total_cycles == b.acc.cycles(0) == one_run
+        for runs in (5, 60):
+            before = len(b.acc.started)
+            result = await bench_runs(ctx, b, runs)
+            assert result.first_cycles == b.acc.cycles(before) == one_run
+            assert result.total_cycles == runs * one_run == b.acc.finished[-1] - b.acc.started[before]
+            assert len(b.acc.started) == before + runs
+        assert runs * one_run > 2 * WATCHDOG and b.acc.resets == 0
+        assert b.acc.images == [list(image)] * 66, "every run gets the stored image"
+        # The image buffer is unchanged: CLASSIFY without pixels still finds it.
+        assert await b.deliver(ctx, FrameType.CLASSIFY) == [(FrameType.RESULT, None)]
+        assert b.acc.images[-1] == list(image)
+
+    bench.run(script)
+
+
+def test_bench_overlapping_runs():
+    """An accelerator that takes the next image as soon as the last one's pixels are in (as the
+    streaming design; ``receiving`` low for one cycle in between): run k + 1 starts PIXELS + 1
+    cycles after run k, so N runs take (N - 1) (PIXELS + 1) + PIXELS + tail cycles, the last
+    run's latency after the others' intervals."""
+    bench = Bench(seed=12)
+    bench.acc.steady, bench.acc.overlap, bench.acc.tail = True, True, 40
+    image = bytes(random.Random(12).randrange(256) for _ in range(PIXELS))
+    latency = PIXELS + 40
+
+    async def script(ctx, b):
+        await store(ctx, b, image)
+        for runs in (1, 7):
+            before = len(b.acc.started)
+            result = await bench_runs(ctx, b, runs)
+            assert result.first_cycles == b.acc.cycles(before) == latency
+            assert result.total_cycles == (runs - 1) * (PIXELS + 1) + latency
+            assert result.total_cycles == b.acc.finished[-1] - b.acc.started[before]
+        assert any(b.acc.finished[k] > b.acc.started[k + 1] for k in range(1, 7)), "the runs did not overlap"
+        assert b.acc.images == [list(image)] * 8
+
+    bench.run(script)
+
+
+def test_bench_starts_on_an_idle_accelerator():
+    """An accelerator still busy from an earlier image (here: ``linger`` cycles after a CLASSIFY's
+    done), which would take a start: the bench's first start waits until it is idle, so no
+    earlier image's done is counted as a run's."""
+    bench = Bench(seed=17)
+    bench.acc.steady, bench.acc.overlap, bench.acc.linger = True, True, 300
+    image = bytes(range(PIXELS))
+
+    async def script(ctx, b):
+        await store(ctx, b, image)
+        assert await b.deliver(ctx, FrameType.CLASSIFY) == [(FrameType.RESULT, None)]
+        result = await bench_runs(ctx, b, 2)
+        assert b.acc.started[1] >= b.acc.finished[0] + 300
+        assert result.first_cycles == PIXELS + TAIL and result.total_cycles == PIXELS + 1 + PIXELS + TAIL
+
+    bench.run(script)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_bench_at_the_accelerators_pace(overlap):
+    """An accelerator that takes a pixel on 70 % of the cycles: whatever the runs' timing, the
+    count is the cycles from the first start to the last done, as the accelerator saw them."""
+    bench = Bench(seed=13 + overlap)
+    bench.acc.overlap = overlap
+    image = bytes(random.Random(13).randrange(256) for _ in range(PIXELS))
+
+    async def script(ctx, b):
+        await store(ctx, b, image)
+        result = await bench_runs(ctx, b, 40)
+        assert result.first_cycles == b.acc.cycles(0)
+        assert result.total_cycles == b.acc.finished[-1] - b.acc.started[0] > 2 * WATCHDOG
+        assert b.acc.images == [list(image)] * 40 and b.acc.resets == 0
+
+    bench.run(script)
+
+
+def test_bench_refusals():
+    """0 runs, a LEN other than 2, no whole image in the buffer (none yet, or a piece short; a
+    whole CLASSIFY does not fill it) and no valid weights: each its ERROR, and nothing reaches
+    the accelerator."""
+    bench = Bench(in_bitstream=False, seed=15)
+    image = bytes(range(PIXELS))
+
+    async def script(ctx, b):
+        assert await b.deliver(ctx, FrameType.BENCH, bench_payload(0)) == error(ErrorCode.BAD_RUNS)
+        assert await b.deliver(ctx, FrameType.BENCH, bench_payload(3)) == error(ErrorCode.NO_WEIGHTS)
+        weights = weight_image(15)
+        assert await load(ctx, b, weights, protocol.crc32(weights)) == [(FrameType.WEIGHTS_LOADED, None)]
+        for payload in (b"\x01", b"\x01\x00\x00"):
+            assert await b.deliver(ctx, FrameType.BENCH, payload) == error(ErrorCode.BAD_LENGTH)
+        assert await b.deliver(ctx, FrameType.CLASSIFY, image) == [(FrameType.RESULT, None)]
+        assert await b.deliver(ctx, FrameType.BENCH, bench_payload(3)) == error(ErrorCode.BAD_IMAGE)
+        assert await b.deliver(ctx, FrameType.IMAGE, piece(0, image[:-1])) == [(FrameType.IMAGE_STORED, None)]
+        assert await b.deliver(ctx, FrameType.BENCH, bench_payload(3)) == error(ErrorCode.BAD_IMAGE)
+        assert await b.deliver(ctx, FrameType.BENCH, bench_payload(0)) == error(ErrorCode.BAD_RUNS)
+        assert await b.deliver(ctx, FrameType.BENCH, bench_payload(3), ParseStatus.BAD_CRC) == error(ErrorCode.BAD_CRC)
+        assert b.acc.images == [list(image)], "only the CLASSIFY reached the accelerator"
+        assert await b.deliver(ctx, FrameType.IMAGE, piece(PIXELS - 1, image[-1:])) == [(FrameType.IMAGE_STORED, None)]
+        assert (await bench_runs(ctx, b, 3)).runs == 3 and b.acc.images == [list(image)] * 4
+
+    bench.run(script)
+
+
+@pytest.mark.parametrize("hang", ["pixels", "done"])
+def test_watchdog_during_a_bench(hang):
+    """An accelerator that hangs in a bench's third run (takes no pixel more, or never
+    finishes): HUNG, one reset, and the next bench counts from its own first run."""
+    bench = Bench(seed=16)
+    bench.acc.steady = True
+    image = bytes(range(PIXELS))
+
+    async def script(ctx, b):
+        await store(ctx, b, image)
+        def hang_in_run_three():
+            if len(b.acc.started) == 3 and not b.acc.resets:
+                b.acc.hang = hang
+
+        b.on_cycle = hang_in_run_three
+        assert await b.deliver(ctx, FrameType.BENCH, bench_payload(50)) == error(ErrorCode.HUNG)
+        b.on_cycle = None
+        assert b.acc.resets == 1 and len(b.acc.started) == 3
+        before = len(b.acc.started)
+        result = await bench_runs(ctx, b, 2)
+        assert result.first_cycles == PIXELS + TAIL and result.total_cycles == 2 * (PIXELS + TAIL)
+        assert b.acc.images[before:] == [list(image)] * 2
+
+    bench.run(script)
