@@ -211,7 +211,9 @@ def test_shipped_weights_then_reload(simulator, sim_build, random_params):
         "the reloaded weights must change the answers, or the reload proves nothing"
 
 
-@pytest.mark.parametrize("mode", MODES, ids=lambda a: f"{a.rounding}-{a.overflow}")
+# CI runs one mode (the requantizer's modes have their own tests in test_compact_parts.py); -m slow all four.
+@pytest.mark.parametrize("mode", [m if m == MODES[1] else pytest.param(m, marks=pytest.mark.slow) for m in MODES],
+                         ids=lambda a: f"{a.rounding}-{a.overflow}")
 def test_large_random_weights_every_mode(mode, simulator, sim_build, random_params):
     """Large weights make every layer saturate or wrap: the corner cases of the arithmetic."""
     banks = _banks(mode, random_params)
@@ -236,6 +238,7 @@ def test_wrap_weights_in_wrap_mode(simulator, sim_build, random_params):
     _check(run, f"wrap weights on {simulator}")
 
 
+@pytest.mark.slow  # CI simulates 8 lanes everywhere; an odd lane count in the slow set
 def test_five_lanes(simulator, sim_build, random_params):
     """Odd lanes: half-used SPRAM words, and groups with fewer outputs than lanes in every layer
     (6 = 5 + 1 conv1 channels, 16 = 3 x 5 + 1, 84 = 16 x 5 + 4, 10 = 2 x 5)."""

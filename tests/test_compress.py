@@ -253,6 +253,7 @@ def test_compress_end_to_end(tmp_path, mnist_dir, mnist_test, capsys):
     assert result["fixed_accuracy"] == manifest["accuracy"]["fixed"] and "float_accuracy" in result
 
 
+@pytest.mark.slow  # CI runs compress end to end; a second, identical run is slow
 def test_compress_is_deterministic(tmp_path, mnist_dir):
     first = run_compress(tmp_path / "a", mnist_dir, "--channels", "conv1=5,fc1=50", "--codes", "fc=3")[1]
     second = run_compress(tmp_path / "b", mnist_dir, "--channels", "conv1=5,fc1=50", "--codes", "fc=3")[1]

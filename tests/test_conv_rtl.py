@@ -141,7 +141,7 @@ CONV_CASES = (
     + [pytest.param(SMALL, MODES[3], 4, STALLS["small"], True, 3, True, id=f"small-3-filters-soft-{mode_id(MODES[3])}"),
        pytest.param(FEW_STEPS, MODES[0], 4, STALLS["small"], True, 2, False, id="few-steps-2-filters"),
        pytest.param(LENET_CONV1, MODES[0], 2, STALLS["lenet"], True, 6, False, id="conv1-6-filters"),
-       pytest.param(LENET_CONV2, MODES[1], 2, STALLS["lenet"], True, 8, True, id="conv2-8-filters-soft")]
+       pytest.param(LENET_CONV2, MODES[1], 2, STALLS["lenet"], True, 8, True, id="conv2-8-filters-soft", marks=pytest.mark.slow)]
 )
 
 

@@ -258,6 +258,7 @@ def test_link_stand_in_without_weights_in_bitstream(simulator, sim_build):
                simulator=simulator, build_root=sim_build, testcase="link_load")
 
 
+@pytest.mark.slow  # CI: the link behind the stand-in, and board-sim behind the real accelerator
 def test_link_real_accelerator(simulator, sim_build):
     """The shipped network behind the link, three sample digits: RESULT == golden, bit for bit."""
     ws = weights.load()

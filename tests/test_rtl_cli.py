@@ -129,6 +129,7 @@ def test_shard_bounds():
     assert shard_bounds(10, 3, chunk=4) == [(0, 4), (4, 8), (8, 10)]
 
 
+@pytest.mark.slow  # CI: the shard bounds above and one-job runs; two simulators at once is slow
 def test_sim_jobs_2_equals_jobs_1_and_builds_once(tmp_path, capsys, simulator, monkeypatch):
     """Two simulator processes at once on a fresh build folder: one build, the same answers."""
     import threading
