@@ -65,19 +65,32 @@ def ecp5_pll(input_hz: float, output_hz: float) -> PLLSetting:
     return best
 
 
-class ECP5PLLDomain(Elaboratable):
+class PLLDomain(Elaboratable):
     """Drives the ``sync`` clock at ``setting.output_hz`` from the board's oscillator, and holds
-    ``sync`` in reset until the PLL locks. The parent defines the domain."""
+    ``sync`` in reset until the PLL locks. The parent defines the domain; each family's subclass
+    makes its PLL (``pll``)."""
 
-    def __init__(self, setting: PLLSetting):
+    def __init__(self, setting):
         self.setting = setting
+
+    def pll(self, m: Module, clk_in, locked: Signal):
+        """Add the PLL to ``m``: ``clk_in`` the oscillator's raw port, ``locked`` its lock output."""
+        raise NotImplementedError
 
     def elaborate(self, platform):
         m = Module()
-        s = self.setting
-        clk_in = platform.request(platform.default_clk, dir="-")
-        m.submodules.oscillator = oscillator = io.Buffer("i", clk_in)
         locked = Signal()
+        self.pll(m, platform.request(platform.default_clk, dir="-"), locked)
+        m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
+        return m
+
+
+class ECP5PLLDomain(PLLDomain):
+    """An EHXPLLL fed from the oscillator through an input buffer."""
+
+    def pll(self, m, clk_in, locked):
+        s = self.setting
+        m.submodules.oscillator = oscillator = io.Buffer("i", clk_in)
         mhz = lambda hz: f"{hz / 1e6:.6g}"  # noqa: E731
         m.submodules.pll = Instance(
             "EHXPLLL",
@@ -94,9 +107,6 @@ class ECP5PLLDomain(Elaboratable):
             i_PLLWAKESYNC=0, i_ENCLKOP=0,
             o_CLKOP=ClockSignal("sync"), o_LOCK=locked,
         )
-        m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
-        return m
-
 
 
 # The iCE40 PLL (iCE40 LP/HX/UltraPlus sysCLOCK PLL, as icepll checks it): the phase detector
@@ -158,19 +168,12 @@ def ice40_pll(input_hz: float, output_hz: float) -> ICE40PLLSetting:
     return best
 
 
-class ICE40PLLDomain(Elaboratable):
-    """Drives the ``sync`` clock at ``setting.output_hz`` from the oscillator's pad (SB_PLL40_PAD:
-    the iCEBreaker's 12 MHz clock pin is a PLL input pad) and holds ``sync`` in reset until the
-    PLL locks. The parent defines the domain."""
+class ICE40PLLDomain(PLLDomain):
+    """An SB_PLL40_PAD on the oscillator's pad (the iCEBreaker's 12 MHz clock pin is a PLL input
+    pad)."""
 
-    def __init__(self, setting: ICE40PLLSetting):
-        self.setting = setting
-
-    def elaborate(self, platform):
-        m = Module()
+    def pll(self, m, clk_in, locked):
         s = self.setting
-        clk_in = platform.request(platform.default_clk, dir="-")
-        locked = Signal()
         m.submodules.pll = Instance(
             "SB_PLL40_PAD",
             p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT="GENCLK",
@@ -178,5 +181,3 @@ class ICE40PLLDomain(Elaboratable):
             i_PACKAGEPIN=clk_in.io, i_RESETB=1, i_BYPASS=0,
             o_PLLOUTGLOBAL=ClockSignal("sync"), o_LOCK=locked,
         )
-        m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
-        return m

@@ -134,25 +134,35 @@ def test_parse_yosys_flip_flops():
     assert build.parse_yosys_flip_flops("no statistics here") is None
 
 
-def test_icebreaker_build_flow_up_to_the_tools(tmp_path, monkeypatch, capsys):
-    """``lenet-fpga build --board icebreaker`` with the tools replaced by canned reports: the
-    design handed to Yosys has the four SPRAM primitives, the script maps multipliers to DSPs,
-    and the report has flip-flops (from Yosys' stat), SPRAM and the images per second."""
-    prepared = {}
+def tools_replaced(monkeypatch, report: dict, yosys_log: str | None = None):
+    """Boards whose build stops where the tools would start: each writes the canned nextpnr
+    ``report`` (and Yosys ``yosys_log``) instead. Returns the files each build prepared for the
+    tools (by name) and the tops it was given, filled in as builds run."""
+    prepared, tops = {}, []
     make_platform = platforms.Board.make_platform
 
     def fake_make_platform(board):
         platform = make_platform(board)
 
         def fake_build(top, name, build_dir, do_program=False, **overrides):
+            tops.append(top)
             prepared.update(platform.prepare(top, name, **overrides).files)
-            Path(build_dir, f"{name}.report.json").write_text(json.dumps(ICE40_REPORT))
-            Path(build_dir, f"{name}.rpt").write_text(YOSYS_STAT)
+            Path(build_dir, f"{name}.report.json").write_text(json.dumps(report))
+            if yosys_log is not None:
+                Path(build_dir, f"{name}.rpt").write_text(yosys_log)
 
         platform.build = fake_build
         return platform
 
     monkeypatch.setattr(platforms.Board, "make_platform", fake_make_platform)
+    return prepared, tops
+
+
+def test_icebreaker_build_flow_up_to_the_tools(tmp_path, monkeypatch, capsys):
+    """``lenet-fpga build --board icebreaker`` with the tools replaced by canned reports: the
+    design handed to Yosys has the four SPRAM primitives, the script maps multipliers to DSPs,
+    and the report has flip-flops (from Yosys' stat), SPRAM and the images per second."""
+    prepared, _ = tools_replaced(monkeypatch, ICE40_REPORT, YOSYS_STAT)
     assert main(["build", "--board", "icebreaker", "--build-dir", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert "synth_ice40 -dsp" in prepared["lenet5.ys"]
@@ -212,21 +222,7 @@ def test_ulx3s_build_with_a_pll_up_to_the_tools(tmp_path, monkeypatch, capsys):
     """``--clock-mhz 80``: the design gets an EHXPLLL from the 25 MHz oscillator, the UART divisor
     follows the 80 MHz clock, the oscillator keeps its constraint (nextpnr derives the PLL's), and
     the report is judged against 80 MHz. The multipliers are the ECP5 form (hdl/multiplier.py)."""
-    prepared, tops = {}, []
-    make_platform = platforms.Board.make_platform
-
-    def fake_make_platform(board):
-        platform = make_platform(board)
-
-        def fake_build(top, name, build_dir, do_program=False, **overrides):
-            tops.append(top)
-            prepared.update(platform.prepare(top, name, **overrides).files)
-            Path(build_dir, f"{name}.report.json").write_text(json.dumps(ECP5_REPORT))
-
-        platform.build = fake_build
-        return platform
-
-    monkeypatch.setattr(platforms.Board, "make_platform", fake_make_platform)
+    prepared, tops = tools_replaced(monkeypatch, ECP5_REPORT)
     assert main(["build", "--board", "ulx3s-85f", "--clock-mhz", "80", "--build-dir", str(tmp_path),
                  "--json"]) == 1  # the canned report's 36.7 MHz misses 80 MHz
     report = json.loads(capsys.readouterr().out)
@@ -247,21 +243,7 @@ def test_ulx3s_build_with_a_pll_up_to_the_tools(tmp_path, monkeypatch, capsys):
 def test_icebreaker_build_with_a_pll_up_to_the_tools(tmp_path, monkeypatch, capsys):
     """``--clock-mhz 20`` on the iCEBreaker: an SB_PLL40_PAD on the oscillator's pad at 19.875 MHz
     (icepll's choice), the UART divisor and the images/s follow that clock."""
-    prepared, tops = {}, []
-    make_platform = platforms.Board.make_platform
-
-    def fake_make_platform(board):
-        platform = make_platform(board)
-
-        def fake_build(top, name, build_dir, do_program=False, **overrides):
-            tops.append(top)
-            prepared.update(platform.prepare(top, name, **overrides).files)
-            Path(build_dir, f"{name}.report.json").write_text(json.dumps(ICE40_REPORT))
-
-        platform.build = fake_build
-        return platform
-
-    monkeypatch.setattr(platforms.Board, "make_platform", fake_make_platform)
+    prepared, tops = tools_replaced(monkeypatch, ICE40_REPORT)
     assert main(["build", "--board", "icebreaker", "--clock-mhz", "20", "--build-dir", str(tmp_path),
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
