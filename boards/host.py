@@ -217,8 +217,9 @@ class BoardClient:
             raise BoardError(f"unexpected reply: expected {expect.name}, got a {reply.describe()}")
         return reply
 
-    def _request(self, type: FrameType, payload: bytes, expect: FrameType, parser):
-        """``_exchange`` and ``parser`` of the reply, sent again after a retryable error."""
+    def _request(self, type: FrameType, payload: bytes, expect: FrameType, parser, *, while_clean: bool = False):
+        """``_exchange`` and ``parser`` of the reply, sent again after a retryable error; with
+        ``while_clean``, given up (None) instead as soon as the line has lost a frame."""
         for attempt in range(self.retries + 1):
             try:
                 return self._parse(parser, self._exchange(type, payload, expect))
@@ -226,6 +227,8 @@ class BoardClient:
                 if not e.retryable or attempt == self.retries:
                     raise
                 self._line_trouble(e)
+                if while_clean and self._noisy:
+                    return None
 
     def _line_trouble(self, error: BoardError) -> None:
         self.retried[error.reason] += 1
@@ -282,15 +285,7 @@ class BoardClient:
     def _while_clean(self, type: FrameType, payload: bytes, expect: FrameType, parser):
         """``_request`` of a whole image, given up (None) as soon as the line loses a frame: the
         caller sends the image in pieces instead."""
-        for attempt in range(self.retries + 1):
-            try:
-                return self._parse(parser, self._exchange(type, payload, expect))
-            except BoardError as e:
-                if not e.retryable or attempt == self.retries:
-                    raise
-                self._line_trouble(e)
-                if self._noisy:
-                    return None
+        return self._request(type, payload, expect, parser, while_clean=True)
 
     def _store_pieces(self, pixels: bytes, size: int) -> None:
         """``pixels`` into the board's image buffer in IMAGE pieces of ``size``, each retried."""
