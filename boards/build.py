@@ -46,6 +46,7 @@ class BuildReport:
     images_per_second: float | None = None  # at the design clock
     worst_paths: tuple[TimingPath, ...] = ()  # nextpnr's, longest first (boards/timing.py)
     logs: dict[str, str] = field(default_factory=dict)  # what -> file: the tools' full output
+    seed: int | None = None  # nextpnr's placement seed (None: its default)
 
     def table(self) -> str:
         lines = [f"{'resource':<12}{'used':>10}{'available':>11}{'':>8}"]
@@ -54,7 +55,8 @@ class BuildReport:
             lines.append(f"{name:<12}{r['used']:>10,}{r['available']:>11,}{share:>8}")
         fmax = f"{self.fmax_mhz:.1f} MHz" if self.fmax_mhz else "unknown"
         verdict = "met" if self.timing_met else "NOT MET"
-        lines.append(f"Fmax {fmax} against the {self.clock_mhz:g} MHz design clock: timing {verdict}")
+        placement = f" (placement seed {self.seed})" if self.seed is not None else ""
+        lines.append(f"Fmax {fmax} against the {self.clock_mhz:g} MHz design clock: timing {verdict}{placement}")
         if self.cycles_per_image:
             lines.append(f"{self.cycles_per_image:,} cycles per image: {self.images_per_second:,.0f} images/s "
                          f"at {self.clock_mhz:g} MHz")
@@ -158,7 +160,7 @@ def check_fits(target: Board, weights: WeightSet, config) -> None:
 
 
 def build_bitstream(target: Board, weights: WeightSet, config, build_dir: Path,
-                    baud: int, log=print) -> BuildReport:
+                    baud: int, log=print, seed: int | None = None) -> BuildReport:
     from .top import BoardTop
 
     started = time.time()
@@ -175,7 +177,8 @@ def build_bitstream(target: Board, weights: WeightSet, config, build_dir: Path,
         overrides = {key: value for key, value in (("synth_opts", target.synth_opts),
                                                    ("script_after_synth", target.script_after_synth)) if value}
         platform.build(top, name=TOP_NAME, build_dir=str(build_dir), do_program=False,
-                       nextpnr_opts=f"--report {report_path.name} --timing-allow-fail", **overrides)
+                       nextpnr_opts=f"--report {report_path.name} --timing-allow-fail"
+                                    + (f" --seed {seed}" if seed is not None else ""), **overrides)
     except Exception as e:  # amaranth raises CalledProcessError with the tool's exit status
         tail = ""
         for name in (f"{TOP_NAME}.tim", f"{TOP_NAME}.rpt"):
@@ -202,7 +205,7 @@ def build_bitstream(target: Board, weights: WeightSet, config, build_dir: Path,
     return BuildReport(target.name, str(bitstream) if bitstream.exists() else None, resources, fmax,
                        target.clock_hz / 1e6, met, time.time() - started, cycles,
                        target.clock_hz / cycles if cycles else None,
-                       tuple(parse_critical_paths(report)), build_logs(build_dir))
+                       tuple(parse_critical_paths(report)), build_logs(build_dir), seed)
 
 
 # The files Amaranth's build script leaves in the build folder, and what each holds.
@@ -226,7 +229,7 @@ def cmd_build(args) -> int:
         check_fits(target, ws, config)
     build_dir = Path(args.build_dir or Path("build") / target.name)
     report = build_bitstream(target, ws, config, build_dir, args.baud,
-                             log=(lambda *_: None) if args.json else print)
+                             log=(lambda *_: None) if args.json else print, seed=args.seed)
     if args.json:
         print(json.dumps(asdict(report)))
     else:

@@ -172,7 +172,10 @@ class RequestHandler(wiring.Component):
         weights_id = Signal(32, init=self._weights_id, reset_less=True)  # of the valid weights
         loading = Signal()  # chunks so far covered bytes 0 .. received - 1 of a new image
         received = Signal(range(size + 1))
-        restart = Signal()  # the chunk being fed starts a new image
+        # A chunk at offset 0 starts a new image: a pulse in LOAD's first cycle, straight from this
+        # flip-flop (it resets the loader's counters and the CRC-32 across the chip).
+        restart = Signal()
+        m.d.comb += [self.weights_restart.eq(restart), image_crc.start.eq(restart)]
         image_received = Signal(range(pixels + 1))  # image buffer bytes 0 .. image_received - 1 hold pieces
         m.d.comb += [self.weights_id.eq(weights_id), self.load_received.eq(received),
                      self.weights_flags.eq(Cat(valid, Const(self._in_bitstream, 1), loading)),
@@ -452,7 +455,8 @@ class RequestHandler(wiring.Component):
             # wait until the accelerator has taken the last one (the CRC-32 counts what it took).
             with m.State("LOAD"):
                 guarded(load=True)
-                m.d.comb += [read.addr.eq(0), self.weights_restart.eq(restart), image_crc.start.eq(restart)]
+                m.d.comb += read.addr.eq(0)
+                m.d.sync += restart.eq(0)  # a one-cycle pulse
                 with m.If(~expired):
                     m.next = "LOAD_FEED"
             with m.State("LOAD_FEED"):

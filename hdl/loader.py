@@ -157,6 +157,10 @@ class WeightLoader(wiring.Component):
         if assembly is not None:
             with m.If(take):
                 m.d.sync += assembly.eq(Cat(assembly[8:], self.i.payload))
+        # The word register follows the assembly every cycle, without an enable: only the write
+        # enables depend on ``take`` (a wide register with an enable or a reset from it was the
+        # worst path of a large ECP5 board build: the link's restart reached all 400 bits).
+        m.d.sync += write_word.eq(Cat(assembly, self.i.payload) if assembly is not None else self.i.payload)
 
         # "The next byte is the last of its word" as a flip-flop kept beside ``index`` and
         # ``which``: the write registers' enables, which fan out to a whole word, then start from
@@ -167,14 +171,14 @@ class WeightLoader(wiring.Component):
         for k, (memory, port) in enumerate(zip(memories, ports)):
             n = sizes[k]
             width = Shape.cast(memory.shape).width
+            # Memory k's word is its last n bytes: the top n - 1 of the assembly and this byte.
             m.d.comb += [
                 port.addr.eq(write_address),
-                port.data.eq(write_word[:width]),
+                port.data.eq(write_word[8 * (longest - n):][:width]),
                 port.en.eq(write_enables[k].replicate(len(port.en))),
             ]
             with m.If(take & (which == k) & last_byte):
-                word = Cat(assembly[8 * (longest - n):], self.i.payload) if n > 1 else self.i.payload
-                m.d.sync += [write_word.eq(word), write_enables[k].eq(1)]
+                m.d.sync += write_enables[k].eq(1)
             with m.If(take & (which == k)):
                 with m.If(~last_byte):
                     m.d.sync += [index.eq(index + 1), last_byte.eq(index + 2 == n)]

@@ -395,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the design from the FPGA's PLL at about this clock (ECP5: 10..400 MHz, iCE40: "
                         "16..275 MHz; default: the board's oscillator, 25 MHz on the ULX3S, 12 MHz on the "
                         "iCEBreaker)")
+    p.add_argument("--seed", type=nonnegative_int, metavar="N", default=None,
+                   help="nextpnr's placement seed (default: nextpnr's own); a large design's Fmax varies "
+                        "by several MHz from seed to seed, so a build that misses timing may meet it with another")
     p.add_argument("--build-dir", metavar="DIR", default=None, help="default build/BOARD")
     p.add_argument("--force", action="store_true", help="try place-and-route even if the memories cannot fit")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")

@@ -3,8 +3,8 @@ iCEBreaker flow up to the tools (design, Yosys script), and one real build: the 
 (about a minute). The ULX3S build (several minutes) is a slow test (`make test-slow`)."""
 
 import json
-import re
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -254,6 +254,18 @@ def test_icebreaker_build_with_a_pll_up_to_the_tools(tmp_path, monkeypatch, caps
     for parameter in ("DIVR 0", "DIVF 52", "DIVQ 5", "FILTER_RANGE 1"):
         assert f"parameter \\{parameter}" in il
     assert tops[0].divisor == round(19.875e6 / 115_200)
+
+
+@pytest.mark.parametrize("board_name", ["ulx3s-85f", "icebreaker"])
+def test_build_seed_reaches_nextpnr_and_the_report(board_name, tmp_path, monkeypatch, capsys):
+    """``--seed 7`` is on nextpnr's command line and in the report; without it nextpnr picks."""
+    prepared, _ = tools_replaced(monkeypatch, ECP5_REPORT if board_name.startswith("ulx3s") else ICE40_REPORT)
+    main(["build", "--board", board_name, "--seed", "7", "--build-dir", str(tmp_path / "a")])
+    assert "placement seed 7" in capsys.readouterr().out
+    assert re.search(r"NEXTPNR_\w+.*--seed 7", prepared["build_lenet5.sh"])
+    main(["build", "--board", board_name, "--build-dir", str(tmp_path / "b"), "--json"])
+    assert json.loads(capsys.readouterr().out)["seed"] is None
+    assert "--seed" not in prepared["build_lenet5.sh"]
 
 
 def test_unknown_board():
