@@ -326,6 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots to this folder")
     p.set_defaults(handler="sim.benchmark:cmd_bench")
 
+    p = sub.add_parser("bench-report", help="the table and plots of several saved bench --json runs together",
+                       description="Tabulate and plot saved `lenet-fpga bench --json` outputs together: one "
+                                   "picture of networks and presets measured in separate runs (each "
+                                   "place-and-route takes minutes to an hour). A network and preset that "
+                                   "appears twice keeps the row of the later file.",
+                       epilog="example:\n  lenet-fpga bench --weights A.npz --configs baseline --pnr --json > a.json\n"
+                              "  lenet-fpga bench --weights B.npz --configs fast --pnr --json > b.json\n"
+                              "  lenet-fpga bench-report a.json b.json --plots docs/bench",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", metavar="FILE.json", help="outputs of bench --json")
+    p.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots to this folder")
+    p.add_argument("--json", action="store_true", help="print the merged rows as one JSON object")
+    p.set_defaults(handler="sim.benchmark:cmd_bench_report")
+
     p = sub.add_parser(
         "explore", help="sweep a grid of designs through golden accuracy, RTL and place and route on Dask workers",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -41,6 +41,7 @@ from ..model.network import Network
 from ..model.weights import WeightSet
 from . import runner
 from .network import stream
+from .plots import network_label
 
 # Out-of-context place-and-route target: the ULX3S's FPGA, timing-driven towards this clock.
 PNR_DEVICE, PNR_PACKAGE = "LFE5U-85F", "CABGA381"
@@ -228,7 +229,7 @@ def format_table(results: list[dict], pixel_bound: int) -> str:
     def n(value, spec=","):
         return "-" if value is None else format(value, spec)
 
-    head = (f"{'network':<18}{'config':<10}{'accuracy':>9}{'MACs':>9}{'w kbit':>8}{'mults':>6}{'DSP':>5}"
+    head = (f"{'network':<20}{'config':<10}{'accuracy':>9}{'MACs':>9}{'w kbit':>8}{'mults':>6}{'DSP':>5}"
             f"{'logic':>6}{'latency':>9}{'interval':>10}{'floor':>7}{'Fmax':>7}{'LUT':>8}{'FF':>8}{'BRAM':>6}"
             f"{'DSP':>5}{'images/s':>10}  bit-exact")
     lines = [head]
@@ -237,7 +238,7 @@ def format_table(results: list[dict], pixel_bound: int) -> str:
         accuracy = "-" if r.get("accuracy") is None else f"{r['accuracy']:.2%}"
         exact = f"{r['rtl']['images'] - r['rtl']['mismatches']}/{r['rtl']['images']}"
         lines.append(
-            f"{r['network']:<18}{r['name']:<10}{accuracy:>9}{r['macs']:>9,}{r['weight_bits'] / 1000:>8.1f}"
+            f"{network_label(r):<20}{r['name']:<10}{accuracy:>9}{r['macs']:>9,}{r['weight_bits'] / 1000:>8.1f}"
             f"{r['multipliers']:>6}{r['dsp_multipliers']:>5}{r['logic_multipliers']:>6}{r['latency_cycles']:>9,}"
             f"{r['interval_cycles']:>10,.0f}{r['interval_floor']:>7,}{n(r['fmax_mhz'], '.1f'):>7}"
             f"{n(res.get('luts')):>8}{n(res.get('flip_flops')):>8}{n(res.get('block_ram')):>6}"
@@ -307,7 +308,7 @@ def cmd_bench(args) -> int:
             f"target {PNR_TARGET_MHZ:g} MHz; images/s = Fmax / interval.")
         for r in results:
             if "pnr_error" in r:
-                say(f"{r['network']} {r['name']}: {r['pnr_error']}")
+                say(f"{network_label(r)} {r['name']}: {r['pnr_error']}")
     document = {
         "simulator": args.simulator,
         "rtl_images": args.rtl_images,
@@ -324,8 +325,54 @@ def cmd_bench(args) -> int:
             say(f"plot: {path}")
     if args.json:
         print(json.dumps(document))
-    mismatched = [f"{r['network']} {r['name']}" for r in results if r["rtl"]["mismatches"]]
+    mismatched = [f"{network_label(r)} {r['name']}" for r in results if r["rtl"]["mismatches"]]
     if mismatched:
         say(f"RTL logits differ from the golden model for: {', '.join(mismatched)}")
-    failed = [f"{r['network']} {r['name']}" for r in results if "pnr_error" in r]
+    failed = [f"{network_label(r)} {r['name']}" for r in results if "pnr_error" in r]
     return 1 if mismatched or failed else 0
+
+
+def load_bench_document(path) -> dict:
+    """A ``bench --json`` output, checked enough to tabulate and plot (clear error otherwise)."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not a bench --json output ({e})") from None
+    rows = document.get("configs") if isinstance(document, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise InputError(f"{path}: not a bench --json output (no 'configs' list)")
+    needed = {"name", "network", "macs", "weight_bits", "multipliers", "dsp_multipliers", "logic_multipliers",
+              "latency_cycles", "interval_cycles", "interval_floor", "pixel_bound", "fmax_mhz", "resources",
+              "images_per_second", "accuracy", "rtl", "layers"}
+    for k, r in enumerate(rows):
+        if missing := needed - set(r):
+            raise InputError(f"{path}: row {k + 1} lacks {', '.join(sorted(missing))}")
+    return document
+
+
+def cmd_bench_report(args) -> int:
+    """The table and plots of several saved ``bench --json`` runs together: a run per network or
+    per preset (place-and-route of each takes minutes to an hour) gives one picture of all. A
+    network and preset measured twice keeps its last row."""
+    if args.plots:
+        check_output(Path(args.plots) / "cycles.png", "--plots")
+    rows: dict[tuple, dict] = {}
+    for path in args.files:
+        for r in load_bench_document(path)["configs"]:
+            rows.pop((network_label(r), r["name"]), None)
+            rows[(network_label(r), r["name"])] = {**r, "source": str(path)}
+    results = list(rows.values())
+    say = (lambda *a, **k: None) if args.json else print
+    say(format_table(results, max(r["pixel_bound"] for r in results) if results else 0))
+    say(f"from {len(args.files)} bench runs: " + ", ".join(str(p) for p in args.files))
+    if args.plots:
+        from .plots import bench_figures
+
+        for path in bench_figures(results, Path(args.plots)):
+            say(f"plot: {path}")
+    if args.json:
+        print(json.dumps({"sources": [str(p) for p in args.files], "configs": results}))
+    return 0

@@ -59,8 +59,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def network_label(result: dict) -> str:
+    """A bench row's network: its weights file's name (two files may share a geometry), else
+    the geometry."""
+    return Path(result["weights"]).stem if result.get("weights") else result["network"]
+
+
 def _label(result: dict, several_networks: bool) -> str:
-    return f"{result['network']} {result['name']}" if several_networks else result["name"]
+    return f"{network_label(result)} {result['name']}" if several_networks else result["name"]
 
 
 def cycles_per_layer_figure(results: list[dict], path) -> Path:
@@ -68,7 +74,7 @@ def cycles_per_layer_figure(results: list[dict], path) -> Path:
     its multiply floor; dashed lines: each design's measured interval. Designs of different
     networks share the layer names they have."""
     plt = _pyplot()
-    several = len({r["network"] for r in results}) > 1
+    several = len({network_label(r) for r in results}) > 1
     layers = list(dict.fromkeys(row["layer"] for r in results for row in r["layers"] if row["macs"]))
     width = 0.8 / len(results)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(layers) + 2) + 4, 4.5))
@@ -131,7 +137,7 @@ def pareto_figure(results: list[dict], path) -> Path:
     LUTs: one point per network and preset, the Pareto front in red. Without place-and-route the
     throughput axis is images per million cycles (1e6 / interval)."""
     plt = _pyplot()
-    several = len({r["network"] for r in results}) > 1
+    several = len({network_label(r) for r in results}) > 1
     measured = [r for r in results if r.get("accuracy") is not None]
     placed = [r for r in measured if r.get("images_per_second") and r.get("resources")]
     panels = 3 if placed else 1
@@ -161,7 +167,7 @@ def pareto_figure(results: list[dict], path) -> Path:
 def resources_figure(results: list[dict], path) -> Path:
     """LUTs and DSPs against images per second, one point per design (needs place-and-route)."""
     plt = _pyplot()
-    several = len({r["network"] for r in results}) > 1
+    several = len({network_label(r) for r in results}) > 1
     placed = [r for r in results if r.get("resources") and r.get("images_per_second")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in zip(axes, ("luts", "dsp"), ("LUTs", "DSP multipliers")):

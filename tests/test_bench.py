@@ -94,6 +94,48 @@ def test_resources_figure_draws_made_up_results(tmp_path):
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 10_000
 
 
+def _made_up_row(weights_file, name, luts, ips, accuracy=0.991):
+    return {"name": name, "weights": weights_file, "network": "4,8:120,84", "macs": 135_080, "weight_bits": 82_440,
+            "multipliers": 238, "dsp_multipliers": 0, "logic_multipliers": 238, "latency_cycles": 2925,
+            "interval_cycles": 785.0, "interval_floor": 720, "pixel_bound": 784, "fmax_mhz": ips * 785 / 1e6,
+            "resources": {"luts": luts, "flip_flops": 1, "block_ram": 1, "dsp": 0}, "images_per_second": ips,
+            "accuracy": accuracy, "rtl": {"images": 8, "mismatches": 0}, "layers": []}
+
+
+def test_bench_report_merges_saved_runs(tmp_path, capsys):
+    """Rows of several bench --json files in one table and one set of plots; two networks of the
+    same geometry keep their own names; a row measured again keeps the later file's figures."""
+    first = {"configs": [_made_up_row("a/lenet5_compact.npz", "fast", 30_000, 80_000.0),
+                         _made_up_row("a/lenet5_pruned_pow2.npz", "fast", 26_000, 90_000.0)]}
+    again = {"configs": [_made_up_row("b/lenet5_pruned_pow2.npz", "fast", 26_100, 105_900.0)]}
+    (tmp_path / "1.json").write_text(json.dumps(first))
+    (tmp_path / "2.json").write_text(json.dumps(again))
+    assert main(["bench-report", str(tmp_path / "1.json"), str(tmp_path / "2.json"), "--json",
+                 "--plots", str(tmp_path / "plots")]) == 0
+    rows = json.loads(capsys.readouterr().out)["configs"]
+    assert [(r["weights"], r["images_per_second"]) for r in rows] == [
+        ("a/lenet5_compact.npz", 80_000.0), ("b/lenet5_pruned_pow2.npz", 105_900.0)]
+    assert rows[1]["source"] == str(tmp_path / "2.json")
+    assert (tmp_path / "plots" / "pareto.png").read_bytes()[:8] == PNG
+    assert main(["bench-report", str(tmp_path / "1.json")]) == 0
+    table = capsys.readouterr().out
+    assert [line.split()[:2] for line in table.splitlines()[1:3]] == [["lenet5_compact", "fast"],
+                                                                     ["lenet5_pruned_pow2", "fast"]]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"), ("{", "not a bench --json output"), ('{"configs": 3}', "no 'configs' list"),
+    ('{"configs": [{"name": "fast"}]}', "row 1 lacks accuracy"),
+])
+def test_bench_report_bad_files_are_clean_errors(tmp_path, capsys, content, message):
+    path = tmp_path / "run.json"
+    if content is not None:
+        path.write_text(content)
+    assert main(["bench-report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
 def test_pareto_front_worked_out_by_hand():
     """(throughput, accuracy), both higher-is-better: a (1, 99) and c (5, 98) and d (9, 90) are
     not beaten; b (2, 97) is beaten by c, e (5, 97.5) by c."""
@@ -137,7 +179,7 @@ def test_bench_baseline_table_json_plots(in_tmp_with_shared_build, capsys, simul
                  "--json", "--plots", "plots"]) == 0
     doc = json.loads(capsys.readouterr().out)
     row = next(line for line in benchmark.format_table(doc["configs"], 784).splitlines()
-               if line.split()[:2] == ["6,16:120,84", "baseline"])
+               if line.split()[:2] == ["lenet5_saturate", "baseline"])
     assert row.rstrip().endswith("2/2")  # both streamed images bit-exact
     (r,) = doc["configs"]
     assert KEYS <= set(r) and r["name"] == "baseline"

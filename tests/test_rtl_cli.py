@@ -218,6 +218,35 @@ def test_sim_whole_mnist_test_set_in_verilator_under_ten_minutes(capsys, mnist_d
     assert seconds < 600, f"{seconds:.0f} s"
 
 
+# Every shipped network on the 10,000 test images in the design it was made for: the RTL's
+# logits equal the golden model's on every image, and its accuracy is the manifest's.
+WHOLE_TEST_SET = [
+    ("lenet5_pruned.npz", ["--preset", "baseline"]),
+    ("lenet5_lowbit.npz", ["--preset", "baseline"]),
+    ("lenet5_pow2.npz", ["--preset", "baseline"]),
+    ("lenet5_small.npz", ["--preset", "baseline"]),
+    ("lenet5_pruned_pow2.npz", ["--preset", "fast"]),  # the ECP5's fastest (issue 16)
+    ("lenet5_compact.npz", ["--design", "compact"]),  # the iCEBreaker's (about 30 minutes)
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, design", WHOLE_TEST_SET, ids=[name for name, _ in WHOLE_TEST_SET])
+def test_shipped_network_on_the_whole_test_set(name, design, capsys, mnist_dir):
+    from lenet_fpga.model import weights
+
+    try:
+        runner.prepare_simulator("verilator")
+    except InputError as e:
+        pytest.skip(str(e))
+    path = weights.ASSETS / name
+    assert main(["sim", "--mnist", "--data", str(mnist_dir), "--weights", str(path), *design,
+                 "--jobs", "2", "--json"]) == 0
+    total = json.loads(capsys.readouterr().out)["total"]
+    assert total["images"] == 10_000 and total["mismatches"] == 0
+    assert total["rtl_accuracy"] == pytest.approx(weights.load(path).manifest["accuracy"]["fixed"], abs=1e-9)
+
+
 def test_sim_compact_design_from_the_command_line(capsys, simulator):
     """The UP5K's compact design runs from the CLI: its weights are loaded from the harness's ROM
     first (they are not in its bitstream), then the image; bit-exact, with the cycles its own
