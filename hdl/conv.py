@@ -68,9 +68,9 @@ class ConvEngine(wiring.Component):
         The weights' restricted codes: the weight memory holds their stored indices, ``bits``
         each, and the multipliers are as narrow as they are (``hdl/products.py``).
     registered_ready : bool
-        The window generator's ``registered_ready``: a window costs one cycle more
-        (``steps_per_window + 1``), the snapshot's load enable no longer depends on the issue
-        logic. For an engine that waits for its input anyway (see ``lenet.py``).
+        The window generator's ``registered_ready``: a window costs two cycles more
+        (``steps_per_window + 2``), the snapshot's load enable is a flip-flop. For an engine
+        that waits for its input anyway (see ``lenet.py``).
 
     Attributes
     ----------
@@ -121,9 +121,11 @@ class ConvEngine(wiring.Component):
         })
         taps = kernel * kernel
         groups = out_ch // filters
-        # See WindowGenerator: one cycle more per window, for a shorter path to the snapshot.
+        # See WindowGenerator: two cycles more per window (and one before the first), for a
+        # snapshot whose load enable is a flip-flop.
         self.window = WindowGenerator(in_ch, size, kernel, registered_ready=registered_ready)
-        self._window_cycles = self.steps_per_window + bool(registered_ready)
+        self._registered_ready = bool(registered_ready)
+        self._window_cycles = self.steps_per_window + 2 * self._registered_ready
         # [g, p, c, tap] -> [g, c, p, tap]: one word per (group, channel), filter p in slice p.
         words = weight.reshape(groups, filters, in_ch, taps).transpose(0, 2, 1, 3).reshape(-1)
         self.form = form
@@ -173,7 +175,7 @@ class ConvEngine(wiring.Component):
     def cycles_per_image(self) -> int:
         k, size, steps = self._kernel, self._size, self._window_cycles
         positions = (size - k + 1) ** 2
-        warm_up = (k - 1) * size + k  # pixels until the first window is complete
+        warm_up = (k - 1) * size + k + self._registered_ready  # until the first window is in the snapshot
         # At a row end the next window needs K new pixels; fewer than K steps per window leave gaps.
         row_gaps = (size - k) * max(0, k - steps)
         # With one step per window the snapshot is taken every cycle and the input sets the pace.

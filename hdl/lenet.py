@@ -122,12 +122,12 @@ class StreamingConfig:
 
 
 def relaxed_window(layer: ConvLayer, filters: int, network: Network) -> bool:
-    """Whether a conv engine may take its windows a cycle late (``WindowGenerator``'s
-    ``registered_ready``): when even then its windows cost no more cycles than the pixel input
-    takes for an image, which bounds the interval anyway. It cuts the issue logic off the
-    window snapshot's load enable, the worst path of the large ECP5 designs."""
+    """Whether a conv engine may take its windows late (``WindowGenerator``'s
+    ``registered_ready``, two cycles a window): when even then its windows cost no more cycles
+    than the pixel input takes for an image, which bounds the interval anyway. The window
+    snapshot's load enable, the worst path of the large ECP5 designs, is then a flip-flop."""
     steps = layer.out_channels // filters * layer.in_channels
-    return steps >= 2 and layer.conv_size**2 * (steps + 1) <= network.pixels
+    return steps >= 2 and layer.conv_size**2 * (steps + 2) <= network.pixels
 
 
 def divisors(n: int) -> list[int]:

@@ -42,11 +42,13 @@ class WindowGenerator(wiring.Component):
     kernel : int
         Side K of the window.
     registered_ready : bool
-        Take a pixel that completes a window only while the snapshot is empty, not also in the
-        cycle the consumer takes it. The consumer's handshake then no longer reaches the
-        snapshot's load enable, which fans out to every bit of the window (with it, that path
-        set a large design's Fmax); the price is one cycle per window while the consumer waits
-        for windows, so it suits a consumer that takes a window every few cycles at most.
+        Take a pixel that completes a window only while the snapshot is empty (not also in the
+        cycle the consumer takes it), and load the snapshot a cycle later, from the history
+        columns that have moved on by one and one more column kept for this. The snapshot's
+        load enable, which fans out to every bit of the window, is then a flip-flop: neither
+        the consumer's handshake nor the producer's ``valid`` reaches it (they set a large
+        design's Fmax). The price is two cycles per window while the consumer waits for
+        windows, so it suits a consumer that takes a window every few cycles at most.
 
     Attributes
     ----------
@@ -113,8 +115,9 @@ class WindowGenerator(wiring.Component):
         row_full, col_full = Signal(), Signal()
         completes = row_full & col_full
         # A pixel that completes a window needs the snapshot register free (or, unless
-        # registered_ready, freed this cycle).
-        free = ~self.o.valid if self._registered_ready else ~self.o.valid | self.o.ready
+        # registered_ready, freed this cycle); registered_ready loads it a cycle late (``load``).
+        load = Signal()
+        free = ~self.o.valid & ~load if self._registered_ready else ~self.o.valid | self.o.ready
         m.d.comb += self.i.ready.eq(~completes | free)
         accept = self.i.valid & self.i.ready
 
@@ -146,7 +149,19 @@ class WindowGenerator(wiring.Component):
             with m.If(col == size - 1):
                 m.d.sync += [row.eq(next_row), row_full.eq(next_row >= k - 1)]
 
-        with m.If(accept & completes):
+        if self._registered_ready:
+            # A cycle after the pixel: its column is history[k - 2] now, and the window's first
+            # column has moved out of the history into ``oldest``.
+            oldest = Signal(unsigned(k * ch * arith.WIDTH), name="column_oldest")
+            with m.If(accept):
+                m.d.sync += oldest.eq(history[0])
+            m.d.sync += load.eq(accept & completes)
+            columns = [unpack_codes(v, k * ch) for v in [oldest, *history]]
+            window = pack_codes([columns[kx][c * k + ky] for c in range(ch) for ky in range(k) for kx in range(k)])
+            taken = load
+        else:
+            taken = accept & completes
+        with m.If(taken):
             m.d.sync += [self.o.payload.eq(window), self.o.valid.eq(1)]
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)

@@ -172,7 +172,7 @@ def test_conv_engine(geometry, arithmetic, images, stalls, measure, filters, sof
 ])
 def test_conv_engine_with_registered_window_ready(geometry, filters, arithmetic, tmp_path_factory):
     """``registered_ready``: bit-exact under input bubbles and output back-pressure, and each
-    window one cycle dearer, as the cycle model says (latency measured without stalls)."""
+    window two cycles dearer, as the cycle model says (latency measured without stalls)."""
     in_ch, out_ch, size = geometry
     seed = 5000 + 100 * in_ch + 10 * out_ch + size + filters
     weight, bias, rng = random_layer(seed, in_ch, out_ch)
