@@ -30,6 +30,21 @@ def _data_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _torch_options(parser: argparse.ArgumentParser, seed_help: str = "random seed (default 1)") -> None:
+    """The options of every command that trains with PyTorch."""
+    parser.add_argument("--seed", type=nonnegative_int, default=1, help=seed_help)
+    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads for PyTorch (default 2)")
+
+
+def _requantizer_options(parser: argparse.ArgumentParser) -> None:
+    """The arithmetic a new network is trained for (``_arithmetic_options`` overrides a file's)."""
+    parser.add_argument("--overflow", choices=[o.value for o in Overflow], default=None,
+                        help="requantizer overflow to train for: clip to -128..127 (saturate, default) or keep "
+                             "the low 8 bits (wrap)")
+    parser.add_argument("--rounding", choices=[r.value for r in Rounding], default=None,
+                        help="requantizer rounding to train for: (acc+32)>>6 (half-up, default) or acc>>6 (floor)")
+
+
 def _weights_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", metavar="FILE.npz", default=None,
@@ -147,12 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "instead of a random initialisation; the network is theirs")
     p.add_argument("--train-images", type=positive_int, default=None, metavar="N",
                    help="train on the first N of the 60,000 training images only (a quick try; default all)")
-    p.add_argument("--seed", type=nonnegative_int, default=1, help="random seed (default 1)")
-    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads for PyTorch (default 2)")
-    p.add_argument("--overflow", choices=[o.value for o in Overflow], default=None,
-                   help="requantizer overflow to train for: clip (saturate, default) or keep the low 8 bits (wrap)")
-    p.add_argument("--rounding", choices=[r.value for r in Rounding], default=None,
-                   help="requantizer rounding to train for: (acc+32)>>6 (half-up, default) or acc>>6 (floor)")
+    _torch_options(p)
+    _requantizer_options(p)
     p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the weights (+ .json manifest)")
     p.set_defaults(handler="model.commands:cmd_train")
 
@@ -177,12 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fold the model's input normalisation (p/255 - MEAN) / STD into conv1")
     p.add_argument("--qat-epochs", type=nonnegative_int, default=0,
                    help="quantization-aware fine-tuning epochs on MNIST (default 0: round the weights)")
-    p.add_argument("--seed", type=nonnegative_int, default=1, help="random seed of the fine-tuning (default 1)")
-    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads for PyTorch (default 2)")
-    p.add_argument("--overflow", choices=[o.value for o in Overflow], default=None,
-                   help="requantizer overflow: saturate (default) or wrap")
-    p.add_argument("--rounding", choices=[r.value for r in Rounding], default=None,
-                   help="requantizer rounding: half-up (default) or floor")
+    _torch_options(p, seed_help="random seed of the fine-tuning (default 1)")
+    _requantizer_options(p)
     _data_option(p)
     p.set_defaults(handler="model.commands:cmd_import")
 
@@ -246,8 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune (and search) on the first N training images only (default all 60,000)")
     p.add_argument("--lr", type=positive_float, default=None, help="fine-tuning's peak learning rate (default 5e-4)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="images per step (default 128)")
-    p.add_argument("--seed", type=nonnegative_int, default=1, help="random seed (default 1)")
-    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads for PyTorch (default 2)")
+    _torch_options(p)
     p.set_defaults(handler="model.commands:cmd_compress")
 
     p = sub.add_parser("eval", help="accuracy of the float and the Q2.6 golden model on the MNIST test set")
