@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..hdl.accelerator import layer_report
 from ..hdl.lenet import PRESETS, StreamingConfig, preset
-from ..model import golden, mnist
+from ..model import arith, golden, mnist
 from ..model import images as image_sets
 from ..model import weights as weight_files
 from ..model.atomic import check_output
@@ -353,6 +353,32 @@ def load_bench_document(path) -> dict:
     return document
 
 
+def fill_accuracy(results: list[dict], data_dir: Path, say=print) -> None:
+    """The golden model's accuracy on the MNIST test set for rows measured without it (a bench
+    run that did not find the test set), from each row's weights file in the row's arithmetic."""
+    missing = [r for r in results if r.get("accuracy") is None]
+    if not missing:
+        return
+    test_set = mnist.load("test", data_dir)
+    cache: dict[tuple, float] = {}
+    for r in missing:
+        path = r.get("weights")
+        if not path or not Path(path).is_file():
+            say(f"{network_label(r)} {r['name']}: weights {path} not found; accuracy left out")
+            continue
+        ws = weight_files.load(path)
+        arithmetic = next((a for a in (arith.Arithmetic(rd, ov) for rd in arith.Rounding for ov in arith.Overflow)
+                           if a.describe() == r.get("arithmetic")), None)
+        if arithmetic is None:
+            say(f"{network_label(r)} {r['name']}: arithmetic {r.get('arithmetic')!r} unknown; accuracy left out")
+            continue
+        key = (str(Path(path).resolve()), arithmetic)
+        if key not in cache:
+            logits = golden.forward(test_set.images, ws.params, arithmetic, ws.network)
+            cache[key] = golden.accuracy(logits, test_set.labels)
+        r["accuracy"] = cache[key]
+
+
 def cmd_bench_report(args) -> int:
     """The table and plots of several saved ``bench --json`` runs together: a run per network or
     per preset (place-and-route of each takes minutes to an hour) gives one picture of all. A
@@ -366,6 +392,8 @@ def cmd_bench_report(args) -> int:
             rows[(network_label(r), r["name"])] = {**r, "source": str(path)}
     results = list(rows.values())
     say = (lambda *a, **k: None) if args.json else print
+    if args.data:
+        fill_accuracy(results, Path(args.data), say)
     say(format_table(results, max(r["pixel_bound"] for r in results) if results else 0))
     say(f"from {len(args.files)} bench runs: " + ", ".join(str(p) for p in args.files))
     if args.plots:

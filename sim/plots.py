@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -116,48 +117,76 @@ def pareto_front(points: list[tuple[float, float]], higher_x: bool = True, highe
     return sorted(front, key=lambda i: points[i][0])
 
 
-def _scatter_with_front(ax, results, several, x_of, y_of, higher_x, higher_y, xlabel, ylabel, log_x=False):
+MARKERS = "os^Dv<>P*X"
+
+
+def _styles(results: list[dict]) -> tuple[dict, dict]:
+    """A colour per network and a marker per preset, in order of appearance."""
+    import matplotlib
+
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    networks = list(dict.fromkeys(network_label(r) for r in results))
+    presets = list(dict.fromkeys(r["name"] for r in results))
+    return ({n: colors[k % len(colors)] for k, n in enumerate(networks)},
+            {p: MARKERS[k % len(MARKERS)] for k, p in enumerate(presets)})
+
+
+def _scatter_with_front(ax, results, styles, x_of, y_of, higher_x, higher_y, xlabel, ylabel, log_x=False,
+                        log_y=False):
+    colors, markers = styles
     points = [(x_of(r), y_of(r)) for r in results]
     for r, (x, y) in zip(results, points):
-        ax.scatter(x, y, color="tab:blue")
-        ax.annotate(_label(r, several), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.scatter(x, y, color=colors[network_label(r)], marker=markers[r["name"]], s=45, zorder=3)
     front = pareto_front(points, higher_x, higher_y)
-    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="tab:red", linewidth=1,
-            label="Pareto front")
+    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="gray", linewidth=1,
+            linestyle="--", zorder=2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if log_x:
         ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+
+
+def _legend(fig, styles) -> None:
+    """One legend under the panels: the networks' colours, the presets' markers, the front."""
+    from matplotlib.lines import Line2D
+
+    colors, markers = styles
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=n) for n, c in colors.items()]
+    handles += [Line2D([], [], color="black", marker=m, linestyle="", label=f"preset {p}") for p, m in markers.items()]
+    handles.append(Line2D([], [], color="gray", linestyle="--", label="Pareto front"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
 
 
 def pareto_figure(results: list[dict], path) -> Path:
     """Accuracy against throughput, and (with place-and-route) accuracy and throughput against
-    LUTs: one point per network and preset, the Pareto front in red. Without place-and-route the
-    throughput axis is images per million cycles (1e6 / interval)."""
+    LUTs: one point per network (colour) and preset (marker), the Pareto front dashed. Without
+    place-and-route the throughput axis is images per million cycles (1e6 / interval)."""
     plt = _pyplot()
-    several = len({network_label(r) for r in results}) > 1
     measured = [r for r in results if r.get("accuracy") is not None]
     placed = [r for r in measured if r.get("images_per_second") and r.get("resources")]
     panels = 3 if placed else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)
+    shown = placed or measured
+    styles = _styles(shown)
+    rows = math.ceil((len(styles[0]) + len(styles[1]) + 1) / 5)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5 + 0.25 * rows), squeeze=False)
     axes = axes[0]
     if placed:
         rate, rate_label = (lambda r: r["images_per_second"]), "images per second (Fmax / interval)"
-        shown = placed
     else:
         rate, rate_label = (lambda r: 1e6 / r["interval_cycles"]), "images per million cycles (1e6 / interval)"
-        shown = measured
-    _scatter_with_front(axes[0], shown, several, rate, lambda r: 100 * r["accuracy"], True, True, rate_label,
+    _scatter_with_front(axes[0], shown, styles, rate, lambda r: 100 * r["accuracy"], True, True, rate_label,
                         "MNIST test accuracy (%)", log_x=True)
     if placed:
-        _scatter_with_front(axes[1], placed, several, lambda r: r["resources"]["luts"], lambda r: 100 * r["accuracy"],
-                            False, True, "LUT4 cells", "MNIST test accuracy (%)")
-        _scatter_with_front(axes[2], placed, several, lambda r: r["resources"]["luts"], rate, False, True,
-                            "LUT4 cells", rate_label)
+        _scatter_with_front(axes[1], placed, styles, lambda r: r["resources"]["luts"],
+                            lambda r: 100 * r["accuracy"], False, True, "LUT4 cells", "MNIST test accuracy (%)")
+        _scatter_with_front(axes[2], placed, styles, lambda r: r["resources"]["luts"], rate, False, True,
+                            "LUT4 cells", rate_label, log_y=True)
     fig.suptitle("Networks and presets: accuracy, throughput, size")
-    fig.tight_layout()
+    _legend(fig, styles)
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * rows, 1, 1))
     try:
         return _save(fig, path)
     finally:
@@ -165,23 +194,20 @@ def pareto_figure(results: list[dict], path) -> Path:
 
 
 def resources_figure(results: list[dict], path) -> Path:
-    """LUTs and DSPs against images per second, one point per design (needs place-and-route)."""
+    """LUTs and DSP blocks against images per second, one point per design (needs place-and-route)."""
     plt = _pyplot()
-    several = len({network_label(r) for r in results}) > 1
     placed = [r for r in results if r.get("resources") and r.get("images_per_second")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in zip(axes, ("luts", "dsp"), ("LUTs", "DSP multipliers")):
-        for r in placed:
-            ax.scatter(r["images_per_second"], r["resources"].get(key, 0))
-            ax.annotate(_label(r, several), (r["images_per_second"], r["resources"].get(key, 0)),
-                        textcoords="offset points", xytext=(5, 5), fontsize=9)
-        ax.set_xlabel("images per second (Fmax / interval)")
-        ax.set_ylabel(label)
-        ax.set_xscale("log")
+    styles = _styles(placed)
+    rows = math.ceil((len(styles[0]) + len(styles[1]) + 1) / 5)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4 + 0.25 * rows))
+    for ax, key, label in zip(axes, ("luts", "dsp"), ("LUT4 cells", "DSP blocks")):
+        _scatter_with_front(ax, placed, styles, lambda r: r["images_per_second"],
+                            lambda r, key=key: r["resources"].get(key, 0), True, False,
+                            "images per second (Fmax / interval)", label, log_x=True)
         ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
     fig.suptitle("Resources against throughput (ECP5-85F, out of context)")
-    fig.tight_layout()
+    _legend(fig, styles)
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * rows, 1, 1))
     try:
         return _save(fig, path)
     finally:

@@ -123,6 +123,22 @@ def test_bench_report_merges_saved_runs(tmp_path, capsys):
                                                                      ["lenet5_pruned_pow2", "fast"]]
 
 
+def test_bench_report_fills_in_the_accuracy_from_the_weights(tmp_path, capsys, mnist_dir):
+    """A run that did not find the test set: bench-report --data measures the golden model's
+    accuracy from each row's weights file, in the row's arithmetic."""
+    from lenet_fpga.model.weights import ASSETS
+
+    path = ASSETS / "lenet5_pruned_pow2.npz"
+    row = _made_up_row(str(path), "fast", 26_000, 90_000.0, accuracy=None)
+    row["arithmetic"] = weights.load(path).arithmetic.describe()
+    wrap = {**row, "name": "baseline", "arithmetic": arith.Arithmetic("half-up", "wrap").describe()}
+    (tmp_path / "run.json").write_text(json.dumps({"configs": [row, wrap]}))
+    assert main(["bench-report", str(tmp_path / "run.json"), "--data", str(mnist_dir), "--json"]) == 0
+    fast, baseline = json.loads(capsys.readouterr().out)["configs"]
+    assert fast["accuracy"] == weights.load(path).manifest["accuracy"]["fixed"]
+    assert baseline["accuracy"] < fast["accuracy"]  # the same codes run with wrap-around
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "no such file"), ("{", "not a bench --json output"), ('{"configs": 3}', "no 'configs' list"),
     ('{"configs": [{"name": "fast"}]}', "row 1 lacks accuracy"),
