@@ -343,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE.json", help="outputs of bench --json")
     p.add_argument("--data", metavar="DIR", default=None,
-                   help="MNIST folder: rows measured without the test set get the golden model's accuracy "
-                        "from their weights file")
+                   help="MNIST folder (default: $LENET_FPGA_DATA, else where `lenet-fpga download` puts it): "
+                        "rows measured without the test set get the golden model's accuracy from their weights file")
     p.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots to this folder")
     p.add_argument("--json", action="store_true", help="print the merged rows as one JSON object")
     p.set_defaults(handler="sim.benchmark:cmd_bench_report")

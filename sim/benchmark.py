@@ -353,13 +353,20 @@ def load_bench_document(path) -> dict:
     return document
 
 
-def fill_accuracy(results: list[dict], data_dir: Path, say=print) -> None:
+def fill_accuracy(results: list[dict], data_dir: Path | None, say=print, explicit: bool = True) -> None:
     """The golden model's accuracy on the MNIST test set for rows measured without it (a bench
-    run that did not find the test set), from each row's weights file in the row's arithmetic."""
+    run that did not find the test set), from each row's weights file in the row's arithmetic.
+    Without the test set: an error if ``explicit`` (the user named the folder), else a remark."""
     missing = [r for r in results if r.get("accuracy") is None]
     if not missing:
         return
-    test_set = mnist.load("test", data_dir)
+    try:
+        split = mnist.load("test", data_dir)
+    except InputError as e:
+        if explicit:
+            raise
+        say(f"accuracy of {len(missing)} rows left out: {e}")
+        return
     cache: dict[tuple, float] = {}
     for r in missing:
         path = r.get("weights")
@@ -374,6 +381,7 @@ def fill_accuracy(results: list[dict], data_dir: Path, say=print) -> None:
             continue
         key = (str(Path(path).resolve()), arithmetic)
         if key not in cache:
+            test_set = image_sets.ImageSet(split.images, split.labels).fitted(ws.network)
             logits = golden.forward(test_set.images, ws.params, arithmetic, ws.network)
             cache[key] = golden.accuracy(logits, test_set.labels)
         r["accuracy"] = cache[key]
@@ -392,8 +400,7 @@ def cmd_bench_report(args) -> int:
             rows[(network_label(r), r["name"])] = {**r, "source": str(path)}
     results = list(rows.values())
     say = (lambda *a, **k: None) if args.json else print
-    if args.data:
-        fill_accuracy(results, Path(args.data), say)
+    fill_accuracy(results, Path(args.data) if args.data else None, say, explicit=bool(args.data))
     say(format_table(results, max(r["pixel_bound"] for r in results) if results else 0))
     say(f"from {len(args.files)} bench runs: " + ", ".join(str(p) for p in args.files))
     if args.plots:
