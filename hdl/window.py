@@ -139,8 +139,10 @@ class WindowGenerator(wiring.Component):
         column = pack_codes([older[ky * ch + c] if ky < k - 1 else pixel[c] for c in range(ch) for ky in range(k)])
         # The K-1 columns before it, oldest first.
         history = [Signal(unsigned(k * ch * arith.WIDTH), name=f"column{kx}") for kx in range(k - 1)]
-        columns = [unpack_codes(v, k * ch) for v in [*history, column]]
-        window = pack_codes([columns[kx][c * k + ky] for c in range(ch) for ky in range(k) for kx in range(k)])
+
+        def window_of(columns):  # K columns, oldest first -> the window layout
+            codes = [unpack_codes(v, k * ch) for v in columns]
+            return pack_codes([codes[kx][c * k + ky] for c in range(ch) for ky in range(k) for kx in range(k)])
 
         with m.If(accept):
             m.d.sync += [history[kx].eq(history[kx + 1]) for kx in range(k - 2)]
@@ -156,11 +158,9 @@ class WindowGenerator(wiring.Component):
             with m.If(accept):
                 m.d.sync += oldest.eq(history[0])
             m.d.sync += load.eq(accept & completes)
-            columns = [unpack_codes(v, k * ch) for v in [oldest, *history]]
-            window = pack_codes([columns[kx][c * k + ky] for c in range(ch) for ky in range(k) for kx in range(k)])
-            taken = load
+            taken, window = load, window_of([oldest, *history])
         else:
-            taken = accept & completes
+            taken, window = accept & completes, window_of([*history, column])
         with m.If(taken):
             m.d.sync += [self.o.payload.eq(window), self.o.valid.eq(1)]
         with m.Elif(self.o.ready):

@@ -67,6 +67,10 @@ class Arithmetic:
         return f"Q2.6, rounding {self.rounding}, overflow {self.overflow}"
 
 
+# Every arithmetic the contract allows (rounding outer, overflow inner).
+ARITHMETICS = tuple(Arithmetic(r, o) for r in Rounding for o in Overflow)
+
+
 def quantize_pixels(pixels) -> np.ndarray:
     """Pixel 0..255 -> Q2.6 code 0..64: the nearest code to p/255, ties up. int64 out."""
     p = np.asarray(pixels)

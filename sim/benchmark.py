@@ -373,14 +373,13 @@ def fill_accuracy(results: list[dict], data_dir: Path | None, say=print, explici
         if not path or not Path(path).is_file():
             say(f"{network_label(r)} {r['name']}: weights {path} not found; accuracy left out")
             continue
-        ws = weight_files.load(path)
-        arithmetic = next((a for a in (arith.Arithmetic(rd, ov) for rd in arith.Rounding for ov in arith.Overflow)
-                           if a.describe() == r.get("arithmetic")), None)
+        arithmetic = next((a for a in arith.ARITHMETICS if a.describe() == r.get("arithmetic")), None)
         if arithmetic is None:
             say(f"{network_label(r)} {r['name']}: arithmetic {r.get('arithmetic')!r} unknown; accuracy left out")
             continue
         key = (str(Path(path).resolve()), arithmetic)
-        if key not in cache:
+        if key not in cache:  # a network measured at several presets is loaded and run once
+            ws = weight_files.load(path)
             test_set = image_sets.ImageSet(split.images, split.labels).fitted(ws.network)
             logits = golden.forward(test_set.images, ws.params, arithmetic, ws.network)
             cache[key] = golden.accuracy(logits, test_set.labels)

@@ -18,7 +18,7 @@ from lenet_fpga.hdl.spram import WeightStore
 from lenet_fpga.model import arith
 from lenet_fpga.model.network import ConvLayer, Network
 
-MODES = [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow]
+MODES = list(arith.ARITHMETICS)
 
 
 def _run(module, bench):

@@ -19,7 +19,7 @@ from lenet_fpga.model.network import LENET5, ConvLayer
 from lenet_fpga.sim.network import simulate_banks
 
 SAMPLES = images.load_image_set()
-MODES = [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow]
+MODES = list(arith.ARITHMETICS)
 RANDOM, SHIPPED = 0, 1  # weight banks of every harness
 
 

@@ -11,7 +11,7 @@ from lenet_fpga.hdl import datapath
 from lenet_fpga.model import arith
 from lenet_fpga.sim import runner
 
-MODES = [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow]
+MODES = list(arith.ARITHMETICS)
 ACC_SHAPE = datapath.accumulator_shape(256)  # fc1's, the widest accumulator
 
 

@@ -16,7 +16,7 @@ from lenet_fpga.model import arith, golden, images, weights
 from lenet_fpga.model.network import Network
 from lenet_fpga.sim.network import simulate
 
-MODES = [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow]
+MODES = list(arith.ARITHMETICS)
 SAMPLES = images.load_image_set()
 
 

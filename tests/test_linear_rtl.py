@@ -27,7 +27,7 @@ from lenet_fpga.sim import runner
 from lenet_fpga.sim.ecp5_models import mult18x18d_model
 
 SIMULATOR = os.environ.get("LENET_FPGA_SIMULATOR", "icarus")
-MODES = [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow]
+MODES = list(arith.ARITHMETICS)
 FC1, FC2, FC3 = LENET5.linear_layers
 
 class Geometry(NamedTuple):

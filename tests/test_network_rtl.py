@@ -56,7 +56,7 @@ def test_wrap_weights_in_wrap_mode(simulator, sim_build):
     _check(run, f"wrap weights on {simulator}")
 
 
-@pytest.mark.parametrize("mode", [arith.Arithmetic(r, o) for r in arith.Rounding for o in arith.Overflow],
+@pytest.mark.parametrize("mode", arith.ARITHMETICS,
                          ids=lambda a: f"{a.rounding}-{a.overflow}")
 def test_large_random_weights_every_mode(mode, simulator, sim_build, random_params):
     """Large weights make every layer saturate or wrap: the corner cases of the whole pipeline."""
