@@ -272,7 +272,8 @@ class BoardClient:
             return protocol.parse_result(frame, sizes)
 
         if not self._noisy:
-            answer = self._while_clean(FrameType.CLASSIFY, pixels, FrameType.RESULT, result)
+            # a whole image while the line is clean; in pieces once it has lost a frame
+            answer = self._request(FrameType.CLASSIFY, pixels, FrameType.RESULT, result, while_clean=True)
             if answer is not None:
                 return answer
         before = sum(self.retried.values())
@@ -281,11 +282,6 @@ class BoardClient:
         if sum(self.retried.values()) == before:
             self._noisy = False  # a whole image in pieces without a retry: try whole images again
         return answer
-
-    def _while_clean(self, type: FrameType, payload: bytes, expect: FrameType, parser):
-        """``_request`` of a whole image, given up (None) as soon as the line loses a frame: the
-        caller sends the image in pieces instead."""
-        return self._request(type, payload, expect, parser, while_clean=True)
 
     def _store_pieces(self, pixels: bytes, size: int) -> None:
         """``pixels`` into the board's image buffer in IMAGE pieces of ``size``, each retried."""
@@ -304,8 +300,8 @@ class BoardClient:
         sizes = self.sizes
         pixels = protocol.image_pixels(image, sizes)
         if not self._noisy:
-            held = self._while_clean(FrameType.IMAGE, bytes(protocol.PIECE_HEADER_BYTES) + pixels,
-                                     FrameType.IMAGE_STORED, protocol.parse_stored)
+            held = self._request(FrameType.IMAGE, bytes(protocol.PIECE_HEADER_BYTES) + pixels,
+                                 FrameType.IMAGE_STORED, protocol.parse_stored, while_clean=True)
             if held == len(pixels):
                 return
             if held is not None:
