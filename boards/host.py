@@ -52,6 +52,9 @@ ERROR_TEXT = {
     ErrorCode.TOO_LONG: ("the board refused the request's length as longer than any it takes (a length corrupted "
                          "on the line, or a board built for a smaller network)"),
     ErrorCode.BAD_RUNS: "the board refused a BENCH of 0 runs",
+    ErrorCode.WEIGHTS_FIXED: ("the board's weights are in its bitstream (read-only memory) and cannot be replaced: "
+                              "build it with the weights you want (`lenet-fpga build --weights FILE.npz`), or with "
+                              "--compact-weights spram to load them at run time"),
 }
 RETRY_CODES = protocol.RETRY_CODES
 MIN_BAUD = 1200  # below this a read timeout that covers the longest exchange runs into minutes

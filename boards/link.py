@@ -124,7 +124,8 @@ class UARTLink(wiring.Component):
         self.info = protocol.BoardInfo(
             protocol.VERSION, accelerator.arithmetic, accelerator.design, logit_bits,
             weights_id if in_bitstream else 0, in_bitstream, in_bitstream, self.weight_bytes,
-            network.image_size, network.classes, accelerator.multipliers, clock_hz=_integer("clock_hz", clock_hz))
+            network.image_size, network.classes, accelerator.multipliers, clock_hz=_integer("clock_hz", clock_hz),
+            weights_fixed=not accelerator.weights_loadable)
         self.info.encode()  # every field fits
         super().__init__()
 
@@ -151,7 +152,8 @@ class UARTLink(wiring.Component):
         m.submodules.transmitter = transmitter = UARTTransmitter(self._divisor)
         m.submodules.parser = parser = FrameParser(self.sizes.max_request, self._timeout, self._frame_cycles)
         m.submodules.handler = handler = RequestHandler(self.sizes, self.weight_bytes, info.weights_in_bitstream,
-                                                        info.weights_id, self._watchdog)
+                                                        info.weights_id, self._watchdog,
+                                                        weights_loadable=not info.weights_fixed)
         m.submodules.serialiser = serialiser = ReplySerialiser(info, acc.logit_shape)
         m.submodules.accelerator = ResetInserter(handler.accelerator_reset)(acc)
 

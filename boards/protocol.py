@@ -36,7 +36,7 @@ from ..model import arith
 from ..model.errors import InputError
 
 SYNC = 0xA5
-VERSION = 3  # INFO byte 0; bump on any incompatible change of this file
+VERSION = 4  # INFO byte 0; bump on any incompatible change of this file
 # 2: weight loading; 3: SEQ in every frame, CRC-16 instead of CRC-8, the network's sizes in
 #    INFO, IMAGE pieces, the commit's CRC-32, refusal of an over-long LEN, frame deadline and
 #    accelerator watchdog, BENCH and the board's clock in INFO.
@@ -61,6 +61,7 @@ MAX_BENCH_RUNS = 0xFFFF
 WEIGHTS_VALID = 0x01  # weights flags (INFO and WEIGHTS_LOADED): the board will classify
 WEIGHTS_IN_BITSTREAM = 0x02  # weights flags (INFO): the design's memories have initial values
 WEIGHTS_LOADING = 0x04  # weights flags (INFO): a load is in progress (INFO's load_received counts it)
+WEIGHTS_FIXED = 0x08  # weights flags (INFO): the weights are in read-only memory; a load is refused
 DESIGNS = ("streaming", "compact")  # INFO byte 2: the accelerator's ``design``, by index
 
 
@@ -108,6 +109,7 @@ class ErrorCode(enum.IntEnum):
     TOO_LONG = 10  # LEN above the board's largest request, refused as soon as LEN arrived, before
     #                the CRC could be checked: a LEN corrupted on the line, or a request for another board
     BAD_RUNS = 11  # a BENCH asking for 0 runs
+    WEIGHTS_FIXED = 12  # a LOAD_WEIGHTS to a board whose weights are in read-only memory (its bitstream)
 
 
 # Errors after which the board has carried out nothing, and which a corrupted frame can cause:
@@ -557,7 +559,8 @@ class BoardInfo:
     3         logit accumulator width in bits (the RESULT logits are sign-extended from it)
     4..7      ``weights_id`` of the valid weights, u32: the bitstream's (0: not given)
               or the last committed load's; 0 while no weights are valid
-    8         weights flags: ``WEIGHTS_VALID``, ``WEIGHTS_IN_BITSTREAM``, ``WEIGHTS_LOADING``
+    8         weights flags: ``WEIGHTS_VALID``, ``WEIGHTS_IN_BITSTREAM``, ``WEIGHTS_LOADING``,
+              ``WEIGHTS_FIXED``
     9..12     bytes of the weight image a load must send, u32
     13..16    bytes of the load in progress received gap-free, u32 (0 when none)
     17        image side: CLASSIFY carries side x side pixels
@@ -581,6 +584,7 @@ class BoardInfo:
     loading: bool = False
     load_received: int = 0
     clock_hz: int = 0
+    weights_fixed: bool = False  # in read-only memory: LOAD_WEIGHTS is refused (WEIGHTS_FIXED)
 
     @property
     def sizes(self) -> FrameSizes:
@@ -589,7 +593,7 @@ class BoardInfo:
     @property
     def flags(self) -> int:
         return (WEIGHTS_VALID * bool(self.weights_valid) | WEIGHTS_IN_BITSTREAM * bool(self.weights_in_bitstream)
-                | WEIGHTS_LOADING * bool(self.loading))
+                | WEIGHTS_LOADING * bool(self.loading) | WEIGHTS_FIXED * bool(self.weights_fixed))
 
     def encode(self) -> bytes:
         if self.design not in DESIGNS:
@@ -624,4 +628,5 @@ def parse_info(frame: Frame) -> BoardInfo:
                      bool(weights & WEIGHTS_VALID), bool(weights & WEIGHTS_IN_BITSTREAM),
                      int.from_bytes(payload[9:13], "little"), payload[17], payload[18],
                      int.from_bytes(payload[19:21], "little"), bool(weights & WEIGHTS_LOADING),
-                     int.from_bytes(payload[13:17], "little"), int.from_bytes(payload[21:25], "little"))
+                     int.from_bytes(payload[13:17], "little"), int.from_bytes(payload[21:25], "little"),
+                     bool(weights & WEIGHTS_FIXED))

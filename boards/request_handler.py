@@ -63,6 +63,9 @@ class RequestHandler(wiring.Component):
         Bytes of the accelerator's weight image.
     weights_in_bitstream : bool
         The weights are valid from configuration.
+    weights_loadable : bool
+        A load can replace them; else every LOAD_WEIGHTS is refused (``WEIGHTS_FIXED``) and the
+        weights stay valid.
     weights_id : int
         INFO's weights id until the first load (0 when not in the bitstream).
     watchdog_cycles : int
@@ -91,7 +94,7 @@ class RequestHandler(wiring.Component):
     """
 
     def __init__(self, sizes: protocol.FrameSizes, weight_bytes: int, weights_in_bitstream: bool,
-                 weights_id: int, watchdog_cycles: int):
+                 weights_id: int, watchdog_cycles: int, weights_loadable: bool = True):
         if not isinstance(sizes, protocol.FrameSizes):
             raise TypeError(f"sizes must be a protocol.FrameSizes, not {sizes!r}")
         for name, value in (("weight_bytes", weight_bytes), ("weights_id", weights_id),
@@ -107,6 +110,9 @@ class RequestHandler(wiring.Component):
         self._sizes = sizes
         self._weight_bytes = weight_bytes
         self._in_bitstream = bool(weights_in_bitstream)
+        self._loadable = bool(weights_loadable)
+        if not (self._loadable or self._in_bitstream):
+            raise ValueError("weights that cannot be loaded must be in the bitstream")
         self._weights_id = weights_id if weights_in_bitstream else 0
         self._watchdog = watchdog_cycles
         # The frame buffer at [0, area), the image buffer at [area, area + pixels).
@@ -178,7 +184,8 @@ class RequestHandler(wiring.Component):
         m.d.comb += [self.weights_restart.eq(restart), image_crc.start.eq(restart)]
         image_received = Signal(range(pixels + 1))  # image buffer bytes 0 .. image_received - 1 hold pieces
         m.d.comb += [self.weights_id.eq(weights_id), self.load_received.eq(received),
-                     self.weights_flags.eq(Cat(valid, Const(self._in_bitstream, 1), loading)),
+                     self.weights_flags.eq(Cat(valid, Const(self._in_bitstream, 1), loading,
+                                               Const(not self._loadable, 1))),
                      self.image_received.eq(image_received)]
 
         # Arguments from the payload as it arrives: LOAD_WEIGHTS' op (byte 0), offset or total
@@ -373,23 +380,27 @@ class RequestHandler(wiring.Component):
                         m.next = "COPY"
                     with m.Else():
                         reply(FrameType.ERROR, ErrorCode.BAD_IMAGE)
-                # LOAD_WEIGHTS
-                with m.Elif(self.busy):
-                    reply(FrameType.ERROR, ErrorCode.BUSY)
-                with m.Elif(op == LoadOp.CHUNK):
-                    with m.If(chunk_in_order & chunk_fits):
-                        m.d.sync += [restart.eq(argument == 0), received.eq(chunk_end), loading.eq(1),
-                                     from_pieces.eq(0)]
-                        with m.If(argument == 0):
-                            m.d.sync += [valid.eq(0), weights_id.eq(0)]
-                        m.next = "LOAD"
+                # LOAD_WEIGHTS (read-only weights: chosen here, not by a constant in the logic)
+                if not self._loadable:
+                    with m.Else():
+                        reply(FrameType.ERROR, ErrorCode.WEIGHTS_FIXED)
+                else:
+                    with m.Elif(self.busy):
+                        reply(FrameType.ERROR, ErrorCode.BUSY)
+                    with m.Elif(op == LoadOp.CHUNK):
+                        with m.If(chunk_in_order & chunk_fits):
+                            m.d.sync += [restart.eq(argument == 0), received.eq(chunk_end), loading.eq(1),
+                                         from_pieces.eq(0)]
+                            with m.If(argument == 0):
+                                m.d.sync += [valid.eq(0), weights_id.eq(0)]
+                            m.next = "LOAD"
+                        with m.Else():
+                            refuse_load()
+                    with m.Elif((op == LoadOp.COMMIT) & commit_ok):
+                        m.d.sync += [valid.eq(1), weights_id.eq(load_id), loading.eq(0)]
+                        reply(FrameType.WEIGHTS_LOADED)
                     with m.Else():
                         refuse_load()
-                with m.Elif((op == LoadOp.COMMIT) & commit_ok):
-                    m.d.sync += [valid.eq(1), weights_id.eq(load_id), loading.eq(0)]
-                    reply(FrameType.WEIGHTS_LOADED)
-                with m.Else():
-                    refuse_load()
 
             # CLASSIFY: stream the checked image into the accelerator, wait for its answer.
             with m.State("START"):

@@ -58,6 +58,11 @@ def load_board_weights(client: BoardClient, ws: weight_files.WeightSet, image: b
         if not quiet:
             print(f"the board already holds these weights (id {wid:08x}); not loading them", file=sys.stderr)
         return info
+    if info.weights_fixed:
+        raise InputError(
+            f"the board's weights are in its bitstream (id {info.weights_id:08x}) and cannot be replaced by "
+            f"{ws.path or 'these weights'} (id {wid:08x}): build and flash it with them "
+            f"(`lenet-fpga build --weights {ws.path or 'FILE.npz'}`)")
     if info.weight_bytes != len(image):
         raise InputError(
             f"the board expects a weight image of {info.weight_bytes:,} bytes, {ws.path or 'the weights'} make "

@@ -95,6 +95,7 @@ class Accelerator(wiring.Component):
     """
 
     weights_in_bitstream: bool
+    weights_loadable: bool = True  # ``weights`` can replace them (not in read-only memory)
     design: str
     phases: int = 0
     phase = None

@@ -435,6 +435,24 @@ async def link_images(dut):
 
 
 @cocotb.test()
+async def link_fixed_weights(dut):
+    """A board whose weights are in read-only memory: every LOAD_WEIGHTS (a chunk, a commit) is
+    refused with WEIGHTS_FIXED, the client's load stops at the first refusal, INFO is unchanged
+    and the board classifies bit-exactly."""
+    bench = LinkBench(dut)
+    await bench.start()
+    sizes = bench.sizes
+    await bench.expect_error(protocol.load_chunk_request(0, bytes(8), sizes), ErrorCode.WEIGHTS_FIXED, "a chunk")
+    await bench.expect_error(protocol.load_commit_request(8, 1, protocol.crc32(bytes(8))), ErrorCode.WEIGHTS_FIXED,
+                             "a commit")
+    info, error = await bench.call(bench.client.ping)
+    assert error is None and info.encode() == bytes(bench.data["info"].astype(np.uint8)), f"INFO {info}"
+    _, error = await bench.call(bench.client.load_weights, bytes(info.weight_bytes), 1)
+    assert error is not None and error.code == ErrorCode.WEIGHTS_FIXED, f"load: {error}"
+    await bench.classify_and_check(0)
+
+
+@cocotb.test()
 async def link_errors(dut):
     """Each bad request gets its ERROR, and the board classifies correctly right after."""
     bench = LinkBench(dut)

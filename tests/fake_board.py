@@ -96,7 +96,7 @@ class FakeBoard:
         return protocol.BoardInfo(protocol.VERSION, self.arithmetic, "streaming", 22, self.weights_id if self.valid else 0,
                                   self.valid, self.in_bitstream, self.weight_bytes, self.sizes.image_size,
                                   self.sizes.classes, 110, self.loading, self.received if self.loading else 0,
-                                  self.clock_hz)
+                                  self.clock_hz, getattr(self, "fixed", False))
 
     def requests_of(self, type: FrameType) -> list[protocol.Frame]:
         return [f for f in self.requests if f.type == type and f.crc_ok]

@@ -128,6 +128,20 @@ def test_board_run_weight_errors():
         run_on_board(BoardClient(board), shipped, images.load_image_set().head(1), quiet=True)
 
 
+def test_board_with_weights_in_its_bitstream():
+    """A board whose weights cannot be replaced (INFO: fixed): its own weights run without a
+    load; other weights are refused before any request, saying how to get them onto it."""
+    shipped = weights.load()
+    board = GoldenBoard(shipped)
+    board.fixed = True
+    client = BoardClient(board)
+    assert client.ping().weights_fixed
+    load_board_weights(client, shipped, image_of(None), quiet=True)
+    with pytest.raises(InputError, match="in its bitstream .* cannot be replaced .*lenet-fpga build --weights"):
+        load_board_weights(client, weights.load(WRAP_WEIGHTS), image_of(WRAP_WEIGHTS), quiet=True)
+    assert FrameType.LOAD_WEIGHTS not in board.request_types
+
+
 def test_board_run_cli_loads_weights(monkeypatch, capsys):
     """``board-run --weights FILE`` end to end on the pretend board (no serial port)."""
     from lenet_fpga.boards import run

@@ -107,9 +107,10 @@ def test_type_and_error_codes_are_the_documented_ones():
         "INFO": 0x81, "RESULT": 0x82, "WEIGHTS_LOADED": 0x83, "IMAGE_STORED": 0x84, "BENCH_RESULT": 0x85, "ERROR": 0xEE}
     assert {e.name: int(e) for e in ErrorCode} == {
         "BAD_CRC": 1, "BAD_LENGTH": 2, "UNKNOWN_TYPE": 3, "TIMEOUT": 4, "BUSY": 5, "NO_WEIGHTS": 6, "BAD_LOAD": 7,
-        "BAD_IMAGE": 8, "HUNG": 9, "TOO_LONG": 10, "BAD_RUNS": 11}
+        "BAD_IMAGE": 8, "HUNG": 9, "TOO_LONG": 10, "BAD_RUNS": 11,
+        "WEIGHTS_FIXED": 12}
     assert {o.name: int(o) for o in protocol.LoadOp} == {"CHUNK": 0, "COMMIT": 1}
-    assert protocol.VERSION == 3
+    assert protocol.VERSION == 4
 
 
 def random_frames(rng: random.Random, n: int) -> list[tuple[int, bytes, int]]:
@@ -277,10 +278,13 @@ def test_info_round_trip_and_layout():
     info = protocol.BoardInfo(protocol.VERSION, arith.Arithmetic("floor", "wrap"), "compact", 22, 0xCAFEF00D,
                               True, False, 45_066, 28, 10, 300, True, 0x010203, 85_000_000)
     payload = info.encode()
-    assert payload == bytes([3, 0b11, 1, 22, 0x0D, 0xF0, 0xFE, 0xCA, 0b101, 0x0A, 0xB0, 0x00, 0x00,
+    assert payload == bytes([4, 0b11, 1, 22, 0x0D, 0xF0, 0xFE, 0xCA, 0b101, 0x0A, 0xB0, 0x00, 0x00,
                              0x03, 0x02, 0x01, 0x00, 28, 10, 0x2C, 0x01, 0x40, 0xFF, 0x10, 0x05])
     assert protocol.parse_info(Frame(FrameType.INFO, payload)) == info
     assert info.sizes == LENET
+    fixed = protocol.BoardInfo(**{**info.__dict__, "weights_in_bitstream": True, "weights_fixed": True})
+    assert fixed.encode()[8] == 0b1111  # valid, in the bitstream, loading, fixed
+    assert protocol.parse_info(Frame(FrameType.INFO, fixed.encode())) == fixed
     with pytest.raises(protocol.ProtocolError, match="version 2"):
         protocol.parse_info(Frame(FrameType.INFO, bytes([2]) + payload[1:13]))
     with pytest.raises(protocol.ProtocolError, match="design 5"):

@@ -63,8 +63,8 @@ class Accelerator:
 
 
 class Bench:
-    def __init__(self, in_bitstream: bool = True, seed: int = 0):
-        self.dut = RequestHandler(SIZES, WEIGHT_BYTES, in_bitstream, BITSTREAM_ID, WATCHDOG)
+    def __init__(self, in_bitstream: bool = True, seed: int = 0, loadable: bool = True):
+        self.dut = RequestHandler(SIZES, WEIGHT_BYTES, in_bitstream, BITSTREAM_ID, WATCHDOG, weights_loadable=loadable)
         self.acc = Accelerator()
         self.rng = random.Random(seed)
         self.seq = 0
@@ -304,6 +304,29 @@ def test_weight_load_and_its_crc():
         assert bytes(b.acc.weights) == image and b.state(ctx, b.dut)["id"] == 9
 
     bench.run(script)
+
+
+def test_weights_in_read_only_memory():
+    """A design whose weights cannot be replaced (the compact design's block RAM weights): INFO's
+    flags say so, every LOAD_WEIGHTS (chunk, commit, anything) gets WEIGHTS_FIXED, and the
+    bitstream's weights stay valid and classify."""
+    bench = Bench(seed=5, loadable=False)
+    image = weight_image(5)
+
+    async def script(ctx, b):
+        fixed = {"valid": True, "loading": False, "id": BITSTREAM_ID, "load_received": 0, "image_received": 0}
+        assert ctx.get(b.dut.weights_flags) == (protocol.WEIGHTS_VALID | protocol.WEIGHTS_IN_BITSTREAM
+                                                | protocol.WEIGHTS_FIXED)
+        for payload in (chunk(0, image[:16]), commit(WEIGHT_BYTES, 1, protocol.crc32(image)), bytes([2, 0, 0])):
+            assert await b.deliver(ctx, FrameType.LOAD_WEIGHTS, payload) == error(ErrorCode.WEIGHTS_FIXED)
+            assert b.state(ctx, b.dut) == fixed
+        assert not b.acc.weights and b.acc.restarts == 0
+        assert await b.deliver(ctx, FrameType.CLASSIFY, bytes(range(PIXELS))) == [(FrameType.RESULT, None)]
+        assert b.acc.images == [list(range(PIXELS))]
+
+    bench.run(script)
+    with pytest.raises(ValueError, match="must be in the bitstream"):
+        RequestHandler(SIZES, WEIGHT_BYTES, False, 0, WATCHDOG, weights_loadable=False)
 
 
 def test_load_order_rules():
