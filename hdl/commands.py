@@ -46,7 +46,11 @@ def compact_config_from_args(args, ws) -> compact.CompactConfig:
         config = compact.CompactConfig(arithmetic_from_args(args, ws.arithmetic), lanes=lanes[0])
     except ValueError as e:
         raise InputError(f"--lanes {lanes[0]}: {e}") from None
-    return config.check(ws.network)
+    config.check(ws.network)
+    where = getattr(args, "compact_weights", None) or "auto"
+    if where == "auto":
+        where = "bitstream" if compact.weights_fit_up5k(ws, config) else "spram"
+    return replace(config, weights_in_bitstream=where == "bitstream")
 
 
 def streaming_config_from_args(args, ws) -> StreamingConfig:
@@ -70,7 +74,8 @@ def streaming_config_from_args(args, ws) -> StreamingConfig:
 def describe_config(config) -> str:
     """The generator parameters in the command line's own spelling."""
     if config.design == "compact":
-        return f"compact design, {config.lanes} lanes"
+        where = "in the bitstream" if config.weights_in_bitstream else "in SPRAM"
+        return f"compact design, {config.lanes} lanes, weights {where}"
     def spell(values):
         return ",".join(map(str, values)) if isinstance(values, tuple) else str(values)
     soft = ",".join(config.soft_multipliers) or "none"

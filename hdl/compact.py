@@ -1,5 +1,6 @@
 """A compact LeNet-family accelerator for small FPGAs (the iCE40 UP5K): one array of a few multipliers runs every
-layer in turn, weights in single-port RAM loaded at run time, feature maps in one block RAM.
+layer in turn, weights in single-port RAM loaded at run time, feature maps in one block RAM; or,
+for a compressed network whose codes fit the block RAM, weights in the bitstream (see below).
 
     pixels -> ImageInput -> feature maps (BRAM) -> MACArray (lanes x 8x8) -> Finisher ----+
                                  ^       weights (SPRAM) --^                              |
@@ -41,7 +42,7 @@ goes to ``c * size**2 + q``: the (channel, row, column) flatten fc1 reads.
 
 The weight image
 ----------------
-The weights are not in the bitstream (SPRAM has no initial contents); they arrive through the
+By default the weights are not in the bitstream (SPRAM has no initial contents); they arrive through the
 ``weights`` byte stream (``weight_image``). The image is a sequence of *words* of ``lanes``
 bytes (lane 0 first), each byte an int8 code; word ``a`` goes to SPRAM address ``a``. For each
 layer in network order and each group ``g`` of ``lanes`` outputs (output ``g * lanes + l`` in
@@ -49,13 +50,26 @@ lane ``l``; lanes past the layer's last output hold 0) there is one bias word, t
 tap (conv: input channel, kernel row, kernel column; linear: input feature). The array reads
 the words of a group in order and reads them again for each output position.
 
+Weights in the bitstream
+------------------------
+With ``CompactConfig(weights_in_bitstream=True)`` the weights are in block RAM with initial
+values instead (``hdl/weight_rom.py``): each layer's tap words at its code width (``lanes * k``
+bits a word, one ROM per width), decoded back to int8 codes in a register before the array, and
+the biases in a small table in logic. The board then classifies right after configuration and
+refuses weight loads (``weights_loadable`` is False). The block RAM goes to the weights, so the
+feature maps move to two of the then unused SPRAMs, one per ping-pong region
+(``PingPongMaps``). The decode's register is one more memory stage: one cycle more per layer.
+A compressed network fits the UP5K's 30 block RAMs this way (``lenet5_pruned_pow2``: 23 for its
+weights), the dense one (92) does not; ``weights_fit_up5k`` decides for the command line's
+``--compact-weights auto``.
+
 Cycle model
 -----------
 Everything is fixed by the geometry, so ``cycle_model`` predicts the cycles of an image (start
 to done, as ``LeNetAccelerator.cycles`` counts them) exactly, if the pixels arrive one a cycle
 from the cycle after ``start``: ``pixels + 2`` to take the image (786 for 28x28), then per layer ``groups * positions *
 (1 + taps)`` array cycles, plus ``lanes + 4`` to drain the pipeline between layers (one memory
-stage, two array stages, the finisher's lanes, one to set up), and for the last layer 4 + the
+stage (two with the weights in the bitstream), two array stages, the finisher's lanes, one to set up), and for the last layer 4 + the
 lanes of its last group until the last logit has reached the argmax and ended the image.
 """
 
@@ -65,7 +79,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -74,10 +88,13 @@ from ..model.errors import InputError
 from ..model.network import ConvLayer, LinearLayer, Network
 from ..model.weights import WeightSet
 from .accelerator import CYCLE_COUNTER_WIDTH, Accelerator
-from .compact_parts import MEMORY_LATENCY, Finisher, ImageInput, MACArray, Sequencer, WeightStoreLoader
+from .compact_parts import MEMORY_LATENCY, WEIGHT_ADDRESS_BITS, Finisher, ImageInput, MACArray, Sequencer, WeightStoreLoader
 from .datapath import CODE, accumulator_shape
 from .lenet import Argmax
-from .spram import SPRAM_BLOCKS, SPRAM_DEPTH, WeightStore
+from .spram import SPRAM_BLOCKS, SPRAM_DEPTH, PingPongMaps, WeightStore
+from .weight_rom import ROM_LATENCY, RomLayout, WeightROM, ebr_blocks, rom_layout
+
+UP5K_BLOCK_RAMS = 30  # SB_RAM40_4K of the iCE40 UP5K
 
 MAX_LANES = 2 * SPRAM_BLOCKS  # one 8-bit code per lane from each half of each SPRAM word
 # Cycles from start to the first array cycle beyond the pixels: one in the quantizer, one to set up.
@@ -92,10 +109,14 @@ class CompactConfig:
 
     ``lanes`` is the number of multipliers (each a DSP block on the iCE40 UP5K, which has 8);
     it is also the number of codes in a weight word, so at most 8 (four 16-bit SPRAMs).
+    ``weights_in_bitstream``: the weights in block RAM with initial values, each layer at its
+    code width (``hdl/weight_rom.py``), and the feature maps in SPRAM; else the weights in SPRAM,
+    loaded at run time.
     """
 
     arithmetic: arith.Arithmetic = arith.Arithmetic()
     lanes: int = MAX_LANES
+    weights_in_bitstream: bool = False
 
     design = "compact"
 
@@ -104,6 +125,8 @@ class CompactConfig:
             raise TypeError(f"arithmetic must be an arith.Arithmetic, not {self.arithmetic!r}")
         if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= MAX_LANES:
             raise ValueError(f"lanes must be an integer 1..{MAX_LANES}, not {self.lanes!r}")
+        if not isinstance(self.weights_in_bitstream, bool):
+            raise TypeError(f"weights_in_bitstream must be a bool, not {self.weights_in_bitstream!r}")
 
     def check(self, network: Network) -> "CompactConfig":
         """Raise InputError, saying why, if this configuration cannot be built for ``network``."""
@@ -208,6 +231,18 @@ def plan_layers(network: Network, lanes: int) -> tuple[tuple[LayerPlan, ...], in
     return tuple(plans), sum(region)
 
 
+def weights_fit_up5k(weights: WeightSet, config: CompactConfig) -> bool:
+    """Whether the weights in block RAM (``weights_in_bitstream``) fit the iCE40 UP5K's 30
+    block RAMs beside the only other one the design then has: a board link's frame buffer (a
+    frame area of the next power of two of the image's bytes, and the image; the pixel table
+    is in logic and the feature maps in SPRAM)."""
+    plans, _ = plan_layers(weights.network, config.lanes)
+    layout = rom_layout(plans, weight_words(weights.params, plans, config.lanes), weights.codes, config.lanes)
+    pixels = weights.network.pixels
+    link_buffer = ebr_blocks(arith.WIDTH, (1 << max(1, (pixels - 1).bit_length())) + pixels)
+    return layout.blocks + link_buffer <= UP5K_BLOCK_RAMS
+
+
 def weight_words(params: dict[str, np.ndarray], plans, lanes: int) -> list[list[int]]:
     """The weight image as words: per word, ``lanes`` int8 codes (see the module docstring)."""
     words = []
@@ -225,15 +260,16 @@ def weight_words(params: dict[str, np.ndarray], plans, lanes: int) -> list[list[
     return words
 
 
-def cycle_model(network: Network, plans, lanes: int) -> dict[str, int]:
+def cycle_model(network: Network, plans, lanes: int, memory_latency: int = MEMORY_LATENCY) -> dict[str, int]:
     """Cycles of one image per phase (``input`` and each layer) under the module's cycle model;
-    their sum is the ``cycles`` the accelerator reports."""
+    their sum is the ``cycles`` the accelerator reports. ``memory_latency``: cycles from an
+    address to the array's operands (one with SPRAM weights, two with block RAM weights)."""
     model = {"input": network.pixels + INPUT_OVERHEAD}
     for plan in plans:
         # Between layers the pipeline drains (the memories' and the array's stages, ``lanes``
         # finisher cycles) and the next layer is set up; after the last, the last logit reaches
         # the argmax and (registered) ends the image.
-        stages = MEMORY_LATENCY + MACArray.latency
+        stages = memory_latency + MACArray.latency
         tail = stages + plan.last_lanes + 1 if plan.last else lanes + stages + 1
         model[plan.name] = plan.array_cycles + tail
     return model
@@ -247,17 +283,19 @@ def _packed_words(words) -> list[int]:
     return [sum((code & 0xFF) << (8 * lane) for lane, code in enumerate(word)) for word in words]
 
 
-def _report(network: Network, plans, lanes: int, map_depth: int) -> list[dict]:
-    cycles = cycle_model(network, plans, lanes)
+def _report(network: Network, plans, lanes: int, map_depth: int, cycles: dict[str, int],
+            rom: RomLayout | None) -> list[dict]:
     # Every layer's row names the same shared array (its multipliers and DSP blocks).
     rows = [{"layer": "input", "macs": 0, "multipliers": 0, "dsp": 0, "weight_bits": 0,
-             "memory_bits": 256 * arith.WIDTH, "memory": "bram", "cycles": cycles["input"]}]
-    for plan in plans:
+             "memory_bits": 256 * arith.WIDTH, "memory": "logic" if rom else "bram", "cycles": cycles["input"]}]
+    for i, plan in enumerate(plans):
+        bits = rom.restrictions[i].bits if rom else arith.WIDTH
+        words = plan.groups * (plan.terms - 1) if rom else plan.words  # ROM: the biases are in logic
         rows.append({"layer": plan.name, "macs": plan.macs, "multipliers": lanes, "dsp": lanes,
-                     "weight_bits": arith.WIDTH, "memory_bits": plan.words * lanes * arith.WIDTH, "memory": "spram",
-                     "cycles": cycles[plan.name]})
+                     "weight_bits": bits, "memory_bits": words * lanes * bits,
+                     "memory": "bram" if rom else "spram", "cycles": cycles[plan.name]})
     rows.append({"layer": "feature maps", "macs": 0, "multipliers": 0, "dsp": 0, "weight_bits": 0,
-                 "memory_bits": map_depth * arith.WIDTH, "memory": "bram", "cycles": 0})
+                 "memory_bits": map_depth * arith.WIDTH, "memory": "spram" if rom else "bram", "cycles": 0})
     return rows
 
 
@@ -284,7 +322,10 @@ class CompactAccelerator(Accelerator):
     multipliers : int
         Multipliers in the design (the lanes of the array).
     weights_in_bitstream : bool
-        False: the weights must be sent through ``weights`` after configuration.
+        False: the weights must be sent through ``weights`` after configuration. True (the
+        config's choice): they are in block RAM from configuration and cannot be replaced.
+    rom : RomLayout or None
+        Where the weights are in block RAM (``weights_in_bitstream``).
     words : int
         Weight words (``lanes`` bytes each) in the weight store.
     layer : Signal
@@ -304,6 +345,9 @@ class CompactAccelerator(Accelerator):
         self.plans, self.map_depth = plan_layers(self.network, self.lanes)
         self._words = weight_words(weights.params, self.plans, self.lanes)
         self.words = len(self._words)
+        self.weights_in_bitstream = config.weights_in_bitstream
+        self.rom = rom_layout(self.plans, self._words, weights.codes, self.lanes) if self.weights_in_bitstream else None
+        self.memory_latency = ROM_LATENCY if self.rom else MEMORY_LATENCY
         self.acc_shape = accumulator_shape(max(plan.terms - 1 for plan in self.plans))
         self.layer = Signal(range(len(self.plans)))
         self.phases = len(self.plans)
@@ -327,55 +371,92 @@ class CompactAccelerator(Accelerator):
         """One DSP block a lane (an SB_MAC16 on the iCE40 UP5K), shared by every layer."""
         return self.lanes
 
+    @property
+    def weights_loadable(self) -> bool:
+        """Whether ``weights`` can replace the weights (not when they are in read-only memory)."""
+        return self.rom is None
+
     def cycle_model(self) -> dict[str, int]:
-        return cycle_model(self.network, self.plans, self.lanes)
+        return cycle_model(self.network, self.plans, self.lanes, self.memory_latency)
 
     def layer_report(self) -> list[dict]:
         """Per phase: MACs, the multipliers it runs on (the same shared array for every layer),
         memory bits (``memory`` says which kind: weights in SPRAM, feature maps and the pixel
         table in block RAM) and cycles from the cycle model."""
-        return _report(self.network, self.plans, self.lanes, self.map_depth)
+        return _report(self.network, self.plans, self.lanes, self.map_depth, self.cycle_model(), self.rom)
 
     def elaborate(self, platform):
         m = Module()
         lanes = self.lanes
-        m.submodules.image = image = ImageInput(self.network.pixels)
-        m.submodules.sequencer = sequencer = Sequencer(self.plans, lanes, self.map_depth)
+        rom = self.rom
+        # With the weights in block RAM every block counts: the pixel table goes to logic.
+        m.submodules.image = image = ImageInput(self.network.pixels, table_in_logic=rom is not None)
+        m.submodules.sequencer = sequencer = Sequencer(rom.plans if rom else self.plans, lanes, self.map_depth,
+                                                          bias_words=rom is None)
         m.submodules.array = array = MACArray(lanes, max(plan.terms - 1 for plan in self.plans))
         m.submodules.finisher = finisher = Finisher(lanes, array.acc_shape, sequencer.address_bits,
                                                     self._config.arithmetic)
-        m.submodules.loader = loader = WeightStoreLoader(lanes, self.words)
-        m.submodules.store = store = WeightStore(lanes, self.words)
         m.submodules.argmax = argmax = Argmax(self.network.classes, self.logit_shape)
-        m.submodules.maps = maps = Memory(shape=CODE, depth=self.map_depth, init=[])
-        map_write, map_read = maps.write_port(), maps.read_port()
         busy = sequencer.busy
         take_start = self.start & ~busy
-
-        # ---- image in; weights in (idle only) ----
         wiring.connect(m, wiring.flipped(self.pixels), image.pixels)
-        wiring.connect(m, wiring.flipped(self.weights), loader.i)
-        m.d.comb += [
-            image.start.eq(take_start),
-            image.open.eq(sequencer.receiving),
-            loader.restart.eq(self.weights_restart),
-            loader.enable.eq(~busy),
-            store.wdata.eq(loader.data),
-            store.wlane.eq(loader.lane),
-            store.we.eq(loader.we),
-            store.addr.eq(Mux(busy, sequencer.weight_addr, loader.addr)),
-        ]
+        m.d.comb += [image.start.eq(take_start), image.open.eq(sequencer.receiving)]
+        receiving = sequencer.receiving
+        # Feature-map writes: the image's codes, then the finisher's.
+        map_write_addr = Mux(receiving, image.addr, finisher.addr)
+        map_write_data = Mux(receiving, image.code, finisher.data)
+        map_write_en = image.we | finisher.en
+
+        if rom:
+            # ---- weights in block RAM (read-only); feature maps in two SPRAMs ----
+            m.submodules.store = store = WeightROM(rom, WEIGHT_ADDRESS_BITS)
+            m.submodules.maps = maps = PingPongMaps(self.map_depth)
+            m.d.comb += [
+                store.addr.eq(sequencer.weight_addr),
+                store.bias_addr.eq(sequencer.bias_addr),
+                store.bias.eq(sequencer.term.bias),
+                store.layer.eq(sequencer.layer),
+                self.weights.ready.eq(1),  # nothing to load: bytes offered are dropped
+                maps.read_addr.eq(sequencer.act_addr),
+                maps.write_addr.eq(map_write_addr),
+                maps.write_data.eq(map_write_data),
+                maps.write_en.eq(map_write_en),
+                # The image goes to region 0; layer i writes region (i + 1) % 2.
+                maps.write_region.eq(~receiving & ~Cat(sequencer.layer, 0)[0]),
+            ]
+            activation = Signal(CODE)  # one register more: the weights' decode takes a cycle
+            m.d.sync += activation.eq(maps.read_data)
+        else:
+            # ---- weights in SPRAM, loaded while idle; feature maps in block RAM ----
+            m.submodules.loader = loader = WeightStoreLoader(lanes, self.words)
+            m.submodules.store = store = WeightStore(lanes, self.words)
+            m.submodules.maps = maps = Memory(shape=CODE, depth=self.map_depth, init=[])
+            map_write, map_read = maps.write_port(), maps.read_port()
+            wiring.connect(m, wiring.flipped(self.weights), loader.i)
+            m.d.comb += [
+                loader.restart.eq(self.weights_restart),
+                loader.enable.eq(~busy),
+                store.wdata.eq(loader.data),
+                store.wlane.eq(loader.lane),
+                store.we.eq(loader.we),
+                store.addr.eq(Mux(busy, sequencer.weight_addr, loader.addr)),
+                map_read.addr.eq(sequencer.act_addr),
+                map_read.en.eq(1),
+                map_write.addr.eq(map_write_addr),
+                map_write.data.eq(map_write_data),
+                map_write.en.eq(map_write_en),
+            ]
+            activation = map_read.data
 
         # ---- the term follows its operands: the memories answer, then the array adds ----
+        latency = self.memory_latency
         terms = [sequencer.term]
-        for stage in range(MEMORY_LATENCY + array.latency):
+        for stage in range(latency + array.latency):
             terms.append(Signal.like(sequencer.term, name=f"term_{stage + 1}"))
             m.d.sync += terms[-1].eq(terms[-2])
-        at_array, at_finisher = terms[MEMORY_LATENCY], terms[-1]
+        at_array, at_finisher = terms[latency], terms[-1]
         m.d.comb += [
-            map_read.addr.eq(sequencer.act_addr),
-            map_read.en.eq(1),
-            array.activation.eq(map_read.data),
+            array.activation.eq(activation),
             array.weights.eq(store.data),
             array.bias.eq(at_array.bias),
             finisher.acc.eq(array.acc),
@@ -405,12 +486,7 @@ class CompactAccelerator(Accelerator):
             self.receiving.eq(busy),
         ]
 
-        # ---- feature-map writes: the image's codes, then the finisher's ----
-        receiving = sequencer.receiving
         m.d.comb += [
-            map_write.addr.eq(Mux(receiving, image.addr, finisher.addr)),
-            map_write.data.eq(Mux(receiving, image.code, finisher.data)),
-            map_write.en.eq(image.we | finisher.en),
             argmax.i.valid.eq(finisher.logit.valid),
             argmax.i.payload.eq(finisher.logit.payload),
             self.klass.eq(argmax.klass),

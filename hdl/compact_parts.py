@@ -68,6 +68,8 @@ class ImageInput(wiring.Component):
     ----------
     pixels : int
         Pixels in an image.
+    table_in_logic : bool
+        The quantizer's table in logic (``PixelQuantizer(in_logic=True)``), not a block RAM.
 
     Attributes
     ----------
@@ -83,10 +85,11 @@ class ImageInput(wiring.Component):
         ``we`` of the image's last code.
     """
 
-    def __init__(self, pixels: int):
+    def __init__(self, pixels: int, table_in_logic: bool = False):
         if pixels < 1:
             raise ValueError(f"an image has at least one pixel, not {pixels}")
         self._pixels = pixels
+        self._table_in_logic = table_in_logic
         super().__init__({
             "pixels": In(stream.Signature(PIXEL)),
             "start": In(1),
@@ -99,7 +102,7 @@ class ImageInput(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.quantize = quantize = PixelQuantizer()
+        m.submodules.quantize = quantize = PixelQuantizer(in_logic=self._table_in_logic)
         taken = Signal(range(self._pixels + 1))
         accepting = self.open & (taken != self._pixels)
         m.d.comb += [
@@ -200,6 +203,10 @@ class Sequencer(wiring.Component):
     lanes : int
     map_depth : int
         Words of the feature-map RAM.
+    bias_words : bool
+        A group's words start with its bias word (the SPRAM image); False: only tap words (the
+        biases are elsewhere, at ``bias_addr``), and ``weight_addr`` stays on the first tap
+        word during the bias cycle.
 
     Attributes
     ----------
@@ -217,14 +224,18 @@ class Sequencer(wiring.Component):
     last_layer : Out(1)
     act_addr : Out(address_width(map_depth))
     weight_addr : Out(WEIGHT_ADDRESS_BITS)
+        From the layer's ``weight_base``: the group's bias word, then a word per tap.
+    bias_addr : Out(range(groups))
+        The group's number in the image (every layer's groups in order): a bias table's address.
     term : Out(term_layout(...))
         Meaningful while ``issuing``; ``term.complete`` is only high then.
     out_stride : Out(address_width(map_depth))
         The layer's distance between the outputs of two neighbouring lanes.
     """
 
-    def __init__(self, plans, lanes: int, map_depth: int):
+    def __init__(self, plans, lanes: int, map_depth: int, bias_words: bool = True):
         self.plans = tuple(plans)
+        self.bias_words = bias_words
         if not self.plans:
             raise ValueError("a network has at least one layer")
         self.lanes = lanes
@@ -241,6 +252,7 @@ class Sequencer(wiring.Component):
             "last_layer": Out(1),
             "act_addr": Out(width),
             "weight_addr": Out(WEIGHT_ADDRESS_BITS),
+            "bias_addr": Out(range(max(2, sum(p.groups for p in self.plans)))),
             "term": Out(term_layout(width, lanes)),
             "out_stride": Out(width),
         })
@@ -259,6 +271,7 @@ class Sequencer(wiring.Component):
         bias_term = Signal()  # the term being issued is the bias
         w_ptr = Signal(WEIGHT_ADDRESS_BITS)  # weight word being issued
         w_group = Signal(WEIGHT_ADDRESS_BITS)  # the bias word of the current group
+        b_ptr = Signal.like(self.bias_addr)  # the group's number in the image
         out_ptr = Signal(width)  # where lane 0's pooled output of this position goes
         group_step = _table([1 + (lanes - 1) * p.out_stride for p in plans], unsigned(width), layer)
         lanes_last_group = _table([p.last_lanes for p in plans], range(lanes + 1), layer)
@@ -268,7 +281,8 @@ class Sequencer(wiring.Component):
 
         def setup(m, index):
             """Load the loops for layer ``index`` (a signal or int) and start issuing."""
-            m.d.sync += [layer.eq(index), group.eq(0), bias_term.eq(1)]
+            base = _table([p.weight_base for p in plans], unsigned(WEIGHT_ADDRESS_BITS), index)
+            m.d.sync += [layer.eq(index), group.eq(0), bias_term.eq(1), w_ptr.eq(base), w_group.eq(base)]
             taps.restart(m, 0)
             positions.restart(m, act_base(index))
             m.d.sync += out_ptr.eq(_table([p.out_base for p in plans], unsigned(width), index))
@@ -280,11 +294,13 @@ class Sequencer(wiring.Component):
                     m.next = "RECEIVE"
             with m.State("RECEIVE"):
                 with m.If(self.image_done):
-                    m.d.sync += [w_ptr.eq(0), w_group.eq(0)]
+                    m.d.sync += b_ptr.eq(0)
                     setup(m, 0)
             with m.State("RUN"):
                 with m.If(bias_term):
-                    m.d.sync += [bias_term.eq(0), w_ptr.eq(w_ptr + 1)]
+                    m.d.sync += bias_term.eq(0)
+                    if self.bias_words:
+                        m.d.sync += w_ptr.eq(w_ptr + 1)
                 with m.Elif(~taps.all_max):
                     taps.advance(m)
                     m.d.sync += w_ptr.eq(w_ptr + 1)
@@ -299,7 +315,8 @@ class Sequencer(wiring.Component):
                         m.d.sync += w_ptr.eq(w_group)  # the same group's weights again
                     with m.Else():  # the group is complete; its successor's words follow
                         positions.restart(m, act_base(layer))
-                        m.d.sync += [w_ptr.eq(w_ptr + 1), w_group.eq(w_ptr + 1), group.eq(group + 1)]
+                        m.d.sync += [w_ptr.eq(w_ptr + 1), w_group.eq(w_ptr + 1), group.eq(group + 1),
+                                     b_ptr.eq(b_ptr + 1)]
                         with m.If(last_group):
                             m.next = "DRAIN"
             with m.State("DRAIN"):
@@ -317,6 +334,7 @@ class Sequencer(wiring.Component):
             self.last_layer.eq(layer == len(plans) - 1),
             self.act_addr.eq(positions.ptr + taps.ptr),
             self.weight_addr.eq(w_ptr),
+            self.bias_addr.eq(b_ptr),
             self.out_stride.eq(_table([p.out_stride for p in plans], unsigned(width), layer)),
             self.term.bias.eq(bias_term),
             self.term.complete.eq(self.issuing & ~bias_term & taps.all_max),

@@ -2,8 +2,9 @@
 
 ``arith.quantize_pixels`` is the definition; the 256-entry table is built from it when the
 design is generated, so there is no second formula to get wrong. The table is a ROM with a
-synchronous read port (a block RAM or LUTs, as the synthesizer likes), and the stage holds its
-output until it is taken, like any other stream stage.
+synchronous read port (a block RAM or LUTs, as the synthesizer likes; with ``in_logic`` always
+LUTs, for a design that needs every block RAM), and the stage holds its output until it is
+taken, like any other stream stage.
 """
 
 import numpy as np
@@ -26,6 +27,11 @@ def pixel_table() -> list[int]:
 class PixelQuantizer(wiring.Component):
     """Pixel 0..255 -> Q2.6 code 0..64, exactly ``arith.quantize_pixels``; one pixel per cycle.
 
+    Parameters
+    ----------
+    in_logic : bool
+        Build the table from logic, never from a block RAM.
+
     Attributes
     ----------
     i : In(stream.Signature(unsigned(8)))
@@ -39,9 +45,12 @@ class PixelQuantizer(wiring.Component):
     i: In(stream.Signature(PIXEL))
     o: Out(stream.Signature(CODE))
 
-    def __init__(self):
+    def __init__(self, in_logic: bool = False):
         super().__init__()
-        self.table = Memory(shape=CODE, depth=arith.PIXEL_MAX + 1, init=pixel_table())
+        self.in_logic = in_logic
+        # Yosys' memory mapping honours these attributes: logic, never a block RAM.
+        attrs = {"ram_style": "logic", "rom_style": "logic"} if in_logic else None
+        self.table = Memory(shape=CODE, depth=arith.PIXEL_MAX + 1, init=pixel_table(), attrs=attrs)
 
     @property
     def memory_bits(self) -> int:
@@ -50,12 +59,11 @@ class PixelQuantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.table = self.table
-        rd = self.table.read_port()
-
         m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
         accept = self.i.valid & self.i.ready
         # The read register is the output register: it only loads on a transfer, so it holds
         # the code while the consumer stalls.
+        rd = self.table.read_port()
         m.d.comb += [rd.addr.eq(self.i.payload), rd.en.eq(accept), self.o.payload.eq(rd.data)]
         with m.If(accept):
             m.d.sync += self.o.valid.eq(1)

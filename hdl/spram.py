@@ -145,3 +145,64 @@ class WeightStore(wiring.Component):
             outputs.append(block.data_out)
         m.d.comb += self.data.eq(Cat(*outputs))
         return m
+
+
+class PingPongMaps(wiring.Component):
+    """Feature maps in two SPRAMs, one per ping-pong region: a layer reads one and writes the
+    other, so each single-port RAM only reads or only writes while a layer runs.
+
+    For the compact design with its weights in block RAM (the SPRAMs are then free, and the
+    block RAM is needed for the weights). Addresses are the feature-map RAM's (the regions'
+    bases included), so each SPRAM holds its region at the addresses the sequencer uses.
+
+    A write is registered here and reaches the SPRAM a cycle later: the SPRAMs sit in the
+    corners of the UP5K, and the finisher's requantizer straight into one was the iCEBreaker
+    build's worst path (39 ns). A layer's last write then lands in the cycle in which the
+    sequencer sets up the next layer, whose first read comes a cycle after.
+
+    Attributes
+    ----------
+    write_region : In(1)
+        The region (SPRAM) written; the other one is read.
+    read_addr : In(14)
+    read_data : Out(8)
+        The code at ``read_addr`` one cycle earlier.
+    write_addr : In(14)
+    write_data : In(8)
+    write_en : In(1)
+    """
+
+    read_addr: In(14)
+    read_data: Out(8)
+    write_addr: In(14)
+    write_data: In(8)
+    write_en: In(1)
+    write_region: In(1)
+
+    def __init__(self, depth: int):
+        if not 1 <= depth <= SPRAM_DEPTH:
+            raise ValueError(f"feature maps of {depth} codes do not fit one SPRAM of {SPRAM_DEPTH} words")
+        self.depth = depth
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        write_addr, write_data = Signal.like(self.write_addr), Signal.like(self.write_data)
+        write_en, write_region = Signal(), Signal()
+        m.d.sync += [write_addr.eq(self.write_addr), write_data.eq(self.write_data), write_en.eq(self.write_en),
+                     write_region.eq(self.write_region)]
+        reads = []
+        for region in range(2):
+            m.submodules[f"region{region}"] = ram = SPRAM(self.depth)
+            written = write_region == region
+            m.d.comb += [
+                ram.addr.eq(Mux(written, write_addr, self.read_addr)),
+                ram.data_in.eq(write_data),
+                ram.mask.eq(0b0011),
+                ram.we.eq(written & write_en),
+            ]
+            reads.append(ram.data_out[:8])
+        read_region = Signal()  # of the word on the outputs
+        m.d.sync += read_region.eq(~self.write_region)
+        m.d.comb += self.read_data.eq(Mux(read_region, reads[1], reads[0]))
+        return m

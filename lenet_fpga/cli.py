@@ -107,6 +107,12 @@ def _lanes_option(parser: argparse.ArgumentParser, design: bool = False) -> None
     parser.add_argument("--lanes", type=positive_int_list, default=None, metavar="N[,N...]",
                         help="multipliers of each linear engine (one value, or one per linear layer); "
                              "default: the preset's. The compact design: its one array's multipliers (default 8)")
+    parser.add_argument("--compact-weights", choices=["auto", "bitstream", "spram"], default="auto",
+                        help="the compact design's weight memory: bitstream (block RAM with initial values, each "
+                             "layer at its code width: a board classifies right after configuration, and its "
+                             "weights cannot be replaced), spram (loaded over the link after configuration, any "
+                             "network) or auto (bitstream when it fits the iCE40 UP5K's block RAM beside the "
+                             "link; default)")
     parser.add_argument("--soft-multipliers", type=name_list, default=None, metavar="LAYER[,LAYER...]",
                         help="layers whose multipliers are built from logic instead of DSP blocks "
                              "('none' for none); default: the preset's")

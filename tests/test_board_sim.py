@@ -152,6 +152,25 @@ def test_board_run_on_the_simulated_icebreaker(verilator, sim_build, capsys, mon
     print(f"board-sim iCEBreaker bench: {bench}")
 
 
+def test_board_run_on_the_simulated_icebreaker_with_weights_in_its_bitstream(verilator, sim_build, capsys,
+                                                                            monkeypatch):
+    """A compressed network that fits the UP5K's block RAM is built into the bitstream (the
+    default): the board classifies right after configuration, board-run --weights finds them
+    there and loads nothing, the answers are golden, and the bench is the cycle model's."""
+    path = weights.ASSETS / "lenet5_pruned_pow2.npz"
+    ws = weights.load(path)
+    link = simulated_link(ws, config_of("icebreaker", ws), DIVISOR, board("icebreaker").clock_hz)
+    assert link.info.weights_valid and link.info.weights_fixed
+    with BoardSim(link, LineNoise(), build_root=sim_build) as sim:
+        code, result = board_run(capsys, sim.port, "--board", "icebreaker", "--weights", str(path), "--n", "3")
+        assert code == 0 and result["total"]["complete"] and result["total"]["mismatches"] == 0
+        check_golden(result, ws, 3)
+        code, result = board_run(capsys, sim.port, "--board", "icebreaker", "--weights", str(path), "--bench", "3")
+    bench = result["bench"]
+    assert code == 0 and bench["match"] and bench["first_run_cycles"] == link.accelerator.cycles_per_image
+    assert bench["total_cycles"] == 3 * link.accelerator.cycles_per_image
+
+
 @pytest.mark.parametrize("options,message", [
     (["--divisor", "3"], "at least 4 clock cycles per bit"),
     (["--flip", "2"], "--flip must be a fraction"),

@@ -5,6 +5,7 @@ against the golden model is ``tests/test_compact_rtl.py``."""
 import itertools
 import math
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,11 +97,13 @@ def test_image_input_writes_each_code_once_in_order(seed):
 # Sequencer
 
 
-def _expected_issues(network: Network, plans, lanes: int) -> list[list[dict]]:
+def _expected_issues(network: Network, plans, lanes: int, bias_words: bool = True) -> list[list[dict]]:
     """Per layer, the array cycles in order, from the geometry: groups of ``lanes`` outputs; conv
     positions in pooling order (pooled row, pooled column, row and column in the window), each a
-    bias cycle then the taps (input channel, kernel row, kernel column); linear: the inputs."""
-    layers = []
+    bias cycle then the taps (input channel, kernel row, kernel column); linear: the inputs.
+    Without ``bias_words`` a group's weight words are its taps only (the bias cycle shows the
+    first); ``group`` counts the groups of the image."""
+    layers, group = [], 0
     for layer, plan in zip(network.layers, plans):
         outputs = layer.weight_shape[0]
         groups = math.ceil(outputs / lanes)
@@ -126,12 +129,14 @@ def _expected_issues(network: Network, plans, lanes: int) -> list[list[dict]]:
                 for t in range(terms):
                     cycles.append({
                         "act": None if t == 0 else plan.act_base + read(pos, taps[t - 1]),
-                        "weight": plan.weight_base + g * terms + t,
+                        "weight": plan.weight_base + (g * terms + t if bias_words else g * (terms - 1) + max(0, t - 1)),
+                        "group": group + g,
                         "bias": t == 0, "complete": t == terms - 1,
                         "window_start": start(pos), "window_end": end(pos),
                         "addr": plan.out_base + out(g, pos), "lanes": min(lanes, outputs - g * lanes),
                     })
         layers.append(cycles)
+        group += groups
     return layers
 
 
@@ -141,16 +146,20 @@ def _pooled_map(layer) -> int:
 
 
 @pytest.mark.parametrize("spec, lanes", [("10/3k3,4k3:6:3", 3), ("12/2k4p3,3k2p1:5:4", 2)])
-def test_sequencer_issues_the_loop_nest(spec, lanes):
+@pytest.mark.parametrize("bias_words", [True, False], ids=["spram-words", "rom-words"])
+def test_sequencer_issues_the_loop_nest(spec, lanes, bias_words):
     """Two images through the sequencer alone. Per layer, the issued addresses and terms are the
     geometry's (``_expected_issues``), in consecutive cycles; the next layer starts the cycle
     after ``pipeline_busy`` (held high for a few random cycles) falls, the first the cycle after
     ``image_done``; after the last layer it waits for ``last_logit``. ``pipeline_busy`` during a
-    layer changes nothing."""
+    layer changes nothing. Without bias words (the block RAM weights), each layer's words start
+    at its own ``weight_base`` (here bases that overlap, as layers in different ROMs do)."""
     network = Network.parse(spec)
     plans, depth = plan_layers(network, lanes)
-    dut = Sequencer(plans, lanes, depth)
-    expected = _expected_issues(network, plans, lanes)
+    if not bias_words:
+        plans = tuple(replace(plan, weight_base=3 * index) for index, plan in enumerate(plans))
+    dut = Sequencer(plans, lanes, depth, bias_words=bias_words)
+    expected = _expected_issues(network, plans, lanes, bias_words)
     assert [len(cycles) for cycles in expected] == [plan.array_cycles for plan in plans]
     rng = random.Random(7)
     images = []
@@ -177,6 +186,7 @@ def test_sequencer_issues_the_loop_nest(spec, lanes):
                     assert ctx.get(dut.out_stride) == _pooled_map(network.layers[index])
                     issued.append({
                         "act": None if term.bias else ctx.get(dut.act_addr), "weight": ctx.get(dut.weight_addr),
+                        "group": ctx.get(dut.bias_addr),
                         "bias": bool(term.bias), "complete": bool(term.complete),
                         "window_start": bool(term.position.window_start),
                         "window_end": bool(term.position.window_end),

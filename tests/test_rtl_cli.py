@@ -248,18 +248,28 @@ def test_shipped_network_on_the_whole_test_set(name, design, capsys, mnist_dir):
 
 
 def test_sim_compact_design_from_the_command_line(capsys, simulator):
-    """The UP5K's compact design runs from the CLI: its weights are loaded from the harness's ROM
-    first (they are not in its bitstream), then the image; bit-exact, with the cycles its own
-    cycle model predicts."""
+    """The UP5K's compact design runs from the CLI: the dense network's weights are loaded from
+    the harness's ROM first (they do not fit its block RAM), then the image; a compressed
+    network's are in the design. Bit-exact, with the cycles its own cycle model predicts."""
     from lenet_fpga.hdl import accelerator
     from lenet_fpga.hdl.compact import CompactConfig
     from lenet_fpga.model import weights
 
     assert main(["sim", "--simulator", simulator, "--design", "compact", "--lanes", "8", "--n", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["total"]["mismatches"] == 0 and result["total"]["design"] == "compact design, 8 lanes"
+    assert result["total"]["mismatches"] == 0 and result["total"]["design"] == "compact design, 8 lanes, weights in SPRAM"
     ws = weights.load()
     assert result["images"][0]["cycles"] == accelerator.cycles_per_image(ws, CompactConfig(ws.arithmetic))
+    # A compressed network whose codes fit the UP5K's block RAM: in the bitstream by default.
+    small = weights.ASSETS / "lenet5_pruned_pow2.npz"
+    assert main(["sim", "--simulator", simulator, "--design", "compact", "--weights", str(small), "--n", "1",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["total"]["mismatches"] == 0
+    assert result["total"]["design"] == "compact design, 8 lanes, weights in the bitstream"
+    ws = weights.load(small)
+    assert result["images"][0]["cycles"] == accelerator.cycles_per_image(
+        ws, CompactConfig(ws.arithmetic, weights_in_bitstream=True))
 
 
 @pytest.mark.parametrize("argv, message", [
