@@ -14,6 +14,9 @@ from amaranth.lib import data
 from ..model import arith
 
 CODE = signed(arith.WIDTH)  # a Q2.6 code: weight, bias or activation
+# A Memory with these attributes is built from logic, never a block RAM (Yosys' memory mapping
+# honours them): for small tables in a design that needs every block RAM.
+LOGIC_MEMORY = {"ram_style": "logic", "rom_style": "logic"}
 
 
 def accumulator_shape(n_terms: int, input_max: int = -arith.QMIN) -> Shape:

@@ -14,7 +14,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model import arith
-from .datapath import CODE
+from .datapath import CODE, LOGIC_MEMORY
 
 PIXEL = unsigned(8)
 
@@ -48,9 +48,8 @@ class PixelQuantizer(wiring.Component):
     def __init__(self, in_logic: bool = False):
         super().__init__()
         self.in_logic = in_logic
-        # Yosys' memory mapping honours these attributes: logic, never a block RAM.
-        attrs = {"ram_style": "logic", "rom_style": "logic"} if in_logic else None
-        self.table = Memory(shape=CODE, depth=arith.PIXEL_MAX + 1, init=pixel_table(), attrs=attrs)
+        self.table = Memory(shape=CODE, depth=arith.PIXEL_MAX + 1, init=pixel_table(),
+                            attrs=LOGIC_MEMORY if in_logic else None)
 
     @property
     def memory_bits(self) -> int:

@@ -35,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..model import arith
 from ..model.codes import PLAIN, Restriction, Uniform
-from .datapath import CODE
+from .datapath import CODE, LOGIC_MEMORY
 
 # iCE40 SB_RAM40_4K: 4 kbit in one of these (depth, width) shapes.
 EBR_SHAPES = ((256, 16), (512, 8), (1024, 4), (2048, 2))
@@ -72,7 +72,7 @@ class RomLayout:
 
     @property
     def bits(self) -> int:
-        """Bits the banks hold (bias slots and unused lanes included)."""
+        """Bits the banks hold (the unused lanes of a layer's last group included)."""
         return sum(self.lanes * bits * len(words) for bits, _, words in self.banks)
 
 
@@ -157,16 +157,16 @@ class WeightROM(wiring.Component):
             port = rom.read_port()
             m.d.comb += port.addr.eq(self.addr)
             fields.append([port.data[bits * lane : bits * (lane + 1)] for lane in range(lanes)])
-        # The bias table is small (a word per group): in logic, read without a clock, then
-        # registered like the banks' outputs.
+        # The bias table is small (a word per group) and wide: in logic, no block RAM.
         bias_table = Memory(shape=lanes * arith.WIDTH, depth=max(1, len(layout.biases)),
                             init=[sum((c & 0xFF) << (8 * lane) for lane, c in enumerate(word))
-                                  for word in layout.biases])
+                                  for word in layout.biases],
+                            attrs=LOGIC_MEMORY)
         m.submodules.bias_table = bias_table
-        bias_port = bias_table.read_port(domain="comb")
-        bias_word, was_bias = Signal(lanes * arith.WIDTH), Signal()
+        bias_port = bias_table.read_port()
+        bias_word, was_bias = bias_port.data, Signal()
         m.d.comb += bias_port.addr.eq(self.bias_addr)
-        m.d.sync += [bias_word.eq(bias_port.data), was_bias.eq(self.bias)]
+        m.d.sync += was_bias.eq(self.bias)
 
         layer = Signal.like(self.layer)  # of the words the banks give now
         m.d.sync += layer.eq(self.layer)
