@@ -169,6 +169,16 @@ def _u(value: int, bits: int, name: str) -> int:
     return int(value)
 
 
+def frame_area_bits(pixels: int) -> int:
+    """Address bits of the board's frame area: a request's payload bytes (at most ``pixels``)."""
+    return max(1, (pixels - 1).bit_length())
+
+
+def frame_buffer_bytes(pixels: int) -> int:
+    """The board's frame buffer: the frame area, then one image (``RequestHandler``)."""
+    return (1 << frame_area_bits(pixels)) + pixels
+
+
 @dataclass(frozen=True)
 class FrameSizes:
     """Every frame length that depends on the board's network: its image side and class count

@@ -116,7 +116,7 @@ class RequestHandler(wiring.Component):
         self._weights_id = weights_id if weights_in_bitstream else 0
         self._watchdog = watchdog_cycles
         # The frame buffer at [0, area), the image buffer at [area, area + pixels).
-        self._area_bits = max(1, (sizes.pixels - 1).bit_length())
+        self._area_bits = protocol.frame_area_bits(sizes.pixels)
         # A bench's runs re-arm the watchdog at each start and each done (2 x runs times), so
         # it lasts less than 2 x runs x watchdog cycles: a counter this wide cannot overflow.
         self.bench_bits = (2 * protocol.MAX_BENCH_RUNS * watchdog_cycles).bit_length()
@@ -149,7 +149,7 @@ class RequestHandler(wiring.Component):
 
     @property
     def buffer_depth(self) -> int:
-        return (1 << self._area_bits) + self._sizes.pixels
+        return protocol.frame_buffer_bytes(self._sizes.pixels)
 
     def elaborate(self, platform):
         m = Module()

@@ -83,6 +83,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
+from ..boards.protocol import frame_buffer_bytes
 from ..model import arith
 from ..model.errors import InputError
 from ..model.network import ConvLayer, LinearLayer, Network
@@ -233,13 +234,11 @@ def plan_layers(network: Network, lanes: int) -> tuple[tuple[LayerPlan, ...], in
 
 def weights_fit_up5k(weights: WeightSet, config: CompactConfig) -> bool:
     """Whether the weights in block RAM (``weights_in_bitstream``) fit the iCE40 UP5K's 30
-    block RAMs beside the only other one the design then has: a board link's frame buffer (a
-    frame area of the next power of two of the image's bytes, and the image; the pixel table
-    is in logic and the feature maps in SPRAM)."""
+    block RAMs beside the only other one the design then has: a board link's frame buffer (the
+    pixel table is in logic and the feature maps in SPRAM)."""
     plans, _ = plan_layers(weights.network, config.lanes)
     layout = rom_layout(plans, weight_words(weights.params, plans, config.lanes), weights.codes, config.lanes)
-    pixels = weights.network.pixels
-    link_buffer = ebr_blocks(arith.WIDTH, (1 << max(1, (pixels - 1).bit_length())) + pixels)
+    link_buffer = ebr_blocks(arith.WIDTH, frame_buffer_bytes(weights.network.pixels))
     return layout.blocks + link_buffer <= UP5K_BLOCK_RAMS
 
 

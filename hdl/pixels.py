@@ -47,7 +47,6 @@ class PixelQuantizer(wiring.Component):
 
     def __init__(self, in_logic: bool = False):
         super().__init__()
-        self.in_logic = in_logic
         self.table = Memory(shape=CODE, depth=arith.PIXEL_MAX + 1, init=pixel_table(),
                             attrs=LOGIC_MEMORY if in_logic else None)
 
@@ -58,11 +57,12 @@ class PixelQuantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.table = self.table
+        rd = self.table.read_port()
+
         m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
         accept = self.i.valid & self.i.ready
         # The read register is the output register: it only loads on a transfer, so it holds
         # the code while the consumer stalls.
-        rd = self.table.read_port()
         m.d.comb += [rd.addr.eq(self.i.payload), rd.en.eq(accept), self.o.payload.eq(rd.data)]
         with m.If(accept):
             m.d.sync += self.o.valid.eq(1)
