@@ -12,14 +12,15 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..hdl import accelerator
-from ..hdl.commands import config_from_args
 from ..model import weights as weight_files
 from ..model.errors import InputError
 from ..model.weights import WeightSet
+from ..hdl.commands import generator_options  # the command line's; moves with cmd_build
+from .configure import design_config
 from .platforms import Board, board, toolchain_env, with_clock
 from .timing import TimingPath, paths_table, parse_critical_paths
 
@@ -80,35 +81,6 @@ def parse_nextpnr_report(report: dict, family: str, clock_hz: float) -> tuple[di
     achieved = [float(entry["achieved"]) for entry in report.get("fmax", {}).values() if "achieved" in entry]
     fmax = min(achieved) if achieved else None
     return resources, fmax, fmax is not None and fmax * 1e6 >= clock_hz
-
-
-def board_config(target: Board, args, weights: WeightSet):
-    """The configuration of the accelerator ``target`` builds (``Board.accelerator`` names the
-    design), from the command line. A streaming design whose multipliers would need more DSP
-    blocks than the FPGA has builds the later layers' from logic (``fit_dsp_blocks``), unless
-    ``--soft-multipliers`` names the layers itself."""
-    config = config_from_args(args, weights, target.accelerator)
-    if config.design == "streaming" and getattr(args, "soft_multipliers", None) is None:
-        config = fit_dsp_blocks(config, weights, target.multipliers)
-    return config
-
-
-def fit_dsp_blocks(config, weights: WeightSet, dsp_blocks: int):
-    """``config`` with its first layers' multipliers in DSP blocks while ``dsp_blocks`` last and
-    the rest built from logic (the rule of the ``fast`` preset); unchanged if it fits already."""
-    rows = memory_report(weights, config)
-    if sum(row["dsp"] for row in rows) <= dsp_blocks:
-        return config
-    all_dsp = memory_report(weights, replace(config, soft_multipliers=()))
-    used, soft = 0, []
-    for row in all_dsp:
-        if row["layer"] not in weights.network.names or not row["dsp"]:
-            continue
-        if used + row["dsp"] <= dsp_blocks:
-            used += row["dsp"]
-        else:
-            soft.append(row["layer"])
-    return replace(config, soft_multipliers=tuple(soft)).check(weights.network)
 
 
 def memory_report(weights: WeightSet, config) -> list[dict]:
@@ -224,7 +196,7 @@ def build_logs(build_dir: Path) -> dict[str, str]:
 def cmd_build(args) -> int:
     target = with_clock(board(args.board), args.clock_mhz)
     ws = weight_files.load(args.weights)
-    config = board_config(target, args, ws)
+    config = design_config(ws, generator_options(args), target)
     if not args.force:
         check_fits(target, ws, config)
     build_dir = Path(args.build_dir or Path("build") / target.name)

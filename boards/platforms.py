@@ -38,7 +38,7 @@ class Board:
     # Whether openFPGALoader can load the FPGA's configuration RAM (lost at power-off) through
     # the board's programmer; it can always write the SPI flash the FPGA boots from.
     sram_load: bool = True
-    accelerator: str = "streaming"  # the design it builds: "streaming" (hdl/lenet.py) or "compact" (hdl/compact.py)
+    accelerator: str = "streaming"  # the design it builds: a name in hdl.designs.DESIGNS
     spram_bits: int = 0  # single-port RAM (iCE40 UltraPlus), where the compact design keeps weights
     synth_opts: str = ""  # extra options for Yosys' synth_<family>
     script_after_synth: str = ""  # Yosys commands after synth_<family>

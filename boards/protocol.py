@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..hdl.designs import DESIGN_NAMES
 from ..model import arith
 from ..model.errors import InputError
 
@@ -62,7 +63,7 @@ WEIGHTS_VALID = 0x01  # weights flags (INFO and WEIGHTS_LOADED): the board will 
 WEIGHTS_IN_BITSTREAM = 0x02  # weights flags (INFO): the design's memories have initial values
 WEIGHTS_LOADING = 0x04  # weights flags (INFO): a load is in progress (INFO's load_received counts it)
 WEIGHTS_FIXED = 0x08  # weights flags (INFO): the weights are in read-only memory; a load is refused
-DESIGNS = ("streaming", "compact")  # INFO byte 2: the accelerator's ``design``, by index
+DESIGNS = DESIGN_NAMES  # INFO byte 2: the accelerator's ``design``, by its index in the registry
 
 
 class FrameType(enum.IntEnum):

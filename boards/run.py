@@ -10,7 +10,6 @@ import json
 import os
 import sys
 import time
-from types import SimpleNamespace
 
 import numpy as np
 from tqdm import tqdm
@@ -19,8 +18,11 @@ from ..model import golden
 from ..model import images as image_sets
 from ..model import weights as weight_files
 from ..model.errors import InputError
+from ..hdl.designs import GeneratorOptions
 from . import protocol
+from .configure import design_config
 from .host import BoardClient, BoardError, open_serial, serial_timeout
+from .platforms import board as find_board
 
 # A pseudo-terminal has no baud rate, and the far end may be a simulation (lenet-fpga board-sim)
 # much slower than a real line: wait this long for the longest exchange's reply.
@@ -31,19 +33,14 @@ PSEUDO_TERMINAL_TIMEOUT = 10.0
 SIMULATED_CYCLES_PER_SECOND = 20_000
 
 
-def board_weight_image(ws: weight_files.WeightSet, board: str = "ulx3s-85f", preset: str = "baseline",
-                       lanes: tuple[int, ...] | None = None, filters: tuple[int, ...] | None = None,
-                       soft_multipliers: tuple[str, ...] | None = None, with_design: bool = False):
-    """The weight image of ``ws`` for the design ``lenet-fpga build --board BOARD --preset ...
-    --lanes ...`` puts on the board: the accelerator built with these weights, its image (with
-    ``with_design``: the design's name and the image)."""
+def board_weight_image(ws: weight_files.WeightSet, board: str = "ulx3s-85f",
+                       options: GeneratorOptions = GeneratorOptions(), with_design: bool = False):
+    """The weight image of ``ws`` for the design ``lenet-fpga build --board BOARD`` with these
+    generator ``options`` puts on the board: the accelerator built with these weights, its image
+    (with ``with_design``: the design's name and the image)."""
     from ..hdl import accelerator
-    from .build import board_config
-    from .platforms import board as find_board
 
-    options = SimpleNamespace(preset=preset, lanes=lanes, filters=filters, soft_multipliers=soft_multipliers,
-                              rounding=None, overflow=None)
-    config = board_config(find_board(board), options, ws)
+    config = design_config(ws, options, find_board(board))
     image = accelerator.weight_image(ws, config)
     return (config.design, image) if with_design else image
 
@@ -223,6 +220,8 @@ def format_bench(bench: dict, board_name: str) -> str:
 
 
 def cmd_board_run(args) -> int:
+    from ..hdl.commands import generator_options  # the command line's; moves with this command
+
     ws = weight_files.load(args.weights)
     image_set = image_sets.load_image_set(args.images).head(args.n).fitted(ws.network)
     timeout = getattr(args, "timeout", None)
@@ -234,8 +233,7 @@ def cmd_board_run(args) -> int:
         check_board_network(info, ws)
         client.set_timeout(timeout or (PSEUDO_TERMINAL_TIMEOUT if simulated else serial_timeout(args.baud, info.sizes)))
         if args.weights is not None or not info.weights_valid:
-            config_design, image = board_weight_image(ws, args.board, args.preset, args.lanes, args.filters,
-                                                      args.soft_multipliers, with_design=True)
+            config_design, image = board_weight_image(ws, args.board, generator_options(args), with_design=True)
             if config_design != info.design:
                 raise InputError(f"the board runs the {info.design} design; --board {args.board} builds the "
                                  f"{config_design} one: give the --board (and --preset, --lanes) it was built with")

@@ -4,9 +4,10 @@ A grid is the product of its axes:
 
 * ``weights``: weight files (``.npz`` with the ``.json`` manifest beside it; none: the shipped
   LeNet-5);
-* ``designs``: generator settings, each a preset (``baseline``, ``fast``) with optional
-  overrides ``filters``, ``lanes`` and ``soft_multipliers`` (spelled as the ``verilog`` command
-  spells them), resolved against each weight file's network;
+* ``designs``: generator settings, each a design (``hdl.designs``: ``streaming``, the default,
+  or ``compact``) with a preset (``baseline``, ``fast``) and optional overrides ``filters``,
+  ``lanes`` and ``soft_multipliers`` (spelled as the ``verilog`` command spells them), resolved
+  against each weight file's network;
 * ``devices``, ``clocks_mhz``, ``seeds``: the place-and-route part, the clock it aims for and
   nextpnr's placement seed;
 
@@ -34,10 +35,13 @@ from __future__ import annotations
 import itertools
 import json
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..hdl.lenet import PRESETS, StreamingConfig, preset
+from ..boards.configure import design_config
+from ..hdl import designs
+from ..hdl.designs import DEFAULT_DESIGN, DEFAULT_PRESET, GeneratorOptions
+from ..hdl.lenet import PRESETS
 from ..model.errors import InputError
 from ..model.network import Network
 from ..model.weights import WeightSet
@@ -51,36 +55,36 @@ TOOL_STAGES = ("rtl", "pnr")
 
 @dataclass(frozen=True)
 class Design:
-    """Generator settings: a preset and what overrides it (``None``: the preset's value)."""
+    """Generator settings: a design, a preset and what overrides it (``None``: the preset's value)."""
 
-    preset: str = "baseline"
+    preset: str = DEFAULT_PRESET
     filters: tuple[int, ...] | None = None
     lanes: tuple[int, ...] | None = None
     soft_multipliers: tuple[str, ...] | None = None
     name: str | None = None
+    design: str = DEFAULT_DESIGN
 
     @property
     def label(self) -> str:
-        """The design as a reader would name it: ``baseline``, ``baseline lanes=10,5,2``."""
+        """The design as a reader would name it: ``baseline``, ``baseline lanes=10,5,2``,
+        ``compact lanes=4``."""
         if self.name:
             return self.name
-        parts = [self.preset]
+        parts = [self.preset if self.design == DEFAULT_DESIGN else self.design]
         for field, values in (("filters", self.filters), ("lanes", self.lanes), ("soft", self.soft_multipliers)):
             if values is not None:
                 parts.append(f"{field}={','.join(map(str, values)) or 'none'}")
         return " ".join(parts)
 
-    def resolve(self, weights: WeightSet) -> StreamingConfig:
-        """The streaming configuration for ``weights``' network (InputError if it cannot be built)."""
-        config = preset(self.preset, weights.network, weights.arithmetic, codes=weights.codes)
-        changes = {}
-        for values, field in ((self.filters, "conv_filters"), (self.lanes, "linear_lanes")):
-            if values is not None:
-                changes[field] = values if len(values) > 1 else values[0]
-        if self.soft_multipliers is not None:
-            changes["soft_multipliers"] = self.soft_multipliers
+    @property
+    def options(self) -> GeneratorOptions:
+        return GeneratorOptions(design=self.design, preset=self.preset, filters=self.filters, lanes=self.lanes,
+                                soft_multipliers=self.soft_multipliers)
+
+    def resolve(self, weights: WeightSet):
+        """The design's configuration for ``weights``' network (InputError if it cannot be built)."""
         try:
-            return replace(config, **changes).check(weights.network)
+            return design_config(weights, self.options)
         except InputError as e:
             raise InputError(f"design {self.label!r} for {weights.network.spec}: {e}") from None
 
@@ -130,7 +134,7 @@ class Point:
     weights: str  # the weight file as the grid names it ("shipped" for the default)
     network: str  # its network's spec
     design: str  # Design.label
-    config: StreamingConfig
+    config: object  # the configuration of a registered design (hdl.designs)
     device: str
     clock_mhz: float
     seed: int
@@ -140,37 +144,16 @@ class Point:
 
     @property
     def multipliers(self) -> int:
-        """The design's multipliers (filters x kernel x kernel per conv engine, lanes per linear
-        engine): its size, which drives what its builds cost."""
-        network = Network.parse(self.network)
-        convs, linears = network.conv_layers, network.linear_layers
-        return (sum(self.config.filters_of(k, len(convs)) * layer.kernel**2 for k, layer in enumerate(convs))
-                + sum(self.config.lanes_of(k, len(linears)) for k in range(len(linears))))
+        """The design's multipliers: its size, which drives what its builds cost."""
+        return designs.design_of(self.config).multipliers(self.config, Network.parse(self.network))
 
     def describe(self) -> dict:
         """The point as a JSON object (what the results file shows of it)."""
         return {"weights": self.weights, "network": self.network, "design": self.design,
-                "config": config_fields(self.config), "device": self.device, "clock_mhz": self.clock_mhz,
+                "config": designs.config_fields(self.config, Network.parse(self.network)), "device": self.device,
+                "clock_mhz": self.clock_mhz,
                 "seed": self.seed, "stages": list(self.stages), "rtl_images": self.rtl_images,
                 "simulator": self.simulator}
-
-
-def config_fields(config: StreamingConfig) -> dict:
-    """A streaming configuration as JSON."""
-    def spelled(values):
-        return list(values) if isinstance(values, tuple) else values
-    return {"conv_filters": spelled(config.conv_filters), "linear_lanes": spelled(config.linear_lanes),
-            "soft_multipliers": list(config.soft_multipliers),
-            "rounding": config.arithmetic.rounding.value, "overflow": config.arithmetic.overflow.value}
-
-
-def canonical(config: StreamingConfig, network) -> StreamingConfig:
-    """``config`` with every layer's filters and lanes spelled out and the soft-multiplier layers
-    in network order: ``20`` and ``20,20,20`` are one design, and so are two orders of a list."""
-    convs, linears = network.conv_layers, network.linear_layers
-    return replace(config, conv_filters=tuple(config.filters_of(k, len(convs)) for k in range(len(convs))),
-                   linear_lanes=tuple(config.lanes_of(k, len(linears)) for k in range(len(linears))),
-                   soft_multipliers=tuple(n for n in network.names if n in config.soft_multipliers))
 
 
 def expand(grid: Grid, weight_sets: dict[str | None, WeightSet]) -> list[Point]:
@@ -181,7 +164,7 @@ def expand(grid: Grid, weight_sets: dict[str | None, WeightSet]) -> list[Point]:
                                                                grid.clocks_mhz, grid.seeds):
         ws = weight_sets[name]
         points.append(Point(weights=name or "shipped", network=ws.network.spec, design=design.label,
-                            config=canonical(design.resolve(ws), ws.network), device=device,
+                            config=designs.canonical(design.resolve(ws), ws.network), device=device,
                             clock_mhz=float(clock), seed=seed, stages=grid.stages,
                             rtl_images=grid.rtl_images, simulator=grid.simulator))
     return points
@@ -191,7 +174,7 @@ def expand(grid: Grid, weight_sets: dict[str | None, WeightSet]) -> list[Point]:
 
 FILE_FIELDS = {"weights", "designs", "devices", "clocks_mhz", "seeds", "stages", "rtl_images", "simulator",
                "time_limit_minutes"}
-DESIGN_FIELDS = {"preset", "filters", "lanes", "soft_multipliers", "name"}
+DESIGN_FIELDS = {"design", "preset", "filters", "lanes", "soft_multipliers", "name"}
 
 
 def _int_list(value, where: str) -> tuple[int, ...]:
@@ -222,10 +205,13 @@ def design_from_dict(entry, where: str) -> Design:
     name = entry.get("name")
     if name is not None and not (isinstance(name, str) and name.strip()):
         raise InputError(f"{where}: name must be a non-empty string, not {name!r}")
-    preset_name = entry.get("preset", "baseline")
+    preset_name = entry.get("preset", DEFAULT_PRESET)
     if not isinstance(preset_name, str):
         raise InputError(f"{where}: preset must be a name, not {preset_name!r}")
-    return Design(preset=preset_name,
+    design_name = entry.get("design", DEFAULT_DESIGN)
+    if design_name not in designs.DESIGNS:
+        raise InputError(f"{where}: unknown design {design_name!r}; choose from {', '.join(designs.DESIGNS)}")
+    return Design(design=design_name, preset=preset_name,
                   filters=None if "filters" not in entry else _int_list(entry["filters"], f"{where}: filters"),
                   lanes=None if "lanes" not in entry else _int_list(entry["lanes"], f"{where}: lanes"),
                   soft_multipliers=None if soft is None else _list(soft, str, f"{where}: soft_multipliers"),
@@ -288,10 +274,13 @@ def read_grid_file(path) -> Grid:
 
 def grid_from_args(args) -> Grid:
     """The grid the command line gives: each option an axis (absent: its default)."""
-    presets = args.preset or ("baseline",)
-    designs = tuple(Design(p, f, l, s) for p, f, l, s in itertools.product(
+    presets = args.preset or (DEFAULT_PRESET,)
+    design = getattr(args, "design", None) or DEFAULT_DESIGN
+    if design not in designs.DESIGNS:
+        raise InputError(f"unknown design {design!r}; choose from {', '.join(designs.DESIGNS)}")
+    points = tuple(Design(p, f, l, s, design=design) for p, f, l, s in itertools.product(
         presets, args.filters or [None], args.lanes or [None], args.soft_multipliers or [None]))
-    fields = {"designs": designs}
+    fields = {"designs": points}
     for option, axis in (("weights", "weights"), ("device", "devices"), ("clock_mhz", "clocks_mhz"),
                          ("seed", "seeds"), ("stages", "stages")):
         value = getattr(args, option, None)
@@ -303,7 +292,7 @@ def grid_from_args(args) -> Grid:
     return Grid(**fields)
 
 
-GRID_OPTIONS = ("weights", "preset", "filters", "lanes", "soft_multipliers", "device", "clock_mhz", "seed",
+GRID_OPTIONS = ("weights", "design", "preset", "filters", "lanes", "soft_multipliers", "device", "clock_mhz", "seed",
                 "stages", "rtl_images", "simulator", "time_limit_minutes")
 
 

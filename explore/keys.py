@@ -25,7 +25,9 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from .grid import Point, config_fields
+from ..hdl.designs import config_fields
+from ..model.network import Network
+from .grid import Point
 
 KEY_LENGTH = 20  # hex digits of the SHA-256: 80 bits
 
@@ -94,7 +96,10 @@ def determinants(point: Point, inputs: dict) -> dict:
     """What decides ``point``'s results. ``inputs`` holds the digests the client computed:
     ``weights`` (by ``point.weights``), ``images`` (RTL images, by network spec), ``test_set``
     and ``versions`` (``tool_versions`` of the point's stages)."""
-    config = config_fields(point.config)
+    config = config_fields(point.config, Network.parse(point.network))
+    if config["design"] == "streaming":
+        # Keys of results written before the design registry, when every point was streaming, stay valid.
+        del config["design"]
     found = {"stages": sorted(point.stages), "weights": inputs["weights"][point.weights],
              "arithmetic": [config.pop("rounding"), config.pop("overflow")], "versions": inputs["versions"]}
     if "golden" in point.stages:

@@ -14,7 +14,7 @@ from ..model.errors import InputError
 from ..sim.network import NetworkRun, shard_bounds
 from . import cluster
 from .commands import weight_blob
-from .grid import canonical, config_fields
+from ..hdl.designs import config_fields
 from .tasks import shard_task
 
 
@@ -23,7 +23,7 @@ def simulate_on_cluster(weights, images: np.ndarray, config, simulator: str, bac
     """``images`` through the RTL on the workers of ``scheduler`` (``"local"``: a LocalCluster of
     ``workers`` processes); ``progress(n)`` after each shard of ``n`` images."""
     blob = weight_blob(weights)
-    fields = config_fields(canonical(config, weights.network))
+    fields = config_fields(config, weights.network)
     with cluster.open_client(None if scheduler == "local" else scheduler, workers) as client:
         bounds = shard_bounds(len(images), cluster.worker_count(client))
         cancel = cluster.new_cancel_event()

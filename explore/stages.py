@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hdl.lenet import StreamingConfig
-from ..model import arith, golden
+from ..hdl.designs import config_from_fields
+from ..model import golden
 from ..model import weights as weight_files
 from ..model.atomic import atomic_path
 from ..model.images import fit
@@ -45,15 +45,6 @@ def golden_accuracy(weights, images: np.ndarray, labels: np.ndarray) -> dict:
             "seconds": round(time.perf_counter() - started, 3)}
 
 
-def config_from_fields(fields: dict, network) -> StreamingConfig:
-    """The inverse of ``grid.config_fields``."""
-    def value(v):
-        return tuple(v) if isinstance(v, list) else v
-    return StreamingConfig(arith.Arithmetic(fields["rounding"], fields["overflow"]),
-                           linear_lanes=value(fields["linear_lanes"]), conv_filters=value(fields["conv_filters"]),
-                           soft_multipliers=tuple(fields["soft_multipliers"])).check(network)
-
-
 def rtl_stage(spec: dict) -> dict:
     from ..sim.benchmark import bench_config
     from ..sim.runner import prepare_simulator
@@ -65,8 +56,6 @@ def rtl_stage(spec: dict) -> dict:
     prepare_simulator(spec["simulator"])
     report = bench_config("point", config, ws, images, spec["simulator"])
     result = {field: report[field] for field in RTL_FIELDS}
-    result["dsp_multipliers"] = sum(row["multipliers"] for row in report["layers"]
-                                    if row["layer"] not in config.soft_multipliers)
     result.update(images=report["rtl"]["images"], mismatches=report["rtl"]["mismatches"],
                   sim_seconds=report["rtl"]["sim_seconds"])
     return result

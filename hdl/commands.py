@@ -3,83 +3,38 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from pathlib import Path
 
 from amaranth.back import verilog as amaranth_verilog
 
 from ..model import weights as weight_files
 from ..model.atomic import atomic_path, check_output
-from ..model.commands import arithmetic_from_args
-from ..model.errors import InputError
-from . import compact
-from .lenet import StreamingConfig, preset
+from . import designs
+from .designs import GeneratorOptions
 
 TOPLEVEL = "lenet5"
-DESIGNS = ("streaming", "compact")
+
+
+def generator_options(args, design: str | None = None) -> GeneratorOptions:
+    """The generator options of a parsed command line (``design`` overrides ``--design``); an
+    option a command does not have keeps its default."""
+    given = {name: getattr(args, name) for name in ("design", "preset", "filters", "lanes", "soft_multipliers",
+                                                    "compact_weights", "rounding", "overflow")
+             if getattr(args, name, None) is not None}
+    if design is not None:
+        given["design"] = design
+    return GeneratorOptions(**given)
 
 
 def config_from_args(args, ws, design: str | None = None):
-    """The design configuration the command line asks for, for the weights' network: ``design``
-    (else ``--design``, else streaming) sized by the options, checked against the network."""
-    design = design or getattr(args, "design", None) or "streaming"
-    if design == "compact":
-        return compact_config_from_args(args, ws)
-    if design != "streaming":
-        raise InputError(f"unknown design {design!r}; choose from {', '.join(DESIGNS)}")
-    return streaming_config_from_args(args, ws)
+    """The design configuration the command line asks for, for the weights' network."""
+    from ..boards.configure import design_config  # the board decides --compact-weights auto
 
-
-def compact_config_from_args(args, ws) -> compact.CompactConfig:
-    """The compact design: one array of ``--lanes`` multipliers (default 8)."""
-    for option in ("filters", "soft_multipliers"):
-        if getattr(args, option, None) is not None:
-            raise InputError(f"--{option.replace('_', '-')} sizes the streaming design; the compact design has "
-                             f"one array of multipliers (set them with --lanes)")
-    if getattr(args, "preset", "baseline") != "baseline":
-        raise InputError(f"--preset {args.preset} sizes the streaming design; the compact design has one array "
-                         f"of multipliers (set them with --lanes)")
-    lanes = getattr(args, "lanes", None) or (compact.MAX_LANES,)
-    if len(lanes) != 1:
-        raise InputError(f"--lanes {','.join(map(str, lanes))}: the compact design has one array of lanes")
-    try:
-        config = compact.CompactConfig(arithmetic_from_args(args, ws.arithmetic), lanes=lanes[0])
-    except ValueError as e:
-        raise InputError(f"--lanes {lanes[0]}: {e}") from None
-    config.check(ws.network)
-    where = getattr(args, "compact_weights", None) or "auto"
-    if where == "auto":
-        where = "bitstream" if compact.weights_fit_up5k(ws, config) else "spram"
-    return replace(config, weights_in_bitstream=where == "bitstream")
-
-
-def streaming_config_from_args(args, ws) -> StreamingConfig:
-    """The streaming design for the weights' network: the preset named by ``--preset`` resolved
-    against the network, with the arithmetic options, ``--filters``, ``--lanes`` and
-    ``--soft-multipliers`` applied, checked against the network."""
-    network = ws.network
-    config = preset(getattr(args, "preset", "baseline"), network, arithmetic_from_args(args, ws.arithmetic),
-                    codes=ws.codes)
-    changes = {}
-    for option, field in (("filters", "conv_filters"), ("lanes", "linear_lanes")):
-        value = getattr(args, option, None)
-        if value is not None:
-            changes[field] = value if len(value) > 1 else value[0]
-    soft = getattr(args, "soft_multipliers", None)
-    if soft is not None:
-        changes["soft_multipliers"] = soft
-    return replace(config, **changes).check(network)
+    return design_config(ws, generator_options(args, design))
 
 
 def describe_config(config) -> str:
     """The generator parameters in the command line's own spelling."""
-    if config.design == "compact":
-        where = "in the bitstream" if config.weights_in_bitstream else "in SPRAM"
-        return f"compact design, {config.lanes} lanes, weights {where}"
-    def spell(values):
-        return ",".join(map(str, values)) if isinstance(values, tuple) else str(values)
-    soft = ",".join(config.soft_multipliers) or "none"
-    return f"filters {spell(config.conv_filters)}, lanes {spell(config.linear_lanes)}, soft multipliers {soft}"
+    return designs.describe(config)
 
 
 def format_layer_table(accelerator) -> str:

@@ -60,8 +60,8 @@ refuses weight loads (``weights_loadable`` is False). The block RAM goes to the 
 feature maps move to two of the then unused SPRAMs, one per ping-pong region
 (``PingPongMaps``). The decode's register is one more memory stage: one cycle more per layer.
 A compressed network fits the UP5K's 30 block RAMs this way (``lenet5_pruned_pow2``: 23 for its
-weights), the dense one (92) does not; ``weights_fit_up5k`` decides for the command line's
-``--compact-weights auto``.
+weights), the dense one (92) does not; ``boards.configure.weights_fit_up5k`` decides for the
+command line's ``--compact-weights auto``.
 
 Cycle model
 -----------
@@ -83,7 +83,6 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from ..boards.protocol import frame_buffer_bytes
 from ..model import arith
 from ..model.errors import InputError
 from ..model.network import ConvLayer, LinearLayer, Network
@@ -93,9 +92,8 @@ from .compact_parts import MEMORY_LATENCY, WEIGHT_ADDRESS_BITS, Finisher, ImageI
 from .datapath import CODE, accumulator_shape
 from .lenet import Argmax
 from .spram import SPRAM_BLOCKS, SPRAM_DEPTH, PingPongMaps, WeightStore
-from .weight_rom import ROM_LATENCY, RomLayout, WeightROM, ebr_blocks, rom_layout
+from .weight_rom import ROM_LATENCY, RomLayout, WeightROM, rom_layout
 
-UP5K_BLOCK_RAMS = 30  # SB_RAM40_4K of the iCE40 UP5K
 
 MAX_LANES = 2 * SPRAM_BLOCKS  # one 8-bit code per lane from each half of each SPRAM word
 # Cycles from start to the first array cycle beyond the pixels: one in the quantizer, one to set up.
@@ -230,16 +228,6 @@ def plan_layers(network: Network, lanes: int) -> tuple[tuple[LayerPlan, ...], in
     if not (isinstance(layers[-1], LinearLayer) and layers[-1].last):
         raise ValueError("the last layer must be a linear layer with last=True (it gives the logits)")
     return tuple(plans), sum(region)
-
-
-def weights_fit_up5k(weights: WeightSet, config: CompactConfig) -> bool:
-    """Whether the weights in block RAM (``weights_in_bitstream``) fit the iCE40 UP5K's 30
-    block RAMs beside the only other one the design then has: a board link's frame buffer (the
-    pixel table is in logic and the feature maps in SPRAM)."""
-    plans, _ = plan_layers(weights.network, config.lanes)
-    layout = rom_layout(plans, weight_words(weights.params, plans, config.lanes), weights.codes, config.lanes)
-    link_buffer = ebr_blocks(arith.WIDTH, frame_buffer_bytes(weights.network.pixels))
-    return layout.blocks + link_buffer <= UP5K_BLOCK_RAMS
 
 
 def weight_words(params: dict[str, np.ndarray], plans, lanes: int) -> list[list[int]]:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..hdl.accelerator import layer_report
+from ..hdl.accelerator import layer_report, read_design
 from ..hdl.lenet import PRESETS, StreamingConfig, preset
 from ..model import arith, golden, mnist
 from ..model import images as image_sets
@@ -181,7 +181,8 @@ def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images:
     run = stream(weights, images, config, simulator=simulator)
     latency, interval = run.latency, run.interval
     network = weights.network
-    dsp = sum(row["dsp"] for row in rows)
+    # The design's totals, not the rows' sums: the compact design's rows all name its one array.
+    multipliers, dsp = read_design(weights, config, lambda design: (design.multipliers, design.dsp_blocks))
     result = {
         "name": name,
         "weights": str(weights.path) if weights.path else None,
@@ -189,7 +190,7 @@ def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images:
         "macs": network.macs,
         "weight_bits": sum(row["weight_bits"] * _weights_of(network, row["layer"]) for row in rows),
         "arithmetic": config.arithmetic.describe(),
-        "multipliers": sum(row["multipliers"] for row in rows),
+        "multipliers": multipliers,
         "dsp_multipliers": dsp,
         "logic_multipliers": sum(row["multipliers"] for row in rows if row["dsp"] == 0),
         "latency_cycles": latency,

@@ -31,7 +31,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
@@ -236,7 +235,8 @@ class BoardSim:
 
 
 def cmd_board_sim(args) -> int:
-    from ..boards.build import board_config
+    from ..boards.configure import design_config
+    from ..hdl.commands import generator_options
     from ..boards.platforms import board as find_board
     from ..model import weights as weight_files
 
@@ -244,10 +244,8 @@ def cmd_board_sim(args) -> int:
     if args.divisor < MIN_DIVISOR:
         raise InputError(f"--divisor {args.divisor}: the UART needs at least {MIN_DIVISOR} clock cycles per bit")
     ws = weight_files.load(args.weights)
-    options = SimpleNamespace(preset=args.preset, lanes=args.lanes, filters=args.filters,
-                              soft_multipliers=args.soft_multipliers, rounding=None, overflow=None)
     target = find_board(args.board)
-    config = board_config(target, options, ws)
+    config = design_config(ws, generator_options(args), target)
     if args.link is not None and os.path.lexists(args.link) and not os.path.islink(args.link):
         raise InputError(f"--link {args.link}: a file that is not a symbolic link is in the way")
     link = simulated_link(ws, config, args.divisor, target.clock_hz)

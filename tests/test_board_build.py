@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from lenet_fpga.boards import build, platforms
+from lenet_fpga.boards.configure import design_config
 from lenet_fpga.boards.top import BoardTop
 from lenet_fpga.cli import main
 from lenet_fpga.hdl import accelerator, compact
 from lenet_fpga.hdl.compact import CompactAccelerator, CompactConfig
+from lenet_fpga.hdl.designs import GeneratorOptions
 from lenet_fpga.hdl.lenet import StreamingConfig
 from lenet_fpga.model import weights
 from lenet_fpga.model.errors import InputError
@@ -72,22 +74,19 @@ def test_compact_design_fits_the_icebreaker_and_checks_spram():
     build.check_fits(ice, weights.load(weights.ASSETS / "lenet5_pruned_pow2.npz"), CompactConfig(weights_in_bitstream=True))
 
 
-def _args(**options):
-    from argparse import Namespace
-
-    options = {"preset": "baseline", "lanes": None, "rounding": None, "overflow": None, "filters": None,
-               **options}
-    if isinstance(options["lanes"], int):
+def _config(target, ws, **options):
+    """The configuration ``build --board`` makes from these generator options."""
+    if isinstance(options.get("lanes"), int):
         options["lanes"] = (options["lanes"],)
-    return Namespace(**options)
+    return design_config(ws, GeneratorOptions(**options), target)
 
 
 def test_each_board_builds_its_accelerator():
     ws = weights.load(weights.ASSETS / "lenet5_wrap.npz")
     ice, ulx = platforms.board("icebreaker"), platforms.board("ulx3s-85f")
-    assert build.board_config(ice, _args(), ws) == CompactConfig(ws.arithmetic, lanes=8)
-    assert build.board_config(ice, _args(lanes=5, rounding="floor"), ws).lanes == 5
-    assert isinstance(build.board_config(ulx, _args(), ws), StreamingConfig)
+    assert _config(ice, ws) == CompactConfig(ws.arithmetic, lanes=8)
+    assert _config(ice, ws, lanes=5, rounding="floor").lanes == 5
+    assert isinstance(_config(ulx, ws), StreamingConfig)
     top = BoardTop(ws, CompactConfig(ws.arithmetic), ice)
     assert isinstance(top.accelerator, CompactAccelerator)
     assert top.link.info.weights_id == 0  # no weights in the bitstream: INFO must not name any
@@ -344,12 +343,12 @@ def test_multipliers_past_the_dsp_blocks_are_built_from_logic():
     ws = weights.load()
     expected = {"ulx3s-85f": (), "ulx3s-45f": ("fc2", "fc3"), "ulx3s-25f": ("conv2", "fc1", "fc2", "fc3")}
     for name, soft in expected.items():
-        config = build.board_config(platforms.board(name), _args(soft_multipliers=None), ws)
+        config = _config(platforms.board(name), ws)
         assert config.soft_multipliers == soft
         assert sum(row["dsp"] for row in build.memory_report(ws, config)) == ULX3S_DSPS[name]
         build.check_fits(platforms.board(name), ws, config)
     # Layers named on the command line are the user's choice, and checked.
-    config = build.board_config(platforms.board("ulx3s-45f"), _args(soft_multipliers=("fc3",)), ws)
+    config = _config(platforms.board("ulx3s-45f"), ws, soft_multipliers=("fc3",))
     assert config.soft_multipliers == ("fc3",)
 
 

@@ -14,6 +14,7 @@ from fake_board import FakeBoard
 from lenet_fpga.boards import protocol
 from lenet_fpga.boards.host import BoardClient
 from lenet_fpga.boards.protocol import FrameType
+from lenet_fpga.hdl.designs import GeneratorOptions
 from lenet_fpga.boards.run import board_weight_image, load_board_weights, run_on_board
 from lenet_fpga.model import golden, images, weights
 from lenet_fpga.model.errors import InputError
@@ -111,9 +112,9 @@ def test_board_weight_image_is_the_boards_design():
     image = image_of(None)
     assert len(image) == len(image_of(WRAP_WEIGHTS)) and image != image_of(WRAP_WEIGHTS)
     assert 44_190 <= len(image) < 46_000  # the codes, and the padding of the linear engines' last words
-    assert len(board_weight_image(shipped, lanes=(10,))) != len(image) or board_weight_image(shipped, lanes=(10,)) != image
+    assert len(board_weight_image(shipped, options=GeneratorOptions(lanes=(10,)))) != len(image) or board_weight_image(shipped, options=GeneratorOptions(lanes=(10,))) != image
     with pytest.raises(InputError, match="preset"):
-        board_weight_image(shipped, preset="nonesuch")
+        board_weight_image(shipped, options=GeneratorOptions(preset="nonesuch"))
 
 
 def test_board_run_weight_errors():

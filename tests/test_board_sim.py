@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet_fpga.boards.build import board_config
+from lenet_fpga.boards.configure import design_config
 from lenet_fpga.boards.platforms import board
 from lenet_fpga.cli import main
 from lenet_fpga.model import golden, images, weights
@@ -34,11 +34,7 @@ def verilator():
 
 
 def config_of(name: str, ws):
-    from types import SimpleNamespace
-
-    options = SimpleNamespace(preset="baseline", lanes=None, filters=None, soft_multipliers=None, rounding=None,
-                              overflow=None)
-    return board_config(board(name), options, ws)
+    return design_config(ws, board=board(name))
 
 
 def design(name: str):

@@ -9,6 +9,8 @@ from amaranth.sim import Simulator
 
 from lenet_fpga.boards.request_handler import RequestHandler
 from lenet_fpga.boards import protocol
+from lenet_fpga.boards.configure import design_config, weights_fit_up5k
+from lenet_fpga.hdl.designs import GeneratorOptions
 from lenet_fpga.hdl import compact
 from lenet_fpga.hdl.compact import CompactConfig, plan_layers, weight_words
 from lenet_fpga.hdl.compact_parts import WEIGHT_ADDRESS_BITS
@@ -82,7 +84,7 @@ def test_block_rams_of_the_shipped_networks():
     for name in ("lenet5_pruned_pow2", "lenet5_small", "lenet5_lowbit", "lenet5_compact", "lenet5_saturate"):
         ws = weights.load(weights.ASSETS / f"{name}.npz")
         blocks[name] = compact.CompactConfig(weights_in_bitstream=True).build(ws).rom.blocks
-        assert compact.weights_fit_up5k(ws, CompactConfig()) == (blocks[name] <= 26), name
+        assert weights_fit_up5k(ws, CompactConfig()) == (blocks[name] <= 26), name
     assert blocks == {"lenet5_pruned_pow2": 23, "lenet5_small": 24, "lenet5_lowbit": 26, "lenet5_compact": 56,
                       "lenet5_saturate": 92}
     # The link's buffer as ``weights_fit_up5k`` counts it is the request handler's.
@@ -135,13 +137,9 @@ def test_rom_decodes_every_code_of_every_form():
 
 
 def test_auto_choice_on_the_command_line():
-    from types import SimpleNamespace
-
-    from lenet_fpga.hdl.commands import compact_config_from_args
-
     def config(name, where):
-        args = SimpleNamespace(lanes=None, preset="baseline", compact_weights=where, rounding=None, overflow=None)
-        return compact_config_from_args(args, weights.load(weights.ASSETS / f"{name}.npz"))
+        options = GeneratorOptions(design="compact", compact_weights=where)
+        return design_config(weights.load(weights.ASSETS / f"{name}.npz"), options)
 
     assert config("lenet5_pruned_pow2", "auto").weights_in_bitstream
     assert not config("lenet5_compact", "auto").weights_in_bitstream  # 56 block RAMs
