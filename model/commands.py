@@ -55,7 +55,7 @@ def weights_outputs(out) -> tuple[Path, Path]:
 def cmd_train(args) -> int:
     import torch
 
-    from . import qat
+    from .train import qat
 
     out, float_path = weights_outputs(args.out)
     if not 0 <= args.seed <= MAX_SEED:
@@ -117,7 +117,7 @@ def cmd_import(args) -> int:
     """A PyTorch model -> Q2.6 weights (optionally fine-tuned with QAT), like ``train``'s output."""
     import torch
 
-    from . import importer, qat
+    from .train import importer, qat
 
     out, float_path = weights_outputs(args.out)
     normalize = None
@@ -246,7 +246,8 @@ def assignments(text: str | None, option: str, value=str) -> dict:
 def cmd_compress(args) -> int:
     import torch
 
-    from . import compress, cost, qat
+    from . import cost
+    from .train import compress, qat
     from .codes import codes_to_manifest
 
     out, float_path = weights_outputs(args.out)
@@ -273,9 +274,9 @@ def cmd_compress(args) -> int:
         **({"cost_weights": assignments(args.cost_weights, "--cost-weights", float)} if args.cost_weights else {}),
     )
     compress.space_from(config, network)  # option errors now, before the data is read
-    from ..hdl import lenet
+    from ..hdl.cost import generator_cost_model, hardware_cost
 
-    lenet.preset(config.preset, network, arithmetic)  # an unknown preset is an error now too
+    cost_model = generator_cost_model(config.preset, arithmetic)  # an unknown preset is an error now too
     start = weights.load_float(source) if args.start == "float" else None
     if args.start == "float" and start is None:
         raise InputError(f"--start float: {source.path} has no float checkpoint beside it")
@@ -290,7 +291,7 @@ def cmd_compress(args) -> int:
         train_split = mnist.Split(train_split.images[: args.train_images], train_split.labels[: args.train_images])
     test_split = mnist.load("test", args.data).fitted(network)
     print(f"compressing {source.path} ({network.spec}, {arithmetic.describe()}) from its {start_from} weights")
-    result = compress.compress(start, network, arithmetic, train_split, config)
+    result = compress.compress(start, network, arithmetic, train_split, config, cost_model=cost_model)
 
     smaller = result.network
     params = result.model.integer_params()
@@ -303,8 +304,8 @@ def cmd_compress(args) -> int:
     float_params = result.model.float_params()
     float_acc = golden.accuracy(golden.float_forward(test_split.images, float_params, smaller), test_split.labels)
     fixed_acc = golden.accuracy(fixed_logits, test_split.labels)
-    figures = cost.hardware_cost(smaller, result.codes, config.preset, arithmetic)
-    before = cost.hardware_cost(network, {}, config.preset, arithmetic)
+    figures = hardware_cost(smaller, result.codes, config.preset, arithmetic)
+    before = hardware_cost(network, {}, config.preset, arithmetic)
 
     manifest = weights.make_manifest(
         arithmetic, smaller,

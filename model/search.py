@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from . import arith, golden, prune
 from .codes import PLAIN, Recipe, Restriction
-from .cost import GENERATOR_METRICS, METRICS, Cost, hardware_cost
+from .cost import GENERATOR_METRICS, METRICS, Cost, CostModel, network_cost
 from .errors import InputError
 from .network import ConvLayer, Network
 
@@ -137,13 +137,15 @@ class Search:
         Loss the search gives up for the whole cost of the start network (0: stop at the budgets).
     cost_weights : dict
         Metric -> weight in the reward's cost.
-    preset : str
-        The generator preset whose design the cost model measures.
+    cost_model : CostModel, optional
+        The figures of a network's design (``hdl.cost.generator_cost_model``); needed only when
+        a budget or the reward weighs one of ``cost.GENERATOR_METRICS``.
     """
 
     def __init__(self, params: dict, network: Network, arithmetic: arith.Arithmetic, space: Space,
                  images: np.ndarray, labels: np.ndarray, budgets: dict[str, int] | None = None,
-                 tradeoff: float = 0.0, cost_weights: dict[str, float] | None = None, preset: str = "baseline"):
+                 tradeoff: float = 0.0, cost_weights: dict[str, float] | None = None,
+                 cost_model: CostModel | None = None):
         self.params, self.network, self.arithmetic, self.space = params, network, arithmetic, space
         self.images, self.labels = images, np.asarray(labels, np.int64)
         self.budgets = dict(budgets or {})
@@ -152,10 +154,12 @@ class Search:
             raise InputError(f"unknown cost metric(s) {', '.join(sorted(unknown))}; choose from {', '.join(METRICS)}")
         self.tradeoff = tradeoff
         self.cost_weights = dict(cost_weights or {"weight_bits": 1.0, "multipliers": 1.0, "cycles": 1.0})
-        self.preset = preset
-        # The generator is asked (a design built per point: slow) only if its figures count.
+        # The cost model is asked (a design built per point: slow) only if its figures count.
         weighed = set(self.budgets) | (set(self.cost_weights) if tradeoff > 0 else set())
-        self.generator = bool(weighed & set(GENERATOR_METRICS))
+        needed = sorted(weighed & set(GENERATOR_METRICS))
+        if needed and cost_model is None:
+            raise InputError(f"the search weighs {', '.join(needed)}: it needs a cost model of the generator")
+        self.cost_model = cost_model if needed else network_cost
         self.importance = prune.channel_importance(params, network)
         self._scores: dict[Point, Score] = {}
         self._layers: dict[tuple, tuple] = {}
@@ -188,7 +192,7 @@ class Search:
             network = prune.pruned_network(self.network, counts)
             recipes = {name: self.space.menus[name][index] for name, index in point.choices}
             accuracy = float((golden.classify(logits) == self.labels).mean())
-            cost = hardware_cost(network, codes, self.preset, self.arithmetic, self.generator)
+            cost = self.cost_model(network, codes)
             self._scores[point] = Score(point, network, recipes, codes, cross_entropy(logits, self.labels),
                                         accuracy, cost)
             self.evaluations += 1

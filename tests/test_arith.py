@@ -466,7 +466,7 @@ def test_signed_width_is_the_smallest_that_holds_the_range():
 def test_qat_quantizers_match_arith():
     import torch
 
-    from lenet_fpga.model import qat
+    from lenet_fpga.model.train import qat
 
     pixels = np.arange(256, dtype=np.uint8)
     assert np.array_equal(

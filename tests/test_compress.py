@@ -13,6 +13,7 @@ import pytest
 from lenet_fpga import cli
 from lenet_fpga.model import arith, codes, cost, golden, network, weights
 from lenet_fpga.model.codes import PLAIN, PowerOfTwo, Recipe, Ternary, Uniform
+from lenet_fpga.model.errors import InputError
 
 pytestmark = pytest.mark.torch
 
@@ -24,7 +25,7 @@ RESTRICTIONS = [Uniform(4, 1), Uniform(2, 3), Uniform(6, 0), PLAIN, Ternary(12),
 def test_torch_projection_equals_numpy_projection_including_every_tie(restriction):
     import torch
 
-    from lenet_fpga.model import qat
+    from lenet_fpga.model.train import qat
 
     levels = restriction.levels.astype(np.float64)
     midpoints = (levels[:-1] + levels[1:]) / 2
@@ -48,7 +49,7 @@ def test_fake_quant_with_restricted_codes_equals_golden_on_every_logit(rounding,
     the exported codes obey the restrictions and the golden model gives the same logits."""
     import torch
 
-    from lenet_fpga.model import qat
+    from lenet_fpga.model.train import qat
 
     rng = np.random.default_rng(1)
     arithmetic = arith.Arithmetic(rounding, overflow)
@@ -71,7 +72,7 @@ def test_fake_quant_with_restricted_codes_equals_golden_on_every_logit(rounding,
 def test_fake_quant_with_restricted_codes_on_a_pruned_network_and_mnist(mnist_test):
     import torch
 
-    from lenet_fpga.model import qat
+    from lenet_fpga.model.train import qat
 
     net = network.Network.parse("4,12:60,40")
     rng = np.random.default_rng(2)
@@ -87,7 +88,7 @@ def test_fake_quant_with_restricted_codes_on_a_pruned_network_and_mnist(mnist_te
 def test_restricted_weight_passes_gradients_straight_through_inside_the_range():
     import torch
 
-    from lenet_fpga.model import qat
+    from lenet_fpga.model.train import qat
 
     w = torch.tensor([0.05, -0.5, 0.3, 1.9], requires_grad=True)  # codes 3.2, -32, 19.2, 121.6
     # ternary {-12, 0, 12}: 3.2 -> 0, -32 -> -12 (outside: no gradient), 19.2 -> 12, 121.6 -> 12
@@ -102,14 +103,27 @@ def test_restricted_weight_passes_gradients_straight_through_inside_the_range():
 
 
 def test_cost_of_lenet5_in_the_baseline_design():
-    figures = cost.hardware_cost(network.LENET5, {"fc1": Uniform(4, 1)}, "baseline")
+    from lenet_fpga.hdl.cost import hardware_cost
+
+    figures = hardware_cost(network.LENET5, {"fc1": Uniform(4, 1)}, "baseline")
     assert figures.macs == 281_640
     assert figures.weight_bits == 353_520 - 30_720 * 4
     # baseline: one filter (25 multipliers) per conv engine, 20 lanes per linear engine
     assert figures.multipliers == 25 + 25 + 20 + 20 + 20
-    smaller = cost.hardware_cost(network.Network.parse("4,12:60,40"), {}, "baseline")
+    smaller = hardware_cost(network.Network.parse("4,12:60,40"), {}, "baseline")
     assert smaller.macs == 148_720 and smaller.multipliers == 110
     assert smaller.cycles < figures.cycles  # conv2, the slowest block, has 12 * 4 of 16 * 6 channel pairs
+
+
+def test_the_search_needs_a_cost_model_only_for_the_generators_figures():
+    from lenet_fpga.model.search import Search, Space
+
+    images, labels = np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64)
+    params = {name: np.zeros(shape, np.float32) for name, shape in network.LENET5.parameter_shapes.items()}
+    space = Space({"conv1": (3, 6, 1)}, {})
+    Search(params, network.LENET5, arith.Arithmetic(), space, images, labels, budgets={"macs": 250_000})
+    with pytest.raises(InputError, match="weighs cycles: it needs a cost model"):
+        Search(params, network.LENET5, arith.Arithmetic(), space, images, labels, budgets={"cycles": 5_000})
 
 
 def test_cost_relative_is_a_weighted_mean_of_ratios():
@@ -289,7 +303,7 @@ def test_compress_option_errors_are_one_line(tmp_path, mnist_dir, capsys, option
 def gated_model(space, beta=None, alpha=None, seed=3):
     import torch
 
-    from lenet_fpga.model import learned
+    from lenet_fpga.model.train import learned
 
     rng = np.random.default_rng(seed)
     params = random_float_params(rng, network.LENET5, 0.2)

@@ -326,7 +326,7 @@ def test_classify_ties_go_to_the_first_index():
 def torch_fake_quant_logits(params, images, arithmetic):
     import torch
 
-    from lenet_fpga.model import qat
+    from lenet_fpga.model.train import qat
 
     model = qat.QuantLeNet(arithmetic)
     state = {name: torch.from_numpy(code.astype(np.float32) / 64) for name, code in params.items()}
@@ -370,7 +370,7 @@ def test_fake_quant_on_mnist_images(random_params, mnist_test):
 def test_float_forward_matches_torch_float_model():
     import torch
 
-    from lenet_fpga.model import qat
+    from lenet_fpga.model.train import qat
 
     torch.manual_seed(0)
     model = qat.QuantLeNet(None).eval()

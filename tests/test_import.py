@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from lenet_fpga.cli import main
-from lenet_fpga.model import golden, importer, weights
+from lenet_fpga.model import golden, weights
+from lenet_fpga.model.train import importer
 from lenet_fpga.model.errors import InputError
 
 pytestmark = pytest.mark.torch

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .network import ConvSpec, Network
+from ..errors import InputError
+from ..network import ConvSpec, Network
 
 
 @dataclass(frozen=True)

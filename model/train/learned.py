@@ -49,10 +49,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import arith, qat
-from .errors import InputError
-from .network import ConvLayer, Network
-from .search import Space, fit_codes
+from .. import arith
+from . import qat
+from ..errors import InputError
+from ..network import ConvLayer, Network
+from ..search import Space, fit_codes
 
 GATE_TEMPERATURE = 0.5  # channels
 START_SPARSITY = 0.05

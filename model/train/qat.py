@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import arith
-from .codes import Restriction, Uniform
-from .network import LENET5, ConvLayer, Network
+from .. import arith
+from ..codes import Restriction, Uniform
+from ..network import LENET5, ConvLayer, Network
 
 
 def _ste(soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:

@@ -25,11 +25,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from . import arith, prune, qat
-from .codes import CodesError, Recipe, Restriction
-from .errors import InputError
-from .network import ConvLayer, Network
-from .search import Score, Search, Space, default_step, fit_codes
+from .. import arith, prune
+from . import qat
+from ..codes import CodesError, Recipe, Restriction
+from ..cost import CostModel
+from ..errors import InputError
+from ..network import ConvLayer, Network
+from ..search import Score, Search, Space, default_step, fit_codes
 
 GROUPS = ("all", "conv", "fc")  # --codes may name these instead of single layers
 
@@ -144,9 +146,10 @@ def search_split(n_train: int, count: int, seed: int) -> np.ndarray:
 
 
 def compress(params: dict, network: Network, arithmetic: arith.Arithmetic, train_split, config: CompressConfig,
-             log=print) -> Result:
+             log=print, cost_model: CostModel | None = None) -> Result:
     """Search, prune and fine-tune (see the module docstring). ``params`` are the start
-    network's float weights; ``train_split`` has the network's image size."""
+    network's float weights; ``train_split`` has the network's image size; ``cost_model`` gives
+    the search the figures of a network's design (``hdl.cost.generator_cost_model``)."""
     started = time.time()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -162,7 +165,7 @@ def compress(params: dict, network: Network, arithmetic: arith.Arithmetic, train
         raise InputError(f"unknown compression method {config.method!r} (greedy or learned)")
 
     search = Search(params, network, arithmetic, space, search_images, search_labels, config.budgets,
-                    config.tradeoff, config.cost_weights, config.preset)
+                    config.tradeoff, config.cost_weights, cost_model)
     chosen, path = search.run(log)
     pruned, smaller, keep, recipes = search.realize(chosen.point)
 
