@@ -1,0 +1,215 @@
+"""The Python API: the flow from a notebook or a script, one function a step, each returning a
+result object that holds the figures the command line's ``--json`` prints.
+
+    import lenet_fpga as lf
+
+    weights = lf.load_weights()                         # the shipped LeNet-5
+    digits = lf.sample_digits()
+    golden = lf.run_golden(weights, digits.images, digits.labels)
+    verilog = lf.generate_verilog(weights, lf.GeneratorOptions(preset="baseline"))
+    run = lf.simulate(weights, digits.images[:4])       # the RTL, every logit compared
+    assert run.mismatches == 0
+
+The command line (``lenet_fpga.cli``) is a layer over these functions and the library packages
+below them; nothing here reads an argparse namespace. ``docs/api.md`` is the guide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .hdl.designs import DESIGNS, GeneratorOptions
+from .model import golden as golden_model
+from .model import images as image_sets
+from .model import weights as weight_files
+from .model.errors import InputError
+from .model.weights import WeightSet
+
+__all__ = [
+    "DESIGNS", "GeneratorOptions", "InputError", "WeightSet",
+    "load_weights", "sample_digits", "mnist_test_set", "run_golden", "design_config", "generate_verilog",
+    "simulate", "build_for_board", "connect_board",
+    "GoldenResult", "VerilogResult", "SimulationResult",
+]
+
+
+def load_weights(path=None) -> WeightSet:
+    """A weight file (``.npz`` with its ``.json`` manifest beside it); ``None`` or ``"shipped"``:
+    the shipped LeNet-5."""
+    return weight_files.load(None if path == "shipped" else path)
+
+
+def sample_digits() -> image_sets.ImageSet:
+    """The 40 MNIST test digits that ship with the package (images uint8 [40,28,28], labels)."""
+    return image_sets.load_image_set(None)
+
+
+def mnist_test_set(data_dir=None) -> image_sets.ImageSet:
+    """The 10,000 MNIST test images (``data_dir``, else ``$LENET_FPGA_DATA``, else where
+    ``lenet-fpga download`` puts them)."""
+    from .model import mnist
+
+    split = mnist.load("test", data_dir)
+    return image_sets.ImageSet(split.images, split.labels)
+
+
+@dataclass(frozen=True)
+class GoldenResult:
+    """The golden model's answers: ``logits`` int64 [N, classes] in the hardware's own units,
+    ``classes`` [N], and with labels the ``accuracy``."""
+
+    logits: np.ndarray
+    classes: np.ndarray
+    accuracy: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"images": int(len(self.classes)), "classes": self.classes.tolist(), "accuracy": self.accuracy}
+
+
+def run_golden(weights: WeightSet, images, labels=None, options: GeneratorOptions = GeneratorOptions()) -> GoldenResult:
+    """The exact integer arithmetic of the hardware on ``images`` (uint8 [N,S,S], S up to the
+    network's input size: smaller images are centred), with the weights' own rounding and
+    overflow unless ``options`` says otherwise."""
+    fitted = image_sets.ImageSet(np.asarray(images, np.uint8), labels).fitted(weights.network)
+    arithmetic = options.arithmetic(weights.arithmetic)
+    logits = golden_model.forward(fitted.images, weights.params, arithmetic, weights.network)
+    accuracy = None if labels is None else golden_model.accuracy(logits, np.asarray(labels))
+    return GoldenResult(logits, golden_model.classify(logits), accuracy)
+
+
+def design_config(weights: WeightSet, options: GeneratorOptions = GeneratorOptions(), board: str | None = None):
+    """The design configuration ``options`` make for ``weights``' network (on ``board``: the
+    design that board builds, fitted to its DSP blocks)."""
+    from .boards.configure import design_config as configure
+    from .boards.platforms import board as find_board
+
+    return configure(weights, options, None if board is None else find_board(board))
+
+
+@dataclass(frozen=True)
+class VerilogResult:
+    """Generated Verilog: the ``text`` (written to ``path`` if one was given), its top module,
+    the design it is, and the per-block report (MACs, multipliers, memory bits, cycles)."""
+
+    text: str
+    toplevel: str
+    design: str  # a name in DESIGNS
+    configuration: str  # its sizes, as the command line spells them
+    layers: list[dict]
+    multipliers: int
+    cycles_per_image: int | None
+    path: Path | None = None
+
+    def to_dict(self) -> dict:
+        return {"verilog": None if self.path is None else str(self.path), "toplevel": self.toplevel,
+                "design": self.design, "configuration": self.configuration, "layers": self.layers, "multipliers": self.multipliers,
+                "cycles_per_image": self.cycles_per_image}
+
+
+def generate_verilog(weights: WeightSet, options: GeneratorOptions = GeneratorOptions(), out=None,
+                     toplevel: str = "lenet5") -> VerilogResult:
+    """The accelerator's Verilog for ``weights`` (written atomically to ``out`` if given)."""
+    from amaranth.back import verilog as amaranth_verilog
+
+    from .hdl.designs import describe
+    from .model.atomic import atomic_path, check_output
+
+    config = design_config(weights, options)
+    target = None if out is None else check_output(out, "out")
+    accelerator = config.build(weights)
+    layers = accelerator.layer_report()
+    multipliers, cycles = accelerator.multipliers, accelerator.cycles_per_image
+    text = amaranth_verilog.convert(accelerator, name=toplevel)
+    if target is not None:
+        with atomic_path(target) as tmp:
+            tmp.write_text(text)
+    return VerilogResult(text, toplevel, config.design, describe(config), layers, multipliers, cycles, target)
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Images through the RTL and the golden model: both sets of logits and classes, each
+    image's cycles, and how many images differ in any logit (``mismatches``: 0 is bit-exact)."""
+
+    rtl_logits: np.ndarray
+    rtl_classes: np.ndarray
+    golden_logits: np.ndarray
+    golden_classes: np.ndarray
+    cycles: np.ndarray
+    design: str  # a name in DESIGNS
+    configuration: str  # its sizes, as the command line spells them
+    simulator: str
+    timing: dict = field(default_factory=dict)  # seconds: build, start-up, simulation
+
+    @property
+    def matches(self) -> np.ndarray:
+        return (self.rtl_logits == self.golden_logits).all(axis=1) & (self.rtl_classes == self.golden_classes)
+
+    @property
+    def mismatches(self) -> int:
+        return int((~self.matches).sum())
+
+    def to_dict(self) -> dict:
+        return {"images": int(len(self.cycles)), "mismatches": self.mismatches, "design": self.design,
+                "configuration": self.configuration, "simulator": self.simulator, "cycles": self.cycles.tolist(), **self.timing}
+
+
+def simulate(weights: WeightSet, images, options: GeneratorOptions = GeneratorOptions(),
+             simulator: str = "verilator", jobs: int = 1, back_to_back: bool = False,
+             scheduler: str | None = None, build_dir=None, progress=None) -> SimulationResult:
+    """``images`` (uint8 [N,S,S]) through the generated RTL in a simulator (``verilator`` or
+    ``icarus``), and through the golden model, logit by logit. ``jobs`` simulator processes
+    share the images; ``scheduler`` (``"local"`` or a Dask address) runs them on Dask workers
+    instead. ``back_to_back`` streams the images (fewer simulated cycles; each image's cycles
+    then include its wait behind the one before)."""
+    from .hdl.designs import describe
+    from .sim import runner
+
+    config = design_config(weights, options)
+    fitted = image_sets.ImageSet(np.asarray(images, np.uint8), None).fitted(weights.network).images
+    runner.prepare_simulator(simulator)
+    build_root = runner.check_build_root(build_dir)
+    if scheduler:
+        from .explore.shards import simulate_on_cluster
+
+        run = simulate_on_cluster(weights, fitted, config, simulator, back_to_back, scheduler,
+                                  workers=jobs if scheduler == "local" else None, progress=progress)
+    else:
+        from .sim.network import simulate as simulate_network
+
+        run = simulate_network(weights, fitted, config, simulator=simulator, jobs=jobs, back_to_back=back_to_back,
+                               progress=progress, build_root=build_root)
+    timing = {"build_seconds": round(run.build_seconds, 2), "startup_seconds": round(run.startup_seconds, 2),
+              "sim_seconds": round(run.sim_seconds, 2)}
+    return SimulationResult(run.rtl_logits, run.rtl_class, run.golden_logits, run.golden_class, run.cycles,
+                            config.design, describe(config), simulator, timing)
+
+
+def build_for_board(weights: WeightSet, board: str, options: GeneratorOptions = GeneratorOptions(),
+                    clock_mhz: float | None = None, build_dir=None, baud: int = 115_200, seed: int | None = None,
+                    force: bool = False, log=print):
+    """A bitstream for ``board`` (``ulx3s-85f``, ``ulx3s-45f``, ``ulx3s-25f``, ``icebreaker``)
+    with Yosys and nextpnr: the ``boards.build.BuildReport`` (resources, Fmax, timing met,
+    cycles per image, images/s, the bitstream's path). Refuses, with the numbers, a design that
+    cannot fit, unless ``force``."""
+    from .boards import build
+    from .boards.platforms import board as find_board
+    from .boards.platforms import with_clock
+
+    target = with_clock(find_board(board), clock_mhz)
+    config = design_config(weights, options, board)
+    if not force:
+        build.check_fits(target, weights, config)
+    folder = Path(build_dir) if build_dir is not None else Path("build") / target.name
+    return build.build_bitstream(target, weights, config, folder, baud, log=log, seed=seed)
+
+
+def connect_board(port: str, baud: int = 115_200, timeout: float | None = None):
+    """A ``boards.host.BoardClient`` on the serial ``port`` (a device, or the pseudo-terminal
+    ``lenet-fpga board-sim`` prints): ``ping()``, ``classify(image)``, ``bench(runs)``, ..."""
+    from .boards.host import BoardClient, open_serial
+
+    return BoardClient(open_serial(port, baud, timeout))
