@@ -184,7 +184,8 @@ def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images:
     dsp = sum(row["dsp"] for row in rows)
     result = {
         "name": name,
-        "weights": str(weights.path) if weights.path else None,
+        # Absolute: bench-report reads the JSON later, from wherever it is run (find_weights).
+        "weights": str(Path(weights.path).resolve()) if weights.path else None,
         "network": network.spec,
         "macs": network.macs,
         "weight_bits": sum(row["weight_bits"] * _weights_of(network, row["layer"]) for row in rows),
@@ -353,9 +354,26 @@ def load_bench_document(path) -> dict:
     return document
 
 
+def find_weights(saved: str | None, source: str | None = None) -> Path | None:
+    """The weights file a bench row names, wherever ``bench-report`` runs: the path as saved
+    (absolute since bench writes it so; older runs saved it relative to the folder bench ran in),
+    else relative to the folder of the JSON file ``source`` the row came from, else, for a file
+    saved from an ``assets`` folder, the shipped network of that name. ``None`` if none exists."""
+    if not saved:
+        return None
+    saved_path = Path(saved)
+    tries = [saved_path]
+    if source is not None and not saved_path.is_absolute():
+        tries.append(Path(source).parent / saved_path)
+    if saved_path.parent.name == "assets":
+        tries.append(Path(str(weight_files.ASSETS / saved_path.name)))
+    return next((path for path in tries if path.is_file()), None)
+
+
 def fill_accuracy(results: list[dict], data_dir: Path | None, say=print, explicit: bool = True) -> None:
     """The golden model's accuracy on the MNIST test set for rows measured without it (a bench
-    run that did not find the test set), from each row's weights file in the row's arithmetic.
+    run that did not find the test set), from each row's weights file (``find_weights``; a row's
+    ``source`` is its JSON file) in the row's arithmetic.
     Without the test set: an error if ``explicit`` (the user named the folder), else a remark."""
     missing = [r for r in results if r.get("accuracy") is None]
     if not missing:
@@ -369,9 +387,9 @@ def fill_accuracy(results: list[dict], data_dir: Path | None, say=print, explici
         return
     cache: dict[tuple, float] = {}
     for r in missing:
-        path = r.get("weights")
-        if not path or not Path(path).is_file():
-            say(f"{network_label(r)} {r['name']}: weights {path} not found; accuracy left out")
+        path = find_weights(r.get("weights"), r.get("source"))
+        if path is None:
+            say(f"{network_label(r)} {r['name']}: weights {r.get('weights')} not found; accuracy left out")
             continue
         arithmetic = next((a for a in arith.ARITHMETICS if a.describe() == r.get("arithmetic")), None)
         if arithmetic is None:
