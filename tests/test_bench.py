@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lenet_fpga.boards import pnr
 from lenet_fpga.cli import main
 from lenet_fpga.hdl.lenet import PRESETS, Preset, StreamingConfig
 from lenet_fpga.model import arith, weights
@@ -74,9 +75,9 @@ def test_place_and_route_stops_at_its_time_limit(tmp_path, monkeypatch):
     ws = weights.load()
     start = time.monotonic()
     with pytest.raises(RuntimeError, match=r"synthesize stopped: not done within the 0.02-minute limit"):
-        benchmark.place_and_route(ws, StreamingConfig(ws.arithmetic), tmp_path / "pnr", time_limit_s=1.2)
+        pnr.place_and_route(ws, StreamingConfig(ws.arithmetic), tmp_path / "pnr", time_limit_s=1.2)
     assert time.monotonic() - start < 30
-    assert not (tmp_path / "pnr" / f"{benchmark.PNR_TOP}.report.json").exists()
+    assert not (tmp_path / "pnr" / f"{pnr.TOP_NAME}.report.json").exists()
 
 
 def test_bench_images_without_mnist(tmp_path):
