@@ -22,17 +22,8 @@ from ..model.weights import WeightSet
 from ..hdl.commands import generator_options  # the command line's; moves with cmd_build
 from .configure import design_config
 from .platforms import Board, board, toolchain_env, with_clock
+from .pnr import RESOURCE_CELLS, TOP_NAME, parse_nextpnr_report
 from .timing import TimingPath, paths_table, parse_critical_paths
-
-TOP_NAME = "lenet5"
-
-# nextpnr's utilisation entry that counts each resource, per family.
-RESOURCE_CELLS = {
-    "ecp5": {"luts": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "block_ram": "DP16KD", "dsp": "MULT18X18D"},
-    "ice40": {"luts": "ICESTORM_LC", "flip_flops": "ICESTORM_LC", "block_ram": "ICESTORM_RAM",
-              "dsp": "ICESTORM_DSP", "spram": "ICESTORM_SPRAM"},
-}
-
 
 @dataclass(frozen=True)
 class BuildReport:
@@ -69,18 +60,6 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def parse_nextpnr_report(report: dict, family: str, clock_hz: float) -> tuple[dict, float | None, bool]:
-    """Resources, worst achieved Fmax and whether it meets the board clock, from ``--report``."""
-    utilisation = report.get("utilization", {})
-    resources = {}
-    for name, cell in RESOURCE_CELLS[family].items():
-        if cell in utilisation:
-            resources[name] = {"used": int(utilisation[cell]["used"]), "available": int(utilisation[cell]["available"])}
-    if family == "ice40":
-        resources.pop("flip_flops", None)  # logic cells hold both; nextpnr does not count them apart
-    achieved = [float(entry["achieved"]) for entry in report.get("fmax", {}).values() if "achieved" in entry]
-    fmax = min(achieved) if achieved else None
-    return resources, fmax, fmax is not None and fmax * 1e6 >= clock_hz
 
 
 def memory_report(weights: WeightSet, config) -> list[dict]:

@@ -359,7 +359,8 @@ class BoardClient:
             ``protocol.weights_id`` of the weights, reported by the board's INFO afterwards.
         progress : callable, optional
             Called with the number of image bytes of each chunk the board took (and with minus
-            the bytes taken so far when the load starts over from byte 0), so ``tqdm.update`` fits.
+            the bytes taken so far when the load starts over from byte 0), so a progress bar's
+            ``update`` fits.
         retries : int, optional
             Attempts of each chunk after the first (default: the client's ``retries``).
         chunk : int, optional

@@ -12,13 +12,13 @@ import sys
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 from ..model import golden
 from ..model import images as image_sets
 from ..model import weights as weight_files
 from ..model.errors import InputError
 from ..hdl.designs import GeneratorOptions
+from ..model.progress import progress
 from . import protocol
 from .configure import design_config
 from .host import BoardClient, BoardError, open_serial, serial_timeout
@@ -66,7 +66,7 @@ def load_board_weights(client: BoardClient, ws: weight_files.WeightSet, image: b
             f"{len(image):,} for the design given by --board/--preset/--lanes: use the options the board was built with"
         )
     started = time.time()
-    with tqdm(total=len(image), desc="weights", unit="B", unit_scale=True, disable=quiet) as bar:
+    with progress(total=len(image), desc="weights", unit="B", unit_scale=True, disable=quiet) as bar:
         info = client.load_weights(image, wid, progress=bar.update)
     if not quiet:
         print(f"loaded {len(image):,} bytes of weights (id {wid:08x}) in {time.time() - started:.1f} s",
@@ -111,7 +111,7 @@ def run_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, qui
     per_image = []
     error = None
     try:
-        with tqdm(total=len(image_set), desc="board", unit="image", disable=quiet) as bar:
+        with progress(total=len(image_set), desc="board", unit="image", disable=quiet) as bar:
             for k, image in enumerate(image_set.images):
                 klass, logits, cycles = client.classify(image)
                 golden_class = int(golden.classify(golden_logits[k]))

@@ -18,9 +18,9 @@ import os
 import time
 import uuid
 
-from tqdm import tqdm
 
 from ..model.errors import InputError
+from ..model.progress import progress
 from .tasks import EVENT_TOPIC
 
 POLL_S = 0.25
@@ -69,15 +69,16 @@ def worker_count(client) -> int:
 
 
 class Progress:
-    """A tqdm bar of finished tasks, with the running and failed counts beside it. "running"
-    comes from the workers' start and end events (``tasks.announce``)."""
+    """A progress bar (``model.progress``) of finished tasks, with the running and failed counts
+    beside it. "running" comes from the workers' start and end events (``tasks.announce``)."""
 
     def __init__(self, client, keys, desc: str, unit: str, disable: bool = False):
         self.keys = set(keys)  # a shared scheduler also tells us of other sweeps' points
         self.running: set[str] = set()
         self.failed = 0
         self.shown = ""
-        self.bar = tqdm(total=len(self.keys), desc=desc, unit=unit, disable=disable)
+        self.redrawn = time.monotonic()
+        self.bar = progress(total=len(self.keys), desc=desc, unit=unit, disable=disable)
         self.client = client
         client.subscribe_topic(EVENT_TOPIC, self._event)
 
@@ -95,8 +96,11 @@ class Progress:
         if text != self.shown:
             self.shown = text
             self.bar.set_postfix_str(text, refresh=True)
-        elif time.time() - self.bar.last_print_t > REDRAW_S:  # the elapsed time goes on (tqdm keeps time.time)
+        elif time.monotonic() - self.redrawn > REDRAW_S:  # the elapsed time goes on
             self.bar.refresh()
+        else:
+            return
+        self.redrawn = time.monotonic()
 
     def finished(self, key: str | None, failed: bool, count: int = 1) -> None:
         self.running.discard(key)

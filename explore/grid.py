@@ -45,7 +45,7 @@ from ..hdl.lenet import PRESETS
 from ..model.errors import InputError
 from ..model.network import Network
 from ..model.weights import WeightSet
-from ..sim.benchmark import PNR_DEVICE, PNR_DEVICES, PNR_TARGET_MHZ
+from ..boards.pnr import PNR_DEVICE, PNR_DEVICES, PNR_TARGET_MHZ
 from ..sim.runner import SIMULATORS
 
 STAGES = ("golden", "rtl", "pnr")

@@ -4,7 +4,7 @@
   numpy only, so it runs in the worker itself;
 * ``rtl``: the design streams images through the RTL (``sim.benchmark.bench_config``, which
   calls ``sim.network.stream``): multipliers, latency, interval, their floors, bit-exactness;
-* ``pnr``: out-of-context synthesis and place and route (``sim.benchmark.place_and_route``):
+* ``pnr``: out-of-context synthesis and place and route (``boards.pnr.place_and_route``):
   resources and Fmax;
 * ``shard``: a slice of an image set through the RTL (``sim.network.simulate``), for
   ``lenet-fpga sim --scheduler``.
@@ -62,7 +62,7 @@ def rtl_stage(spec: dict) -> dict:
 
 
 def pnr_stage(spec: dict) -> dict:
-    from ..sim.benchmark import place_and_route
+    from ..boards.pnr import place_and_route
 
     ws = weight_files.load(spec["weights"])
     config = config_from_fields(spec["config"], ws.network)

@@ -374,68 +374,81 @@ class CompactAccelerator(Accelerator):
 
     def elaborate(self, platform):
         m = Module()
-        lanes = self.lanes
         rom = self.rom
         # With the weights in block RAM every block counts: the pixel table goes to logic.
         m.submodules.image = image = ImageInput(self.network.pixels, table_in_logic=rom is not None)
-        m.submodules.sequencer = sequencer = Sequencer(rom.plans if rom else self.plans, lanes, self.map_depth,
+        m.submodules.sequencer = sequencer = Sequencer(rom.plans if rom else self.plans, self.lanes, self.map_depth,
                                                           bias_words=rom is None)
-        m.submodules.array = array = MACArray(lanes, max(plan.terms - 1 for plan in self.plans))
-        m.submodules.finisher = finisher = Finisher(lanes, array.acc_shape, sequencer.address_bits,
+        m.submodules.array = array = MACArray(self.lanes, max(plan.terms - 1 for plan in self.plans))
+        m.submodules.finisher = finisher = Finisher(self.lanes, array.acc_shape, sequencer.address_bits,
                                                     self._config.arithmetic)
         m.submodules.argmax = argmax = Argmax(self.network.classes, self.logit_shape)
-        busy = sequencer.busy
-        take_start = self.start & ~busy
+        take_start = self.start & ~sequencer.busy
         wiring.connect(m, wiring.flipped(self.pixels), image.pixels)
         m.d.comb += [image.start.eq(take_start), image.open.eq(sequencer.receiving)]
-        receiving = sequencer.receiving
         # Feature-map writes: the image's codes, then the finisher's.
-        map_write_addr = Mux(receiving, image.addr, finisher.addr)
-        map_write_data = Mux(receiving, image.code, finisher.data)
-        map_write_en = image.we | finisher.en
-
+        receiving = sequencer.receiving
+        map_write = (Mux(receiving, image.addr, finisher.addr), Mux(receiving, image.code, finisher.data),
+                     image.we | finisher.en)
         if rom:
-            # ---- weights in block RAM (read-only); feature maps in two SPRAMs ----
-            m.submodules.store = store = WeightROM(rom, WEIGHT_ADDRESS_BITS)
-            m.submodules.maps = maps = PingPongMaps(self.map_depth)
-            m.d.comb += [
-                store.addr.eq(sequencer.weight_addr),
-                store.bias_addr.eq(sequencer.bias_addr),
-                store.bias.eq(sequencer.term.bias),
-                store.layer.eq(sequencer.layer),
-                self.weights.ready.eq(1),  # nothing to load: bytes offered are dropped
-                maps.read_addr.eq(sequencer.act_addr),
-                maps.write_addr.eq(map_write_addr),
-                maps.write_data.eq(map_write_data),
-                maps.write_en.eq(map_write_en),
-                # The image goes to region 0; layer i writes region (i + 1) % 2.
-                maps.write_region.eq(~receiving & ~Cat(sequencer.layer, 0)[0]),
-            ]
-            activation = Signal(CODE)  # one register more: the weights' decode takes a cycle
-            m.d.sync += activation.eq(maps.read_data)
+            store, activation = self._weights_in_rom(m, sequencer, map_write)
         else:
-            # ---- weights in SPRAM, loaded while idle; feature maps in block RAM ----
-            m.submodules.loader = loader = WeightStoreLoader(lanes, self.words)
-            m.submodules.store = store = WeightStore(lanes, self.words)
-            m.submodules.maps = maps = Memory(shape=CODE, depth=self.map_depth, init=[])
-            map_write, map_read = maps.write_port(), maps.read_port()
-            wiring.connect(m, wiring.flipped(self.weights), loader.i)
-            m.d.comb += [
-                loader.restart.eq(self.weights_restart),
-                loader.enable.eq(~busy),
-                store.wdata.eq(loader.data),
-                store.wlane.eq(loader.lane),
-                store.we.eq(loader.we),
-                store.addr.eq(Mux(busy, sequencer.weight_addr, loader.addr)),
-                map_read.addr.eq(sequencer.act_addr),
-                map_read.en.eq(1),
-                map_write.addr.eq(map_write_addr),
-                map_write.data.eq(map_write_data),
-                map_write.en.eq(map_write_en),
-            ]
-            activation = map_read.data
+            store, activation = self._weights_in_spram(m, sequencer, map_write)
+        pipeline_busy = self._operands_to_finisher(m, sequencer, array, finisher, store, activation)
+        last_logit = self._control(m, image, sequencer, finisher, argmax, pipeline_busy)
+        self._done_and_cycles(m, take_start, sequencer.busy, last_logit)
+        return m
 
-        # ---- the term follows its operands: the memories answer, then the array adds ----
+    def _weights_in_rom(self, m, sequencer, map_write):
+        """Weights in block RAM (read-only), feature maps in two SPRAMs: the weight ROM and the
+        registered activation that waits for its decode."""
+        map_write_addr, map_write_data, map_write_en = map_write
+        m.submodules.store = store = WeightROM(self.rom, WEIGHT_ADDRESS_BITS)
+        m.submodules.maps = maps = PingPongMaps(self.map_depth)
+        m.d.comb += [
+            store.addr.eq(sequencer.weight_addr),
+            store.bias_addr.eq(sequencer.bias_addr),
+            store.bias.eq(sequencer.term.bias),
+            store.layer.eq(sequencer.layer),
+            self.weights.ready.eq(1),  # nothing to load: bytes offered are dropped
+            maps.read_addr.eq(sequencer.act_addr),
+            maps.write_addr.eq(map_write_addr),
+            maps.write_data.eq(map_write_data),
+            maps.write_en.eq(map_write_en),
+            # The image goes to region 0; layer i writes region (i + 1) % 2.
+            maps.write_region.eq(~sequencer.receiving & ~Cat(sequencer.layer, 0)[0]),
+        ]
+        activation = Signal(CODE)  # one register more: the weights' decode takes a cycle
+        m.d.sync += activation.eq(maps.read_data)
+        return store, activation
+
+    def _weights_in_spram(self, m, sequencer, map_write):
+        """Weights in SPRAM, loaded from ``weights`` while idle; feature maps in block RAM."""
+        map_write_addr, map_write_data, map_write_en = map_write
+        busy = sequencer.busy
+        m.submodules.loader = loader = WeightStoreLoader(self.lanes, self.words)
+        m.submodules.store = store = WeightStore(self.lanes, self.words)
+        m.submodules.maps = maps = Memory(shape=CODE, depth=self.map_depth, init=[])
+        map_write, map_read = maps.write_port(), maps.read_port()
+        wiring.connect(m, wiring.flipped(self.weights), loader.i)
+        m.d.comb += [
+            loader.restart.eq(self.weights_restart),
+            loader.enable.eq(~busy),
+            store.wdata.eq(loader.data),
+            store.wlane.eq(loader.lane),
+            store.we.eq(loader.we),
+            store.addr.eq(Mux(busy, sequencer.weight_addr, loader.addr)),
+            map_read.addr.eq(sequencer.act_addr),
+            map_read.en.eq(1),
+            map_write.addr.eq(map_write_addr),
+            map_write.data.eq(map_write_data),
+            map_write.en.eq(map_write_en),
+        ]
+        return store, map_read.data
+
+    def _operands_to_finisher(self, m, sequencer, array, finisher, store, activation):
+        """The term follows its operands: the memories answer, then the array adds, then the
+        finisher takes the accumulators. Returns whether any term is still on its way."""
         latency = self.memory_latency
         terms = [sequencer.term]
         for stage in range(latency + array.latency):
@@ -455,8 +468,11 @@ class CompactAccelerator(Accelerator):
         pipeline_busy = finisher.busy
         for term in terms[1:]:
             pipeline_busy = pipeline_busy | term.complete
+        return pipeline_busy
 
-        # ---- control ----
+    def _control(self, m, image, sequencer, finisher, argmax, pipeline_busy):
+        """The sequencer's inputs, the status ports and the logits through the argmax. Returns
+        the registered flag of the image's last logit."""
         # The last logit's flag is registered before it ends the image: from the finisher
         # through the argmax into the sequencer's next state was the iCEBreaker build's worst
         # path (36 ns). It costs one cycle an image.
@@ -469,8 +485,8 @@ class CompactAccelerator(Accelerator):
             sequencer.last_logit.eq(last_logit),
             self.layer.eq(sequencer.layer),
             self.phase.eq(Mux(sequencer.issuing, sequencer.layer + 1, 0)),
-            self.busy.eq(busy),
-            self.receiving.eq(busy),
+            self.busy.eq(sequencer.busy),
+            self.receiving.eq(sequencer.busy),
         ]
 
         m.d.comb += [
@@ -479,8 +495,10 @@ class CompactAccelerator(Accelerator):
             self.klass.eq(argmax.klass),
             self.logits.eq(argmax.logits),
         ]
+        return last_logit
 
-        # ---- done, cycles ----
+    def _done_and_cycles(self, m, take_start, busy, last_logit):
+        """``done`` a cycle after the last logit, and ``cycles`` counted from the start taken."""
         elapsed = Signal(CYCLE_COUNTER_WIDTH)
         m.d.sync += self.done.eq(last_logit)
         with m.If(take_start):
@@ -489,4 +507,3 @@ class CompactAccelerator(Accelerator):
             m.d.sync += elapsed.eq(elapsed + 1)
         with m.If(last_logit):
             m.d.sync += self.cycles.eq(elapsed + 1)
-        return m

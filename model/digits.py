@@ -3,8 +3,9 @@
 MNIST's digits are white strokes on black, the strokes' bounding box scaled to fit 20x20 and
 the digit centred by its centre of mass in 28x28. ``prepare`` does the same to any picture: to
 grey, inverted if its background is light (a dark pen on paper), cropped to the ink, scaled
-into a 20/28 share of the network's input, centred by mass. The result is what the golden
-model and the hardware classify, so it is shown to the user as well (``ascii_art``).
+into a 20/28 share of the network's input, centred by mass as far as the ink allows
+(``centre_by_mass``). The result is what the golden model and the hardware classify, so it is
+shown to the user as well (``ascii_art``).
 """
 
 from __future__ import annotations
@@ -58,13 +59,27 @@ def prepare(grey: np.ndarray, size: int = 28) -> np.ndarray:
     canvas = np.zeros((size, size))
     top, left = (size - height) // 2, (size - width) // 2
     canvas[top : top + height, left : left + width] = small
-    # Centre of mass to the middle, as MNIST's digits are (a whole-pixel shift).
-    mass = canvas.sum()
-    cy = (canvas.sum(axis=1) * np.arange(size)).sum() / mass
-    cx = (canvas.sum(axis=0) * np.arange(size)).sum() / mass
-    dy, dx = round((size - 1) / 2 - cy), round((size - 1) / 2 - cx)
-    canvas = np.roll(canvas, (dy, dx), axis=(0, 1))
+    canvas = centre_by_mass(canvas)
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+
+def centre_by_mass(canvas: np.ndarray) -> np.ndarray:
+    """``canvas`` shifted by whole pixels to bring its centre of mass to the middle, as MNIST's
+    digits are, but never so far that ink leaves the picture: each shift is clamped to what the
+    ink's bounding box allows (a heavy bar on a thin stem stops with its foot on the edge, a little
+    above the middle). No ink is lost, and none wraps round to the other side; the pixels shifted
+    in are black. ``prepare``'s ink box is 20 of 28 pixels, so some shift always fits."""
+    size_y, size_x = canvas.shape
+    mass = canvas.sum()
+    cy = (canvas.sum(axis=1) * np.arange(size_y)).sum() / mass
+    cx = (canvas.sum(axis=0) * np.arange(size_x)).sum() / mass
+    rows, cols = np.nonzero(canvas)
+    dy = int(np.clip(round((size_y - 1) / 2 - cy), -rows.min(), size_y - 1 - rows.max()))
+    dx = int(np.clip(round((size_x - 1) / 2 - cx), -cols.min(), size_x - 1 - cols.max()))
+    shifted = np.zeros_like(canvas)
+    shifted[max(dy, 0) : size_y + min(dy, 0), max(dx, 0) : size_x + min(dx, 0)] = \
+        canvas[max(-dy, 0) : size_y - max(dy, 0), max(-dx, 0) : size_x - max(dx, 0)]
+    return shifted
 
 
 def _border(grey: np.ndarray) -> np.ndarray:

@@ -33,13 +33,13 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from . import arith, golden, prune
 from .codes import PLAIN, Recipe, Restriction
 from .cost import GENERATOR_METRICS, METRICS, Cost, CostModel, network_cost
 from .errors import InputError
 from .network import ConvLayer, Network
+from .progress import progress
 
 # A move that loses nothing still counts as losing this much: among harmless moves, the one
 # with the largest progress wins.
@@ -272,7 +272,7 @@ class Search:
                 raise InputError(f"the budgets {self._budget_text()} cannot be met in the search space: even its "
                                  f"cheapest point, {cheapest.describe()}, exceeds them")
         path = [{"move": "start", **current.to_dict()}]
-        with tqdm(desc="search", unit="step", leave=True) as bar:
+        with progress(desc="search", unit="step", leave=True) as bar:
             current = self._descend(current, path, bar)
         log(f"search: {len(path) - 1} steps, {self.evaluations} points scored; chose {current.describe()}")
         return current, path

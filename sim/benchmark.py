@@ -13,7 +13,8 @@ resolved against the network and its weight codes):
   overlaps its layers, so its latency is below it). One pixel enters per cycle, so the interval
   is also bounded by the image's pixels;
 * with ``--pnr``, Fmax and LUT/FF/BRAM/DSP from an out-of-context Yosys + nextpnr-ecp5 run of
-  the accelerator alone for the LFE5U-85F, and images per second = Fmax / interval;
+  the accelerator alone for the LFE5U-85F (``boards.pnr.place_and_route``), and images per
+  second = Fmax / interval;
 * the golden model's accuracy on the 10,000 MNIST test images with the preset's arithmetic, and
   whether the RTL's logits are bit-exact with it on the streamed images.
 """
@@ -22,14 +23,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from ..boards.pnr import PNR_DEVICE, PNR_PACKAGE, PNR_TARGET_MHZ, place_and_route
 from ..hdl.accelerator import layer_report, read_design
 from ..hdl.lenet import PRESETS, StreamingConfig, preset
 from ..model import arith, golden, mnist
@@ -43,12 +43,6 @@ from . import runner
 from .network import stream
 from .plots import network_label
 
-# Out-of-context place-and-route target: the ULX3S's FPGA, timing-driven towards this clock.
-PNR_DEVICE, PNR_PACKAGE = "LFE5U-85F", "CABGA381"
-PNR_TARGET_MHZ = 100.0
-# The ECP5 parts place_and_route can target (nextpnr-ecp5's device option); all come in CABGA381.
-PNR_DEVICES = {"LFE5U-12F": "--12k", "LFE5U-25F": "--25k", "LFE5U-45F": "--45k", "LFE5U-85F": "--85k"}
-PNR_TOP = "lenet5"
 RESOURCES = ("luts", "flip_flops", "block_ram", "dsp")
 
 
@@ -104,71 +98,6 @@ def bench_images(n: int, data_dir, network: Network) -> tuple[np.ndarray, str, i
     return samples.head(n).images, "shipped digits", None
 
 
-def place_and_route(weights: WeightSet, config: StreamingConfig, build_dir: Path, step=lambda _: None,
-                    time_limit_s: float | None = None, *, device: str = PNR_DEVICE,
-                    target_mhz: float = PNR_TARGET_MHZ, seed: int | None = None) -> dict:
-    """Synthesize (Yosys ``synth_ecp5``) and place-and-route (nextpnr-ecp5, ``--out-of-context``)
-    the accelerator alone; its ports are not pins, so the design needs no board.
-
-    ``time_limit_s`` bounds both tools together: a congested design can keep nextpnr's router
-    busy for hours, so a run that passes the limit is stopped and raised as a ``RuntimeError``.
-    ``device`` is one of ``PNR_DEVICES``, ``target_mhz`` the clock nextpnr's timing-driven
-    placement aims for, ``seed`` nextpnr's placement seed (``None``: nextpnr's default).
-
-    Returns ``fmax_mhz`` (worst clock; ``None`` if nextpnr reports none), ``timing_met`` (against
-    ``target_mhz``), ``resources`` (LUT, FF, BRAM, DSP: used and available) and the folder.
-    """
-    if device not in PNR_DEVICES:
-        raise InputError(f"unknown device {device!r}; place and route knows {', '.join(PNR_DEVICES)}")
-    from amaranth.back import rtlil
-
-    from ..boards.build import parse_nextpnr_report
-    from ..hdl.multiplier import ECP5Target
-    from ..boards.platforms import SYNTH_CHECKS, SYNTH_OPTIONS, toolchain_env
-
-    tools = toolchain_env("ecp5")
-    build_dir.mkdir(parents=True, exist_ok=True)
-    step("generate")
-    # As on a board: the ECP5 form of the design (DSP multipliers with their own registers).
-    design = rtlil.convert(config.build(weights), name=PNR_TOP, platform=ECP5Target())
-    (build_dir / f"{PNR_TOP}.il").write_text(design)
-    report_path = build_dir / f"{PNR_TOP}.report.json"
-    report_path.unlink(missing_ok=True)
-    commands = {
-        "synthesize": [tools["YOSYS"], "-q", "-l", "yosys.log", "-p",
-                       f"read_rtlil {PNR_TOP}.il; synth_ecp5 {SYNTH_OPTIONS} -top {PNR_TOP}; "
-                       f"{SYNTH_CHECKS}; write_json {PNR_TOP}.json"],
-        "place and route": [tools["NEXTPNR_ECP5"], "-q", "-l", "nextpnr.log", PNR_DEVICES[device],
-                            "--package", PNR_PACKAGE, "--json", f"{PNR_TOP}.json", "--out-of-context",
-                            "--freq", f"{target_mhz:g}", "--timing-allow-fail", "--report", report_path.name,
-                            *(["--seed", str(seed)] if seed is not None else [])],
-    }
-    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
-    for stage, command in commands.items():
-        step(stage)
-        log = build_dir / ("yosys.log" if stage == "synthesize" else "nextpnr.log")
-        try:
-            done = subprocess.run(command, cwd=build_dir, capture_output=True, text=True,
-                                  timeout=None if deadline is None else max(deadline - time.monotonic(), 0))
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{stage} stopped: not done within the {time_limit_s / 60:g}-minute limit "
-                               f"(log: {log})") from None
-        if done.returncode != 0:
-            raise RuntimeError(f"{stage} failed (exit {done.returncode}): {_log_summary(log, done.stderr)} "
-                               f"(log: {log})")
-    resources, fmax, met = parse_nextpnr_report(json.loads(report_path.read_text()), "ecp5", target_mhz * 1e6)
-    return {"fmax_mhz": fmax, "timing_met": met, "resources": resources, "build_dir": str(build_dir)}
-
-
-def _log_summary(log: Path, stderr: str) -> str:
-    """The tool's error lines and any resource used beyond what the FPGA has."""
-    text = log.read_text() if log.exists() else stderr
-    share = [(line, re.search(r"(\d+)\s*%$", line.strip())) for line in text.splitlines()]
-    over = [line.strip().removeprefix("Info:").strip() for line, found in share if found and int(found[1]) > 100]
-    errors = [line.strip() for line in text.splitlines() if line.startswith("ERROR")]
-    return "; ".join(errors[-2:] + [f"over capacity: {line}" for line in over]) or text[-500:]
-
-
 def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images: np.ndarray, simulator: str,
                  pnr_dir: Path | None = None, step=lambda _: None, pnr_time_limit_s: float | None = None) -> dict:
     """Everything the table shows for one preset except the accuracy."""
@@ -185,7 +114,8 @@ def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images:
     multipliers, dsp = read_design(weights, config, lambda design: (design.multipliers, design.dsp_blocks))
     result = {
         "name": name,
-        "weights": str(weights.path) if weights.path else None,
+        # Absolute: bench-report reads the JSON later, from wherever it is run (find_weights).
+        "weights": str(Path(weights.path).resolve()) if weights.path else None,
         "network": network.spec,
         "macs": network.macs,
         "weight_bits": sum(row["weight_bits"] * _weights_of(network, row["layer"]) for row in rows),
@@ -354,9 +284,26 @@ def load_bench_document(path) -> dict:
     return document
 
 
+def find_weights(saved: str | None, source: str | None = None) -> Path | None:
+    """The weights file a bench row names, wherever ``bench-report`` runs: the path as saved
+    (absolute since bench writes it so; older runs saved it relative to the folder bench ran in),
+    else relative to the folder of the JSON file ``source`` the row came from, else, for a file
+    saved from an ``assets`` folder, the shipped network of that name. ``None`` if none exists."""
+    if not saved:
+        return None
+    saved_path = Path(saved)
+    tries = [saved_path]
+    if source is not None and not saved_path.is_absolute():
+        tries.append(Path(source).parent / saved_path)
+    if saved_path.parent.name == "assets":
+        tries.append(Path(str(weight_files.ASSETS / saved_path.name)))
+    return next((path for path in tries if path.is_file()), None)
+
+
 def fill_accuracy(results: list[dict], data_dir: Path | None, say=print, explicit: bool = True) -> None:
     """The golden model's accuracy on the MNIST test set for rows measured without it (a bench
-    run that did not find the test set), from each row's weights file in the row's arithmetic.
+    run that did not find the test set), from each row's weights file (``find_weights``; a row's
+    ``source`` is its JSON file) in the row's arithmetic.
     Without the test set: an error if ``explicit`` (the user named the folder), else a remark."""
     missing = [r for r in results if r.get("accuracy") is None]
     if not missing:
@@ -370,9 +317,9 @@ def fill_accuracy(results: list[dict], data_dir: Path | None, say=print, explici
         return
     cache: dict[tuple, float] = {}
     for r in missing:
-        path = r.get("weights")
-        if not path or not Path(path).is_file():
-            say(f"{network_label(r)} {r['name']}: weights {path} not found; accuracy left out")
+        path = find_weights(r.get("weights"), r.get("source"))
+        if path is None:
+            say(f"{network_label(r)} {r['name']}: weights {r.get('weights')} not found; accuracy left out")
             continue
         arithmetic = next((a for a in arith.ARITHMETICS if a.describe() == r.get("arithmetic")), None)
         if arithmetic is None:

@@ -1,6 +1,6 @@
 """A stand-in for Yosys and nextpnr-ecp5 in the explore tests (``YOSYS``/``NEXTPNR_ECP5`` name a
 wrapper that runs ``python fake_pnr.py yosys|nextpnr ARGS``). It takes the arguments
-``sim.benchmark.place_and_route`` gives and writes the files it expects.
+``boards.pnr.place_and_route`` gives and writes the files it expects.
 
 nextpnr's behaviour follows its ``--seed``:
 

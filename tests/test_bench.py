@@ -1,10 +1,12 @@
 """`lenet-fpga bench`: the multiply floors, the streamed interval and latency, the table, JSON and plots."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lenet_fpga.boards import pnr
 from lenet_fpga.cli import main
 from lenet_fpga.hdl.lenet import PRESETS, Preset, StreamingConfig
 from lenet_fpga.model import arith, weights
@@ -73,9 +75,9 @@ def test_place_and_route_stops_at_its_time_limit(tmp_path, monkeypatch):
     ws = weights.load()
     start = time.monotonic()
     with pytest.raises(RuntimeError, match=r"synthesize stopped: not done within the 0.02-minute limit"):
-        benchmark.place_and_route(ws, StreamingConfig(ws.arithmetic), tmp_path / "pnr", time_limit_s=1.2)
+        pnr.place_and_route(ws, StreamingConfig(ws.arithmetic), tmp_path / "pnr", time_limit_s=1.2)
     assert time.monotonic() - start < 30
-    assert not (tmp_path / "pnr" / f"{benchmark.PNR_TOP}.report.json").exists()
+    assert not (tmp_path / "pnr" / f"{pnr.TOP_NAME}.report.json").exists()
 
 
 def test_bench_images_without_mnist(tmp_path):
@@ -137,6 +139,43 @@ def test_bench_report_fills_in_the_accuracy_from_the_weights(tmp_path, capsys, m
     fast, baseline = json.loads(capsys.readouterr().out)["configs"]
     assert fast["accuracy"] == weights.load(path).manifest["accuracy"]["fixed"]
     assert baseline["accuracy"] < fast["accuracy"]  # the same codes run with wrap-around
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_report_finds_the_weights_from_any_folder(tmp_path, monkeypatch, capsys, mnist_dir):
+    """The runs in docs/bench were saved at the repository root with paths like
+    ``model/assets/lenet5_pow2.npz``, some without their accuracy: run from elsewhere, every row
+    still gets one (a shipped network is found among the package's assets), and a row's accuracy
+    in its network's own arithmetic is the one the weights' manifest records."""
+    files = sorted((REPO_ROOT / "docs" / "bench").glob("*.json"))
+    assert files and any(r["accuracy"] is None for f in files for r in json.loads(f.read_text())["configs"])
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench-report", *map(str, files), "--data", str(mnist_dir), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["configs"]
+    assert rows and [r for r in rows if r["accuracy"] is None] == []
+    for r in rows:
+        ws = weights.load(weights.ASSETS / Path(r["weights"]).name)
+        if r["arithmetic"] == ws.arithmetic.describe():
+            assert r["accuracy"] == ws.manifest["accuracy"]["fixed"], r["weights"]
+
+
+def test_bench_report_finds_weights_beside_the_json(tmp_path, monkeypatch, capsys, mnist_dir):
+    """A path saved relative to the run's own folder (runs and networks moved together)."""
+    (tmp_path / "runs" / "nets").mkdir(parents=True)
+    for suffix in (".npz", ".json"):
+        source = weights.ASSETS / f"lenet5_pruned_pow2{suffix}"
+        (tmp_path / "runs" / "nets" / f"mine{suffix}").write_bytes(source.read_bytes())
+    ws = weights.load(tmp_path / "runs" / "nets" / "mine.npz")
+    row = {**_made_up_row("nets/mine.npz", "fast", 26_000, 90_000.0, accuracy=None),
+           "arithmetic": ws.arithmetic.describe()}
+    (tmp_path / "runs" / "run.json").write_text(json.dumps({"configs": [row]}))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["bench-report", "../runs/run.json", "--data", str(mnist_dir), "--json"]) == 0
+    (r,) = json.loads(capsys.readouterr().out)["configs"]
+    assert r["accuracy"] == ws.manifest["accuracy"]["fixed"]
 
 
 @pytest.mark.parametrize("content, message", [

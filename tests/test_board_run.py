@@ -270,3 +270,18 @@ def test_board_run_bench_refuses_counts_a_bench_cannot_carry(capsys):
         with pytest.raises(SystemExit):
             main(["board-run", "--port", "fake", "--bench", runs])
         assert "1 to 65535" in capsys.readouterr().err
+
+
+def test_board_run_progress_in_a_log_is_plain_lines(capsys):
+    """Standard error captured (as in a log file or a pipe): the weight load and the run report
+    their progress in whole lines, not tqdm's carriage-return redraws; no time passes between
+    updates here, so each writes just its last line."""
+    ws = weights.load(WRAP_WEIGHTS)
+    board = GoldenBoard(weights.load(), loadable=[WRAP_WEIGHTS])
+    client = BoardClient(board)
+    load_board_weights(client, ws, image_of(WRAP_WEIGHTS))
+    run_on_board(client, ws, images.load_image_set().head(5))
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert [line.split(":")[0] for line in err.splitlines() if line.startswith(("weights", "board"))] == [
+        "weights", "board"]

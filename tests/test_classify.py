@@ -69,3 +69,20 @@ def test_bad_pictures_are_one_line(tmp_path, capsys, content, message):
 def test_a_blank_picture_has_no_ink():
     with pytest.raises(InputError, match="no ink"):
         digits.prepare(np.full((30, 30), 200, np.uint8))
+
+
+def test_centring_by_mass_loses_and_wraps_no_ink():
+    """A heavy bar on a thin stem (a T): its centre of mass is near the top, so shifting the mass
+    to the middle would push the stem's foot past the bottom edge. By hand: the 100x100 ink box
+    scales by 20/100 into a 20x20 box placed at rows 4..23; the bar's 30 rows become rows 4..9,
+    carrying ~120 of the ~131 units of ink, so the mass sits near row (120 * 6.5 + 11 * 16.5) / 131
+    ~ 7.3 and centring wants ~6 rows down; the box's foot may go 4 rows down (to row 27). So the
+    ink ends up in rows 8..27 exactly: nothing wraps round to the top rows, nothing is cut off."""
+    picture = np.zeros((120, 120), np.uint8)
+    picture[10:40, 10:110] = 255  # the bar: 30 rows x 100 columns
+    picture[40:110, 58:62] = 255  # the stem: 70 rows x 4 columns, centred under the bar
+    digit = digits.prepare(picture)
+    rows = np.nonzero(digit.max(axis=1))[0]
+    assert (rows.min(), rows.max()) == (8, 27)
+    assert digit[:8].max() == 0  # no ink wrapped round from the bottom
+    assert digit[8:14].mean() > 100 and digit[27].max() > 0  # the bar at the top, the stem's foot kept

@@ -413,3 +413,17 @@ def test_loader_fills_the_weight_store_in_image_order(lanes):
 
     _run(m, bench)
     assert got == [int.from_bytes(image[a * lanes : (a + 1) * lanes], "little") for a in range(words)]
+
+
+def test_no_function_of_the_compact_accelerator_is_over_100_lines():
+    """``CompactAccelerator.elaborate`` joins the parts in a few named steps (it was one
+    118-line function): every function in hdl/compact.py, decorators included, fits 100 lines."""
+    import ast
+    import inspect
+
+    from lenet_fpga.hdl import compact
+
+    tree = ast.parse(inspect.getsource(compact))
+    lengths = {node.name: node.end_lineno - min([node.lineno] + [d.lineno for d in node.decorator_list]) + 1
+               for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    assert {name: n for name, n in lengths.items() if n > 100} == {}

@@ -141,14 +141,14 @@ def test_a_design_that_does_not_fit_the_network_is_refused_before_any_work():
 
 
 def test_place_and_route_takes_the_points_device_clock_and_seed(tmp_path, monkeypatch):
-    """sim.benchmark.place_and_route as the pnr stage calls it, with fake tools: the part, the
+    """boards.pnr.place_and_route as the pnr stage calls it, with fake tools: the part, the
     clock aimed for and the seed reach nextpnr, and timing is judged against that clock."""
     import numpy as np
 
     from lenet_fpga.hdl.lenet import StreamingConfig
     from lenet_fpga.model import arith
     from lenet_fpga.model.network import Network
-    from lenet_fpga.sim import benchmark
+    from lenet_fpga.boards import pnr
 
     fake = Path(__file__).with_name("fake_pnr.py")
     for tool, variable in (("yosys", "YOSYS"), ("nextpnr", "NEXTPNR_ECP5")):
@@ -161,15 +161,15 @@ def test_place_and_route_takes_the_points_device_clock_and_seed(tmp_path, monkey
     params = {name: np.ones(shape, np.int8) for name, shape in network.parameter_shapes.items()}
     ws = weights.load(weights.save(tmp_path / "w.npz", params, weights.make_manifest(arith.Arithmetic(), network)))
     config = StreamingConfig(ws.arithmetic)
-    report = benchmark.place_and_route(ws, config, tmp_path / "a", device="LFE5U-25F", target_mhz=85.0, seed=3)
+    report = pnr.place_and_route(ws, config, tmp_path / "a", device="LFE5U-25F", target_mhz=85.0, seed=3)
     args = json.loads((tmp_path / "a" / "nextpnr-args.json").read_text())
     assert "--25k" in args and args[args.index("--freq") + 1] == "85" and args[args.index("--seed") + 1] == "3"
     # the fake reports 50 + seed = 53 MHz: short of 85 MHz, enough for 50
     assert report["fmax_mhz"] == 53.0 and report["timing_met"] is False
-    assert benchmark.place_and_route(ws, config, tmp_path / "b", target_mhz=50.0, seed=3)["timing_met"] is True
+    assert pnr.place_and_route(ws, config, tmp_path / "b", target_mhz=50.0, seed=3)["timing_met"] is True
     assert "--85k" in json.loads((tmp_path / "b" / "nextpnr-args.json").read_text())  # the default part
     with pytest.raises(InputError, match="unknown device"):
-        benchmark.place_and_route(ws, config, tmp_path / "c", device="LFE5U-99F")
+        pnr.place_and_route(ws, config, tmp_path / "c", device="LFE5U-99F")
 
 
 # ---- keys ----

@@ -47,13 +47,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from .. import arith
 from . import qat
 from ..errors import InputError
 from ..network import ConvLayer, Network
 from ..search import Space, fit_codes
+from ..progress import progress
 
 GATE_TEMPERATURE = 0.5  # channels
 START_SPARSITY = 0.05
@@ -187,7 +187,7 @@ def learn(params: dict, network: Network, arithmetic: arith.Arithmetic, space: S
     for epoch in range(config.learned_epochs):
         model.refit()
         order = torch.randperm(len(images), generator=generator)
-        bar = tqdm(range(steps), desc=f"learn sparsity and bits {epoch + 1}/{config.learned_epochs}", unit="batch")
+        bar = progress(range(steps), desc=f"learn sparsity and bits {epoch + 1}/{config.learned_epochs}", unit="batch")
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             x = qat.random_shift(images[idx], config.shift, generator)

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from .. import arith
 from ..codes import Restriction, Uniform
 from ..network import LENET5, ConvLayer, Network
+from ..progress import progress
 
 
 def _ste(soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
@@ -205,7 +205,7 @@ def _run_epochs(model, images, labels, epochs, lr, config, generator, label, pen
         if before_epoch is not None:
             before_epoch(epoch)
         order = torch.randperm(len(images), generator=generator)
-        bar = tqdm(range(steps_per_epoch), desc=f"{label} epoch {epoch + 1}/{epochs}", unit="batch", leave=True)
+        bar = progress(range(steps_per_epoch), desc=f"{label} epoch {epoch + 1}/{epochs}", unit="batch", leave=True)
         correct = seen = 0
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
