@@ -13,7 +13,7 @@ import numpy as np
 from ..model.errors import InputError
 from ..sim.network import NetworkRun, shard_bounds
 from . import cluster
-from .commands import weight_blob
+from .sweep import weight_blob
 from .grid import canonical, config_fields
 from .tasks import shard_task
 

@@ -1,22 +1,22 @@
-"""The ``verilog`` subcommand: generate the accelerator and report what it costs per layer."""
+"""The generator's configuration from command-line options (``lenet_fpga/commands/`` reads them
+with these), and the generator's report in the command line's spelling."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
-from amaranth.back import verilog as amaranth_verilog
-
-from ..model import weights as weight_files
-from ..model.atomic import atomic_path, check_output
-from ..model.commands import arithmetic_from_args
+from ..model import arith
 from ..model.errors import InputError
 from . import compact
 from .lenet import StreamingConfig, preset
 
-TOPLEVEL = "lenet5"
 DESIGNS = ("streaming", "compact")
+
+
+def arithmetic_from_args(args, default: arith.Arithmetic) -> arith.Arithmetic:
+    """--rounding/--overflow where given, else what the weights were trained for."""
+    return arith.Arithmetic(getattr(args, "rounding", None) or default.rounding,
+                            getattr(args, "overflow", None) or default.overflow)
 
 
 def config_from_args(args, ws, design: str | None = None):
@@ -104,23 +104,3 @@ def format_layer_table(accelerator) -> str:
         lines.append(f"cycles: the design's cycle model, one layer after another on the shared multipliers "
                      f"({accelerator.multipliers}): {cycles:,} an image.")
     return "\n".join(lines)
-
-
-def cmd_verilog(args) -> int:
-    ws = weight_files.load(args.weights)
-    config = config_from_args(args, ws)
-    out = check_output(args.output, "-o")
-    accelerator = config.build(ws)
-    rows = accelerator.layer_report()
-    text = amaranth_verilog.convert(accelerator, name=TOPLEVEL)
-    with atomic_path(out) as tmp:
-        tmp.write_text(text)
-    if args.json:
-        print(json.dumps({"verilog": str(out), "toplevel": TOPLEVEL, "network": ws.network.spec,
-                          "arithmetic": config.arithmetic.describe(), "config": describe_config(config),
-                          "layers": rows}))
-    else:
-        print(f"wrote {out} (top module {TOPLEVEL}, network {ws.network.spec}, {config.arithmetic.describe()}, "
-              f"preset {getattr(args, 'preset', 'baseline')}: {describe_config(config)})")
-        print(format_layer_table(accelerator))
-    return 0
