@@ -58,7 +58,8 @@ def run(args) -> int:
         print(json.dumps(report) if args.json else shlex.join(command))
         return 0
     print(f"running {shlex.join(command)}", file=sys.stderr)
-    returncode = subprocess.run(command, stdout=sys.stderr if args.json else None).returncode
+    # With --json, stdout is the JSON's alone: the program's output goes to file descriptor 2.
+    returncode = subprocess.run(command, stdout=2 if args.json else None).returncode
     if args.json:
         print(json.dumps({**report, "returncode": returncode}))
     return returncode
