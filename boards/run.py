@@ -6,22 +6,19 @@ cycle counter: the accelerator's throughput, which the serial line hides."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 
 import numpy as np
 
 from ..model import golden
-from ..model import images as image_sets
 from ..model import weights as weight_files
 from ..model.errors import InputError
 from ..hdl.designs import GeneratorOptions
 from ..model.progress import progress
 from . import protocol
 from .configure import design_config
-from .host import BoardClient, BoardError, open_serial, serial_timeout
+from .host import BoardClient, BoardError
 from .platforms import board as find_board
 
 # A pseudo-terminal has no baud rate, and the far end may be a simulation (lenet-fpga board-sim)
@@ -217,50 +214,3 @@ def format_bench(bench: dict, board_name: str) -> str:
         lines.append(f"  classes DIFFER: last run {classes[0]}, CLASSIFY {classes[1]}, golden model {classes[2]}; "
                      f"CLASSIFY's logits {logits} the golden model's")
     return "\n".join(lines)
-
-
-def cmd_board_run(args) -> int:
-    from ..hdl.commands import generator_options  # the command line's; moves with this command
-
-    ws = weight_files.load(args.weights)
-    image_set = image_sets.load_image_set(args.images).head(args.n).fitted(ws.network)
-    timeout = getattr(args, "timeout", None)
-    simulated = os.path.realpath(args.port).startswith("/dev/pts/")
-    port = open_serial(args.port, args.baud, timeout or (PSEUDO_TERMINAL_TIMEOUT if simulated else None))
-    try:
-        client = BoardClient(port)
-        info = client.ping()
-        check_board_network(info, ws)
-        client.set_timeout(timeout or (PSEUDO_TERMINAL_TIMEOUT if simulated else serial_timeout(args.baud, info.sizes)))
-        if args.weights is not None or not info.weights_valid:
-            config_design, image = board_weight_image(ws, args.board, generator_options(args), with_design=True)
-            if config_design != info.design:
-                raise InputError(f"the board runs the {info.design} design; --board {args.board} builds the "
-                                 f"{config_design} one: give the --board (and --preset, --lanes) it was built with")
-            load_board_weights(client, ws, image, quiet=args.json)
-        runs = getattr(args, "bench", None)
-        if runs is not None:
-            from .platforms import board as find_board
-
-            bench = bench_on_board(client, ws, image_set, runs, find_board(args.board).clock_hz, simulated)
-            print(json.dumps({"bench": bench}) if args.json else format_bench(bench, args.board))
-            return 0 if bench["match"] else 1
-        result = run_on_board(client, ws, image_set, quiet=args.json)
-    finally:
-        port.close()
-    total = result["total"]
-    if args.json:
-        print(json.dumps(result))
-    else:
-        retries = ", ".join(f"{n} after {reason}" for reason, n in sorted(total["retries"].items())) or "none"
-        print(f"{total['images']} of {total['requested']} images on the board ({total['arithmetic']}): "
-              f"{total['mismatches']} mismatches against the golden model; "
-              + (f"{total['cycles_per_image']:.0f} accelerator cycles per image; " if total["images"] else "")
-              + f"{total['images_per_second_over_link']} images/s over the serial line; requests sent again: {retries}")
-        if "board_accuracy" in total:
-            print(f"board accuracy on these images {total['board_accuracy']:.1%}")
-    if total.get("error") == "interrupted":
-        raise KeyboardInterrupt
-    if not total["complete"]:
-        raise InputError(f"the run stopped after {total['images']} of {total['requested']} images: {total['error']}")
-    return 1 if total["mismatches"] else 0

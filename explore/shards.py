@@ -13,8 +13,8 @@ import numpy as np
 from ..model.errors import InputError
 from ..sim.network import NetworkRun, shard_bounds
 from . import cluster
-from .commands import weight_blob
 from ..hdl.designs import config_fields
+from .sweep import weight_blob
 from .tasks import shard_task
 
 

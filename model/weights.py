@@ -150,9 +150,13 @@ def save_with_float(path, params: dict, manifest: dict, float_params: dict) -> P
         raise
 
 
+SHIPPED = "shipped"  # the name every command's --weights takes for the shipped weights
+
+
 def load(path=None) -> WeightSet:
-    """Read and validate a weight file and its manifest. ``None`` means the shipped weights."""
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    """Read and validate a weight file and its manifest. ``None`` or ``"shipped"`` means the
+    shipped weights."""
+    path = Path(path) if path is not None and str(path) != SHIPPED else DEFAULT_WEIGHTS
     if not path.is_file():
         raise InputError(f"weights file not found: {path}")
     mpath = manifest_path(path)

@@ -1,4 +1,4 @@
-"""``lenet-fpga bench``: every network and generator preset measured against the multiply floor.
+"""The benchmark of ``lenet-fpga bench`` (``lenet_fpga/commands/bench.py``): every network and generator preset measured against the multiply floor.
 
 Per network (a weights file: dense, pruned, low-bit...) and preset (``hdl.lenet.PRESETS``,
 resolved against the network and its weight codes):
@@ -27,19 +27,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from ..boards.pnr import PNR_DEVICE, PNR_PACKAGE, PNR_TARGET_MHZ, place_and_route
+from ..boards.pnr import place_and_route
 from ..hdl.accelerator import layer_report, read_design
 from ..hdl.lenet import PRESETS, StreamingConfig, preset
 from ..model import arith, golden, mnist
 from ..model import images as image_sets
 from ..model import weights as weight_files
-from ..model.atomic import check_output
 from ..model.errors import InputError
 from ..model.network import Network
 from ..model.weights import WeightSet
-from . import runner
 from .network import stream
 from .plots import network_label
 
@@ -99,15 +96,17 @@ def bench_images(n: int, data_dir, network: Network) -> tuple[np.ndarray, str, i
 
 
 def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images: np.ndarray, simulator: str,
-                 pnr_dir: Path | None = None, step=lambda _: None, pnr_time_limit_s: float | None = None) -> dict:
-    """Everything the table shows for one preset except the accuracy."""
+                 pnr_dir: Path | None = None, step=lambda _: None, pnr_time_limit_s: float | None = None,
+                 build_root=None) -> dict:
+    """Everything the table shows for one preset except the accuracy; the simulator is built in
+    ``build_root`` (``runner.check_build_root``'s default if None)."""
     step("layer report")
     rows = layer_report(weights, config)
     floors = multiply_floors(rows, weights.network.pixels)
     for row in rows:
         row["floor"] = floors["layers"].get(row["layer"], 0)
     step("RTL stream")
-    run = stream(weights, images, config, simulator=simulator)
+    run = stream(weights, images, config, simulator=simulator, build_root=build_root)
     latency, interval = run.latency, run.interval
     network = weights.network
     # The design's totals, not the rows' sums: the compact design's rows all name its one array.
@@ -187,82 +186,6 @@ def weight_sets(names) -> list[WeightSet]:
     return [weight_files.load(name) for name in files or [None]]
 
 
-def cmd_bench(args) -> int:
-    if args.rtl_images < 2:
-        raise InputError("--rtl-images must be at least 2: the interval is the time between two images")
-    if args.pnr_minutes and not args.pnr:
-        raise InputError("--pnr-minutes limits place-and-route: give --pnr as well")
-    networks = weight_sets(args.weights)
-    plans = [(ws, select_configs(args.configs, ws.network, ws.arithmetic, codes=ws.codes)) for ws in networks]
-    if args.plots:
-        check_output(Path(args.plots) / "cycles.png", "--plots")
-    runner.prepare_simulator(args.simulator)
-    runner.check_build_root()
-    say = (lambda *a, **k: None) if args.json else print
-    if args.pnr:
-        from ..boards.platforms import toolchain_env
-
-        toolchain_env("ecp5")  # no tools: say so now, not after the simulations
-    data_dir = Path(args.data) if args.data else mnist.default_data_dir()
-    results, sources = [], set()
-    with tqdm(total=sum(len(configs) for _, configs in plans), desc="bench", unit="design") as bar:
-        for ws, configs in plans:
-            network = ws.network
-            images, source, test_set = bench_images(args.rtl_images, data_dir, network)
-            sources.add(source)
-            accuracy: dict[str, float] = {}  # by arithmetic: presets with the same one agree
-            label = ws.path.stem if ws.path else network.spec
-            for name, config in configs.items():
-                def step(stage, name=name):
-                    bar.set_postfix_str(f"{label} {name}: {stage}")
-
-                result = bench_config(name, config, ws, images, args.simulator,
-                                      Path("build") / "bench" / label if args.pnr else None, step,
-                                      args.pnr_minutes * 60 if args.pnr_minutes else None)
-                if test_set is not None:
-                    key = config.arithmetic.describe()
-                    if key not in accuracy:
-                        step("golden model on the test set")
-                        accuracy[key] = golden.accuracy(
-                            golden.forward(test_set.images, ws.params, config.arithmetic, network), test_set.labels)
-                    result["accuracy"] = accuracy[key]
-                else:
-                    result["accuracy"] = None
-                results.append(result)
-                bar.update()
-    say(format_table(results, max(ws.network.pixels for ws in networks)))
-    say(f"RTL: {args.rtl_images} images ({', '.join(sorted(sources))}) streamed through {args.simulator}; "
-        + ("accuracy on the 10,000 MNIST test images (golden model)." if test_set is not None
-           else f"accuracy: the MNIST test set is not in {data_dir} (lenet-fpga download)."))
-    if args.pnr:
-        say(f"Fmax and resources: out-of-context place-and-route for the {PNR_DEVICE} ({PNR_PACKAGE}), "
-            f"target {PNR_TARGET_MHZ:g} MHz; images/s = Fmax / interval.")
-        for r in results:
-            if "pnr_error" in r:
-                say(f"{network_label(r)} {r['name']}: {r['pnr_error']}")
-    document = {
-        "simulator": args.simulator,
-        "rtl_images": args.rtl_images,
-        "rtl_image_sources": sorted(sources),
-        "accuracy_images": len(test_set) if test_set is not None else 0,
-        "pnr": {"device": PNR_DEVICE, "package": PNR_PACKAGE, "target_mhz": PNR_TARGET_MHZ,
-                "out_of_context": True} if args.pnr else None,
-        "configs": results,
-    }
-    if args.plots:
-        from .plots import bench_figures
-
-        for path in bench_figures(results, Path(args.plots)):
-            say(f"plot: {path}")
-    if args.json:
-        print(json.dumps(document))
-    mismatched = [f"{network_label(r)} {r['name']}" for r in results if r["rtl"]["mismatches"]]
-    if mismatched:
-        say(f"RTL logits differ from the golden model for: {', '.join(mismatched)}")
-    failed = [f"{network_label(r)} {r['name']}" for r in results if "pnr_error" in r]
-    return 1 if mismatched or failed else 0
-
-
 def load_bench_document(path) -> dict:
     """A ``bench --json`` output, checked enough to tabulate and plot (clear error otherwise)."""
     path = Path(path)
@@ -332,29 +255,3 @@ def fill_accuracy(results: list[dict], data_dir: Path | None, say=print, explici
             logits = golden.forward(test_set.images, ws.params, arithmetic, ws.network)
             cache[key] = golden.accuracy(logits, test_set.labels)
         r["accuracy"] = cache[key]
-
-
-def cmd_bench_report(args) -> int:
-    """The table and plots of several saved ``bench --json`` runs together: a run per network or
-    per preset (place-and-route of each takes minutes to an hour) gives one picture of all. A
-    network and preset measured twice keeps its last row."""
-    if args.plots:
-        check_output(Path(args.plots) / "cycles.png", "--plots")
-    rows: dict[tuple, dict] = {}
-    for path in args.files:
-        for r in load_bench_document(path)["configs"]:
-            rows.pop((network_label(r), r["name"]), None)
-            rows[(network_label(r), r["name"])] = {**r, "source": str(path)}
-    results = list(rows.values())
-    say = (lambda *a, **k: None) if args.json else print
-    fill_accuracy(results, Path(args.data) if args.data else None, say, explicit=bool(args.data))
-    say(format_table(results, max(r["pixel_bound"] for r in results) if results else 0))
-    say(f"from {len(args.files)} bench runs: " + ", ".join(str(p) for p in args.files))
-    if args.plots:
-        from .plots import bench_figures
-
-        for path in bench_figures(results, Path(args.plots)):
-            say(f"plot: {path}")
-    if args.json:
-        print(json.dumps({"sources": [str(p) for p in args.files], "configs": results}))
-    return 0

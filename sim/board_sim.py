@@ -25,7 +25,6 @@ arrives.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -38,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..boards import protocol
 from ..boards.link import UARTLink
-from ..boards.uart import FRAME_BITS, MIN_DIVISOR, UARTReceiver, UARTTransmitter, check_divisor
+from ..boards.uart import FRAME_BITS, UARTReceiver, UARTTransmitter, check_divisor
 from ..model.errors import InputError
 
 TOPLEVEL = "board_sim"
@@ -232,39 +231,3 @@ class BoardSim:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def cmd_board_sim(args) -> int:
-    from ..boards.configure import design_config
-    from ..hdl.commands import generator_options
-    from ..boards.platforms import board as find_board
-    from ..model import weights as weight_files
-
-    noise = LineNoise(args.flip, args.drop, args.seed)
-    if args.divisor < MIN_DIVISOR:
-        raise InputError(f"--divisor {args.divisor}: the UART needs at least {MIN_DIVISOR} clock cycles per bit")
-    ws = weight_files.load(args.weights)
-    target = find_board(args.board)
-    config = design_config(ws, generator_options(args), target)
-    if args.link is not None and os.path.lexists(args.link) and not os.path.islink(args.link):
-        raise InputError(f"--link {args.link}: a file that is not a symbolic link is in the way")
-    link = simulated_link(ws, config, args.divisor, target.clock_hz)
-    info = link.info
-    print(f"board-sim: the {args.board} design ({info.design}, {ws.network.spec}, {info.multipliers} multipliers, "
-          f"weights {'in the bitstream, id ' + format(info.weights_id, '08x') if info.weights_in_bitstream else 'loaded over the line'}) "
-          f"at {args.divisor} clock cycles per bit (INFO reports the board's {target.clock_hz / 1e6:g} MHz), "
-          f"{noise.describe()}; building the simulator (minutes the first time)...",
-          file=sys.stderr, flush=True)
-    sim = BoardSim(link, noise, args.simulator, alias=args.link)
-    try:
-        port = sim.start()
-        print(port, flush=True)
-        hint = "" if args.board == "ulx3s-85f" else f" --board {args.board}"
-        print(f"board-sim: serving on {port}: lenet-fpga board-run --port {args.link or port}{hint}   (Ctrl-C stops)",
-              file=sys.stderr, flush=True)
-        sim.wait()
-    except KeyboardInterrupt:
-        sim.stop()
-        raise
-    sim.stop()
-    return 0

@@ -10,7 +10,7 @@ from lenet_fpga.boards import pnr
 from lenet_fpga.cli import main
 from lenet_fpga.hdl.lenet import PRESETS, Preset, StreamingConfig
 from lenet_fpga.model import arith, weights
-from lenet_fpga.model.network import LENET5, Network
+from lenet_fpga.model.network import LENET5
 from lenet_fpga.model.errors import InputError
 from lenet_fpga.sim import benchmark
 from lenet_fpga.sim.network import simulate

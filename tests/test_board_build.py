@@ -13,7 +13,7 @@ from lenet_fpga.boards import build, platforms
 from lenet_fpga.boards.configure import design_config
 from lenet_fpga.boards.top import BoardTop
 from lenet_fpga.cli import main
-from lenet_fpga.hdl import accelerator, compact
+from lenet_fpga.hdl import accelerator
 from lenet_fpga.hdl.compact import CompactAccelerator, CompactConfig
 from lenet_fpga.hdl.designs import GeneratorOptions
 from lenet_fpga.hdl.lenet import StreamingConfig

@@ -146,3 +146,25 @@ def test_program_that_does_not_start_says_why(loader, bitstreams, monkeypatch, c
 def test_default_bitstream_is_where_build_leaves_it():
     assert flash.default_bitstream(platforms.board("ulx3s-45f")) == Path("build/ulx3s-45f/lenet5.bit")
     assert flash.default_bitstream(platforms.board("icebreaker")) == Path("build/icebreaker/lenet5.bin")
+
+
+def test_dry_run_json_has_the_command_and_its_checks(loader, bitstreams, capsys):
+    install, calls = loader
+    program = install()
+    bit = str(bitstreams[".bit"])
+    assert main(["flash", "--board", "ulx3s-85f", "--bitstream", bit, "--dry-run", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    report = json.loads(out)
+    assert report["command"] == [program, "--board", "ulx3s", "--write-sram", bit] and report["target"] == "sram"
+    assert report["dry_run"] is True and len(report["checks"]) == 3
+    assert calls() == [["--Version"]]  # checked, and nothing written
+
+
+def test_json_of_a_real_run_keeps_stdout_for_the_json(loader, bitstreams, capsys, monkeypatch):
+    install, calls = loader
+    install()
+    monkeypatch.setenv("FAKE_LOADER_STATUS", "1")
+    assert main(["flash", "--board", "ulx3s-85f", "--bitstream", str(bitstreams[".bit"]), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["returncode"] == 1 and report["dry_run"] is False

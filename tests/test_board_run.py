@@ -145,11 +145,11 @@ def test_board_with_weights_in_its_bitstream():
 
 def test_board_run_cli_loads_weights(monkeypatch, capsys):
     """``board-run --weights FILE`` end to end on the pretend board (no serial port)."""
-    from lenet_fpga.boards import run
+    from lenet_fpga.boards import host
     from lenet_fpga.cli import main
 
     board = GoldenBoard(weights.load(), loadable=[WRAP_WEIGHTS])
-    monkeypatch.setattr(run, "open_serial", lambda *args: board)
+    monkeypatch.setattr(host, "open_serial", lambda *args: board)
     assert main(["board-run", "--port", "fake", "--weights", str(WRAP_WEIGHTS), "--n", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["total"]["mismatches"] == 0 and out["total"]["images"] == 3
@@ -171,13 +171,13 @@ def test_board_run_survives_a_corrupted_result_and_a_busy():
 def test_board_run_keeps_the_results_of_a_run_that_fails(monkeypatch, capsys):
     """A board that stops answering after two images: the JSON holds those two, says the run is
     not complete and why, and the command ends with one error line (exit 2)."""
-    from lenet_fpga.boards import run
+    from lenet_fpga.boards import host
     from lenet_fpga.cli import main
 
     board = GoldenBoard(weights.load())
     # Request 0 is board-run's PING, 1 run_on_board's, then one CLASSIFY per image.
     board.actions = {k: "silent" for k in range(4, 100)}
-    monkeypatch.setattr(run, "open_serial", lambda *args: board)
+    monkeypatch.setattr(host, "open_serial", lambda *args: board)
     assert main(["board-run", "--port", "fake", "--n", "5", "--json"]) == 2
     captured = capsys.readouterr()
     out = json.loads(captured.out)
@@ -207,10 +207,10 @@ def test_board_run_refuses_absurd_baud_rates(capsys):
 
 
 def bench_cli(monkeypatch, capsys, board, *options) -> tuple[int, str]:
-    from lenet_fpga.boards import run
+    from lenet_fpga.boards import host
     from lenet_fpga.cli import main
 
-    monkeypatch.setattr(run, "open_serial", lambda *args: board)
+    monkeypatch.setattr(host, "open_serial", lambda *args: board)
     code = main(["board-run", "--port", "fake", *options])
     return code, capsys.readouterr().out
 

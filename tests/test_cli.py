@@ -1,4 +1,4 @@
-"""The ``lenet-fpga`` command line (lenet_fpga/cli.py, model/commands.py): in-process through
+"""The ``lenet-fpga`` command line (lenet_fpga/cli.py, lenet_fpga/commands/): in-process through
 ``cli.main`` and, twice, as the installed console script."""
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def test_grid_file_and_grid_options_do_not_mix(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["explore", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers sizes the local cluster"),
+    (["explore", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--jobs sizes the local cluster"),
     (["explore", "--stages", "golden,place"], "unknown stage place"),
     (["explore", "--preset", "baseline", "--filters", "4"], "4 at once does not divide"),
     (["explore", "--weights", "no/such.npz"], "weights file not found"),
@@ -303,7 +303,7 @@ def test_the_fronts_figure_is_a_png(tmp_path):
 
 
 def test_timing_splits_the_workers_time():
-    from lenet_fpga.explore.commands import timing
+    from lenet_fpga.explore.sweep import timing
 
     records = [
         {"point": {"weights": "w"}, "task_seconds": 105.0,

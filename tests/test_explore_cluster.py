@@ -147,7 +147,7 @@ def test_a_cancelled_point_stops_its_tools(monkeypatch, fake_tools, fake_pnr_clu
     its stage's process group (no time limit here: only the cancellation can stop it)."""
     from distributed import Client, Event
 
-    from lenet_fpga.explore.commands import Sweep
+    from lenet_fpga.explore.sweep import Sweep
     from lenet_fpga.explore.grid import Grid
     from lenet_fpga.explore.tasks import run_point
 

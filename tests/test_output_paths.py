@@ -46,26 +46,26 @@ def test_verilog_output(tmp_path, capsys, case):
 
 @pytest.mark.parametrize("case", ["folder", "under a file", "proc"])
 def test_demo_plot_is_checked_before_the_simulation(tmp_path, capsys, case, monkeypatch):
-    from lenet_fpga.sim import commands
+    from lenet_fpga.commands import simulation
 
-    monkeypatch.setattr(commands, "_run", lambda *a, **k: pytest.fail("the simulation ran"))
+    monkeypatch.setattr(simulation, "run_simulation", lambda *a, **k: pytest.fail("the simulation ran"))
     target, message = bad_locations(tmp_path)[case]
     assert_refused(capsys, ["demo", "--plot", str(target)], "demo", message)
 
 
 @pytest.mark.parametrize("case", ["folder", "under a file"])
 def test_sim_waves_file_is_checked_before_the_simulation(tmp_path, capsys, case, monkeypatch):
-    from lenet_fpga.sim import commands
+    from lenet_fpga.commands import simulation
 
-    monkeypatch.setattr(commands, "_run", lambda *a, **k: pytest.fail("the simulation ran"))
+    monkeypatch.setattr(simulation, "run_simulation", lambda *a, **k: pytest.fail("the simulation ran"))
     target, message = bad_locations(tmp_path)[case]
     assert_refused(capsys, ["sim", "--waves", "--waves-file", str(target)], "sim", message)
 
 
 def test_sim_build_folder_under_a_file(tmp_path, capsys, monkeypatch):
-    from lenet_fpga.sim import commands
+    from lenet_fpga.commands import simulation
 
-    monkeypatch.setattr(commands, "_run", lambda *a, **k: pytest.fail("the simulation ran"))
+    monkeypatch.setattr(simulation, "run_simulation", lambda *a, **k: pytest.fail("the simulation ran"))
     (tmp_path / "a-file").write_text("x")
     monkeypatch.setenv("LENET_FPGA_BUILD", str(tmp_path / "a-file" / "sim"))
     assert_refused(capsys, ["sim", "--n", "1"], "sim", "is not a writable folder")

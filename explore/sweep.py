@@ -1,4 +1,5 @@
-"""``lenet-fpga explore``: a grid of designs through the flow's stages on Dask workers.
+"""A sweep: a grid of designs through the flow's stages on Dask workers (``lenet-fpga explore``,
+``lenet_fpga/commands/explore.py``, drives it).
 
 The client reads the grid, loads every weight file and resolves every design (a bad input is an
 error before any work), keys each point, skips the points the results file has, runs the rest on
@@ -8,16 +9,13 @@ the grid, the Pareto fronts, and their picture.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from ..model import mnist
 from ..model import weights as weight_files
-from ..model.atomic import check_output
-from ..model.errors import InputError
-from . import cluster, keys, pareto
-from .grid import Grid, Point, expand, grid_of
+from . import cluster, keys
+from .grid import Grid, Point, expand
 from .results import ResultsFile
 from .tasks import golden_task, run_point, settle
 
@@ -35,7 +33,7 @@ class Sweep:
 
     def __init__(self, grid: Grid, data_dir=None, check_tools: bool = True):
         self.grid = grid
-        weight_sets = {name: weight_files.load(None if name in (None, "shipped") else name)
+        weight_sets = {name: weight_files.load(name)
                        for name in dict.fromkeys(grid.weights)}
         self.blobs = {name or "shipped": weight_blob(ws) for name, ws in weight_sets.items()}
         points = expand(grid, weight_sets)
@@ -148,12 +146,6 @@ def run(sweep: Sweep, keys_to_run: list[str], results: ResultsFile, client, scra
     return {"wall_seconds": time.monotonic() - started, "workers": cluster.worker_count(client)}
 
 
-# ---- report ----
-
-def _number(value, spec=",.0f"):
-    return "-" if value is None else format(value, spec)
-
-
 def short_name(record: dict, with_weights: bool = False) -> str:
     """The point as the fronts name it: its design, the part and seed with place and route, and
     (``with_weights``: the sweep has several weight files) the weight file's name."""
@@ -164,39 +156,6 @@ def short_name(record: dict, with_weights: bool = False) -> str:
     if with_weights:
         name = f"{Path(point['weights']).stem}: {name}"
     return name
-
-
-def format_table(records: list[dict]) -> str:
-    lines = [f"{'key':<10}{'weights':<24}{'design':<28}{'status':<8}{'accuracy':>9}{'mults':>6}{'interval':>9}"
-             f"{'latency':>8}{'Fmax':>7}{'LUT':>8}{'DSP':>5}{'images/s':>10}{'seconds':>9}"]
-    starred = False
-    for r in records:
-        m = pareto.metrics(r)
-        at_clock = "images_per_second" not in m and "images_per_second_at_clock" in m
-        images_per_second = _number(m.get("images_per_second", m.get("images_per_second_at_clock"))) + \
-            ("*" if at_clock else " ")
-        starred = starred or at_clock
-        accuracy = "-" if "accuracy" not in m else f"{m['accuracy']:.2%}"
-        lines.append(f"{r['key'][:8]:<10}{Path(r['point']['weights']).name[:23]:<24}{short_name(r)[:27]:<28}"
-                     f"{r['status']:<8}{accuracy:>9}{_number(m.get('multipliers')):>6}"
-                     f"{_number(m.get('interval_cycles')):>9}{_number(m.get('latency_cycles')):>8}"
-                     f"{_number(m.get('fmax_mhz'), '.1f'):>7}{_number(m.get('luts')):>8}{_number(m.get('dsp')):>5}"
-                     f"{images_per_second:>11}{_number(r.get('task_seconds'), '.0f'):>8}")
-    if starred:
-        lines.append("images/s: Fmax / interval; * at the point's clock / interval (no Fmax)")
-    return "\n".join(lines)
-
-
-def format_failures(records: list[dict]) -> str:
-    lines = []
-    for r in records:
-        if r["status"] == "done":
-            continue
-        lines.append(f"{r['key'][:8]} {short_name(r)}: {r.get('error', 'failed')}")
-        for stage in r.get("stages", {}).values():
-            for log, tail in stage.get("log", {}).items():
-                lines.append(f"    {log}: " + " | ".join(tail[-3:]))
-    return "\n".join(lines)
 
 
 def timing(records: list[dict], run_info: dict) -> dict:
@@ -224,67 +183,3 @@ def timing(records: list[dict], run_info: dict) -> dict:
             "stage_process_overhead_per_point": round((process - stage) / points, 2),
             "task_overhead_per_point": round((task - process) / points, 2),
             "engine_overhead_per_point": round((worker_seconds - stage - golden - lost) / points, 2)}
-
-
-def format_timing(t: dict) -> str:
-    return (f"{t['points']} points in {t['wall_seconds']:.1f} s on {t['workers']} worker(s); stage functions "
-            f"{t['stage_function_seconds']:.1f} s in all"
-            + (f", failed or stopped stages {t['failed_stage_seconds']:.1f} s" if t["failed_stage_seconds"] else "")
-            + f". Engine time per point (the workers' time not in a "
-            f"stage function, idle workers included): {t['engine_overhead_per_point']:.2f} s, of which stage "
-            f"process start-up and hand-over {t['stage_process_overhead_per_point']:.2f} s and the rest of the "
-            f"task {t['task_overhead_per_point']:.2f} s")
-
-
-def cmd_explore(args) -> int:
-    grid = grid_of(args)
-    results = ResultsFile(check_output(args.results or DEFAULT_RESULTS, "--results"))
-    plot_path = Path(args.plots) if args.plots else results.path.with_name(results.path.stem + "-pareto.png")
-    check_output(plot_path, "--plots")
-    if args.workers is not None and args.scheduler:
-        raise InputError("--workers sizes the local cluster; with --scheduler the cluster has its own workers")
-    sweep = Sweep(grid, args.data, check_tools=not args.scheduler)
-    existing = results.read()
-    before_done = [k for k in sweep.points if existing.get(k, {}).get("status") == "done"]
-    before_failed = [k for k in sweep.points if k in existing and k not in before_done]
-    to_run = [k for k in sweep.points if k not in existing or (args.retry_failed and k in before_failed)]
-    if args.retry_failed:
-        results.drop(before_failed)
-    say = (lambda *_: None) if args.json else print
-    say(f"{sweep.grid_points} grid points, {len(sweep.points)} distinct; in {results.path}: {len(before_done)} "
-        f"done, {len(before_failed)} failed{' (rerun now)' if args.retry_failed and before_failed else ''}; "
-        f"{len(to_run)} to run")
-    if results.damaged:
-        say(f"({results.damaged} damaged line(s) in {results.path} skipped)")
-    run_info = None
-    if to_run:
-        with cluster.open_client(args.scheduler, args.workers) as client:
-            run_info = run(sweep, to_run, results, client, args.scratch, args.keep_builds, quiet=args.json)
-    records_by_key = results.read()
-    records = [records_by_key[k] for k in sweep.points if k in records_by_key]
-    found = pareto.fronts(records)
-    several_weights = len({r["point"]["weights"] for r in records}) > 1
-    summary = {"results": str(results.path), "points": len(sweep.points), "done": sum(r["status"] == "done" for r in records),
-               "failed": sum(r["status"] != "done" for r in records)}
-    if run_info is not None:
-        summary["timing"] = timing([records_by_key[k] for k in to_run if k in records_by_key], run_info)
-    if found:
-        from .plots import fronts_figure
-
-        names = {r["key"]: short_name(r, several_weights) for r in records}
-        summary["plot"] = str(fronts_figure(found, names, plot_path,
-                                            f"{len(records)} points, {summary['done']} done ({results.path.name})"))
-    summary["fronts"] = {entry["front"].title: [entry["points"][i][2] for i in entry["on_front"]] for entry in found}
-    if args.json:
-        print(json.dumps({"summary": summary, "records": records}))
-    else:
-        print(format_table(records))
-        failures = format_failures(records)
-        if failures:
-            print("failed:\n" + failures)
-        for title, on in summary["fronts"].items():
-            print(f"Pareto front, {title}: " + ", ".join(short_name(records_by_key[k], several_weights) for k in on))
-        if "timing" in summary:
-            print(format_timing(summary["timing"]))
-        print(f"results: {results.path}" + (f"; plot: {summary['plot']}" if "plot" in summary else ""))
-    return 0 if summary["done"] == len(sweep.points) else 1
