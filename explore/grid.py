@@ -270,38 +270,3 @@ def read_grid_file(path) -> Grid:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"grid file {path} cannot be read: {e}") from None
     return grid_from_dict(data, path.parent, str(path))
-
-
-def grid_from_args(args) -> Grid:
-    """The grid the command line gives: each option an axis (absent: its default)."""
-    presets = args.preset or (DEFAULT_PRESET,)
-    design = getattr(args, "design", None) or DEFAULT_DESIGN
-    if design not in designs.DESIGNS:
-        raise InputError(f"unknown design {design!r}; choose from {', '.join(designs.DESIGNS)}")
-    points = tuple(Design(p, f, l, s, design=design) for p, f, l, s in itertools.product(
-        presets, args.filters or [None], args.lanes or [None], args.soft_multipliers or [None]))
-    fields = {"designs": points}
-    for option, axis in (("weights", "weights"), ("device", "devices"), ("clock_mhz", "clocks_mhz"),
-                         ("seed", "seeds"), ("stages", "stages")):
-        value = getattr(args, option, None)
-        if value is not None:
-            fields[axis] = tuple(value)
-    for option in ("rtl_images", "simulator", "time_limit_minutes"):
-        if getattr(args, option, None) is not None:
-            fields[option] = getattr(args, option)
-    return Grid(**fields)
-
-
-GRID_OPTIONS = ("weights", "design", "preset", "filters", "lanes", "soft_multipliers", "device", "clock_mhz", "seed",
-                "stages", "rtl_images", "simulator", "time_limit_minutes")
-
-
-def grid_of(args) -> Grid:
-    """``--grid FILE``, or the grid options; not both."""
-    if getattr(args, "grid", None):
-        given = [f"--{o.replace('_', '-')}" for o in GRID_OPTIONS if getattr(args, o, None) is not None]
-        if given:
-            raise InputError(f"--grid gives the whole grid; {', '.join(given)} cannot be added to it "
-                             f"(put {'it' if len(given) == 1 else 'them'} in the file)")
-        return read_grid_file(args.grid)
-    return grid_from_args(args)

@@ -57,6 +57,15 @@ def scratch_root(scratch: str | None) -> Path:
     return root
 
 
+def simulator_cache(root: Path) -> Path:
+    """Where a worker's stages keep their simulator builds: ``$LENET_FPGA_BUILD`` where the
+    worker's environment sets it, else one folder in its scratch. The builds are keyed by their
+    Verilog and locked (``sim.runner``), so every point and shard of a design on a worker (or on
+    workers sharing the folder) builds it once."""
+    configured = os.environ.get("LENET_FPGA_BUILD")
+    return Path(configured) if configured else root / "sim-cache"
+
+
 def staged_weights(root: Path, weights: dict) -> Path:
     """The weight files (``weights``: ``sha256``, ``npz`` and ``json`` bytes) in this worker's
     cache, written once (atomically: points on other threads may want them at the same time)."""
@@ -117,14 +126,15 @@ def _stage_error(outcome, point_limit_s: float | None) -> str:
 
 
 def run_tool_stage(stage: str, spec: dict, folder: Path, time_limit_s: float | None, cancelled,
-                   point_limit_s: float | None = None) -> dict:
+                   point_limit_s: float | None = None, sim_cache: Path | None = None) -> dict:
     """Run ``stage`` in its own process group in ``folder``, for at most ``time_limit_s`` (what
-    is left of the point's ``point_limit_s``); its result, or why there is none."""
+    is left of the point's ``point_limit_s``), its simulator builds in ``sim_cache`` (default:
+    a folder of its own); its result, or why there is none."""
     folder.mkdir(parents=True, exist_ok=True)
     spec = {**spec, "stage": stage, "out": str(folder / "result.json"), "build_dir": str(folder / "build")}
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    env = {**os.environ, "LENET_FPGA_BUILD": str(folder / "sim"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "LENET_FPGA_BUILD": str(sim_cache or folder / "sim"), "PYTHONUNBUFFERED": "1"}
     # A worker owns as many cores as it has threads: its Verilator builds run that many jobs
     # (cocotb's default is every core of the machine), unless the environment says otherwise.
     env.setdefault(BUILD_JOBS_VARIABLE, str(_worker_threads()))
@@ -193,7 +203,7 @@ def run_point(task: dict, cancel_event: str | None = None) -> dict:
             if left is not None and left <= 0:
                 record["stages"][stage] = {"status": "skipped", "error": "the point's time limit was used up"}
                 continue
-            result = run_tool_stage(stage, spec, folder / stage, left, cancelled, limit)
+            result = run_tool_stage(stage, spec, folder / stage, left, cancelled, limit, simulator_cache(root))
             spent += result["process_seconds"]
             record["stages"][stage] = result
         settle(record)
@@ -235,7 +245,7 @@ def shard_task(weights: dict, config: dict, images: np.ndarray, simulator: str, 
     try:
         spec = {"weights": str(staged_weights(root, weights)), "config": config, "simulator": simulator,
                 "back_to_back": back_to_back, "images": str(folder / "images.npz"),
-                "arrays": str(folder / "arrays.npz"), "build_root": str(root / "sim-cache")}
+                "arrays": str(folder / "arrays.npz"), "build_root": str(simulator_cache(root))}
         with open(spec["images"], "wb") as f:
             np.savez(f, images=images)
         result = run_tool_stage("shard", spec, folder, None, cancel_check(cancel_event))

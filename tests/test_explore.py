@@ -17,6 +17,7 @@ import pytest
 from lenet_fpga.cli import main
 from lenet_fpga.explore import grid as grids
 from lenet_fpga.explore import isolate, keys, pareto
+from lenet_fpga.commands import explore as explore_command
 from lenet_fpga.explore.results import ResultsFile
 from lenet_fpga.model import weights
 from lenet_fpga.model.errors import InputError
@@ -25,13 +26,13 @@ from lenet_fpga.model.errors import InputError
 # ---- the grid ----
 
 def grid_args(**given):
-    fields = {option: None for option in grids.GRID_OPTIONS}
+    fields = {option: None for option in explore_command.GRID_OPTIONS}
     fields["grid"] = None
     return argparse.Namespace(**{**fields, **given})
 
 
 def test_command_line_axes_multiply_in_order():
-    grid = grids.grid_of(grid_args(preset=("baseline", "fast"), lanes=[(20,), (10, 5, 2)], seed=(1, 2),
+    grid = explore_command.grid_of(grid_args(preset=("baseline", "fast"), lanes=[(20,), (10, 5, 2)], seed=(1, 2),
                                    stages=("golden", "rtl", "pnr")))
     assert [d.label for d in grid.designs] == ["baseline lanes=20", "baseline lanes=10,5,2",
                                                "fast lanes=20", "fast lanes=10,5,2"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..hdl.designs import DEFAULT_DESIGN, DESIGNS
 from . import options
 
 NAME = "bench"
@@ -19,6 +20,9 @@ per preset for the ECP5 LFE5U-85F: Fmax, resources and images/s. --plots draws t
 
 
 def add_arguments(parser) -> None:
+    parser.add_argument("--design", choices=list(DESIGNS), default=DEFAULT_DESIGN,
+                        help=f"the generator to measure: {', '.join(DESIGNS)} (default {DEFAULT_DESIGN}); the "
+                             f"presets size the streaming design, the others are measured as they are")
     options.hide(parser.add_argument("--preset", "--configs", metavar="NAME[,NAME...]", default=None,
                                      help="presets to measure (default: all)"), "--configs")
     parser.add_argument("--weights", metavar="FILE.npz", action="append", default=None,
@@ -37,6 +41,21 @@ def add_arguments(parser) -> None:
                               "it as not done (default: no limit)", old=("--pnr-minutes",))
     options.json_option(parser, "print one JSON object instead of the table")
     options.plots_option(parser)
+
+
+def configs_of(args, ws) -> dict:
+    """The designs to measure for ``ws``, by name: the presets of the streaming design, or the
+    one configuration of another design."""
+    from ..api import design_config
+    from ..hdl.designs import GeneratorOptions
+    from ..model.errors import InputError
+    from ..sim.benchmark import select_configs
+
+    if args.design == DEFAULT_DESIGN:
+        return select_configs(args.preset, ws.network, ws.arithmetic, codes=ws.codes)
+    if args.preset is not None:
+        raise InputError(f"--preset sizes the streaming design; the {args.design} design has no presets")
+    return {args.design: design_config(ws, GeneratorOptions(design=args.design))}
 
 
 def measure(args, plans, data_dir: Path, build_root: Path) -> tuple[list[dict], set, object]:
@@ -82,7 +101,7 @@ def run(args) -> int:
     from ..model.errors import InputError
     from ..sim import runner
     from ..boards.pnr import PNR_DEVICE, PNR_PACKAGE, PNR_TARGET_MHZ
-    from ..sim.benchmark import format_table, select_configs, weight_sets
+    from ..sim.benchmark import format_table, weight_sets
     from ..sim.plots import network_label
 
     if args.rtl_images < 2:
@@ -90,7 +109,7 @@ def run(args) -> int:
     if args.time_limit_minutes and not args.pnr:
         raise InputError("--time-limit limits place-and-route: give --pnr as well")
     networks = weight_sets(args.weights)
-    plans = [(ws, select_configs(args.preset, ws.network, ws.arithmetic, codes=ws.codes)) for ws in networks]
+    plans = [(ws, configs_of(args, ws)) for ws in networks]
     if args.plots:
         check_output(Path(args.plots) / "cycles.png", "--plots")
     runner.prepare_simulator(args.simulator)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
+from ..hdl.designs import DEFAULT_DESIGN, DEFAULT_PRESET, DESIGNS
 from . import options
 
 NAME = "explore"
@@ -30,6 +32,9 @@ def add_arguments(parser) -> None:
                         help="the grid as a .toml or .json file (instead of the grid options below)")
     parser.add_argument("--weights", type=o.name_list, default=None, metavar="FILE.npz[,FILE.npz...]",
                         help="weight files (with their .json manifests); 'shipped' is the shipped LeNet-5 (default)")
+    parser.add_argument("--design", choices=list(DESIGNS), default=None,
+                        help=f"the generator of every point: {', '.join(DESIGNS)} (default {DEFAULT_DESIGN}; a "
+                             f"grid file may mix them)")
     parser.add_argument("--preset", type=o.name_list, default=None, metavar="NAME[,NAME...]",
                         help="generator presets, each resolved against the weights' network (default baseline)")
     parser.add_argument("--filters", type=o.positive_int_list, action="append", default=None, metavar="N[,N...]",
@@ -137,7 +142,6 @@ def format_timing(t: dict) -> str:
 
 def run(args) -> int:
     from ..explore import cluster, pareto
-    from ..explore.grid import grid_of
     from ..explore.results import ResultsFile
     from ..explore.sweep import DEFAULT_RESULTS, Sweep, run as run_sweep, short_name, timing
     from ..model.atomic import check_output
@@ -193,3 +197,43 @@ def run(args) -> int:
             print(format_timing(summary["timing"]))
         print(f"results: {results.path}" + (f"; plot: {summary['plot']}" if "plot" in summary else ""))
     return 0 if summary["done"] == len(sweep.points) else 1
+
+
+# ---- the grid from the command line: each option an axis ----
+
+def grid_from_args(args):
+    """The grid the command line gives: each option an axis (absent: its default)."""
+    from ..explore.grid import Design, Grid
+
+    presets = args.preset or (DEFAULT_PRESET,)
+    design = args.design or DEFAULT_DESIGN  # argparse checked it against the registry
+    points = tuple(Design(p, f, l, s, design=design) for p, f, l, s in itertools.product(
+        presets, args.filters or [None], args.lanes or [None], args.soft_multipliers or [None]))
+    fields = {"designs": points}
+    for option, axis in (("weights", "weights"), ("device", "devices"), ("clock_mhz", "clocks_mhz"),
+                         ("seed", "seeds"), ("stages", "stages")):
+        value = getattr(args, option, None)
+        if value is not None:
+            fields[axis] = tuple(value)
+    for option in ("rtl_images", "simulator", "time_limit_minutes"):
+        if getattr(args, option, None) is not None:
+            fields[option] = getattr(args, option)
+    return Grid(**fields)
+
+
+GRID_OPTIONS = ("weights", "design", "preset", "filters", "lanes", "soft_multipliers", "device", "clock_mhz", "seed",
+                "stages", "rtl_images", "simulator", "time_limit_minutes")
+
+
+def grid_of(args):
+    """``--grid FILE``, or the grid options; not both."""
+    from ..explore.grid import read_grid_file
+    from ..model.errors import InputError
+
+    if getattr(args, "grid", None):
+        given = [f"--{o.replace('_', '-')}" for o in GRID_OPTIONS if getattr(args, o, None) is not None]
+        if given:
+            raise InputError(f"--grid gives the whole grid; {', '.join(given)} cannot be added to it "
+                             f"(put {'it' if len(given) == 1 else 'them'} in the file)")
+        return read_grid_file(args.grid)
+    return grid_from_args(args)
