@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..hdl import accelerator
+from ..hdl.report import LayerRow
 from ..model.errors import InputError
 from ..model.weights import WeightSet
 from .platforms import Board, toolchain_env
@@ -59,7 +60,7 @@ class BuildReport:
 
 
 
-def memory_report(weights: WeightSet, config) -> list[dict]:
+def memory_report(weights: WeightSet, config) -> list[LayerRow]:
     """The accelerator's ``layer_report`` rows."""
     return accelerator.layer_report(weights, config)
 
@@ -81,8 +82,8 @@ def check_fits(target: Board, weights: WeightSet, config) -> None:
     """Refuse early, with the numbers, a design whose memories cannot fit the FPGA's RAMs or
     whose DSP multipliers are more than it has."""
     rows = memory_report(weights, config)
-    bits = sum(row["memory_bits"] for row in rows if row["memory"] == "bram")
-    spram = sum(row["memory_bits"] for row in rows if row["memory"] == "spram")
+    bits = sum(row.memory_bits for row in rows if row.memory == "bram")
+    spram = sum(row.memory_bits for row in rows if row.memory == "spram")
     if bits > target.block_ram_bits:
         raise InputError(
             f"the design does not fit the {target.name}: its memories need {bits / 1024:,.0f} kbit, "

@@ -34,6 +34,7 @@ from ..model import arith
 from ..model.network import Network
 from ..model.weights import WeightSet
 from .datapath import accumulator_shape
+from .report import LayerRow
 
 CYCLE_COUNTER_WIDTH = 32
 
@@ -130,12 +131,9 @@ class Accelerator(wiring.Component):
         """The bytes to send through ``weights`` to load the weights this design was built with."""
         raise NotImplementedError
 
-    def layer_report(self) -> list[dict]:
-        """One row per block that has memory or multipliers, each a dict with ``layer``, ``macs``,
-        ``multipliers`` (products a cycle), ``dsp`` (the DSP blocks they take on an FPGA that has
-        them), ``weight_bits`` (bits of a stored weight; 0 for a block without weights),
-        ``memory_bits``, ``memory`` (``"bram"`` or ``"spram"``) and ``cycles`` (the block alone
-        for one image; 0 where it has no cycles of its own)."""
+    def layer_report(self) -> list[LayerRow]:
+        """One row per block that has memory or multipliers (``hdl.report.LayerRow``: MACs,
+        multipliers, DSP blocks, bits per weight, memory bits and kind, cycles alone)."""
         raise NotImplementedError
 
     def cycle_model(self) -> dict[str, int] | None:
@@ -152,11 +150,11 @@ class Accelerator(wiring.Component):
 
     @property
     def multipliers(self) -> int:
-        return sum(row["multipliers"] for row in self.layer_report())
+        return sum(row.multipliers for row in self.layer_report())
 
     @property
     def dsp_blocks(self) -> int:
-        return sum(row["dsp"] for row in self.layer_report())
+        return sum(row.dsp for row in self.layer_report())
 
 
 def read_design(weights: WeightSet, config, read):
@@ -169,7 +167,7 @@ def read_design(weights: WeightSet, config, read):
     return value
 
 
-def layer_report(weights: WeightSet, config) -> list[dict]:
+def layer_report(weights: WeightSet, config) -> list[LayerRow]:
     """``Accelerator.layer_report`` without keeping (or elaborating) the design."""
     return read_design(weights, config, lambda accelerator: accelerator.layer_report())
 

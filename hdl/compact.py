@@ -90,6 +90,7 @@ from ..model.weights import WeightSet
 from .accelerator import CYCLE_COUNTER_WIDTH, Accelerator
 from .compact_parts import MEMORY_LATENCY, WEIGHT_ADDRESS_BITS, Finisher, ImageInput, MACArray, Sequencer, WeightStoreLoader
 from .datapath import CODE, accumulator_shape
+from .report import LayerRow
 from .lenet import Argmax
 from .spram import SPRAM_BLOCKS, SPRAM_DEPTH, PingPongMaps, WeightStore
 from .weight_rom import ROM_LATENCY, RomLayout, WeightROM, rom_layout
@@ -271,18 +272,18 @@ def _packed_words(words) -> list[int]:
 
 
 def _report(network: Network, plans, lanes: int, map_depth: int, cycles: dict[str, int],
-            rom: RomLayout | None) -> list[dict]:
+            rom: RomLayout | None) -> list[LayerRow]:
     # Every layer's row names the same shared array (its multipliers and DSP blocks).
-    rows = [{"layer": "input", "macs": 0, "multipliers": 0, "dsp": 0, "weight_bits": 0,
-             "memory_bits": 256 * arith.WIDTH, "memory": "logic" if rom else "bram", "cycles": cycles["input"]}]
+    rows = [LayerRow("input", macs=0, multipliers=0, dsp=0, weight_bits=0, memory_bits=256 * arith.WIDTH,
+                     memory="logic" if rom else "bram", cycles=cycles["input"])]
     for i, plan in enumerate(plans):
         bits = rom.restrictions[i].bits if rom else arith.WIDTH
         words = plan.groups * (plan.terms - 1) if rom else plan.words  # ROM: the biases are in logic
-        rows.append({"layer": plan.name, "macs": plan.macs, "multipliers": lanes, "dsp": lanes,
-                     "weight_bits": bits, "memory_bits": words * lanes * bits,
-                     "memory": "bram" if rom else "spram", "cycles": cycles[plan.name]})
-    rows.append({"layer": "feature maps", "macs": 0, "multipliers": 0, "dsp": 0, "weight_bits": 0,
-                 "memory_bits": map_depth * arith.WIDTH, "memory": "spram" if rom else "bram", "cycles": 0})
+        rows.append(LayerRow(plan.name, macs=plan.macs, multipliers=lanes, dsp=lanes, weight_bits=bits,
+                             memory_bits=words * lanes * bits, memory="bram" if rom else "spram",
+                             cycles=cycles[plan.name]))
+    rows.append(LayerRow("feature maps", macs=0, multipliers=0, dsp=0, weight_bits=0,
+                         memory_bits=map_depth * arith.WIDTH, memory="spram" if rom else "bram", cycles=0))
     return rows
 
 
@@ -366,7 +367,7 @@ class CompactAccelerator(Accelerator):
     def cycle_model(self) -> dict[str, int]:
         return cycle_model(self.network, self.plans, self.lanes, self.memory_latency)
 
-    def layer_report(self) -> list[dict]:
+    def layer_report(self) -> list[LayerRow]:
         """Per phase: MACs, the multipliers it runs on (the same shared array for every layer),
         memory bits (``memory`` says which kind: weights in SPRAM, feature maps and the pixel
         table in block RAM) and cycles from the cycle model."""

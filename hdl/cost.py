@@ -43,8 +43,8 @@ def _cost(network: Network, codes: tuple, preset: str, arithmetic: arith.Arithme
     return Cost(
         macs=network.macs,
         weight_bits=weight_bits(network, codes),
-        multipliers=sum(row["multipliers"] for row in report),
-        memory_bits=sum(row["memory_bits"] for row in report),
-        cycles=max(row["cycles"] for row in report),
+        multipliers=sum(row.multipliers for row in report),
+        memory_bits=sum(row.memory_bits for row in report),
+        cycles=max(row.cycles for row in report),
         preset=preset,
     )

@@ -177,16 +177,16 @@ class StreamingDesign(Design):
         from logic (the rule of the ``fast`` preset); unchanged if it fits already."""
         from .accelerator import layer_report
 
-        if sum(row["dsp"] for row in layer_report(weights, config)) <= dsp_blocks:
+        if sum(row.dsp for row in layer_report(weights, config)) <= dsp_blocks:
             return config
         used, soft = 0, []
         for row in layer_report(weights, replace(config, soft_multipliers=())):
-            if row["layer"] not in weights.network.names or not row["dsp"]:
+            if row.layer not in weights.network.names or not row.dsp:
                 continue
-            if used + row["dsp"] <= dsp_blocks:
-                used += row["dsp"]
+            if used + row.dsp <= dsp_blocks:
+                used += row.dsp
             else:
-                soft.append(row["layer"])
+                soft.append(row.layer)
         return replace(config, soft_multipliers=tuple(soft)).check(weights.network)
 
     def multipliers(self, config, network):

@@ -43,6 +43,7 @@ from .loader import WeightLoader
 from .pixels import PixelQuantizer
 from .pool import MaxPool
 from .products import WeightForm, dsp_blocks
+from .report import LayerRow
 from .skid import SkidBuffer
 from .window import pixel_layout
 
@@ -325,7 +326,7 @@ class LeNetAccelerator(Accelerator):
         blocks["argmax"] = Argmax(self.network.classes, self.logit_shape)
         return blocks
 
-    def layer_report(self) -> list[dict]:
+    def layer_report(self) -> list[LayerRow]:
         """Per block with memory (layers and the blocks between them): MACs, multipliers,
         memory bits (all block RAM) and the cycles it takes alone for one image."""
         macs = {layer.name: layer.macs for layer in self._layers}
@@ -333,16 +334,16 @@ class LeNetAccelerator(Accelerator):
         for name, block in self.engines.items():
             if not getattr(block, "memory_bits", 0):
                 continue
-            rows.append({
-                "layer": name,
-                "macs": macs.get(name, 0),
-                "multipliers": getattr(block, "multipliers", 0),
-                "dsp": getattr(block, "dsp_blocks", 0),
-                "weight_bits": self._forms[name].bits if name in self._forms else 0,
-                "memory_bits": block.memory_bits,
-                "memory": "bram",
-                "cycles": getattr(block, "cycles_per_image", 0),
-            })
+            rows.append(LayerRow(
+                layer=name,
+                macs=macs.get(name, 0),
+                multipliers=getattr(block, "multipliers", 0),
+                dsp=getattr(block, "dsp_blocks", 0),
+                weight_bits=self._forms[name].bits if name in self._forms else 0,
+                memory_bits=block.memory_bits,
+                memory="bram",
+                cycles=getattr(block, "cycles_per_image", 0),
+            ))
         return rows
 
     def elaborate(self, platform):

@@ -98,14 +98,15 @@ class VerilogResult:
     toplevel: str
     design: str  # a name in DESIGNS
     configuration: str  # its sizes, as the command line spells them
-    layers: list[dict]
+    layers: list  # hdl.report.LayerRow, one per block
     multipliers: int
     cycles_per_image: int | None
     path: Path | None = None
 
     def to_dict(self) -> dict:
         return {"verilog": None if self.path is None else str(self.path), "toplevel": self.toplevel,
-                "design": self.design, "configuration": self.configuration, "layers": self.layers, "multipliers": self.multipliers,
+                "design": self.design, "configuration": self.configuration,
+                "layers": [row.to_dict() for row in self.layers], "multipliers": self.multipliers,
                 "cycles_per_image": self.cycles_per_image}
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..boards.pnr import place_and_route
 from ..hdl.accelerator import layer_report, read_design
+from ..hdl.report import LayerRow
 from ..hdl.lenet import PRESETS, StreamingConfig, preset
 from ..model import arith, golden, mnist
 from ..model import images as image_sets
@@ -59,7 +60,7 @@ def select_configs(names: str | None, network: Network, arithmetic,
     return {name: preset(name, network, arithmetic, presets, codes) for name in dict.fromkeys(wanted)}
 
 
-def multiply_floors(rows: list[dict], pixel_bound: int) -> dict:
+def multiply_floors(rows: list[LayerRow], pixel_bound: int) -> dict:
     """Floors from a layer report: every row with MACs is a layer computed on its own multipliers.
 
     Returns ``layers`` (name -> ceil(MACs / multipliers)), ``latency`` (their sum), ``interval``
@@ -67,11 +68,11 @@ def multiply_floors(rows: list[dict], pixel_bound: int) -> dict:
     """
     layers = {}
     for row in rows:
-        if not row["macs"]:
+        if not row.macs:
             continue
-        if row["multipliers"] < 1:
-            raise ValueError(f"layer {row['layer']} has {row['macs']} MACs and no multipliers")
-        layers[row["layer"]] = math.ceil(row["macs"] / row["multipliers"])
+        if row.multipliers < 1:
+            raise ValueError(f"layer {row.layer} has {row.macs} MACs and no multipliers")
+        layers[row.layer] = math.ceil(row.macs / row.multipliers)
     if not layers:
         raise ValueError("no layer with MACs in the report")
     return {"layers": layers, "latency": sum(layers.values()), "interval": max(layers.values()),
@@ -103,8 +104,6 @@ def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images:
     step("layer report")
     rows = layer_report(weights, config)
     floors = multiply_floors(rows, weights.network.pixels)
-    for row in rows:
-        row["floor"] = floors["layers"].get(row["layer"], 0)
     step("RTL stream")
     run = stream(weights, images, config, simulator=simulator, build_root=build_root)
     latency, interval = run.latency, run.interval
@@ -117,18 +116,19 @@ def bench_config(name: str, config: StreamingConfig, weights: WeightSet, images:
         "weights": str(Path(weights.path).resolve()) if weights.path else None,
         "network": network.spec,
         "macs": network.macs,
-        "weight_bits": sum(row["weight_bits"] * _weights_of(network, row["layer"]) for row in rows),
+        "weight_bits": sum(row.weight_bits * _weights_of(network, row.layer) for row in rows),
         "arithmetic": config.arithmetic.describe(),
         "multipliers": multipliers,
         "dsp_multipliers": dsp,
-        "logic_multipliers": sum(row["multipliers"] for row in rows if row["dsp"] == 0),
+        "logic_multipliers": sum(row.multipliers for row in rows if row.dsp == 0),
         "latency_cycles": latency,
         "interval_cycles": interval,
         "serial_floor": floors["latency"],
         "interval_floor": floors["interval"],
         "pixel_bound": floors["pixel_bound"],
         "interval_ratio": interval / floors["interval"],
-        "layers": rows,
+        # Each row as JSON, with its layer's floor (ceil(MACs / multipliers); 0 for a block).
+        "layers": [{**row.to_dict(), "floor": floors["layers"].get(row.layer, 0)} for row in rows],
         "rtl": {"images": int(len(images)), "mismatches": run.mismatches, "simulator": simulator,
                 "sim_seconds": round(run.sim_seconds, 2), "cycles": run.cycles.tolist(),
                 "taken": run.taken.tolist(), "done_at": run.done_at.tolist()},

@@ -12,19 +12,25 @@ from lenet_fpga.hdl.lenet import PRESETS, Preset, StreamingConfig
 from lenet_fpga.model import arith, weights
 from lenet_fpga.model.network import LENET5
 from lenet_fpga.model.errors import InputError
+from lenet_fpga.hdl.report import LayerRow
 from lenet_fpga.sim import benchmark
 from lenet_fpga.sim.network import simulate
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+def row(layer: str, macs: int, multipliers: int) -> LayerRow:
+    return LayerRow(layer, macs=macs, multipliers=multipliers, dsp=0, weight_bits=8, memory_bits=0, memory="bram",
+                    cycles=0)
+
+
 def test_multiply_floors_of_a_made_up_layer_list():
     rows = [
-        {"layer": "a", "macs": 100, "multipliers": 7},   # ceil(100 / 7) = 15
-        {"layer": "a.pool", "macs": 0, "multipliers": 0},  # no MACs: not a layer of the floor
-        {"layer": "b", "macs": 30, "multipliers": 30},   # exactly 1
-        {"layer": "c", "macs": 1, "multipliers": 4},     # more multipliers than MACs: still 1
-        {"layer": "d", "macs": 64, "multipliers": 8},    # 8
+        row("a", macs=100, multipliers=7),   # ceil(100 / 7) = 15
+        row("a.pool", macs=0, multipliers=0),  # no MACs: not a layer of the floor
+        row("b", macs=30, multipliers=30),   # exactly 1
+        row("c", macs=1, multipliers=4),     # more multipliers than MACs: still 1
+        row("d", macs=64, multipliers=8),    # 8
     ]
     floors = benchmark.multiply_floors(rows, 784)
     assert floors["layers"] == {"a": 15, "b": 1, "c": 1, "d": 8}
@@ -34,9 +40,9 @@ def test_multiply_floors_of_a_made_up_layer_list():
 
 def test_multiply_floors_reject_a_layer_without_multipliers():
     with pytest.raises(ValueError, match="no multipliers"):
-        benchmark.multiply_floors([{"layer": "a", "macs": 10, "multipliers": 0}], 784)
+        benchmark.multiply_floors([row("a", macs=10, multipliers=0)], 784)
     with pytest.raises(ValueError, match="no layer"):
-        benchmark.multiply_floors([{"layer": "q", "macs": 0, "multipliers": 0}], 784)
+        benchmark.multiply_floors([row("q", macs=0, multipliers=0)], 784)
 
 
 def test_select_configs():

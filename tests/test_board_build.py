@@ -345,7 +345,7 @@ def test_multipliers_past_the_dsp_blocks_are_built_from_logic():
     for name, soft in expected.items():
         config = _config(platforms.board(name), ws)
         assert config.soft_multipliers == soft
-        assert sum(row["dsp"] for row in build.memory_report(ws, config)) == ULX3S_DSPS[name]
+        assert sum(row.dsp for row in build.memory_report(ws, config)) == ULX3S_DSPS[name]
         build.check_fits(platforms.board(name), ws, config)
     # Layers named on the command line are the user's choice, and checked.
     config = _config(platforms.board("ulx3s-45f"), ws, soft_multipliers=("fc3",))

@@ -120,7 +120,7 @@ def test_cycle_model_and_report():
     to drain between layers, ``4 + lanes of the last group`` after the last one."""
     ws = weights.load()
     rows = accelerator.layer_report(ws, CompactConfig())
-    by_name = {row["layer"]: row for row in rows}
+    by_name = {row.layer: row for row in rows}
     expected = {
         "input": 784 + 2,                     # the pixels, one in the quantizer, one to set up
         "conv1": 1 * 576 * (1 + 25) + 8 + 4,  # 6 filters: 1 group; 24*24 positions
@@ -129,21 +129,20 @@ def test_cycle_model_and_report():
         "fc2": 11 * 1 * (1 + 120) + 8 + 4,    # 84 outputs: 11 groups (the last has 4)
         "fc3": 2 * 1 * (1 + 84) + 4 + 2,      # 10 outputs: 2 groups; the last logit is lane 1 of group 2
     }
-    assert {name: by_name[name]["cycles"] for name in expected} == expected
-    total = sum(row["cycles"] for row in rows)
+    assert {name: by_name[name].cycles for name in expected} == expected
+    total = sum(row.cycles for row in rows)
     assert total == accelerator.cycles_per_image(ws, CompactConfig()) == sum(expected.values()) == 40_500
     floor = LENET5.macs / 8
     assert total < 1.2 * floor  # one shared array of 8 multipliers, busy 87 % of the time
     # Weight words: a bias word and one word per tap for every group of every layer.
     words = 1 * 26 + 2 * 151 + 15 * 257 + 11 * 121 + 2 * 85
     assert words == 5_684
-    spram = sum(row["memory_bits"] for row in rows if row["memory"] == "spram")
+    spram = sum(row.memory_bits for row in rows if row.memory == "spram")
     assert spram == words * 8 * 8 <= 4 * 256 * 1024  # 8 lanes of 8 bits per word; four 256-kbit SPRAMs
-    assert sum(row["memory_bits"] for row in rows if row["memory"] == "bram") <= 30 * 4096
-    assert {row["multipliers"] for row in rows if row["macs"]} == {8}
-    # The rows carry every key of the Accelerator report; the array's 8 DSP blocks are shared.
-    assert all({"dsp", "weight_bits"} <= set(row) for row in rows)
-    assert {(row["dsp"], row["weight_bits"]) for row in rows if row["macs"]} == {(8, 8)}
+    assert sum(row.memory_bits for row in rows if row.memory == "bram") <= 30 * 4096
+    assert {row.multipliers for row in rows if row.macs} == {8}
+    # The array's 8 DSP blocks are shared by every layer's row.
+    assert {(row.dsp, row.weight_bits) for row in rows if row.macs} == {(8, 8)}
     assert CompactAccelerator(ws, CompactConfig()).dsp_blocks == 8
 
 
@@ -151,7 +150,7 @@ def test_cycle_model_of_the_network_shipped_for_the_compact_design():
     """lenet5_compact (4,8:120,84) keeps conv2 to the array's 8 lanes, so conv2 is one group:
     25,716 cycles, 1,050 images/s at the iCEBreaker build's 27 MHz PLL clock."""
     ws = weights.load(weights.ASSETS / "lenet5_compact.npz")
-    rows = {row["layer"]: row["cycles"] for row in accelerator.layer_report(ws, CompactConfig())}
+    rows = {row.layer: row.cycles for row in accelerator.layer_report(ws, CompactConfig())}
     assert rows == {
         "input": 784 + 2,
         "conv1": 1 * 576 * (1 + 25) + 8 + 4,  # 4 filters: 1 group (half the lanes idle)

@@ -130,12 +130,12 @@ def test_restricted_codes_network_both_designs(simulator, sim_build):
     assert ws.codes == codes
     imgs = stimulus(SMALL, 2 if simulator == "verilator" else 1, 41)
     fast = preset("fast", SMALL, arith.Arithmetic(), codes=ws.codes)
-    rows = {row["layer"]: row for row in layer_report(ws, fast)}
+    rows = {row.layer: row for row in layer_report(ws, fast)}
     # conv1: 4 filters x 25 taps, packed two to a DSP (50); conv2: 5 filters (odd: unpacked),
     # 125 more would pass the 156 DSPs, so logic; fc1 and fc2 select, no DSP; fc3 one lane.
     assert fast.soft_multipliers == ("conv2",)
-    assert [rows[name]["dsp"] for name in ("conv1", "conv2", "fc1", "fc2", "fc3")] == [50, 0, 0, 0, 1]
-    assert rows["fc1"]["weight_bits"] == 3 and rows["fc2"]["weight_bits"] == 2
+    assert [rows[name].dsp for name in ("conv1", "conv2", "fc1", "fc2", "fc3")] == [50, 0, 0, 0, 1]
+    assert rows["fc1"].weight_bits == 3 and rows["fc2"].weight_bits == 2
     check(simulate(ws, imgs, fast, simulator=simulator, build_root=sim_build), "restricted codes, streaming")
     check(simulate(ws, imgs, CompactConfig(lanes=8), simulator=simulator, build_root=sim_build),
           "restricted codes, compact")

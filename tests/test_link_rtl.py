@@ -23,6 +23,7 @@ from amaranth.lib.memory import Memory
 from lenet_fpga.boards import protocol
 from lenet_fpga.boards.link import UARTLink
 from lenet_fpga.hdl.accelerator import Accelerator, weight_image
+from lenet_fpga.hdl.report import LayerRow
 from lenet_fpga.hdl.lenet import StreamingConfig, LeNetAccelerator
 from lenet_fpga.hdl.loader import WeightLoader
 from lenet_fpga.model import golden, images, weights
@@ -91,10 +92,10 @@ class StandInAccelerator(Accelerator):
     def weight_image(self) -> bytes:
         return self.weight_loader.image()
 
-    def layer_report(self) -> list[dict]:
+    def layer_report(self) -> list[LayerRow]:
         """It adds and compares: no multipliers."""
-        return [{"layer": "standin", "macs": 0, "multipliers": 0, "memory_bits": 24 * N_CLASSES, "memory": "bram",
-                 "cycles": PIXELS + STANDIN_TAIL}]
+        return [LayerRow("standin", macs=0, multipliers=0, dsp=0, weight_bits=0, memory_bits=24 * N_CLASSES,
+                         memory="bram", cycles=PIXELS + STANDIN_TAIL)]
 
     def elaborate(self, platform):
         m = Module()

@@ -37,7 +37,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"verilog": str(result.path), "toplevel": TOPLEVEL, "network": ws.network.spec,
                           "arithmetic": arithmetic, "config": result.configuration, "design": result.design,
-                          "layers": result.layers}))
+                          "layers": [row.to_dict() for row in result.layers]}))
     else:
         print(f"wrote {result.path} (top module {TOPLEVEL}, network {ws.network.spec}, {arithmetic}, "
               f"{result.design} design, preset {args.preset}: {result.configuration})")
@@ -54,12 +54,11 @@ def format_layer_table(result) -> str:
 
     lines = [f"{'block':<12}{'MACs':>10}{'multipliers':>13}{'memory bits':>13}{'cycles':>9}"]
     for r in rows:
-        lines.append(f"{r['layer']:<12}{n(r['macs']):>10}{n(r['multipliers']):>13}"
-                     f"{n(r['memory_bits']):>13}{n(r['cycles']):>9}")
+        lines.append(f"{r.layer:<12}{n(r.macs):>10}{n(r.multipliers):>13}{n(r.memory_bits):>13}{n(r.cycles):>9}")
     # The multipliers of the design, not the rows' sum: the compact design's rows share one array.
     cycles = result.cycles_per_image
-    lines.append(f"{'total':<12}{n(sum(r['macs'] for r in rows)):>10}{n(result.multipliers):>13}"
-                 f"{n(sum(r['memory_bits'] for r in rows)):>13}{n(cycles):>9}")
+    lines.append(f"{'total':<12}{n(sum(r.macs for r in rows)):>10}{n(result.multipliers):>13}"
+                 f"{n(sum(r.memory_bits for r in rows)):>13}{n(cycles):>9}")
     if cycles is None:
         lines.append("cycles: each engine alone, first input to last output. The engines overlap (conv2 starts\n"
                      "while conv1 runs), so an image takes fewer than the total: `lenet-fpga sim` measures it.")
