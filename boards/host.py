@@ -2,7 +2,7 @@
 
 ``BoardClient`` needs only a byte port with pyserial's blocking methods (``write``, ``read(n)``
 returning fewer bytes on timeout, ``reset_input_buffer``), so the same client drives a real
-board through ``open_serial``, the simulated one in ``sim/tb_link.py`` and ``lenet-fpga
+board through ``open_serial``, the simulated one in ``sim/serial_line.py`` and ``lenet-fpga
 board-sim`` through a pseudo-terminal. Everything that can go wrong on the board or on the line
 comes back as a ``BoardError``.
 
