@@ -36,6 +36,11 @@ the accelerator takes and at each done, so it bounds every run, not the whole be
 The frame buffer holds one frame's data (an image, a chunk or a piece) while its CRC is
 checked; the image buffer holds the pieces. Both are one block RAM: the image buffer is the
 upper part, at the next power of two, so an address is the byte's index and one bit.
+
+The watchdog, the argument shifter and the bench timer are components of their own
+(``boards/request_parts.py``), each tested at its ports; the FSM here says when each runs. The
+image buffer and its pieces stay here: they share the block RAM, its write registers and its
+read port with the frame buffer and the feeding of the accelerator.
 """
 
 
