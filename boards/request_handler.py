@@ -37,10 +37,10 @@ The frame buffer holds one frame's data (an image, a chunk or a piece) while its
 checked; the image buffer holds the pieces. Both are one block RAM: the image buffer is the
 upper part, at the next power of two, so an address is the byte's index and one bit.
 
-The watchdog, the argument shifter and the bench timer are components of their own
-(``boards/request_parts.py``), each tested at its ports; the FSM here says when each runs. The
-image buffer and its pieces stay here: they share the block RAM, its write registers and its
-read port with the frame buffer and the feeding of the accelerator.
+The watchdog, the argument shifter, the request checks and the bench timer are components of
+their own (``boards/request_parts.py``), each tested at its ports; the FSM here says when each
+runs. The image buffer and its pieces stay here: they share the block RAM, its write registers
+and its read port with the frame buffer and the feeding of the accelerator.
 """
 
 
@@ -55,7 +55,7 @@ from ..hdl.skid import SkidBuffer
 from . import protocol
 from .frame_parser import FrameHeader, ParseStatus, PayloadByte
 from .protocol import ErrorCode, FrameType, LoadOp
-from .request_parts import ArgumentShifter, BenchTimer, Watchdog
+from .request_parts import ArgumentShifter, BenchTimer, RequestChecks, Watchdog
 from .reply_serialiser import ReplyRequest
 
 
@@ -175,7 +175,8 @@ class RequestHandler(wiring.Component):
                      self.bench_runs.eq(arguments.offset), self.bench_first.eq(timer.first),
                      self.bench_total.eq(timer.total)]
 
-        r = _Requests(self, m, buffer, image_crc, arguments, watchdog, timer)
+        m.submodules.checks = checks = RequestChecks(self._sizes, self._weight_bytes)
+        r = _Requests(self, m, buffer, image_crc, arguments, checks, watchdog, timer)
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += watchdog.clear.eq(1)
@@ -216,7 +217,7 @@ class RequestHandler(wiring.Component):
                     m.next = "LOAD_FEED"
             with m.State("LOAD_FEED"):
                 r.guarded(load=True)
-                with m.If(r.feed(weight_slice.i, r.chunk_bytes) & ~watchdog.expired):
+                with m.If(r.feed(weight_slice.i, r.checks.chunk_bytes) & ~watchdog.expired):
                     m.next = "LOAD_DRAIN"
             with m.State("LOAD_DRAIN"):
                 r.guarded(load=True)
@@ -235,9 +236,10 @@ class _Requests:
     ``RequestHandler`` into ``m`` (the closures of one ``elaborate``, given names)."""
 
     def __init__(self, handler: RequestHandler, m: Module, buffer, image_crc, arguments: ArgumentShifter,
-                 watchdog: Watchdog, timer: BenchTimer):
+                 checks: RequestChecks, watchdog: Watchdog, timer: BenchTimer):
         self.handler, self.m = handler, m
-        self.arguments, self.watchdog, self.timer, self.image_crc = arguments, watchdog, timer, image_crc
+        self.arguments, self.checks, self.image_crc = arguments, checks, image_crc
+        self.watchdog, self.timer = watchdog, timer
         self.write, self.read = buffer.write_port(), buffer.read_port()
         self.area = handler._area_bits
         self.pixels = handler._sizes.pixels
@@ -256,7 +258,7 @@ class _Requests:
 
         self.position = Signal(range(self.pixels + 1))  # next buffer byte to feed or copy
         self.from_pieces = Signal()  # the image to classify is the one in the image buffer
-        self.copy_left = Signal.like(self.piece_bytes)
+        self.copy_left = Signal.like(self.checks.piece_bytes)
         self.copy_to = Signal(16)
         self.primed = Signal()  # the buffer's read port holds the byte at ``position``
         self.to_feed = Signal(16)  # BENCH runs whose pixels have not all gone into the pixel skid buffer
@@ -304,50 +306,14 @@ class _Requests:
                      self.write_enable.eq(payload.valid & (index >= skip))]
 
     def _checks(self):
-        """Every check a request needs, as registers that settle while the payload arrives
-        (chained carry chains in one cycle were once the ULX3S build's worst path)."""
-        handler, m, args = self.handler, self.m, self.arguments
-        sizes, size, pixels = handler._sizes, handler._weight_bytes, self.pixels
-        kind, length, op = handler.header.type, handler.header.length, args.op
-        is_load, is_piece, is_bench = kind == FrameType.LOAD_WEIGHTS, kind == FrameType.IMAGE, kind == FrameType.BENCH
-        self.known, self.length_ok = Signal(), Signal()
-        m.d.sync += [
-            self.known.eq((kind == FrameType.PING) | (kind == FrameType.CLASSIFY) | is_load | is_piece | is_bench),
-            self.length_ok.eq(
-                ((kind == FrameType.PING) & (length == 0))
-                | (is_bench & (length == protocol.BENCH_LENGTH))
-                | ((kind == FrameType.CLASSIFY) & ((length == 0) | (length == pixels)))
-                | (is_piece & (length > protocol.PIECE_HEADER_BYTES)
-                   & (length <= protocol.PIECE_HEADER_BYTES + sizes.max_piece))
-                | (is_load & (length != 0) & (length <= sizes.max_request)
-                   & ((op != LoadOp.CHUNK) | ((length > protocol.CHUNK_HEADER_BYTES)
-                                              & (length <= protocol.CHUNK_HEADER_BYTES + sizes.max_chunk)))
-                   & ((op != LoadOp.COMMIT) | (length == protocol.COMMIT_LENGTH)))),
-        ]
-        self.chunk_bytes = Signal.like(length)
-        self.chunk_end = Signal(range(2**32 + 2**16))
-        self.chunk_fits = Signal()
-        self.chunk_in_order = Signal()
-        self.piece_bytes = Signal.like(length)
-        self.piece_end = Signal(range(2**16 + 2**16))
-        self.piece_fits = Signal()
-        self.piece_in_order = Signal()
-        self.commit_ok = Signal()
-        self.image_whole = Signal()
-        argument, offset = args.argument, args.offset
-        m.d.sync += [
-            self.chunk_bytes.eq(length - protocol.CHUNK_HEADER_BYTES),
-            self.chunk_end.eq(argument + self.chunk_bytes),
-            self.chunk_fits.eq(self.chunk_end <= size),
-            self.chunk_in_order.eq((argument == 0) | (self.loading & (argument == self.received))),
-            self.piece_bytes.eq(length - protocol.PIECE_HEADER_BYTES),
-            self.piece_end.eq(offset + self.piece_bytes),
-            self.piece_fits.eq(self.piece_end <= pixels),
-            self.piece_in_order.eq(offset <= self.image_received),
-            self.commit_ok.eq(self.loading & (self.received == size) & (argument == size)
-                              & (args.load_crc == self.image_crc.crc)),
-            self.image_whole.eq(self.image_received == pixels),
-        ]
+        """The checks a request needs (``RequestChecks``), from the frame, its arguments and the
+        weights' and the image buffer's state."""
+        checks, args = self.checks, self.arguments
+        self.m.d.comb += [checks.type.eq(self.handler.header.type), checks.length.eq(self.handler.header.length),
+                          checks.op.eq(args.op), checks.argument.eq(args.argument), checks.offset.eq(args.offset),
+                          checks.load_crc.eq(args.load_crc), checks.loading.eq(self.loading),
+                          checks.received.eq(self.received), checks.image_received.eq(self.image_received),
+                          checks.image_crc.eq(self.image_crc.crc)]
 
     def reply(self, type: FrameType, error: ErrorCode | None = None):
         self.m.d.sync += self.reply_type.eq(type)
@@ -400,16 +366,16 @@ class _Requests:
             self.reply(FrameType.ERROR, ErrorCode.TOO_LONG)
         with m.Elif(verdict.payload == ParseStatus.BAD_CRC):
             self.reply(FrameType.ERROR, ErrorCode.BAD_CRC)
-        with m.Elif(~self.known):
+        with m.Elif(~self.checks.known):
             self.reply(FrameType.ERROR, ErrorCode.UNKNOWN_TYPE)
-        with m.Elif(~self.length_ok):
+        with m.Elif(~self.checks.length_ok):
             self.reply(FrameType.ERROR, ErrorCode.BAD_LENGTH)
         with m.Elif(kind == FrameType.PING):
             self.reply(FrameType.INFO)
         with m.Elif(kind == FrameType.CLASSIFY):
             with m.If(~valid):
                 self.reply(FrameType.ERROR, ErrorCode.NO_WEIGHTS)
-            with m.Elif((length == 0) & ~self.image_whole):
+            with m.Elif((length == 0) & ~self.checks.image_whole):
                 self.reply(FrameType.ERROR, ErrorCode.BAD_IMAGE)
             with m.Else():
                 m.d.sync += self.from_pieces.eq(length == 0)
@@ -419,15 +385,15 @@ class _Requests:
                 self.reply(FrameType.ERROR, ErrorCode.BAD_RUNS)
             with m.Elif(~valid):
                 self.reply(FrameType.ERROR, ErrorCode.NO_WEIGHTS)
-            with m.Elif(~self.image_whole):
+            with m.Elif(~self.checks.image_whole):
                 self.reply(FrameType.ERROR, ErrorCode.BAD_IMAGE)
             with m.Else():
                 m.d.comb += self.timer.arm.eq(1)
                 m.d.sync += [self.to_feed.eq(runs), self.primed.eq(0)]
                 m.next = "BENCH"
         with m.Elif(kind == FrameType.IMAGE):
-            with m.If(self.piece_in_order & self.piece_fits):
-                m.d.sync += [self.copy_left.eq(self.piece_bytes), self.copy_to.eq(self.arguments.offset),
+            with m.If(self.checks.piece_ok):
+                m.d.sync += [self.copy_left.eq(self.checks.piece_bytes), self.copy_to.eq(self.arguments.offset),
                              self.primed.eq(0)]
                 m.next = "COPY"
             with m.Else():
@@ -444,15 +410,15 @@ class _Requests:
         with m.Elif(self.handler.accelerator.busy):
             self.reply(FrameType.ERROR, ErrorCode.BUSY)
         with m.Elif(op == LoadOp.CHUNK):
-            with m.If(self.chunk_in_order & self.chunk_fits):
-                m.d.sync += [self.restart.eq(argument == 0), self.received.eq(self.chunk_end), self.loading.eq(1),
-                             self.from_pieces.eq(0)]
+            with m.If(self.checks.chunk_ok):
+                m.d.sync += [self.restart.eq(argument == 0), self.received.eq(self.checks.chunk_end),
+                             self.loading.eq(1), self.from_pieces.eq(0)]
                 with m.If(argument == 0):
                     m.d.sync += [self.valid.eq(0), self.weights_id.eq(0)]
                 m.next = "LOAD"
             with m.Else():
                 self.refuse_load()
-        with m.Elif((op == LoadOp.COMMIT) & self.commit_ok):
+        with m.Elif((op == LoadOp.COMMIT) & self.checks.commit_ok):
             m.d.sync += [self.valid.eq(1), self.weights_id.eq(self.arguments.load_id), self.loading.eq(0)]
             self.reply(FrameType.WEIGHTS_LOADED)
         with m.Else():
@@ -487,7 +453,7 @@ class _Requests:
                          self.write_enable.eq(1), self.copy_to.eq(self.copy_to + 1),
                          self.copy_left.eq(self.copy_left - 1)]
             with m.If(self.copy_left == 1):
-                m.d.sync += self.image_received.eq(self.piece_end)
+                m.d.sync += self.image_received.eq(self.checks.piece_end)
                 self.reply(FrameType.IMAGE_STORED)
 
     def answer(self):

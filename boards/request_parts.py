@@ -1,8 +1,9 @@
 """The request handler's rooms (``boards/request_handler.py``), one idea each.
 
 ``Watchdog`` counts the cycles a request has waited for the accelerator; ``ArgumentShifter``
-collects a request's arguments from its payload bytes as they arrive; ``BenchTimer`` starts a
-BENCH's runs back to back and counts their cycles. The handler's FSM says when each of them
+collects a request's arguments from its payload bytes as they arrive; ``RequestChecks`` says
+whether a request is known, has a good length and fits; ``BenchTimer`` starts a BENCH's runs
+back to back and counts their cycles. The handler's FSM says when each of them
 runs; what each does at its ports is tested alone in ``tests/test_request_parts.py``.
 """
 
@@ -11,9 +12,11 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import protocol
 from .frame_parser import PayloadByte
+from .protocol import FrameType, LoadOp
 
-__all__ = ["Watchdog", "ArgumentShifter", "BenchTimer"]
+__all__ = ["Watchdog", "ArgumentShifter", "RequestChecks", "BenchTimer"]
 
 
 class Watchdog(wiring.Component):
@@ -103,6 +106,107 @@ class ArgumentShifter(wiring.Component):
             shift(self.load_id, 5, 8)
             shift(self.load_crc, 9, 12)
             shift(self.offset, 0, 1)
+        return m
+
+
+class RequestChecks(wiring.Component):
+    """Every check a request needs before it is carried out, as registers that settle while its
+    payload arrives (chained carry chains in one cycle were once the ULX3S build's worst path):
+    each output is right three cycles after its inputs last changed.
+
+    Parameters
+    ----------
+    sizes : protocol.FrameSizes
+    weight_bytes : int
+        Bytes of the accelerator's weight image.
+
+    Attributes
+    ----------
+    type, length : In
+        The frame's header fields.
+    op, argument, offset, load_crc : In
+        Its arguments (``ArgumentShifter``).
+    loading, received : In
+        A load is in progress and has covered bytes 0 .. received - 1 of the weight image.
+    image_received : In
+        The image buffer holds pixels 0 .. image_received - 1.
+    image_crc : In(32)
+        The CRC-32 of the weight bytes the accelerator took since the load's first chunk.
+    known, length_ok : Out(1)
+        The type is one the board serves; the length is one its type (and LOAD_WEIGHTS' op)
+        allows.
+    chunk_bytes, chunk_end, chunk_ok : Out
+        A chunk's data bytes, the image byte after its last, and whether it fits the image and
+        continues the load (or starts one at 0).
+    piece_bytes, piece_end, piece_ok : Out
+        Likewise for an IMAGE piece: it fits the image and starts within the pixels held.
+    commit_ok : Out(1)
+        A COMMIT's total and CRC-32 are the load's, and the load covered the whole image.
+    image_whole : Out(1)
+        The image buffer holds a whole image.
+    """
+
+    def __init__(self, sizes: protocol.FrameSizes, weight_bytes: int):
+        if not isinstance(sizes, protocol.FrameSizes):
+            raise TypeError(f"sizes must be a protocol.FrameSizes, not {sizes!r}")
+        self._sizes, self._weight_bytes = sizes, weight_bytes
+        super().__init__({
+            "type": In(8),
+            "length": In(16),
+            "op": In(8),
+            "argument": In(32),
+            "offset": In(16),
+            "load_crc": In(32),
+            "loading": In(1),
+            "received": In(range(weight_bytes + 1)),
+            "image_received": In(range(sizes.pixels + 1)),
+            "image_crc": In(32),
+            "known": Out(1),
+            "length_ok": Out(1),
+            "chunk_bytes": Out(16),
+            "chunk_end": Out(range(2**32 + 2**16)),
+            "chunk_ok": Out(1),
+            "piece_bytes": Out(16),
+            "piece_end": Out(range(2**16 + 2**16)),
+            "piece_ok": Out(1),
+            "commit_ok": Out(1),
+            "image_whole": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        sizes, size, pixels = self._sizes, self._weight_bytes, self._sizes.pixels
+        kind, length, op, argument, offset = self.type, self.length, self.op, self.argument, self.offset
+        is_load, is_piece, is_bench = kind == FrameType.LOAD_WEIGHTS, kind == FrameType.IMAGE, kind == FrameType.BENCH
+        m.d.sync += [
+            self.known.eq((kind == FrameType.PING) | (kind == FrameType.CLASSIFY) | is_load | is_piece | is_bench),
+            self.length_ok.eq(
+                ((kind == FrameType.PING) & (length == 0))
+                | (is_bench & (length == protocol.BENCH_LENGTH))
+                | ((kind == FrameType.CLASSIFY) & ((length == 0) | (length == pixels)))
+                | (is_piece & (length > protocol.PIECE_HEADER_BYTES)
+                   & (length <= protocol.PIECE_HEADER_BYTES + sizes.max_piece))
+                | (is_load & (length != 0) & (length <= sizes.max_request)
+                   & ((op != LoadOp.CHUNK) | ((length > protocol.CHUNK_HEADER_BYTES)
+                                              & (length <= protocol.CHUNK_HEADER_BYTES + sizes.max_chunk)))
+                   & ((op != LoadOp.COMMIT) | (length == protocol.COMMIT_LENGTH)))),
+        ]
+        chunk_fits, chunk_in_order = Signal(), Signal()
+        piece_fits, piece_in_order = Signal(), Signal()
+        m.d.sync += [
+            self.chunk_bytes.eq(length - protocol.CHUNK_HEADER_BYTES),
+            self.chunk_end.eq(argument + self.chunk_bytes),
+            chunk_fits.eq(self.chunk_end <= size),
+            chunk_in_order.eq((argument == 0) | (self.loading & (argument == self.received))),
+            self.piece_bytes.eq(length - protocol.PIECE_HEADER_BYTES),
+            self.piece_end.eq(offset + self.piece_bytes),
+            piece_fits.eq(self.piece_end <= pixels),
+            piece_in_order.eq(offset <= self.image_received),
+            self.commit_ok.eq(self.loading & (self.received == size) & (argument == size)
+                              & (self.load_crc == self.image_crc)),
+            self.image_whole.eq(self.image_received == pixels),
+        ]
+        m.d.comb += [self.chunk_ok.eq(chunk_in_order & chunk_fits), self.piece_ok.eq(piece_in_order & piece_fits)]
         return m
 
 

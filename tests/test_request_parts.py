@@ -1,13 +1,15 @@
 """The request handler's rooms (``boards/request_parts.py``) alone at their ports, in Amaranth's
-simulator: the watchdog's count to its limit, the argument shifter's fields, the bench timer's
-starts and cycle counts. The handler as a whole is ``tests/test_request_handler.py``."""
+simulator: the watchdog's count to its limit, the argument shifter's fields, the request checks
+against the protocol's rules written out here, the bench timer's starts and cycle counts. The handler as a whole is ``tests/test_request_handler.py``."""
 
 import random
 
 import pytest
 from amaranth.sim import Simulator
 
-from lenet_fpga.boards.request_parts import ArgumentShifter, BenchTimer, Watchdog
+from lenet_fpga.boards import protocol
+from lenet_fpga.boards.protocol import FrameType, LoadOp
+from lenet_fpga.boards.request_parts import ArgumentShifter, BenchTimer, RequestChecks, Watchdog
 
 
 def simulate(dut, testbench):
@@ -126,7 +128,8 @@ def test_argument_shifter_fields():
 
     async def tb(ctx):
         for _ in range(20):
-            op, argument, load_id, crc = rng.randrange(256), rng.getrandbits(32), rng.getrandbits(32), rng.getrandbits(32)
+            op, argument = rng.randrange(256), rng.getrandbits(32)
+            load_id, crc = rng.getrandbits(32), rng.getrandbits(32)
             payload = bytes([op]) + argument.to_bytes(4, "little") + load_id.to_bytes(4, "little") \
                 + crc.to_bytes(4, "little") + bytes(rng.randrange(256) for _ in range(rng.randrange(4)))
             await send_payload(ctx, dut, payload, gap=rng.randrange(3))
@@ -149,6 +152,85 @@ def test_argument_shifter_fields():
         ctx.set(dut.payload.payload.index, 0)
         await ctx.tick().repeat(3)
         assert ctx.get(dut.offset) == 0x1234 and ctx.get(dut.op) == 0x34
+
+    simulate(dut, tb)
+
+
+# --------------------------------------------------------------------------------------------
+# RequestChecks
+
+SIZES = protocol.FrameSizes(4, 3)  # 16-pixel images, 3 classes
+WEIGHT_BYTES = 40
+
+
+def expected_checks(type, length, op, argument, offset, load_crc, loading, received, image_received, image_crc):
+    """The rules of docs/protocol.md for a board with ``SIZES`` and ``WEIGHT_BYTES``."""
+    pixels, header = SIZES.pixels, protocol.CHUNK_HEADER_BYTES
+    lengths = {
+        FrameType.PING: length == 0,
+        FrameType.CLASSIFY: length in (0, pixels),
+        FrameType.BENCH: length == 2,  # runs u16
+        FrameType.IMAGE: 2 < length <= 2 + SIZES.max_piece,  # offset u16, at least one pixel
+        FrameType.LOAD_WEIGHTS: 0 < length <= SIZES.max_request
+        and (op != LoadOp.CHUNK or header < length <= header + SIZES.max_chunk)
+        and (op != LoadOp.COMMIT or length == 13),  # op, total, id, CRC-32
+    }
+    chunk_bytes, piece_bytes = (length - header) % 2**16, (length - 2) % 2**16
+    return {
+        "known": type in lengths,
+        "length_ok": lengths.get(type, False),
+        "chunk_bytes": chunk_bytes,
+        "chunk_end": argument + chunk_bytes,
+        "chunk_ok": argument + chunk_bytes <= WEIGHT_BYTES and (argument == 0 or (loading and argument == received)),
+        "piece_bytes": piece_bytes,
+        "piece_end": offset + piece_bytes,
+        "piece_ok": offset + piece_bytes <= pixels and offset <= image_received,
+        "commit_ok": loading and received == WEIGHT_BYTES and argument == WEIGHT_BYTES and load_crc == image_crc,
+        "image_whole": image_received == pixels,
+    }
+
+
+def check_cases():
+    """Every type (and one unknown) at every length that is an edge of some rule, with each op;
+    then chunks, pieces and commits at the edges of their offsets and of the state."""
+    edges = {0, 1, 2, 3, 5, 6, 12, 13, 14, SIZES.pixels, SIZES.pixels + 1, 2 + SIZES.max_piece,
+             3 + SIZES.max_piece, 5 + SIZES.max_chunk, 6 + SIZES.max_chunk, SIZES.max_request,
+             SIZES.max_request + 1, 0xFFFF}
+    quiet = dict(argument=0, offset=0, load_crc=0, loading=0, received=0, image_received=0, image_crc=0)
+    for type in (*FrameType, 0x7E):
+        for length in sorted(edges):
+            for op in (LoadOp.CHUNK, LoadOp.COMMIT, 0x55):
+                yield dict(quiet, type=int(type), length=length, op=int(op))
+    rng = random.Random(3)
+    for _ in range(400):
+        received = rng.choice([0, 1, 8, WEIGHT_BYTES - 1, WEIGHT_BYTES])
+        image_received = rng.choice([0, 1, 7, SIZES.pixels - 1, SIZES.pixels])
+        crc = rng.getrandbits(32)
+        yield dict(type=int(rng.choice([FrameType.LOAD_WEIGHTS, FrameType.IMAGE])),
+                   length=rng.choice([3, 6, 7, 13, 5 + SIZES.max_chunk, 2 + SIZES.max_piece, 0]),
+                   op=int(rng.choice([LoadOp.CHUNK, LoadOp.COMMIT])),
+                   argument=rng.choice([0, 1, received, received + 1, WEIGHT_BYTES, WEIGHT_BYTES - 8, 2**32 - 1]),
+                   offset=rng.choice([0, 1, image_received, image_received + 1, SIZES.pixels, 0xFFFF]),
+                   load_crc=rng.choice([crc, crc ^ 1]), loading=rng.randrange(2), received=received,
+                   image_received=image_received, image_crc=crc)
+
+
+def test_request_checks_follow_the_rules():
+    """Three cycles after its inputs settle, each check is what the protocol's rules say."""
+    dut = RequestChecks(SIZES, WEIGHT_BYTES)
+    cases = list(check_cases())
+    # The cases tell every check's two answers apart (else a stuck output would pass).
+    for name in ("known", "length_ok", "chunk_ok", "piece_ok", "commit_ok", "image_whole"):
+        assert {bool(expected_checks(**case)[name]) for case in cases} == {False, True}, name
+
+    async def tb(ctx):
+        for case in cases:
+            for name, value in case.items():
+                ctx.set(getattr(dut, name), value)
+            await ctx.tick().repeat(3)
+            expected = expected_checks(**case)
+            got = {name: ctx.get(getattr(dut, name)) for name in expected}
+            assert got == {name: int(value) for name, value in expected.items()}, case
 
     simulate(dut, tb)
 
