@@ -2,7 +2,7 @@
 
 ``BoardClient`` needs only a byte port with pyserial's blocking methods (``write``, ``read(n)``
 returning fewer bytes on timeout, ``reset_input_buffer``), so the same client drives a real
-board through ``open_serial``, the simulated one in ``sim/tb_link.py`` and ``lenet-fpga
+board through ``open_serial``, the simulated one in ``sim/serial_line.py`` and ``lenet-fpga
 board-sim`` through a pseudo-terminal. Everything that can go wrong on the board or on the line
 comes back as a ``BoardError``.
 
@@ -426,12 +426,23 @@ class BoardClient:
             report(len(data))
             offset, attempts = received, 0
 
-        commit = bytes([LoadOp.COMMIT]) + len(image).to_bytes(4, "little") + weights_id.to_bytes(4, "little") \
+        self._commit_load(len(image), image_crc, weights_id, retries)
+        info = self.ping()
+        if not info.weights_valid or info.weights_id != weights_id:
+            raise BoardError(f"weight load: after the commit the board reports weights valid={info.weights_valid}, "
+                             f"id {info.weights_id:08x} (expected {weights_id:08x})")
+        return info
+
+    def _commit_load(self, total: int, image_crc: int, weights_id: int, retries: int) -> None:
+        """COMMIT a load of ``total`` bytes whose CRC-32 is ``image_crc`` under ``weights_id``,
+        with up to ``retries`` more attempts; a commit whose reply was lost is recognised by
+        the board's INFO (weights valid under this id, no load in progress)."""
+        commit = bytes([LoadOp.COMMIT]) + total.to_bytes(4, "little") + weights_id.to_bytes(4, "little") \
             + image_crc.to_bytes(4, "little")
         for attempt in range(retries + 1):
             try:
                 self._parse(protocol.parse_loaded, self._exchange(FrameType.LOAD_WEIGHTS, commit, FrameType.WEIGHTS_LOADED))
-                break
+                return
             except BoardError as e:
                 if not e.retryable or attempt == retries:
                     raise BoardError(f"weight load: the board refused the commit: {e}", e.code) from None
@@ -439,15 +450,10 @@ class BoardClient:
                 if e.code is None:
                     state = self.ping()
                     if state.weights_valid and state.weights_id == weights_id and not state.loading:
-                        break  # the commit was taken, its reply lost
-                    if not (state.loading and state.load_received == len(image)):
+                        return  # the commit was taken, its reply lost
+                    if not (state.loading and state.load_received == total):
                         raise BoardError("weight load: the board lost the load before the commit "
                                          f"(INFO: loading={state.loading}, {state.load_received} bytes)") from None
-        info = self.ping()
-        if not info.weights_valid or info.weights_id != weights_id:
-            raise BoardError(f"weight load: after the commit the board reports weights valid={info.weights_valid}, "
-                             f"id {info.weights_id:08x} (expected {weights_id:08x})")
-        return info
 
 
 def serial_timeout(baud: int, sizes: protocol.FrameSizes | None = None) -> float:

@@ -151,7 +151,7 @@ class UARTLink(wiring.Component):
         m.submodules.receiver = receiver = UARTReceiver(self._divisor)
         m.submodules.transmitter = transmitter = UARTTransmitter(self._divisor)
         m.submodules.parser = parser = FrameParser(self.sizes.max_request, self._timeout, self._frame_cycles)
-        m.submodules.handler = handler = RequestHandler(self.sizes, self.weight_bytes, info.weights_in_bitstream,
+        m.submodules.handler = handler = RequestHandler(acc.signature, self.weight_bytes, info.weights_in_bitstream,
                                                         info.weights_id, self._watchdog,
                                                         weights_loadable=not info.weights_fixed)
         m.submodules.serialiser = serialiser = ReplySerialiser(info, acc.logit_shape)
@@ -163,10 +163,7 @@ class UARTLink(wiring.Component):
         wiring.connect(m, parser.verdict, handler.verdict)
         m.d.comb += [handler.header.eq(parser.header), handler.dropped.eq(parser.dropped)]
 
-        wiring.connect(m, handler.pixels, acc.pixels)
-        wiring.connect(m, handler.weights, acc.weights)
-        m.d.comb += [acc.start.eq(handler.start), acc.weights_restart.eq(handler.weights_restart),
-                     handler.busy.eq(acc.busy), handler.receiving.eq(acc.receiving), handler.done.eq(acc.done)]
+        wiring.connect(m, handler.accelerator, acc)
 
         wiring.connect(m, handler.reply, serialiser.i)
         wiring.connect(m, serialiser.o, transmitter.i)

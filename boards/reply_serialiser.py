@@ -96,38 +96,7 @@ class ReplySerialiser(wiring.Component):
         # How many of the two steps hold byte ``sent``: 2 = o.payload holds it.
         settled = Signal(range(3))
 
-        # Payloads as byte vectors behind HEADER_BYTES of padding, so that ``sent`` indexes them.
-        pad = Const(0, 8 * header)
-        logits = [Signal(signed(8 * protocol.LOGIT_BYTES), name=f"logit{j}") for j in range(sizes.classes)]
-        m.d.comb += [logit.eq(self.logits[j]) for j, logit in enumerate(logits)]  # sign-extends
-        result = Cat(pad, self.klass, *logits, self.cycles)
-        static = self._info_bytes
-
-        def constant(first: int, last: int):
-            return Const(int.from_bytes(static[first:last], "little"), 8 * (last - first))
-
-        # INFO counts the bytes of a load only while one is in progress.
-        in_progress = Mux(self.weights_flags & protocol.WEIGHTS_LOADING, self.load_received, 0)
-        info = Cat(pad, constant(0, 4), self.weights_id, self.weights_flags, constant(9, 13), in_progress,
-                   constant(17, protocol.INFO_LENGTH))
-        loaded = Cat(pad, self.load_received, self.weights_flags & protocol.WEIGHTS_VALID)
-        stored = Cat(pad, self.image_received)
-        bench = Cat(pad, self.bench_runs, self.klass, self.bench_first, self.bench_total)
-
-        payload = Signal(8)  # the payload byte ``sent``, first step
-        with m.Switch(kind):
-            with m.Case(FrameType.RESULT):
-                m.d.comb += payload.eq(result.word_select(sent, 8))
-            with m.Case(FrameType.INFO):
-                m.d.comb += payload.eq(info.word_select(sent, 8))
-            with m.Case(FrameType.WEIGHTS_LOADED):
-                m.d.comb += payload.eq(loaded.word_select(sent, 8))
-            with m.Case(FrameType.IMAGE_STORED):
-                m.d.comb += payload.eq(stored.word_select(sent, 8))
-            with m.Case(FrameType.BENCH_RESULT):
-                m.d.comb += payload.eq(bench.word_select(sent, 8))
-            with m.Default():
-                m.d.comb += payload.eq(code)
+        payload = self._payload_byte(m, kind, code, sent)  # the payload byte ``sent``, first step
         payload_r = Signal(8)
         m.d.sync += payload_r.eq(payload)
         byte = Signal(8)
@@ -180,3 +149,41 @@ class ReplySerialiser(wiring.Component):
                         m.d.comb += self.i.ready.eq(1)
                         m.next = "IDLE"
         return m
+
+    def _payload_byte(self, m: Module, kind, code, sent) -> Signal:
+        """The payload byte at frame index ``sent`` of a reply of type ``kind`` (an ERROR's is
+        its ``code``), from the state the handler and the accelerator report."""
+        sizes, header = self._sizes, protocol.HEADER_BYTES
+        # Payloads as byte vectors behind HEADER_BYTES of padding, so that ``sent`` indexes them.
+        pad = Const(0, 8 * header)
+        logits = [Signal(signed(8 * protocol.LOGIT_BYTES), name=f"logit{j}") for j in range(sizes.classes)]
+        m.d.comb += [logit.eq(self.logits[j]) for j, logit in enumerate(logits)]  # sign-extends
+        result = Cat(pad, self.klass, *logits, self.cycles)
+        static = self._info_bytes
+
+        def constant(first: int, last: int):
+            return Const(int.from_bytes(static[first:last], "little"), 8 * (last - first))
+
+        # INFO counts the bytes of a load only while one is in progress.
+        in_progress = Mux(self.weights_flags & protocol.WEIGHTS_LOADING, self.load_received, 0)
+        info = Cat(pad, constant(0, 4), self.weights_id, self.weights_flags, constant(9, 13), in_progress,
+                   constant(17, protocol.INFO_LENGTH))
+        loaded = Cat(pad, self.load_received, self.weights_flags & protocol.WEIGHTS_VALID)
+        stored = Cat(pad, self.image_received)
+        bench = Cat(pad, self.bench_runs, self.klass, self.bench_first, self.bench_total)
+
+        payload = Signal(8)
+        with m.Switch(kind):
+            with m.Case(FrameType.RESULT):
+                m.d.comb += payload.eq(result.word_select(sent, 8))
+            with m.Case(FrameType.INFO):
+                m.d.comb += payload.eq(info.word_select(sent, 8))
+            with m.Case(FrameType.WEIGHTS_LOADED):
+                m.d.comb += payload.eq(loaded.word_select(sent, 8))
+            with m.Case(FrameType.IMAGE_STORED):
+                m.d.comb += payload.eq(stored.word_select(sent, 8))
+            with m.Case(FrameType.BENCH_RESULT):
+                m.d.comb += payload.eq(bench.word_select(sent, 8))
+            with m.Default():
+                m.d.comb += payload.eq(code)
+        return payload

@@ -36,6 +36,11 @@ the accelerator takes and at each done, so it bounds every run, not the whole be
 The frame buffer holds one frame's data (an image, a chunk or a piece) while its CRC is
 checked; the image buffer holds the pieces. Both are one block RAM: the image buffer is the
 upper part, at the next power of two, so an address is the byte's index and one bit.
+
+The watchdog, the argument shifter, the request checks and the bench timer are components of
+their own (``boards/request_parts.py``), each tested at its ports; the FSM here says when each
+runs. The image buffer and its pieces stay here: they share the block RAM, its write registers
+and its read port with the frame buffer and the feeding of the accelerator.
 """
 
 
@@ -45,10 +50,12 @@ from amaranth.lib.crc import catalog
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..hdl.accelerator import AcceleratorSignature
 from ..hdl.skid import SkidBuffer
 from . import protocol
 from .frame_parser import FrameHeader, ParseStatus, PayloadByte
 from .protocol import ErrorCode, FrameType, LoadOp
+from .request_parts import ArgumentShifter, BenchTimer, RequestChecks, Watchdog
 from .reply_serialiser import ReplyRequest
 
 
@@ -57,8 +64,8 @@ class RequestHandler(wiring.Component):
 
     Parameters
     ----------
-    sizes : protocol.FrameSizes
-        The network's frame sizes.
+    accelerator : hdl.accelerator.AcceleratorSignature
+        The accelerator's ports; the handler's frame sizes are its network's.
     weight_bytes : int
         Bytes of the accelerator's weight image.
     weights_in_bitstream : bool
@@ -79,12 +86,10 @@ class RequestHandler(wiring.Component):
         To the serialiser.
     weights_id, weights_flags, load_received, image_received : Out
         The state the serialiser reports (``load_received``: bytes of the last or current load).
-    pixels, weights : Out(stream.Signature(8))
-        To the accelerator, each through a skid buffer.
-    start, weights_restart : Out(1)
-        To the accelerator.
-    busy, receiving, done : In(1)
-        From the accelerator.
+    accelerator : Out(AcceleratorSignature.flip())
+        To the accelerator: ``pixels`` and ``weights`` each through a skid buffer, ``start`` and
+        ``weights_restart``; from it ``busy``, ``receiving`` and ``done`` (its answer goes
+        straight to the serialiser).
     bench_runs, bench_first, bench_total : Out
         The last BENCH's runs, the cycles of its first run and of all its runs (BENCH_RESULT).
     accelerator_reset : Out(1)
@@ -93,10 +98,11 @@ class RequestHandler(wiring.Component):
         No request in hand.
     """
 
-    def __init__(self, sizes: protocol.FrameSizes, weight_bytes: int, weights_in_bitstream: bool,
+    def __init__(self, accelerator: AcceleratorSignature, weight_bytes: int, weights_in_bitstream: bool,
                  weights_id: int, watchdog_cycles: int, weights_loadable: bool = True):
-        if not isinstance(sizes, protocol.FrameSizes):
-            raise TypeError(f"sizes must be a protocol.FrameSizes, not {sizes!r}")
+        if not isinstance(accelerator, AcceleratorSignature):
+            raise TypeError(f"accelerator must be an AcceleratorSignature, not {accelerator!r}")
+        sizes = protocol.FrameSizes(accelerator.network.image_size, accelerator.network.classes)
         for name, value in (("weight_bytes", weight_bytes), ("weights_id", weights_id),
                             ("watchdog_cycles", watchdog_cycles)):
             if isinstance(value, bool) or not isinstance(value, int):
@@ -133,13 +139,7 @@ class RequestHandler(wiring.Component):
             "weights_flags": Out(8),
             "load_received": Out(32),
             "image_received": Out(16),
-            "pixels": Out(stream.Signature(8)),
-            "weights": Out(stream.Signature(8)),
-            "start": Out(1),
-            "weights_restart": Out(1),
-            "busy": In(1),
-            "receiving": In(1),
-            "done": In(1),
+            "accelerator": Out(accelerator.flip()),
             "bench_runs": Out(16),
             "bench_first": Out(32),
             "bench_total": Out(self.bench_bits),
@@ -153,342 +153,318 @@ class RequestHandler(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        sizes, size, area = self._sizes, self._weight_bytes, self._area_bits
-        pixels = sizes.pixels
-        header, verdict = self.header, self.verdict
-
+        acc = self.accelerator
         m.submodules.buffer = buffer = Memory(shape=8, depth=self.buffer_depth, init=[])
-        write, read = buffer.write_port(), buffer.read_port()
         # The buffer's bytes reach the accelerator through a register: a block RAM's output is
         # slow (5.8 ns on the ECP5), and into the weight loader's logic it was the board build's
         # worst path. The watchdog's reset empties them with the accelerator.
         reset = self.accelerator_reset
         m.submodules.pixel_slice = pixel_slice = ResetInserter(reset)(SkidBuffer(8))
         m.submodules.weight_slice = weight_slice = ResetInserter(reset)(SkidBuffer(8))
-        wiring.connect(m, pixel_slice.o, wiring.flipped(self.pixels))
-        wiring.connect(m, weight_slice.o, wiring.flipped(self.weights))
+        wiring.connect(m, pixel_slice.o, wiring.flipped(acc.pixels))
+        wiring.connect(m, weight_slice.o, wiring.flipped(acc.weights))
         m.submodules.image_crc = image_crc = catalog.CRC32_ISO_HDLC(8).create()
-        m.d.comb += [image_crc.data.eq(self.weights.payload),
-                     image_crc.valid.eq(self.weights.valid & self.weights.ready)]
+        m.d.comb += [image_crc.data.eq(acc.weights.payload),
+                     image_crc.valid.eq(acc.weights.valid & acc.weights.ready)]
+        m.submodules.arguments = arguments = ArgumentShifter()
+        wiring.connect(m, wiring.flipped(self.payload), arguments.payload)
+        m.submodules.watchdog = watchdog = Watchdog(self._watchdog)
+        m.submodules.bench_timer = timer = BenchTimer(self.bench_bits)
+        m.d.comb += [timer.runs.eq(arguments.offset), timer.busy.eq(acc.busy), timer.receiving.eq(acc.receiving),
+                     timer.done.eq(acc.done), timer.offered.eq(acc.pixels.valid),
+                     self.bench_runs.eq(arguments.offset), self.bench_first.eq(timer.first),
+                     self.bench_total.eq(timer.total)]
 
-        # Weights. A reset does not restore the memories' contents, so it must not restore the
-        # flag that names them either: only configuration sets it. A load in progress is
-        # forgotten (the loader restarts too), so it must begin again at offset 0.
-        valid = Signal(init=self._in_bitstream, reset_less=True)
-        weights_id = Signal(32, init=self._weights_id, reset_less=True)  # of the valid weights
-        loading = Signal()  # chunks so far covered bytes 0 .. received - 1 of a new image
-        received = Signal(range(size + 1))
-        # A chunk at offset 0 starts a new image: a pulse in LOAD's first cycle, straight from this
-        # flip-flop (it resets the loader's counters and the CRC-32 across the chip).
-        restart = Signal()
-        m.d.comb += [self.weights_restart.eq(restart), image_crc.start.eq(restart)]
-        image_received = Signal(range(pixels + 1))  # image buffer bytes 0 .. image_received - 1 hold pieces
-        m.d.comb += [self.weights_id.eq(weights_id), self.load_received.eq(received),
-                     self.weights_flags.eq(Cat(valid, Const(self._in_bitstream, 1), loading,
-                                               Const(not self._loadable, 1))),
-                     self.image_received.eq(image_received)]
-
-        # Arguments from the payload as it arrives: LOAD_WEIGHTS' op (byte 0), offset or total
-        # (1..4), weights id (5..8) and CRC-32 (9..12); IMAGE's offset (0..1), which is also
-        # BENCH's runs. Little-endian, shifted in from the top.
-        got = self.payload.valid
-        index, byte = self.payload.payload.index, self.payload.payload.byte
-        op = Signal(8)
-        argument = Signal(32)
-        load_id = Signal(32)
-        load_crc = Signal(32)
-        offset = Signal(16)
-        with m.If(got):
-            with m.If(index == 0):
-                m.d.sync += op.eq(byte)
-            with m.If((index >= 1) & (index <= 4)):
-                m.d.sync += argument.eq(Cat(argument[8:], byte))
-            with m.If((index >= 5) & (index <= 8)):
-                m.d.sync += load_id.eq(Cat(load_id[8:], byte))
-            with m.If((index >= 9) & (index <= 12)):
-                m.d.sync += load_crc.eq(Cat(load_crc[8:], byte))
-            with m.If(index <= 1):
-                m.d.sync += offset.eq(Cat(offset[8:], byte))
-
-        # Data bytes into the frame buffer, through registers (a byte time passes before the
-        # next): an image from payload byte 0, a chunk after its 5-byte header, a piece after
-        # its offset. Any frame writes there; only a checked one is used.
-        kind, length = header.type, header.length
-        skip = Signal(range(protocol.CHUNK_HEADER_BYTES + 1))
-        with m.Switch(kind):
-            with m.Case(FrameType.LOAD_WEIGHTS):
-                m.d.comb += skip.eq(protocol.CHUNK_HEADER_BYTES)
-            with m.Case(FrameType.IMAGE):
-                m.d.comb += skip.eq(protocol.PIECE_HEADER_BYTES)
-        write_address = Signal.like(write.addr)
-        write_data = Signal(8)
-        write_enable = Signal()
-        m.d.comb += [write.addr.eq(write_address), write.data.eq(write_data), write.en.eq(write_enable)]
-        m.d.sync += [write_address.eq(Cat((index - skip)[:area], 0)), write_data.eq(byte),
-                     write_enable.eq(got & (index >= skip))]
-
-        # Every check a request needs, as registers that settle while the payload arrives
-        # (chained carry chains in one cycle were once the ULX3S build's worst path).
-        is_load, is_piece, is_bench = kind == FrameType.LOAD_WEIGHTS, kind == FrameType.IMAGE, kind == FrameType.BENCH
-        known, length_ok = Signal(), Signal()
-        m.d.sync += [
-            known.eq((kind == FrameType.PING) | (kind == FrameType.CLASSIFY) | is_load | is_piece | is_bench),
-            length_ok.eq(
-                ((kind == FrameType.PING) & (length == 0))
-                | (is_bench & (length == protocol.BENCH_LENGTH))
-                | ((kind == FrameType.CLASSIFY) & ((length == 0) | (length == pixels)))
-                | (is_piece & (length > protocol.PIECE_HEADER_BYTES)
-                   & (length <= protocol.PIECE_HEADER_BYTES + sizes.max_piece))
-                | (is_load & (length != 0) & (length <= sizes.max_request)
-                   & ((op != LoadOp.CHUNK) | ((length > protocol.CHUNK_HEADER_BYTES)
-                                              & (length <= protocol.CHUNK_HEADER_BYTES + sizes.max_chunk)))
-                   & ((op != LoadOp.COMMIT) | (length == protocol.COMMIT_LENGTH)))),
-        ]
-        chunk_bytes = Signal.like(length)
-        chunk_end = Signal(range(2**32 + 2**16))
-        chunk_fits = Signal()
-        chunk_in_order = Signal()
-        piece_bytes = Signal.like(length)
-        piece_end = Signal(range(2**16 + 2**16))
-        piece_fits = Signal()
-        piece_in_order = Signal()
-        commit_ok = Signal()
-        image_whole = Signal()
-        m.d.sync += [
-            chunk_bytes.eq(length - protocol.CHUNK_HEADER_BYTES),
-            chunk_end.eq(argument + chunk_bytes),
-            chunk_fits.eq(chunk_end <= size),
-            chunk_in_order.eq((argument == 0) | (loading & (argument == received))),
-            piece_bytes.eq(length - protocol.PIECE_HEADER_BYTES),
-            piece_end.eq(offset + piece_bytes),
-            piece_fits.eq(piece_end <= pixels),
-            piece_in_order.eq(offset <= image_received),
-            commit_ok.eq(loading & (received == size) & (argument == size) & (load_crc == image_crc.crc)),
-            image_whole.eq(image_received == pixels),
-        ]
-
-        # The reply being asked for.
-        reply_type = Signal(8)
-        reply_code = Signal(8)
-        m.d.comb += [self.reply.payload.type.eq(reply_type), self.reply.payload.seq.eq(header.seq),
-                     self.reply.payload.code.eq(reply_code)]
-        answering_busy = Signal()
-
-        def reply(type: FrameType, error: ErrorCode | None = None):
-            m.d.sync += reply_type.eq(type)
-            if error is not None:
-                m.d.sync += reply_code.eq(error)
-            m.next = "REPLY"
-
-        def refuse_load():
-            """A load request the board will not carry out: the weights are not valid after it."""
-            m.d.sync += [valid.eq(0), weights_id.eq(0), loading.eq(0)]
-            reply(FrameType.ERROR, ErrorCode.BAD_LOAD)
-
-        # The watchdog: cycles spent waiting for the accelerator in this request.
-        watch = Signal(range(self._watchdog))
-        expired = Signal()
-        m.d.sync += expired.eq(watch == self._watchdog - 1)
-        m.d.sync += reset.eq(0)
-
-        def guarded(load: bool = False, progress=None):
-            """A state that waits for the accelerator: the watchdog runs (from 0 again after
-            ``progress``)."""
-            m.d.sync += watch.eq(watch + 1)
-            if progress is not None:
-                with m.If(progress):
-                    m.d.sync += watch.eq(0)
-            with m.If(expired):
-                m.d.sync += reset.eq(1)
-                if load:
-                    m.d.sync += [valid.eq(0), weights_id.eq(0), loading.eq(0)]
-                reply(FrameType.ERROR, ErrorCode.HUNG)
-
-        position = Signal(range(pixels + 1))  # next buffer byte to feed or copy
-        from_pieces = Signal()  # the image to classify is the one in the image buffer
-
-        def feed(sink, count):
-            """Stream buffer bytes 0 .. count-1 into ``sink``; returns the condition under which
-            the last one goes. The read port's data is the byte addressed one cycle ago: address
-            the next one on a transfer, the same one otherwise."""
-            fire = sink.ready
-            m.d.comb += [sink.valid.eq(1), sink.payload.eq(read.data),
-                         read.addr.eq(Cat((position + fire)[:area], from_pieces))]
-            with m.If(fire):
-                m.d.sync += position.eq(position + 1)
-            return fire & (position == count - 1)
-
-        copy_left = Signal.like(piece_bytes)
-        copy_to = Signal(16)
-        primed = Signal()  # the buffer's read port holds the byte at ``position``
-
-        # BENCH. A run is started when the accelerator takes a start; the handler sees that
-        # as ``receiving`` rising (a start is the only thing that opens the pixel input), one
-        # cycle after the edge that took it.
-        runs = offset
-        to_feed = Signal(16)  # runs whose pixels have not all gone into the pixel skid buffer
-        to_start = Signal(16)  # runs the accelerator has not taken a start for
-        to_finish = Signal(16)  # runs whose done has not come
-        started = Signal()  # the first run has started: the count runs
-        was_receiving = Signal()
-        m.d.sync += was_receiving.eq(self.receiving)
-        run_started = self.receiving & ~was_receiving
-        elapsed = Signal(self.bench_bits)  # edges since the first run's start, both ends counted
-        first = Signal(32)  # ``elapsed`` at the first run's done: RESULT's cycles of that run
-        m.d.comb += [self.bench_runs.eq(runs), self.bench_first.eq(first), self.bench_total.eq(elapsed)]
-
+        m.submodules.checks = checks = RequestChecks(self._sizes, self._weight_bytes)
+        r = _Requests(self, m, buffer, image_crc, arguments, checks, watchdog, timer)
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                m.d.sync += [watch.eq(0), answering_busy.eq(0), position.eq(0)]
-                with m.If(verdict.valid):
+                m.d.comb += watchdog.clear.eq(1)
+                m.d.sync += [r.answering_busy.eq(0), r.position.eq(0)]
+                with m.If(self.verdict.valid):
                     m.next = "DECIDE"
             with m.State("DECIDE"):
-                with m.If(verdict.payload == ParseStatus.TIMEOUT):
-                    reply(FrameType.ERROR, ErrorCode.TIMEOUT)
-                with m.Elif(verdict.payload == ParseStatus.TOO_LONG):
-                    reply(FrameType.ERROR, ErrorCode.TOO_LONG)
-                with m.Elif(verdict.payload == ParseStatus.BAD_CRC):
-                    reply(FrameType.ERROR, ErrorCode.BAD_CRC)
-                with m.Elif(~known):
-                    reply(FrameType.ERROR, ErrorCode.UNKNOWN_TYPE)
-                with m.Elif(~length_ok):
-                    reply(FrameType.ERROR, ErrorCode.BAD_LENGTH)
-                with m.Elif(kind == FrameType.PING):
-                    reply(FrameType.INFO)
-                with m.Elif(kind == FrameType.CLASSIFY):
-                    with m.If(~valid):
-                        reply(FrameType.ERROR, ErrorCode.NO_WEIGHTS)
-                    with m.Elif((length == 0) & ~image_whole):
-                        reply(FrameType.ERROR, ErrorCode.BAD_IMAGE)
-                    with m.Else():
-                        m.d.sync += from_pieces.eq(length == 0)
-                        m.next = "START"
-                with m.Elif(is_bench):
-                    with m.If(runs == 0):
-                        reply(FrameType.ERROR, ErrorCode.BAD_RUNS)
-                    with m.Elif(~valid):
-                        reply(FrameType.ERROR, ErrorCode.NO_WEIGHTS)
-                    with m.Elif(~image_whole):
-                        reply(FrameType.ERROR, ErrorCode.BAD_IMAGE)
-                    with m.Else():
-                        m.d.sync += [to_feed.eq(runs), to_start.eq(runs), to_finish.eq(runs), started.eq(0),
-                                     primed.eq(0)]
-                        m.next = "BENCH"
-                with m.Elif(is_piece):
-                    with m.If(piece_in_order & piece_fits):
-                        m.d.sync += [copy_left.eq(piece_bytes), copy_to.eq(offset), primed.eq(0)]
-                        m.next = "COPY"
-                    with m.Else():
-                        reply(FrameType.ERROR, ErrorCode.BAD_IMAGE)
-                # LOAD_WEIGHTS (read-only weights: chosen here, not by a constant in the logic)
-                if not self._loadable:
-                    with m.Else():
-                        reply(FrameType.ERROR, ErrorCode.WEIGHTS_FIXED)
-                else:
-                    with m.Elif(self.busy):
-                        reply(FrameType.ERROR, ErrorCode.BUSY)
-                    with m.Elif(op == LoadOp.CHUNK):
-                        with m.If(chunk_in_order & chunk_fits):
-                            m.d.sync += [restart.eq(argument == 0), received.eq(chunk_end), loading.eq(1),
-                                         from_pieces.eq(0)]
-                            with m.If(argument == 0):
-                                m.d.sync += [valid.eq(0), weights_id.eq(0)]
-                            m.next = "LOAD"
-                        with m.Else():
-                            refuse_load()
-                    with m.Elif((op == LoadOp.COMMIT) & commit_ok):
-                        m.d.sync += [valid.eq(1), weights_id.eq(load_id), loading.eq(0)]
-                        reply(FrameType.WEIGHTS_LOADED)
-                    with m.Else():
-                        refuse_load()
+                r.decide()
 
             # CLASSIFY: stream the checked image into the accelerator, wait for its answer.
             with m.State("START"):
-                guarded()
-                m.d.comb += read.addr.eq(Cat(Const(0, area), from_pieces))
-                with m.If(~self.busy & ~expired):
-                    m.d.comb += self.start.eq(1)
+                r.guarded()
+                m.d.comb += r.read.addr.eq(Cat(Const(0, self._area_bits), r.from_pieces))
+                with m.If(~acc.busy & ~watchdog.expired):
+                    m.d.comb += acc.start.eq(1)
                     m.next = "FEED"
             with m.State("FEED"):
-                guarded()
-                with m.If(feed(pixel_slice.i, pixels) & ~expired):
+                r.guarded()
+                with m.If(r.feed(pixel_slice.i, self._sizes.pixels) & ~watchdog.expired):
                     m.next = "WAIT"
             with m.State("WAIT"):
-                guarded()
-                with m.If(self.done & ~expired):
-                    reply(FrameType.RESULT)
+                r.guarded()
+                with m.If(acc.done & ~watchdog.expired):
+                    r.reply(FrameType.RESULT)
 
-            # BENCH: three things at once. The image buffer streams into the pixel skid buffer
-            # ``runs`` times over, without a gap between runs, so the next run's first pixel is
-            # on offer when its start is taken; ``start`` is held while runs are left to start
-            # (the first only once the accelerator is idle, so that no earlier image's done is
-            # counted); the dones are counted down.
             with m.State("BENCH"):
-                guarded(progress=run_started | self.done)
-                feeding = (to_feed != 0) & primed
-                fire = feeding & pixel_slice.i.ready
-                last_pixel = position == pixels - 1
-                after = Mux(fire, Mux(last_pixel, 0, position + 1), position)
-                m.d.comb += [pixel_slice.i.valid.eq(feeding), pixel_slice.i.payload.eq(read.data),
-                             read.addr.eq(Cat(after[:area], 1))]
-                m.d.sync += [position.eq(after), primed.eq(1)]
-                with m.If(fire & last_pixel):
-                    m.d.sync += to_feed.eq(to_feed - 1)
-
-                m.d.comb += self.start.eq((to_start != 0) & self.pixels.valid & (started | ~self.busy))
-                with m.If(run_started):
-                    m.d.sync += [to_start.eq(to_start - 1), started.eq(1)]
-
-                finished = self.done & (to_finish == 1)
-                with m.If(run_started & ~started):
-                    m.d.sync += elapsed.eq(2)  # the edge that took the start, and this one
-                with m.Elif(~finished):
-                    m.d.sync += elapsed.eq(elapsed + 1)
-                with m.If(self.done):
-                    m.d.sync += to_finish.eq(to_finish - 1)
-                    with m.If(to_finish == runs):
-                        m.d.sync += first.eq(elapsed)
-                with m.If(finished & ~expired):
-                    reply(FrameType.BENCH_RESULT)
-
-            # IMAGE piece: copy the checked bytes from the frame buffer into the image buffer.
+                r.bench(pixel_slice.i)
             with m.State("COPY"):
-                m.d.comb += read.addr.eq(position[:area])
-                m.d.sync += [position.eq(position + 1), primed.eq(1)]
-                with m.If(primed):  # read.data is frame byte position - 1
-                    m.d.sync += [write_address.eq(Cat(copy_to[:area], 1)), write_data.eq(read.data),
-                                 write_enable.eq(1), copy_to.eq(copy_to + 1), copy_left.eq(copy_left - 1)]
-                    with m.If(copy_left == 1):
-                        m.d.sync += image_received.eq(piece_end)
-                        reply(FrameType.IMAGE_STORED)
+                r.copy()
 
             # LOAD_WEIGHTS chunk: (restart the image, then) stream the checked bytes into it, and
             # wait until the accelerator has taken the last one (the CRC-32 counts what it took).
             with m.State("LOAD"):
-                guarded(load=True)
-                m.d.comb += read.addr.eq(0)
-                m.d.sync += restart.eq(0)  # a one-cycle pulse
-                with m.If(~expired):
+                r.guarded(load=True)
+                m.d.comb += r.read.addr.eq(0)
+                m.d.sync += r.restart.eq(0)  # a one-cycle pulse
+                with m.If(~watchdog.expired):
                     m.next = "LOAD_FEED"
             with m.State("LOAD_FEED"):
-                guarded(load=True)
-                with m.If(feed(weight_slice.i, chunk_bytes) & ~expired):
+                r.guarded(load=True)
+                with m.If(r.feed(weight_slice.i, r.checks.chunk_bytes) & ~watchdog.expired):
                     m.next = "LOAD_DRAIN"
             with m.State("LOAD_DRAIN"):
-                guarded(load=True)
-                with m.If(~self.weights.valid & ~expired):
-                    reply(FrameType.WEIGHTS_LOADED)
+                r.guarded(load=True)
+                with m.If(~acc.weights.valid & ~watchdog.expired):
+                    r.reply(FrameType.WEIGHTS_LOADED)
 
             with m.State("REPLY"):
-                m.d.comb += self.reply.valid.eq(1)
-                with m.If(self.reply.ready):
-                    # Bytes that came while this request was served were dropped: say so once.
-                    with m.If(self.dropped & ~answering_busy):
-                        m.d.sync += [answering_busy.eq(1), reply_type.eq(FrameType.ERROR),
-                                     reply_code.eq(ErrorCode.BUSY)]
-                    with m.Else():
-                        m.d.comb += verdict.ready.eq(1)
-                        m.next = "IDLE"
+                r.answer()
 
         m.d.comb += self.idle.eq(fsm.ongoing("IDLE"))
         return m
+
+
+class _Requests:
+    """The handler's registers and the actions of its FSM's states, for one elaboration of a
+    ``RequestHandler`` into ``m`` (the closures of one ``elaborate``, given names)."""
+
+    def __init__(self, handler: RequestHandler, m: Module, buffer, image_crc, arguments: ArgumentShifter,
+                 checks: RequestChecks, watchdog: Watchdog, timer: BenchTimer):
+        self.handler, self.m = handler, m
+        self.arguments, self.checks, self.image_crc = arguments, checks, image_crc
+        self.watchdog, self.timer = watchdog, timer
+        self.write, self.read = buffer.write_port(), buffer.read_port()
+        self.area = handler._area_bits
+        self.pixels = handler._sizes.pixels
+        self._weights_state()
+        self._frame_writes()
+        self._checks()
+
+        # The reply being asked for.
+        self.reply_type = Signal(8)
+        self.reply_code = Signal(8)
+        payload = handler.reply.payload
+        m.d.comb += [payload.type.eq(self.reply_type), payload.seq.eq(handler.header.seq),
+                     payload.code.eq(self.reply_code)]
+        self.answering_busy = Signal()
+        m.d.sync += handler.accelerator_reset.eq(0)
+
+        self.position = Signal(range(self.pixels + 1))  # next buffer byte to feed or copy
+        self.from_pieces = Signal()  # the image to classify is the one in the image buffer
+        self.copy_left = Signal.like(self.checks.piece_bytes)
+        self.copy_to = Signal(16)
+        self.primed = Signal()  # the buffer's read port holds the byte at ``position``
+        self.to_feed = Signal(16)  # BENCH runs whose pixels have not all gone into the pixel skid buffer
+
+    def _weights_state(self):
+        """Weights. A reset does not restore the memories' contents, so it must not restore the
+        flag that names them either: only configuration sets it. A load in progress is
+        forgotten (the loader restarts too), so it must begin again at offset 0."""
+        handler, m = self.handler, self.m
+        self.valid = Signal(init=handler._in_bitstream, reset_less=True)
+        self.weights_id = Signal(32, init=handler._weights_id, reset_less=True)  # of the valid weights
+        self.loading = Signal()  # chunks so far covered bytes 0 .. received - 1 of a new image
+        self.received = Signal(range(handler._weight_bytes + 1))
+        # A chunk at offset 0 starts a new image: a pulse in LOAD's first cycle, straight from this
+        # flip-flop (it resets the loader's counters and the CRC-32 across the chip).
+        self.restart = Signal()
+        m.d.comb += [handler.accelerator.weights_restart.eq(self.restart), self.image_crc.start.eq(self.restart)]
+        # image buffer bytes 0 .. image_received - 1 hold pieces
+        self.image_received = Signal(range(self.pixels + 1))
+        m.d.comb += [handler.weights_id.eq(self.weights_id), handler.load_received.eq(self.received),
+                     handler.weights_flags.eq(Cat(self.valid, Const(handler._in_bitstream, 1), self.loading,
+                                                  Const(not handler._loadable, 1))),
+                     handler.image_received.eq(self.image_received)]
+
+    def _frame_writes(self):
+        """Data bytes into the frame buffer, through registers (a byte time passes before the
+        next): an image from payload byte 0, a chunk after its 5-byte header, a piece after its
+        offset. Any frame writes there; only a checked one is used. COPY writes the image
+        buffer through the same registers."""
+        m, write, payload = self.m, self.write, self.handler.payload
+        skip = Signal(range(protocol.CHUNK_HEADER_BYTES + 1))
+        with m.Switch(self.handler.header.type):
+            with m.Case(FrameType.LOAD_WEIGHTS):
+                m.d.comb += skip.eq(protocol.CHUNK_HEADER_BYTES)
+            with m.Case(FrameType.IMAGE):
+                m.d.comb += skip.eq(protocol.PIECE_HEADER_BYTES)
+        self.write_address = Signal.like(write.addr)
+        self.write_data = Signal(8)
+        self.write_enable = Signal()
+        index = payload.payload.index
+        m.d.comb += [write.addr.eq(self.write_address), write.data.eq(self.write_data),
+                     write.en.eq(self.write_enable)]
+        m.d.sync += [self.write_address.eq(Cat((index - skip)[:self.area], 0)),
+                     self.write_data.eq(payload.payload.byte),
+                     self.write_enable.eq(payload.valid & (index >= skip))]
+
+    def _checks(self):
+        """The checks a request needs (``RequestChecks``), from the frame, its arguments and the
+        weights' and the image buffer's state."""
+        checks, args = self.checks, self.arguments
+        self.m.d.comb += [checks.type.eq(self.handler.header.type), checks.length.eq(self.handler.header.length),
+                          checks.op.eq(args.op), checks.argument.eq(args.argument), checks.offset.eq(args.offset),
+                          checks.load_crc.eq(args.load_crc), checks.loading.eq(self.loading),
+                          checks.received.eq(self.received), checks.image_received.eq(self.image_received),
+                          checks.image_crc.eq(self.image_crc.crc)]
+
+    def reply(self, type: FrameType, error: ErrorCode | None = None):
+        self.m.d.sync += self.reply_type.eq(type)
+        if error is not None:
+            self.m.d.sync += self.reply_code.eq(error)
+        self.m.next = "REPLY"
+
+    def forget_weights(self):
+        """The weights are not valid after this request (nor is a load in progress)."""
+        self.m.d.sync += [self.valid.eq(0), self.weights_id.eq(0), self.loading.eq(0)]
+
+    def refuse_load(self):
+        """A load request the board will not carry out: the weights are not valid after it."""
+        self.forget_weights()
+        self.reply(FrameType.ERROR, ErrorCode.BAD_LOAD)
+
+    def guarded(self, load: bool = False, progress=None):
+        """A state that waits for the accelerator: the watchdog runs (from 0 again after
+        ``progress``); when it expires, the accelerator is reset and the answer is HUNG."""
+        m, watchdog = self.m, self.watchdog
+        m.d.comb += watchdog.run.eq(1)
+        if progress is not None:
+            m.d.comb += watchdog.clear.eq(progress)
+        with m.If(watchdog.expired):
+            m.d.sync += self.handler.accelerator_reset.eq(1)
+            if load:
+                self.forget_weights()
+            self.reply(FrameType.ERROR, ErrorCode.HUNG)
+
+    def feed(self, sink, count):
+        """Stream buffer bytes 0 .. count-1 into ``sink``; returns the condition under which
+        the last one goes. The read port's data is the byte addressed one cycle ago: address
+        the next one on a transfer, the same one otherwise."""
+        m, position = self.m, self.position
+        fire = sink.ready
+        m.d.comb += [sink.valid.eq(1), sink.payload.eq(self.read.data),
+                     self.read.addr.eq(Cat((position + fire)[:self.area], self.from_pieces))]
+        with m.If(fire):
+            m.d.sync += position.eq(position + 1)
+        return fire & (position == count - 1)
+
+    def decide(self):
+        """A frame's verdict: its reply, or the state that carries it out."""
+        m, handler, verdict = self.m, self.handler, self.handler.verdict
+        kind, length = handler.header.type, handler.header.length
+        runs, valid = self.arguments.offset, self.valid
+        with m.If(verdict.payload == ParseStatus.TIMEOUT):
+            self.reply(FrameType.ERROR, ErrorCode.TIMEOUT)
+        with m.Elif(verdict.payload == ParseStatus.TOO_LONG):
+            self.reply(FrameType.ERROR, ErrorCode.TOO_LONG)
+        with m.Elif(verdict.payload == ParseStatus.BAD_CRC):
+            self.reply(FrameType.ERROR, ErrorCode.BAD_CRC)
+        with m.Elif(~self.checks.known):
+            self.reply(FrameType.ERROR, ErrorCode.UNKNOWN_TYPE)
+        with m.Elif(~self.checks.length_ok):
+            self.reply(FrameType.ERROR, ErrorCode.BAD_LENGTH)
+        with m.Elif(kind == FrameType.PING):
+            self.reply(FrameType.INFO)
+        with m.Elif(kind == FrameType.CLASSIFY):
+            with m.If(~valid):
+                self.reply(FrameType.ERROR, ErrorCode.NO_WEIGHTS)
+            with m.Elif((length == 0) & ~self.checks.image_whole):
+                self.reply(FrameType.ERROR, ErrorCode.BAD_IMAGE)
+            with m.Else():
+                m.d.sync += self.from_pieces.eq(length == 0)
+                m.next = "START"
+        with m.Elif(kind == FrameType.BENCH):
+            with m.If(runs == 0):
+                self.reply(FrameType.ERROR, ErrorCode.BAD_RUNS)
+            with m.Elif(~valid):
+                self.reply(FrameType.ERROR, ErrorCode.NO_WEIGHTS)
+            with m.Elif(~self.checks.image_whole):
+                self.reply(FrameType.ERROR, ErrorCode.BAD_IMAGE)
+            with m.Else():
+                m.d.comb += self.timer.arm.eq(1)
+                m.d.sync += [self.to_feed.eq(runs), self.primed.eq(0)]
+                m.next = "BENCH"
+        with m.Elif(kind == FrameType.IMAGE):
+            with m.If(self.checks.piece_ok):
+                m.d.sync += [self.copy_left.eq(self.checks.piece_bytes), self.copy_to.eq(self.arguments.offset),
+                             self.primed.eq(0)]
+                m.next = "COPY"
+            with m.Else():
+                self.reply(FrameType.ERROR, ErrorCode.BAD_IMAGE)
+        # LOAD_WEIGHTS (read-only weights: chosen here, not by a constant in the logic)
+        if not handler._loadable:
+            with m.Else():
+                self.reply(FrameType.ERROR, ErrorCode.WEIGHTS_FIXED)
+        else:
+            self._decide_load()
+
+    def _decide_load(self):
+        m, op, argument = self.m, self.arguments.op, self.arguments.argument
+        with m.Elif(self.handler.accelerator.busy):
+            self.reply(FrameType.ERROR, ErrorCode.BUSY)
+        with m.Elif(op == LoadOp.CHUNK):
+            with m.If(self.checks.chunk_ok):
+                m.d.sync += [self.restart.eq(argument == 0), self.received.eq(self.checks.chunk_end),
+                             self.loading.eq(1), self.from_pieces.eq(0)]
+                with m.If(argument == 0):
+                    m.d.sync += [self.valid.eq(0), self.weights_id.eq(0)]
+                m.next = "LOAD"
+            with m.Else():
+                self.refuse_load()
+        with m.Elif((op == LoadOp.COMMIT) & self.checks.commit_ok):
+            m.d.sync += [self.valid.eq(1), self.weights_id.eq(self.arguments.load_id), self.loading.eq(0)]
+            self.reply(FrameType.WEIGHTS_LOADED)
+        with m.Else():
+            self.refuse_load()
+
+    def bench(self, sink):
+        """BENCH: three things at once. The image buffer streams into the pixel skid buffer
+        ``runs`` times over, without a gap between runs, so the next run's first pixel is on
+        offer when its start is taken; the ``BenchTimer`` starts the runs and counts the dones."""
+        m, timer, acc, position = self.m, self.timer, self.handler.accelerator, self.position
+        self.guarded(progress=timer.run_started | acc.done)
+        m.d.comb += [timer.active.eq(1), acc.start.eq(timer.start)]
+        feeding = (self.to_feed != 0) & self.primed
+        fire = feeding & sink.ready
+        last_pixel = position == self.pixels - 1
+        after = Mux(fire, Mux(last_pixel, 0, position + 1), position)
+        m.d.comb += [sink.valid.eq(feeding), sink.payload.eq(self.read.data),
+                     self.read.addr.eq(Cat(after[:self.area], 1))]
+        m.d.sync += [position.eq(after), self.primed.eq(1)]
+        with m.If(fire & last_pixel):
+            m.d.sync += self.to_feed.eq(self.to_feed - 1)
+        with m.If(timer.finished & ~self.watchdog.expired):
+            self.reply(FrameType.BENCH_RESULT)
+
+    def copy(self):
+        """IMAGE piece: copy the checked bytes from the frame buffer into the image buffer."""
+        m, position = self.m, self.position
+        m.d.comb += self.read.addr.eq(position[:self.area])
+        m.d.sync += [position.eq(position + 1), self.primed.eq(1)]
+        with m.If(self.primed):  # read.data is frame byte position - 1
+            m.d.sync += [self.write_address.eq(Cat(self.copy_to[:self.area], 1)), self.write_data.eq(self.read.data),
+                         self.write_enable.eq(1), self.copy_to.eq(self.copy_to + 1),
+                         self.copy_left.eq(self.copy_left - 1)]
+            with m.If(self.copy_left == 1):
+                m.d.sync += self.image_received.eq(self.checks.piece_end)
+                self.reply(FrameType.IMAGE_STORED)
+
+    def answer(self):
+        """REPLY: offer the reply; once taken, release the verdict."""
+        m, handler = self.m, self.handler
+        m.d.comb += handler.reply.valid.eq(1)
+        with m.If(handler.reply.ready):
+            # Bytes that came while this request was served were dropped: say so once.
+            with m.If(handler.dropped & ~self.answering_busy):
+                m.d.sync += [self.answering_busy.eq(1), self.reply_type.eq(FrameType.ERROR),
+                             self.reply_code.eq(ErrorCode.BUSY)]
+            with m.Else():
+                m.d.comb += handler.verdict.ready.eq(1)
+                m.next = "IDLE"

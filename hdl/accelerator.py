@@ -7,7 +7,7 @@ one shared multiplier array, weights in SPRAM loaded at run time). A caller (the
 UART link, the simulation harness, ``build``, ``bench``) holds an ``Accelerator`` and a design
 configuration and never asks which one it has.
 
-Ports (``accelerator_ports``; ``docs/interface.md`` has the timing)::
+Ports (``AcceleratorSignature``; ``docs/interface.md`` has the timing)::
 
     pixels           In   stream of uint8 pixels, raster order, ``network.pixels`` per image
     start            In   open the pixel input for one image (taken while ``receiving`` is low)
@@ -44,24 +44,55 @@ def logit_shape(network: Network):
     return accumulator_shape(network.linear_layers[-1].in_features)
 
 
-def accelerator_ports(network: Network, logits=None) -> dict:
-    """The ports of an accelerator for ``network``; anything that drives or stands in for one
-    uses the same ports. ``logits`` overrides the logits' shape (``logit_shape``)."""
-    shape = logit_shape(network) if logits is None else logits
-    return {
-        "pixels": In(stream.Signature(unsigned(8))),
-        "start": In(1),
-        "busy": Out(1),        # an image is in flight
-        "receiving": Out(1),   # the pixel input is open; a start now is ignored
-        "done": Out(1),
-        "klass": Out(range(network.classes)),
-        "logits": Out(data.ArrayLayout(shape, network.classes)),
-        "cycles": Out(CYCLE_COUNTER_WIDTH),
-        # Run-time weight loading: the bytes of the accelerator's weight image, in order, sent
-        # only while no image is in flight; a pulse on weights_restart makes the next byte byte 0.
-        "weights": In(stream.Signature(unsigned(8))),
-        "weights_restart": In(1),
-    }
+class AcceleratorSignature(wiring.Signature):
+    """The ports of an accelerator for ``network`` (see the module docstring); anything that
+    drives or stands in for one uses this signature, or its ``flip()`` on the side that drives it.
+
+    Parameters
+    ----------
+    network : Network
+    logits : shape, optional
+        Overrides the logits' shape (``logit_shape(network)``).
+
+    Attributes
+    ----------
+    network : Network
+    logit_shape : shape
+    """
+
+    def __init__(self, network: Network, logits=None):
+        if not isinstance(network, Network):
+            raise TypeError(f"network must be a Network, not {type(network).__name__}")
+        self._network = network
+        self._logit_shape = logit_shape(network) if logits is None else logits
+        super().__init__({
+            "pixels": In(stream.Signature(unsigned(8))),
+            "start": In(1),
+            "busy": Out(1),        # an image is in flight
+            "receiving": Out(1),   # the pixel input is open; a start now is ignored
+            "done": Out(1),
+            "klass": Out(range(network.classes)),
+            "logits": Out(data.ArrayLayout(self._logit_shape, network.classes)),
+            "cycles": Out(CYCLE_COUNTER_WIDTH),
+            # Run-time weight loading: the bytes of the accelerator's weight image, in order, sent
+            # only while no image is in flight; a pulse on weights_restart makes the next byte byte 0.
+            "weights": In(stream.Signature(unsigned(8))),
+            "weights_restart": In(1),
+        })
+
+    @property
+    def network(self) -> Network:
+        return self._network
+
+    @property
+    def logit_shape(self):
+        return self._logit_shape
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self.members == other.members
+
+    def __repr__(self):
+        return f"AcceleratorSignature({self._network.spec!r}, logits={self._logit_shape!r})"
 
 
 class Accelerator(wiring.Component):
@@ -113,7 +144,7 @@ class Accelerator(wiring.Component):
         self._network = weights.network
         self._config = config
         self.logit_shape = logit_shape(self._network) if logits is None else logits
-        super().__init__(accelerator_ports(self._network, self.logit_shape))
+        super().__init__(AcceleratorSignature(self._network, self.logit_shape))
 
     @property
     def network(self) -> Network:

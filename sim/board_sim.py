@@ -14,7 +14,7 @@ and the host silent.
 
 cocotbext-uart was not used: its UART source and sink are Python coroutines that wake on every
 bit of every byte, the very cost this bridge avoids, and the repository's own bit-level model
-(``sim/tb_link.SerialLine``, used where the bits themselves are under test) has the same cost.
+(``sim/serial_line.SerialLine``, used where the bits themselves are under test) has the same cost.
 The RTL pair here is the board's own UART, already tested bit by bit in ``test_uart_rtl.py``.
 
 Line noise (``flip``, ``drop``) is added in the bridge, per byte and per direction, from a

@@ -53,17 +53,10 @@ class SimHarness(wiring.Component):
         if any(not image for image in self.banks):
             raise ValueError("a weight bank is empty")
         self.phases = accelerator.phases
-        acc_sig = accelerator.signature.members
-        members = {
-            "image": In(unsigned(8 * self.pixels)),
-            "start": In(1),
-            "busy": Out(1),
-            "receiving": Out(1),
-            "done": Out(1),
-            "klass": Out(acc_sig["klass"].shape),
-            "logits": Out(acc_sig["logits"].shape),
-            "cycles": Out(acc_sig["cycles"].shape),
-        }
+        # The accelerator's own members (the same shapes), but not its streams: the harness feeds them.
+        ports = accelerator.signature.members
+        members = {"image": In(unsigned(8 * self.pixels)),
+                   **{name: ports[name] for name in ("start", "busy", "receiving", "done", "klass", "logits", "cycles")}}
         if self.banks:
             members |= {"load": In(1), "bank": In(range(max(2, len(self.banks)))), "loading": Out(1)}
         if self.phases:

@@ -1,11 +1,8 @@
 """cocotb testbenches for the serial side of a board: ``boards/uart.py`` and ``boards/link.py``.
 
-Everything goes through the real bits on the wire. ``SerialLine`` is the far end of the cable:
-it drives the DUT's ``rx`` pin bit by bit (sleeping a bit time between writes, so Python wakes
-once per bit, not per clock) and decodes the ``tx`` pin bit by bit, sampling in the middle of
-each bit. ``SimulatedSerialPort`` puts pyserial's blocking ``write``/``read``/
-``reset_input_buffer`` on top of it with ``cocotb.task.resume``, so the real
-``boards.host.BoardClient`` runs unchanged in a ``cocotb.task.bridge`` thread against the
+Everything goes through the real bits on the wire: a ``SerialLine`` (``sim/serial_line.py``) is
+the far end of the cable, and a ``SimulatedSerialPort`` on it lets the real
+``boards.host.BoardClient`` run unchanged in a ``cocotb.task.bridge`` thread against the
 simulated board.
 
 UART tests (``uart_*``; DUT: the receiver and transmitter side by side, ports ``rx``, ``o``,
@@ -32,135 +29,20 @@ the stand-in hang when they lead an image or appear in a weight image) and ``aft
 reply), ``load_frames`` (requests it sent) and ``load_bytes`` (bytes on the line both ways).
 """
 
-import itertools
 import os
 import random
 
 import cocotb
 import numpy as np
-from cocotb.task import bridge, resume
-from cocotb.triggers import Event, FallingEdge, First, ReadOnly, RisingEdge, Timer, ValueChange
-from cocotb.utils import get_sim_time
+from cocotb.task import bridge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer, ValueChange
 
 from ..boards import protocol
 from ..boards.host import BoardClient, BoardError
 from ..boards.protocol import ErrorCode, FrameType
 from .runner import TB_SECONDS, tb_data, tb_output
+from .serial_line import CLOCK_NS, SerialLine, SimulatedSerialPort, now_ps
 from .streams import StreamSource, start_clock_and_reset
-
-CLOCK_NS = 10
-
-
-def now_ps() -> int:
-    return round(get_sim_time("ps"))
-
-
-class SerialLine:
-    """The host end of a simulated 8N1 cable on the DUT's ``rx`` (we drive) and ``tx`` (we read).
-
-    ``gap_bits`` > 0 adds a random idle time (0 .. gap_bits bit times, any number of clock
-    cycles, so the start bits fall at every phase of the receiver's bit timer) after each byte;
-    ``rate`` scales the bit time we send with (1.02 = a host 2 % slow).
-    """
-
-    def __init__(self, dut, divisor: int, rng: random.Random | None = None, gap_bits: float = 0.0):
-        self.clk, self.rx, self.tx = dut.clk, dut.rx, dut.tx
-        self.bit_ps = divisor * CLOCK_NS * 1000
-        self.rng, self.gap_bits = rng or random.Random(0), gap_bits
-        self.rate = 1.0
-        self.received = bytearray()
-        self.sent_bytes = self.received_bytes = 0  # on the line so far, each way
-        self.last_stop_ps = 0  # when the last received byte's stop bit ended
-        self.last_sent_ps = 0  # when the last sent byte's stop bit ended
-        self._arrived = Event()
-        self.rx.value = 1
-        self._listener = cocotb.start_soon(self._listen())
-
-    async def send_bits(self, bits) -> None:
-        # Bit times are whole clock periods (at rate 1), so starting on a falling edge keeps every
-        # write away from the rising edges: no race between our write and the DUT's sampling.
-        await FallingEdge(self.clk)
-        await self._bits(bits)
-
-    async def _bits(self, bits) -> None:
-        # One wake-up per run of equal bits, not per bit (a zero pixel is two runs, not ten):
-        # the same line, several times faster to simulate.
-        bit_time = round(self.bit_ps * self.rate)
-        for level, run in itertools.groupby(bits):
-            self.rx.value = level
-            await Timer(bit_time * len(list(run)), "ps")
-
-    @staticmethod
-    def _frame_bits(byte: int) -> list[int]:
-        return [0, *((byte >> k) & 1 for k in range(8)), 1]
-
-    async def dribble(self, data: bytes, gap_cycles: int) -> None:
-        """``data`` with ``gap_cycles`` of idle line after every byte."""
-        for byte in bytes(data):
-            await self.send(bytes([byte]))
-            await Timer(gap_cycles * CLOCK_NS, "ns")
-
-    async def send(self, data: bytes) -> None:
-        await FallingEdge(self.clk)
-        self.sent_bytes += len(data)
-        if not self.gap_bits:
-            await self._bits([bit for byte in bytes(data) for bit in self._frame_bits(byte)])
-            self.last_sent_ps = now_ps()
-            return
-        for byte in bytes(data):
-            await self._bits(self._frame_bits(byte))
-            self.last_sent_ps = now_ps()
-            gap_cycles = self.rng.randrange(int(self.gap_bits * self.bit_ps / (CLOCK_NS * 1000)) + 1)
-            if gap_cycles:
-                await Timer(gap_cycles * CLOCK_NS, "ns")
-
-    async def _listen(self) -> None:
-        while True:
-            await FallingEdge(self.tx)
-            await Timer(self.bit_ps // 2, "ps")
-            assert int(self.tx.value) == 0, f"tx: a glitch, not a start bit, at {now_ps()} ps"
-            byte = 0
-            for k in range(8):
-                await Timer(self.bit_ps, "ps")
-                byte |= int(self.tx.value) << k
-            await Timer(self.bit_ps, "ps")
-            assert int(self.tx.value) == 1, f"tx: framing error (stop bit low) at {now_ps()} ps"
-            self.last_stop_ps = now_ps() + self.bit_ps // 2
-            self.received.append(byte)
-            self.received_bytes += 1
-            self._arrived.set()
-
-    async def read(self, count: int, timeout_ps: int) -> bytes:
-        """Up to ``count`` received bytes; fewer if ``timeout_ps`` passes first (like pyserial)."""
-        deadline = now_ps() + timeout_ps
-        while len(self.received) < count and now_ps() < deadline:
-            self._arrived.clear()
-            await First(self._arrived.wait(), Timer(deadline - now_ps(), "ps"))
-        data = bytes(self.received[:count])
-        del self.received[:count]
-        return data
-
-
-class SimulatedSerialPort:
-    """pyserial's blocking port interface over a ``SerialLine``, for code in a bridge thread;
-    its read timeout is in simulated clock cycles (``timeout`` in seconds is ignored)."""
-
-    def __init__(self, line: SerialLine, timeout_cycles: int):
-        self.line = line
-        self.timeout_ps = timeout_cycles * CLOCK_NS * 1000
-        self.timeout = None
-        self._send = resume(line.send)
-        self._read = resume(line.read)
-
-    def write(self, data: bytes) -> int:
-        self._send(bytes(data))
-        return len(data)
-
-    def read(self, count: int) -> bytes:
-        return self._read(count, self.timeout_ps)
-
-    def reset_input_buffer(self) -> None:
-        self.line.received.clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,7 +84,7 @@ async def uart_rx_bytes(dut):
     monitor = ByteMonitor(dut)
     line = SerialLine(dut, divisor, random.Random(seed), gap_bits=3)
     for rate in (1.0, 1.02, 0.98):
-        line.rate = rate
+        line.source.rate = rate
         monitor.bytes.clear()
         await line.send(data)
         await Timer(2 * line.bit_ps, "ps")
@@ -222,8 +104,8 @@ async def uart_rx_framing_error_and_glitch(dut):
     line = SerialLine(dut, divisor)
     bit_ps = line.bit_ps
     # 0x3C with its stop bit low, the line held low 3 more bits (a break), then idle.
-    await line.send_bits([0, 0, 0, 1, 1, 1, 1, 0, 0] + [0] * 4)
-    await line.send_bits([1, 1])
+    await line.source.send_bits([0, 0, 0, 1, 1, 1, 1, 0, 0] + [0] * 4)
+    await line.source.send_bits([1, 1])
     assert monitor.bytes == [] and monitor.errors == 1, (
         f"framing error: got bytes {monitor.bytes}, {monitor.errors} error pulses (expected none, 1)")
     await line.send(b"\x81")
@@ -383,7 +265,7 @@ class LinkBench:
         timeout and two replies), then forget what came."""
         cycles = cycles or self.timeout_cycles + 2 * self.byte_cycles * (self.sizes.max_reply + protocol.OVERHEAD_BYTES)
         await Timer(cycles * CLOCK_NS, "ns")
-        self.line.received.clear()
+        self.line.monitor.received.clear()
 
     async def classify_and_check(self, index: int, what: str = "", logits: str = "logits",
                                  settle: bool = True) -> tuple[int, int]:
@@ -393,7 +275,7 @@ class LinkBench:
         started = now_ps()
         result, error = await self.call(self.client.classify, image)
         assert error is None, f"image {index}{what}: {error}"
-        frame_cycles = (self.line.last_stop_ps - started) // (CLOCK_NS * 1000)
+        frame_cycles = (self.line.monitor.last_stop_ps - started) // (CLOCK_NS * 1000)
         klass, got, cycles = result
         expected = self.data[logits][index]
         assert (got == expected).all() and klass == np.argmax(expected), (
@@ -520,7 +402,7 @@ async def link_refuses_at_once(dut):
     started = now_ps()
     sending = cocotb.start_soon(bench.line.send(too_long))
     reply, _ = await bench.call(bench.port.read, protocol.OVERHEAD_BYTES + 1)
-    refused = (bench.line.last_stop_ps - started) // (CLOCK_NS * 1000)
+    refused = (bench.line.monitor.last_stop_ps - started) // (CLOCK_NS * 1000)
     busy, _ = await bench.call(bench.port.read, protocol.OVERHEAD_BYTES + 1)
     frames = protocol.FrameDecoder().feed(reply + busy)
     assert [(f.type, f.seq, f.payload) for f in frames] == [(FrameType.ERROR, 0x31, bytes([ErrorCode.TOO_LONG])),
@@ -557,11 +439,11 @@ async def link_dribbling_sender(dut):
     assert len(frame) * per_byte > 2 * bench.frame_cycles, "the test needs a frame the deadline cuts"
     sent = bench.frame_cycles // per_byte + 20  # a few bytes more than fit before the deadline
     started = now_ps()
-    sending = cocotb.start_soon(bench.line.dribble(frame[:sent], gap))
+    sending = cocotb.start_soon(bench.line.source.dribble(frame[:sent], gap))
     reply = await bench.line.read(protocol.OVERHEAD_BYTES + 1, 2 * bench.frame_cycles * CLOCK_NS * 1000)
     (error,) = protocol.FrameDecoder().feed(reply)
     assert (error.type, error.seq, error.payload) == (FrameType.ERROR, 0x44, bytes([ErrorCode.TIMEOUT])), error
-    elapsed = (bench.line.last_stop_ps - started) // (CLOCK_NS * 1000)
+    elapsed = (bench.line.monitor.last_stop_ps - started) // (CLOCK_NS * 1000)
     reply_cycles = (protocol.OVERHEAD_BYTES + 1) * bench.byte_cycles
     assert bench.frame_cycles <= elapsed <= bench.frame_cycles + reply_cycles + per_byte + 100, (
         f"TIMEOUT {elapsed} cycles after the SYNC; the deadline is {bench.frame_cycles}")
@@ -666,14 +548,14 @@ async def link_load(dut):
                                  "CLASSIFY before any load")
     # The whole load_weights call: a PING, the chunks, the commit, a PING to check.
     progress = []
-    sent_before, received_before = bench.line.sent_bytes, bench.line.received_bytes
+    sent_before, received_before = bench.line.source.sent_bytes, bench.line.monitor.received_bytes
     started = now_ps()
     info, error = await bench.call(bench.client.load_weights, image, new_id, progress.append,
                                    0, int(data["chunk"]))
     assert error is None, f"load_weights: {error}"
     frames = len(protocol.pieces(image, int(data["chunk"]), bench.sizes.max_chunk)) + 1 + 2
-    load_bytes = bench.line.sent_bytes - sent_before + bench.line.received_bytes - received_before
-    load_cycles = (bench.line.last_stop_ps - started) // (CLOCK_NS * 1000)
+    load_bytes = bench.line.source.sent_bytes - sent_before + bench.line.monitor.received_bytes - received_before
+    load_cycles = (bench.line.monitor.last_stop_ps - started) // (CLOCK_NS * 1000)
     assert sum(progress) == len(image) and info.weights_valid and info.weights_id == new_id, (
         f"progress {sum(progress)} of {len(image)} bytes; INFO after the load {info}")
     for index in range(len(data["images"])):
@@ -791,7 +673,7 @@ async def link_hang(dut):
     # Replies to the requests that hang come after the watchdog: the client waits that long.
     bench.port.timeout_ps = (bench.watchdog_cycles + bench.reply_cycles) * CLOCK_NS * 1000
     await bench.expect_error(request, ErrorCode.HUNG, "an image that hangs the accelerator")
-    elapsed = (bench.line.last_stop_ps - bench.line.last_sent_ps) // (CLOCK_NS * 1000)
+    elapsed = (bench.line.monitor.last_stop_ps - bench.line.source.last_sent_ps) // (CLOCK_NS * 1000)
     reply = (protocol.OVERHEAD_BYTES + 1) * (byte + 2)  # (the link takes 2 cycles to offer each byte)
     assert bench.watchdog_cycles <= elapsed <= bench.watchdog_cycles + reply + 20, (
         f"HUNG {elapsed} cycles after the request, watchdog {bench.watchdog_cycles}")

@@ -17,7 +17,12 @@ from lenet_fpga.boards import protocol
 from lenet_fpga.boards.frame_parser import ParseStatus
 from lenet_fpga.boards.protocol import ErrorCode, FrameType, LoadOp
 from lenet_fpga.boards.request_handler import RequestHandler
+from lenet_fpga.hdl.accelerator import AcceleratorSignature
+from lenet_fpga.model.network import ConvSpec, Network
 
+# 4 x 4 images (a 3 x 3 conv and a 2 x 2 pool leave one pixel a channel) and 3 classes.
+NETWORK = Network(convs=(ConvSpec(2, kernel=3),), hidden=(), classes=3, image_size=4)
+ACCELERATOR = AcceleratorSignature(NETWORK)
 SIZES = protocol.FrameSizes(4, 3)
 PIXELS = SIZES.pixels  # 16
 WEIGHT_BYTES = 40
@@ -64,7 +69,7 @@ class Accelerator:
 
 class Bench:
     def __init__(self, in_bitstream: bool = True, seed: int = 0, loadable: bool = True):
-        self.dut = RequestHandler(SIZES, WEIGHT_BYTES, in_bitstream, BITSTREAM_ID, WATCHDOG, weights_loadable=loadable)
+        self.dut = RequestHandler(ACCELERATOR, WEIGHT_BYTES, in_bitstream, BITSTREAM_ID, WATCHDOG, weights_loadable=loadable)
         self.acc = Accelerator()
         self.rng = random.Random(seed)
         self.seq = 0
@@ -98,24 +103,24 @@ class Bench:
             busy = open_image or others > 0 or linger > 0
             receiving = open_image if acc.overlap else open_image or others > 0
             taking = open_image and acc.hang != "pixels" and (acc.steady or self.rng.random() < 0.7)
-            ctx.set(dut.done, done)
-            ctx.set(dut.busy, busy)
-            ctx.set(dut.receiving, receiving)
-            ctx.set(dut.pixels.ready, taking)
-            ctx.set(dut.weights.ready, acc.hang != "weights")
+            ctx.set(dut.accelerator.done, done)
+            ctx.set(dut.accelerator.busy, busy)
+            ctx.set(dut.accelerator.receiving, receiving)
+            ctx.set(dut.accelerator.pixels.ready, taking)
+            ctx.set(dut.accelerator.weights.ready, acc.hang != "weights")
             # The inputs of this cycle.
-            if taking and ctx.get(dut.pixels.valid):
-                acc.images[-1].append(ctx.get(dut.pixels.payload))
+            if taking and ctx.get(dut.accelerator.pixels.valid):
+                acc.images[-1].append(ctx.get(dut.accelerator.pixels.payload))
                 taken += 1
                 if taken == PIXELS:
                     open_image = False
                     flight.append(cycle + acc.tail if acc.hang != "done" else float("inf"))
-            if acc.hang != "weights" and ctx.get(dut.weights.valid):
-                acc.weights.append(ctx.get(dut.weights.payload))
-            if ctx.get(dut.weights_restart):
+            if acc.hang != "weights" and ctx.get(dut.accelerator.weights.valid):
+                acc.weights.append(ctx.get(dut.accelerator.weights.payload))
+            if ctx.get(dut.accelerator.weights_restart):
                 acc.restarts += 1
                 acc.weights.clear()
-            start = ctx.get(dut.start) and not receiving and (acc.overlap or not busy)
+            start = ctx.get(dut.accelerator.start) and not receiving and (acc.overlap or not busy)
             linger = max(0, linger - 1)
             if done:
                 flight.pop(0)
@@ -326,7 +331,7 @@ def test_weights_in_read_only_memory():
 
     bench.run(script)
     with pytest.raises(ValueError, match="must be in the bitstream"):
-        RequestHandler(SIZES, WEIGHT_BYTES, False, 0, WATCHDOG, weights_loadable=False)
+        RequestHandler(ACCELERATOR, WEIGHT_BYTES, False, 0, WATCHDOG, weights_loadable=False)
 
 
 def test_load_order_rules():
@@ -409,12 +414,12 @@ def test_watchdog_on_a_load():
 
 
 def test_bad_parameters():
-    with pytest.raises(TypeError, match="FrameSizes"):
-        RequestHandler((4, 3), WEIGHT_BYTES, True, 0, WATCHDOG)
+    with pytest.raises(TypeError, match="AcceleratorSignature"):
+        RequestHandler(SIZES, WEIGHT_BYTES, True, 0, WATCHDOG)
     with pytest.raises(ValueError, match="weight image"):
-        RequestHandler(SIZES, 0, True, 0, WATCHDOG)
+        RequestHandler(ACCELERATOR, 0, True, 0, WATCHDOG)
     with pytest.raises(ValueError, match="u32"):
-        RequestHandler(SIZES, WEIGHT_BYTES, True, 1 << 32, WATCHDOG)
+        RequestHandler(ACCELERATOR, WEIGHT_BYTES, True, 1 << 32, WATCHDOG)
 
 
 # --------------------------------------------------------------------------------------------
