@@ -31,7 +31,7 @@ from .model.weights import WeightSet
 __all__ = [
     "DESIGNS", "GeneratorOptions", "InputError", "WeightSet",
     "load_weights", "sample_digits", "mnist_test_set", "run_golden", "design_config", "generate_verilog",
-    "simulate", "build_for_board", "connect_board",
+    "simulate", "build_for_board", "connect_board", "train", "import_model", "compress",
     "GoldenResult", "VerilogResult", "SimulationResult",
 ]
 
@@ -78,6 +78,39 @@ def run_golden(weights: WeightSet, images, labels=None, options: GeneratorOption
     logits = golden_model.forward(fitted.images, weights.params, arithmetic, weights.network)
     accuracy = None if labels is None else golden_model.accuracy(logits, np.asarray(labels))
     return GoldenResult(logits, golden_model.classify(logits), accuracy)
+
+
+def train(out, options=None, log=print):
+    """Train a network on MNIST (float, then quantization-aware) and write ``out`` (FILE.npz,
+    its .json manifest and FILE-float.npz). ``options``: ``lenet_fpga.model.train.flow.TrainOptions``
+    (network, epochs, seed, ...). Returns a ``Trained`` (accuracies, files). Needs PyTorch."""
+    from .model.train import flow
+
+    return flow.train(out, options or flow.TrainOptions(), log=log)
+
+
+def import_model(model_file, out, options=None, log=print):
+    """A trained PyTorch model (``torch.save`` of a module or its state_dict) as Q2.6 weights in
+    ``out``; ``options``: ``ImportOptions`` (image size, pooling, normalisation, QAT epochs).
+    Returns a ``Trained``. Needs PyTorch."""
+    from .model.train import flow
+
+    return flow.import_model(model_file, out, options or flow.ImportOptions(), log=log)
+
+
+def compress(weights: WeightSet, out, config=None, options=None, start: str = "codes", log=print):
+    """Prune and restrict the weight codes of ``weights`` against the generator's own cost model
+    (the design ``config.preset`` builds), fine-tune, and write ``out``. ``config``:
+    ``lenet_fpga.model.train.compress.CompressConfig`` (budgets, codes, method, ...);
+    ``options``: ``TorchOptions``. Returns a ``Trained`` whose ``extra`` has the codes and the
+    costs before and after. Needs PyTorch."""
+    from .hdl.cost import generator_cost_model
+    from .model.train import flow
+    from .model.train.compress import CompressConfig
+
+    config = config or CompressConfig()
+    return flow.compress(weights, out, config, generator_cost_model(config.preset, weights.arithmetic),
+                         options or flow.TorchOptions(), start=start, log=log)
 
 
 def design_config(weights: WeightSet, options: GeneratorOptions = GeneratorOptions(), board: str | None = None):

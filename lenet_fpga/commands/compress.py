@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from . import options
-from .train import check_seed, files_written, weights_outputs
+from .train import torch_fields
 
 NAME = "compress"
 HELP = "prune and restrict the weight codes of a trained network, then fine-tune it"
@@ -116,96 +116,28 @@ def compress_config(args, network, arithmetic):
 
 
 def run(args) -> int:
-    import numpy as np
-    import torch
+    from ..hdl.cost import generator_cost_model
+    from ..model import weights
+    from ..model.train.flow import TorchOptions, compress
 
-    from ..hdl.cost import generator_cost_model, hardware_cost
-    from ..model import arith, golden, mnist, weights
-    from ..model.codes import PLAIN, codes_to_manifest
-    from ..model.train import compress
-    from ..model.errors import InputError
-
-    out, float_path = weights_outputs(args.out)
-    check_seed(args.seed)
-    say = (lambda *_: None) if args.json else print
     source = weights.load(args.weights)
-    network, arithmetic = source.network, source.arithmetic
-    restricted = sorted(name for name, restriction in source.codes.items() if restriction != PLAIN)
-    if restricted:
-        # Its codes would be restricted twice; a file whose manifest names only plain 8-bit codes
-        # (a pruned network) is as good a start as any.
-        raise InputError(f"{source.path} already has restricted weight codes ({', '.join(restricted)}); "
-                         f"compress its dense source instead")
-    config = compress_config(args, network, arithmetic)
-    cost_model = generator_cost_model(config.preset, arithmetic)  # an unknown preset is an error now
-    start = weights.load_float(source) if args.start == "float" else None
-    if args.start == "float" and start is None:
-        raise InputError(f"--start float: {source.path} has no float checkpoint beside it")
-    if start is None:  # the codes the hardware runs, as weights
-        start = {name: value.astype(np.float32) / arith.SCALE for name, value in source.params.items()}
-
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
-    train_split = mnist.load("train", args.data).fitted(network)
-    if args.train_images is not None:  # a quick run on the first N training images
-        train_split = mnist.Split(train_split.images[: args.train_images], train_split.labels[: args.train_images])
-    test_split = mnist.load("test", args.data).fitted(network)
-    say(f"compressing {source.path} ({network.spec}, {arithmetic.describe()}) from its {args.start} weights")
-    result = compress.compress(start, network, arithmetic, train_split, config, log=say, cost_model=cost_model)
-
-    smaller = result.network
-    params = result.model.integer_params()
-    fixed_logits = golden.forward(test_split.images, params, arithmetic, smaller)
-    with torch.no_grad():
-        fake_logits = result.model.integer_logits(torch.from_numpy(test_split.images.copy())).numpy()
-    mismatches = int((fake_logits != fixed_logits).any(axis=1).sum())
-    if mismatches:  # the contract is broken: do not ship weights that training and hardware disagree on
-        raise RuntimeError(f"fake-quant and golden model disagree on {mismatches} test images")
-    float_params = result.model.float_params()
-    float_acc = golden.accuracy(golden.float_forward(test_split.images, float_params, smaller), test_split.labels)
-    fixed_acc = golden.accuracy(fixed_logits, test_split.labels)
-    figures = hardware_cost(smaller, result.codes, config.preset, arithmetic)
-    before = hardware_cost(network, {}, config.preset, arithmetic)
-    source_acc = source.manifest.get("accuracy", {}).get("fixed")
-
-    manifest = weights.make_manifest(
-        arithmetic, smaller,
-        float_weights=float_path.name,
-        accuracy={"float": float_acc, "fixed": fixed_acc, "n_images": len(test_split.labels), "split": "test"},
-        codes=codes_to_manifest(result.codes),
-        cost=figures.to_dict(),
-        compression={
-            "source": source.path.name,
-            "source_network": network.spec,
-            "source_accuracy": source_acc,
-            "start": args.start,
-            "recipes": {name: str(recipe) for name, recipe in result.recipes.items()},
-            "kept_channels": result.kept,
-            "search": result.path,
-            "config": config.to_dict(),
-            "seconds": round(result.seconds, 1),
-            "threads": args.threads,
-            "train_images": len(train_split.labels),
-            "torch": torch.__version__,
-        },
-    )
-    weights.save_with_float(out, params, manifest, float_params)
+    config = compress_config(args, source.network, source.arithmetic)
+    cost_model = generator_cost_model(config.preset, source.arithmetic)  # an unknown preset is an error now
+    result = compress(source, args.out, config, cost_model, TorchOptions(**torch_fields(args)), start=args.start,
+                      log=(lambda *_: None) if args.json else print)
     if args.json:
-        print(json.dumps({
-            **files_written(out, float_path), "network": smaller.spec,
-            "arithmetic": arithmetic.describe(), "codes": {name: str(r) for name, r in result.codes.items()},
-            "cost_preset": config.preset, "n_images": len(test_split.labels), "float_accuracy": float_acc,
-            "source": {"weights": str(source.path), "network": network.spec, "accuracy": source_acc,
-                       "cost": before.to_dict()},
-            "compressed": {"accuracy": fixed_acc, "cost": figures.to_dict()},
-            "seconds": round(result.seconds, 1)}))
+        print(json.dumps(result.to_dict()))
         return 0
-    print(smaller.describe())
-    print("codes: " + ", ".join(f"{name} {restriction}" for name, restriction in result.codes.items()))
+    extra = result.extra
+    print(result.network.describe())
+    print("codes: " + ", ".join(f"{name} {restriction}" for name, restriction in extra["codes"].items()))
     print(f"{'':<14}{'accuracy':>10}{'MACs':>10}{'weight bits':>13}{'multipliers':>13}{'cycles':>9}")
-    for label, acc, c in (("source", source_acc, before), ("compressed", fixed_acc, figures)):
+    for label, figures in (("source", extra["source"]), ("compressed", extra["compressed"])):
+        acc, c = figures["accuracy"], figures["cost"]
         acc_text = f"{acc:.2%}" if acc is not None else "?"
-        print(f"{label:<14}{acc_text:>10}{c.macs:>10,}{c.weight_bits:>13,}{c.multipliers:>13,}{c.cycles:>9,}")
-    print(f"(cost model: the '{config.preset}' preset; Q2.6 accuracy on the {len(test_split.labels):,} test images)")
-    print(f"wrote {out}, {weights.manifest_path(out)} and {float_path} in {result.seconds:.0f} s")
+        print(f"{label:<14}{acc_text:>10}{c['macs']:>10,}{c['weight_bits']:>13,}{c['multipliers']:>13,}"
+              f"{c['cycles']:>9,}")
+    print(f"(cost model: the '{config.preset}' preset; Q2.6 accuracy on the {result.n_images:,} test images)")
+    print(f"wrote {result.weights}, {weights.manifest_path(result.weights)} and {result.float_weights} in "
+          f"{result.seconds:.0f} s")
     return 0

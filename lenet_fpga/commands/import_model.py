@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import options
-from .train import report_trained, weights_outputs
+from .train import report_trained, torch_fields, trained_arithmetic
 
 NAME = "import"
 HELP = "turn a trained PyTorch LeNet-family model into Q2.6 weights (optionally with QAT)"
@@ -50,44 +50,11 @@ def parse_normalize(text: str | None) -> tuple[float, float] | None:
 
 def run(args) -> int:
     """A PyTorch model -> Q2.6 weights (optionally fine-tuned with QAT), like ``train``'s output."""
-    import torch
+    from ..model.train.flow import ImportOptions, import_model
 
-    from ..model import arith, golden, mnist, weights
-    from ..model.train import importer, qat
-
-    out, float_path = weights_outputs(args.out)
-    say = (lambda *_: None) if args.json else print
-    normalize = parse_normalize(args.normalize)
-    imported = importer.from_object(importer.load_torch_file(args.model), args.image_size, args.pool, normalize)
-    network = imported.network
-    arithmetic = arith.Arithmetic(args.rounding or arith.Rounding.HALF_UP, args.overflow or arith.Overflow.SATURATE)
-    say(network.describe())
-    for note in imported.notes:
-        say(note)
-    float_params = imported.params
-    test_split = mnist.load("test", args.data).fitted(network)
-    training = None
-    if args.qat_epochs:
-        torch.set_num_threads(args.threads)
-        torch.use_deterministic_algorithms(True)
-        config = qat.TrainConfig(seed=args.seed, float_epochs=0, qat_epochs=args.qat_epochs)
-        train_split = mnist.load("train", args.data).fitted(network)
-        _, qat_model, seconds = qat.train(train_split, arithmetic, config, network=network, start=float_params)
-        params = qat_model.integer_params()
-        training = {**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__}
-    else:
-        params = {name: arith.quantize_weights(value) for name, value in float_params.items()}
-    fixed_logits = golden.forward(test_split.images, params, arithmetic, network)
-    float_acc = golden.accuracy(golden.float_forward(test_split.images, float_params, network), test_split.labels)
-    fixed_acc = golden.accuracy(fixed_logits, test_split.labels)
-    manifest = weights.make_manifest(
-        arithmetic, network, float_weights=float_path.name,
-        accuracy={"float": float_acc, "fixed": fixed_acc, "n_images": len(test_split.labels), "split": "test"},
-        source={"imported_from": str(args.model), "notes": list(imported.notes)},
-        **({"training": training} if training else {}),
-    )
-    weights.save_with_float(out, params, manifest, float_params)
-    report_trained(args, say, out, float_path, network, arithmetic, float_acc, fixed_acc,
-                   f", after {args.qat_epochs} QAT epochs" if args.qat_epochs else ", rounded, no QAT",
-                   n_images=len(test_split.labels), qat_epochs=args.qat_epochs, notes=list(imported.notes))
+    wanted = ImportOptions(**torch_fields(args), image_size=args.image_size, pool=args.pool,
+                           normalize=parse_normalize(args.normalize), qat_epochs=args.qat_epochs,
+                           arithmetic=trained_arithmetic(args))
+    result = import_model(args.model, args.out, wanted, log=(lambda *_: None) if args.json else print)
+    report_trained(args, result, f", after {args.qat_epochs} QAT epochs" if args.qat_epochs else ", rounded, no QAT")
     return 0

@@ -25,10 +25,6 @@ Network specs (--network): [SIZE/]CONVS:HIDDEN[:CLASSES]
 or a .json file: {"image_size": 28, "convs": [{"channels": 6, "kernel": 5, "pool": 2}, ...],
                   "hidden": [120, 84], "classes": 10}"""
 
-# numpy's and torch's seeds are 64-bit at most
-MAX_SEED = 2**63 - 1
-
-
 def add_arguments(parser) -> None:
     options.data_option(parser)
     parser.add_argument("--network", "--geometry", metavar="SPEC", default=None,
@@ -72,107 +68,35 @@ def network_from_text(text: str | None):
     return Network.parse(text)
 
 
-def weights_outputs(out) -> tuple[Path, Path]:
-    """``--out FILE.npz``: the weights file and its float checkpoint, both checked writable
-    (with the manifest) before any work."""
-    from ..model import weights
-    from ..model.atomic import check_output
-    from ..model.errors import InputError
-
-    out = Path(out)
-    if out.suffix != ".npz":
-        raise InputError(f"--out must name an .npz file, got {out}")
-    float_path = out.with_name(out.stem + "-float.npz")
-    for path in (out, weights.manifest_path(out), float_path):
-        check_output(path, "--out")
-    return out, float_path
+def torch_fields(args) -> dict:
+    """The options every training run shares (``model.train.flow.TorchOptions``' fields)."""
+    return {"seed": args.seed, "threads": args.threads, "data_dir": args.data,
+            "train_images": getattr(args, "train_images", None)}
 
 
-def check_seed(seed: int) -> None:
-    from ..model.errors import InputError
+def trained_arithmetic(args):
+    """--rounding/--overflow to train for (half-up and saturate where not given)."""
+    from ..model import arith
 
-    if not 0 <= seed <= MAX_SEED:
-        raise InputError(f"--seed must be 0..{MAX_SEED}, not {seed}")
-
-
-def files_written(out: Path, float_path: Path) -> dict:
-    from ..model import weights
-
-    return {"weights": str(out), "manifest": str(weights.manifest_path(out)), "float_weights": str(float_path)}
+    return arith.Arithmetic(args.rounding or arith.Rounding.HALF_UP, args.overflow or arith.Overflow.SATURATE)
 
 
-def report_trained(args, say, out, float_path, network, arithmetic, float_acc, fixed_acc, extra="", **more) -> None:
+def report_trained(args, result, extra: str = "") -> None:
     """The last lines of train and import, or their JSON object."""
-    from ..model import weights
-
     if args.json:
-        print(json.dumps({**files_written(out, float_path), "network": network.spec,
-                          "arithmetic": arithmetic.describe(), "float_accuracy": float_acc,
-                          "fixed_accuracy": fixed_acc, **more}))
+        print(json.dumps(result.to_dict()))
         return
-    say(f"float accuracy {float_acc:.2%}, Q2.6 accuracy {fixed_acc:.2%} ({arithmetic.describe()}{extra})")
-    say(f"wrote {out}, {weights.manifest_path(out)} and {float_path}")
+    print(f"float accuracy {result.float_accuracy:.2%}, Q2.6 accuracy {result.fixed_accuracy:.2%} "
+          f"({result.arithmetic.describe()}{extra})")
+    print(f"wrote {result.weights}, {Path(result.weights).with_suffix('.json')} and {result.float_weights}")
 
 
 def run(args) -> int:
-    import numpy as np
-    import torch
+    from ..model.train.flow import TrainOptions, train
 
-    from ..model import arith, golden, mnist, weights
-    from ..model.train import qat
-    from ..model.errors import InputError
-
-    out, float_path = weights_outputs(args.out)
-    check_seed(args.seed)
-    say = (lambda *_: None) if args.json else print
-    start = None
-    if args.start_from is not None:
-        begin = weights.load(args.start_from)
-        if args.network is not None and network_from_text(args.network) != begin.network:
-            raise InputError(f"--network {args.network} is not the network of --from {args.start_from} "
-                             f"({begin.network.spec})")
-        start = weights.load_float(begin) or {name: value.astype(np.float32) / arith.SCALE
-                                              for name, value in begin.params.items()}
-        network = begin.network
-    else:
-        network = network_from_text(args.network)
-    if network.classes < mnist.CLASSES:
-        raise InputError(f"the network {network.spec} has {network.classes} classes; MNIST needs {mnist.CLASSES}")
-    arithmetic = arith.Arithmetic(args.rounding or arith.Rounding.HALF_UP, args.overflow or arith.Overflow.SATURATE)
-    config = qat.TrainConfig(seed=args.seed, float_epochs=args.epochs, qat_epochs=args.qat_epochs,
-                             **({"lr": args.lr} if args.lr is not None else {}),
-                             **({"batch_size": args.batch_size} if args.batch_size is not None else {}))
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
-    train_split = mnist.load("train", args.data).fitted(network)
-    if args.train_images is not None:
-        train_split = mnist.Split(train_split.images[: args.train_images], train_split.labels[: args.train_images])
-    test_split = mnist.load("test", args.data).fitted(network)
-    say(network.describe())
-    say(f"training for {arithmetic.describe()}: {config}")
-    float_model, qat_model, seconds = qat.train(train_split, arithmetic, config, network=network, start=start)
-
-    params = qat_model.integer_params()
-    fixed_logits = golden.forward(test_split.images, params, arithmetic, network)
-    with torch.no_grad():
-        fake_logits = qat_model.integer_logits(torch.from_numpy(test_split.images.copy())).numpy()
-    mismatches = int((fake_logits != fixed_logits).any(axis=1).sum())
-    if mismatches:  # the contract is broken: do not ship weights that train and hardware disagree on
-        raise RuntimeError(f"fake-quant and golden model disagree on {mismatches} test images")
-    float_params = float_model.float_params()
-    float_acc = golden.accuracy(golden.float_forward(test_split.images, float_params, network), test_split.labels)
-    fixed_acc = golden.accuracy(fixed_logits, test_split.labels)
-
-    manifest = weights.make_manifest(
-        arithmetic,
-        network,
-        float_weights=float_path.name,
-        accuracy={"float": float_acc, "fixed": fixed_acc, "n_images": len(test_split.labels), "split": "test"},
-        training={**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__,
-                  "train_images": len(train_split.labels),
-                  **({"started_from": str(args.start_from)} if args.start_from else {})},
-    )
-    weights.save_with_float(out, params, manifest, float_params)
-    report_trained(args, say, out, float_path, network, arithmetic, float_acc, fixed_acc,
-                   n_images=len(test_split.labels), seconds=round(seconds, 1))
+    wanted = TrainOptions(**torch_fields(args), network=None if args.network is None else network_from_text(args.network),
+                          epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, batch_size=args.batch_size,
+                          start_from=args.start_from, arithmetic=trained_arithmetic(args))
+    result = train(args.out, wanted, log=(lambda *_: None) if args.json else print)
+    report_trained(args, result)
     return 0

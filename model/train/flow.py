@@ -1,0 +1,259 @@
+"""Train, import and compress as library calls: each takes typed options, reads MNIST, trains
+with PyTorch, checks that the fake-quantized model and the golden model agree on every test
+image (the contract that makes the hardware's answers the trained ones), writes the weight file
+with its manifest and float checkpoint, and returns what it measured.
+
+The command line (``lenet_fpga.commands``) and the Python API (``lenet_fpga.api``) call these;
+neither trains anything itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import arith, golden, mnist, weights
+from ..codes import PLAIN, codes_to_manifest
+from ..cost import CostModel
+from ..errors import InputError
+from ..network import LENET5, Network
+from . import compress as compression
+from . import importer, qat
+
+# numpy's and torch's seeds are 64-bit at most
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class TorchOptions:
+    """What every training run shares: its seed, its CPU threads, where MNIST is, and how many
+    training images it uses (None: all 60,000)."""
+
+    seed: int = 1
+    threads: int = 2
+    data_dir: str | None = None
+    train_images: int | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
+            raise InputError(f"--seed must be 0..{MAX_SEED}, not {self.seed}")
+
+
+@dataclass(frozen=True)
+class TrainOptions(TorchOptions):
+    """``train``: the network (None: LeNet-5), epochs, and the arithmetic to train for."""
+
+    network: Network | None = None
+    epochs: int = 20
+    qat_epochs: int = 10
+    lr: float | None = None
+    batch_size: int | None = None
+    start_from: str | None = None  # a weights file whose network and weights to start from
+    arithmetic: arith.Arithmetic = arith.Arithmetic()
+
+
+@dataclass(frozen=True)
+class ImportOptions(TorchOptions):
+    """``import``: what the file does not say (image size, pooling of a state_dict), the input
+    normalisation to fold into conv1, QAT epochs (0: round), and the arithmetic."""
+
+    image_size: int = 28
+    pool: int = 2
+    normalize: tuple[float, float] | None = None
+    qat_epochs: int = 0
+    arithmetic: arith.Arithmetic = arith.Arithmetic()
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A weight file written by ``train``, ``import_model`` or ``compress``, and what it measured."""
+
+    weights: Path
+    float_weights: Path
+    network: Network
+    arithmetic: arith.Arithmetic
+    float_accuracy: float
+    fixed_accuracy: float
+    n_images: int
+    seconds: float
+    extra: dict = field(default_factory=dict)  # what the step adds: notes, codes, costs
+
+    def to_dict(self) -> dict:
+        return {"weights": str(self.weights), "manifest": str(weights.manifest_path(self.weights)),
+                "float_weights": str(self.float_weights), "network": self.network.spec,
+                "arithmetic": self.arithmetic.describe(), "float_accuracy": self.float_accuracy,
+                "fixed_accuracy": self.fixed_accuracy, "n_images": self.n_images,
+                "seconds": round(self.seconds, 1), **self.extra}
+
+
+def outputs(out) -> tuple[Path, Path]:
+    """``out`` (FILE.npz) and its float checkpoint, both checked writable (with the manifest)
+    before any work."""
+    from ..atomic import check_output
+
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise InputError(f"--out must name an .npz file, got {out}")
+    float_path = out.with_name(out.stem + "-float.npz")
+    for path in (out, weights.manifest_path(out), float_path):
+        check_output(path, "--out")
+    return out, float_path
+
+
+def _prepare_torch(options: TorchOptions) -> None:
+    torch.set_num_threads(options.threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def _train_split(options: TorchOptions, network: Network) -> mnist.Split:
+    split = mnist.load("train", options.data_dir).fitted(network)
+    if options.train_images is not None:  # a quick run on the first N training images
+        split = mnist.Split(split.images[: options.train_images], split.labels[: options.train_images])
+    return split
+
+
+def _checked_logits(model, params, arithmetic, network, test_split) -> np.ndarray:
+    """The golden model's logits on the test set, after checking that the fake-quantized model
+    gives the same on every image."""
+    fixed_logits = golden.forward(test_split.images, params, arithmetic, network)
+    with torch.no_grad():
+        fake_logits = model.integer_logits(torch.from_numpy(test_split.images.copy())).numpy()
+    mismatches = int((fake_logits != fixed_logits).any(axis=1).sum())
+    if mismatches:  # the contract is broken: do not ship weights that training and hardware disagree on
+        raise RuntimeError(f"fake-quant and golden model disagree on {mismatches} test images")
+    return fixed_logits
+
+
+def _accuracies(float_params, fixed_logits, network, test_split) -> dict:
+    float_logits = golden.float_forward(test_split.images, float_params, network)
+    return {"float": golden.accuracy(float_logits, test_split.labels),
+            "fixed": golden.accuracy(fixed_logits, test_split.labels),
+            "n_images": len(test_split.labels), "split": "test"}
+
+
+def _trained(out, float_path, network, arithmetic, accuracy, seconds, **extra) -> Trained:
+    return Trained(out, float_path, network, arithmetic, accuracy["float"], accuracy["fixed"], accuracy["n_images"],
+                   seconds, extra)
+
+
+def train(out, options: TrainOptions = TrainOptions(), log=print) -> Trained:
+    """Float training, then quantization-aware training, of ``options.network`` on MNIST."""
+    out, float_path = outputs(out)
+    start, network = None, options.network or LENET5
+    if options.start_from is not None:
+        begin = weights.load(options.start_from)
+        if options.network is not None and options.network != begin.network:
+            raise InputError(f"--network {options.network.spec} is not the network of --from {options.start_from} "
+                             f"({begin.network.spec})")
+        start = weights.load_float(begin) or {name: value.astype(np.float32) / arith.SCALE
+                                              for name, value in begin.params.items()}
+        network = begin.network
+    if network.classes < mnist.CLASSES:
+        raise InputError(f"the network {network.spec} has {network.classes} classes; MNIST needs {mnist.CLASSES}")
+    config = qat.TrainConfig(seed=options.seed, float_epochs=options.epochs, qat_epochs=options.qat_epochs,
+                             **({"lr": options.lr} if options.lr is not None else {}),
+                             **({"batch_size": options.batch_size} if options.batch_size is not None else {}))
+    _prepare_torch(options)
+    train_split = _train_split(options, network)
+    test_split = mnist.load("test", options.data_dir).fitted(network)
+    log(network.describe())
+    log(f"training for {options.arithmetic.describe()}: {config}")
+    float_model, qat_model, seconds = qat.train(train_split, options.arithmetic, config, network=network, start=start)
+    params = qat_model.integer_params()
+    fixed_logits = _checked_logits(qat_model, params, options.arithmetic, network, test_split)
+    float_params = float_model.float_params()
+    accuracy = _accuracies(float_params, fixed_logits, network, test_split)
+    manifest = weights.make_manifest(
+        options.arithmetic, network, float_weights=float_path.name, accuracy=accuracy,
+        training={**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__,
+                  "train_images": len(train_split.labels),
+                  **({"started_from": str(options.start_from)} if options.start_from else {})},
+    )
+    weights.save_with_float(out, params, manifest, float_params)
+    return _trained(out, float_path, network, options.arithmetic, accuracy, seconds)
+
+
+def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=print) -> Trained:
+    """A trained PyTorch model (``torch.save`` of a module or its state_dict) as Q2.6 weights:
+    its weights rounded, or fine-tuned with ``options.qat_epochs`` of QAT."""
+    out, float_path = outputs(out)
+    imported = importer.from_object(importer.load_torch_file(model_file), options.image_size, options.pool,
+                                    options.normalize)
+    network, arithmetic = imported.network, options.arithmetic
+    log(network.describe())
+    for note in imported.notes:
+        log(note)
+    float_params = imported.params
+    test_split = mnist.load("test", options.data_dir).fitted(network)
+    training, seconds = None, 0.0
+    if options.qat_epochs:
+        _prepare_torch(options)
+        config = qat.TrainConfig(seed=options.seed, float_epochs=0, qat_epochs=options.qat_epochs)
+        _, qat_model, seconds = qat.train(_train_split(options, network), arithmetic, config, network=network,
+                                          start=float_params)
+        params = qat_model.integer_params()
+        training = {**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__}
+    else:
+        params = {name: arith.quantize_weights(value) for name, value in float_params.items()}
+    accuracy = _accuracies(float_params, golden.forward(test_split.images, params, arithmetic, network), network,
+                           test_split)
+    manifest = weights.make_manifest(
+        arithmetic, network, float_weights=float_path.name, accuracy=accuracy,
+        source={"imported_from": str(model_file), "notes": list(imported.notes)},
+        **({"training": training} if training else {}),
+    )
+    weights.save_with_float(out, params, manifest, float_params)
+    return _trained(out, float_path, network, arithmetic, accuracy, seconds, notes=list(imported.notes),
+                    qat_epochs=options.qat_epochs)
+
+
+def compress(source: weights.WeightSet, out, config: compression.CompressConfig, cost_model: CostModel,
+             options: TorchOptions = TorchOptions(), start: str = "codes", log=print) -> Trained:
+    """Search, prune and fine-tune ``source`` (see ``model.train.compress``), the search's
+    figures of a design from ``cost_model``; ``start`` is ``codes`` (the integer codes / 64) or
+    ``float`` (its float checkpoint)."""
+    out, float_path = outputs(out)
+    network, arithmetic = source.network, source.arithmetic
+    restricted = sorted(name for name, restriction in source.codes.items() if restriction != PLAIN)
+    if restricted:
+        # Its codes would be restricted twice; a file whose manifest names only plain 8-bit codes
+        # (a pruned network) is as good a start as any.
+        raise InputError(f"{source.path} already has restricted weight codes ({', '.join(restricted)}); "
+                         f"compress its dense source instead")
+    compression.space_from(config, network)  # option errors now, before the data is read
+    params = weights.load_float(source) if start == "float" else None
+    if start == "float" and params is None:
+        raise InputError(f"--start float: {source.path} has no float checkpoint beside it")
+    if params is None:  # the codes the hardware runs, as weights
+        params = {name: value.astype(np.float32) / arith.SCALE for name, value in source.params.items()}
+    _prepare_torch(options)
+    train_split = _train_split(options, network)
+    test_split = mnist.load("test", options.data_dir).fitted(network)
+    log(f"compressing {source.path} ({network.spec}, {arithmetic.describe()}) from its {start} weights")
+    result = compression.compress(params, network, arithmetic, train_split, config, log=log, cost_model=cost_model)
+    smaller, integer_params = result.network, result.model.integer_params()
+    fixed_logits = _checked_logits(result.model, integer_params, arithmetic, smaller, test_split)
+    float_params = result.model.float_params()
+    accuracy = _accuracies(float_params, fixed_logits, smaller, test_split)
+    before, after = cost_model(network, {}), cost_model(smaller, result.codes)
+    source_accuracy = source.manifest.get("accuracy", {}).get("fixed")
+    manifest = weights.make_manifest(
+        arithmetic, smaller, float_weights=float_path.name, accuracy=accuracy,
+        codes=codes_to_manifest(result.codes), cost=after.to_dict(),
+        compression={
+            "source": source.path.name, "source_network": network.spec, "source_accuracy": source_accuracy,
+            "start": start, "recipes": {name: str(recipe) for name, recipe in result.recipes.items()},
+            "kept_channels": result.kept, "search": result.path, "config": config.to_dict(),
+            "seconds": round(result.seconds, 1), "threads": options.threads,
+            "train_images": len(train_split.labels), "torch": torch.__version__,
+        },
+    )
+    weights.save_with_float(out, integer_params, manifest, float_params)
+    return _trained(out, float_path, smaller, arithmetic, accuracy, result.seconds,
+                    codes={name: str(r) for name, r in result.codes.items()}, cost_preset=config.preset,
+                    source={"weights": str(source.path), "network": network.spec, "accuracy": source_accuracy,
+                            "cost": before.to_dict()},
+                    compressed={"accuracy": accuracy["fixed"], "cost": after.to_dict()})
