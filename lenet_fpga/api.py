@@ -16,7 +16,7 @@ below them; nothing here reads an argparse namespace. ``docs/api.md`` is the gui
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -165,30 +165,28 @@ def generate_verilog(weights: WeightSet, options: GeneratorOptions = GeneratorOp
 
 @dataclass(frozen=True)
 class SimulationResult:
-    """Images through the RTL and the golden model: both sets of logits and classes, each
-    image's cycles, and how many images differ in any logit (``mismatches``: 0 is bit-exact)."""
+    """Images through the RTL and the golden model (``run``: ``sim.network.NetworkRun``, both
+    sets of logits and classes and each image's cycles), the design they ran on, and how many
+    images differ in any logit (``mismatches``: 0 is bit-exact)."""
 
-    rtl_logits: np.ndarray
-    rtl_classes: np.ndarray
-    golden_logits: np.ndarray
-    golden_classes: np.ndarray
-    cycles: np.ndarray
+    run: object
     design: str  # a name in DESIGNS
     configuration: str  # its sizes, as the command line spells them
     simulator: str
-    timing: dict = field(default_factory=dict)  # seconds: build, start-up, simulation
 
-    @property
-    def matches(self) -> np.ndarray:
-        return (self.rtl_logits == self.golden_logits).all(axis=1) & (self.rtl_classes == self.golden_classes)
-
-    @property
-    def mismatches(self) -> int:
-        return int((~self.matches).sum())
+    rtl_logits = property(lambda self: self.run.rtl_logits)
+    rtl_classes = property(lambda self: self.run.rtl_class)
+    golden_logits = property(lambda self: self.run.golden_logits)
+    golden_classes = property(lambda self: self.run.golden_class)
+    cycles = property(lambda self: self.run.cycles)
+    matches = property(lambda self: self.run.matches)
+    mismatches = property(lambda self: self.run.mismatches)
 
     def to_dict(self) -> dict:
         return {"images": int(len(self.cycles)), "mismatches": self.mismatches, "design": self.design,
-                "configuration": self.configuration, "simulator": self.simulator, "cycles": self.cycles.tolist(), **self.timing}
+                "configuration": self.configuration, "simulator": self.simulator, "cycles": self.cycles.tolist(),
+                "build_seconds": round(self.run.build_seconds, 2), "startup_seconds": round(self.run.startup_seconds, 2),
+                "sim_seconds": round(self.run.sim_seconds, 2)}
 
 
 def simulate(weights: WeightSet, images, options: GeneratorOptions = GeneratorOptions(),
@@ -216,10 +214,7 @@ def simulate(weights: WeightSet, images, options: GeneratorOptions = GeneratorOp
 
         run = simulate_network(weights, fitted, config, simulator=simulator, jobs=jobs, back_to_back=back_to_back,
                                progress=progress, build_root=build_root)
-    timing = {"build_seconds": round(run.build_seconds, 2), "startup_seconds": round(run.startup_seconds, 2),
-              "sim_seconds": round(run.sim_seconds, 2)}
-    return SimulationResult(run.rtl_logits, run.rtl_class, run.golden_logits, run.golden_class, run.cycles,
-                            config.design, describe(config), simulator, timing)
+    return SimulationResult(run, config.design, describe(config), simulator)
 
 
 def build_for_board(weights: WeightSet, board: str, options: GeneratorOptions = GeneratorOptions(),
