@@ -5,8 +5,8 @@ line; in a log file or a pipe every redraw stays, and a one-point ``explore`` le
 them. ``progress`` therefore gives tqdm only when the stream is a terminal; otherwise a
 ``PlainProgress`` that writes whole lines, at most one every ``PLAIN_INTERVAL_S`` seconds and a
 last one when the work ends (``disable``: nothing at all). Both take the calls the flow makes of
-a tqdm bar: iteration, ``update``, ``set_postfix_str``, ``set_postfix``, ``refresh``, ``close``
-and ``with``.
+a tqdm bar: iteration, ``update``, ``set_postfix_str``, ``set_postfix``, ``set_description``,
+``reset``, ``refresh``, ``close`` and ``with``.
 """
 
 from __future__ import annotations
@@ -85,6 +85,17 @@ class PlainProgress:
     def set_postfix(self, ordered_dict=None, refresh: bool = True, **kwargs) -> None:
         items = {**(ordered_dict or {}), **kwargs}
         self.set_postfix_str(", ".join(f"{key}={value}" for key, value in items.items()), refresh)
+
+    def set_description(self, desc: str = "", refresh: bool = True) -> None:
+        self.desc = desc
+        self._changed()
+
+    def reset(self, total: int | None = None) -> None:
+        """Count from 0 again (and from now: tqdm's rate starts over too)."""
+        self.n, self.started = 0, self.clock()
+        if total is not None:
+            self.total = total
+        self._changed()
 
     def refresh(self) -> None:
         """A line if one is due (a long wait with no news still says how long it has been)."""

@@ -60,13 +60,13 @@ def configs_of(args, ws) -> dict:
 
 def measure(args, plans, data_dir: Path, build_root: Path) -> tuple[list[dict], set, object]:
     """Every (network, preset) of ``plans``: ``bench_config`` and the golden model's accuracy."""
-    from tqdm import tqdm
+    from ..model.progress import progress
 
     from ..model import golden
     from ..sim.benchmark import bench_config, bench_images
 
     results, sources, test_set = [], set(), None
-    with tqdm(total=sum(len(configs) for _, configs in plans), desc="bench", unit="design") as bar:
+    with progress(total=sum(len(configs) for _, configs in plans), desc="bench", unit="design") as bar:
         for ws, configs in plans:
             network = ws.network
             images, source, test_set = bench_images(args.rtl_images, data_dir, network)

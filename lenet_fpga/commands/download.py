@@ -24,15 +24,15 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     from ..model import mnist
     from ..model.atomic import check_output
+    from ..model.progress import progress
 
-    bars: dict[str, tqdm] = {}
+    bars: dict = {}
 
-    def progress(name, done, total):
-        bar = bars.setdefault(name, tqdm(total=total or None, desc=name, unit="B", unit_scale=True))
+    def show(name, done, total):
+        bar = bars.setdefault(name, progress(total=total or None, desc=name, unit="B", unit_scale=True,
+                                             disable=args.json))
         bar.update(done - bar.n)
 
     data_dir = Path(args.data) if args.data is not None else mnist.default_data_dir()
@@ -40,7 +40,7 @@ def run(args) -> int:
     for name in mnist.FILES:
         check_output(data_dir / name, "--data")
     try:
-        fetched = mnist.download(data_dir, mirror=mirror, progress=progress)
+        fetched = mnist.download(data_dir, mirror=mirror, progress=show)
     finally:
         for bar in bars.values():
             bar.close()

@@ -10,11 +10,11 @@ def run_simulation(ws, image_set, config, simulator, waves=False, quiet=False, j
                    scheduler=None, build_root=None):
     """The simulation with a progress bar: the simulator's build (minutes for Verilator, cached
     after), then the images, so the bar's rate is the images' own; or the shards on Dask workers."""
-    from tqdm import tqdm
+    from ..model.progress import progress
 
     from ..sim.network import simulate
 
-    with tqdm(total=len(image_set), desc=f"building the {simulator} model", unit="image", disable=quiet) as bar:
+    with progress(total=len(image_set), desc=f"building the {simulator} model", unit="image", disable=quiet) as bar:
         if scheduler:  # shards on Dask workers (explore/shards.py), the same shards as --jobs
             from ..explore.shards import simulate_on_cluster
 
