@@ -20,6 +20,8 @@ from lenet_fpga.boards.request_handler import RequestHandler
 from lenet_fpga.hdl.accelerator import AcceleratorSignature
 from lenet_fpga.model.network import ConvSpec, Network
 
+from payload_driver import send_payload
+
 # 4 x 4 images (a 3 x 3 conv and a 2 x 2 pool leave one pixel a channel) and 3 classes.
 NETWORK = Network(convs=(ConvSpec(2, kernel=3),), hidden=(), classes=3, image_size=4)
 ACCELERATOR = AcceleratorSignature(NETWORK)
@@ -146,13 +148,7 @@ class Bench:
         ctx.set(dut.header.type, type)
         ctx.set(dut.header.seq, self.seq)
         ctx.set(dut.header.length, len(payload) if length is None else length)
-        for index, byte in enumerate(payload):
-            ctx.set(dut.payload.valid, 1)
-            ctx.set(dut.payload.payload.byte, byte)
-            ctx.set(dut.payload.payload.index, index)
-            await ctx.tick()
-            ctx.set(dut.payload.valid, 0)
-            await ctx.tick().repeat(2)
+        await send_payload(ctx, dut.payload, payload, gap=2)
         ctx.set(dut.dropped, dropped)
         ctx.set(dut.verdict.payload, status)
         ctx.set(dut.verdict.valid, 1)

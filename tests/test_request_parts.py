@@ -5,11 +5,14 @@ against the protocol's rules written out here, the bench timer's starts and cycl
 import random
 
 import pytest
+
 from amaranth.sim import Simulator
 
 from lenet_fpga.boards import protocol
 from lenet_fpga.boards.protocol import FrameType, LoadOp
 from lenet_fpga.boards.request_parts import ArgumentShifter, BenchTimer, RequestChecks, Watchdog
+
+import payload_driver
 
 
 def simulate(dut, testbench):
@@ -108,14 +111,7 @@ def test_watchdog_parameters():
 
 
 async def send_payload(ctx, dut, payload: bytes, gap: int = 0):
-    for index, byte in enumerate(payload):
-        ctx.set(dut.payload.valid, 1)
-        ctx.set(dut.payload.payload.byte, byte)
-        ctx.set(dut.payload.payload.index, index)
-        await ctx.tick()
-        ctx.set(dut.payload.valid, 0)
-        if gap:
-            await ctx.tick().repeat(gap)
+    await payload_driver.send_payload(ctx, dut.payload, payload, gap)
     await ctx.tick()
 
 
