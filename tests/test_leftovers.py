@@ -1,0 +1,71 @@
+"""Nothing left behind and nothing oversized (issue 28, item 6): a zip-bomb .npz is refused before
+it is inflated, a failed download removes what it made, a sweep starts no more workers than it
+has shards, each waveform run has its own folder, and SIGTERM cleans up like Ctrl-C."""
+
+from __future__ import annotations
+
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+
+from lenet_fpga.model import weights
+from lenet_fpga.model.errors import InputError
+from lenet_fpga.model.npz import read_npz
+
+MiB = 2**20
+
+
+def bomb(path, name: str, shape: tuple[int, ...]) -> int:
+    """An .npz whose one member is a valid uint8 array of zeros of ``shape``, deflated (zeros
+    shrink about 1,000 to 1); returns the file's size."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "|u1", "fortran_order": False, "shape": shape})
+            zeros, left = bytes(MiB), int(np.prod(shape))
+            while left:
+                member.write(zeros[: min(left, MiB)])
+                left -= min(left, MiB)
+    return path.stat().st_size
+
+
+def peak_bytes(read) -> int:
+    tracemalloc.start()  # numpy reports its array allocations to tracemalloc
+    try:
+        with pytest.raises(InputError) as refused:
+            read()
+        return tracemalloc.get_traced_memory()[1], str(refused.value)
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_weights_bomb_is_refused_before_inflating(tmp_path):
+    """conv1.weight of the shipped network is 6 x 1 x 5 x 5 = 150 codes; a 64 MiB member for it
+    is refused from its declared size, with far less than 64 MiB ever allocated."""
+    size = bomb(tmp_path / "w.npz", "conv1.weight", (64 * MiB,))
+    assert size < MiB / 8
+    peak, message = peak_bytes(lambda: weights.load_arrays(tmp_path / "w.npz", np.int8))
+    assert "conv1.weight declares 67,108,992 bytes" in message  # 64 MiB of data + a 128-byte .npy header
+    assert peak < 4 * MiB, peak
+
+
+def test_an_images_bomb_is_refused_before_inflating(tmp_path):
+    """Images have no expected shape: the whole file is bounded (here 16 MiB, for a 32 MiB bomb)."""
+    bomb(tmp_path / "images.npz", "images", (2**15, 32, 32))
+    peak, message = peak_bytes(lambda: read_npz(tmp_path / "images.npz", "images", max_bytes=16 * MiB))
+    assert "images declares 33,554,560 bytes" in message and "16,777,216 it may hold" in message
+    assert peak < 4 * MiB, peak
+
+
+def test_a_header_that_claims_more_than_the_member_holds(tmp_path):
+    """numpy allocates what the header claims before reading: the claim must match the member.
+    A header of 10**6 x 28 x 28 over the data of 4 images: 4 * 784 = 3,136 bytes + 128 of header."""
+    path = tmp_path / "images.npz"
+    with zipfile.ZipFile(path, "w") as archive, archive.open("images.npy", "w") as member:
+        np.lib.format.write_array_header_1_0(member, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": (10**6, 28, 28)})
+        member.write(bytes(4 * 28 * 28))
+    with pytest.raises(InputError, match=r"images's header says \[1000000, 28, 28\] uint8 \(784,000,128 bytes "
+                                         r"with the header\), the archive holds 3,264"):
+        read_npz(path, "images")
