@@ -69,3 +69,22 @@ def test_a_header_that_claims_more_than_the_member_holds(tmp_path):
     with pytest.raises(InputError, match=r"images's header says \[1000000, 28, 28\] uint8 \(784,000,128 bytes "
                                          r"with the header\), the archive holds 3,264"):
         read_npz(path, "images")
+
+
+def test_a_download_that_fails_its_checksum_leaves_no_folder(tmp_path, capsys):
+    """A mirror of four junk files: the first fails its md5, and the folders made for the data go too."""
+    from lenet_fpga.cli import main
+    from lenet_fpga.model import mnist
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in mnist.FILES:
+        (mirror / name).write_bytes(b"not MNIST")
+    target = tmp_path / "new" / "mnist"
+    assert main(["download", "--data", str(target), "--mirror", mirror.as_uri()]) == 2
+    assert "fails its md5 check" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror"]
+    kept = tmp_path / "kept"  # a folder that was there before is not ours to remove
+    kept.mkdir()
+    assert main(["download", "--data", str(kept), "--mirror", mirror.as_uri()]) == 2
+    assert kept.is_dir() and not list(kept.iterdir())
