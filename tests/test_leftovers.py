@@ -88,3 +88,32 @@ def test_a_download_that_fails_its_checksum_leaves_no_folder(tmp_path, capsys):
     kept.mkdir()
     assert main(["download", "--data", str(kept), "--mirror", mirror.as_uri()]) == 2
     assert kept.is_dir() and not list(kept.iterdir())
+
+
+@pytest.mark.parametrize("n_images, jobs, started", [
+    (1, 12, 1),  # one image is one shard: one worker
+    (5, 12, 5),  # shard_bounds(5, 12): min(5, 12) runs of one image each
+    (40, 3, 3),  # more shards than jobs: the jobs asked for
+])
+def test_a_local_cluster_starts_no_more_workers_than_shards(monkeypatch, n_images, jobs, started):
+    import contextlib
+
+    import lenet_fpga as lf
+    from lenet_fpga.explore import cluster, shards
+
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    @contextlib.contextmanager
+    def fake_client(scheduler, workers):
+        asked.append((scheduler, workers))
+        raise Stop
+
+    monkeypatch.setattr(cluster, "open_client", fake_client)
+    ws = lf.load_weights()
+    with pytest.raises(Stop):
+        shards.simulate_on_cluster(ws, np.zeros((n_images, 28, 28), np.uint8), lf.design_config(ws), "verilator",
+                                   False, "local", workers=jobs)
+    assert asked == [(None, started)]
