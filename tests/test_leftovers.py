@@ -117,3 +117,31 @@ def test_a_local_cluster_starts_no_more_workers_than_shards(monkeypatch, n_image
         shards.simulate_on_cluster(ws, np.zeros((n_images, 28, 28), np.uint8), lf.design_config(ws), "verilator",
                                    False, "local", workers=jobs)
     assert asked == [(None, started)]
+
+
+def test_each_waves_run_dumps_into_its_own_folder(tmp_path, monkeypatch):
+    """Two runs of one cached build: each simulator process is started in a folder of its own
+    (Verilator writes dump.vcd into its working folder, Icarus where +dumpfile_path says), so two
+    runs at once cannot write one file. A fake simulator writes the run's data file name as its
+    waveform: each run must get back its own."""
+    from pathlib import Path
+
+    from lenet_fpga.sim import runner
+
+    class FakeSimulator:
+        def test(self, test_dir, extra_env, results_xml, plusargs=(), **_):
+            dump = next((a.split("=", 1)[1] for a in plusargs if a.startswith("+dumpfile_path=")), None)
+            Path(dump or Path(test_dir) / "dump.vcd").write_text(Path(extra_env["LENET_TB_DATA"]).name)
+            Path(results_xml).write_text('<testsuites><testsuite tests="1" failures="0"/></testsuites>')
+
+    monkeypatch.setattr(runner, "build", lambda *a: (tmp_path, 0.0))
+    monkeypatch.setattr(runner, "_get_runner", lambda simulator: FakeSimulator())
+    for simulator in ("verilator", "icarus"):
+        first = runner.run("", "top", "tb", {}, simulator=simulator, waves=True)
+        second = runner.run("", "top", "tb", {}, simulator=simulator, waves=True)
+        assert first.waves.parent != second.waves.parent
+        assert first.waves.read_text() != second.waves.read_text()
+        assert first.waves.parent.parent == tmp_path  # inside the build cache
+        for result in (first, second):
+            runner.discard_waves(result.waves)
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
