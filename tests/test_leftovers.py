@@ -145,3 +145,47 @@ def test_each_waves_run_dumps_into_its_own_folder(tmp_path, monkeypatch):
         for result in (first, second):
             runner.discard_waves(result.waves)
         assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+BOARD_SIM_WITHOUT_A_SIMULATOR = """
+import sys, time, types
+from pathlib import Path
+from lenet_fpga.sim import runner
+
+def serve(verilog, toplevel, module, data, **_):  # the simulated board: a port, then wait to be stopped
+    Path(data["port_file"]).write_text("/dev/pts/fake")
+    while not Path(data["stop_file"]).exists():
+        time.sleep(0.05)
+    Path(sys.argv[1]).write_text("stopped")
+    return types.SimpleNamespace(outputs={})
+
+runner.run, runner.prepare_simulator = serve, lambda simulator: None
+from lenet_fpga.cli import main
+sys.exit(main(["board-sim", "--build-dir", sys.argv[2]]))
+"""
+
+
+def test_board_sim_cleans_up_on_sigterm(tmp_path):
+    """The real board-sim command, its simulator replaced by a stand-in that serves until told to
+    stop: SIGTERM must stop the simulation and remove board-sim's temporary folder, as Ctrl-C does.
+    (The real simulator's build takes minutes here; its own clean-up is runner.run's ``finally``.)"""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, "-c", BOARD_SIM_WITHOUT_A_SIMULATOR, str(stopped),
+                                str(tmp_path / "build")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "TMPDIR": str(scratch)})
+    try:
+        assert process.stdout.readline().strip() == "/dev/pts/fake"  # serving
+        assert [p.name.startswith("lenet-board-sim-") for p in scratch.iterdir()] == [True]
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert stopped.exists(), "the simulation was not told to stop"
+    assert list(scratch.iterdir()) == [], "board-sim's temporary folder was left behind"
