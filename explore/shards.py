@@ -8,6 +8,8 @@ client puts the parts back in order and returns the ``sim.network.NetworkRun`` t
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..model.errors import InputError
@@ -21,9 +23,13 @@ from .tasks import shard_task
 def simulate_on_cluster(weights, images: np.ndarray, config, simulator: str, back_to_back: bool, scheduler: str,
                         workers: int | None = None, progress=None) -> NetworkRun:
     """``images`` through the RTL on the workers of ``scheduler`` (``"local"``: a LocalCluster of
-    ``workers`` processes); ``progress(n)`` after each shard of ``n`` images."""
+    ``workers`` processes, or fewer when there are fewer shards: one image starts one process);
+    ``progress(n)`` after each shard of ``n`` images."""
     blob = weight_blob(weights)
     fields = config_fields(config, weights.network)
+    if scheduler == "local":  # no more worker processes than the shards they would share
+        requested = workers or os.cpu_count() or 1
+        workers = min(requested, len(shard_bounds(len(images), requested)))
     with cluster.open_client(None if scheduler == "local" else scheduler, workers) as client:
         bounds = shard_bounds(len(images), cluster.worker_count(client))
         cancel = cluster.new_cancel_event()

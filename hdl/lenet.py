@@ -112,11 +112,27 @@ class StreamingConfig:
             if layer.out_channels % filters:
                 raise InputError(f"{layer.name} has {layer.out_channels} filters: {filters} at once does not "
                                  f"divide them (use a divisor of {layer.out_channels})")
+        self._check_lanes(linears)
         unknown = [name for name in self.soft_multipliers if name not in network.names]
         if unknown:
             raise InputError(f"soft multipliers for {', '.join(unknown)}: the network {network.spec} has the "
                              f"layers {', '.join(network.names)}")
         return self
+
+    def _check_lanes(self, linears) -> None:
+        """Lanes beyond a layer's inputs stay idle (output ``j`` takes ``ceil(in / lanes)``
+        cycles, one at most): a lane count per layer is bounded by that layer's inputs, one count
+        for all by the largest layer's. Unbounded, ``--lanes 99999`` built for minutes and gigabytes."""
+        if isinstance(self.linear_lanes, tuple):
+            for layer, lanes in zip(linears, self.linear_lanes):
+                if lanes > layer.in_features:
+                    raise InputError(f"lanes {lanes} for {layer.name}: more than its {layer.in_features} inputs "
+                                     f"(at most {layer.in_features}; more lanes would stay idle)")
+            return
+        widest = max(linears, key=lambda layer: layer.in_features, default=None)
+        if widest is not None and self.linear_lanes > widest.in_features:
+            raise InputError(f"lanes {self.linear_lanes}: more than the {widest.in_features} inputs of {widest.name}, "
+                             f"the widest linear layer (at most {widest.in_features}; more lanes would stay idle)")
 
     def build(self, weights: WeightSet) -> "LeNetAccelerator":
         return LeNetAccelerator(weights, self)

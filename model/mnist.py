@@ -6,6 +6,7 @@ count, then rows and columns for images) followed by uint8 data.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -129,6 +130,17 @@ def download(data_dir, mirror: str = DEFAULT_MIRROR, progress=None, timeout: flo
     """
     check_mirror(mirror)
     data_dir = Path(data_dir)
+    made = [folder for folder in (data_dir, *data_dir.parents) if not folder.exists()]
+    try:
+        return _download_each(data_dir, mirror, progress, timeout)
+    except BaseException:  # a failure or Ctrl-C: remove the folders made for the files, if still empty
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _download_each(data_dir: Path, mirror: str, progress, timeout: float) -> list[Path]:
     fetched = []
     for name, md5 in FILES.items():
         path = data_dir / name

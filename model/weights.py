@@ -12,6 +12,7 @@ layers' weight codes (``codes.py``); every code is checked against it on load an
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -229,7 +230,9 @@ def _json_type(kind) -> str:
 
 def load_arrays(path, dtype, network: Network = LENET5) -> dict[str, np.ndarray]:
     """The state-dict arrays of an .npz, checked against ``network`` (int8 codes or float32)."""
-    return check_params(read_npz(path, "weights"), network, dtype=dtype)
+    # Room for the widest numeric dtype (16 bytes), so that a wrong dtype is named by check_params.
+    limits = {name: math.prod(shape) * 16 for name, shape in network.parameter_shapes.items()}
+    return check_params(read_npz(path, "weights", limits), network, dtype=dtype)
 
 
 def load_float(weights: WeightSet) -> dict[str, np.ndarray] | None:

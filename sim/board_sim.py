@@ -24,7 +24,9 @@ arrives.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -175,6 +177,11 @@ class BoardSim:
         self._stop_file = Path(self._folder.name) / "stop"
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        # Set when the simulation's thread ends. Waited on instead of Thread.join: a join cut
+        # short by Ctrl-C or SIGTERM marks the thread finished while it still runs (CPython
+        # 3.11's bpo-45274 handling), and the next join would return at once, before the
+        # simulation had removed its files.
+        self._done = threading.Event()
 
     def _run(self, verilog: str) -> None:
         from . import runner
@@ -189,6 +196,8 @@ class BoardSim:
             self.stats = {k: int(v) for k, v in result.outputs.items()}
         except BaseException as e:  # shown by start() or stop()
             self._error = e
+        finally:
+            self._done.set()
 
     def start(self, timeout: float = 1800.0) -> str:
         """Build (cached) and start the simulation; return the port once it serves."""
@@ -202,7 +211,7 @@ class BoardSim:
         self._thread.start()
         started = time.monotonic()
         while not self._port_file.exists():
-            if not self._thread.is_alive():
+            if self._done.is_set():
                 raise InputError(f"the simulated board did not start: {self._error}")
             if time.monotonic() - started > timeout:
                 self.stop()
@@ -215,13 +224,13 @@ class BoardSim:
         """Ask the simulation to finish and wait for it."""
         self._stop_file.touch()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._done.wait(timeout)
         self._folder.cleanup()
 
     def wait(self) -> None:
         """Block until the simulation ends (it ends when stopped, or when this process dies)."""
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(0.5)
+        while self._thread is not None and not self._done.wait(0.5):
+            pass
         if self._error is not None and not self._stop_file.exists():
             raise InputError(f"the simulated board stopped: {self._error}")
 
@@ -231,3 +240,23 @@ class BoardSim:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """While inside, SIGTERM (``kill``, a service manager, a test harness stopping the process)
+    raises KeyboardInterrupt in the main thread as Ctrl-C does, so the same clean-up runs: the
+    simulation is told to stop, its data files leave the build cache, its temporary folder goes.
+    SIGTERM's default action would end the process on the spot and leave all three behind."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -15,6 +15,7 @@ import hashlib
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,11 @@ def run(
     runner = _get_runner(simulator)
 
     run_id = f"{os.getpid()}-{time.monotonic_ns()}"
+    # The build folder is shared by every run of the same design: a waveform written there
+    # (Verilator's dump.vcd, Icarus's <top>.fst) by two runs at once would be one file, each
+    # run's waveform silently the other's. Each run dumps into a folder of its own instead; the
+    # caller copies the file out and removes the folder (``discard_waves``).
+    run_dir = Path(tempfile.mkdtemp(prefix="waves-", dir=build_dir)) if waves else build_dir
     data_path = build_dir / f"tb-data-{run_id}.npz"
     out_path = build_dir / f"tb-out-{run_id}.npz"
     results = build_dir / f"results-{run_id}.xml"
@@ -190,7 +196,8 @@ def run(
                 hdl_toplevel=toplevel,
                 hdl_toplevel_lang="verilog",  # a runner that skipped build() cannot infer it
                 build_dir=build_dir,
-                test_dir=build_dir,
+                test_dir=run_dir,
+                plusargs=[f"+dumpfile_path={run_dir / f'{toplevel}.fst'}"] if waves and simulator == "icarus" else [],
                 testcase=testcase,
                 extra_env={"LENET_TB_DATA": str(data_path), "LENET_TB_OUT": str(out_path),
                            "PYTHONPATH": os.pathsep.join(sys.path)},
@@ -212,12 +219,22 @@ def run(
             with np.load(out_path) as npz:
                 outputs = {k: npz[k] for k in npz.files}
             tb_seconds = float(outputs.pop(TB_SECONDS, 0.0))
+    except BaseException:
+        if waves:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         for path in (data_path, out_path, results):
             path.unlink(missing_ok=True)
-    wave_files = sorted(build_dir.glob("*.fst")) + sorted(build_dir.glob("*.vcd"))
+    wave_files = sorted(run_dir.glob("*.fst")) + sorted(run_dir.glob("*.vcd")) if waves else []
     return SimResult(outputs=outputs, seconds=seconds, build_dir=build_dir, waves=wave_files[0] if wave_files else None,
                      tb_seconds=tb_seconds, build_seconds=build_seconds)
+
+
+def discard_waves(waves: Path | None) -> None:
+    """Remove a run's own waveform folder (``SimResult.waves``' parent) once its file is copied."""
+    if waves is not None and waves.parent.name.startswith("waves-"):
+        shutil.rmtree(waves.parent, ignore_errors=True)
 
 
 def build(verilog: str, toplevel: str, simulator: str = "icarus", waves: bool = False,

@@ -99,7 +99,8 @@ def test_import_command_end_to_end(tmp_path, capsys, mnist_dir):
     model = small_model()
     torch.save(model, tmp_path / "model.pt")
     out = tmp_path / "imported.npz"
-    assert main(["import", str(tmp_path / "model.pt"), "--out", str(out), "--data", str(mnist_dir)]) == 0
+    assert main(["import", str(tmp_path / "model.pt"), "--trust-pickle", "--out", str(out),
+                 "--data", str(mnist_dir)]) == 0
     ws = weights.load(out)
     assert ws.network.spec == "4,10:60"
     manifest = json.loads(out.with_suffix(".json").read_text())

@@ -49,7 +49,7 @@ def run(args) -> int:
     from ..model import weights as weight_files
     from ..model.errors import InputError
     from ..sim import runner
-    from ..sim.board_sim import BoardSim, LineNoise, simulated_link
+    from ..sim.board_sim import BoardSim, LineNoise, simulated_link, terminate_as_interrupt
 
     noise = LineNoise(args.flip, args.drop, args.seed)
     if args.divisor < MIN_DIVISOR:
@@ -68,6 +68,14 @@ def run(args) -> int:
           f"{noise.describe()}; building the simulator (minutes the first time)...",
           file=sys.stderr, flush=True)
     sim = BoardSim(link, noise, args.simulator, build_root=build_root, alias=args.link)
+    with terminate_as_interrupt():  # SIGTERM cleans up as Ctrl-C does
+        return serve(sim, args, ws, info, target, noise)
+
+
+def serve(sim, args, ws, info, target, noise) -> int:
+    """Start the simulated board, print its port, and serve until stopped."""
+    import sys
+
     try:
         port = sim.start()
         if args.json:

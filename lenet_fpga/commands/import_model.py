@@ -14,13 +14,18 @@ MaxPool2d, BatchNorm2d (folded), Flatten, Dropout and Linear layers, or its stat
 Convs must be valid (padding 0, stride 1, square kernels), every hidden layer must have a
 ReLU, the last linear layer gives the logits. The model must take pixels as p/255, or give
 --normalize for a model trained on (p/255 - MEAN) / STD. Writes FILE.npz, FILE.json and
-FILE-float.npz like train. Unpickling a whole module runs code from the file: import
-only models you trust."""
+FILE-float.npz like train. A state_dict is read without running anything from the file;
+a whole module can only be unpickled by running code from the file, so it needs
+--trust-pickle (see docs/import.md)."""
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", metavar="MODEL.pt", help="the torch.save file")
     options.out_weights_option(parser)
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow a module saved whole: unpickling it runs code from the file, which can do "
+                             "anything you can (delete or send your files); only for files you trust. Without it "
+                             "only a state_dict is read, and nothing in the file is executed")
     parser.add_argument("--image-size", type=options.positive_int, default=28,
                         help="the model's input side (default 28)")
     parser.add_argument("--pool", type=options.positive_int, default=2,
@@ -54,7 +59,7 @@ def run(args) -> int:
 
     wanted = ImportOptions(**torch_fields(args), image_size=args.image_size, pool=args.pool,
                            normalize=parse_normalize(args.normalize), qat_epochs=args.qat_epochs,
-                           arithmetic=trained_arithmetic(args))
+                           arithmetic=trained_arithmetic(args), trust_pickle=args.trust_pickle)
     result = import_model(args.model, args.out, wanted, log=(lambda *_: None) if args.json else print)
     report_trained(args, result, f", after {args.qat_epochs} QAT epochs" if args.qat_epochs else ", rounded, no QAT")
     return 0

@@ -161,8 +161,8 @@ def lanes_option(parser: argparse.ArgumentParser, design: bool = False) -> None:
                         help="filters computed at once by each conv engine (one value, or one per conv layer; "
                              "each a divisor of its layer's filters); default: the preset's")
     parser.add_argument("--lanes", type=positive_int_list, default=None, metavar="N[,N...]",
-                        help="multipliers of each linear engine (one value, or one per linear layer); "
-                             "default: the preset's. The compact design: its one array's multipliers (default 8)")
+                        help="multipliers of each linear engine (one value, or one per linear layer, each at most its "
+                             "layer's inputs); default: the preset's. The compact design: its one array's multipliers (default 8)")
     parser.add_argument("--compact-weights", choices=list(COMPACT_WEIGHTS), default="auto",
                         help="the compact design's weight memory: bitstream (block RAM with initial values, each "
                              "layer at its code width: a board classifies right after configuration, and its "

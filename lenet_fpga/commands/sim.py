@@ -79,12 +79,16 @@ def save_waves(run, waves_target: Path, ws, config) -> dict:
     from ..model.atomic import atomic_path
     from ..model.errors import InputError
     from ..sim.network import TOPLEVEL
+    from ..sim.runner import discard_waves
     from ..sim.waves import gtkw_layout
 
     if run.waves is None:
         raise InputError("the simulator wrote no waveform file")
-    with atomic_path(waves_target) as tmp:
-        shutil.copyfile(run.waves, tmp)
+    try:
+        with atomic_path(waves_target) as tmp:
+            shutil.copyfile(run.waves, tmp)
+    finally:  # the run's own waveform folder in the build cache (sim/runner.py)
+        discard_waves(run.waves)
     layout = waves_target.with_suffix(".gtkw")
     with atomic_path(layout) as tmp:
         tmp.write_text(read_design(ws, config, lambda design: gtkw_layout(design, waves_target.name, TOPLEVEL)))

@@ -57,7 +57,9 @@ def network_from_text(text: str | None):
     if text is None:
         return LENET5
     if text.endswith(".json"):
-        path = Path(text)
+        from ..model.files import regular_file
+
+        path = regular_file(text, "--network file")  # a FIFO would block the read forever
         try:
             value = json.loads(path.read_text())
         except OSError as e:

@@ -58,13 +58,15 @@ class TrainOptions(TorchOptions):
 @dataclass(frozen=True)
 class ImportOptions(TorchOptions):
     """``import``: what the file does not say (image size, pooling of a state_dict), the input
-    normalisation to fold into conv1, QAT epochs (0: round), and the arithmetic."""
+    normalisation to fold into conv1, QAT epochs (0: round), and the arithmetic. ``trust_pickle``
+    allows a module saved whole, whose unpickling runs code from the file (docs/import.md)."""
 
     image_size: int = 28
     pool: int = 2
     normalize: tuple[float, float] | None = None
     qat_epochs: int = 0
     arithmetic: arith.Arithmetic = arith.Arithmetic()
+    trust_pickle: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
     """A trained PyTorch model (``torch.save`` of a module or its state_dict) as Q2.6 weights:
     its weights rounded, or fine-tuned with ``options.qat_epochs`` of QAT."""
     out, float_path = outputs(out)
-    imported = importer.from_object(importer.load_torch_file(model_file), options.image_size, options.pool,
+    imported = importer.from_object(importer.load_torch_file(model_file, options.trust_pickle), options.image_size, options.pool,
                                     options.normalize)
     network, arithmetic = imported.network, options.arithmetic
     log(network.describe())

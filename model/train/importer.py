@@ -1,6 +1,7 @@
 """Bring your own model: a trained PyTorch LeNet-family network becomes a lenet-fpga weights file.
 
-Accepted: an ``nn.Module`` saved whole (``torch.save(model, path)``) made of ``Conv2d``,
+Accepted: an ``nn.Module`` saved whole (``torch.save(model, path)``; unpickling it runs code from
+the file, so only with ``trust_pickle``, see ``docs/import.md``) made of ``Conv2d``,
 ``ReLU``, ``MaxPool2d``, ``BatchNorm2d`` (folded into the conv before it), ``Flatten``/``Dropout``
 (no-ops at inference) and ``Linear``; or a ``state_dict`` (``torch.save(model.state_dict(),
 path)``), whose 4-D weights are the conv layers and 2-D weights the linear layers, in order,
@@ -18,11 +19,17 @@ the first conv (``normalize``).
 
 from __future__ import annotations
 
+import io
+import pickletools
+import warnings
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..files import regular_file
 from ..network import ConvSpec, Network
 
 
@@ -33,21 +40,70 @@ class Imported:
     notes: tuple[str, ...]  # what was folded or dropped, for the manifest
 
 
-def load_torch_file(path):
-    """The object in a ``torch.save`` file: a state dict (loaded safely) or an ``nn.Module``
-    (unpickled: only load model files you trust)."""
+def load_torch_file(path, trust_pickle: bool = False):
+    """The object in a ``torch.save`` file. A state dict is read by torch's restricted unpickler,
+    which builds tensors and containers and calls nothing else. A whole ``nn.Module`` can only
+    be rebuilt by Python's full unpickler, which calls whatever functions the file names (a
+    hostile file can run any code): only with ``trust_pickle``, the user's explicit opt-in.
+    Without it the file's pickle is only read as data, to say in the error what it holds."""
     import torch
 
+    path = regular_file(path, "model file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"model file not found: {path}") from None
-    except Exception:  # not a plain state dict: a pickled module needs the full unpickler
-        pass
+        with warnings.catch_warnings():  # torch warns about pickle protocols and TorchScript on stderr
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for a damaged or unexpected file
+        safe_error = e
+    if _is_torchscript(path):
+        raise InputError(f"{path} is a TorchScript archive, which import does not read: save the model's "
+                         f"state_dict instead (torch.save(model.state_dict(), F), see docs/import.md)")
+    found = _first_global(path)
+    if found is None:
+        raise InputError(f"cannot read {path} as a PyTorch file: {type(safe_error).__name__}: "
+                         f"{str(safe_error).strip().splitlines()[-1] if str(safe_error).strip() else ''}") from None
+    if not trust_pickle:
+        raise InputError(f"{path} is a pickled {found}, and unpickling it runs code from the file: give "
+                         f"--trust-pickle only if you trust its source, or import its state_dict (docs/import.md)")
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise InputError(f"cannot read {path} as a PyTorch file: {type(e).__name__}: {e}") from None
+
+
+def _is_torchscript(path) -> bool:
+    """torch.jit.save archives hold their code under ``<name>/code/`` and ``constants.pkl``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _first_global(path, max_ops: int = 10_000) -> str | None:
+    """``module.name`` of the first class or function the file's pickle names (for a module saved
+    whole, its class; for a hostile file, the function it would call), read with ``pickletools``,
+    which decodes opcodes and executes nothing; ``None`` when the file is not a pickle that names one."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.split("/", 1)[-1] == "data.pkl"), None)
+                data = archive.read(name) if name is not None else b""
+        else:
+            data = Path(path).read_bytes()
+        strings = []
+        for count, (op, arg, _) in enumerate(pickletools.genops(io.BytesIO(data))):
+            if op.name == "GLOBAL":
+                return str(arg).replace(" ", ".")
+            if op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                return f"{strings[-2]}.{strings[-1]}"
+            if isinstance(arg, str):
+                strings.append(arg)
+            if count >= max_ops:
+                return None
+    except Exception:  # not a pickle, or a damaged one: genops raises ValueError and others
+        return None
+    return None
 
 
 def from_object(obj, image_size: int = 28, pool: int = 2, normalize: tuple[float, float] | None = None) -> Imported:
