@@ -21,7 +21,6 @@ resolved against the network and its weight codes):
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from ..hdl.lenet import PRESETS, StreamingConfig, preset
 from ..model import arith, golden, mnist
 from ..model import images as image_sets
 from ..model import weights as weight_files
+from ..model.documents import read_json
 from ..model.errors import InputError
 from ..model.network import Network
 from ..model.weights import WeightSet
@@ -190,11 +190,9 @@ def load_bench_document(path) -> dict:
     """A ``bench --json`` output, checked enough to tabulate and plot (clear error otherwise)."""
     path = Path(path)
     try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: not a bench --json output ({e})") from None
+        document = read_json(path)
+    except InputError as e:
+        raise InputError(f"{e} (not a bench --json output)" if path.is_file() else str(e)) from None
     rows = document.get("configs") if isinstance(document, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise InputError(f"{path}: not a bench --json output (no 'configs' list)")
