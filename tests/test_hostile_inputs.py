@@ -61,7 +61,8 @@ def bench_document(folder: Path, **row_changes) -> Path:
     row = {name: 1 for name in ("macs", "weight_bits", "multipliers", "dsp_multipliers", "logic_multipliers",
                                 "latency_cycles", "interval_cycles", "interval_floor", "pixel_bound")}
     row.update(name="baseline", network="6,16:120,84", fmax_mhz=None, resources={}, images_per_second=None,
-               accuracy=0.99, rtl=None, layers=[])
+               accuracy=0.99, rtl={"images": 8, "mismatches": 0},
+               layers=[{"layer": "conv1", "macs": 1, "cycles": 1, "floor": 1}])
     row.update(row_changes)
     path = folder / "bench.json"
     path.write_text(json.dumps({"configs": [row]}))
@@ -117,6 +118,11 @@ CASES = [
     ("bench-row-macs-list", 'macs', "bench-report", lambda d: ["bench-report", str(bench_document(d, macs=[1]))]),
     ("bench-row-layers-text", 'layers', "bench-report", lambda d: ["bench-report", str(bench_document(d, layers="x"))]),
     ("bench-row-name-number", 'name', "bench-report", lambda d: ["bench-report", str(bench_document(d, name=3))]),
+    ("bench-row-layer-row-text", 'layers', "bench-report", lambda d: [
+        "bench-report", str(bench_document(d, layers=[{"layer": "conv1", "macs": "x", "cycles": 1, "floor": 1}]))]),
+    ("bench-row-rtl-null", 'rtl', "bench-report", lambda d: ["bench-report", str(bench_document(d, rtl=None))]),
+    ("bench-row-resources-list", 'resources', "bench-report", lambda d: [
+        "bench-report", str(bench_document(d, resources=[1]))]),
     # ---- item 3: build ----
     ("build-dir-under-a-file", 'file', "build", lambda d: [
         "build", "--board", "ulx3s-85f", "--build-dir", str(write(d / "file", "x") / "sub")]),
