@@ -124,7 +124,7 @@ CASES = [
     ("bench-row-resources-list", 'resources', "bench-report", lambda d: [
         "bench-report", str(bench_document(d, resources=[1]))]),
     # ---- item 3: build ----
-    ("build-dir-under-a-file", 'file', "build", lambda d: [
+    ("build-dir-under-a-file", '--build-dir', "build", lambda d: [
         "build", "--board", "ulx3s-85f", "--build-dir", str(write(d / "file", "x") / "sub")]),
     ("build-baud-too-fast", 'baud', "build", lambda d: [
         "build", "--board", "ulx3s-85f", "--baud", "100000000", "--build-dir", str(d / "b")]),
