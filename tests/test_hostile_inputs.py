@@ -206,7 +206,7 @@ def test_scheduler_that_is_not_dask(tmp_path, capsys, monkeypatch, reply):
     monkeypatch.chdir(tmp_path)
     server, address = garbage_server(reply)
     try:
-        code, err = run_cli(["sim", "--scheduler", address, "--n", "1"], capsys)
+        code, err = run_cli(["sim", "--scheduler", address, "--n", "1", "--json"], capsys)  # no progress bar
     finally:
         server.close()
     assert_one_line(code, err, "sim")
