@@ -313,3 +313,44 @@ def test_import_seed_beyond_64_bits(tmp_path, capsys, seed):
     model.write_bytes(b"x")
     code, err = run_cli(["import", str(model), "--out", str(tmp_path / "o.npz"), "--seed", seed], capsys)
     assert_one_line(code, err, "import")
+
+
+def unreadable_cases():
+    """(name, the file refused, argv): every reader of a file the user names."""
+    def weights_npz(d):
+        path = small_weights(d)
+        return path, ["verilog", "--weights", str(path), "--out", str(d / "o.v")]
+
+    def grid(d):
+        return write(d / "g.toml", "lanes = [1]\n"), ["explore", "--grid", str(d / "g.toml"),
+                                                     "--results", str(d / "r.jsonl")]
+
+    def bench(d):
+        return bench_document(d), ["bench-report", str(d / "bench.json")]
+
+    def network(d):
+        return write(d / "n.json", "{}"), ["train", "--network", str(d / "n.json"), "--out", str(d / "t.npz")]
+
+    def picture(d):
+        return write(d / "p.png", "x"), ["classify", str(d / "p.png")]
+
+    def images(d):
+        path = d / "i.npz"
+        np.savez(path, images=np.zeros((1, 28, 28), np.uint8))
+        return path, ["board-run", "--port", "nothing", "--images", str(path)]
+
+    def results(d):
+        return write(d / "r.jsonl", ""), ["explore", "--results", str(d / "r.jsonl")]
+
+    return [("weights-npz", weights_npz), ("grid", grid), ("bench-json", bench), ("network-json", network),
+            ("picture", picture), ("images-npz", images), ("results-jsonl", results)]
+
+
+@pytest.mark.parametrize("make", [c[1] for c in unreadable_cases()], ids=[c[0] for c in unreadable_cases()])
+def test_unreadable_files(tmp_path, capsys, monkeypatch, make):
+    monkeypatch.chdir(tmp_path)
+    victim, argv = make(tmp_path)
+    refuse_to_read(monkeypatch, victim)
+    code, err = run_cli(argv, capsys)
+    assert_one_line(code, err, argv[0])
+    assert victim.name in err, err
