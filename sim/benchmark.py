@@ -182,9 +182,14 @@ def format_table(results: list[dict], pixel_bound: int) -> str:
 
 
 def weight_sets(names) -> list[WeightSet]:
-    """``--weights`` (repeated, or comma-separated): each file, or the shipped network."""
-    files = [part for name in (names or [None]) for part in ((name or "").split(",") if name else [None]) if part != ""]
-    return [weight_files.load(name) for name in files or [None]]
+    """``--weights`` (repeated, or comma-separated): each file, or the shipped network when the
+    option is not given. An empty name (``--weights ,`` or ``''``) is an error, not the shipped network."""
+    if names is None:
+        return [weight_files.load(None)]
+    files = [part.strip() for name in names for part in name.split(",")]
+    if not all(files):
+        raise InputError(f"--weights: empty name in {','.join(names)!r}; name a weights file or 'shipped'")
+    return [weight_files.load(name) for name in files]
 
 
 def load_bench_document(path) -> dict:

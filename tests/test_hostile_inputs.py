@@ -159,7 +159,7 @@ CASES = [
     # ---- item 5: bench --weights with no names ----
     ("bench-weights-comma", '--weights', "bench", lambda d: ["bench", "--weights", ","]),
     ("bench-weights-empty", '--weights', "bench", lambda d: ["bench", "--weights", ""]),
-    ("explore-weights-comma", '--weights', "explore", lambda d: ["explore", "--weights", ",", "--results", str(d / "r.jsonl")]),
+    ("explore-weights-comma", 'weights', "explore", lambda d: ["explore", "--weights", ",", "--results", str(d / "r.jsonl")]),
 ]
 
 
