@@ -354,3 +354,21 @@ def test_unreadable_files(tmp_path, capsys, monkeypatch, make):
     code, err = run_cli(argv, capsys)
     assert_one_line(code, err, argv[0])
     assert victim.name in err, err
+
+
+# ---- classify: a transparent background is paper ----
+
+def test_black_strokes_on_a_transparent_background_are_ink(tmp_path, capsys):
+    from PIL import Image
+
+    from lenet_fpga.model import digits
+
+    rgba = np.zeros((56, 56, 4), np.uint8)  # transparent black everywhere
+    rgba[10:46, 26:30] = (0, 0, 0, 255)  # an opaque black stroke: a 1
+    path = tmp_path / "one.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    grey = digits.load_picture(path)
+    assert grey[0, 0] == 255 and grey[20, 27] == 0  # white paper, black ink
+    assert digits.prepare(grey).max() > 0
+    code, err = run_cli(["classify", str(path)], capsys)
+    assert code == 0 and "Traceback" not in err, err
