@@ -21,7 +21,9 @@ from ..model.errors import InputError
 from ..model.weights import WeightSet
 from .platforms import Board, toolchain_env
 from .pnr import RESOURCE_CELLS, TOP_NAME, parse_nextpnr_report
-from .timing import TimingPath, paths_table, parse_critical_paths
+from .timing import TimingPath, parse_critical_paths, paths_table
+from .uart import divisor_for
+
 
 @dataclass(frozen=True)
 class BuildReport:
@@ -108,15 +110,34 @@ def check_fits(target: Board, weights: WeightSet, config) -> None:
         )
 
 
+def check_baud(target: Board, baud: int) -> int:
+    """The UART divisor for ``baud`` at ``target``'s clock (``uart.divisor_for``: at least 4
+    cycles a bit, within 2 % of the rate); InputError if there is none."""
+    try:
+        return divisor_for(target.clock_hz, baud)
+    except ValueError as e:
+        raise InputError(f"--baud {baud} on the {target.name} ({target.clock_hz / 1e6:g} MHz clock): {e}") from None
+
+
+def make_build_dir(build_dir: Path) -> Path:
+    """``build_dir``, made if it is not there; InputError if it cannot be (under a file, no permission)."""
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--build-dir {build_dir} cannot be made: {e.strerror or e}") from None
+    return build_dir
+
+
 def build_bitstream(target: Board, weights: WeightSet, config, build_dir: Path,
                     baud: int, log=print, seed: int | None = None) -> BuildReport:
     from .top import BoardTop
 
     started = time.time()
+    check_baud(target, baud)
     env = toolchain_env(target.family)
     platform = target.make_platform()
     top = BoardTop(weights, config, target, baud)
-    build_dir.mkdir(parents=True, exist_ok=True)
+    make_build_dir(build_dir)
     report_path = build_dir / f"{TOP_NAME}.report.json"
     report_path.unlink(missing_ok=True)
     log(f"building {target.name} in {build_dir} (Yosys + nextpnr from PyPI; a few minutes)...")

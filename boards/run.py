@@ -122,6 +122,9 @@ def run_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, qui
                 bar.update()
     except BoardError as e:
         error = f"image {len(per_image)}: {e}"
+    except OSError as e:  # pyserial's SerialException: the board unplugged, the port gone
+        reason = (str(e).splitlines() or [e.__class__.__name__])[0]
+        error = f"image {len(per_image)}: the serial line failed ({reason})"
     except KeyboardInterrupt:
         error = "interrupted"
     seconds = time.time() - started

@@ -24,6 +24,7 @@ from ..model.progress import progress
 from .tasks import EVENT_TOPIC
 
 POLL_S = 0.25
+CONNECT_TIMEOUT = "10s"  # to reach a scheduler and hear its handshake
 REDRAW_S = 2.0  # at most this long between redraws of the progress bar
 
 
@@ -36,6 +37,27 @@ def _import_distributed():
     return dask, distributed
 
 
+def check_address(scheduler: str) -> str:
+    """``scheduler`` if it is a Dask address Dask can parse (``tcp://HOST:PORT``, a known
+    scheme, a port 1..65535); InputError otherwise, before any work is done."""
+    _, distributed = _import_distributed()
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    try:
+        scheme, location = parse_address(scheduler, strict=True)
+        if scheme not in backends:
+            raise ValueError(f"unknown scheme {scheme!r} (Dask knows {', '.join(sorted(backends))})")
+        if scheme in ("tcp", "tls"):
+            _, port = parse_host_port(location)
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is not 1..65535")
+    except (ValueError, TypeError) as e:
+        raise InputError(f"--scheduler {scheduler!r} is not a Dask scheduler's address (tcp://HOST:8786): "
+                         f"{str(e).splitlines()[0] if str(e) else e.__class__.__name__}") from None
+    return scheduler
+
+
 @contextlib.contextmanager
 def open_client(scheduler: str | None = None, workers: int | None = None):
     """A Dask client: to the scheduler at ``scheduler`` (``tcp://HOST:8786``), or to a new
@@ -43,10 +65,13 @@ def open_client(scheduler: str | None = None, workers: int | None = None):
     dask, distributed = _import_distributed()
     cluster = None
     if scheduler:
+        check_address(scheduler)
         try:
-            client = distributed.Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as e:
-            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except Exception as e:  # noqa: BLE001 -- whatever a service that is not Dask makes the client raise
+            # (a closed stream, a length header of exabytes: MemoryError, a short frame: struct.error)
+            reason = (str(e).splitlines() or [""])[0][:200] or e.__class__.__name__
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {reason}") from None
     else:
         # One task per worker thread at a time: a second queued on a busy worker would wait
         # there while another worker is free at the end of a sweep.

@@ -33,8 +33,6 @@ A grid file::
 from __future__ import annotations
 
 import itertools
-import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +40,7 @@ from ..boards.configure import design_config
 from ..hdl import designs
 from ..hdl.designs import DEFAULT_DESIGN, DEFAULT_PRESET, GeneratorOptions
 from ..hdl.lenet import PRESETS
+from ..model.documents import read_json, read_toml
 from ..model.errors import InputError
 from ..model.network import Network
 from ..model.weights import WeightSet
@@ -260,13 +259,7 @@ def read_grid_file(path) -> Grid:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"grid file not found: {path}")
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(path.read_text())
-        elif path.suffix == ".json":
-            data = json.loads(path.read_text())
-        else:
-            raise InputError(f"grid file {path}: name it .toml or .json")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"grid file {path} cannot be read: {e}") from None
+    if path.suffix not in (".toml", ".json"):
+        raise InputError(f"grid file {path}: name it .toml or .json")
+    data = (read_toml if path.suffix == ".toml" else read_json)(path, "grid file")
     return grid_from_dict(data, path.parent, str(path))

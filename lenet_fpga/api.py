@@ -229,6 +229,7 @@ def build_for_board(weights: WeightSet, board: str, options: GeneratorOptions = 
     from .boards.platforms import with_clock
 
     target = with_clock(find_board(board), clock_mhz)
+    build.check_baud(target, baud)
     config = design_config(weights, options, board)
     if not force:
         build.check_fits(target, weights, config)

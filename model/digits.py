@@ -19,6 +19,18 @@ from .errors import InputError
 INK_SHARE = 20 / 28  # MNIST: the bounding box fills 20 of 28 pixels
 
 
+def on_white(picture):
+    """A picture with transparency composited on white paper (converting it to grey as it is
+    would drop the alpha: black strokes on a transparent background, whose hidden colour is
+    usually black too, would become all black, a picture with no ink)."""
+    from PIL import Image
+
+    if picture.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in picture.info:
+        return picture
+    rgba = picture.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+
+
 def load_picture(path) -> np.ndarray:
     """A picture file as grey uint8 [H, W] (Pillow reads it)."""
     from PIL import Image, UnidentifiedImageError
@@ -30,7 +42,7 @@ def load_picture(path) -> np.ndarray:
         with Image.open(path) as picture:
             if getattr(picture, "is_animated", False):
                 picture.seek(0)
-            grey = picture.convert("L")
+            grey = on_white(picture).convert("L")
             array = np.asarray(grey, np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"cannot read {path} as a picture: {e}") from None

@@ -84,6 +84,8 @@ def read_idx(path: Path, magic: int, count: int | None = None) -> np.ndarray:
             raw = f.read()
     except FileNotFoundError:
         raise InputError(f"MNIST file not found: {path}") from None
+    except PermissionError as e:
+        raise InputError(f"MNIST file {path} cannot be read: {e.strerror or e}") from None
     except (OSError, EOFError, zlib.error) as e:  # bad gzip header, bad deflate data, truncated, bad CRC
         raise InputError(f"MNIST file {path} is corrupt or truncated: {e}") from None
     ndim = magic & 0xFF
@@ -110,10 +112,13 @@ def load(split: str = "test", data_dir=None, verify_md5: bool = True) -> Split:
     image_file, label_file, count = SPLITS[split]
     for name in (image_file, label_file):
         path = data_dir / name
-        if not path.is_file():
-            raise InputError(f"MNIST file not found: {path} (run `lenet-fpga download --data {data_dir}`)")
-        if verify_md5 and md5sum(path) != FILES[name]:
-            raise InputError(f"MNIST file {path} fails its md5 check (corrupt or not the original)")
+        try:
+            if not path.is_file():
+                raise InputError(f"MNIST file not found: {path} (run `lenet-fpga download --data {data_dir}`)")
+            if verify_md5 and md5sum(path) != FILES[name]:
+                raise InputError(f"MNIST file {path} fails its md5 check (corrupt or not the original)")
+        except OSError as e:  # a folder or file without read permission
+            raise InputError(f"MNIST file {path} cannot be read: {e.strerror or e}") from None
     images = read_idx(data_dir / image_file, IMAGE_MAGIC, count)
     labels = read_idx(data_dir / label_file, LABEL_MAGIC, count)
     if images.shape[1:] != (28, 28):

@@ -88,12 +88,37 @@ class NetworkError(InputError, ValueError):
     """A network description that cannot be a LeNet-family network (the message says why)."""
 
 
+# The largest network this tool takes: every size a user can write is bounded, so that a typo
+# (``99999,1:1``) is refused with the limit instead of an allocator failing for tens of GB
+# in the trainer. Each limit is far above LeNet-5's (28, 281,640 MACs, 44,190 weights,
+# 3,456 conv outputs) and above what fits any FPGA this tool builds for.
+MAX_SIZE = 10_000  # any one number: image side, filters, kernel, pool, width, classes
+MAX_MACS = 50_000_000  # multiply-accumulates per image
+MAX_WEIGHTS = 10_000_000  # weight codes
+MAX_ACTIVATIONS = 1_000_000  # outputs of one conv layer (before its pool), per image
+
+
 def _positive(label: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise NetworkError(f"{label} must be a whole number, not {value!r}")
     if value < 1:
         raise NetworkError(f"{label} must be at least 1, not {value}")
+    if value > MAX_SIZE:
+        shown = f"{value:,}" if value < 10**30 else f"a number of {len(str(value))} digits"
+        raise NetworkError(f"{label} must be at most {MAX_SIZE:,}, not {shown}")
     return value
+
+
+def _check_size(network: Network) -> None:
+    """Refuse a network beyond the limits above, with the limit in the message."""
+    for layer in network.conv_layers:
+        outputs = layer.out_channels * layer.conv_size**2
+        if outputs > MAX_ACTIVATIONS:
+            raise NetworkError(f"{layer.name} has {outputs:,} outputs per image; at most {MAX_ACTIVATIONS:,}")
+    for what, count, limit in (("MACs per image", network.macs, MAX_MACS),
+                               ("weights", network.weights, MAX_WEIGHTS)):
+        if count > limit:
+            raise NetworkError(f"the network has {count:,} {what}; this tool takes at most {limit:,}")
 
 
 @dataclass(frozen=True)
@@ -155,6 +180,7 @@ class Network:
             layers.append(LinearLayer(f"fc{k}", features, width, last=k == len(widths)))
             features = width
         object.__setattr__(self, "layers", tuple(layers))
+        _check_size(self)
 
     # ---- views ----
 
@@ -253,10 +279,13 @@ class Network:
         """A network from its compact spelling ``[SIZE/]CONVS:HIDDEN[:CLASSES]``."""
         if not isinstance(text, str):
             raise NetworkError(f"a network spec must be a string, not {text!r}")
+        if len(longest := max(re.findall(r"\d+", text) or [""], key=len)) > len(str(MAX_SIZE)) + 2:
+            raise NetworkError(f"cannot read network {text[:20]!r}...: a number of {len(longest)} digits "
+                               f"(every size is at most {MAX_SIZE:,})")
         match = _SPEC.fullmatch(text.replace(" ", ""))
         if match is None:
             raise NetworkError(
-                f"cannot read network {text!r}: expected [SIZE/]CONVS:HIDDEN[:CLASSES], "
+                f"cannot read network {text if len(text) <= 60 else text[:60] + '...'!r}: expected [SIZE/]CONVS:HIDDEN[:CLASSES], "
                 f"e.g. 6,16:120,84 (LeNet-5) or 32/6k5p2,16:120,84:10")
         size, convs, hidden, classes = match.group("size", "convs", "hidden", "classes")
         specs = []

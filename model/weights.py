@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import arith
+from .documents import read_json
 from .codes import CodesError, Restriction, check_codes, codes_from_manifest, layer_codes
 from .atomic import atomic_path
 from .errors import InputError
@@ -163,12 +164,7 @@ def load(path=None) -> WeightSet:
     mpath = manifest_path(path)
     if not mpath.is_file():
         raise InputError(f"weights manifest not found: {mpath} (it must sit beside {path.name})")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"weights manifest {mpath} is not valid JSON: {e}") from None
-    except RecursionError:
-        raise InputError(f"weights manifest {mpath} is nested too deeply to be a manifest") from None
+    manifest = read_json(mpath, "weights manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{mpath} is not a lenet-fpga weights manifest")
     version = manifest.get("format_version")

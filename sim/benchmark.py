@@ -21,9 +21,9 @@ resolved against the network and its weight codes):
 
 from __future__ import annotations
 
-import json
 import math
 import time
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from ..hdl.lenet import PRESETS, StreamingConfig, preset
 from ..model import arith, golden, mnist
 from ..model import images as image_sets
 from ..model import weights as weight_files
+from ..model.documents import read_json
 from ..model.errors import InputError
 from ..model.network import Network
 from ..model.weights import WeightSet
@@ -181,30 +182,79 @@ def format_table(results: list[dict], pixel_bound: int) -> str:
 
 
 def weight_sets(names) -> list[WeightSet]:
-    """``--weights`` (repeated, or comma-separated): each file, or the shipped network."""
-    files = [part for name in (names or [None]) for part in ((name or "").split(",") if name else [None]) if part != ""]
-    return [weight_files.load(name) for name in files or [None]]
+    """``--weights`` (repeated, or comma-separated): each file, or the shipped network when the
+    option is not given. An empty name (``--weights ,`` or ``''``) is an error, not the shipped network."""
+    if names is None:
+        return [weight_files.load(None)]
+    files = [part.strip() for name in names for part in name.split(",")]
+    if not all(files):
+        raise InputError(f"--weights: empty name in {','.join(names)!r}; name a weights file or 'shipped'")
+    return [weight_files.load(name) for name in files]
 
 
 def load_bench_document(path) -> dict:
     """A ``bench --json`` output, checked enough to tabulate and plot (clear error otherwise)."""
     path = Path(path)
     try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: not a bench --json output ({e})") from None
+        document = read_json(path)
+    except InputError as e:
+        raise InputError(f"{e} (not a bench --json output)" if path.is_file() else str(e)) from None
     rows = document.get("configs") if isinstance(document, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise InputError(f"{path}: not a bench --json output (no 'configs' list)")
-    needed = {"name", "network", "macs", "weight_bits", "multipliers", "dsp_multipliers", "logic_multipliers",
-              "latency_cycles", "interval_cycles", "interval_floor", "pixel_bound", "fmax_mhz", "resources",
-              "images_per_second", "accuracy", "rtl", "layers"}
     for k, r in enumerate(rows):
-        if missing := needed - set(r):
+        if missing := set(ROW_FIELDS) - set(r):
             raise InputError(f"{path}: row {k + 1} lacks {', '.join(sorted(missing))}")
+        for name, check in ROW_FIELDS.items():
+            if (problem := check(r[name])) is not None:
+                raise InputError(f"{path}: row {k + 1}: {name!r} {problem}")
     return document
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value):
+    return None if _is_number(value) else f"must be a number, not {json.dumps(value)[:40]}"
+
+
+def _optional(check):
+    return lambda value: None if value is None else check(value)
+
+
+def _text(value):
+    return None if isinstance(value, str) else f"must be text, not {json.dumps(value)[:40]}"
+
+
+def _numbers_by_name(value):
+    if not isinstance(value, dict) or not all(_is_number(v) or v is None for v in value.values()):
+        return "must be an object of numbers"
+    return None
+
+
+def _rtl(value):
+    if not isinstance(value, dict) or not all(_is_number(value.get(k)) for k in ("images", "mismatches")):
+        return "must be an object with the numbers 'images' and 'mismatches'"
+    return None
+
+
+def _layers(value):
+    if not isinstance(value, list) or not all(
+            isinstance(row, dict) and isinstance(row.get("layer"), str)
+            and all(_is_number(row.get(k)) for k in ("macs", "cycles", "floor")) for row in value):
+        return "must be a list of layer rows (each a 'layer' name with numbers 'macs', 'cycles' and 'floor')"
+    return None
+
+
+# What tabulating and plotting a bench --json row reads, and the type each must have.
+ROW_FIELDS = {
+    "name": _text, "network": _text,
+    **{name: _number for name in ("macs", "weight_bits", "multipliers", "dsp_multipliers", "logic_multipliers",
+                                  "latency_cycles", "interval_cycles", "interval_floor", "pixel_bound")},
+    **{name: _optional(_number) for name in ("fmax_mhz", "images_per_second", "accuracy")},
+    "resources": _optional(_numbers_by_name), "rtl": _rtl, "layers": _layers,
+}
 
 
 def find_weights(saved: str | None, source: str | None = None) -> Path | None:

@@ -11,6 +11,7 @@ import pytest
 
 from lenet_fpga.boards import flash, platforms
 from lenet_fpga.cli import main
+from lenet_fpga.model.errors import InputError
 
 FAKE = """#!{python}
 import json, os, sys
@@ -49,12 +50,19 @@ def loader(tmp_path, monkeypatch):
     return install, calls
 
 
+# How ecppack's .bit and icepack's .bin begin: a comment block (FF 00 ... 00 FF), then the sync word.
+BITSTREAM_STARTS = {
+    ".bit": b"\xff\x00Part: LFE5U-85F-6CABGA381\x00\x00\xff" + b"\xff\xff\xbd\xb3" + b"\xff" * 56,
+    ".bin": b"\xff\x00\x00\xff" + b"\x7e\xaa\x99\x7e" + b"\x51\x00\x01\x05" * 14,
+}
+
+
 @pytest.fixture
 def bitstreams(tmp_path):
     made = {}
     for suffix in (".bit", ".bin"):
         made[suffix] = tmp_path / f"lenet5{suffix}"
-        made[suffix].write_bytes(b"\xff" * 64)
+        made[suffix].write_bytes(BITSTREAM_STARTS[suffix])
     return made
 
 
@@ -157,7 +165,7 @@ def test_dry_run_json_has_the_command_and_its_checks(loader, bitstreams, capsys)
     assert out.count("\n") == 1
     report = json.loads(out)
     assert report["command"] == [program, "--board", "ulx3s", "--write-sram", bit] and report["target"] == "sram"
-    assert report["dry_run"] is True and len(report["checks"]) == 3
+    assert report["dry_run"] is True and len(report["checks"]) == 4
     assert calls() == [["--Version"]]  # checked, and nothing written
 
 
@@ -168,3 +176,16 @@ def test_json_of_a_real_run_keeps_stdout_for_the_json(loader, bitstreams, capsys
     assert main(["flash", "--board", "ulx3s-85f", "--bitstream", str(bitstreams[".bit"]), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["returncode"] == 1 and report["dry_run"] is False
+
+
+@pytest.mark.parametrize("suffix", [".bit", ".bin"])
+def test_check_bitstream_knows_each_familys_header(tmp_path, suffix):
+    """The check passes a bitstream's start and refuses the other family's, an empty file and text."""
+    other = ".bin" if suffix == ".bit" else ".bit"
+    path = tmp_path / f"x{suffix}"
+    path.write_bytes(BITSTREAM_STARTS[suffix])
+    flash.check_bitstream(path, suffix)
+    for content in (BITSTREAM_STARTS[other], b"", b"module top; endmodule\n"):
+        path.write_bytes(content)
+        with pytest.raises(InputError, match="bitstream"):
+            flash.check_bitstream(path, suffix)

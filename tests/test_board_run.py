@@ -285,3 +285,30 @@ def test_board_run_progress_in_a_log_is_plain_lines(capsys):
     assert "\r" not in err
     assert [line.split(":")[0] for line in err.splitlines() if line.startswith(("weights", "board"))] == [
         "weights", "board"]
+
+
+def test_board_run_keeps_the_results_when_the_board_goes_away(monkeypatch, capsys):
+    """The port fails (pyserial's SerialException, an OSError) after two images, as when the
+    board is unplugged: the two results are printed, the run is not complete, and the command
+    ends with one error line (exit 2), not a traceback."""
+    serial = pytest.importorskip("serial")
+    from lenet_fpga.boards import host
+    from lenet_fpga.cli import main
+
+    board = GoldenBoard(weights.load())
+    real_classify, done = BoardClient.classify, []
+
+    def classify(self, image):
+        if len(done) == 2:
+            raise serial.SerialException("device reports readiness to read but returned no data")
+        done.append(1)
+        return real_classify(self, image)
+
+    monkeypatch.setattr(BoardClient, "classify", classify)
+    monkeypatch.setattr(host, "open_serial", lambda *args: board)
+    assert main(["board-run", "--port", "fake", "--n", "5", "--json"]) == 2
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert [e["index"] for e in out["images"]] == [0, 1] and out["total"]["complete"] is False
+    assert "image 2" in out["total"]["error"] and "serial line failed" in out["total"]["error"]
+    assert "Traceback" not in captured.err and captured.err.count("\n") == 1

@@ -26,9 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--divisor", type=options.positive_int, default=4, metavar="CYCLES",
                         help="simulated clock cycles per UART bit (default and least 4, the fastest simulated line; "
                              "the ULX3S has 217 at 25 MHz)")
-    parser.add_argument("--flip", type=float, default=0.0, metavar="FRACTION",
+    parser.add_argument("--flip", type=options.fraction, default=0.0, metavar="FRACTION",
                         help="fraction of bytes, each way, that get one random bit inverted (e.g. 0.01; default 0)")
-    parser.add_argument("--drop", type=float, default=0.0, metavar="FRACTION",
+    parser.add_argument("--drop", type=options.fraction, default=0.0, metavar="FRACTION",
                         help="fraction of bytes, each way, that are lost (default 0)")
     parser.add_argument("--seed", type=options.nonnegative_int, default=1,
                         help="random seed of the line noise (default 1)")

@@ -52,7 +52,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--method", choices=["greedy", "learned"], default="greedy",
                         help="greedy: the search alone; learned: first train per-layer sparsity thresholds and "
                              "bit-width branches with a cost penalty, then search from there (default greedy)")
-    parser.add_argument("--tradeoff", type=float, default=0.0, metavar="LAMBDA",
+    parser.add_argument("--tradeoff", type=options.nonnegative_float, default=0.0, metavar="LAMBDA",
                         help="after the budgets hold, keep compressing while the loss rises by less than LAMBDA "
                              "times the cost saved (relative to the source network; default 0: stop at the budgets)")
     parser.add_argument("--cost-preset", default="baseline", metavar="NAME",
@@ -77,7 +77,10 @@ def add_arguments(parser) -> None:
 
 
 def assignments(text: str | None, option: str, value=str) -> dict:
-    """``NAME=VALUE,NAME=VALUE`` (in order; a later NAME overrides an earlier one)."""
+    """``NAME=VALUE,NAME=VALUE`` (in order; a later NAME overrides an earlier one); ``value``
+    converts each VALUE (a ValueError, or an argparse type's error, is the user's)."""
+    import argparse
+
     from ..model.errors import InputError
 
     result = {}
@@ -91,6 +94,8 @@ def assignments(text: str | None, option: str, value=str) -> dict:
             result[name.strip()] = value(item.strip())
         except ValueError:
             raise InputError(f"{option}: {name.strip()}={item.strip()} is not a valid value") from None
+        except argparse.ArgumentTypeError as e:
+            raise InputError(f"{option}: {name.strip()}={item.strip()}: {e}") from None
     return result
 
 
@@ -109,7 +114,7 @@ def compress_config(args, network, arithmetic):
         preset=args.cost_preset, learned_epochs=args.learned_epochs,
         **({"lr": args.lr} if args.lr is not None else {}),
         **({"batch_size": args.batch_size} if args.batch_size is not None else {}),
-        **({"cost_weights": assignments(args.cost_weights, "--cost-weights", float)} if args.cost_weights else {}),
+        **({"cost_weights": assignments(args.cost_weights, "--cost-weights", options.nonnegative_float)} if args.cost_weights else {}),
     )
     compress.space_from(config, network)
     return config

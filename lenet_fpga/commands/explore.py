@@ -147,6 +147,8 @@ def run(args) -> int:
     from ..model.atomic import check_output
     from ..model.errors import InputError
 
+    if args.scheduler:
+        cluster.check_address(args.scheduler)
     grid = grid_of(args)
     results = ResultsFile(check_output(args.results or DEFAULT_RESULTS, "--results"))
     picture = check_output(plot_path(args, results.path), "--plots")

@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import subprocess
 
-    from ..boards.flash import check_loader, default_bitstream, find_loader, flash_command
+    from ..boards.flash import check_bitstream, check_loader, default_bitstream, find_loader, flash_command
     from ..boards.platforms import board
     from ..model.errors import InputError
 
@@ -47,12 +47,14 @@ def run(args) -> int:
         raise InputError(f"bitstream not found: {bitstream} (run `lenet-fpga build --board {target.name}` first)")
     if bitstream.suffix != target.bitstream_suffix:
         raise InputError(f"{bitstream}: the {target.title} takes a {target.bitstream_suffix} bitstream")
+    check_bitstream(bitstream, target.bitstream_suffix)
     program = find_loader()
     command = flash_command(program, target, bitstream, args.write_flash, args.cable)
     check_loader(program)
     report = {"board": target.name, "bitstream": str(bitstream), "program": program,
               "target": "flash" if args.write_flash else "sram", "command": command,
-              "checks": ["bitstream found", f"bitstream is {target.bitstream_suffix}", f"{program} starts"],
+              "checks": ["bitstream found", f"bitstream is {target.bitstream_suffix}",
+                         f"bitstream has a {target.bitstream_suffix} header", f"{program} starts"],
               "dry_run": args.dry_run}
     if args.dry_run:
         print(json.dumps(report) if args.json else shlex.join(command))

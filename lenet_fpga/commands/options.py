@@ -7,22 +7,30 @@ Importing this module must stay cheap (``lenet-fpga --help`` imports it): no tor
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..boards.platforms import BOARDS
 from ..hdl.designs import COMPACT_WEIGHTS, DEFAULT_DESIGN, DEFAULT_PRESET, DESIGNS, GeneratorOptions
 from ..model.arith import Arithmetic, Overflow, Rounding
 
 
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
+
+
 def _number(parse, check, words: str):
-    """An argparse type: ``parse`` the text, then require ``check(value)`` ("must be ``words``")."""
+    """An argparse type: ``parse`` the text, then require ``check(value)`` ("must be ``words``").
+    A float must be finite (not inf or nan) unless ``check`` is given one and accepts it."""
     def convert(text: str):
         try:
             value = parse(text)
-        except ValueError:
+        except ValueError:  # also an integer beyond Python's 4300-digit limit
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not a {'whole number' if parse is int else 'number'}") from None
+                f"{_shown(text)} is not a {'whole number' if parse is int else 'number'}") from None
+        if parse is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if not check(value):
-            raise argparse.ArgumentTypeError(f"must be {words}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {words}, got {_shown(text)}")
         return value
     return convert
 
@@ -30,6 +38,8 @@ def _number(parse, check, words: str):
 positive_int = _number(int, lambda v: v >= 1, "at least 1")
 nonnegative_int = _number(int, lambda v: v >= 0, "0 or more")
 positive_float = _number(float, lambda v: v > 0, "above 0")
+nonnegative_float = _number(float, lambda v: v >= 0, "0 or more")
+fraction = _number(float, lambda v: 0 <= v <= 1, "a fraction from 0 to 1")
 bench_runs = _number(int, lambda v: 1 <= v <= 0xFFFF, "1 to 65535 (BENCH's runs are a u16)")
 
 

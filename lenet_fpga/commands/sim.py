@@ -117,6 +117,10 @@ def run(args) -> int:
     from ..model.atomic import check_output
     from ..sim import runner
 
+    if args.scheduler and args.scheduler != "local":
+        from ..explore.cluster import check_address
+
+        check_address(args.scheduler)
     ws = weight_files.load(args.weights)
     config = design_config(ws, options.generator_options(args))
     image_set = simulation.image_set_of(args, ws.network)

@@ -51,22 +51,21 @@ def add_arguments(parser) -> None:
 
 def network_from_text(text: str | None):
     """``--network``: a compact spec (``6,16:120,84``) or a JSON file holding ``Network.to_dict``."""
+    from ..model.documents import read_json
     from ..model.errors import InputError
     from ..model.network import LENET5, Network
 
     if text is None:
         return LENET5
     if text.endswith(".json"):
-        from ..model.files import regular_file
-
-        path = regular_file(text, "--network file")  # a FIFO would block the read forever
         try:
-            value = json.loads(path.read_text())
-        except OSError as e:
-            raise InputError(f"--network: cannot read {path}: {e.strerror or e}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise InputError(f"--network: {path} is not valid JSON ({e.__class__.__name__})") from None
-        return Network.from_dict(value)
+            value = read_json(text, "--network file")
+        except InputError as e:
+            raise InputError(f"--network: {e}") from None
+        try:
+            return Network.from_dict(value)
+        except InputError as e:
+            raise InputError(f"--network {text}: {e}") from None
     return Network.parse(text)
 
 

@@ -105,6 +105,12 @@ def space_from(config: CompressConfig, network: Network) -> Space:
     full = prune.counts_of(network)
     if not 0 < config.min_keep <= 1:
         raise InputError(f"--min-keep must be a share of the channels, above 0 and at most 1, not {config.min_keep}")
+    # A NaN trade-off compares false with everything, an infinite or negative one inverts the
+    # search: each is a run that ends with nonsense, not an error, unless refused here.
+    for label, value in (("--tradeoff", config.tradeoff), *((f"--cost-weights {metric}", weight)
+                                                            for metric, weight in config.cost_weights.items())):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise InputError(f"{label} must be a finite number, 0 or more, not {value!r}")
     for name, count in config.channels.items():
         if name not in full:
             raise InputError(f"--channels names {name!r}: the prunable layers of {network.spec} are "

@@ -9,6 +9,7 @@ neither trains anything itself.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,11 @@ class TrainOptions(TorchOptions):
     start_from: str | None = None  # a weights file whose network and weights to start from
     arithmetic: arith.Arithmetic = arith.Arithmetic()
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
+            raise InputError(f"--lr must be a finite number above 0, not {self.lr}")
+
 
 @dataclass(frozen=True)
 class ImportOptions(TorchOptions):
@@ -67,6 +73,21 @@ class ImportOptions(TorchOptions):
     qat_epochs: int = 0
     arithmetic: arith.Arithmetic = arith.Arithmetic()
     trust_pickle: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_normalize(self.normalize)
+
+
+def check_normalize(normalize) -> None:
+    """(mean, std) of an input normalisation: a finite mean and a finite std above 0 (a NaN or
+    infinite one folds into conv1 as a NaN or all-zero layer, and the import would still
+    "succeed")."""
+    if normalize is None:
+        return
+    mean, std = normalize
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+        raise InputError(f"--normalize takes a finite MEAN and a finite STD above 0, not {mean},{std}")
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,13 @@ def from_state_dict(state: dict, image_size: int = 28, pool: int = 2) -> Importe
     """A state dict's weights in order: 4-D tensors are convs (each followed by ReLU and a
     ``pool`` x ``pool`` max-pool), 2-D tensors linear layers; each ``X.weight`` may have an
     ``X.bias`` beside it. BatchNorm entries (running_mean...) are refused: save the module."""
+    import torch
+
     weights = [(key[: -len(".weight")], value) for key, value in state.items() if key.endswith(".weight")]
+    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()):
+        key, value = next((k, v) for k, v in state.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor)))
+        raise InputError(f"the state dict's entry {str(key)[:40]!r} is a {type(value).__name__}, not a tensor: "
+                         f"a state dict maps names to tensors")
     if any(key.endswith(("running_mean", "running_var")) for key in state):
         raise InputError("the state dict has batch-norm statistics: save the whole module (torch.save(model, ...)) "
                          "so that the batch norms can be folded into their convs")
