@@ -8,11 +8,11 @@ import pytest
 from amaranth.sim import Simulator
 
 from lenet_fpga.boards.request_handler import RequestHandler
-from lenet_fpga.boards import protocol
 from lenet_fpga.boards.configure import design_config, weights_fit_up5k
 from lenet_fpga.hdl.designs import GeneratorOptions
 from lenet_fpga.hdl import compact
 from lenet_fpga.hdl.compact import CompactConfig, plan_layers, weight_words
+from lenet_fpga.hdl.accelerator import AcceleratorSignature
 from lenet_fpga.hdl.compact_parts import WEIGHT_ADDRESS_BITS
 from lenet_fpga.hdl.weight_rom import ROM_LATENCY, WeightROM, ebr_blocks, rom_layout
 from lenet_fpga.model import weights
@@ -88,7 +88,7 @@ def test_block_rams_of_the_shipped_networks():
     assert blocks == {"lenet5_pruned_pow2": 23, "lenet5_small": 24, "lenet5_lowbit": 26, "lenet5_compact": 56,
                       "lenet5_saturate": 92}
     # The link's buffer as ``weights_fit_up5k`` counts it is the request handler's.
-    handler = RequestHandler(protocol.FrameSizes(28, 10), 100, True, 0, 10_000)
+    handler = RequestHandler(AcceleratorSignature(Network()), 100, True, 0, 10_000)
     assert ebr_blocks(8, handler.buffer_depth) == 4
 
 
