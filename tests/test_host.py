@@ -9,7 +9,7 @@ import pytest
 
 from fake_board import FakeBoard, NoisyLine, simple_answer
 from lenet_fpga.boards import protocol
-from lenet_fpga.boards.host import MIN_BAUD, BoardClient, BoardError, open_serial, serial_timeout
+from lenet_fpga.boards.host import MIN_BAUD, MIN_WAIT, BoardClient, BoardError, open_serial, serial_timeout
 from lenet_fpga.boards.protocol import ErrorCode, FrameType
 from lenet_fpga.model.errors import InputError
 
@@ -319,15 +319,23 @@ def test_a_lost_bench_reply_runs_it_again_and_a_noisy_line_stores_in_pieces():
 
 
 class TimedBoard(FakeBoard):
-    """Records the read timeout the client set for each request."""
+    """Records the read timeout the client set for the first read after each request (the
+    client sets what is left of the try's wait before each read)."""
 
     def __init__(self):
         super().__init__()
         self.timeouts = []
+        self._fresh = False
 
     def write(self, data):
-        self.timeouts.append(self.timeout)
+        self._fresh = True
         return super().write(data)
+
+    def read(self, n):
+        if self._fresh:
+            self.timeouts.append(self.timeout)
+            self._fresh = False
+        return super().read(n)
 
 
 def test_read_timeouts_follow_the_exchange():
@@ -342,17 +350,17 @@ def test_read_timeouts_follow_the_exchange():
     board.actions = {len(board.requests): "corrupt"}
     client.classify(image(2))
     whole, piece = 10 * (791 + 52) / 848, 10 * (25 + 9) / 848
-    assert board.timeouts[1] == pytest.approx(whole) and board.timeouts[3] == pytest.approx(piece)
-    assert board.timeouts[-1] == pytest.approx(10 * (7 + 52) / 848)  # CLASSIFY without pixels
+    assert board.timeouts[1] == pytest.approx(whole, rel=1e-3) and board.timeouts[3] == pytest.approx(piece, rel=1e-3)
+    assert board.timeouts[-1] == pytest.approx(10 * (7 + 52) / 848, rel=1e-3)  # CLASSIFY without pixels
     client.set_timeout(0.65)
     client.ping()
-    assert board.timeouts[-1] == 0.2
+    assert board.timeouts[-1] == pytest.approx(0.2, rel=1e-3)
 
 
 def test_a_bench_waits_for_its_runs():
     """A BENCH's reply comes after its runs: the read timeout of that one exchange is the usual
     one (9 + 15 bytes and 7 of framing: 10 x 31 / 848 of the longest) plus the seconds the runs
-    may take; without set_timeout, the port's own plus those seconds, restored afterwards."""
+    may take; with waits from measured round trips, the measured wait plus those seconds."""
     board = TimedBoard()
     client = BoardClient(board)
     client.ping()
@@ -360,12 +368,14 @@ def test_a_bench_waits_for_its_runs():
     client.set_timeout(10.0)
     client.bench(3, seconds=4.0)
     client.ping()
-    assert board.timeouts[-2] == pytest.approx(10 * 31 / 848 + 4.0)
-    assert board.timeouts[-1] == pytest.approx(10 * (7 + 25 + 7) / 848), "the next exchange waits as usual"
+    assert board.timeouts[-2] == pytest.approx(10 * 31 / 848 + 4.0, rel=1e-3)
+    assert board.timeouts[-1] == pytest.approx(10 * (7 + 25 + 7) / 848, rel=1e-3), "the next exchange waits as usual"
     client.timeout = None
-    board.timeout = 0.5
     client.bench(3, seconds=4.0)
-    assert board.timeouts[-1] == 4.5 and board.timeout == 0.5
+    # The fake board answers at once: the measured wait is the floor, MIN_WAIT.
+    assert board.timeouts[-1] == pytest.approx(MIN_WAIT + 4.0, rel=1e-3)
+    client.ping()
+    assert board.timeouts[-1] == pytest.approx(MIN_WAIT, rel=1e-3)
 
 
 def test_read_timeouts_are_bounded():
