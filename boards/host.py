@@ -76,12 +76,14 @@ MAX_RESTARTS = 10  # weight loads the board ended that are started over, without
 class RoundTrips:
     """Round-trip times of good exchanges, and the read timeout they give for the next one.
 
-    Per size class (exchanges of 2^k..2^(k+1)-1 bytes on the line), a smoothed round trip and its
+    Per request type and size class (exchanges of 2^k..2^(k+1)-1 bytes on the line: a CLASSIFY
+    waits for the accelerator, a PING of the same size does not), a smoothed round trip and its
     mean deviation, as TCP keeps them (RFC 6298: gains 1/8 and 1/4, timeout = smoothed + 4
     deviations). An exchange of a size not measured yet takes the nearest larger class's timeout
-    (a longer exchange bounds a shorter one), or the nearest smaller one's scaled up by the bytes.
-    Only replies to a request sent once are measured: each attempt has its own SEQ, so a reply
-    is never taken for another attempt's (Karn's rule holds by construction).
+    of its type (a longer exchange bounds a shorter one), or the nearest smaller one's scaled up by
+    the bytes, or, for a type not measured yet, the same from every type's. Each attempt has its
+    own SEQ, so a reply is never taken for another attempt's (Karn's rule holds by construction),
+    and a reply that comes too late for its own attempt is measured all the same.
 
     ``timeout(n)`` is at least ``floor`` plus the line time of ``n`` bytes (``byte_seconds``
     each: 10 bits at the baud rate; 0 on a pseudo-terminal), and at most ``ceiling``.
@@ -89,14 +91,10 @@ class RoundTrips:
 
     def __init__(self, floor: float, ceiling: float, byte_seconds: float = 0.0):
         self.floor, self.ceiling, self.byte_seconds = floor, ceiling, byte_seconds
-        self._classes: dict[int, tuple[float, float, int]] = {}  # class -> (smoothed, deviation, bytes)
+        self._classes: dict[tuple[int, int], tuple[float, float, int]] = {}  # (type, class) -> (smoothed, deviation, bytes)
 
-    @property
-    def measured(self) -> bool:
-        return bool(self._classes)
-
-    def add(self, exchange_bytes: int, seconds: float) -> None:
-        key = exchange_bytes.bit_length()
+    def add(self, kind: int, exchange_bytes: int, seconds: float) -> None:
+        key = (kind, exchange_bytes.bit_length())
         if key not in self._classes:
             self._classes[key] = (seconds, seconds / 2, exchange_bytes)
             return
@@ -104,17 +102,20 @@ class RoundTrips:
         deviation = 0.75 * deviation + 0.25 * abs(smoothed - seconds)
         self._classes[key] = (0.875 * smoothed + 0.125 * seconds, deviation, exchange_bytes)
 
-    def timeout(self, exchange_bytes: int) -> float | None:
-        """Seconds to wait for the reply to an exchange of this many bytes; None while nothing is measured."""
-        if not self._classes:
+    def timeout(self, kind: int | None, exchange_bytes: int) -> float | None:
+        """Seconds to wait for the reply to an exchange of this many bytes starting with a
+        request of type ``kind`` (None: any); None while nothing is measured."""
+        same = [key for key in self._classes if key[0] == kind]
+        keys = same or list(self._classes)
+        if not keys:
             return None
-        key = exchange_bytes.bit_length()
-        larger = [k for k in self._classes if k >= key]
+        size = exchange_bytes.bit_length()
+        larger = [key for key in keys if key[1] >= size]
         if larger:
-            smoothed, deviation, _ = self._classes[min(larger)]
+            smoothed, deviation, _ = self._classes[min(larger, key=lambda key: (key[1], -self._classes[key][0]))]
             wait = smoothed + 4 * deviation
         else:
-            smoothed, deviation, measured_bytes = self._classes[max(self._classes)]
+            smoothed, deviation, measured_bytes = self._classes[max(keys, key=lambda key: (key[1], self._classes[key][0]))]
             wait = (smoothed + 4 * deviation) * exchange_bytes / measured_bytes
         return min(self.ceiling, max(wait, self.floor + exchange_bytes * self.byte_seconds))
 
@@ -254,6 +255,7 @@ class BoardClient:
         self._trying_since: float | None = None  # when the tries since the last good reply began
         self._silent_wait = 0.0  # seconds waited in vain since the last good reply
         self._last = (0, 0.0, False)  # the last try: its exchange's bytes, its wait, whether nothing came
+        self._sent: dict[int, tuple[float, int, int]] = {}  # SEQ -> (sent at, type, bytes) of recent tries
 
     # ----------------------------------------------------------------------------------------
     # One exchange
@@ -274,14 +276,20 @@ class BoardClient:
         """
         max_payload = self._max_reply() if max_payload is None else max_payload
         exchange = len(request) + (max_payload if reply_payload is None else reply_payload) + protocol.OVERHEAD_BYTES
-        wait = self._wait(exchange)
+        kind = request[1] if len(request) > 1 else None
+        wait = self._wait(exchange, kind)
         self._last = (exchange, wait or 0.0, False)
         if self._trying_since is None:
             self._trying_since = time.monotonic()
         self.port.reset_input_buffer()
         started = time.monotonic()
+        if seq is not None and not self._extra_wait:
+            self._sent[seq] = (started, kind, len(request))
+            while len(self._sent) > 8:
+                del self._sent[next(iter(self._sent))]
         self.port.write(bytes(request))
-        reply = self._read_reply(seq, max_payload, wait)
+        reply = self._read_reply(seq, max_payload, wait, reply_payload)
+        self._sent.pop(reply.seq, None)
         if reply.type == FrameType.ERROR:
             try:
                 code = protocol.parse_error(reply)
@@ -292,12 +300,12 @@ class BoardClient:
             raise BoardError(f"board error {int(code)} ({name}): {text}", code, code in RETRY_CODES)
         exchange = len(request) + len(reply.payload) + protocol.OVERHEAD_BYTES
         if not self._extra_wait:  # a bench's reply waits for its runs: not a round trip of the line
-            self.round_trips.add(exchange, time.monotonic() - started)
+            self.round_trips.add(kind, exchange, time.monotonic() - started)
         self.line.add(exchange, True)
         self._trying_since, self._silent_wait, self._backoff = None, 0.0, 1
         return reply
 
-    def _wait(self, exchange_bytes: int) -> float | None:
+    def _wait(self, exchange_bytes: int, kind: int | None = None) -> float | None:
         """Seconds to wait for the reply to an exchange of this many bytes (see the class
         docstring); None: the port's own timeout (fixed mode before INFO sized it)."""
         if self.timeout is not None:
@@ -305,7 +313,7 @@ class BoardClient:
             longest = (sizes.max_request + sizes.max_reply if sizes else protocol.INFO_LENGTH) \
                 + 2 * protocol.OVERHEAD_BYTES
             return max(MIN_REPLY_WAIT, self.timeout * min(1.0, exchange_bytes / longest)) + self._extra_wait
-        measured = self.round_trips.timeout(exchange_bytes)
+        measured = self.round_trips.timeout(kind, exchange_bytes)
         if measured is None:
             measured = max(FIRST_WAIT, MIN_WAIT + exchange_bytes * self.round_trips.byte_seconds)
         return min(MAX_WAIT, measured * self._backoff) + self._extra_wait
@@ -315,12 +323,16 @@ class BoardClient:
         if self.timeout is not None:
             return MIN_REPLY_WAIT
         short = protocol.OVERHEAD_BYTES + protocol.ERROR_LENGTH
-        return min(MAX_WAIT, self.round_trips.timeout(short) or FIRST_WAIT)
+        return min(MAX_WAIT, self.round_trips.timeout(None, short) or FIRST_WAIT)
 
     def _max_reply(self) -> int:
         return max(protocol.FIXED_REPLY_LENGTHS.values()) if self.info is None else self.info.sizes.max_reply
 
-    def _read_reply(self, seq: int | None, max_payload: int, wait: float | None = None) -> Frame:
+    def _read_reply(self, seq: int | None, max_payload: int, wait: float | None = None,
+                    reply_payload: int | None = None) -> Frame:
+        """The first good frame with SEQ ``seq``, read within ``wait`` seconds (None: the port's
+        own timeout for each read). A frame with a bad CRC and the ``reply_payload`` length
+        expected is taken for the reply, spoiled: the try ends at once."""
         decoder = FrameDecoder(max_payload)
         limit = 4 * (max_payload + protocol.OVERHEAD_BYTES)
         total = corrupt = stale = 0
@@ -334,12 +346,19 @@ class BoardClient:
             for frame in decoder.feed(chunk):
                 if not frame.crc_ok:
                     corrupt += 1
-                    if deadline is not None:
+                    if deadline is not None and len(frame.payload) == reply_payload and self.timeout is None:
+                        deadline = time.monotonic()  # the reply itself, spoiled: nothing more will come
+                    elif deadline is not None:
                         # The reply itself may be what was corrupted: look on for the next SYNC,
                         # but only as long as a frame right behind the bad one would take.
                         deadline = min(deadline, time.monotonic() + self._tail_wait())
                 elif seq is not None and frame.seq != seq:
                     stale += 1
+                    if frame.type != FrameType.ERROR and frame.seq in self._sent:
+                        # the reply to an earlier try, too late for it: its round trip all the same
+                        sent_at, kind, request_bytes = self._sent.pop(frame.seq)
+                        self.round_trips.add(kind, request_bytes + len(frame.payload) + protocol.OVERHEAD_BYTES,
+                                             time.monotonic() - sent_at)
                 else:
                     return frame
             if len(chunk) < wanted or total > limit:
@@ -349,7 +368,7 @@ class BoardClient:
                     what = "an incomplete reply"
                 else:
                     what = "no reply"
-                    self._last = (self._last[0], self._last[1], True)
+                    self._last = (self._last[0], self._last[1], True)  # nothing at all came
                 raise BoardError(f"timeout: {what} from the board ({total} bytes; is it a board with protocol "
                                  f"version {protocol.VERSION} at this baud rate?)", None, True)
 
@@ -400,6 +419,8 @@ class BoardClient:
         if silent:
             self._silent_wait += wait
             self._backoff = min(self._backoff * 2, 1 << 10)
+        elif error.code is not None:  # the board answered this try in time: the wait was long enough
+            self._backoff = 1
 
     def _clean(self) -> bool:
         """Does the line look clean enough for a whole image in one frame?"""
