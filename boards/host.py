@@ -251,9 +251,9 @@ class BoardClient:
         self.line = LineErrors()
         self._noisy = False  # with fixed pieces: the line has lost a frame
         self._extra_wait = 0.0  # seconds the board works before it replies (a BENCH's runs)
-        self._backoff = 1  # the wait's factor: doubled after each try that got no answer at all
+        self._backoff = 1  # the wait's factor: doubled after each try that got nothing back at all
         self._trying_since: float | None = None  # when the tries since the last good reply began
-        self._silent_wait = 0.0  # seconds waited in vain since the last good reply
+        self._silent_wait = 0.0  # seconds waited in vain, nothing coming back, since bytes last came
         self._last = (0, 0.0, False)  # the last try: its exchange's bytes, its wait, whether nothing came
         self._sent: dict[int, tuple[float, int, int]] = {}  # SEQ -> (sent at, type, bytes) of recent tries
 
@@ -368,7 +368,8 @@ class BoardClient:
                     what = "an incomplete reply"
                 else:
                     what = "no reply"
-                    self._last = (self._last[0], self._last[1], True)  # nothing at all came
+                if total == 0:  # nothing at all came: perhaps the wait was too short
+                    self._last = (self._last[0], self._last[1], True)
                 raise BoardError(f"timeout: {what} from the board ({total} bytes; is it a board with protocol "
                                  f"version {protocol.VERSION} at this baud rate?)", None, True)
 
@@ -419,8 +420,8 @@ class BoardClient:
         if silent:
             self._silent_wait += wait
             self._backoff = min(self._backoff * 2, 1 << 10)
-        elif error.code is not None:  # the board answered this try in time: the wait was long enough
-            self._backoff = 1
+        else:  # something came back within the wait: it was long enough
+            self._silent_wait, self._backoff = 0.0, 1
 
     def _clean(self) -> bool:
         """Does the line look clean enough for a whole image in one frame?"""
