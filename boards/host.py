@@ -11,14 +11,17 @@ A serial line loses and corrupts bytes, so the client:
 * matches every reply to its request by SEQ: a late reply to an earlier request, or the ERROR
   BUSY the board adds after one, is skipped, never taken for the answer;
 * resynchronises on the next SYNC after a frame with a bad CRC;
-* sends a request again, a bounded number of times (``retries``, counted in ``retried``), when
-  the board answered BAD_CRC, TIMEOUT, BUSY or TOO_LONG (it carried out nothing) or no good reply
-  came;
-* after the first whole image that did not get through, sends images in short IMAGE pieces
-  (``piece_bytes``) and weight chunks of the same size, until an image goes through without a
-  retry: on a line that corrupts 1 % of bytes a whole-image exchange (843 bytes on the line)
-  gets through once in about 4,800 tries (0.99 ** 843), a 16-pixel piece's (34 bytes) seven
-  times in ten;
+* sends a request again when the board answered BAD_CRC, TIMEOUT, BUSY or TOO_LONG (it carried
+  out nothing) or no good reply came, counted in ``retried``, until ``patience`` passes without
+  a good reply (not after a fixed count: on a line that spoils 5 % of the bytes a 59-byte
+  CLASSIFY exchange gets through once in 21 tries);
+* waits for each reply as long as the round trips it has measured say (``RoundTrips``), so a
+  slow board, such as a simulated one on a loaded machine, gets longer waits, and a lost reply
+  on a fast one costs little; before anything is measured it tries short and often;
+* estimates the fraction of bytes the line spoils from the exchanges it has seen
+  (``LineErrors``) and sizes IMAGE pieces and weight chunks to it: whole images on a clean
+  line, 99-pixel pieces at 1 %, 19 at 5 % (a whole-image exchange, 843 bytes on the line, gets
+  through once in about 4,800 tries at 1 %);
 * resumes a weight load where the board's INFO says it stands when a chunk's reply was lost;
 * waits for a BENCH's reply as long as its runs take on the board, on top of the line time.
 """
@@ -26,7 +29,9 @@ A serial line loses and corrupts bytes, so the client:
 from __future__ import annotations
 
 import collections
+import math
 import random
+import time
 
 import numpy as np
 
@@ -58,9 +63,105 @@ ERROR_TEXT = {
 }
 RETRY_CODES = protocol.RETRY_CODES
 MIN_BAUD = 1200  # below this a read timeout that covers the longest exchange runs into minutes
-PIECE_BYTES = 16  # pixels (or weight bytes) per frame once the line has shown noise
-MIN_REPLY_WAIT = 0.2  # seconds: the shortest read timeout (a USB adapter's latency timer is 16 ms)
-DEFAULT_RETRIES = 10  # further attempts of one request (or one piece, or one chunk)
+PIECE_BYTES = 16  # pixels (or weight bytes) per frame once the line has shown noise, with fixed pieces
+MIN_REPLY_WAIT = 0.2  # seconds: the shortest read timeout with fixed time-outs (set_timeout)
+FIRST_WAIT = 0.25  # seconds: a try's wait while no round trip is measured (doubled after each silent one)
+MIN_WAIT = 0.05  # seconds: the shortest wait measured round trips give (a USB adapter's latency timer is 16 ms)
+MAX_WAIT = 10.0  # seconds: the longest wait for one reply, however slow the board has been
+PATIENCE = 30.0  # seconds without a good reply after which a request is given up
+MAX_RESTARTS = 10  # weight loads the board ended that are started over, without a retries limit
+
+
+# ----------------------------------------------------------------------------------------------
+# What the client learns about the line
+
+
+class RoundTrips:
+    """Round-trip times of good exchanges, and the read timeout they give for the next one.
+
+    Per request type and size class (exchanges of 2^k..2^(k+1)-1 bytes on the line: a CLASSIFY
+    waits for the accelerator, a PING of the same size does not), a smoothed round trip and its
+    mean deviation, as TCP keeps them (RFC 6298: gains 1/8 and 1/4, timeout = smoothed + 4
+    deviations). An exchange of a size not measured yet takes the nearest larger class's timeout
+    of its type (a longer exchange bounds a shorter one), or the nearest smaller one's scaled up by
+    the bytes, or, for a type not measured yet, the same from every type's. Each attempt has its
+    own SEQ, so a reply is never taken for another attempt's (Karn's rule holds by construction),
+    and a reply that comes too late for its own attempt is measured all the same.
+
+    ``timeout(n)`` is at least ``floor`` plus the line time of ``n`` bytes (``byte_seconds``
+    each: 10 bits at the baud rate; 0 on a pseudo-terminal), and at most ``ceiling``.
+    """
+
+    def __init__(self, floor: float, ceiling: float, byte_seconds: float = 0.0):
+        self.floor, self.ceiling, self.byte_seconds = floor, ceiling, byte_seconds
+        self._classes: dict[tuple[int, int], tuple[float, float, int]] = {}  # (type, class) -> (smoothed, deviation, bytes)
+
+    def add(self, kind: int, exchange_bytes: int, seconds: float) -> None:
+        key = (kind, exchange_bytes.bit_length())
+        if key not in self._classes:
+            self._classes[key] = (seconds, seconds / 2, exchange_bytes)
+            return
+        smoothed, deviation, _ = self._classes[key]
+        deviation = 0.75 * deviation + 0.25 * abs(smoothed - seconds)
+        self._classes[key] = (0.875 * smoothed + 0.125 * seconds, deviation, exchange_bytes)
+
+    def timeout(self, kind: int | None, exchange_bytes: int) -> float | None:
+        """Seconds to wait for the reply to an exchange of this many bytes starting with a
+        request of type ``kind`` (None: any); None while nothing is measured."""
+        same = [key for key in self._classes if key[0] == kind]
+        keys = same or list(self._classes)
+        if not keys:
+            return None
+        size = exchange_bytes.bit_length()
+        larger = [key for key in keys if key[1] >= size]
+        if larger:
+            smoothed, deviation, _ = self._classes[min(larger, key=lambda key: (key[1], -self._classes[key][0]))]
+            wait = smoothed + 4 * deviation
+        else:
+            smoothed, deviation, measured_bytes = self._classes[max(keys, key=lambda key: (key[1], self._classes[key][0]))]
+            wait = (smoothed + 4 * deviation) * exchange_bytes / measured_bytes
+        return min(self.ceiling, max(wait, self.floor + exchange_bytes * self.byte_seconds))
+
+
+class LineErrors:
+    """The fraction of bytes the line spoils, estimated from how exchanges of known sizes fared,
+    and the piece size that carries most pixels per byte sent at that rate.
+
+    An exchange of ``n`` bytes (request and reply) gets through when none of its bytes is hit:
+    with a per-byte error rate ``e``, with probability ``(1 - e) ** n``. The estimate is the
+    maximum-likelihood ``e`` over the last ``window`` exchanges that got through or were lost to
+    the line (not those the board was too busy for). A piece of ``p`` pixels with ``o`` bytes of
+    framing carries ``p (1 - e) ** (p + o)`` pixels per attempt on average, most at ``p = -1 /
+    ln(1 - e)`` whatever ``o`` is: 99 pixels at 1 %, 19 at 5 %, whole images on a clean line.
+    """
+
+    def __init__(self, window: int = 64):
+        self._outcomes: collections.deque = collections.deque(maxlen=window)
+
+    def add(self, exchange_bytes: int, got_through: bool) -> None:
+        self._outcomes.append((exchange_bytes, got_through))
+
+    def rate(self) -> float:
+        """The estimated fraction of bytes spoiled (0 before any exchange was lost)."""
+        counts = collections.Counter(self._outcomes)
+        lost = [(n, c) for (n, ok), c in counts.items() if not ok]
+        if not lost:
+            return 0.0
+        through = sum(n * c for (n, ok), c in counts.items() if ok)
+        # d/dq of the log-likelihood in q = 1 - e decreases in q: bisect for its zero.
+        low, high = 0.5, 1.0 - 1e-9
+        for _ in range(40):
+            q = (low + high) / 2
+            slope = through / q - sum(c * n * q ** (n - 1) / (1 - q ** n) for n, c in lost)
+            low, high = (q, high) if slope > 0 else (low, q)
+        return 1.0 - (low + high) / 2
+
+    def best_piece(self, largest: int) -> int:
+        """Pixels (or weight bytes) per frame, 1..``largest``, for the estimated error rate."""
+        e = self.rate()
+        if e <= 0:
+            return largest
+        return max(1, min(largest, round(-1 / math.log1p(-e))))
 
 
 class BoardError(InputError):
@@ -90,23 +191,32 @@ class BoardClient:
     Parameters
     ----------
     port
-        An object with ``write(bytes)``, ``read(n) -> bytes`` (fewer than ``n`` on timeout) and
-        ``reset_input_buffer()``; its read timeout must cover the board's longest reply.
-    retries : int
-        Further attempts of one request (of one IMAGE piece, of one weight chunk) after an
-        error that left nothing done, or no good reply.
-    piece_bytes : int
-        Pixels per IMAGE piece and bytes per weight chunk once the line has lost a frame.
+        An object with ``write(bytes)``, ``read(n) -> bytes`` (fewer than ``n`` on timeout),
+        ``reset_input_buffer()`` and a settable ``timeout``.
+    retries : int, optional
+        At most this many further attempts of one request (of one IMAGE piece, of one weight
+        chunk). Default None: no count; a request is given up after ``patience``.
+    piece_bytes : int, optional
+        Fixed pixels per IMAGE piece and bytes per weight chunk once the line has lost a frame.
+        Default None: sized to the error rate the client measures (``LineErrors``).
     seq : int, optional
         SEQ of the first request (default: random, so a stale reply from an earlier session is
         unlikely to match).
+    patience : float
+        Seconds without a good reply (counting the waits of tries that got no answer at all, so a
+        port that returns at once gives up as a slow one does) after which a request is given up.
+    byte_seconds : float
+        Line time of one byte (10 / baud; 0 on a pseudo-terminal): the least any wait may be.
 
-    A reply is waited for until the port's read times out, or until four replies' worth of bytes
-    came without it (a line that babbles noise cannot hold the client). With ``set_timeout``,
-    the port's timeout is set before each request in proportion to the bytes of the exchange (at
-    least ``MIN_REPLY_WAIT``), so a lost 34-byte exchange costs a fraction of what a lost whole
-    image does, and after a frame with a bad CRC (perhaps the reply, corrupted) the search for
-    the next SYNC goes on only for ``MIN_REPLY_WAIT``.
+    Each try waits for its reply as long as the round trips measured so far say (``RoundTrips``:
+    the smoothed round trip of exchanges of its size plus four deviations), doubled after each
+    try that got no answer at all, up to ``MAX_WAIT``; while nothing is measured (the first
+    PING) ``FIRST_WAIT``, doubled so too. A slow board, such as a simulated one on a loaded
+    machine, therefore only makes the measured round trips longer. After a frame with a bad CRC
+    (perhaps the reply itself) the search for another goes on only as long as a short exchange
+    takes. With ``set_timeout`` the waits are fixed instead, in proportion to each exchange's
+    bytes, as the user asked. A reply is also given up when four replies' worth of bytes came
+    without it (a line that babbles noise cannot hold the client).
 
     Attributes
     ----------
@@ -114,27 +224,41 @@ class BoardClient:
         The last INFO received.
     retried : collections.Counter
         Requests sent again, by reason (``BAD_CRC``, ``TIMEOUT``, ``BUSY``, ``no reply``).
+    round_trips : RoundTrips
+    line : LineErrors
     """
 
-    def __init__(self, port, retries: int = DEFAULT_RETRIES, piece_bytes: int = PIECE_BYTES,
-                 seq: int | None = None):
+    def __init__(self, port, retries: int | None = None, piece_bytes: int | None = None,
+                 seq: int | None = None, patience: float = PATIENCE, byte_seconds: float = 0.0):
         for method in ("write", "read", "reset_input_buffer"):
             if not callable(getattr(port, method, None)):
                 raise TypeError(f"port has no {method}() method; expected a pyserial-like port")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
-        if isinstance(piece_bytes, bool) or not isinstance(piece_bytes, int) or piece_bytes < 1:
-            raise ValueError(f"piece_bytes must be a whole number >= 1, not {piece_bytes!r}")
+        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+            raise ValueError(f"retries must be a whole number >= 0 or None, not {retries!r}")
+        if piece_bytes is not None and (isinstance(piece_bytes, bool) or not isinstance(piece_bytes, int)
+                                        or piece_bytes < 1):
+            raise ValueError(f"piece_bytes must be a whole number >= 1 or None, not {piece_bytes!r}")
+        if not 0 < patience < math.inf:
+            raise ValueError(f"patience must be a positive number of seconds, not {patience!r}")
+        if not 0 <= byte_seconds < 1:
+            raise ValueError(f"byte_seconds must be 0 or a small positive number, not {byte_seconds!r}")
         self.port = port
         self.retries = retries
         self.piece_bytes = piece_bytes
+        self.patience = float(patience)
         self._seq = random.randrange(256) if seq is None else int(seq) & 0xFF
-        self.timeout: float | None = None  # seconds for the longest exchange; None: the port's own
-        self._armed: float | None = None
+        self.timeout: float | None = None  # fixed: seconds for the longest exchange; None: measured
         self.info: protocol.BoardInfo | None = None
         self.retried: collections.Counter = collections.Counter()
-        self._noisy = False
+        self.round_trips = RoundTrips(MIN_WAIT, MAX_WAIT, byte_seconds)
+        self.line = LineErrors()
+        self._noisy = False  # with fixed pieces: the line has lost a frame
         self._extra_wait = 0.0  # seconds the board works before it replies (a BENCH's runs)
+        self._backoff = 1  # the wait's factor: doubled after each try that got nothing back at all
+        self._trying_since: float | None = None  # when the tries since the last good reply began
+        self._silent_wait = 0.0  # seconds waited in vain, nothing coming back, since bytes last came
+        self._last = (0, 0.0, False)  # the last try: its exchange's bytes, its wait, whether nothing came
+        self._sent: dict[int, tuple[float, int, int]] = {}  # SEQ -> (sent at, type, bytes) of recent tries
 
     # ----------------------------------------------------------------------------------------
     # One exchange
@@ -154,10 +278,21 @@ class BoardClient:
         matching reply comes before the reply timeout.
         """
         max_payload = self._max_reply() if max_payload is None else max_payload
-        self._arm(len(request) + (max_payload if reply_payload is None else reply_payload) + protocol.OVERHEAD_BYTES)
+        exchange = len(request) + (max_payload if reply_payload is None else reply_payload) + protocol.OVERHEAD_BYTES
+        kind = request[1] if len(request) > 1 else None
+        wait = self._wait(exchange, kind)
+        self._last = (exchange, wait or 0.0, False)
+        if self._trying_since is None:
+            self._trying_since = time.monotonic()
         self.port.reset_input_buffer()
+        started = time.monotonic()
+        if seq is not None and not self._extra_wait:
+            self._sent[seq] = (started, kind, len(request))
+            while len(self._sent) > 8:
+                del self._sent[next(iter(self._sent))]
         self.port.write(bytes(request))
-        reply = self._read_reply(seq, max_payload)
+        reply = self._read_reply(seq, max_payload, wait, reply_payload)
+        self._sent.pop(reply.seq, None)
         if reply.type == FrameType.ERROR:
             try:
                 code = protocol.parse_error(reply)
@@ -166,39 +301,67 @@ class BoardClient:
             text = ERROR_TEXT.get(code, "unknown error code")
             name = code.name if isinstance(code, ErrorCode) else str(code)
             raise BoardError(f"board error {int(code)} ({name}): {text}", code, code in RETRY_CODES)
+        exchange = len(request) + len(reply.payload) + protocol.OVERHEAD_BYTES
+        if not self._extra_wait:  # a bench's reply waits for its runs: not a round trip of the line
+            self.round_trips.add(kind, exchange, time.monotonic() - started)
+        self.line.add(exchange, True)
+        self._trying_since, self._silent_wait, self._backoff = None, 0.0, 1
         return reply
 
-    def _arm(self, exchange_bytes: int) -> None:
-        """The port's read timeout for an exchange of this many bytes (see the class docstring)."""
-        if self.timeout is None:
-            return
-        sizes = self.info.sizes if self.info is not None else None
-        longest = (sizes.max_request + sizes.max_reply if sizes else protocol.INFO_LENGTH) + 2 * protocol.OVERHEAD_BYTES
-        wait = max(MIN_REPLY_WAIT, self.timeout * min(1.0, exchange_bytes / longest)) + self._extra_wait
-        if wait != self._armed:
-            self.port.timeout = wait
-            self._armed = wait
+    def _wait(self, exchange_bytes: int, kind: int | None = None) -> float | None:
+        """Seconds to wait for the reply to an exchange of this many bytes (see the class
+        docstring); None: the port's own timeout (fixed mode before INFO sized it)."""
+        if self.timeout is not None:
+            sizes = self.info.sizes if self.info is not None else None
+            longest = (sizes.max_request + sizes.max_reply if sizes else protocol.INFO_LENGTH) \
+                + 2 * protocol.OVERHEAD_BYTES
+            return max(MIN_REPLY_WAIT, self.timeout * min(1.0, exchange_bytes / longest)) + self._extra_wait
+        measured = self.round_trips.timeout(kind, exchange_bytes)
+        if measured is None:
+            measured = max(FIRST_WAIT, MIN_WAIT + exchange_bytes * self.round_trips.byte_seconds)
+        return min(MAX_WAIT, measured * self._backoff) + self._extra_wait
+
+    def _tail_wait(self) -> float:
+        """After a frame with a bad CRC: how long another frame right behind it may take."""
+        if self.timeout is not None:
+            return MIN_REPLY_WAIT
+        short = protocol.OVERHEAD_BYTES + protocol.ERROR_LENGTH
+        return min(MAX_WAIT, self.round_trips.timeout(None, short) or FIRST_WAIT)
 
     def _max_reply(self) -> int:
         return max(protocol.FIXED_REPLY_LENGTHS.values()) if self.info is None else self.info.sizes.max_reply
 
-    def _read_reply(self, seq: int | None, max_payload: int) -> Frame:
+    def _read_reply(self, seq: int | None, max_payload: int, wait: float | None = None,
+                    reply_payload: int | None = None) -> Frame:
+        """The first good frame with SEQ ``seq``, read within ``wait`` seconds (None: the port's
+        own timeout for each read). A frame with a bad CRC and the ``reply_payload`` length
+        expected is taken for the reply, spoiled: the try ends at once."""
         decoder = FrameDecoder(max_payload)
         limit = 4 * (max_payload + protocol.OVERHEAD_BYTES)
         total = corrupt = stale = 0
+        deadline = None if wait is None else time.monotonic() + wait
         while True:
             wanted = decoder.needed()
+            if deadline is not None:
+                self.port.timeout = max(0.0, deadline - time.monotonic())
             chunk = self.port.read(wanted)
             total += len(chunk)
             for frame in decoder.feed(chunk):
                 if not frame.crc_ok:
                     corrupt += 1
-                    if self._armed is not None and self._armed > MIN_REPLY_WAIT:
+                    if deadline is not None and len(frame.payload) == reply_payload and self.timeout is None:
+                        deadline = time.monotonic()  # the reply itself, spoiled: nothing more will come
+                    elif deadline is not None:
                         # The reply itself may be what was corrupted: look on for the next SYNC,
-                        # but only as long as a reply right behind the bad frame would take.
-                        self.port.timeout = self._armed = MIN_REPLY_WAIT
+                        # but only as long as a frame right behind the bad one would take.
+                        deadline = min(deadline, time.monotonic() + self._tail_wait())
                 elif seq is not None and frame.seq != seq:
                     stale += 1
+                    if frame.type != FrameType.ERROR and frame.seq in self._sent:
+                        # the reply to an earlier try, too late for it: its round trip all the same
+                        sent_at, kind, request_bytes = self._sent.pop(frame.seq)
+                        self.round_trips.add(kind, request_bytes + len(frame.payload) + protocol.OVERHEAD_BYTES,
+                                             time.monotonic() - sent_at)
                 else:
                     return frame
             if len(chunk) < wanted or total > limit:
@@ -208,6 +371,8 @@ class BoardClient:
                     what = "an incomplete reply"
                 else:
                     what = "no reply"
+                if total == 0:  # nothing at all came: perhaps the wait was too short
+                    self._last = (self._last[0], self._last[1], True)
                 raise BoardError(f"timeout: {what} from the board ({total} bytes; is it a board with protocol "
                                  f"version {protocol.VERSION} at this baud rate?)", None, True)
 
@@ -220,23 +385,57 @@ class BoardClient:
             raise BoardError(f"unexpected reply: expected {expect.name}, got a {reply.describe()}")
         return reply
 
-    def _request(self, type: FrameType, payload: bytes, expect: FrameType, parser, *, while_clean: bool = False):
-        """``_exchange`` and ``parser`` of the reply, sent again after a retryable error; with
-        ``while_clean``, given up (None) instead as soon as the line has lost a frame."""
-        for attempt in range(self.retries + 1):
+    def _request(self, type: FrameType, payload, expect: FrameType, parser, *, while_clean: bool = False):
+        """``_exchange`` and ``parser`` of the reply, sent again after a retryable error until
+        ``_give_up`` says so; with ``while_clean``, given up (None) instead as soon as the line
+        has lost a frame. ``payload``: bytes, or a function giving each attempt's."""
+        attempt = 0
+        while True:
             try:
-                return self._parse(parser, self._exchange(type, payload, expect))
+                return self._parse(parser, self._exchange(type, payload() if callable(payload) else payload, expect))
             except BoardError as e:
-                if not e.retryable or attempt == self.retries:
-                    raise
+                self._give_up(e, attempt, self.retries)
+                attempt += 1
                 self._line_trouble(e)
-                if while_clean and self._noisy:
+                if while_clean and not self._clean():
                     return None
 
+    def _give_up(self, error: BoardError, attempt: int, retries: int | None, since: float | None = None) -> None:
+        """Raise ``error`` unless another attempt is due: it is retryable, ``attempt`` (0 for the
+        first) is below ``retries``, and the tries have not gone without a good reply for
+        ``patience`` seconds (since ``since``, default the last good reply)."""
+        if not error.retryable or (retries is not None and attempt >= retries):
+            raise error
+        since = self._trying_since if since is None else since
+        waited = max(time.monotonic() - since if since is not None else 0.0, self._silent_wait)
+        if waited > self.patience:
+            raise BoardError(f"no good reply from the board for {waited:.0f} s ({attempt + 1} tries of this "
+                             f"request); the last: {error}", error.code) from None
+
     def _line_trouble(self, error: BoardError) -> None:
+        """Count a retry; what the line lost feeds the error rate, a try that got nothing at all
+        doubles the next wait."""
         self.retried[error.reason] += 1
+        exchange, wait, silent = self._last
         if error.code != ErrorCode.BUSY:
             self._noisy = True
+            self.line.add(exchange, False)
+        if silent:
+            self._silent_wait += wait
+            self._backoff = min(self._backoff * 2, 1 << 10)
+        else:  # something came back within the wait: it was long enough
+            self._silent_wait, self._backoff = 0.0, 1
+
+    def _clean(self) -> bool:
+        """Does the line look clean enough for a whole image in one frame?"""
+        sizes = self.sizes
+        return self._piece(sizes.max_piece) >= sizes.pixels
+
+    def _piece(self, largest: int) -> int:
+        """Pixels (or weight bytes) for the next piece (or chunk), at most ``largest``."""
+        if self.piece_bytes is None:
+            return self.line.best_piece(largest)
+        return min(self.piece_bytes, largest) if self._noisy else largest
 
     @staticmethod
     def _parse(parser, frame: Frame):
@@ -274,42 +473,51 @@ class BoardClient:
         def result(frame):
             return protocol.parse_result(frame, sizes)
 
-        if not self._noisy:
+        if self._clean():
             # a whole image while the line is clean; in pieces once it has lost a frame
             answer = self._request(FrameType.CLASSIFY, pixels, FrameType.RESULT, result, while_clean=True)
             if answer is not None:
                 return answer
         before = sum(self.retried.values())
-        self._store_pieces(pixels, min(self.piece_bytes, sizes.max_piece))
+        self._store_pieces(pixels)
         answer = self.classify_stored()
         if sum(self.retried.values()) == before:
             self._noisy = False  # a whole image in pieces without a retry: try whole images again
         return answer
 
-    def _store_pieces(self, pixels: bytes, size: int) -> None:
-        """``pixels`` into the board's image buffer in IMAGE pieces of ``size``, each retried."""
+    def _store_pieces(self, pixels: bytes) -> None:
+        """``pixels`` into the board's image buffer in IMAGE pieces, each retried; each attempt's
+        piece as long as ``_piece`` says at that moment (shorter after losses, longer after
+        successes)."""
         sizes = self.sizes
-        for offset, piece in protocol.pieces(pixels, size, sizes.max_piece):
-            held = self._request(FrameType.IMAGE, offset.to_bytes(2, "little") + piece, FrameType.IMAGE_STORED,
-                                 protocol.parse_stored)
-            if held != offset + len(piece):
+        offset, sent = 0, 0
+
+        def piece() -> bytes:
+            nonlocal sent
+            data = pixels[offset : offset + self._piece(sizes.max_piece)]
+            sent = len(data)
+            return offset.to_bytes(2, "little") + data
+
+        while offset < len(pixels):
+            held = self._request(FrameType.IMAGE, piece, FrameType.IMAGE_STORED, protocol.parse_stored)
+            if held != offset + sent:
                 raise BoardError(f"the board holds {held} pixels after the piece at {offset}, "
-                                 f"expected {offset + len(piece)}")
+                                 f"expected {offset + sent}")
+            offset = held
 
     def store_image(self, image) -> None:
         """One uint8 [side, side] image into the board's image buffer, for ``classify_stored`` and
-        ``bench``: in one IMAGE piece while the line is clean, in ``piece_bytes`` pieces once it
-        has lost a frame."""
+        ``bench``: in one IMAGE piece while the line is clean, in pieces once it has lost a frame."""
         sizes = self.sizes
         pixels = protocol.image_pixels(image, sizes)
-        if not self._noisy:
+        if self._clean():
             held = self._request(FrameType.IMAGE, bytes(protocol.PIECE_HEADER_BYTES) + pixels,
                                  FrameType.IMAGE_STORED, protocol.parse_stored, while_clean=True)
             if held == len(pixels):
                 return
             if held is not None:
                 raise BoardError(f"the board holds {held} pixels after a whole image, expected {len(pixels)}")
-        self._store_pieces(pixels, min(self.piece_bytes, sizes.max_piece))
+        self._store_pieces(pixels)
 
     def classify_stored(self) -> tuple[int, np.ndarray, int]:
         """CLASSIFY without pixels: the image in the board's image buffer -> (class, logits, cycles)."""
@@ -329,18 +537,12 @@ class BoardClient:
         if not seconds >= 0:
             raise ValueError(f"seconds must be 0 or more, not {seconds!r}")
         sizes = self.sizes
-        plain_timeout = self.timeout is None
-        if plain_timeout:  # the port's own timeout, lengthened for this exchange
-            saved = self.port.timeout
-            self.port.timeout = (saved or MIN_REPLY_WAIT) + seconds
-        self._extra_wait = 0.0 if plain_timeout else float(seconds)
+        self._extra_wait = float(seconds)
         try:
             result = self._request(FrameType.BENCH, int(runs).to_bytes(protocol.BENCH_LENGTH, "little"),
                                    FrameType.BENCH_RESULT, lambda frame: protocol.parse_bench(frame, sizes))
         finally:
             self._extra_wait = 0.0
-            if plain_timeout:
-                self.port.timeout = saved
         if result.runs != runs:
             raise BoardError(f"the board ran the image {result.runs} times; {runs} were asked for")
         return result
@@ -362,10 +564,11 @@ class BoardClient:
             the bytes taken so far when the load starts over from byte 0), so a progress bar's
             ``update`` fits.
         retries : int, optional
-            Attempts of each chunk after the first (default: the client's ``retries``).
+            Attempts of each chunk after the first (default: the client's ``retries``; None:
+            until ``patience`` passes without a chunk taken).
         chunk : int, optional
             Image bytes per frame (default and at most the board's largest chunk); smaller once
-            the line has lost a frame (``piece_bytes``).
+            the line has lost a frame, as IMAGE pieces are.
 
         Returns
         -------
@@ -390,20 +593,24 @@ class BoardClient:
         image_crc = protocol.crc32(image)
         report = progress or (lambda _: None)
         offset, attempts, restarts = 0, 0, 0
+        stalled_since = None  # the first failed try of this chunk (INFO's replies are not progress)
 
         def failed(e: BoardError, what: str):
             return BoardError(f"weight load failed at byte {offset} of {len(image)}: {what}: {e}", e.code)
 
         while offset < len(image):
-            data = image[offset : offset + (min(step, self.piece_bytes) if self._noisy else step)]
+            data = image[offset : offset + self._piece(step)]
             payload = bytes([LoadOp.CHUNK]) + offset.to_bytes(4, "little") + data
             try:
                 received, _ = self._parse(protocol.parse_loaded,
                                           self._exchange(FrameType.LOAD_WEIGHTS, payload, FrameType.WEIGHTS_LOADED))
             except BoardError as e:
+                stalled_since = stalled_since or self._trying_since
+                try:
+                    self._give_up(e, attempts, retries, stalled_since)
+                except BoardError as final:
+                    raise failed(final, "the chunk was not taken") from None
                 attempts += 1
-                if not e.retryable or attempts > retries:
-                    raise failed(e, "the chunk was not taken") from None
                 self._line_trouble(e)
                 if e.code is None:  # no good reply: did the board take the chunk? Its INFO says.
                     state = self.ping()
@@ -413,10 +620,10 @@ class BoardClient:
                         continue
                     else:  # the load ended on the board: start over
                         restarts += 1
-                        if restarts > retries:
+                        if restarts > (MAX_RESTARTS if retries is None else retries):
                             raise failed(e, "the load ended on the board too often") from None
                         report(-offset)
-                        offset, attempts = 0, 0
+                        offset, attempts, stalled_since = 0, 0, None
                         continue
                 else:
                     continue
@@ -424,7 +631,7 @@ class BoardClient:
                 raise BoardError(f"weight load: the board reports {received} bytes received after the chunk at "
                                  f"{offset}, expected {offset + len(data)}")
             report(len(data))
-            offset, attempts = received, 0
+            offset, attempts, stalled_since = received, 0, None
 
         self._commit_load(len(image), image_crc, weights_id, retries)
         info = self.ping()
@@ -433,19 +640,25 @@ class BoardClient:
                              f"id {info.weights_id:08x} (expected {weights_id:08x})")
         return info
 
-    def _commit_load(self, total: int, image_crc: int, weights_id: int, retries: int) -> None:
+    def _commit_load(self, total: int, image_crc: int, weights_id: int, retries: int | None) -> None:
         """COMMIT a load of ``total`` bytes whose CRC-32 is ``image_crc`` under ``weights_id``,
-        with up to ``retries`` more attempts; a commit whose reply was lost is recognised by
-        the board's INFO (weights valid under this id, no load in progress)."""
+        with up to ``retries`` more attempts (None: until ``patience`` passes); a commit whose
+        reply was lost is recognised by the board's INFO (weights valid under this id, no load in
+        progress)."""
         commit = bytes([LoadOp.COMMIT]) + total.to_bytes(4, "little") + weights_id.to_bytes(4, "little") \
             + image_crc.to_bytes(4, "little")
-        for attempt in range(retries + 1):
+        attempt, stalled_since = 0, None
+        while True:
             try:
                 self._parse(protocol.parse_loaded, self._exchange(FrameType.LOAD_WEIGHTS, commit, FrameType.WEIGHTS_LOADED))
                 return
             except BoardError as e:
-                if not e.retryable or attempt == retries:
-                    raise BoardError(f"weight load: the board refused the commit: {e}", e.code) from None
+                stalled_since = stalled_since or self._trying_since
+                try:
+                    self._give_up(e, attempt, retries, stalled_since)
+                except BoardError as final:
+                    raise BoardError(f"weight load: the board refused the commit: {final}", e.code) from None
+                attempt += 1
                 self._line_trouble(e)
                 if e.code is None:
                     state = self.ping()

@@ -21,13 +21,10 @@ from .configure import design_config
 from .host import BoardClient, BoardError
 from .platforms import board as find_board
 
-# A pseudo-terminal has no baud rate, and the far end may be a simulation (lenet-fpga board-sim)
-# much slower than a real line: wait this long for the longest exchange's reply.
-PSEUDO_TERMINAL_TIMEOUT = 10.0
 # A bench's reply comes after its runs. A real board runs them at its clock (waited for twice
-# over); a simulated one at the simulator's pace, for which this is a slow floor (Verilator
-# runs board-sim's designs at hundreds of thousands of cycles a second).
-SIMULATED_CYCLES_PER_SECOND = 20_000
+# over); a simulated one at its simulator's pace, which the CLASSIFY just before shows: each
+# run may take this many times that CLASSIFY's whole round trip (its cycles and the line).
+SIMULATED_SLOWDOWN = 3
 
 
 def board_weight_image(ws: weight_files.WeightSet, board: str = "ulx3s-85f",
@@ -159,9 +156,11 @@ def bench_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, r
     golden_logits = golden.forward(image[None], ws.params, info.arithmetic, ws.network)[0]
     golden_class = int(golden.classify(golden_logits))
     client.store_image(image)
+    started = time.monotonic()
     klass, logits, cycles = client.classify_stored()
+    round_trip = time.monotonic() - started
     clock_hz = info.clock_hz or assumed_clock_hz
-    seconds = runs * cycles / SIMULATED_CYCLES_PER_SECOND if simulated else 2 * runs * cycles / clock_hz
+    seconds = SIMULATED_SLOWDOWN * runs * round_trip if simulated else 2 * runs * cycles / clock_hz
     bench = client.bench(runs, seconds)
     per_image = bench.cycles_per_image
     result = {

@@ -7,6 +7,7 @@ in milliseconds.
 """
 
 import random
+import time
 import zlib
 
 import numpy as np
@@ -239,3 +240,47 @@ class NoisyLine:
 
     def reset_input_buffer(self) -> None:
         self.incoming.clear()
+
+
+class SlowLine:
+    """A port between a host and ``board`` whose replies arrive ``delay`` seconds (real time)
+    after their request, as from a simulated board on a loaded machine: a read waits for them up
+    to the port's ``timeout``, and a reply the host stopped waiting for arrives during its next
+    try (clearing the input drops only what has arrived). ``delay`` may be changed on the way."""
+
+    def __init__(self, board: FakeBoard, delay: float):
+        self.board, self.delay = board, delay
+        self.timeout = None
+        self.pending: list[tuple[float, bytes]] = []  # (arrives at, bytes)
+        self.arrived = bytearray()
+
+    def _arrive(self) -> float | None:
+        """Move what has arrived by now; return when the next byte arrives (None: nothing pending)."""
+        now = time.monotonic()
+        while self.pending and self.pending[0][0] <= now:
+            self.arrived += self.pending.pop(0)[1]
+        return self.pending[0][0] if self.pending else None
+
+    def write(self, data: bytes) -> int:
+        self.board.write(data)
+        reply = self.board.read(1 << 20)
+        if reply:
+            self.pending.append((time.monotonic() + self.delay, reply))
+        return len(data)
+
+    def read(self, n: int) -> bytes:
+        deadline = time.monotonic() + (self.timeout if self.timeout is not None else 1.0)
+        while True:
+            upcoming = self._arrive()
+            if len(self.arrived) >= n or upcoming is None or upcoming > deadline:
+                break
+            time.sleep(max(0.0, upcoming - time.monotonic()))
+        if len(self.arrived) < n:
+            time.sleep(max(0.0, deadline - time.monotonic()))
+        data = bytes(self.arrived[:n])
+        del self.arrived[:n]
+        return data
+
+    def reset_input_buffer(self) -> None:
+        self._arrive()
+        self.arrived.clear()

@@ -276,9 +276,16 @@ def test_bench_baseline_table_json_plots(in_tmp_with_shared_build, capsys, simul
     alone = simulate(ws, images, StreamingConfig(ws.arithmetic), simulator=simulator, build_root=sim_build)
     assert int(alone.cycles[0]) == latency
 
-    for name in ("cycles_per_layer.png", "pareto.png"):
-        assert (tmp / "plots" / name).read_bytes()[:8] == PNG
+    assert (tmp / "plots" / "cycles_per_layer.png").read_bytes()[:8] == PNG
     assert not (tmp / "plots" / "resources.png").exists()  # needs --pnr
+    # The Pareto plot needs the accuracy on MNIST's test split, read where bench reads it.
+    from lenet_fpga.model import mnist
+
+    data = mnist.default_data_dir()
+    missing = [name for name in mnist.SPLITS["test"][:2] if not (data / name).is_file()]
+    if missing:
+        pytest.skip(f"no pareto.png without MNIST: {', '.join(missing)} not found in {data}")
+    assert (tmp / "plots" / "pareto.png").read_bytes()[:8] == PNG
 
 
 @pytest.mark.slow

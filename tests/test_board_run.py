@@ -176,7 +176,7 @@ def test_board_run_keeps_the_results_of_a_run_that_fails(monkeypatch, capsys):
 
     board = GoldenBoard(weights.load())
     # Request 0 is board-run's PING, 1 run_on_board's, then one CLASSIFY per image.
-    board.actions = {k: "silent" for k in range(4, 100)}
+    board.actions = {k: "silent" for k in range(4, 10_000)}
     monkeypatch.setattr(host, "open_serial", lambda *args: board)
     assert main(["board-run", "--port", "fake", "--n", "5", "--json"]) == 2
     captured = capsys.readouterr()
@@ -184,9 +184,12 @@ def test_board_run_keeps_the_results_of_a_run_that_fails(monkeypatch, capsys):
     assert [e["index"] for e in out["images"]] == [0, 1] and all(e["match"] for e in out["images"])
     assert out["total"]["complete"] is False and out["total"]["requested"] == 5
     assert "image 2" in out["total"]["error"] and "no reply" in out["total"]["error"]
-    # Image 2: the whole image unanswered (1), then its first piece sent again 10 times (the
-    # client's default retries) before the run gives up.
-    assert out["total"]["retries"] == {"no reply": 1 + 10}
+    # Image 2: the whole image unanswered, then its first piece sent again, each wait twice the
+    # last from the measured one (at least the floor, 0.05 s) up to MAX_WAIT (10 s), until the
+    # waits in vain add up to the client's patience (30 s): at the floor 0.05 x (1 + 2 + ... +
+    # 128) = 12.75 s, then two 10 s waits, 10 tries; fewer if the measured round trips were longer.
+    assert set(out["total"]["retries"]) == {"no reply"} and 3 <= out["total"]["retries"]["no reply"] <= 10
+    assert "no good reply from the board for 3" in out["total"]["error"]
     assert captured.err.count("\n") == 1 and "stopped after 2 of 5 images" in captured.err
 
 

@@ -106,25 +106,32 @@ def test_board_run_bench_on_the_simulated_ulx3s(verilator, sim_build, capsys):
     print(f"board-sim ULX3S bench: {bench}")
 
 
-@pytest.mark.parametrize("n,drop", [
-    (8, 0.0),
-    pytest.param(40, 0.0, marks=pytest.mark.slow),
-    pytest.param(40, 0.002, marks=pytest.mark.slow),
+@pytest.mark.parametrize("n,flip,drop", [
+    (8, 0.01, 0.0),
+    (2, 0.05, 0.0),
+    pytest.param(40, 0.01, 0.002, marks=pytest.mark.slow),
+    pytest.param(40, 0.05, 0.0, marks=pytest.mark.slow),
+    pytest.param(40, 0.02, 0.005, marks=pytest.mark.slow),
 ])
-def test_board_run_on_a_noisy_line(verilator, sim_build, capsys, n, drop):
-    """1 % of the bytes each way with a bit flipped (and, slow, 0.2 % lost): the client sends
-    requests again and images in pieces, and every answer is still bit-exact."""
+def test_board_run_on_a_noisy_line(verilator, sim_build, capsys, n, flip, drop):
+    """1 % and 5 % of the bytes each way with a bit flipped (and, slow, some lost): the client
+    measures the line, sends requests again and images in pieces sized to the error rate, waits
+    as long as the simulator's measured round trips say (longer on a loaded machine) and gives up
+    only after 30 s without a good reply; every answer is still bit-exact. (At 5 % a 59-byte
+    CLASSIFY exchange gets through 0.95 ** 59 = 4.8 % of the time.)"""
     ws, link = design("ulx3s-85f")
-    with BoardSim(link, LineNoise(flip=0.01, drop=drop, seed=11), build_root=sim_build) as sim:
+    with BoardSim(link, LineNoise(flip=flip, drop=drop, seed=11), build_root=sim_build) as sim:
         code, result = board_run(capsys, sim.port, "--n", str(n))
     total = result["total"]
     assert code == 0 and total["complete"] and total["images"] == n and total["mismatches"] == 0, total
     check_golden(result, ws, n)
-    # The noise was there, and was felt: about 1 % of the bytes flipped, requests sent again.
+    # The noise was there, and was felt: about the fraction asked for flipped, requests sent again.
     stats = sim.stats
     flipped = stats["flipped"] / (stats["bytes_to_board"] + stats["bytes_to_host"])
-    assert 0.006 < flipped < 0.014, stats
+    assert 0.6 * flip < flipped < 1.4 * flip, stats
     assert total["retries"].get("BAD_CRC", 0) > 0 and sum(total["retries"].values()) > n, total["retries"]
+    print(f"board-sim, {flip:.0%} flipped, {drop:.1%} dropped: {n} digits at {total['images_per_second_over_link']} "
+          f"digits/s, retries {total['retries']}")
 
 
 @pytest.mark.slow

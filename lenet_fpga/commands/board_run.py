@@ -22,10 +22,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--baud", type=options.positive_int, default=115_200,
                         help="baud rate (default 115200, at least 1200)")
     parser.add_argument("--timeout", type=options.positive_float, default=None, metavar="SECONDS",
-                        help="how long to wait for the reply to the longest exchange (a whole image) before sending "
-                             "the request again, shorter exchanges proportionally less, at least 0.2 s (default: "
-                             "twice the line time at --baud plus 0.5 s, 0.65 s at 115200 baud; 10 s on a "
-                             "pseudo-terminal such as board-sim's)")
+                        help="fixed waits: how long to wait for the reply to the longest exchange (a whole image) "
+                             "before sending the request again, shorter exchanges proportionally less, at least 0.2 s "
+                             "(default: waits from the measured round trips, so a slow board such as board-sim's on a "
+                             "loaded machine gets longer ones; short tries, doubled while unanswered, until the first "
+                             "reply)")
     options.weights_option(parser)
     # A weight load is laid out for the board's design: its board and generator options.
     options.board_option(parser, default="ulx3s-85f",
@@ -55,8 +56,8 @@ def run(args) -> int:
 
     from ..boards import host
     from ..boards.platforms import board as find_board
-    from ..boards.run import (PSEUDO_TERMINAL_TIMEOUT, bench_on_board, board_weight_image, check_board_network,
-                              format_bench, load_board_weights, run_on_board)
+    from ..boards.run import (bench_on_board, board_weight_image, check_board_network, format_bench,
+                              load_board_weights, run_on_board)
     from ..model import images as image_sets
     from ..model import weights as weight_files
     from ..model.errors import InputError
@@ -65,13 +66,14 @@ def run(args) -> int:
     image_set = image_sets.load_image_set(args.images).head(args.n).fitted(ws.network)
     timeout = args.timeout
     simulated = os.path.realpath(args.port).startswith("/dev/pts/")
-    port = host.open_serial(args.port, args.baud, timeout or (PSEUDO_TERMINAL_TIMEOUT if simulated else None))
+    port = host.open_serial(args.port, args.baud, timeout)
     try:
-        client = host.BoardClient(port)
+        # A pseudo-terminal has no baud rate: its far end (board-sim) is as fast as its simulator.
+        client = host.BoardClient(port, byte_seconds=0.0 if simulated else 10 / args.baud)
+        if timeout is not None:
+            client.set_timeout(timeout)
         info = client.ping()
         check_board_network(info, ws)
-        client.set_timeout(timeout or (PSEUDO_TERMINAL_TIMEOUT if simulated
-                                       else host.serial_timeout(args.baud, info.sizes)))
         if args.weights is not None or not info.weights_valid:
             config_design, image = board_weight_image(ws, args.board, options.generator_options(args), with_design=True)
             if config_design != info.design:
