@@ -40,7 +40,7 @@ class ResultsFile:
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON, or an integer longer than Python reads
                 self.damaged += 1
                 continue
             if not isinstance(record, dict) or not isinstance(record.get("key"), str):
@@ -82,7 +82,7 @@ class ResultsFile:
             for line in f.read().splitlines(keepends=True):
                 try:
                     key = json.loads(line).get("key")
-                except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+                except (ValueError, AttributeError):  # UnicodeDecodeError is a ValueError
                     key = None
                 if key in keys:
                     dropped += 1

@@ -341,6 +341,17 @@ def test_results_file_lines_and_a_damaged_last_line(tmp_path):
     assert all(json.loads(line)["key"] != "b" for line in results.path.read_text().splitlines()[:1])
 
 
+
+def test_results_file_skips_a_line_python_cannot_read(tmp_path):
+    """An integer of 5,000 digits is JSON, but past Python's int-string limit: a damaged line
+    for the reader and for ``drop``, not a traceback."""
+    results = ResultsFile(tmp_path / "r.jsonl")
+    results.append({"key": "a", "status": "done"})
+    with open(results.path, "a") as f:
+        f.write('{"key": "b", "cycles": ' + "9" * 5000 + "}\n")
+    assert set(results.read()) == {"a"} and results.damaged == 1
+    assert results.drop(["a"]) == 1 and results.read() == {}
+
 # ---- process groups ----
 
 HANGING_TOOL = """
