@@ -57,7 +57,8 @@ def check_golden(result: dict, ws, n: int) -> None:
 
 
 def test_board_run_on_the_simulated_ulx3s(verilator, sim_build, capsys):
-    """The 40 shipped digits over a clean simulated line: all complete, bit-exact, no retry. Then
+    """The 40 shipped digits over a clean simulated line: all complete, bit-exact, nothing
+    spoiled. Then
     the wrap-trained weights loaded over the line (45 KB) and three digits answered with them, in
     the board's arithmetic."""
     ws, link = design("ulx3s-85f")
@@ -65,7 +66,9 @@ def test_board_run_on_the_simulated_ulx3s(verilator, sim_build, capsys):
         code, result = board_run(capsys, sim.port)
         total = result["total"]
         assert code == 0 and total["complete"] and total["images"] == 40 and total["mismatches"] == 0
-        assert total["retries"] == {}
+        # A clean line spoils nothing; a loaded machine may stall the simulator past a wait
+        # measured from its round trips, and that request is sent again (still bit-exact).
+        assert set(total["retries"]) <= {"no reply"}, total["retries"]
         check_golden(result, ws, 40)
 
         code, result = board_run(capsys, sim.port, "--weights", str(WRAP_WEIGHTS), "--n", "3")
@@ -176,11 +179,15 @@ def test_board_run_on_the_simulated_icebreaker_with_weights_in_its_bitstream(ver
 
 @pytest.mark.parametrize("options,message", [
     (["--divisor", "3"], "at least 4 clock cycles per bit"),
-    (["--flip", "2"], "--flip must be a fraction"),
-    (["--flip", "nan"], "--flip must be a fraction"),
+    (["--flip", "2"], "--flip: must be a fraction from 0 to 1"),
+    (["--flip", "nan"], "--flip: must be a finite number"),
     (["--flip", "0.6", "--drop", "0.6"], "more than all the bytes"),
 ])
 def test_board_sim_refuses_bad_options(capsys, options, message):
-    assert main(["board-sim", *options]) == 2
+    try:
+        code = main(["board-sim", *options])
+    except SystemExit as e:  # argparse refuses a value its type does not take
+        code = e.code
+    assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
