@@ -303,7 +303,19 @@ def _onnxruntime_runner(model):
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return lambda chunk: session.run([OUTPUT], {INPUT: chunk})[0]
+    fixed = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value  # 0: a symbolic batch
+
+    def run_chunk(chunk):
+        if not fixed:
+            return session.run([OUTPUT], {INPUT: chunk})[0]
+        parts = []  # a graph exported with a fixed batch takes exactly that many images a run
+        for start in range(0, len(chunk), fixed):
+            part = chunk[start : start + fixed]
+            padded = np.concatenate([part, np.zeros((fixed - len(part), *part.shape[1:]), part.dtype)])
+            parts.append(session.run([OUTPUT], {INPUT: padded})[0][: len(part)])
+        return np.concatenate(parts)
+
+    return run_chunk
 
 
 def _qonnx_runner(model):
@@ -328,3 +340,13 @@ def _qonnx_runner(model):
         return execute_onnx(fixed[n], {INPUT: chunk})[OUTPUT]
 
     return run_chunk
+
+
+def compare(exported: Exported, weights: WeightSet, images) -> tuple[int, int]:
+    """Run ``exported`` on ``images`` (uint8 ``[N,S,S]`` at the network's size) and the golden
+    model with the arithmetic it was built for: (logits compared, logits equal)."""
+    from . import golden
+
+    want = golden.forward(images, weights.params, exported.arithmetic, weights.network)
+    got = run(exported.model, images, exported.format)
+    return int(want.size), int((got == want).sum()) if got.shape == want.shape else 0
