@@ -90,6 +90,16 @@ def test_shipped_network_on_all_10000_mnist_images(name, fmt, mnist_test):
     assert assert_every_logit_equal(ws, images, fmt) == 10_000 * ws.network.classes
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("mode", MODES, ids=mode_id)
+def test_the_shipped_weights_in_every_arithmetic_on_all_10000_mnist_images(mode, fmt, mnist_test):
+    """Both roundings and both overflows on the whole test set (the shipped files have half-up only)."""
+    needs(fmt)
+    ws = lf.load_weights()
+    assert assert_every_logit_equal(ws, mnist_test.images, fmt, mode) == 10_000 * ws.network.classes
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_the_shipped_weights_under_the_other_arithmetics(fmt):
     """The same weights exported with --rounding/--overflow: each graph is its own arithmetic's."""
