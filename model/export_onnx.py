@@ -269,10 +269,10 @@ def _with_shapes(model, real: bool):
         import onnx
 
         return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    _require("qonnx")
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.infer_shapes import InferShapes
 
-    _require("qonnx")
     return ModelWrapper(model).transform(InferShapes()).model
 
 

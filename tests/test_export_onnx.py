@@ -264,7 +264,7 @@ def test_weight_quantizer_passes_exactly_the_levels(restriction, expected):
     """Derived by hand above; then qonnx's own quant() maps every level to itself, and with one
     bit fewer it would not (the width is the narrowest)."""
     assert exporter.weight_quantizer(restriction) == expected
-    quant = pytest.importorskip("qonnx.custom_op.general.quant", reason="qonnx is not installed").quant
+    quant = pytest.importorskip("qonnx.custom_op.general.quant", reason="qonnx is not installed (pip install 'lenet-fpga[onnx]')").quant
     scale, bits, narrow = expected
     levels = restriction.levels.astype(np.float32) / 64
     out = quant(levels, np.float32(scale / 64), np.float32(0), np.float32(bits), 1, int(narrow), "ROUND")
@@ -404,6 +404,13 @@ def test_without_onnx_the_export_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
     with pytest.raises(lf.InputError, match=r"needs the onnx package .*pip install 'lenet-fpga\[onnx\]'"):
         exporter.build(lf.load_weights(), "onnx")
+
+
+def test_without_qonnx_the_qonnx_export_says_what_to_install(monkeypatch):
+    pytest.importorskip("onnx", reason="the onnx package is not installed (pip install 'lenet-fpga[onnx]')")
+    monkeypatch.setitem(sys.modules, "qonnx", None)
+    with pytest.raises(lf.InputError, match=r"needs the qonnx package .*pip install 'lenet-fpga\[onnx\]'"):
+        exporter.build(lf.load_weights(), "qonnx")
 
 
 def test_importing_the_library_does_not_import_onnx():
