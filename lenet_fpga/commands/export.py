@@ -42,7 +42,7 @@ def run(args) -> int:
     from ..model import weights as weight_files
 
     ws = weight_files.load(args.weights)
-    images = _check_images(ws.network, sample_digits().images) if args.check else None
+    images, which = _check_images(ws.network, sample_digits().images) if args.check else (None, None)
     result = export_onnx(ws, args.format, out=args.out, options=options.generator_options(args),
                          check_images=images, batch=args.batch)
     report = {**result.to_dict(), "weights": str(ws.path), "written": result.path is not None}
@@ -53,7 +53,7 @@ def run(args) -> int:
               f"{report['nodes']} nodes)")
         if args.check:
             runtime = "onnxruntime" if args.format == "onnx" else "qonnx's executor"
-            print(f"checked in {runtime} on {result.checked_images} images: {result.equal_logits} of "
+            print(f"checked in {runtime} on {result.checked_images} {which}: {result.equal_logits} of "
                   f"{result.checked_logits} logits equal to the golden model's")
     if not result.exact:
         print(f"lenet-fpga export: error: the {args.format} graph differs from the golden model in "
@@ -65,12 +65,13 @@ def run(args) -> int:
 
 def _check_images(network, digits):
     """The shipped digits at the network's size, or for a network smaller than they are, the
-    same number of seeded random images."""
+    same number of seeded random images; and what they are."""
     import numpy as np
 
     from ..model.images import fit
 
     if digits.shape[-1] <= network.image_size:
-        return fit(digits, network.image_size)
+        return fit(digits, network.image_size), "shipped digits"
     rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (len(digits), network.image_size, network.image_size), dtype=np.uint8)
+    return rng.integers(0, 256, (len(digits), network.image_size, network.image_size), dtype=np.uint8), \
+        "random images"
