@@ -31,8 +31,8 @@ from .model.weights import WeightSet
 __all__ = [
     "DESIGNS", "GeneratorOptions", "InputError", "WeightSet",
     "load_weights", "sample_digits", "mnist_test_set", "run_golden", "design_config", "generate_verilog",
-    "simulate", "build_for_board", "connect_board", "train", "import_model", "compress",
-    "GoldenResult", "VerilogResult", "SimulationResult",
+    "simulate", "build_for_board", "connect_board", "train", "import_model", "compress", "export_onnx",
+    "GoldenResult", "VerilogResult", "SimulationResult", "ExportResult",
 ]
 
 
@@ -111,6 +111,62 @@ def compress(weights: WeightSet, out, config=None, options=None, start: str = "c
     config = config or CompressConfig()
     return flow.compress(weights, out, config, generator_cost_model(config.preset, weights.arithmetic),
                          options or flow.TorchOptions(), start=start, log=log)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """An exported graph: the ``onnx.ModelProto`` (``model``), its ``format`` (``onnx`` or
+    ``qonnx``), the arithmetic it computes, each layer's largest accumulator (all below 2**24,
+    which float32 holds exactly), and what the check against the golden model found:
+    ``checked_logits`` compared on ``checked_images`` images, ``equal_logits`` equal. The file
+    (``path``) is written only when every checked logit is equal."""
+
+    model: object
+    format: str
+    network: str
+    arithmetic: str
+    bounds: dict
+    checked_images: int
+    checked_logits: int
+    equal_logits: int
+    path: Path | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.equal_logits == self.checked_logits
+
+    def to_dict(self) -> dict:
+        return {"onnx": None if self.path is None else str(self.path), "format": self.format,
+                "network": self.network, "arithmetic": self.arithmetic, "nodes": len(self.model.graph.node),
+                "accumulator_bounds": self.bounds, "checked_images": self.checked_images,
+                "checked_logits": self.checked_logits, "equal_logits": self.equal_logits}
+
+
+def export_onnx(weights: WeightSet, format: str = "onnx", out=None, options: GeneratorOptions = GeneratorOptions(),
+                check_images=None, batch: int | None = None) -> ExportResult:
+    """``weights``' integer network as an ONNX (``format="onnx"``, run it with onnxruntime) or
+    QONNX graph (``"qonnx"``, ``Quant`` nodes; qonnx's executor): uint8 pixels ``[N,1,S,S]`` in,
+    int32 logits in the golden model's units out (``docs/export.md``). The arithmetic is the
+    weights' own unless ``options`` says otherwise. With ``check_images`` (uint8 ``[N,S,S]``,
+    smaller images centred) the graph runs on them and every logit is compared with the golden
+    model's; ``out`` is written (atomically) only if all are equal. ``batch`` fixes the batch
+    size (FINN and qonnx's executor want one; default: symbolic). Needs the ``onnx`` extra."""
+    from .model import export_onnx as exporter
+    from .model.atomic import atomic_path, check_output
+
+    exporter.check_format(format)
+    target = None if out is None else check_output(out, "out")
+    exported = exporter.build(weights, format, options.arithmetic(weights.arithmetic), batch)
+    n_images = compared = equal = 0
+    if check_images is not None:
+        fitted = image_sets.ImageSet(np.asarray(check_images, np.uint8), None).fitted(weights.network).images
+        n_images = len(fitted)
+        compared, equal = exporter.compare(exported, weights, fitted)
+    if target is not None and equal == compared:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(exported.to_bytes())
+    return ExportResult(exported.model, format, weights.network.spec, exported.arithmetic.describe(), exported.bounds,
+                        n_images, compared, equal, target if equal == compared else None)
 
 
 def design_config(weights: WeightSet, options: GeneratorOptions = GeneratorOptions(), board: str | None = None):

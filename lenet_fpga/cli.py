@@ -17,7 +17,7 @@ from .commands.options import HelpFormatter
 from .model.errors import InputError
 
 # In the order of the flow, as `lenet-fpga --help` lists them.
-COMMANDS = ("train", "import_model", "compress", "eval", "download", "verilog", "sim", "classify", "bench",
+COMMANDS = ("train", "import_model", "compress", "eval", "export", "download", "verilog", "sim", "classify", "bench",
             "bench_report", "explore", "build", "flash", "board_run", "board_sim", "demo")
 
 

@@ -56,7 +56,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$python" -m venv "$VENV"
 fi
 
-extras="sim,boards,explore,dev"
+# onnx (lenet-fpga export): onnx, onnxruntime and qonnx have wheels for every supported Python.
+extras="sim,boards,explore,onnx,dev"
 case "$TRAIN" in
     yes) train=1 ;;
     no) train=0 ;;

@@ -37,7 +37,7 @@ def parse(argv: list[str]) -> dict:
 
 
 def test_the_commands_are_the_modules_of_lenet_fpga_commands():
-    assert len(COMMANDS) == len(cli.COMMANDS) == 16
+    assert len(COMMANDS) == len(cli.COMMANDS) == 17
     assert {"train", "import", "eval", "verilog", "sim", "demo", "board-sim", "bench-report"} <= set(COMMANDS)
 
 
