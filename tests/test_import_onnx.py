@@ -186,6 +186,12 @@ def test_files_that_are_not_onnx_graphs_are_refused_without_reading_forever(tmp_
     (tmp_path / "text.onnx").write_text("not a graph\n" * 10)
     assert main(["import", str(tmp_path / "text.onnx"), "--out", str(tmp_path / "w.npz")]) == 2
     assert "cannot read" in (err := capsys.readouterr().err) and "as an ONNX model" in err
+    huge = tmp_path / "huge.onnx"
+    with open(huge, "wb") as f:  # sparse: no disk used, and refused by its size before a byte is read
+        f.truncate(onnx_import.MAX_BYTES + 1)
+    assert main(["import", str(huge), "--out", str(tmp_path / "w.npz")]) == 2
+    assert f"an ONNX LeNet-family model is far smaller (at most {onnx_import.MAX_BYTES:,} read)" in \
+        capsys.readouterr().err
     assert not (tmp_path / "w.npz").exists()
 
 
@@ -274,7 +280,7 @@ def test_a_trained_model_imports_within_half_a_point_of_its_float_accuracy(tmp_p
     """The unseen model (its batch norms too) trained for 400 steps of 64 images, exported by
     torch's default exporter, imported through the command line with one QAT epoch; the
     accuracies are on all 10,000 MNIST test images. (Rounded without QAT, such a model lost
-    2 points here: its folded batch norms give conv biases beyond Q2.6's +-2.)"""
+    2 points here: the batch norm folded into fc1 gave it biases beyond Q2.6's range.)"""
     torch.set_num_threads(2)
     model = train_briefly(unseen_model(), mnist.load("train", mnist_dir), steps=400)
     path = export(model, tmp_path / "unseen.onnx")

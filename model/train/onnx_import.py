@@ -50,8 +50,9 @@ MIN_OPSET = 9
 INSTALL_HINT = "pip install -e '.[onnx]'"
 
 # Nodes that only compute a Reshape's target shape (the legacy exporter's ``x.view(x.size(0), -1)``).
-SHAPE_OPS = frozenset({"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Constant",
-                       "ConstantOfShape", "Mul", "Div", "ReduceProd", "Identity"})
+# (Not ConstantOfShape: a tiny graph could ask onnxruntime for a tensor of any size with it.)
+SHAPE_OPS = frozenset({"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Constant", "Mul",
+                       "Div", "ReduceProd", "Identity"})
 ACTIVATIONS = frozenset({"Sigmoid", "Tanh", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "HardSigmoid",
                          "HardSwish", "Softplus", "Softsign", "Gelu", "Mish", "Clip", "ThresholdedRelu", "Erf",
                          "Swish"})
