@@ -301,3 +301,17 @@ def test_a_trained_model_imports_within_half_a_point_of_its_float_accuracy(tmp_p
     test = mnist.load("test", mnist_dir)
     assert golden.accuracy(golden.forward(test.images, ws.params, ws.arithmetic, ws.network), test.labels) == \
         accuracy["fixed"]
+
+
+def test_a_model_of_normalised_pixels_is_fed_and_folded_alike(untrained_onnx):
+    """--normalize: onnxruntime is fed (p/255 - 0.13) / 0.31 and conv1 takes the normalisation in
+    (what import_model does), and the two agree; fed p/255 they would not."""
+    from lenet_fpga.model.train import importer
+
+    graph = onnx_import.read(untrained_onnx)
+    folded = importer.fold_normalization(graph.imported, 0.13, 0.31)
+    images = random_images()
+    ours = golden.float_forward(images, folded.params, folded.network)
+    fed_normalised = onnx_import.runtime_outputs(graph, images, normalize=(0.13, 0.31))
+    np.testing.assert_allclose(ours, fed_normalised, rtol=1e-5, atol=1e-5)
+    assert np.abs(ours - onnx_import.runtime_outputs(graph, images)).max() > 1e-2

@@ -520,7 +520,11 @@ class _Walker:
         self.shape = (weight.shape[0],)
 
     def _op_Dropout(self, node, where, attrs):
-        pass  # a no-op at inference (onnxruntime ignores its ratio and training_mode is off)
+        """A no-op at inference, unless its ``training_mode`` input (opset 12) says otherwise."""
+        if len(node.input) > 2 and node.input[2]:
+            mode = self.consts.get(node.input[2])
+            if mode is None or np.asarray(mode).any():
+                raise InputError(f"{where}: a Dropout in training mode (export the model in eval mode)")
 
     def _op_Identity(self, node, where, attrs):
         pass
