@@ -22,6 +22,8 @@ pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed (pip install -e '.[onnx]')")
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install -e '.[onnx]')")
+# torch's default exporter (torch >= 2.9) writes ONNX through onnxscript, which the extra brings too
+pytest.importorskip("onnxscript", reason="the onnx extra is not installed (pip install -e '.[onnx]')")
 from lenet_fpga.model.train import onnx_import  # noqa: E402  (after the skips: it needs onnx)
 from lenet_fpga.model.train.flow import ImportOptions, import_model  # noqa: E402
 
