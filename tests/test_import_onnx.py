@@ -167,6 +167,42 @@ def test_what_the_hardware_cannot_do_is_refused_naming_the_node(tmp_path, layers
     assert "\n" not in str(refused.value)
 
 
+def small_graph(path, middle) -> str:
+    """conv (4 filters), then the nodes ``middle(helper)`` from "r" to "m", then flatten and a
+    linear layer: a hand-built graph for what no exporter writes by itself."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    init = [numpy_helper.from_array(rng.normal(0, 0.2, shape).astype(np.float32), name)
+            for name, shape in (("w", (4, 1, 5, 5)), ("fw", (10, 4 * 12 * 12)))]
+    init.append(numpy_helper.from_array(np.array(True), "training"))
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[5, 5]), helper.make_node("Relu", ["c"], ["r"]),
+             *middle(helper), helper.make_node("MaxPool", ["m"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "fw"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 28, 28])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
+    onnx.save(model, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("middle, message", [
+    (lambda h: [h.make_node("Identity", ["r"], ["m"])], None),  # the graph itself is read
+    (lambda h: [h.make_node("Identity", ["r"], ["i"]), h.make_node("Add", ["r", "i"], ["m"])],
+     r"node 1? ?.*\(Add\): the network must be one chain of layers"),
+    (lambda h: [h.make_node("Swizzle", ["r"], ["m"], domain="custom")], r"\(Swizzle\): an operator of domain 'custom'"),
+    (lambda h: [h.make_node("Dropout", ["r", "", "training"], ["m"])], r"\(Dropout\): a Dropout in training mode"),
+    (lambda h: [h.make_node("LeakyRelu", ["r"], ["m"])], r"\(LeakyRelu\): the hardware has no LeakyRelu"),
+])
+def test_hand_built_graphs_read_or_refused(tmp_path, middle, message):
+    path = small_graph(tmp_path / "g.onnx", middle)
+    if message is None:
+        assert onnx_import.read(path).imported.network.spec == "4:"
+        return
+    with pytest.raises(InputError, match=message):
+        onnx_import.read(path)
+
+
 def test_an_input_that_is_not_one_grey_square_image_is_refused(tmp_path):
     import warnings
 
