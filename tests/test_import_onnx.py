@@ -189,7 +189,7 @@ def small_graph(path, middle) -> str:
 @pytest.mark.parametrize("middle, message", [
     (lambda h: [h.make_node("Identity", ["r"], ["m"])], None),  # the graph itself is read
     (lambda h: [h.make_node("Identity", ["r"], ["i"]), h.make_node("Add", ["r", "i"], ["m"])],
-     r"node 1? ?.*\(Add\): the network must be one chain of layers"),
+     r"\(Add\): the network must be one chain of layers"),
     (lambda h: [h.make_node("Swizzle", ["r"], ["m"], domain="custom")], r"\(Swizzle\): an operator of domain 'custom'"),
     (lambda h: [h.make_node("Dropout", ["r", "", "training"], ["m"])], r"\(Dropout\): a Dropout in training mode"),
     (lambda h: [h.make_node("LeakyRelu", ["r"], ["m"])], r"\(LeakyRelu\): the hardware has no LeakyRelu"),
