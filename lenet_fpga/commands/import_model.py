@@ -1,4 +1,4 @@
-"""``lenet-fpga import``: a trained PyTorch model as Q2.6 weights."""
+"""``lenet-fpga import``: a trained PyTorch or ONNX model as Q2.6 weights."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from . import options
 from .train import report_trained, torch_fields, trained_arithmetic
 
 NAME = "import"
-HELP = "turn a trained PyTorch LeNet-family model into Q2.6 weights (optionally with QAT)"
+HELP = "turn a trained PyTorch or ONNX LeNet-family model into Q2.6 weights (optionally with QAT)"
 DESCRIPTION = """\
 Import a trained PyTorch model: a whole nn.Module (torch.save(model, F)) of Conv2d, ReLU,
 MaxPool2d, BatchNorm2d (folded), Flatten, Dropout and Linear layers, or its state_dict
@@ -16,18 +16,27 @@ ReLU, the last linear layer gives the logits. The model must take pixels as p/25
 --normalize for a model trained on (p/255 - MEAN) / STD. Writes FILE.npz, FILE.json and
 FILE-float.npz like train. A state_dict is read without running anything from the file;
 a whole module can only be unpickled by running code from the file, so it needs
---trust-pickle (see docs/import.md)."""
+--trust-pickle (see docs/import.md).
+
+Or an ONNX graph (MODEL.onnx, from torch.onnx.export or tf2onnx; needs the onnx extra,
+pip install -e '.[onnx]'): Conv, Relu, MaxPool, Flatten/Reshape, Gemm or MatMul+Add,
+BatchNormalization (folded), Dropout, and a Softmax at the end (dropped: the class is the
+same). It says its own pooling and input size. Nothing in it is executed but standard
+operators: onnxruntime measures the model's float accuracy on the MNIST test images and
+checks that the imported network gives the same outputs before quantizing. What the
+hardware cannot compute is refused naming the node."""
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", metavar="MODEL.pt", help="the torch.save file")
+    parser.add_argument("model", metavar="MODEL.pt|MODEL.onnx",
+                        help="the torch.save file, or an ONNX graph (by its .onnx suffix or its content)")
     options.out_weights_option(parser)
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow a module saved whole: unpickling it runs code from the file, which can do "
                              "anything you can (delete or send your files); only for files you trust. Without it "
                              "only a state_dict is read, and nothing in the file is executed")
     parser.add_argument("--image-size", type=options.positive_int, default=28,
-                        help="the model's input side (default 28)")
+                        help="the model's input side (default 28; an ONNX graph with a fixed input size says its own)")
     parser.add_argument("--pool", type=options.positive_int, default=2,
                         help="max-pool after each conv, for a state_dict (default 2; a module says its own)")
     parser.add_argument("--normalize", metavar="MEAN,STD", default=None,
@@ -54,7 +63,7 @@ def parse_normalize(text: str | None) -> tuple[float, float] | None:
 
 
 def run(args) -> int:
-    """A PyTorch model -> Q2.6 weights (optionally fine-tuned with QAT), like ``train``'s output."""
+    """A PyTorch or ONNX model -> Q2.6 weights (optionally fine-tuned with QAT), like ``train``'s output."""
     from ..model.train.flow import ImportOptions, import_model
 
     wanted = ImportOptions(**torch_fields(args), image_size=args.image_size, pool=args.pool,

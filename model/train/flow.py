@@ -22,7 +22,7 @@ from ..cost import CostModel
 from ..errors import InputError
 from ..network import LENET5, Network
 from . import compress as compression
-from . import importer, qat
+from . import importer, onnx_import, qat
 
 # numpy's and torch's seeds are 64-bit at most
 MAX_SEED = 2**63 - 1
@@ -199,18 +199,52 @@ def train(out, options: TrainOptions = TrainOptions(), log=print) -> Trained:
     return _trained(out, float_path, network, options.arithmetic, accuracy, seconds)
 
 
+def _read_model(model_file, options: ImportOptions) -> tuple[importer.Imported, onnx_import.OnnxModel | None]:
+    """The network and float parameters in ``model_file``: an ONNX graph (``onnx_import``, by its
+    suffix or first byte), else a ``torch.save`` file; the ONNX graph too, to run it."""
+    if onnx_import.is_onnx_file(model_file):
+        graph = onnx_import.read(model_file, options.image_size)
+        imported = graph.imported
+        if options.normalize is not None:
+            imported = importer.fold_normalization(imported, *options.normalize)
+        return imported, graph
+    return importer.from_object(importer.load_torch_file(model_file, options.trust_pickle), options.image_size,
+                                options.pool, options.normalize), None
+
+
+def _checked_against_runtime(graph: onnx_import.OnnxModel, imported: importer.Imported, test_split: mnist.Split,
+                             options: ImportOptions, log) -> dict:
+    """The ONNX model's own float accuracy (onnxruntime) on the test images, after checking that
+    the imported float network gives its outputs on every one of them (else the graph was misread:
+    nothing is quantized)."""
+    runtime = onnx_import.runtime_outputs(graph, test_split.images, options.normalize, options.threads)
+    ours = onnx_import.apply_tail(golden.float_forward(test_split.images, imported.params, imported.network),
+                                  graph.tail)
+    difference = float(np.abs(ours - runtime).max())
+    scale = max(1.0, float(np.abs(runtime).max()))
+    if not difference <= 1e-3 * scale:  # float32 against float64: about 1e-6 of the logits' size
+        image = int(np.abs(ours - runtime).max(axis=1).argmax())
+        raise InputError(f"the imported network does not compute what the ONNX graph computes (output difference "
+                         f"{difference:.3g} on test image {image}): the graph holds something import misread")
+    accuracy = golden.accuracy(runtime, test_split.labels)
+    log(f"onnxruntime: the ONNX model's float accuracy {accuracy:.2%} on {len(test_split.labels):,} test images; "
+        f"the imported float network gives the same outputs (largest difference {difference:.2g})")
+    return {"float_accuracy": accuracy, "n_images": len(test_split.labels), "largest_difference": difference}
+
+
 def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=print) -> Trained:
-    """A trained PyTorch model (``torch.save`` of a module or its state_dict) as Q2.6 weights:
-    its weights rounded, or fine-tuned with ``options.qat_epochs`` of QAT."""
+    """A trained model (``torch.save`` of a module or its state_dict, or an ONNX graph) as Q2.6
+    weights: its weights rounded, or fine-tuned with ``options.qat_epochs`` of QAT."""
     out, float_path = outputs(out)
-    imported = importer.from_object(importer.load_torch_file(model_file, options.trust_pickle), options.image_size, options.pool,
-                                    options.normalize)
+    imported, graph = _read_model(model_file, options)
     network, arithmetic = imported.network, options.arithmetic
     log(network.describe())
     for note in imported.notes:
         log(note)
     float_params = imported.params
     test_split = mnist.load("test", options.data_dir).fitted(network)
+    runtime = {} if graph is None else {"onnxruntime": _checked_against_runtime(graph, imported, test_split, options,
+                                                                                log)}
     training, seconds = None, 0.0
     if options.qat_epochs:
         _prepare_torch(options)
@@ -225,12 +259,12 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
                            test_split)
     manifest = weights.make_manifest(
         arithmetic, network, float_weights=float_path.name, accuracy=accuracy,
-        source={"imported_from": str(model_file), "notes": list(imported.notes)},
+        source={"imported_from": str(model_file), "notes": list(imported.notes), **runtime},
         **({"training": training} if training else {}),
     )
     weights.save_with_float(out, params, manifest, float_params)
     return _trained(out, float_path, network, arithmetic, accuracy, seconds, notes=list(imported.notes),
-                    qat_epochs=options.qat_epochs)
+                    qat_epochs=options.qat_epochs, **runtime)
 
 
 def compress(source: weights.WeightSet, out, config: compression.CompressConfig, cost_model: CostModel,
