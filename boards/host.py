@@ -13,8 +13,8 @@ A serial line loses and corrupts bytes, so the client:
 * resynchronises on the next SYNC after a frame with a bad CRC;
 * sends a request again when the board answered BAD_CRC, TIMEOUT, BUSY or TOO_LONG (it carried
   out nothing) or no good reply came, counted in ``retried``, until ``patience`` passes without
-  a good reply (not after a fixed count: on a line that spoils 5 % of the bytes a 59-byte
-  CLASSIFY exchange gets through once in 21 tries);
+  a good reply (and, while the board answers at all, ``PATIENT_TRIES`` tries: on a line that
+  spoils 5 % of the bytes a 59-byte CLASSIFY exchange gets through once in 21 tries);
 * waits for each reply as long as the round trips it has measured say (``RoundTrips``), so a
   slow board, such as a simulated one on a loaded machine, gets longer waits, and a lost reply
   on a fast one costs little; before anything is measured it tries short and often;
@@ -69,6 +69,9 @@ FIRST_WAIT = 0.25  # seconds: a try's wait while no round trip is measured (doub
 MIN_WAIT = 0.05  # seconds: the shortest wait measured round trips give (a USB adapter's latency timer is 16 ms)
 MAX_WAIT = 10.0  # seconds: the longest wait for one reply, however slow the board has been
 PATIENCE = 30.0  # seconds without a good reply after which a request is given up
+# ... but not before this many of its tries got bytes back (spoiled): on a line that spoils 5 % of
+# the bytes a 59-byte exchange fails 150 tries in a row once in 1,600, however slow the board
+PATIENT_TRIES = 150
 MAX_RESTARTS = 10  # weight loads the board ended that are started over, without a retries limit
 
 
@@ -257,6 +260,7 @@ class BoardClient:
         self._backoff = 1  # the wait's factor: doubled after each try that got nothing back at all
         self._trying_since: float | None = None  # when the tries since the last good reply began
         self._silent_wait = 0.0  # seconds waited in vain, nothing coming back, since bytes last came
+        self._heard_tries = 0  # tries since the last good reply that got bytes back, all spoiled
         self._last = (0, 0.0, False)  # the last try: its exchange's bytes, its wait, whether nothing came
         self._sent: dict[int, tuple[float, int, int]] = {}  # SEQ -> (sent at, type, bytes) of recent tries
 
@@ -305,7 +309,7 @@ class BoardClient:
         if not self._extra_wait:  # a bench's reply waits for its runs: not a round trip of the line
             self.round_trips.add(kind, exchange, time.monotonic() - started)
         self.line.add(exchange, True)
-        self._trying_since, self._silent_wait, self._backoff = None, 0.0, 1
+        self._trying_since, self._silent_wait, self._backoff, self._heard_tries = None, 0.0, 1, 0
         return reply
 
     def _wait(self, exchange_bytes: int, kind: int | None = None) -> float | None:
@@ -403,12 +407,16 @@ class BoardClient:
     def _give_up(self, error: BoardError, attempt: int, retries: int | None, since: float | None = None) -> None:
         """Raise ``error`` unless another attempt is due: it is retryable, ``attempt`` (0 for the
         first) is below ``retries``, and the tries have not gone without a good reply for
-        ``patience`` seconds (since ``since``, default the last good reply)."""
+        ``patience`` seconds (since ``since``, default the last good reply). While the board
+        answers, however spoiled, that takes ``PATIENT_TRIES`` tries too: on a loaded machine a
+        simulated board's tries are slow, and patience in seconds alone would give up a request
+        that a few more tries get through; a board that went silent is given up on time alone."""
         if not error.retryable or (retries is not None and attempt >= retries):
             raise error
         since = self._trying_since if since is None else since
-        waited = max(time.monotonic() - since if since is not None else 0.0, self._silent_wait)
-        if waited > self.patience:
+        waited = time.monotonic() - since if since is not None else 0.0
+        if self._silent_wait > self.patience or (waited > self.patience and self._heard_tries >= PATIENT_TRIES):
+            waited = max(waited, self._silent_wait)
             raise BoardError(f"no good reply from the board for {waited:.0f} s ({attempt + 1} tries of this "
                              f"request); the last: {error}", error.code) from None
 
@@ -425,6 +433,7 @@ class BoardClient:
             self._backoff = min(self._backoff * 2, 1 << 10)
         else:  # something came back within the wait: it was long enough
             self._silent_wait, self._backoff = 0.0, 1
+            self._heard_tries += 1
 
     def _clean(self) -> bool:
         """Does the line look clean enough for a whole image in one frame?"""

@@ -40,11 +40,11 @@ def read_text(path, what: str = "", kind: str = "text") -> str:
     path = Path(path)
     label = f"{what} {path}" if what else str(path)
     try:
-        kind = special_kind(os.stat(path).st_mode)
+        special = special_kind(os.stat(path).st_mode)
     except OSError:
-        kind = None  # the read below says why it cannot be read
-    if kind not in (None, "a folder"):  # a FIFO or a device: reading it might never end
-        raise InputError(f"{label} is {kind}, not a regular file")
+        special = None  # the read below says why it cannot be read
+    if special not in (None, "a folder"):  # a FIFO or a device: reading it might never end
+        raise InputError(f"{label} is {special}, not a regular file")
     try:
         return path.read_text()
     except FileNotFoundError:

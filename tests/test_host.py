@@ -11,7 +11,7 @@ import pytest
 
 from fake_board import FakeBoard, NoisyLine, SlowLine, simple_answer
 from lenet_fpga.boards import protocol
-from lenet_fpga.boards.host import MIN_BAUD, MIN_WAIT, BoardClient, LineErrors, RoundTrips, BoardError, open_serial, serial_timeout
+from lenet_fpga.boards.host import MIN_BAUD, MIN_WAIT, PATIENT_TRIES, BoardClient, LineErrors, RoundTrips, BoardError, open_serial, serial_timeout
 from lenet_fpga.boards.protocol import ErrorCode, FrameType
 from lenet_fpga.model.errors import InputError
 
@@ -529,6 +529,26 @@ def test_a_board_that_slows_down_is_waited_for():
     for k in range(3, 6):
         assert client.classify(image(k))[1].tolist() == expected(image(k)).tolist()
     assert 0 < client.retried["no reply"] < 10, client.retried
+
+
+def test_a_board_that_answers_is_tried_patient_tries_times():
+    """Every reply spoiled (a flipped bit), each try slow: past the patience in seconds the
+    client keeps trying while the board answers, and gives up only once PATIENT_TRIES tries got
+    spoiled replies; a good reply before that is taken."""
+    board = FakeBoard()
+    board.actions = {k: "garble" for k in range(1, PATIENT_TRIES)}  # the PING first is clean
+    client = BoardClient(SlowLine(board, delay=0.002), patience=0.01)
+    client.ping()
+    assert client.classify(image(0))[1].tolist() == expected(image(0)).tolist()  # try PATIENT_TRIES
+    assert client.retried == {"no reply": PATIENT_TRIES - 1}, client.retried  # spoiled, so none good
+
+    board = FakeBoard()
+    board.actions = {k: "garble" for k in range(1, 10 * PATIENT_TRIES)}
+    client = BoardClient(SlowLine(board, delay=0.002), patience=0.01)
+    client.ping()
+    with pytest.raises(BoardError, match=r"no good reply from the board for 0 s"):
+        client.classify(image(0))
+    assert len(board.requests) == 1 + PATIENT_TRIES + 1, len(board.requests)
 
 
 def test_a_silent_board_is_given_up_after_patience():

@@ -154,8 +154,8 @@ def run(args) -> int:
     picture = check_output(plot_path(args, results.path), "--plots")
     if args.jobs is not None and args.scheduler:
         raise InputError("--jobs sizes the local cluster; with --scheduler the cluster has its own workers")
+    existing = results.read()  # a results file that cannot be read is said before any work
     sweep = Sweep(grid, args.data, check_tools=not args.scheduler)
-    existing = results.read()
     before_done = [k for k in sweep.points if existing.get(k, {}).get("status") == "done"]
     before_failed = [k for k in sweep.points if k in existing and k not in before_done]
     to_run = [k for k in sweep.points if k not in existing or (args.retry_failed and k in before_failed)]
