@@ -66,6 +66,20 @@ def test_state_dict_import_needs_only_the_pool():
         importer.from_object(model.state_dict(), pool=1)
 
 
+def test_state_dict_says_what_it_assumes():
+    """A state dict holds no layers: the import says it reads convolutions as valid, ReLU and
+    max-pool (an average-pooling model's weights would otherwise pass as a max-pool network
+    unsaid), and a padded model's shapes that do not fit name padding as a cause."""
+    imported = importer.from_object(small_model(batch_norm=False).state_dict(), pool=2)
+    assert any("no padding" in note and "average-pools" in note for note in imported.notes), imported.notes
+
+    padded = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                 torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                 torch.nn.Flatten(), torch.nn.Linear(8 * 7 * 7, 10))
+    with pytest.raises(InputError, match=r"conv2: a 2x2 pool does not divide its 11x11 output .*pads or strides"):
+        importer.from_object(padded.state_dict(), pool=2)
+
+
 def test_normalisation_is_folded_into_conv1():
     """A model trained on (p/255 - 0.13) / 0.31 gives the same logits from p/255 once folded."""
     model = small_model(batch_norm=False)

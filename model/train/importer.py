@@ -233,6 +233,11 @@ def _close_conv(pending, convs, params, where) -> None:
     params[f"conv{k}.weight"], params[f"conv{k}.bias"] = pending["weight"], pending["bias"]
 
 
+# What a state dict cannot say (it holds weights only), and so what its import assumes.
+STATE_DICT_LAYERS = ("a state dict holds no layers between its weights: read as valid convolutions (stride 1, "
+                     "no padding), each followed by ReLU and a max-pool (--pool), then linear layers with ReLU")
+
+
 def from_state_dict(state: dict, image_size: int = 28, pool: int = 2) -> Imported:
     """A state dict's weights in order: 4-D tensors are convs (each followed by ReLU and a
     ``pool`` x ``pool`` max-pool), 2-D tensors linear layers; each ``X.weight`` may have an
@@ -265,12 +270,19 @@ def from_state_dict(state: dict, image_size: int = 28, pool: int = 2) -> Importe
     if not convs or not linears:
         raise InputError("a LeNet-family state dict needs conv weights (4-D) and then linear weights (2-D)")
     specs = [ConvSpec(w.shape[0], w.shape[-1], pool) for w, _ in convs]
-    network = Network(tuple(specs), tuple(w.shape[0] for w, _ in linears[:-1]), linears[-1][0].shape[0], image_size)
+    try:
+        network = Network(tuple(specs), tuple(w.shape[0] for w, _ in linears[:-1]), linears[-1][0].shape[0],
+                          image_size)
+    except InputError as e:
+        raise InputError(f"{e} ({STATE_DICT_LAYERS}; a model that pads or strides its convolutions cannot be "
+                         f"imported)") from None
     for k, (w, b) in enumerate(convs, 1):
         params[f"conv{k}.weight"], params[f"conv{k}.bias"] = w, b
     for k, (w, b) in enumerate(linears, 1):
         params[f"fc{k}.weight"], params[f"fc{k}.bias"] = w, b
-    return _checked(network, params, ())
+    return _checked(network, params, (f"{STATE_DICT_LAYERS}: if the model average-pools, pads, strides or uses "
+                                      f"another activation, these weights compute something else (an ONNX graph "
+                                      f"or the module saved whole says which layers it has)",))
 
 
 def _checked(network: Network, params: dict, notes: tuple) -> Imported:
