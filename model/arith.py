@@ -110,6 +110,12 @@ def quantize_weights(w) -> np.ndarray:
     return np.clip(np.rint(np.asarray(w, dtype=np.float64) * SCALE), QMIN, QMAX).astype(np.int8)
 
 
+def clipped_by_quantize(w) -> int:
+    """How many values of ``w`` ``quantize_weights`` clips: their nearest code is past QMIN..QMAX."""
+    codes = np.rint(np.asarray(w, dtype=np.float64) * SCALE)
+    return int(np.count_nonzero((codes < QMIN) | (codes > QMAX)))
+
+
 def accumulator_bound(n_terms: int, input_max: int = -QMIN) -> int:
     """Largest |acc| of ``n_terms`` products of |x| <= input_max and |w| <= 128, plus the bias.
 

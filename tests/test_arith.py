@@ -484,3 +484,12 @@ def test_qat_quantizers_match_arith():
         a = arith.Arithmetic(rounding, overflow)
         got = (qat.requantize(acc_value, a) * 64).numpy().astype(np.int64)
         assert np.array_equal(got, arith.requantize(acc, rounding, overflow)), a.describe()
+
+
+def test_clipped_by_quantize_counts_what_quantize_weights_clips():
+    """Exactly the values whose nearest code (ties to even) is past -128..127."""
+    values = np.array([127.4, 127.5, 128.0, -128.0, -128.5, -128.6, 0.0, 300.0]) / 64
+    # 127.5 rounds to 128 (even): clipped; -128.5 rounds to -128 (even): not clipped.
+    assert arith.clipped_by_quantize(values) == 4
+    codes = arith.quantize_weights(values)
+    assert arith.clipped_by_quantize(values) == int(np.count_nonzero(codes != np.rint(values * 64)))

@@ -129,6 +129,24 @@ def test_import_command_end_to_end(tmp_path, capsys, mnist_dir):
     assert report["network"] == "4,10:60" and report["fixed_accuracy"] == manifest["accuracy"]["fixed"]
 
 
+def test_import_says_what_rounding_clips(tmp_path, capsys, mnist_dir):
+    """Values past Q2.6's range [-2, 127/64] are clipped when rounded: the import says how many
+    of which tensor (and how large the largest was), suggests QAT, and keeps the count in the
+    manifest; a value that rounds to 127/64 is not clipped."""
+    model = small_model(batch_norm=False)
+    with torch.no_grad():
+        model[0].bias[:3] = torch.tensor([4.45, -2.5, 127.4 / 64])  # two clipped, one in range
+    torch.save(model.state_dict(), tmp_path / "state.pt")  # the rest as initialised: well inside
+    out = tmp_path / "imported.npz"
+    assert main(["import", str(tmp_path / "state.pt"), "--out", str(out), "--data", str(mnist_dir)]) == 0
+    said = capsys.readouterr().out
+    line = next(line for line in said.splitlines() if line.startswith("clipped"))
+    assert "conv1.bias 2 of 4 (largest |value| 4.45)" in line and "--qat-epochs" in line, line
+    assert "weight" not in line, line
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["source"]["clipped"] == {"conv1.bias": {"values": 2, "of": 4, "largest": 4.45}}
+
+
 def test_import_of_something_else_is_a_clean_error(tmp_path, capsys):
     torch.save([1, 2, 3], tmp_path / "list.pt")
     assert main(["import", str(tmp_path / "list.pt"), "--out", str(tmp_path / "w.npz")]) == 2

@@ -242,6 +242,7 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
     for note in imported.notes:
         log(note)
     float_params = imported.params
+    clipped = _clipped(float_params, options.qat_epochs, log)
     test_split = mnist.load("test", options.data_dir).fitted(network)
     runtime = {} if graph is None else {"onnxruntime": _checked_against_runtime(graph, imported, test_split, options,
                                                                                 log)}
@@ -259,12 +260,29 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
                            test_split)
     manifest = weights.make_manifest(
         arithmetic, network, float_weights=float_path.name, accuracy=accuracy,
-        source={"imported_from": str(model_file), "notes": list(imported.notes), **runtime},
+        source={"imported_from": str(model_file), "notes": list(imported.notes), "clipped": clipped, **runtime},
         **({"training": training} if training else {}),
     )
     weights.save_with_float(out, params, manifest, float_params)
     return _trained(out, float_path, network, arithmetic, accuracy, seconds, notes=list(imported.notes),
-                    qat_epochs=options.qat_epochs, **runtime)
+                    clipped=clipped, qat_epochs=options.qat_epochs, **runtime)
+
+
+def _clipped(float_params: dict, qat_epochs: int, log) -> dict:
+    """Each tensor's values past Q2.6's range (clipped when rounded to codes), said in one line."""
+    clipped = {}
+    for name, value in float_params.items():
+        count = arith.clipped_by_quantize(value)
+        if count:
+            clipped[name] = {"values": count, "of": int(np.size(value)),
+                             "largest": round(float(np.abs(value).max()), 4)}
+    if clipped:
+        each = ", ".join(f"{name} {c['values']} of {c['of']} (largest |value| {c['largest']:g})"
+                         for name, c in clipped.items())
+        hint = "" if qat_epochs else "; --qat-epochs N fine-tunes the network with the clipping in the loop"
+        low, high = arith.QMIN / arith.SCALE, arith.QMAX / arith.SCALE
+        log(f"clipped to Q2.6's range [{low:g}, {high:g}]: {each}{hint}")
+    return clipped
 
 
 def compress(source: weights.WeightSet, out, config: compression.CompressConfig, cost_model: CostModel,
