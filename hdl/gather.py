@@ -122,7 +122,7 @@ class Serialize(wiring.Component):
             self.i.ready.eq((left == 0) | ((left == 1) & self.o.ready)),
         ]
         with m.If(sent):
-            m.d.sync += [pending.eq(pending >> arith.WIDTH), left.eq(left - 1)]
+            m.d.sync += [pending.eq(pending[arith.WIDTH:]), left.eq(left - 1)]  # a slice: see sim/harness.py
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [pending.eq(Value.cast(self.i.payload)), left.eq(n)]
         return m

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory

@@ -101,7 +101,7 @@ class BoardSimHarness(wiring.Component):
         m.d.comb += [host_tx.i.payload.eq(burst[:8]), host_tx.i.valid.eq(left != 0),
                      self.host_free.eq((left == 0) & (taken == self.host_toggle))]
         with m.If(host_tx.i.valid & host_tx.i.ready):
-            m.d.sync += [burst.eq(burst >> 8), left.eq(left - 1)]
+            m.d.sync += [burst.eq(burst[8:]), left.eq(left - 1)]  # a slice: see sim/harness.py
         with m.Elif((left == 0) & (taken != self.host_toggle)):
             m.d.sync += [burst.eq(self.host_bytes), left.eq(self.host_count), taken.eq(self.host_toggle)]
 

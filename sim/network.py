@@ -31,9 +31,10 @@ from .harness import SimHarness
 from .waves import readable_verilog
 
 TOPLEVEL = "lenet_sim"
-# Images per simulator run when sharding: each run pays ~1 s to start the simulator and Python,
-# and a run is the unit of progress and of work handed to a job.
-MAX_CHUNK = 500
+# Images per simulator run when sharding: each run pays ~1 s to start the simulator and Python
+# (2,000 images back to back take about 20 s on Verilator), and a run is the unit of progress
+# and of work handed to a job.
+MAX_CHUNK = 2000
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class NetworkRun:
     build_seconds: float = 0.0  # building the simulator (0 when the build was cached)
     stamps: np.ndarray | None = None  # [N, phases]: the cycle each phase began (designs with phases)
     model: dict[str, int] | None = None  # the design's cycle model per phase, where it has one
+    simulated_cycles: int = 0  # clock cycles the simulators ran through the images, summed over the runs
 
     @property
     def matches(self) -> np.ndarray:
@@ -76,6 +78,24 @@ def _design(weights: WeightSet, config) -> tuple[Accelerator, list[bytes]]:
     return accelerator, [] if accelerator.weights_in_bitstream else [accelerator.weight_image()]
 
 
+@dataclass(frozen=True)
+class HarnessDesign:
+    """A design in its simulation harness, ready to build and run: what a simulator run needs,
+    so that a process (a Dask worker's) given it generates nothing again."""
+
+    verilog: str
+    loads_weights: bool  # the harness streams the weights in after reset (not in the bitstream)
+    phases: int  # the accelerator's phases (0: it has no ``phase`` signal)
+    cycle_model: dict[str, int] | None
+
+
+def harness_design(weights: WeightSet, config, waves: bool = False) -> HarnessDesign:
+    """``config``'s accelerator for ``weights`` in its harness (``waves``: readable Verilog)."""
+    accelerator, banks = _design(weights, config)
+    return HarnessDesign(harness_verilog(accelerator, banks, readable=waves), bool(banks), accelerator.phases,
+                         accelerator.cycle_model())
+
+
 def shard_bounds(n: int, jobs: int, chunk: int | None = None) -> list[tuple[int, int]]:
     """``[start, stop)`` of each simulator run: ``chunk`` images each, or (``None``) at least
     one run per job and none longer than ``MAX_CHUNK``, all about the same size."""
@@ -100,6 +120,7 @@ def simulate(
     jobs: int = 1,
     back_to_back: bool = False,
     stage=None,
+    design: HarnessDesign | None = None,
 ) -> NetworkRun:
     """Run ``images`` through the RTL, in chunks (one simulator run each, up to ``jobs`` at
     once), and through the golden model.
@@ -110,29 +131,29 @@ def simulate(
     waits behind the one before it. The simulator is built first (cached, and under a lock, so
     parallel runs share it); ``stage`` is told what happens ("build", then "simulate") and
     ``progress`` the images each finished run covered. ``waves`` needs a single run (every run
-    would write the same file).
+    would write the same file). ``design``: the harness already made (``harness_design``).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if waves and jobs > 1:
         raise ValueError("waves need a single simulator run (jobs=1)")
     network = weights.network
-    accelerator, banks = _design(weights, config)
-    source = harness_verilog(accelerator, banks, readable=waves)
+    design = design or harness_design(weights, config, waves)
     bounds = shard_bounds(len(images), jobs, len(images) if waves else chunk)
     testbench = f"{__package__}.{'tb_stream' if back_to_back else 'tb_lenet'}"
     if stage:
         stage("build")
-    _, build_seconds = runner.build(source, TOPLEVEL, simulator, waves, build_root)
+    _, build_seconds = runner.build(design.verilog, TOPLEVEL, simulator, waves, build_root)
     if stage:
         stage("simulate")
 
     def one(bound):
         start, stop = bound
         data = {"images": images[start:stop], "classes": network.classes}
-        if banks:  # every simulator run starts from reset: load the weights first
+        if design.loads_weights:  # every simulator run starts from reset: load the weights first
             data["load" if back_to_back else "segments"] = np.array([[0, stop - start]])
-        return runner.run(source, TOPLEVEL, testbench, data, simulator=simulator, waves=waves, build_root=build_root)
+        return runner.run(design.verilog, TOPLEVEL, testbench, data, simulator=simulator, waves=waves,
+                          build_root=build_root)
 
     parts: dict[tuple[int, int], runner.SimResult] = {}
     # Threads are enough: each run is a simulator subprocess; Python only waits for it.
@@ -148,22 +169,25 @@ def simulate(
                 future.cancel()
             raise
     ordered = [parts[bound] for bound in bounds]
-    keys = ("logits", "klass", "cycles") + (("stamps",) if accelerator.phases and not back_to_back else ())
-    outputs = {key: np.concatenate([p.outputs[key] for p in ordered]) for key in keys}
+    keys = ("logits", "klass", "cycles") + (("stamps",) if design.phases and not back_to_back else ())
+    keys += ("simulated_cycles",)
+    outputs = {key: np.concatenate([np.atleast_1d(p.outputs[key]) for p in ordered]) for key in keys}
     golden_logits = golden.forward(images, weights.params, config.arithmetic, network)
+    cycles = outputs["cycles"]
     return NetworkRun(
         rtl_logits=outputs["logits"],
         rtl_class=outputs["klass"],
         golden_logits=golden_logits,
         golden_class=golden.classify(golden_logits),
-        cycles=outputs["cycles"],
+        cycles=cycles,
         # Simulator time summed over the runs (more than the wall time when they overlap).
         sim_seconds=sum(p.tb_seconds for p in ordered),
         startup_seconds=sum(p.startup_seconds for p in ordered),
         build_seconds=build_seconds,
         waves=ordered[-1].waves if ordered else None,
         stamps=outputs.get("stamps"),
-        model=accelerator.cycle_model(),
+        model=design.cycle_model,
+        simulated_cycles=int(outputs["simulated_cycles"].sum()),
     )
 
 
@@ -196,7 +220,9 @@ def simulate_banks(banks, segments, images, config, simulator: str = "verilator"
     return NetworkRun(
         rtl_logits=out["logits"], rtl_class=out["klass"], golden_logits=golden_logits,
         golden_class=golden.classify(golden_logits), cycles=out["cycles"], sim_seconds=result.tb_seconds,
-        startup_seconds=result.startup_seconds, build_seconds=result.build_seconds, waves=result.waves, stamps=out["stamps"] if accelerator.phases else None, model=accelerator.cycle_model(),
+        startup_seconds=result.startup_seconds, build_seconds=result.build_seconds, waves=result.waves,
+        stamps=out["stamps"] if accelerator.phases else None, model=accelerator.cycle_model(),
+        simulated_cycles=int(out["simulated_cycles"]),
     )
 
 

@@ -24,13 +24,14 @@ import numpy as np
 
 from ..model.atomic import atomic_path
 from ..model.errors import InputError
+from . import clocked
 
 SIMULATORS = ("icarus", "verilator")
 DEFAULT_BUILD_ROOT = Path("build") / "sim"
 # Amaranth's Verilog has no `timescale; cocotb's clock needs one.
 TIMESCALE = ("1ns", "1ps")
 # Part of the build-cache key: bump it when the way a design is built changes.
-BUILD_RECIPE = 2
+BUILD_RECIPE = 3
 # Parallel jobs of a Verilator build (make -j), if set; cocotb's default is the machine's cores.
 BUILD_JOBS_VARIABLE = "LENET_FPGA_BUILD_JOBS"
 
@@ -72,9 +73,12 @@ def prepare_simulator(name: str) -> None:
     bin_dir = str(root / "bin")
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    # The package's make config lacks the precompiled-header flag; large designs fail to link without it.
-    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
-        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    # The package's make config lacks the precompiled-header flag (large designs fail to link
+    # without it) and the C++20 coroutine flags that ``--timing`` (a clock inside: sim/clocked.py) needs.
+    for name, value in (("CFG_CXXFLAGS_PCH_I", "-include"), ("CFG_CXXFLAGS_STD", "-std=c++20"),
+                        ("CFG_CXXFLAGS_COROUTINES", "-fcoroutines")):
+        if name not in os.environ.get("MAKEFLAGS", ""):
+            os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + f" {name}={value}").strip()
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,8 @@ def _build(runner, simulator, source, toplevel, build_dir, verilog, waves, log) 
     if simulator == "verilator":
         sources.insert(0, _top_ports_control_file(build_dir, toplevel))
         build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"]
+        if toplevel.endswith(clocked.SUFFIX):
+            build_args.append("--timing")
     try:
         runner.build(
             sources=sources,
@@ -160,6 +166,15 @@ def _build(runner, simulator, source, toplevel, build_dir, verilog, waves, log) 
         raise RuntimeError(f"{simulator} build of {toplevel} failed: {e}\n{tail}") from None
 
 
+def with_clock(verilog: str, toplevel: str, waves: bool, clock_inside: bool = True) -> tuple[str, str]:
+    """The Verilog and top module a run builds: ``toplevel`` in a wrapper that makes its clock
+    (``clocked.wrap``) if ``clock_inside`` and it has a ``clk`` input; as it is with ``waves``
+    (a waveform's hierarchy starts at the design) or without a clock."""
+    if clock_inside and not waves and clocked.has_clock(verilog, toplevel):
+        return clocked.wrap(verilog, toplevel)
+    return verilog, toplevel
+
+
 def run(
     verilog: str,
     toplevel: str,
@@ -170,11 +185,14 @@ def run(
     build_root: Path | None = None,
     testcase: str | None = None,
     quiet: bool = True,
+    clock_inside: bool = True,
 ) -> SimResult:
-    """Build (cached) and run one cocotb testbench; raise AssertionError if any of its tests failed."""
+    """Build (cached) and run one cocotb testbench; raise AssertionError if any of its tests failed.
+    The clock is made inside the simulation unless ``clock_inside`` is false (``with_clock``)."""
     from cocotb_tools.runner import get_results
 
-    build_dir, build_seconds = build(verilog, toplevel, simulator, waves, build_root)
+    build_dir, build_seconds = build(verilog, toplevel, simulator, waves, build_root, clock_inside)
+    verilog, toplevel = with_clock(verilog, toplevel, waves, clock_inside)
     runner = _get_runner(simulator)
 
     run_id = f"{os.getpid()}-{time.monotonic_ns()}"
@@ -200,7 +218,8 @@ def run(
                 plusargs=[f"+dumpfile_path={run_dir / f'{toplevel}.fst'}"] if waves and simulator == "icarus" else [],
                 testcase=testcase,
                 extra_env={"LENET_TB_DATA": str(data_path), "LENET_TB_OUT": str(out_path),
-                           "PYTHONPATH": os.pathsep.join(sys.path)},
+                           "PYTHONPATH": os.pathsep.join(sys.path),
+                           clocked.CLOCK_VARIABLE: clocked.CLOCK_INSIDE if toplevel.endswith(clocked.SUFFIX) else ""},
                 waves=waves,
                 timescale=TIMESCALE,
                 results_xml=str(results),
@@ -238,9 +257,10 @@ def discard_waves(waves: Path | None) -> None:
 
 
 def build(verilog: str, toplevel: str, simulator: str = "icarus", waves: bool = False,
-          build_root: Path | None = None) -> tuple[Path, float]:
-    """Build the simulator for ``verilog`` unless a cached build of the same text is there;
-    return its folder and the seconds the build took (0 when cached)."""
+          build_root: Path | None = None, clock_inside: bool = True) -> tuple[Path, float]:
+    """Build the simulator for ``verilog`` (``with_clock``) unless a cached build of the same
+    text is there; return its folder and the seconds the build took (0 when cached)."""
+    verilog, toplevel = with_clock(verilog, toplevel, waves, clock_inside)
     prepare_simulator(simulator)
     build_root = check_build_root(build_root)
     build_dir = _build_dir(verilog, toplevel, simulator, waves, build_root)

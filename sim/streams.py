@@ -8,13 +8,16 @@ stalls (bubbles on the source, back-pressure on the sink) come from a seeded ``r
 
 from __future__ import annotations
 
+import os
 import random
 
 import cocotb
 from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from ..model import arith
+from . import clocked
 
 
 def pack(codes, width: int = arith.WIDTH) -> int:
@@ -101,9 +104,16 @@ class HandshakeLog:
             cycle += 1
 
 
+def simulated_cycles() -> int:
+    """Clock cycles (of ``start_clock_and_reset``'s 10 ns clock) simulated so far."""
+    return int(get_sim_time("ns")) // 10
+
+
 async def start_clock_and_reset(dut, cycles: int = 2) -> None:
-    """10 ns clock on ``clk``; ``rst`` held high for ``cycles`` edges."""
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    """10 ns clock on ``clk`` (unless the top module makes it: ``sim.clocked``); ``rst`` held
+    high for ``cycles`` edges."""
+    if os.environ.get(clocked.CLOCK_VARIABLE) != clocked.CLOCK_INSIDE:
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     await ClockCycles(dut.clk, cycles)
     dut.rst.value = 0

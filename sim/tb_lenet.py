@@ -14,7 +14,7 @@ import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from .runner import tb_data, tb_output
-from .streams import start_clock_and_reset, unpack
+from .streams import simulated_cycles, start_clock_and_reset, unpack
 
 # Generous: an image takes 1 to 50 k cycles, a weight load about 45 k; a hang must end the test,
 # not the CI job.
@@ -74,4 +74,5 @@ async def run_images(dut):
                 stamps.append(unpack(dut.stamps.value.to_unsigned(), phases, STAMP_WIDTH))
         index += int(n)
     tb_output(logits=np.array(logits, np.int64).reshape(-1, classes), klass=np.array(klass, np.int64),
-              cycles=np.array(cycles, np.int64), stamps=np.array(stamps, np.int64).reshape(len(cycles), phases))
+              cycles=np.array(cycles, np.int64), stamps=np.array(stamps, np.int64).reshape(len(cycles), phases),
+              simulated_cycles=simulated_cycles())

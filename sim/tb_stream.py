@@ -10,7 +10,8 @@ Stimulus (``tb_data``): ``images`` uint8 [N,S,S], ``classes`` (C, the logits per
 optionally ``golden`` int64 [N,C] (the golden model's logits) and ``load`` (load weight bank 0
 first, for a design without weights in its bitstream). Results (``tb_output``): ``logits``
 [N,C], ``klass`` [N],
-``cycles`` [N] (the accelerator's own start-to-done count), ``taken`` [N] and ``done_at`` [N]
+``cycles`` [N] (the accelerator's own start-to-done count), ``simulated_cycles`` (all the run's
+clock cycles, reset and weight load included), ``taken`` [N] and ``done_at`` [N]
 (clock cycle numbers, 0 = the first edge after reset, of the edge that took each image's start
 and of the edge after which each image's ``done`` was high), and ``matches`` [N] bool when
 golden logits were given. A mismatch is logged with its time but does not fail the test, so the
@@ -23,7 +24,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ReadOnly, RisingEdge, with_timeout
 
 from .runner import tb_data, tb_output
-from .streams import start_clock_and_reset, unpack
+from .streams import simulated_cycles, start_clock_and_reset, unpack
 from .tb_lenet import load_weights
 
 PERIOD_NS = 10  # the clock of streams.start_clock_and_reset
@@ -95,7 +96,7 @@ async def stream_images(dut):
                                k, done_at[-1], row, golden[k].tolist())
     await feeder
     outputs = dict(logits=np.array(logits, np.int64), klass=np.array(klass), cycles=np.array(cycles),
-                   taken=np.array(taken), done_at=np.array(done_at))
+                   taken=np.array(taken), done_at=np.array(done_at), simulated_cycles=simulated_cycles())
     if golden is not None:
         outputs["matches"] = np.array(matches, bool)
     tb_output(**outputs)

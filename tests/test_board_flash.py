@@ -3,7 +3,6 @@ gets: SRAM or flash, the cable, which boards can load SRAM, and the checks a dry
 (the bitstream is there, the program is installed and starts) before any cable is touched."""
 
 import json
-import os
 import sys
 from pathlib import Path
 

@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pytest
 
-from lenet_fpga.hdl import accelerator, compact
+from lenet_fpga.hdl import accelerator
 from lenet_fpga.hdl.compact import CompactAccelerator, CompactConfig, plan_layers
 from lenet_fpga.model import arith, golden, images, weights
 from lenet_fpga.model.network import LENET5, ConvLayer

@@ -22,7 +22,7 @@ from lenet_fpga.hdl import datapath, linear
 from lenet_fpga.hdl.linear import LinearEngine
 from lenet_fpga.hdl.multiplier import ECP5Target
 from lenet_fpga.model import arith, golden
-from lenet_fpga.model.network import LENET5, LinearLayer
+from lenet_fpga.model.network import LENET5
 from lenet_fpga.sim import runner
 from lenet_fpga.sim.ecp5_models import mult18x18d_model
 
