@@ -74,18 +74,20 @@ def pnr_stage(spec: dict) -> dict:
 
 
 def shard_stage(spec: dict) -> dict:
-    from ..sim.network import simulate
+    from ..sim.network import HarnessDesign, simulate
 
     ws = weight_files.load(spec["weights"])
     config = config_from_fields(spec["config"], ws.network)
     with np.load(spec["images"]) as npz:
         images = npz["images"]
+    design = HarnessDesign(**json.loads(Path(spec["design"]).read_text()))
     run = simulate(ws, images, config, simulator=spec["simulator"], back_to_back=spec["back_to_back"],
-                   build_root=spec["build_root"])
+                   build_root=spec["build_root"], design=design)
     with atomic_path(spec["arrays"]) as tmp, open(tmp, "wb") as f:
         np.savez(f, rtl_logits=run.rtl_logits, rtl_class=run.rtl_class, golden_logits=run.golden_logits,
                  golden_class=run.golden_class, cycles=run.cycles)
-    return {"images": int(len(images)), "sim_seconds": run.sim_seconds}
+    return {"images": int(len(images)), "sim_seconds": run.sim_seconds, "startup_seconds": run.startup_seconds,
+            "simulated_cycles": run.simulated_cycles}
 
 
 TOOL_STAGES = {"rtl": rtl_stage, "pnr": pnr_stage, "shard": shard_stage}

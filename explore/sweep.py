@@ -69,17 +69,18 @@ class Sweep:
         for point in points:  # grid points with equal keys are one point: the first names it
             self.points.setdefault(keys.point_key(point, inputs), point)
 
-    def task(self, key: str, scratch: str | None, keep_builds: bool) -> dict:
-        """What ``tasks.run_point`` gets for the point ``key``."""
+    def task(self, key: str, scratch: str | None, keep_builds: bool, sim_cache: str | None = None) -> dict:
+        """What ``tasks.run_point`` gets for the point ``key`` (``sim_cache``: the simulator
+        builds' folder, when the workers share the client's)."""
         point = self.points[key]
         return {"key": key, "point": point.describe(), "weights": self.blobs[point.weights],
                 "images": self.images.get(point.network), "versions": self.versions,
                 "time_limit_s": None if self.grid.time_limit_minutes is None else self.grid.time_limit_minutes * 60,
-                "scratch": scratch, "keep_builds": keep_builds}
+                "scratch": scratch, "keep_builds": keep_builds, "sim_cache": sim_cache}
 
 
 def run(sweep: Sweep, keys_to_run: list[str], results: ResultsFile, client, scratch=None, keep_builds=False,
-        quiet=False) -> dict:
+        quiet=False, sim_cache=None) -> dict:
     """Run the points ``keys_to_run`` on ``client``'s workers; append each record to ``results``
     once. Returns the run's timing (``wall_seconds``, ``workers``).
 
@@ -102,7 +103,7 @@ def run(sweep: Sweep, keys_to_run: list[str], results: ResultsFile, client, scra
     for key in keys_to_run:
         # Largest designs first (their builds take longest): the last points to start are short
         # ones, and no worker waits long for another at the end.
-        future = client.submit(run_point, sweep.task(key, scratch, keep_builds), cancel, pure=False,
+        future = client.submit(run_point, sweep.task(key, scratch, keep_builds, sim_cache), cancel, pure=False,
                                key=f"explore-point-{key}-{nonce}", priority=sweep.points[key].multipliers)
         futures[future] = ("point", key)
     written = set(results.read())

@@ -203,7 +203,8 @@ def run_point(task: dict, cancel_event: str | None = None) -> dict:
             if left is not None and left <= 0:
                 record["stages"][stage] = {"status": "skipped", "error": "the point's time limit was used up"}
                 continue
-            result = run_tool_stage(stage, spec, folder / stage, left, cancelled, limit, simulator_cache(root))
+            cache = Path(task["sim_cache"]) if task.get("sim_cache") else simulator_cache(root)
+            result = run_tool_stage(stage, spec, folder / stage, left, cancelled, limit, cache)
             spent += result["process_seconds"]
             record["stages"][stage] = result
         settle(record)
@@ -232,11 +233,13 @@ def golden_task(weights: dict, test_set: dict, scratch: str | None = None) -> di
         return {"status": "failed", "error": f"{type(e).__name__}: {e}"}
 
 
-def shard_task(weights: dict, config: dict, images: np.ndarray, simulator: str, back_to_back: bool,
-               scratch: str | None = None, cancel_event: str | None = None) -> dict:
+def shard_task(weights: dict, config: dict, design, images: np.ndarray, simulator: str, back_to_back: bool,
+               build_root: str | None = None, scratch: str | None = None, cancel_event: str | None = None) -> dict:
     """``images`` through the RTL (the ``shard`` stage, in its own process group): the arrays of a
-    ``sim.network.NetworkRun``. The simulator build is cached in the worker's scratch folder, so
-    a worker builds the design once for all its shards."""
+    ``sim.network.NetworkRun`` and the shard's times. ``design``: the harness the client made
+    (``sim.network.HarnessDesign``). The simulator build is cached in ``build_root`` (the
+    client's, on one machine) or the worker's ``simulator_cache``: built once for all its shards."""
+    import dataclasses
     import uuid
 
     root = scratch_root(scratch)
@@ -245,14 +248,18 @@ def shard_task(weights: dict, config: dict, images: np.ndarray, simulator: str, 
     try:
         spec = {"weights": str(staged_weights(root, weights)), "config": config, "simulator": simulator,
                 "back_to_back": back_to_back, "images": str(folder / "images.npz"),
-                "arrays": str(folder / "arrays.npz"), "build_root": str(simulator_cache(root))}
+                "design": str(folder / "design.json"), "arrays": str(folder / "arrays.npz"),
+                "build_root": build_root or str(simulator_cache(root))}
         with open(spec["images"], "wb") as f:
             np.savez(f, images=images)
+        Path(spec["design"]).write_text(json.dumps(dataclasses.asdict(design)))
         result = run_tool_stage("shard", spec, folder, None, cancel_check(cancel_event))
         if result["status"] != "done":
             lines = [line for tail in result.get("log", {}).values() for line in tail]
             raise RuntimeError(f"RTL shard: {result['error']}\n" + "\n".join(lines))
         with np.load(spec["arrays"]) as npz:
-            return {**{name: npz[name] for name in npz.files}, "sim_seconds": result["sim_seconds"]}
+            arrays = {name: npz[name] for name in npz.files}
+        return {**arrays, **{name: result[name] for name in ("sim_seconds", "startup_seconds", "simulated_cycles",
+                                                                "process_seconds")}}
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -30,9 +30,16 @@ def _module_text(verilog: str, toplevel: str) -> str:
 
 
 def ports(verilog: str, toplevel: str) -> list[tuple[str, str]]:
-    """``(direction, declaration)`` of each port of ``toplevel``, such as ``("input", "[7:0] x")``."""
-    return [(direction, f"{signed or ''}{width or ''}{name}")
-            for direction, signed, width, name in _PORT.findall(_module_text(verilog, toplevel))]
+    """``(direction, declaration)`` of each port of ``toplevel``, such as ``("input", "[7:0] x")``;
+    ValueError if a port named in the module's header has no declaration read here (a wrapper
+    would leave it unconnected)."""
+    text = _module_text(verilog, toplevel)
+    found = [(direction, f"{signed or ''}{width or ''}{name}") for direction, signed, width, name in _PORT.findall(text)]
+    header = {name.strip() for name in text[text.index("(") + 1:text.index(")")].split(",") if name.strip()}
+    missing = header - {decl.split()[-1] for _, decl in found}
+    if missing:
+        raise ValueError(f"module {toplevel}: cannot read the declaration of port(s) {', '.join(sorted(missing))}")
+    return found
 
 
 def has_clock(verilog: str, toplevel: str) -> bool:

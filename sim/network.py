@@ -15,6 +15,7 @@ Runs of one design share one cached simulator build.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from amaranth.back import verilog as amaranth_verilog
 from ..hdl.accelerator import Accelerator
 from ..model import golden
 from ..model.weights import WeightSet
-from . import runner
+from . import design_cache, runner
 from .harness import SimHarness
 from .waves import readable_verilog
 
@@ -51,6 +52,8 @@ class NetworkRun:
     stamps: np.ndarray | None = None  # [N, phases]: the cycle each phase began (designs with phases)
     model: dict[str, int] | None = None  # the design's cycle model per phase, where it has one
     simulated_cycles: int = 0  # clock cycles the simulators ran through the images, summed over the runs
+    cluster_seconds: float = 0.0  # starting a Dask cluster (or reaching one) and sending it the design
+    overhead_seconds: float = 0.0  # on Dask workers: the shard processes' time outside their simulators
 
     @property
     def matches(self) -> np.ndarray:
@@ -89,11 +92,20 @@ class HarnessDesign:
     cycle_model: dict[str, int] | None
 
 
-def harness_design(weights: WeightSet, config, waves: bool = False) -> HarnessDesign:
-    """``config``'s accelerator for ``weights`` in its harness (``waves``: readable Verilog)."""
+def harness_design(weights: WeightSet, config, waves: bool = False, cache_root=None) -> HarnessDesign:
+    """``config``'s accelerator for ``weights`` in its harness (``waves``: readable Verilog),
+    kept in (and taken from) ``cache_root`` if given (``design_cache``)."""
+    if cache_root is not None:
+        digest = design_cache.key(weights, config, waves)
+        fields = design_cache.load(cache_root, digest)
+        if fields is not None:
+            return HarnessDesign(**fields)
     accelerator, banks = _design(weights, config)
-    return HarnessDesign(harness_verilog(accelerator, banks, readable=waves), bool(banks), accelerator.phases,
-                         accelerator.cycle_model())
+    design = HarnessDesign(harness_verilog(accelerator, banks, readable=waves), bool(banks), accelerator.phases,
+                           accelerator.cycle_model())
+    if cache_root is not None:
+        design_cache.store(cache_root, digest, dataclasses.asdict(design))
+    return design
 
 
 def shard_bounds(n: int, jobs: int, chunk: int | None = None) -> list[tuple[int, int]]:
@@ -138,7 +150,7 @@ def simulate(
     if waves and jobs > 1:
         raise ValueError("waves need a single simulator run (jobs=1)")
     network = weights.network
-    design = design or harness_design(weights, config, waves)
+    design = design or harness_design(weights, config, waves, runner.check_build_root(build_root))
     bounds = shard_bounds(len(images), jobs, len(images) if waves else chunk)
     testbench = f"{__package__}.{'tb_stream' if back_to_back else 'tb_lenet'}"
     if stage:

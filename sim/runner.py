@@ -34,6 +34,9 @@ TIMESCALE = ("1ns", "1ps")
 BUILD_RECIPE = 3
 # Parallel jobs of a Verilator build (make -j), if set; cocotb's default is the machine's cores.
 BUILD_JOBS_VARIABLE = "LENET_FPGA_BUILD_JOBS"
+# If set, each simulator build appends a JSON line (simulator, top, seconds) to this file: the
+# test suite sums them (tests/conftest.py).
+BUILD_LOG_VARIABLE = "LENET_FPGA_BUILD_LOG"
 
 
 def check_build_root(build_root=None) -> Path:
@@ -274,9 +277,16 @@ def build(verilog: str, toplevel: str, simulator: str = "icarus", waves: bool = 
     with _locked(build_dir / ".lock"):  # parallel test workers may want the same build
         if stamp.exists():
             return build_dir, 0.0
+        building = time.time()  # the wait for another process's build of it is not this build's
         _build(_get_runner(simulator), simulator, build_dir / f"{toplevel}.v", toplevel, build_dir, verilog, waves,
                build_dir / "build.log")
         stamp.touch()
+        built = time.time() - building
+    if os.environ.get(BUILD_LOG_VARIABLE):
+        import json
+
+        with open(os.environ[BUILD_LOG_VARIABLE], "a") as log:  # one short line: appends do not interleave
+            log.write(json.dumps({"simulator": simulator, "top": toplevel, "seconds": round(built, 2)}) + "\n")
     return build_dir, time.time() - started
 
 

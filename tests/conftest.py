@@ -160,6 +160,33 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     # The block tests read the choice at import time, as the module constant SIMULATOR.
     os.environ["LENET_FPGA_SIMULATOR"] = config.getoption("--simulator")
+    # Every simulator build of the session is logged (sim/runner.py) and summed at the end. The
+    # controller sets the file before the xdist workers start; they inherit it.
+    if not hasattr(config, "workerinput"):
+        import tempfile
+
+        from lenet_fpga.sim.runner import BUILD_LOG_VARIABLE
+
+        handle, name = tempfile.mkstemp(prefix="lenet-fpga-builds-", suffix=".jsonl")
+        os.close(handle)
+        os.environ[BUILD_LOG_VARIABLE] = config._lenet_build_log = name
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    import json
+
+    name = getattr(config, "_lenet_build_log", None)
+    if not name or not os.path.exists(name):
+        return
+    builds = [json.loads(line) for line in open(name) if line.strip()]
+    os.unlink(name)
+    by_simulator = {}
+    for build in builds:
+        count, seconds = by_simulator.get(build["simulator"], (0, 0.0))
+        by_simulator[build["simulator"]] = (count + 1, seconds + build["seconds"])
+    parts = ", ".join(f"{name} {count} ({seconds:.0f} s)" for name, (count, seconds) in sorted(by_simulator.items()))
+    terminalreporter.write_line(f"simulator builds: {len(builds)}, {sum(b['seconds'] for b in builds):.0f} s "
+                                f"summed over the workers{': ' + parts if parts else ''}")
 
 
 @pytest.fixture(scope="session")

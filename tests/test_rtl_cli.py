@@ -117,14 +117,14 @@ def test_digits_figure_writes_a_png(tmp_path):
 
 
 def test_shard_bounds():
-    from lenet_fpga.sim.network import shard_bounds
+    from lenet_fpga.sim.network import MAX_CHUNK, shard_bounds
 
     assert shard_bounds(4, 2) == [(0, 2), (2, 4)]
     assert shard_bounds(3, 2) == [(0, 2), (2, 3)]
     assert shard_bounds(40, 1) == [(0, 40)]
     assert shard_bounds(1, 4) == [(0, 1)]
     tenk = shard_bounds(10_000, 2)
-    assert len(tenk) % 2 == 0 and max(b - a for a, b in tenk) <= 500
+    assert len(tenk) % 2 == 0 and max(b - a for a, b in tenk) <= MAX_CHUNK
     assert [a for a, _ in tenk[1:]] == [b for _, b in tenk[:-1]] and tenk[-1][1] == 10_000
     assert shard_bounds(10, 3, chunk=4) == [(0, 4), (4, 8), (8, 10)]
 

@@ -74,6 +74,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scratch", metavar="DIR", default=None,
                         help="where workers build (a folder per point; default: each worker's Dask local directory)")
     parser.add_argument("--keep-builds", action="store_true", help="keep each point's build folder")
+    parser.add_argument("--build-dir", metavar="DIR", default=None,
+                        help="the local cluster's simulator builds, shared by its workers and kept for the next "
+                             "sweep (default: $LENET_FPGA_BUILD, else build/sim); a --scheduler's workers use "
+                             "their own $LENET_FPGA_BUILD, else their scratch")
     o.json_option(parser, "print the summary and every record as one JSON object")
 
 
@@ -146,6 +150,7 @@ def run(args) -> int:
     from ..explore.sweep import DEFAULT_RESULTS, Sweep, run as run_sweep, short_name, timing
     from ..model.atomic import check_output
     from ..model.errors import InputError
+    from ..sim import runner
 
     if args.scheduler:
         cluster.check_address(args.scheduler)
@@ -168,9 +173,13 @@ def run(args) -> int:
     if results.damaged:
         say(f"({results.damaged} damaged line(s) in {results.path} skipped)")
     run_info = None
+    # One machine: the workers share the client's simulator builds (a design is built once, and
+    # again by no later sweep); other machines' workers keep theirs.
+    sim_cache = None if args.scheduler else str(runner.check_build_root(args.build_dir))
     if to_run:
         with cluster.open_client(args.scheduler, args.jobs) as client:
-            run_info = run_sweep(sweep, to_run, results, client, args.scratch, args.keep_builds, quiet=args.json)
+            run_info = run_sweep(sweep, to_run, results, client, args.scratch, args.keep_builds, quiet=args.json,
+                                 sim_cache=sim_cache)
     records_by_key = results.read()
     records = [records_by_key[k] for k in sweep.points if k in records_by_key]
     found = pareto.fronts(records)

@@ -15,18 +15,21 @@ def run_simulation(ws, image_set, config, simulator, waves=False, quiet=False, j
     from ..sim.network import simulate
 
     with progress(total=len(image_set), desc=f"building the {simulator} model", unit="image", disable=quiet) as bar:
+        def stage(name):
+            if name == "build":
+                bar.set_description(f"building the {simulator} model")
+            elif name == "cluster":
+                bar.set_description("starting the Dask cluster" if scheduler == "local" else "reaching the Dask cluster")
+            elif name == "simulate":
+                bar.set_description(f"simulating ({simulator}{', Dask' if scheduler else ''})")
+                bar.reset(total=len(image_set))  # the rate counts from here
+
         if scheduler:  # shards on Dask workers (explore/shards.py), the same shards as --jobs
             from ..explore.shards import simulate_on_cluster
 
-            bar.set_description(f"simulating ({simulator}, Dask)")
             return simulate_on_cluster(ws, image_set.images, config, simulator, back_to_back, scheduler,
-                                       workers=jobs if scheduler == "local" else None, progress=bar.update)
-
-        def stage(name):
-            if name == "simulate":
-                bar.set_description(f"simulating ({simulator})")
-                bar.reset(total=len(image_set))  # the rate counts from here
-
+                                       workers=jobs if scheduler == "local" else None, progress=bar.update,
+                                       build_root=build_root, stage=stage)
         return simulate(ws, image_set.images, config, simulator=simulator, waves=waves, jobs=jobs,
                         back_to_back=back_to_back, progress=bar.update, stage=stage, build_root=build_root)
 
@@ -65,11 +68,17 @@ def summary(run, image_set, config, simulator) -> dict:
         "sim_seconds": round(run.sim_seconds, 2),
         "startup_seconds": round(run.startup_seconds, 2),
         "build_seconds": round(run.build_seconds, 2),
+        # Every clock cycle the simulators ran (reset and weight loads included), per image: the
+        # latency one image at a time, about the interval back to back.
+        "simulated_cycles_per_image": round(run.simulated_cycles / max(len(cycles), 1), 1),
         # The testbench's own time only: the build and the simulator's start-up are reported apart.
-        "simulated_cycles_per_second": round(float(cycles.sum()) / max(run.sim_seconds, 1e-9)),
+        "simulated_cycles_per_second": round(run.simulated_cycles / max(run.sim_seconds, 1e-9)),
         "arithmetic": config.arithmetic.describe(),
         "design": describe(config),
     }
+    if run.cluster_seconds or run.overhead_seconds:  # on Dask workers
+        total["cluster_seconds"] = round(run.cluster_seconds, 2)
+        total["overhead_seconds"] = round(run.overhead_seconds, 2)
     if image_set.labels is not None:
         total["rtl_accuracy"] = float((run.rtl_class == image_set.labels).mean())
     return total
@@ -79,12 +88,15 @@ def format_summary(s: dict) -> str:
     lines = [
         f"{s['images']} images on {s['simulator']} ({s['design']}), {s['arithmetic']}: "
         f"{s['mismatches']} mismatches against the golden model",
-        f"cycles per image {s['cycles_per_image']:.0f} (min {s['cycles_min']}, max {s['cycles_max']}); "
-        f"{s['simulated_cycles_per_second']:,} simulated cycles/s per simulator (build {s['build_seconds']:.1f} s, "
-        f"start-up {s['startup_seconds']:.1f} s, simulation {s['sim_seconds']:.1f} s)"
-        if not s.get("back_to_back") else
-        f"cycles from start to done with the images back to back {s['cycles_per_image']:.0f} "
-        f"(min {s['cycles_min']}, max {s['cycles_max']})",
+        (f"cycles per image {s['cycles_per_image']:.0f} (min {s['cycles_min']}, max {s['cycles_max']})"
+         if not s.get("back_to_back") else
+         f"cycles from start to done with the images back to back {s['cycles_per_image']:.0f} "
+         f"(min {s['cycles_min']}, max {s['cycles_max']}), {s['simulated_cycles_per_image']:,.0f} simulated per image"),
+        f"{s['simulated_cycles_per_second']:,} simulated cycles/s per simulator; build {s['build_seconds']:.1f} s"
+        + (f", cluster {s['cluster_seconds']:.1f} s" if "cluster_seconds" in s else "")
+        + f", simulator start-ups {s['startup_seconds']:.1f} s, simulation {s['sim_seconds']:.1f} s"
+        + (f", shard processes {s['overhead_seconds']:.1f} s" if "overhead_seconds" in s else "")
+        + " (summed over the simulators)",
     ]
     if "wall_seconds" in s:
         lines.append(f"wall time {s['wall_seconds']:.1f} s with " + (
