@@ -196,6 +196,7 @@ def run_point(task: dict, cancel_event: str | None = None) -> dict:
         limit = task.get("time_limit_s")
         cancelled = cancel_check(cancel_event)
         spent = 0.0
+        cache = Path(task["sim_cache"]) if task.get("sim_cache") else simulator_cache(root)
         for stage in ("rtl", "pnr"):
             if stage not in point["stages"]:
                 continue
@@ -203,7 +204,6 @@ def run_point(task: dict, cancel_event: str | None = None) -> dict:
             if left is not None and left <= 0:
                 record["stages"][stage] = {"status": "skipped", "error": "the point's time limit was used up"}
                 continue
-            cache = Path(task["sim_cache"]) if task.get("sim_cache") else simulator_cache(root)
             result = run_tool_stage(stage, spec, folder / stage, left, cancelled, limit, cache)
             spent += result["process_seconds"]
             record["stages"][stage] = result

@@ -107,13 +107,18 @@ def quantize_weights(w) -> np.ndarray:
     Used once, when a trained float tensor is frozen into the integer weights; the trainer's
     fake-quant applies the same rule so training sees exactly the exported codes.
     """
-    return np.clip(np.rint(np.asarray(w, dtype=np.float64) * SCALE), QMIN, QMAX).astype(np.int8)
+    return np.clip(_nearest_codes(w), QMIN, QMAX).astype(np.int8)
 
 
 def clipped_by_quantize(w) -> int:
     """How many values of ``w`` ``quantize_weights`` clips: their nearest code is past QMIN..QMAX."""
-    codes = np.rint(np.asarray(w, dtype=np.float64) * SCALE)
+    codes = _nearest_codes(w)
     return int(np.count_nonzero((codes < QMIN) | (codes > QMAX)))
+
+
+def _nearest_codes(w) -> np.ndarray:
+    """``w`` in code units, rounded to the nearest (ties to even), not yet clipped."""
+    return np.rint(np.asarray(w, dtype=np.float64) * SCALE)
 
 
 def accumulator_bound(n_terms: int, input_max: int = -QMIN) -> int:

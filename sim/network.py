@@ -185,13 +185,12 @@ def simulate(
     keys += ("simulated_cycles",)
     outputs = {key: np.concatenate([np.atleast_1d(p.outputs[key]) for p in ordered]) for key in keys}
     golden_logits = golden.forward(images, weights.params, config.arithmetic, network)
-    cycles = outputs["cycles"]
     return NetworkRun(
         rtl_logits=outputs["logits"],
         rtl_class=outputs["klass"],
         golden_logits=golden_logits,
         golden_class=golden.classify(golden_logits),
-        cycles=cycles,
+        cycles=outputs["cycles"],
         # Simulator time summed over the runs (more than the wall time when they overlap).
         sim_seconds=sum(p.tb_seconds for p in ordered),
         startup_seconds=sum(p.startup_seconds for p in ordered),
@@ -278,14 +277,13 @@ def stream(
     build_root=None,
 ) -> StreamRun:
     """Stream ``images`` back to back through the RTL in one simulator run (``tb_stream``)."""
-    accelerator, banks = _design(weights, config)
-    source = harness_verilog(accelerator, banks)
+    design = harness_design(weights, config, cache_root=runner.check_build_root(build_root))
     network = weights.network
     golden_logits = golden.forward(images, weights.params, config.arithmetic, network)
     data = {"images": images, "golden": golden_logits, "classes": network.classes}
-    if banks:
+    if design.loads_weights:
         data["load"] = np.array(1)
-    result = runner.run(source, TOPLEVEL, f"{__package__}.tb_stream", data,
+    result = runner.run(design.verilog, TOPLEVEL, f"{__package__}.tb_stream", data,
                         simulator=simulator, build_root=build_root)
     out = result.outputs
     return StreamRun(

@@ -199,8 +199,8 @@ def run(
     The clock is made inside the simulation unless ``clock_inside`` is false (``with_clock``)."""
     from cocotb_tools.runner import get_results
 
-    build_dir, build_seconds = build(verilog, toplevel, simulator, waves, build_root, clock_inside)
     verilog, toplevel = with_clock(verilog, toplevel, waves, clock_inside)
+    build_dir, build_seconds = _build_cached(verilog, toplevel, simulator, waves, build_root)
     runner = _get_runner(simulator)
 
     run_id = f"{os.getpid()}-{time.monotonic_ns()}"
@@ -269,6 +269,11 @@ def build(verilog: str, toplevel: str, simulator: str = "icarus", waves: bool = 
     """Build the simulator for ``verilog`` (``with_clock``) unless a cached build of the same
     text is there; return its folder and the seconds the build took (0 when cached)."""
     verilog, toplevel = with_clock(verilog, toplevel, waves, clock_inside)
+    return _build_cached(verilog, toplevel, simulator, waves, build_root)
+
+
+def _build_cached(verilog: str, toplevel: str, simulator: str, waves: bool, build_root) -> tuple[Path, float]:
+    """``build`` of Verilog that ``with_clock`` has already seen to."""
     prepare_simulator(simulator)
     build_root = check_build_root(build_root)
     build_dir = _build_dir(verilog, toplevel, simulator, waves, build_root)

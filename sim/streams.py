@@ -104,16 +104,20 @@ class HandshakeLog:
             cycle += 1
 
 
+# The clock of ``start_clock_and_reset``, made by cocotb or by the design's wrapper.
+PERIOD_NS = 2 * clocked.HALF_PERIOD_NS
+
+
 def simulated_cycles() -> int:
-    """Clock cycles (of ``start_clock_and_reset``'s 10 ns clock) simulated so far."""
-    return int(get_sim_time("ns")) // 10
+    """Clock cycles simulated so far."""
+    return int(get_sim_time("ns")) // PERIOD_NS
 
 
 async def start_clock_and_reset(dut, cycles: int = 2) -> None:
-    """10 ns clock on ``clk`` (unless the top module makes it: ``sim.clocked``); ``rst`` held
-    high for ``cycles`` edges."""
+    """A ``PERIOD_NS`` clock on ``clk`` (unless the top module makes it: ``sim.clocked``); ``rst``
+    held high for ``cycles`` edges."""
     if os.environ.get(clocked.CLOCK_VARIABLE) != clocked.CLOCK_INSIDE:
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
     dut.rst.value = 1
     await ClockCycles(dut.clk, cycles)
     dut.rst.value = 0

@@ -134,7 +134,7 @@ def test_each_waves_run_dumps_into_its_own_folder(tmp_path, monkeypatch):
             Path(dump or Path(test_dir) / "dump.vcd").write_text(Path(extra_env["LENET_TB_DATA"]).name)
             Path(results_xml).write_text('<testsuites><testsuite tests="1" failures="0"/></testsuites>')
 
-    monkeypatch.setattr(runner, "build", lambda *a: (tmp_path, 0.0))
+    monkeypatch.setattr(runner, "_build_cached", lambda *a: (tmp_path, 0.0))
     monkeypatch.setattr(runner, "_get_runner", lambda simulator: FakeSimulator())
     for simulator in ("verilator", "icarus"):
         first = runner.run("", "top", "tb", {}, simulator=simulator, waves=True)
