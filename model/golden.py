@@ -55,10 +55,14 @@ def activate(acc, arithmetic: arith.Arithmetic) -> np.ndarray:
 
 def maxpool(x, size: int = 2) -> np.ndarray:
     """size x size max-pool with stride size over the last two axes (odd edges dropped)."""
+    return _windows(x, size).max(axis=(-3, -1))
+
+
+def _windows(x, size: int) -> np.ndarray:
+    """[..., H, W] -> [..., H/size, size, W/size, size], odd edges dropped."""
     x = np.asarray(x)
     h, w = x.shape[-2] // size * size, x.shape[-1] // size * size
-    x = x[..., :h, :w]
-    return x.reshape(*x.shape[:-2], h // size, size, w // size, size).max(axis=(-3, -1))
+    return x[..., :h, :w].reshape(*x.shape[:-2], h // size, size, w // size, size)
 
 
 def check_images(images, network: Network = LENET5) -> np.ndarray:
@@ -130,10 +134,18 @@ def accuracy(logits, labels) -> float:
     return float((classify(logits) == np.asarray(labels)).mean())
 
 
-def float_forward(images, params, network: Network = LENET5) -> np.ndarray:
-    """The float network (no quantization) in numpy, for the float-accuracy figure."""
+# How the float network may read its weights: the hardware's reading first. The others are
+# what a state dict's weights may have been trained with (import checks; see model/train/readings.py).
+POOLS = {"max": maxpool, "average": lambda x, size: _windows(x, size).mean(axis=(-3, -1))}
+ACTIVATIONS = {"relu": lambda x: np.maximum(x, 0), "tanh": np.tanh}
+
+
+def float_forward(images, params, network: Network = LENET5, pool: str = "max", activation: str = "relu") -> np.ndarray:
+    """The float network (no quantization) in numpy, for the float-accuracy figure; ``pool`` and
+    ``activation`` read the same weights as another chain would (only import asks for that)."""
     images = check_images(images, network)
     check_shapes(params, network)
+    pool_of, act = POOLS[pool], ACTIVATIONS[activation]
     outputs = []
     for start in range(0, len(images), BATCH):
         x = images[start : start + BATCH, None].astype(np.float64) / arith.PIXEL_MAX
@@ -144,10 +156,10 @@ def float_forward(images, params, network: Network = LENET5) -> np.ndarray:
                 k = layer.kernel
                 win = sliding_window_view(x, (k, k), axis=(2, 3))
                 y = np.einsum("nchwij,ocij->nohw", win, w, optimize=True) + b[None, :, None, None]
-                x = maxpool(np.maximum(y, 0), layer.pool)
+                x = pool_of(act(y), layer.pool)
             else:
                 x = x.reshape(len(x), -1) @ w.T + b
                 if not layer.last:
-                    x = np.maximum(x, 0)
+                    x = act(x)
         outputs.append(x)
     return np.concatenate(outputs)

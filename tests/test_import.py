@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lenet_fpga.cli import main
-from lenet_fpga.model import golden, weights
+from lenet_fpga.model import golden, mnist, weights
 from lenet_fpga.model.train import importer
 from lenet_fpga.model.errors import InputError
 
@@ -68,10 +68,10 @@ def test_state_dict_import_needs_only_the_pool():
 
 def test_state_dict_says_what_it_assumes():
     """A state dict holds no layers: the import says it reads convolutions as valid, ReLU and
-    max-pool (an average-pooling model's weights would otherwise pass as a max-pool network
-    unsaid), and a padded model's shapes that do not fit name padding as a cause."""
+    max-pool (and tries the others on test images, below), and a padded model's shapes that do
+    not fit name padding as a cause."""
     imported = importer.from_object(small_model(batch_norm=False).state_dict(), pool=2)
-    assert any("no padding" in note and "average-pools" in note for note in imported.notes), imported.notes
+    assert any("no padding" in note and "other poolings" in note for note in imported.notes), imported.notes
 
     padded = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
                                  torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
@@ -138,7 +138,8 @@ def test_import_says_what_rounding_clips(tmp_path, capsys, mnist_dir):
         model[0].bias[:3] = torch.tensor([4.45, -2.5, 127.4 / 64])  # two clipped, one in range
     torch.save(model.state_dict(), tmp_path / "state.pt")  # the rest as initialised: well inside
     out = tmp_path / "imported.npz"
-    assert main(["import", str(tmp_path / "state.pt"), "--out", str(out), "--data", str(mnist_dir)]) == 0
+    assert main(["import", str(tmp_path / "state.pt"), "--out", str(out), "--data", str(mnist_dir),
+                 "--qat-epochs", "0"]) == 0
     said = capsys.readouterr().out
     line = next(line for line in said.splitlines() if line.startswith("clipped"))
     assert "conv1.bias 2 of 4 (largest |value| 4.45)" in line and "--qat-epochs" in line, line
@@ -155,3 +156,136 @@ def test_import_of_something_else_is_a_clean_error(tmp_path, capsys):
     assert main(["import", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "w.npz")]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert not (tmp_path / "w.npz").exists()
+
+
+def lenet_like(pool=nn.MaxPool2d) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), pool(2), nn.Conv2d(4, 10, 5), nn.ReLU(), pool(2),
+                         nn.Flatten(), nn.Linear(160, 60), nn.ReLU(), nn.Linear(60, 10))
+
+
+@pytest.fixture(scope="session")  # not module: xdist may run the module's tests between others
+def trained(mnist_dir) -> dict:
+    """The same small network trained briefly with max-pooling and with average pooling."""
+    from brief_training import train_briefly
+
+    torch.set_num_threads(2)
+    train = mnist.load("train", mnist_dir)
+    return {"max": train_briefly(lenet_like(), train, steps=300),
+            "average": train_briefly(lenet_like(nn.AvgPool2d), train, steps=300)}
+
+
+@pytest.mark.xdist_group("import_trained")
+def test_an_average_pooling_state_dict_is_refused_naming_the_pooling(trained, tmp_path, capsys, mnist_dir):
+    """Its weights hold no pooling, but read with average pooling they classify clearly better
+    than as the hardware reads them: refused (nothing written), or with --any-reading imported
+    as read, the readings kept in the manifest."""
+    torch.save(trained["average"].state_dict(), tmp_path / "avg.pt")
+    out = tmp_path / "w.npz"
+    command = ["import", str(tmp_path / "avg.pt"), "--out", str(out), "--data", str(mnist_dir), "--qat-epochs", "0"]
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trained with average-pooling and relu" in err and "--any-reading" in err, err
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    assert main(command + ["--any-reading"]) == 0
+    readings = json.loads(out.with_suffix(".json").read_text())["source"]["readings"]
+    assert readings["loss"]["average-pool relu"] < readings["loss"]["max-pool relu"]
+
+
+@pytest.mark.xdist_group("import_trained")
+def test_qat_runs_by_default_when_rounding_loses_more_than_a_point(trained, tmp_path, capsys, mnist_dir):
+    """The briefly trained max-pool model passes the readings check; rounded to Q2.6 it loses
+    many points (its activations leave Q2.6's range), so QAT follows unasked and wins them back;
+    --qat-epochs 0 keeps the rounded weights."""
+    torch.save(trained["max"].state_dict(), tmp_path / "max.pt")
+    out = tmp_path / "w.npz"
+    command = ["import", str(tmp_path / "max.pt"), "--out", str(out), "--data", str(mnist_dir),
+               "--train-images", "6000"]
+    assert main(command + ["--qat-epochs", "0"]) == 0
+    kept = json.loads(out.with_suffix(".json").read_text())
+    assert "training" not in kept and "rounded, no QAT" in capsys.readouterr().out
+    readings = kept["source"]["readings"]["loss"]
+    assert readings["max-pool relu"] == min(readings.values())
+    assert kept["accuracy"]["fixed"] == kept["source"]["rounded_accuracy"] < kept["accuracy"]["float"] - 0.01
+    assert main(command) == 0
+    said = capsys.readouterr().out
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert "rounding loses more than 1%" in said and "after 3 QAT epochs" in said, said
+    assert manifest["training"]["qat_epochs"] == 3 and manifest["training"]["asked"] is False
+    assert manifest["source"]["rounded_accuracy"] == kept["accuracy"]["fixed"]
+    assert manifest["accuracy"]["fixed"] > kept["accuracy"]["fixed"] + 0.01
+
+
+def test_a_network_that_rounds_well_is_not_fine_tuned(tmp_path, capsys, mnist_dir):
+    """The shipped LeNet-5's codes / 64 as a state dict: rounding loses nothing, so no QAT, and
+    the readings check passes a network trained for the hardware."""
+    shipped = weights.load()
+    torch.save({name: torch.from_numpy(codes.astype(np.float32) / 64) for name, codes in shipped.params.items()},
+               tmp_path / "shipped.pt")
+    out = tmp_path / "w.npz"
+    assert main(["import", str(tmp_path / "shipped.pt"), "--out", str(out), "--data", str(mnist_dir)]) == 0
+    assert "rounded, no QAT" in capsys.readouterr().out
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert "training" not in manifest and manifest["accuracy"]["fixed"] == manifest["source"]["rounded_accuracy"]
+    np.testing.assert_equal(weights.load(out).params, shipped.params)
+
+
+MODEL_MODULE = """
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * 12 * 12, 10))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+"""
+
+
+def save_from_script(folder, script: str) -> None:
+    """Run ``script`` in ``folder`` as a user would (python save.py), which saves net.pt there."""
+    import subprocess
+    import sys
+
+    (folder / "save.py").write_text(script)
+    subprocess.run([sys.executable, "save.py"], cwd=folder, check=True, timeout=120)
+
+
+@pytest.mark.parametrize("beside", [True, False])
+def test_a_module_saved_whole_imports_its_class_from_its_folder_or_module_path(tmp_path, beside):
+    """A model whose class lives in mymodel.py beside the saved file imports with --trust-pickle
+    from any working folder; one whose module is elsewhere is told to give --module-path, and
+    imports with it. sys.path is as it was afterwards."""
+    import sys
+
+    name = f"usermodel_{'beside' if beside else 'elsewhere'}"
+    code, saved = tmp_path / "code", tmp_path / ("code" if beside else "saved")
+    code.mkdir(exist_ok=True)
+    saved.mkdir(exist_ok=True)
+    (code / f"{name}.py").write_text(MODEL_MODULE)
+    save_from_script(code, f"import torch\nfrom {name} import Net\ntorch.save(Net().eval(), {str(saved / 'net.pt')!r})\n")
+    path_before = list(sys.path)
+    try:
+        if not beside:
+            with pytest.raises(InputError, match=rf"module '{name}' is not in .* give --module-path DIR, the folder "
+                                                 rf"that holds {name}.py"):
+                importer.load_torch_file(saved / "net.pt", trust_pickle=True)
+            assert sys.path == path_before
+        model = importer.load_torch_file(saved / "net.pt", trust_pickle=True,
+                                         module_path=() if beside else (str(code),))
+        assert sys.path == path_before
+        assert importer.from_object(model).network.spec == "4:"
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_a_module_saved_from_a_script_is_told_to_save_its_state_dict(tmp_path, capsys):
+    """A class defined in the script that saved the model lives in __main__, which no import can
+    find again: one line saying what to do, exit 2."""
+    save_from_script(tmp_path, "import torch\n" + MODEL_MODULE + "\ntorch.save(Net().eval(), 'net.pt')\n")
+    assert main(["import", str(tmp_path / "net.pt"), "--trust-pickle", "--out", str(tmp_path / "w.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "(__main__)" in err and "state_dict" in err, err

@@ -26,6 +26,7 @@ pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip 
 pytest.importorskip("onnxscript", reason="the onnx extra is not installed (pip install -e '.[onnx]')")
 from lenet_fpga.model.train import onnx_import  # noqa: E402  (after the skips: it needs onnx)
 from lenet_fpga.model.train.flow import ImportOptions, import_model  # noqa: E402
+from brief_training import train_briefly  # noqa: E402
 
 nn = torch.nn
 
@@ -255,21 +256,6 @@ def test_an_onnx_file_named_otherwise_is_still_read_as_onnx(tmp_path):
 
 
 # ---- trained, exported, imported, quantized ----
-
-
-def train_briefly(model, train: mnist.Split, steps: int, seed: int = 0) -> nn.Module:
-    """``steps`` Adam steps of 64 MNIST training images: a few hundred give 95 to 97 %."""
-    generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    images = torch.from_numpy(train.images.copy()).float().unsqueeze(1) / 255
-    labels = torch.from_numpy(train.labels.astype(np.int64))
-    model.train()
-    for _ in range(steps):
-        batch = torch.randint(0, len(labels), (64,), generator=generator)
-        optimiser.zero_grad()
-        nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
-        optimiser.step()
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

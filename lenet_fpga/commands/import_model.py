@@ -16,7 +16,12 @@ ReLU, the last linear layer gives the logits. The model must take pixels as p/25
 --normalize for a model trained on (p/255 - MEAN) / STD. Writes FILE.npz, FILE.json and
 FILE-float.npz like train. A state_dict is read without running anything from the file;
 a whole module can only be unpickled by running code from the file, so it needs
---trust-pickle (see docs/import.md).
+--trust-pickle (see docs/import.md); its class is imported from the file's folder or
+--module-path. A state_dict's weights are also read with average pooling, tanh and
+sigmoid on test images: one that fits another chain clearly better is refused.
+
+The weights are rounded to Q2.6; when that loses more than a point of accuracy, 3 epochs
+of quantization-aware fine-tuning follow (--qat-epochs N to choose, 0 to never).
 
 Or an ONNX graph (MODEL.onnx, from torch.onnx.export or tf2onnx; needs the onnx extra,
 pip install -e '.[onnx]'): Conv, Relu, MaxPool, Flatten/Reshape, Gemm or MatMul+Add,
@@ -35,14 +40,23 @@ def add_arguments(parser) -> None:
                         help="allow a module saved whole: unpickling it runs code from the file, which can do "
                              "anything you can (delete or send your files); only for files you trust. Without it "
                              "only a state_dict is read, and nothing in the file is executed")
+    parser.add_argument("--module-path", metavar="DIR", action="append", default=[],
+                        help="with --trust-pickle: a folder to import the model's class from (its module, e.g. "
+                             "mymodel.py); the model file's own folder is searched first. Repeatable")
+    parser.add_argument("--any-reading", action="store_true",
+                        help="import a state_dict as the hardware reads it (max-pool, ReLU) even when its weights fit "
+                             "average pooling, tanh or sigmoid clearly better on the test images (refused otherwise)")
     parser.add_argument("--image-size", type=options.positive_int, default=28,
                         help="the model's input side (default 28; an ONNX graph with a fixed input size says its own)")
     parser.add_argument("--pool", type=options.positive_int, default=2,
                         help="max-pool after each conv, for a state_dict (default 2; a module says its own)")
     parser.add_argument("--normalize", metavar="MEAN,STD", default=None,
                         help="fold the model's input normalisation (p/255 - MEAN) / STD into conv1")
-    parser.add_argument("--qat-epochs", type=options.nonnegative_int, default=0,
-                        help="quantization-aware fine-tuning epochs on MNIST (default 0: round the weights)")
+    parser.add_argument("--qat-epochs", type=options.nonnegative_int, default=None,
+                        help="quantization-aware fine-tuning epochs on MNIST after rounding (0: keep the rounded "
+                             "weights; default: 3 when rounding loses more than a point of accuracy, else 0)")
+    parser.add_argument("--train-images", type=options.positive_int, default=None, metavar="N",
+                        help="fine-tune on the first N training images only (default: all 60,000)")
     options.torch_options(parser, seed_help="random seed of the fine-tuning (default 1)")
     options.requantizer_options(parser)
     options.data_option(parser)
@@ -68,7 +82,9 @@ def run(args) -> int:
 
     wanted = ImportOptions(**torch_fields(args), image_size=args.image_size, pool=args.pool,
                            normalize=parse_normalize(args.normalize), qat_epochs=args.qat_epochs,
-                           arithmetic=trained_arithmetic(args), trust_pickle=args.trust_pickle)
+                           arithmetic=trained_arithmetic(args), trust_pickle=args.trust_pickle,
+                           module_path=tuple(args.module_path), any_reading=args.any_reading)
     result = import_model(args.model, args.out, wanted, log=(lambda *_: None) if args.json else print)
-    report_trained(args, result, f", after {args.qat_epochs} QAT epochs" if args.qat_epochs else ", rounded, no QAT")
+    epochs = result.extra["qat_epochs"]
+    report_trained(args, result, f", after {epochs} QAT epochs" if epochs else ", rounded, no QAT")
     return 0

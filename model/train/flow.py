@@ -22,7 +22,7 @@ from ..cost import CostModel
 from ..errors import InputError
 from ..network import LENET5, Network
 from . import compress as compression
-from . import importer, onnx_import, qat
+from . import importer, onnx_import, qat, readings
 
 # numpy's and torch's seeds are 64-bit at most
 MAX_SEED = 2**63 - 1
@@ -64,15 +64,20 @@ class TrainOptions(TorchOptions):
 @dataclass(frozen=True)
 class ImportOptions(TorchOptions):
     """``import``: what the file does not say (image size, pooling of a state_dict), the input
-    normalisation to fold into conv1, QAT epochs (0: round), and the arithmetic. ``trust_pickle``
-    allows a module saved whole, whose unpickling runs code from the file (docs/import.md)."""
+    normalisation to fold into conv1, QAT epochs (0: round; None: ``AUTO_QAT_EPOCHS`` when
+    rounding loses more than ``AUTO_QAT_LOSS``), and the arithmetic. ``trust_pickle`` allows a
+    module saved whole, whose unpickling runs code from the file and imports its class from the
+    file's folder or ``module_path`` (docs/import.md). ``any_reading`` imports a state dict whose
+    weights fit another chain better (``readings``) as the hardware reads it."""
 
     image_size: int = 28
     pool: int = 2
     normalize: tuple[float, float] | None = None
-    qat_epochs: int = 0
+    qat_epochs: int | None = None
     arithmetic: arith.Arithmetic = arith.Arithmetic()
     trust_pickle: bool = False
+    module_path: tuple[str, ...] = ()
+    any_reading: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -208,7 +213,8 @@ def _read_model(model_file, options: ImportOptions) -> tuple[importer.Imported, 
         if options.normalize is not None:
             imported = importer.fold_normalization(imported, *options.normalize)
         return imported, graph
-    return importer.from_object(importer.load_torch_file(model_file, options.trust_pickle), options.image_size,
+    return importer.from_object(importer.load_torch_file(model_file, options.trust_pickle, options.module_path),
+                                options.image_size,
                                 options.pool, options.normalize), None
 
 
@@ -232,9 +238,15 @@ def _checked_against_runtime(graph: onnx_import.OnnxModel, imported: importer.Im
     return {"float_accuracy": accuracy, "n_images": len(test_split.labels), "largest_difference": difference}
 
 
+# Rounding that loses more than a point of accuracy is fine-tuned with QAT unless asked not to.
+AUTO_QAT_LOSS = 0.01
+AUTO_QAT_EPOCHS = 3
+
+
 def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=print) -> Trained:
     """A trained model (``torch.save`` of a module or its state_dict, or an ONNX graph) as Q2.6
-    weights: its weights rounded, or fine-tuned with ``options.qat_epochs`` of QAT."""
+    weights: its weights rounded, then fine-tuned with ``options.qat_epochs`` of QAT (by default
+    only when rounding loses more than a point)."""
     out, float_path = outputs(out)
     imported, graph = _read_model(model_file, options)
     network, arithmetic = imported.network, options.arithmetic
@@ -244,28 +256,59 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
     float_params = imported.params
     clipped = _clipped(float_params, options.qat_epochs, log)
     test_split = mnist.load("test", options.data_dir).fitted(network)
-    runtime = {} if graph is None else {"onnxruntime": _checked_against_runtime(graph, imported, test_split, options,
-                                                                                log)}
-    training, seconds = None, 0.0
-    if options.qat_epochs:
+    found = {}
+    if graph is not None:
+        found["onnxruntime"] = _checked_against_runtime(graph, imported, test_split, options, log)
+    if imported.state_dict:
+        found["readings"] = _checked_reading(imported, test_split, options.any_reading, log)
+    params = {name: arith.quantize_weights(value) for name, value in float_params.items()}
+    accuracy = _accuracies(float_params, golden.forward(test_split.images, params, arithmetic, network), network,
+                           test_split)
+    loss = accuracy["float"] - accuracy["fixed"]
+    log(f"rounded to Q2.6: accuracy {accuracy['fixed']:.2%}, {loss:.2%} below the float network's "
+        f"{accuracy['float']:.2%} ({accuracy['n_images']:,} test images)")
+    epochs = options.qat_epochs
+    if epochs is None:
+        epochs = AUTO_QAT_EPOCHS if loss > AUTO_QAT_LOSS else 0
+        if epochs:
+            log(f"rounding loses more than {AUTO_QAT_LOSS:.0%} of accuracy: {epochs} epochs of quantization-aware "
+                f"fine-tuning (--qat-epochs N to choose, 0 to keep the rounded weights)")
+    training, seconds, rounded = None, 0.0, accuracy["fixed"]
+    if epochs:
         _prepare_torch(options)
-        config = qat.TrainConfig(seed=options.seed, float_epochs=0, qat_epochs=options.qat_epochs)
+        config = qat.TrainConfig(seed=options.seed, float_epochs=0, qat_epochs=epochs)
         _, qat_model, seconds = qat.train(_train_split(options, network), arithmetic, config, network=network,
                                           start=float_params)
         params = qat_model.integer_params()
-        training = {**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__}
-    else:
-        params = {name: arith.quantize_weights(value) for name, value in float_params.items()}
-    accuracy = _accuracies(float_params, golden.forward(test_split.images, params, arithmetic, network), network,
-                           test_split)
+        training = {**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__,
+                    "asked": options.qat_epochs is not None}
+        accuracy = _accuracies(float_params, golden.forward(test_split.images, params, arithmetic, network), network,
+                               test_split)
     manifest = weights.make_manifest(
         arithmetic, network, float_weights=float_path.name, accuracy=accuracy,
-        source={"imported_from": str(model_file), "notes": list(imported.notes), "clipped": clipped, **runtime},
+        source={"imported_from": str(model_file), "notes": list(imported.notes), "clipped": clipped,
+                "rounded_accuracy": rounded, **found},
         **({"training": training} if training else {}),
     )
     weights.save_with_float(out, params, manifest, float_params)
     return _trained(out, float_path, network, arithmetic, accuracy, seconds, notes=list(imported.notes),
-                    clipped=clipped, qat_epochs=options.qat_epochs, **runtime)
+                    clipped=clipped, rounded_accuracy=rounded, qat_epochs=epochs, **found)
+
+
+def _checked_reading(imported: importer.Imported, test_split: mnist.Split, any_reading: bool, log) -> dict:
+    """A state dict's weights read as the hardware computes them, and every other reading
+    (``readings``): refused when another fits them clearly better, unless ``any_reading``."""
+    found = readings.measure(test_split.images, test_split.labels, imported.params, imported.network)
+    other, ours = found.best_other, readings.HARDWARE
+    said = (f"the state dict's weights read with {readings.describe(ours)} (the hardware's): float accuracy "
+            f"{found.accuracy[ours]:.2%}, loss {found.loss[ours].mean():.3f}; with {readings.describe(other)}: "
+            f"{found.accuracy[other]:.2%}, loss {found.loss[other].mean():.3f} ({found.n_images:,} test images)")
+    if found.other_chain and not any_reading:
+        raise InputError(f"{said}: the model was trained with {readings.describe(other)}, which the hardware does not "
+                         f"compute; retrain it with max-pooling and ReLU (or give --any-reading to import it as "
+                         f"the hardware reads it)")
+    log(said)
+    return found.to_dict()
 
 
 def _clipped(float_params: dict, qat_epochs: int, log) -> dict:
@@ -279,7 +322,8 @@ def _clipped(float_params: dict, qat_epochs: int, log) -> dict:
     if clipped:
         each = ", ".join(f"{name} {c['values']} of {c['of']} (largest |value| {c['largest']:g})"
                          for name, c in clipped.items())
-        hint = "" if qat_epochs else "; --qat-epochs N fine-tunes the network with the clipping in the loop"
+        hint = {0: "; --qat-epochs N fine-tunes the network with the clipping in the loop",
+                None: "; QAT follows if rounding loses more than a point"}.get(qat_epochs, "")
         low, high = arith.QMIN / arith.SCALE, arith.QMAX / arith.SCALE
         log(f"clipped to Q2.6's range [{low:g}, {high:g}]: {each}{hint}")
     return clipped

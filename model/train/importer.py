@@ -19,11 +19,13 @@ the first conv (``normalize``).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickletools
+import sys
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +40,19 @@ class Imported:
     network: Network
     params: dict[str, np.ndarray]  # float32, our state-dict names
     notes: tuple[str, ...]  # what was folded or dropped, for the manifest
+    state_dict: bool = False  # weights only: the chain between them is assumed (see ``readings``)
 
 
-def load_torch_file(path, trust_pickle: bool = False):
+def load_torch_file(path, trust_pickle: bool = False, module_path=()):
     """The object in a ``torch.save`` file. A state dict is read by torch's restricted unpickler,
     which builds tensors and containers and calls nothing else. A whole ``nn.Module`` can only
     be rebuilt by Python's full unpickler, which calls whatever functions the file names (a
     hostile file can run any code): only with ``trust_pickle``, the user's explicit opt-in.
-    Without it the file's pickle is only read as data, to say in the error what it holds."""
+    Without it the file's pickle is only read as data, to say in the error what it holds.
+
+    The unpickler imports the module that defines the model's class, as the script that saved
+    it did: the file's folder and the folders of ``module_path`` are searched first, and only
+    while it unpickles (``sys.path`` is restored after)."""
     import torch
 
     path = regular_file(path, "model file")
@@ -65,10 +72,43 @@ def load_torch_file(path, trust_pickle: bool = False):
     if not trust_pickle:
         raise InputError(f"{path} is a pickled {found}, and unpickling it runs code from the file: give "
                          f"--trust-pickle only if you trust its source, or import its state_dict (docs/import.md)")
+    folders = [Path(path).resolve().parent, *(Path(folder) for folder in module_path)]
+    for folder in folders[1:]:
+        if not folder.is_dir():
+            raise InputError(f"--module-path {folder}: not a folder")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with _searched_first(folders):
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except (ModuleNotFoundError, AttributeError) as e:
+        raise InputError(_class_not_found(path, found, e, folders)) from None
     except Exception as e:
         raise InputError(f"cannot read {path} as a PyTorch file: {type(e).__name__}: {e}") from None
+
+
+@contextlib.contextmanager
+def _searched_first(folders):
+    """``folders`` at the front of ``sys.path`` for the block's time."""
+    saved = list(sys.path)
+    sys.path[:0] = [str(folder) for folder in folders]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def _class_not_found(path, found: str, error: Exception, folders) -> str:
+    """What to do when the model's class cannot be imported: the one-line error of ``import``."""
+    module = found.rpartition(".")[0]
+    searched = ", ".join(str(folder) for folder in folders)
+    if module == "__main__" or "'__main__'" in str(error):
+        return (f"{path} holds a model whose class was defined in the script that saved it (__main__), which "
+                f"cannot be imported again: save its state_dict (torch.save(model.state_dict(), F)), or move the "
+                f"class into a module (e.g. mymodel.py) and save the model again from a script that imports it")
+    if isinstance(error, ModuleNotFoundError):
+        return (f"{path} holds a {found}, and its module {error.name or module!r} is not in {searched} nor installed: "
+                f"give --module-path DIR, the folder that holds {(error.name or module).split('.')[0]}.py "
+                f"(or its package)")
+    return f"{path} holds a {found}, and importing it failed ({error}); searched {searched}"
 
 
 def _is_torchscript(path) -> bool:
@@ -280,9 +320,9 @@ def from_state_dict(state: dict, image_size: int = 28, pool: int = 2) -> Importe
         params[f"conv{k}.weight"], params[f"conv{k}.bias"] = w, b
     for k, (w, b) in enumerate(linears, 1):
         params[f"fc{k}.weight"], params[f"fc{k}.bias"] = w, b
-    return _checked(network, params, (f"{STATE_DICT_LAYERS}: if the model average-pools, pads, strides or uses "
-                                      f"another activation, these weights compute something else (an ONNX graph "
-                                      f"or the module saved whole says which layers it has)",))
+    notes = (f"{STATE_DICT_LAYERS}; other poolings and activations are tried on test images, but a model that "
+             f"pads or strides computes something else (an ONNX graph or the module saved whole says its layers)",)
+    return replace(_checked(network, params, notes), state_dict=True)
 
 
 def _checked(network: Network, params: dict, notes: tuple) -> Imported:
@@ -304,5 +344,5 @@ def fold_normalization(imported: Imported, mean: float, std: float) -> Imported:
     w, b = params["conv1.weight"].astype(np.float64), params["conv1.bias"].astype(np.float64)
     params["conv1.weight"] = (w / std).astype(np.float32)
     params["conv1.bias"] = (b - mean / std * w.sum(axis=(1, 2, 3))).astype(np.float32)
-    return Imported(imported.network, params, imported.notes + (f"input normalisation (mean {mean}, std {std}) "
-                                                                f"folded into conv1",))
+    return replace(imported, params=params, notes=imported.notes + (f"input normalisation (mean {mean}, std {std}) "
+                                                                     f"folded into conv1",))
