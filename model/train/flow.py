@@ -82,6 +82,12 @@ class ImportOptions(TorchOptions):
     def __post_init__(self):
         super().__post_init__()
         check_normalize(self.normalize)
+        if self.qat_epochs is not None and not (isinstance(self.qat_epochs, int) and self.qat_epochs >= 0):
+            raise InputError(f"--qat-epochs must be 0 or more (or None: when rounding costs accuracy), "
+                             f"not {self.qat_epochs!r}")
+        if isinstance(self.module_path, (str, Path)):  # one folder given as itself
+            object.__setattr__(self, "module_path", (self.module_path,))
+        object.__setattr__(self, "module_path", tuple(str(folder) for folder in self.module_path))
 
 
 def check_normalize(normalize) -> None:
