@@ -31,7 +31,7 @@ The result frame (``m_axis``, 32-bit words, ``1 + classes`` beats, ``tlast`` on 
     beat 1 + j   logit j, sign-extended to 32 bits (the accelerator's ``logits[j]``)
 """
 
-from amaranth.hdl import Cat, Module, Shape, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -133,39 +133,44 @@ class AxiStreamAccelerator(wiring.Component):
         pixel_in = self.s_axis_tvalid & self.s_axis_tready
         given = acc.pixels.valid & acc.pixels.ready
 
-        with m.FSM(name="frame"):
+        # The ports are driven by plain expressions of the state, not inside the state machine:
+        # Icarus never runs a combinational block none of whose inputs change, which would leave
+        # an output unknown (X) from time 0 until the first frame.
+        with m.FSM(name="frame") as frame:
             with m.State("IDLE"):
-                # Start when a frame is offered and its answer has a place.
-                m.d.comb += acc.start.eq(self.s_axis_tvalid & results.room & ~weights_wanted)
                 with m.If(taken):
-                    m.d.comb += results.reserve.eq(1)
                     m.d.sync += count.eq(0)
                     m.next = "FEED"
             with m.State("FEED"):
-                m.d.comb += [acc.pixels.payload.eq(self.s_axis_tdata), acc.pixels.valid.eq(self.s_axis_tvalid),
-                             self.s_axis_tready.eq(acc.pixels.ready)]
                 with m.If(given):
                     m.d.sync += count.eq(count + 1)
                     with m.If(last_pixel):
-                        m.d.comb += [errors.w_en.eq(1), errors.w_data.eq(~self.s_axis_tlast)]
                         m.next = "IDLE"
                         with m.If(~self.s_axis_tlast):
-                            m.d.comb += self.tlast_error.eq(1)
                             m.next = "DISCARD"
                     with m.Elif(self.s_axis_tlast):
-                        m.d.comb += self.tlast_error.eq(1)
                         m.next = "PAD"
             with m.State("PAD"):  # tlast came early: zeros for the rest of the image
-                m.d.comb += acc.pixels.valid.eq(1)
                 with m.If(given):
                     m.d.sync += count.eq(count + 1)
                     with m.If(last_pixel):
-                        m.d.comb += [errors.w_en.eq(1), errors.w_data.eq(1)]
                         m.next = "IDLE"
             with m.State("DISCARD"):  # tlast missing: drop pixels up to the next tlast
-                m.d.comb += self.s_axis_tready.eq(1)
                 with m.If(pixel_in & self.s_axis_tlast):
                     m.next = "IDLE"
+        idle, feed, pad, discard = (frame.ongoing(state) for state in ("IDLE", "FEED", "PAD", "DISCARD"))
+        m.d.comb += [
+            # Start when a frame is offered and its answer has a place.
+            acc.start.eq(idle & self.s_axis_tvalid & results.room & ~weights_wanted),
+            results.reserve.eq(idle & taken),
+            acc.pixels.payload.eq(Mux(feed, self.s_axis_tdata, 0)),
+            acc.pixels.valid.eq((feed & self.s_axis_tvalid) | pad),
+            self.s_axis_tready.eq((feed & acc.pixels.ready) | discard),
+            # An image's input ends with its last pixel; its error bit goes with it.
+            errors.w_en.eq((feed | pad) & given & last_pixel),
+            errors.w_data.eq(pad | ~self.s_axis_tlast),
+            self.tlast_error.eq(feed & given & (last_pixel ^ self.s_axis_tlast)),
+        ]
         with m.If(self.tlast_error):
             m.d.sync += self.tlast_errors.eq(self.tlast_errors + 1)
 
@@ -197,16 +202,26 @@ class AxiStreamAccelerator(wiring.Component):
 
         # ---- weights: a restart pulse, then the frame's bytes
         if acc.weights_loadable:
-            with m.If(weights_open):
-                m.d.comb += [acc.weights.payload.eq(self.s_axis_weights_tdata),
-                             acc.weights.valid.eq(self.s_axis_weights_tvalid),
-                             self.s_axis_weights_tready.eq(acc.weights.ready)]
-                with m.If(self.s_axis_weights_tvalid & self.s_axis_weights_tready & self.s_axis_weights_tlast):
-                    m.d.sync += weights_open.eq(0)
-            with m.Elif(self.s_axis_weights_tvalid & ~acc.busy & ~acc.receiving & ~was_receiving):
-                # No image in flight or being started (the FSM is idle: it starts nothing now).
-                m.d.comb += acc.weights_restart.eq(1)
+            m.d.comb += [
+                acc.weights.payload.eq(self.s_axis_weights_tdata),
+                acc.weights.valid.eq(weights_open & self.s_axis_weights_tvalid),
+                self.s_axis_weights_tready.eq(weights_open & acc.weights.ready),
+                # No image in flight or being started (the frame machine starts none while a
+                # weight frame is offered).
+                acc.weights_restart.eq(~weights_open & self.s_axis_weights_tvalid & ~acc.busy & ~acc.receiving
+                                       & ~was_receiving),
+            ]
+            with m.If(acc.weights_restart):
                 m.d.sync += weights_open.eq(1)
+            with m.If(self.s_axis_weights_tvalid & self.s_axis_weights_tready & self.s_axis_weights_tlast):
+                m.d.sync += weights_open.eq(0)
         else:
             m.d.comb += self.s_axis_weights_tready.eq(1)  # read-only weights: frames are dropped
         return m
+
+
+def axis_verilog(accelerator: Accelerator, toplevel: str, depth: int = DEFAULT_DEPTH) -> str:
+    """The Verilog of ``accelerator`` behind the AXI4-Stream wrapper, as module ``toplevel``."""
+    from amaranth.back import verilog
+
+    return verilog.convert(AxiStreamAccelerator(accelerator, depth), name=toplevel)
