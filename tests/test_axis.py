@@ -80,9 +80,12 @@ def _run(name, simulator, sim_build, imgs, wrong=(), params=None, weight_image=N
         data["weights"] = np.frombuffer(weight_image, np.uint8)
     elif image is not None:
         data["weights"] = np.frombuffer(image, np.uint8)
-    result = runner.run(verilog, TOPLEVEL, TB, data, simulator=simulator, build_root=sim_build)
-    words = result.outputs["words"]
-    assert len(words) == len(imgs), f"{len(words)} result frames for {len(imgs)} pixel frames"
+    # cocotb's clock: cocotbext-axi reads the bus in its clock-edge callbacks (sim/tb_axis.py).
+    result = runner.run(verilog, TOPLEVEL, TB, data, simulator=simulator, build_root=sim_build, clock_inside=False)
+    beats = result.outputs["beats"]
+    assert len(beats) == len(imgs), f"{len(beats)} result frames for {len(imgs)} pixel frames"
+    assert (beats == 1 + ws.network.classes).all(), f"words per result frame: {beats.tolist()}"
+    words = result.outputs["words"].reshape(len(imgs), -1)
     logits = golden.forward(seen, params if params is not None else ws.params, config.arithmetic)
     for k, row in enumerate(words):
         klass, error, rtl = parse_result(row)
