@@ -41,8 +41,17 @@ from .result_queue import ResultQueue
 WORD = 32  # bits of a result beat
 CLASS_BITS = 8  # the class's bits in beat 0
 ERROR_BIT = 8  # beat 0's bit saying the frame's tlast was wrong
-DEFAULT_DEPTH = 2  # answers the result queue holds (images in flight count against it)
+# Answers the result queue holds, images in flight included, by design: the streaming design at
+# its baseline sizes has up to three images in flight at full rate (an image takes about 2.3
+# intervals), the compact design one.
+DEFAULT_DEPTHS = {"streaming": 4, "compact": 2}
 ERROR_COUNTER_WIDTH = 16
+
+
+def default_depth(accelerator: Accelerator) -> int:
+    """The result queue's depth the wrapper gets unless told: enough for ``accelerator``'s design
+    to run at full rate behind a sink that takes every word at once."""
+    return DEFAULT_DEPTHS.get(accelerator.design, 2)
 
 
 def result_layout(classes: int, logit_shape) -> data.StructLayout:
@@ -70,8 +79,9 @@ class AxiStreamAccelerator(wiring.Component):
     ----------
     accelerator : Accelerator
         Either design's; it becomes a submodule.
-    depth : int
-        Results the wrapper holds: images in flight plus answers waiting for the sink.
+    depth : int, optional
+        Results the wrapper holds: images in flight plus answers waiting for the sink
+        (default: ``default_depth(accelerator)``).
 
     Attributes
     ----------
@@ -88,9 +98,10 @@ class AxiStreamAccelerator(wiring.Component):
         Those pulses counted since reset (wrapping).
     """
 
-    def __init__(self, accelerator: Accelerator, depth: int = DEFAULT_DEPTH):
+    def __init__(self, accelerator: Accelerator, depth: int | None = None):
         if not isinstance(accelerator, Accelerator):
             raise TypeError(f"accelerator must be an Accelerator, not {type(accelerator).__name__}")
+        depth = default_depth(accelerator) if depth is None else depth
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
             raise ValueError(f"depth must be a positive integer, not {depth!r}")
         network = accelerator.network
@@ -121,9 +132,13 @@ class AxiStreamAccelerator(wiring.Component):
         m.submodules.errors = errors = fifo.SyncFIFO(width=1, depth=self.depth)
 
         weights_open = Signal()  # a weight frame has begun and its tlast is not yet taken
-        weights_wanted = self.s_axis_weights_tvalid | weights_open
+        was_receiving = self._pixel_frames(m, acc, results, errors, self.s_axis_weights_tvalid | weights_open)
+        self._result_frames(m, acc, results, errors)
+        self._weight_frames(m, acc, weights_open, was_receiving)
+        return m
 
-        # ---- pixels: one image per frame
+    def _pixel_frames(self, m, acc, results, errors, weights_wanted):
+        """One image per pixel frame; returns ``receiving`` a cycle late."""
         count = Signal(range(self.pixels))  # pixels given to the accelerator in this image
         last_pixel = count == self.pixels - 1
         was_receiving, asked = Signal(), Signal()
@@ -173,8 +188,10 @@ class AxiStreamAccelerator(wiring.Component):
         ]
         with m.If(self.tlast_error):
             m.d.sync += self.tlast_errors.eq(self.tlast_errors + 1)
+        return was_receiving
 
-        # ---- answers: into the queue at done, out as a frame of words
+    def _result_frames(self, m, acc, results, errors):
+        """Answers into the queue at ``done``, out as frames of words."""
         m.d.comb += [
             results.i.valid.eq(acc.done),
             results.i.payload.klass.eq(acc.klass),
@@ -200,7 +217,8 @@ class AxiStreamAccelerator(wiring.Component):
             with m.If(self.m_axis_tlast):
                 m.d.sync += beat.eq(0)
 
-        # ---- weights: a restart pulse, then the frame's bytes
+    def _weight_frames(self, m, acc, weights_open, was_receiving):
+        """A restart pulse, then the weight frame's bytes."""
         if acc.weights_loadable:
             m.d.comb += [
                 acc.weights.payload.eq(self.s_axis_weights_tdata),
@@ -217,10 +235,9 @@ class AxiStreamAccelerator(wiring.Component):
                 m.d.sync += weights_open.eq(0)
         else:
             m.d.comb += self.s_axis_weights_tready.eq(1)  # read-only weights: frames are dropped
-        return m
 
 
-def axis_verilog(accelerator: Accelerator, toplevel: str, depth: int = DEFAULT_DEPTH) -> str:
+def axis_verilog(accelerator: Accelerator, toplevel: str, depth: int | None = None) -> str:
     """The Verilog of ``accelerator`` behind the AXI4-Stream wrapper, as module ``toplevel``."""
     from amaranth.back import verilog
 

@@ -209,7 +209,8 @@ def generate_verilog(weights: WeightSet, options: GeneratorOptions = GeneratorOp
                      toplevel: str = "lenet5", interface: str = "native", axis_depth: int | None = None) -> VerilogResult:
     """The accelerator's Verilog for ``weights`` (written atomically to ``out`` if given), with
     its own ports (``interface="native"``) or behind the AXI4-Stream wrapper (``"axis"``, whose
-    result queue holds ``axis_depth`` answers, default ``hdl.axis.DEFAULT_DEPTH``)."""
+    result queue holds ``axis_depth`` answers, default ``hdl.axis.default_depth``: 4 for the
+    streaming design, 2 for the compact one)."""
     from amaranth.back import verilog as amaranth_verilog
 
     from .hdl import axis
@@ -226,7 +227,7 @@ def generate_verilog(weights: WeightSet, options: GeneratorOptions = GeneratorOp
     layers = accelerator.layer_report()
     multipliers, cycles = accelerator.multipliers, accelerator.cycles_per_image
     if interface == "axis":
-        text = axis.axis_verilog(accelerator, toplevel, axis_depth or axis.DEFAULT_DEPTH)
+        text = axis.axis_verilog(accelerator, toplevel, axis_depth)
     else:
         text = amaranth_verilog.convert(accelerator, name=toplevel)
     if target is not None:

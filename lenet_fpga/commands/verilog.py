@@ -32,7 +32,8 @@ def add_arguments(parser) -> None:
                              "AXI4-Stream (axis, module lenet5_axis)")
     parser.add_argument("--axis-depth", type=options.positive_int, default=None, metavar="N",
                         help="with --interface axis: answers the result queue holds, images in flight "
-                             "included (default 2); the pixel input stalls while it is full")
+                             "included (default 4 for the streaming design, 2 for the compact one); the "
+                             "pixel input stalls while it is full")
     options.json_option(parser, "print the per-layer report as JSON")
 
 
