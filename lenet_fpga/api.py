@@ -191,32 +191,50 @@ class VerilogResult:
     multipliers: int
     cycles_per_image: int | None
     path: Path | None = None
+    interface: str = "native"  # a name in INTERFACES
 
     def to_dict(self) -> dict:
         return {"verilog": None if self.path is None else str(self.path), "toplevel": self.toplevel,
-                "design": self.design, "configuration": self.configuration,
+                "interface": self.interface, "design": self.design, "configuration": self.configuration,
                 "layers": [row.to_dict() for row in self.layers], "multipliers": self.multipliers,
                 "cycles_per_image": self.cycles_per_image}
 
 
+# The ports ``generate_verilog`` can give the design: its own (docs/interface.md, "Ports") or
+# AXI4-Stream (hdl/axis.py; docs/interface.md, "AXI4-Stream wrapper").
+INTERFACES = ("native", "axis")
+
+
 def generate_verilog(weights: WeightSet, options: GeneratorOptions = GeneratorOptions(), out=None,
-                     toplevel: str = "lenet5") -> VerilogResult:
-    """The accelerator's Verilog for ``weights`` (written atomically to ``out`` if given)."""
+                     toplevel: str = "lenet5", interface: str = "native", axis_depth: int | None = None) -> VerilogResult:
+    """The accelerator's Verilog for ``weights`` (written atomically to ``out`` if given), with
+    its own ports (``interface="native"``) or behind the AXI4-Stream wrapper (``"axis"``, whose
+    result queue holds ``axis_depth`` answers, default ``hdl.axis.default_depth``: 4 for the
+    streaming design, 2 for the compact one)."""
     from amaranth.back import verilog as amaranth_verilog
 
+    from .hdl import axis
     from .hdl.designs import describe
     from .model.atomic import atomic_path, check_output
 
+    if interface not in INTERFACES:
+        raise InputError(f"unknown interface {interface!r}; choose from {', '.join(INTERFACES)}")
+    if axis_depth is not None and (interface != "axis" or not isinstance(axis_depth, int) or axis_depth < 1):
+        raise InputError(f"axis_depth {axis_depth!r}: a whole number of at least 1, for the axis interface only")
     config = design_config(weights, options)
     target = None if out is None else check_output(out, "out")
     accelerator = config.build(weights)
     layers = accelerator.layer_report()
     multipliers, cycles = accelerator.multipliers, accelerator.cycles_per_image
-    text = amaranth_verilog.convert(accelerator, name=toplevel)
+    if interface == "axis":
+        text = axis.axis_verilog(accelerator, toplevel, axis_depth)
+    else:
+        text = amaranth_verilog.convert(accelerator, name=toplevel)
     if target is not None:
         with atomic_path(target) as tmp:
             tmp.write_text(text)
-    return VerilogResult(text, toplevel, config.design, describe(config), layers, multipliers, cycles, target)
+    return VerilogResult(text, toplevel, config.design, describe(config), layers, multipliers, cycles, target,
+                         interface)
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$python" -m venv "$VENV"
 fi
 
-# onnx (lenet-fpga export): onnx, onnxruntime and qonnx have wheels for every supported Python.
-extras="sim,boards,explore,onnx,dev"
+# onnx (lenet-fpga export): onnx, onnxruntime and qonnx have wheels for every supported Python;
+# axi (cocotbext-axi, the AXI4-Stream wrapper's tests) is pure Python.
+extras="sim,boards,explore,onnx,axi,dev"
 case "$TRAIN" in
     yes) train=1 ;;
     no) train=0 ;;

@@ -78,3 +78,12 @@ def test_generate_verilog_reports_the_design(tmp_path):
     assert result.design == "compact" and result.multipliers == config.lanes == 8
     assert result.cycles_per_image == accelerator.cycles_per_image(weights, config)  # the design's cycle model
     assert (tmp_path / "c.v").read_text() == result.text and "module lenet5" in result.text
+
+
+def test_generate_verilog_behind_axi_stream():
+    result = lf.generate_verilog(lf.load_weights(), lf.GeneratorOptions(design="compact", compact_weights="spram"),
+                                 toplevel="acc_axis", interface="axis", axis_depth=4)
+    assert result.interface == "axis" and result.to_dict()["interface"] == "axis"
+    assert "module acc_axis(" in result.text and "s_axis_weights_tready" in result.text and "start" not in result.text.split(";")[0]
+    with pytest.raises(lf.InputError, match="interface"):
+        lf.generate_verilog(lf.load_weights(), interface="avalon")

@@ -325,3 +325,28 @@ def test_verilog_table_totals_say_what_each_design_has(tmp_path, capsys):
     streaming = capsys.readouterr().out
     assert [line for line in streaming.splitlines() if line.startswith("total")][0].split()[2] == "110"
     assert "The engines overlap" in streaming
+
+
+AXI_PORTS = ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "s_axis_tlast", "m_axis_tdata", "m_axis_tvalid",
+             "m_axis_tready", "m_axis_tlast", "s_axis_weights_tdata", "s_axis_weights_tvalid",
+             "s_axis_weights_tready", "s_axis_weights_tlast", "tlast_error", "tlast_errors")
+
+
+def test_verilog_interface_axis_writes_the_axi_stream_module(tmp_path, capsys):
+    """--interface axis: module lenet5_axis with the AXI4-Stream names and no native handshake."""
+    from lenet_fpga.sim import clocked
+
+    out = tmp_path / "axis.v"
+    assert main(["verilog", "-o", str(out), "--interface", "axis", "--axis-depth", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["toplevel"] == "lenet5_axis" and report["interface"] == "axis"
+    ports = {decl.split()[-1]: (direction, decl) for direction, decl in clocked.ports(out.read_text(), "lenet5_axis")}
+    assert set(ports) == {"clk", "rst", *AXI_PORTS}
+    assert ports["s_axis_tdata"] == ("input", "[7:0] s_axis_tdata")
+    assert ports["m_axis_tdata"] == ("output", "[31:0] m_axis_tdata")
+    assert ports["s_axis_tready"][0] == ports["m_axis_tvalid"][0] == "output"
+
+
+def test_verilog_axis_depth_needs_the_axis_interface(tmp_path, capsys):
+    assert main(["verilog", "-o", str(tmp_path / "a.v"), "--axis-depth", "3"]) == 2
+    assert "--interface axis" in capsys.readouterr().err
