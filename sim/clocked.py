@@ -6,6 +6,12 @@ none, and Verilator (with ``--timing``) then runs the design about 1.7 times as 
 wrapper has every port of the design but ``clk``, with the same names, so a testbench drives it
 as it would drive the design; ``streams.start_clock_and_reset`` sees ``CLOCK_VARIABLE`` set by
 the runner and starts no clock of its own. The period is the one cocotb's clock had (10 ns).
+
+A testbench must then read the design's outputs after ``ReadOnly()`` (as ``streams`` does): on
+Verilator, a coroutine woken by ``RisingEdge(clk)`` of a clock made inside sees the values after
+the edge, with cocotb's clock those before it. Drivers that sample in their edge callbacks (the
+AXI-Stream sink of cocotbext-axi) lose or double beats, so their testbenches run with cocotb's
+clock (``runner.run(..., clock_inside=False)``, as tb_axis does).
 """
 
 from __future__ import annotations
