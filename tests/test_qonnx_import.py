@@ -226,8 +226,8 @@ PIXEL = 2  # 64 * 2 / 255 = 0.502: FLOOR gives code 0, the hardware's nearest co
     ("weight", {"inputs": {1: 0.03}}, "scale 0.03 is not a power of two"),
     ("weight", {"inputs": {1: 2.0**-7}}, r"weight scale 2\^-7 is finer than Q2.6's step 1/64"),
     ("weight", {"inputs": {3: 9.0}}, "9 bits; the hardware holds 8-bit codes"),
-    ("weight", {"inputs": {1: 2.0**-5, 3: 8.0}}, r"8-bit weight codes of scale 2\^-5 reach \[-3.96875, 3.96875\], "
-                                                  r"beyond Q2.6's range"),
+    ("weight", {"inputs": {1: 2.0**-5, 3: 8.0}}, (r"8-bit weight codes of scale 2\^-5 reach \[-3.96875, 3.96875\], "
+                                                   r"beyond Q2.6's range")),
     ("activation", {"inputs": {2: 1.0}}, r"zero point 1 \(asymmetric\)"),
     ("activation", {"inputs": {1: 1 / 32}}, r"activation scale 2\^-5"),
     ("activation", {"signed": 0}, r"clips to codes 0\.\.255"),
@@ -244,6 +244,41 @@ def test_a_quantizer_that_does_not_map_is_refused_naming_the_node(brevitas_model
     text = str(refused.value)
     assert "\n" not in text and text.startswith(f"node {name!r} (Quant)")
     assert not (tmp_path / "w.npz").exists()
+
+
+def with_activation_rounding(path, tmp_path, modes: list[str]) -> str:
+    """The graph with its activation quantizers (those on ReLU outputs) rounding ``modes``."""
+    model = onnx.load(path)
+    relus = {n.output[0] for n in model.graph.node if n.op_type == "Relu"}
+    quants = [n for n in model.graph.node if n.op_type == "Quant" and n.input[0] in relus]
+    assert len(quants) == len(modes)
+    for node, mode in zip(quants, modes):
+        kept = [a for a in node.attribute if a.name != "rounding_mode"]
+        del node.attribute[:]
+        node.attribute.extend(kept + [helper.make_attribute("rounding_mode", mode)])
+    out = tmp_path / "rounding.onnx"
+    onnx.save(model, str(out))
+    return str(out)
+
+
+@pytest.mark.parametrize("mode, rounding", [("HALF_UP", "half-up"), ("DOWN", "floor")])
+def test_other_roundings_that_map_after_the_relu(brevitas_model, tmp_path, mnist_dir, mode, rounding):
+    """qonnx's HALF_UP rounds halves away from zero, the hardware's towards +inf; DOWN rounds
+    towards zero, the hardware's floor down: they differ only where the ReLU makes 0 of both.
+    The executor agrees with the golden model of that rounding on every logit."""
+    _, path = brevitas_model
+    graph = with_activation_rounding(path, tmp_path, [mode] * 3)
+    result = import_model(graph, tmp_path / "w.npz", ImportOptions(data_dir=str(mnist_dir), check_images=2000),
+                          log=lambda *_: None)
+    assert str(result.arithmetic.rounding) == rounding
+    assert result.extra["qonnx"]["equal_logits"] == 20_000
+
+
+def test_requantizers_that_round_differently_are_refused(brevitas_model, tmp_path):
+    _, path = brevitas_model
+    graph = with_activation_rounding(path, tmp_path, ["FLOOR", "HALF_UP", "FLOOR"])
+    with pytest.raises(InputError, match=r"^the requantizers round differently \(node '[^']+' \(Quant\) floor, "):
+        qonnx_import.read(graph)
 
 
 def test_per_channel_scales_map_only_when_equal(brevitas_model, tmp_path, mnist_dir):

@@ -52,7 +52,7 @@ import numpy as np
 from .. import arith
 from ..codes import PLAIN, CodesError, Restriction, Uniform
 from ..errors import InputError
-from .onnx_import import OnnxModel, _Walker, _where, load_onnx
+from .onnx_import import OnnxModel, _Walker, load_onnx
 
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general")
 QUANT_OPS = ("Quant", "IntQuant")
@@ -202,7 +202,7 @@ class _QonnxWalker(_Walker):
         for name, what in zip(node.input[1:], ("scale", "zero point", "bit width")):
             if name not in self.consts:
                 raise InputError(f"{where}: its {what} ({name}) is computed in the graph; import reads a stored "
-                                 f"constant")
+                                 f"constant (qonnx-cleanup folds it)")
             parts.append(np.asarray(self.consts[name]))
         attrs = {a.name: a for a in node.attribute}
         signed = bool(attrs["signed"].i) if "signed" in attrs else True
