@@ -92,6 +92,8 @@ def train(out, options=None, log=print):
 def import_model(model_file, out, options=None, log=print):
     """A trained PyTorch model (``torch.save`` of a module or its state_dict) or an ONNX graph
     (``.onnx``; needs the onnx extra) as Q2.6 weights in ``out``; ``options``: ``ImportOptions`` (image size, pooling, normalisation, QAT epochs).
+    A QONNX graph whose quantizers are Q2.6 fixed point is imported exactly, without retraining
+    (``ImportOptions(requantize=True)`` quantizes one that is not again; docs/import.md).
     Returns a ``Trained``. Needs PyTorch."""
     from .model.train import flow
 

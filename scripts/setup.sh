@@ -5,7 +5,7 @@
 #
 #   VENV=DIR   the virtualenv (default .venv)
 #   PY=3.12    which Python: 3.11, 3.12 or 3.13 (default: the first of them found)
-#   TRAIN=yes|no|auto   install PyTorch (the train extra); auto (default): only on Python 3.11,
+#   TRAIN=yes|no|auto   install PyTorch (the train extra, and Brevitas: the brevitas extra); auto (default): only on Python 3.11,
 #              the one Python the pinned CPU build of torch 2.13.0 has a wheel for here. PyPI's
 #              torch 2.13.0 for 3.12 and 3.13 is a CUDA build that pulls 15 nvidia-*
 #              packages (gigabytes); without torch everything but `lenet-fpga train`, `import` and `compress` works and the tests
@@ -68,9 +68,9 @@ esac
 if [ "$train" = 1 ]; then
     # torch first and exactly: it is pinned to the CPU build; a looser request pulls CUDA packages.
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==2.13.0"
-    extras="train,$extras"
+    extras="train,brevitas,$extras"  # brevitas needs torch: the QONNX import test trains with it
 else
-    echo "setup: Python $version without PyTorch (needed by train, import and compress only; TRAIN=yes installs it)"
+    echo "setup: Python $version without PyTorch and Brevitas (needed by train, import and compress only; TRAIN=yes installs them)"
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -e ".[$extras]"
 

@@ -6,7 +6,7 @@ from . import options
 from .train import report_trained, torch_fields, trained_arithmetic
 
 NAME = "import"
-HELP = "turn a trained PyTorch or ONNX LeNet-family model into Q2.6 weights (optionally with QAT)"
+HELP = "turn a trained PyTorch, ONNX or QONNX LeNet-family model into Q2.6 weights (optionally with QAT)"
 DESCRIPTION = """\
 Import a trained PyTorch model: a whole nn.Module (torch.save(model, F)) of Conv2d, ReLU,
 MaxPool2d, BatchNorm2d (folded), Flatten, Dropout and Linear layers, or its state_dict
@@ -29,7 +29,15 @@ BatchNormalization (folded), Dropout, and a Softmax at the end (dropped: the cla
 same). It says its own pooling and input size. Nothing in it is executed but standard
 operators: onnxruntime measures the model's float accuracy on the MNIST test images and
 checks that the imported network gives the same outputs before quantizing. What the
-hardware cannot compute is refused naming the node."""
+hardware cannot compute is refused naming the node.
+
+Or a QONNX graph (Quant nodes, as Brevitas' export_qonnx writes them; detected by itself):
+when every quantizer is Q2.6 fixed point (zero point 0, power-of-two scales, at most 8
+bits; weights of scale 2^-k, k <= 6, within -2..2; input and activations of scale 1/64,
+clipping at 127 after the ReLU, rounding FLOOR or HALF_UP), it is imported exactly, without
+retraining: each layer's integer codes as they are (k-bit weights as a uniform restriction),
+checked against qonnx's executor on every logit of the test images. A quantizer that does not
+map is refused naming the node, unless --requantize (see docs/import.md)."""
 
 
 def add_arguments(parser) -> None:
@@ -57,6 +65,10 @@ def add_arguments(parser) -> None:
                              "weights; default: 3 when rounding loses more than a point of accuracy, else 0)")
     parser.add_argument("--train-images", type=options.positive_int, default=None, metavar="N",
                         help="fine-tune on the first N training images only (default: all 60,000)")
+    parser.add_argument("--requantize", action="store_true",
+                        help="a QONNX graph whose quantizers do not map onto Q2.6: take its weights as its Quant "
+                             "nodes give them, drop its activation quantizers, and quantize again (rounded, or "
+                             "--qat-epochs N); without it such a graph is refused naming the node")
     options.torch_options(parser, seed_help="random seed of the fine-tuning (default 1)")
     options.requantizer_options(parser)
     options.data_option(parser)
@@ -80,11 +92,17 @@ def run(args) -> int:
     """A PyTorch or ONNX model -> Q2.6 weights (optionally fine-tuned with QAT), like ``train``'s output."""
     from ..model.train.flow import ImportOptions, import_model
 
+    # None: the float path's half-up and saturate, or a QONNX graph's own (which a given option must match)
+    arithmetic = trained_arithmetic(args) if args.rounding or args.overflow else None
     wanted = ImportOptions(**torch_fields(args), image_size=args.image_size, pool=args.pool,
                            normalize=parse_normalize(args.normalize), qat_epochs=args.qat_epochs,
-                           arithmetic=trained_arithmetic(args), trust_pickle=args.trust_pickle,
+                           arithmetic=arithmetic, trust_pickle=args.trust_pickle, requantize=args.requantize,
                            module_path=tuple(args.module_path), any_reading=args.any_reading)
     result = import_model(args.model, args.out, wanted, log=(lambda *_: None) if args.json else print)
-    epochs = result.extra["qat_epochs"]
-    report_trained(args, result, f", after {epochs} QAT epochs" if epochs else ", rounded, no QAT")
+    epochs = result.extra.get("qat_epochs")
+    if result.extra.get("qonnx", {}).get("exact"):
+        how = ", exact QONNX import, no retraining"
+    else:
+        how = f", after {epochs} QAT epochs" if epochs else ", rounded, no QAT"
+    report_trained(args, result, how)
     return 0

@@ -22,7 +22,7 @@ from ..cost import CostModel
 from ..errors import InputError
 from ..network import LENET5, Network
 from . import compress as compression
-from . import importer, onnx_import, qat, readings
+from . import importer, onnx_import, qat, qonnx_import, readings
 
 # numpy's and torch's seeds are 64-bit at most
 MAX_SEED = 2**63 - 1
@@ -65,19 +65,24 @@ class TrainOptions(TorchOptions):
 class ImportOptions(TorchOptions):
     """``import``: what the file does not say (image size, pooling of a state_dict), the input
     normalisation to fold into conv1, QAT epochs (0: round; None: ``AUTO_QAT_EPOCHS`` when
-    rounding loses more than ``AUTO_QAT_LOSS``), and the arithmetic. ``trust_pickle`` allows a
-    module saved whole, whose unpickling runs code from the file and imports its class from the
-    file's folder or ``module_path`` (docs/import.md). ``any_reading`` imports a state dict whose
-    weights fit another chain better (``readings``) as the hardware reads it."""
+    rounding loses more than ``AUTO_QAT_LOSS``), and the arithmetic (None: half-up and saturate,
+    or a QONNX graph's own). ``trust_pickle`` allows a module saved whole, whose unpickling runs
+    code from the file and imports its class from the file's folder or ``module_path``
+    (docs/import.md). ``any_reading`` imports a state dict whose weights fit another chain better
+    (``readings``) as the hardware reads it. A QONNX graph imports exactly; with ``requantize``
+    its dequantized weights are quantized again instead (rounded, or QAT); ``check_images``: the
+    test images qonnx's executor runs to check an exact import."""
 
     image_size: int = 28
     pool: int = 2
     normalize: tuple[float, float] | None = None
     qat_epochs: int | None = None
-    arithmetic: arith.Arithmetic = arith.Arithmetic()
+    arithmetic: arith.Arithmetic | None = None
     trust_pickle: bool = False
     module_path: tuple[str, ...] = ()
     any_reading: bool = False
+    requantize: bool = False
+    check_images: int = qonnx_import.CHECK_IMAGES
 
     def __post_init__(self):
         super().__post_init__()
@@ -88,6 +93,8 @@ class ImportOptions(TorchOptions):
         if isinstance(self.module_path, (str, Path)):  # one folder given as itself
             object.__setattr__(self, "module_path", (self.module_path,))
         object.__setattr__(self, "module_path", tuple(str(folder) for folder in self.module_path))
+        if not (isinstance(self.check_images, int) and self.check_images >= 1):
+            raise InputError(f"check_images must be a whole number above 0, not {self.check_images!r}")
 
 
 def check_normalize(normalize) -> None:
@@ -213,6 +220,9 @@ def train(out, options: TrainOptions = TrainOptions(), log=print) -> Trained:
 def _read_model(model_file, options: ImportOptions) -> tuple[importer.Imported, onnx_import.OnnxModel | None]:
     """The network and float parameters in ``model_file``: an ONNX graph (``onnx_import``, by its
     suffix or first byte), else a ``torch.save`` file; the ONNX graph too, to run it."""
+    if options.requantize:
+        raise InputError(f"--requantize is for a QONNX graph; {model_file} is a float model, which import always "
+                         f"quantizes")
     if onnx_import.is_onnx_file(model_file):
         graph = onnx_import.read(model_file, options.image_size)
         imported = graph.imported
@@ -249,21 +259,48 @@ AUTO_QAT_LOSS = 0.01
 AUTO_QAT_EPOCHS = 3
 
 
+def _read_qonnx(model_file, options: ImportOptions) -> qonnx_import.QonnxModel | None:
+    """``model_file`` read as a QONNX graph (exactly, or for ``--requantize``), or None when it is
+    not one (a float ONNX graph, a PyTorch file)."""
+    if not onnx_import.is_onnx_file(model_file):
+        return None
+    model, _ = onnx_import.load_onnx(model_file)
+    if not qonnx_import.is_qonnx(model):
+        return None
+    return qonnx_import.read(model_file, options.image_size, exact=not options.requantize,
+                             normalize=options.normalize)
+
+
 def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=print) -> Trained:
     """A trained model (``torch.save`` of a module or its state_dict, or an ONNX graph) as Q2.6
     weights: its weights rounded, then fine-tuned with ``options.qat_epochs`` of QAT (by default
-    only when rounding loses more than a point)."""
+    only when rounding loses more than a point). A QONNX graph whose quantizers map onto Q2.6 is
+    taken exactly (``qonnx_import``), its codes as they are."""
     out, float_path = outputs(out)
-    imported, graph = _read_model(model_file, options)
-    network, arithmetic = imported.network, options.arithmetic
+    qonnx_graph = _read_qonnx(model_file, options)
+    if qonnx_graph is not None and qonnx_graph.exact is not None:
+        return _import_exact(model_file, out, float_path, qonnx_graph, options, log)
+    if qonnx_graph is not None:
+        graph = qonnx_graph.graph
+        imported = graph.imported
+        if options.normalize is not None:
+            imported = importer.fold_normalization(imported, *options.normalize)
+    else:
+        imported, graph = _read_model(model_file, options)
+    network, arithmetic = imported.network, options.arithmetic or arith.Arithmetic()
     log(network.describe())
+    if qonnx_graph is not None:
+        log(f"QONNX graph ({qonnx_graph.quant_nodes} Quant nodes), --requantize: its weights as its Quant nodes give "
+            f"them, its activation quantizers dropped, quantized again")
     for note in imported.notes:
         log(note)
     float_params = imported.params
     clipped = _clipped(float_params, options.qat_epochs, log)
     test_split = mnist.load("test", options.data_dir).fitted(network)
     found = {}
-    if graph is not None:
+    if qonnx_graph is not None:
+        found["qonnx"] = _qonnx_accuracy(qonnx_graph, test_split, options, log)
+    elif graph is not None:
         found["onnxruntime"] = _checked_against_runtime(graph, imported, test_split, options, log)
     if imported.state_dict:
         found["readings"] = _checked_reading(imported, test_split, options.any_reading, log)
@@ -315,6 +352,67 @@ def _checked_reading(imported: importer.Imported, test_split: mnist.Split, any_r
                          f"the hardware reads it)")
     log(said)
     return found.to_dict()
+
+
+def _qonnx_accuracy(qonnx_graph: qonnx_import.QonnxModel, test_split: mnist.Split, options: ImportOptions,
+                    log) -> dict:
+    """The QONNX model's own accuracy in qonnx's executor on the first ``check_images`` test
+    images (``--requantize``: nothing to compare it with, its activations are quantized)."""
+    images, labels = test_split.images[: options.check_images], test_split.labels[: options.check_images]
+    outputs_ = qonnx_import.executor_outputs(qonnx_graph.graph, images, options.normalize)
+    accuracy = golden.accuracy(outputs_, labels)
+    log(f"qonnx: the QONNX model's accuracy {accuracy:.2%} on {len(labels):,} test images (qonnx's executor)")
+    return {"exact": False, "accuracy": accuracy, "n_images": len(labels), "quant_nodes": qonnx_graph.quant_nodes}
+
+
+def _import_exact(model_file, out, float_path, qonnx_graph: qonnx_import.QonnxModel, options: ImportOptions,
+                  log) -> Trained:
+    """A QONNX graph whose quantizers map onto Q2.6: its integer codes as they are, checked in
+    qonnx's executor (every logit of ``check_images`` test images equal to the golden model's)
+    before anything is written."""
+    exact, imported = qonnx_graph.exact, qonnx_graph.graph.imported
+    network = imported.network
+    arithmetic = arith.Arithmetic(exact.rounding, arith.Overflow.SATURATE)
+    if options.qat_epochs:
+        raise InputError(f"{model_file} is a QONNX graph whose quantizers map onto Q2.6: it is imported exactly, "
+                         f"without retraining; give --requantize to quantize it again with --qat-epochs")
+    if options.arithmetic is not None and options.arithmetic != arithmetic:
+        raise InputError(f"{model_file}'s quantizers compute {arithmetic.describe()}; --rounding/--overflow ask for "
+                         f"{options.arithmetic.describe()} (leave them out, or --requantize)")
+    log(network.describe())
+    log(f"QONNX graph: its {qonnx_graph.quant_nodes} Quant nodes map onto Q2.6 exactly ({arithmetic.describe()}): "
+        f"imported without retraining, each layer's integer codes as they are")
+    notes = list(imported.notes) + list(exact.notes)
+    for note in notes:
+        log(note)
+    for name, restriction in exact.codes.items():
+        log(f"{name}: {restriction.describe()} (its weight quantizer)")
+    test_split = mnist.load("test", options.data_dir).fitted(network)
+    fixed_logits = golden.forward(test_split.images, exact.params, arithmetic, network)
+    check = test_split.images[: options.check_images]
+    want = fixed_logits[: len(check)]
+    got = qonnx_import.executor_outputs(qonnx_graph.graph, check, options.normalize)
+    equal = got.shape == want.shape and bool(np.all(want * exact.logit_unit == got))
+    if not equal:
+        differ = np.ones(want.shape, bool) if got.shape != want.shape else want * exact.logit_unit != got
+        image = int(np.flatnonzero(differ.any(axis=1))[0])
+        raise InputError(f"the imported integer network does not compute what the QONNX graph computes in qonnx's "
+                         f"executor ({int(differ.sum())} of {differ.size} logits differ, first on test image {image}); "
+                         f"nothing written")
+    log(f"qonnx's executor: every logit of {len(check):,} test images equals the golden model's ({want.size:,} of "
+        f"{want.size:,}; the graph's output is the golden logit times {exact.logit_unit:g})")
+    float_params = {name: (value.astype(np.float32) / arith.SCALE) for name, value in exact.params.items()}
+    accuracy = _accuracies(float_params, fixed_logits, network, test_split)
+    qonnx_info = {"exact": True, "quant_nodes": qonnx_graph.quant_nodes, "checked_images": len(check),
+                  "equal_logits": int(want.size), "logit_unit": exact.logit_unit, "quantizers": exact.quantizers}
+    manifest = weights.make_manifest(
+        arithmetic, network, float_weights=float_path.name, accuracy=accuracy,
+        **({"codes": codes_to_manifest(exact.codes)} if exact.codes else {}),
+        source={"imported_from": str(model_file), "notes": notes, "qonnx": qonnx_info},
+    )
+    weights.save_with_float(out, exact.params, manifest, float_params)
+    return _trained(out, float_path, network, arithmetic, accuracy, 0.0, notes=notes, qat_epochs=0,
+                    codes={name: str(r) for name, r in exact.codes.items()}, qonnx=qonnx_info)
 
 
 def _clipped(float_params: dict, qat_epochs: int, log) -> dict:

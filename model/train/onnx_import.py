@@ -250,9 +250,7 @@ class _Walker:
     def walk(self, data: bytes) -> OnnxModel:
         for index, node in enumerate(self.graph.node):
             where = _where(node, index)
-            if node.domain not in ("", "ai.onnx"):
-                raise InputError(f"{where}: an operator of domain {node.domain!r}; import reads standard ONNX "
-                                 f"operators only")
+            self._domain(node, where)
             if not any(name in self.data for name in node.input):
                 self._off_chain(node, where)
                 continue
@@ -265,6 +263,12 @@ class _Walker:
             raise InputError(f"the model's outputs are {', '.join(outputs)}; a LeNet-family network has one, the "
                              f"logits at the end of its chain")
         return OnnxModel(self._imported(), data, self.input_name, self.layout, self.batch, self.tail)
+
+    def _domain(self, node, where: str) -> None:
+        """Refuse an operator this reader does not know (``qonnx_import`` reads QONNX's ``Quant`` too)."""
+        if node.domain not in ("", "ai.onnx"):
+            raise InputError(f"{where}: an operator of domain {node.domain!r}; import reads standard ONNX "
+                             f"operators only")
 
     def _off_chain(self, node, where: str) -> None:
         if node.op_type == "Constant":
