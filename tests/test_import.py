@@ -169,7 +169,7 @@ def trained(mnist_dir) -> dict:
     """The same small network trained briefly with max-pooling and with average pooling."""
     from brief_training import train_briefly
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # two threads on a busy 2-core machine (xdist's other worker) are far slower
     train = mnist.load("train", mnist_dir)
     return {"max": train_briefly(lenet_like(), train, steps=300),
             "average": train_briefly(lenet_like(nn.AvgPool2d), train, steps=300)}
