@@ -200,7 +200,7 @@ def test_qat_runs_by_default_when_rounding_loses_more_than_a_point(trained, tmp_
     torch.save(trained["max"].state_dict(), tmp_path / "max.pt")
     out = tmp_path / "w.npz"
     command = ["import", str(tmp_path / "max.pt"), "--out", str(out), "--data", str(mnist_dir),
-               "--train-images", "6000"]
+               "--train-images", "6000", "--threads", "1"]
     assert main(command + ["--qat-epochs", "0"]) == 0
     kept = json.loads(out.with_suffix(".json").read_text())
     assert "training" not in kept and "rounded, no QAT" in capsys.readouterr().out
