@@ -227,6 +227,7 @@ WHOLE_TEST_SET = [
     ("lenet5_small.npz", ["--preset", "baseline"]),
     ("lenet5_pruned_pow2.npz", ["--preset", "fast"]),  # the ECP5's fastest (issue 16)
     ("lenet5_compact.npz", ["--design", "compact"]),  # the iCEBreaker's (about 30 minutes)
+    ("lenet5_40kbit.npz", ["--preset", "baseline"]),  # 99.0 % in 40 kbit of weight codes (issue 26)
 ]
 
 
