@@ -1,0 +1,71 @@
+"""The outside check of the arithmetic (issue 26, part 5): hls4ml's bit-accurate C++ emulation,
+with the ap_fixed types of ``scripts/hls4ml_check.py``, gives every golden logit on the MNIST test
+set. The full runs are slow (each network's generated C++ takes 30 to 60 s to compile, then about
+a minute for 10,000 images); the type mapping and the script's input errors are checked quickly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from lenet_fpga.model import arith, weights
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "hls4ml_check.py"
+
+
+@pytest.fixture(scope="module")
+def hls4ml_check():
+    spec = importlib.util.spec_from_file_location("hls4ml_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("arithmetic", arith.ARITHMETICS, ids=lambda a: f"{a.rounding}-{a.overflow}")
+def test_types_spell_out_the_contract(hls4ml_check, arithmetic):
+    """Q2.6 is ap_fixed<8,2>; the requantizer is the cast to the result type with the contract's
+    rounding and overflow; the accumulators are exactly as wide as the RTL's and never rounded."""
+    ws = weights.load()
+    formats = hls4ml_check.layer_formats(ws, arithmetic)
+    modes = {"half-up": "AP_RND", "floor": "AP_TRN"}[arithmetic.rounding.value] + "," + \
+        {"saturate": "AP_SAT", "wrap": "AP_WRAP"}[arithmetic.overflow.value]
+    for layer in ws.network.layers:
+        types = hls4ml_check.hls_types(formats[layer.name])
+        n_terms = formats[layer.name].n_terms
+        width = arith.signed_width(arith.accumulator_bound(n_terms))
+        assert types["accum"] == f"ap_fixed<{width},{width - 2 * arith.FRAC_BITS}>"
+        assert types["weight"] == types["bias"] == "ap_fixed<8,2>"
+        if getattr(layer, "last", False):
+            assert types["result"] == types["accum"]  # the logits are the raw accumulator
+        else:
+            assert types["result"] == f"ap_fixed<8,2,{modes}>"
+            assert types["relu"] == types["pool"] == "ap_fixed<8,2>"
+    assert hls4ml_check.ap_fixed(*hls4ml_check.PIXEL_FORMAT) == "ap_fixed<8,2,AP_RND,AP_SAT>"
+
+
+@pytest.mark.parametrize("argv", [["--weights", "no-such.npz"], ["--arithmetic", "half-up"], ["--n", "0"],
+                                  ["--data", "/nonexistent-mnist"]])
+def test_bad_input_exits_2(hls4ml_check, argv, capsys):
+    assert hls4ml_check.main(argv) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["lenet5_saturate", "lenet5_lowbit", "lenet5_pow2", "lenet5_wrap"])
+def test_hls4ml_gives_every_golden_logit(hls4ml_check, name, mnist_test, tmp_path):
+    """The default network, two with restricted weight codes (ternary and 3-bit; powers of two)
+    and the one trained for wrap-around, each in its own arithmetic, on all 10,000 test images."""
+    pytest.importorskip("hls4ml", reason="hls4ml is not installed (pip install -e '.[hls4ml]')")
+    path = Path(str(weights.ASSETS)) / f"{name}.npz"
+    ws = weights.load(path)
+    images = mnist_test.fitted(ws.network).images
+    row = hls4ml_check.check(path, ws, ws.arithmetic, images, tmp_path / "hls", log=lambda text: None)
+    assert (row.images, row.compared) == (10_000, 10_000 * ws.network.classes)
+    assert row.mismatches == 0
+    assert row.overflows > 0  # the requantizer's out-of-range case was met (and agreed)
