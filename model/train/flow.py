@@ -202,7 +202,8 @@ def train(out, options: TrainOptions = TrainOptions(), log=print) -> Trained:
     test_split = mnist.load("test", options.data_dir).fitted(network)
     log(network.describe())
     log(f"training for {options.arithmetic.describe()}: {config}")
-    float_model, qat_model, seconds = qat.train(train_split, options.arithmetic, config, network=network, start=start)
+    float_model, qat_model, seconds = qat.train(train_split, options.arithmetic, config, network=network, start=start,
+                                                log=log)
     params = qat_model.integer_params()
     fixed_logits = _checked_logits(qat_model, params, options.arithmetic, network, test_split)
     float_params = float_model.float_params()
@@ -321,7 +322,7 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
         _prepare_torch(options)
         config = qat.TrainConfig(seed=options.seed, float_epochs=0, qat_epochs=epochs)
         _, qat_model, seconds = qat.train(_train_split(options, network), arithmetic, config, network=network,
-                                          start=float_params)
+                                          start=float_params, log=log)
         params = qat_model.integer_params()
         training = {**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__,
                     "asked": options.qat_epochs is not None}
