@@ -114,6 +114,16 @@ def test_grey_saved_as_rgb_is_grey_and_colour_needs_grey(tmp_path):
     assert d.converted and sorted(x.tobytes() for x in got) == sorted(x.tobytes() for x in want)
 
 
+def test_the_api_reads_a_data_set_and_the_golden_model_runs_on_it(tmp_path):
+    import lenet_fpga as lf
+
+    images, labels = bars(12)
+    np.savez(tmp_path / "d.npz", images=images, labels=labels)
+    d = lf.load_dataset(tmp_path / "d.npz", test_fraction=0.5)
+    result = lf.run_golden(lf.load_weights(), d.test.images, d.test.labels)  # 16x16 centred in 28x28
+    assert len(result.classes) == 6 and result.accuracy is not None
+
+
 def test_fits_the_network_or_says_both_sizes(tmp_path):
     images, labels = bars(12)
     np.savez(tmp_path / "d.npz", images=images, labels=labels)
@@ -198,6 +208,9 @@ def test_bad_folders_and_paths(tmp_path):
     save_pngs(tmp_path / "deep", IMAGES, LABELS)
     Image.fromarray(np.zeros((16, 16), np.uint16)).save(tmp_path / "deep" / "0" / "deep.png")
     refused(tmp_path / "deep", "16-bit or more")
+    save_pngs(tmp_path / "huge", IMAGES, LABELS)  # refused from its header, before 4 MB of pixels are inflated
+    Image.fromarray(np.zeros((2000, 2000), np.uint8)).save(tmp_path / "huge" / "0" / "huge.png")
+    refused(tmp_path / "huge", "is 2000x2000; at most 1024x1024")
     save_pngs(tmp_path / "hollow", IMAGES, LABELS)
     (tmp_path / "hollow" / "3").mkdir()
     refused(tmp_path / "hollow", "has no .png files")
@@ -215,7 +228,7 @@ def test_option_mixes_are_one_line(tmp_path, capsys):
         (["eval", "--dataset", str(tmp_path / "d.npz"), "--data", str(tmp_path)], "give one"),
         (["eval", "--grey"], "--grey and --test-fraction are for --dataset"),
         (["eval", "--dataset", str(tmp_path / "big.npz")], "32x32 images; the network 6,16:120,84 takes 28x28"),
-        (["sim", "--dataset", str(tmp_path / "d.npz"), "--mnist"], "--mnist and --dataset all name the images"),
+        (["sim", "--dataset", str(tmp_path / "d.npz"), "--mnist"], "--mnist and --dataset both name the images"),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err
@@ -225,9 +238,10 @@ def test_option_mixes_are_one_line(tmp_path, capsys):
 # ---- end to end ----
 
 @pytest.mark.torch
-def test_train_eval_and_sim_on_a_data_set_of_ones_own(tmp_path, capsys, simulator):
+def test_train_eval_compress_bench_and_sim_on_a_data_set_of_ones_own(tmp_path, capsys, simulator, sim_build):
     """Train a small network on 360 synthetic 16x16 images of 3 classes (the network's image size
-    and classes are the data set's), evaluate it, and run 4 of the test images through the RTL."""
+    and classes are the data set's), evaluate it, run 4 of the test images through the RTL,
+    bench, compress and import it, every step on the data set's 60 test images."""
     images, labels = bars(360, seed=1)
     data = tmp_path / "bars.npz"
     np.savez(data, images=images, labels=labels)
@@ -248,7 +262,33 @@ def test_train_eval_and_sim_on_a_data_set_of_ones_own(tmp_path, capsys, simulato
     assert result["n_images"] == 60 and result["dataset"]["digest"] == recorded["digest"]
 
     assert main(["sim", "--simulator", simulator, "--weights", str(out), "--dataset", str(data), "--n", "4",
-                 "--json"]) == 0
+                 "--build-dir", str(sim_build), "--json"]) == 0
     run = json.loads(capsys.readouterr().out)
     assert run["total"]["images"] == 4 and run["total"]["mismatches"] == 0
     assert all(row["match"] and len(row["rtl_logits"]) == 3 for row in run["images"])
+
+    assert main(["bench", "--weights", str(out), "--dataset", str(data), "--preset", "baseline", "--rtl-images", "2",
+                 "--simulator", simulator, "--build-dir", str(sim_build), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (row,) = doc["configs"]
+    assert doc["accuracy_images"] == 60 and doc["dataset"]["digest"] == recorded["digest"]
+    assert row["accuracy"] == trained["fixed_accuracy"] and row["rtl"]["mismatches"] == 0
+    assert doc["rtl_image_sources"] == [f"test images of {data}"]
+
+    small = tmp_path / "small.npz"
+    assert main(["compress", "--weights", str(out), "--dataset", str(data), "--out", str(small), "--codes", "all=4",
+                 "--epochs", "1", "--search-images", "100", "--batch-size", "16", "--threads", "1", "--json"]) == 0
+    compressed = json.loads(capsys.readouterr().out)
+    assert compressed["n_images"] == 60 and compressed["fixed_accuracy"] > 0.8
+    assert json.loads(small.with_suffix(".json").read_text())["dataset"]["digest"] == recorded["digest"]
+
+    # the float checkpoint as a state dict: import takes the data set's image size and images
+    import torch
+
+    with np.load(tmp_path / "w-float.npz") as saved:
+        torch.save({name: torch.from_numpy(saved[name]) for name in saved.files}, tmp_path / "state.pt")
+    assert main(["import", str(tmp_path / "state.pt"), "--dataset", str(data), "--out", str(tmp_path / "imp.npz"),
+                 "--threads", "1", "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert imported["network"] == "16/4,8:24:3" and imported["n_images"] == 60
+    assert imported["float_accuracy"] == trained["float_accuracy"]

@@ -45,7 +45,8 @@ def image_set_of(args, network):
     named = [option for option, given in (("--images", args.images is not None), ("--mnist", getattr(args, "mnist", False)),
                                           ("--dataset", getattr(args, "dataset", None) is not None)) if given]
     if len(named) > 1:
-        raise InputError(f"{' and '.join(named)} all name the images; give one")
+        raise InputError(f"{', '.join(named[:-1])} and {named[-1]} {'both' if len(named) == 2 else 'all'} name the "
+                         f"images; give one")
     dataset = options.dataset_of(args)
     if dataset is not None:  # its test images
         test = dataset.fitted(network)[1]
