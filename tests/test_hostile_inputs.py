@@ -353,7 +353,7 @@ def unreadable_cases():
         for label in (0, 1):
             (d / "set" / str(label)).mkdir(parents=True)
             Image.fromarray(np.zeros((16, 16), np.uint8)).save(d / "set" / str(label) / "a.png")
-        return d / "set" / "1" / "a.png", ["train", "--dataset", str(d / "set"), "--out", str(d / "t.npz")]
+        return d / "set" / "1" / "a.png", ["eval", "--dataset", str(d / "set")]
 
     return [("weights-npz", weights_npz), ("grid", grid), ("bench-json", bench), ("network-json", network),
             ("picture", picture), ("images-npz", images), ("results-jsonl", results), ("dataset-npz", dataset_npz),

@@ -115,9 +115,9 @@ def data_option(parser: argparse.ArgumentParser, help: str | None = None) -> Non
     )
 
 
-def dataset_options(parser: argparse.ArgumentParser, split: bool = True) -> None:
-    """``--dataset PATH``: a data set of the user's own instead of MNIST (``model.datasets``);
-    ``--grey``; with ``split``, ``--test-fraction``."""
+def dataset_options(parser: argparse.ArgumentParser) -> None:
+    """``--dataset PATH``: a data set of the user's own instead of MNIST (``model.datasets``),
+    with ``--grey`` and ``--test-fraction``."""
     parser.add_argument("--dataset", metavar="PATH", default=None,
                         help="a data set of your own instead of MNIST: an .npz (train_images, train_labels, "
                              "test_images, test_labels; or images, labels) or a folder of PNGs (train/<class>/*.png "
@@ -125,11 +125,10 @@ def dataset_options(parser: argparse.ArgumentParser, split: bool = True) -> None
     parser.add_argument("--grey", action="store_true",
                         help="with --dataset: convert colour images to grey (the hardware takes one grey channel; "
                              "without --grey they are refused)")
-    if split:
-        parser.add_argument("--test-fraction", type=_number(float, lambda v: 0 < v < 1, "between 0 and 1"),
-                            default=None, metavar="F",
-                            help="with --dataset: the share of a data set without a test part of its own that is "
-                                 "set aside (by a fixed permutation) as the test set (default 1/6)")
+    parser.add_argument("--test-fraction", type=_number(float, lambda v: 0 < v < 1, "between 0 and 1"),
+                        default=None, metavar="F",
+                        help="with --dataset: the share of a data set without a test part of its own that is set "
+                             "aside (by a fixed permutation) as the test set (default 1/6)")
 
 
 def dataset_of(args: argparse.Namespace):
