@@ -30,7 +30,7 @@ from .model.weights import WeightSet
 
 __all__ = [
     "DESIGNS", "GeneratorOptions", "InputError", "WeightSet",
-    "load_weights", "sample_digits", "mnist_test_set", "run_golden", "design_config", "generate_verilog",
+    "load_weights", "sample_digits", "mnist_test_set", "load_dataset", "run_golden", "design_config", "generate_verilog",
     "simulate", "build_for_board", "connect_board", "train", "import_model", "compress", "export_onnx",
     "GoldenResult", "VerilogResult", "SimulationResult", "ExportResult",
 ]
@@ -54,6 +54,19 @@ def mnist_test_set(data_dir=None) -> image_sets.ImageSet:
 
     split = mnist.load("test", data_dir)
     return image_sets.ImageSet(split.images, split.labels)
+
+
+def load_dataset(path, grey: bool = False, test_fraction: float | None = None):
+    """A data set of your own (``lenet_fpga.model.datasets``): an ``.npz`` or a folder of PNGs of
+    grey square images and their labels, as a ``Dataset`` (``.train``, ``.test``: images uint8
+    [N,S,S] and labels; ``.classes``, ``.image_size``, ``.digest``). ``grey`` converts colour
+    images (refused without it: the hardware takes one grey channel); ``test_fraction`` (default
+    1/6) is set aside as the test set of a source without one. Give it to ``train``, ``compress``
+    or ``import_model`` as ``TorchOptions(dataset=...)``; ``run_golden(weights, d.test.images,
+    d.test.labels)`` evaluates on it."""
+    from .model import datasets
+
+    return datasets.load_dataset(path, grey=grey, test_fraction=test_fraction)
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,7 @@ def run_golden(weights: WeightSet, images, labels=None, options: GeneratorOption
 
 
 def train(out, options=None, log=print):
-    """Train a network on MNIST (float, then quantization-aware) and write ``out`` (FILE.npz,
+    """Train a network on MNIST, or on ``options.dataset`` (float, then quantization-aware) and write ``out`` (FILE.npz,
     its .json manifest and FILE-float.npz). ``options``: ``lenet_fpga.model.train.flow.TrainOptions``
     (network, epochs, seed, ...). Returns a ``Trained`` (accuracies, files). Needs PyTorch."""
     from .model.train import flow

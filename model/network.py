@@ -251,8 +251,9 @@ class Network:
         }
 
     @classmethod
-    def from_dict(cls, value) -> "Network":
-        """A network from its manifest form; any malformed field is a ``NetworkError``."""
+    def from_dict(cls, value, image_size: int = 28, classes: int = 10) -> "Network":
+        """A network from its manifest form; any malformed field is a ``NetworkError``. A form
+        without ``image_size`` or ``classes`` takes these (a data set's own)."""
         if not isinstance(value, dict):
             raise NetworkError(f"a network description must be an object, not {type(value).__name__}")
         unknown = set(value) - {"image_size", "convs", "hidden", "classes"}
@@ -272,11 +273,12 @@ class Network:
         hidden = value.get("hidden", [])
         if not isinstance(hidden, list):
             raise NetworkError(f"network 'hidden' must be a list of widths, not {hidden!r}")
-        return cls(tuple(specs), tuple(hidden), value.get("classes", 10), value.get("image_size", 28))
+        return cls(tuple(specs), tuple(hidden), value.get("classes", classes), value.get("image_size", image_size))
 
     @classmethod
-    def parse(cls, text: str) -> "Network":
-        """A network from its compact spelling ``[SIZE/]CONVS:HIDDEN[:CLASSES]``."""
+    def parse(cls, text: str, image_size: int = 28, classes: int = 10) -> "Network":
+        """A network from its compact spelling ``[SIZE/]CONVS:HIDDEN[:CLASSES]``; a spelling
+        without SIZE or CLASSES takes these (a data set's own; the spec's defaults are MNIST's)."""
         if not isinstance(text, str):
             raise NetworkError(f"a network spec must be a string, not {text!r}")
         if len(longest := max(re.findall(r"\d+", text) or [""], key=len)) > len(str(MAX_SIZE)) + 2:
@@ -287,13 +289,13 @@ class Network:
             raise NetworkError(
                 f"cannot read network {text if len(text) <= 60 else text[:60] + '...'!r}: expected [SIZE/]CONVS:HIDDEN[:CLASSES], "
                 f"e.g. 6,16:120,84 (LeNet-5) or 32/6k5p2,16:120,84:10")
-        size, convs, hidden, classes = match.group("size", "convs", "hidden", "classes")
+        size, convs, hidden, count = match.group("size", "convs", "hidden", "classes")
         specs = []
         for item in convs.split(","):
             c = _CONV.fullmatch(item)
             specs.append(ConvSpec(int(c["channels"]), int(c["kernel"] or 5), int(c["pool"] or 2)))
         widths = tuple(int(w) for w in hidden.split(",")) if hidden else ()
-        return cls(tuple(specs), widths, int(classes or 10), int(size or 28))
+        return cls(tuple(specs), widths, int(count or classes), int(size or image_size))
 
     def describe(self) -> str:
         """A table of the layers: shapes, parameters and MACs."""

@@ -201,7 +201,7 @@ def load(path=None) -> WeightSet:
 # Optional manifest fields and the JSON types they must have: a wrong type is refused when the
 # file is read, not found by a TypeError minutes later.
 OPTIONAL_FIELDS = {"float_weights": str, "accuracy": dict, "training": dict, "seed": int, "source": dict,
-                   "codes": dict, "cost": dict, "compression": dict}
+                   "codes": dict, "cost": dict, "compression": dict, "dataset": dict}
 ACCURACY_FIELDS = {"float": (int, float), "fixed": (int, float), "n_images": int, "split": str}
 
 

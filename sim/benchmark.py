@@ -80,9 +80,16 @@ def multiply_floors(rows: list[LayerRow], pixel_bound: int) -> dict:
             "pixel_bound": pixel_bound}
 
 
-def bench_images(n: int, data_dir, network: Network) -> tuple[np.ndarray, str, image_sets.ImageSet | None]:
+def bench_images(n: int, data_dir, network: Network, dataset=None) -> tuple[np.ndarray, str, image_sets.ImageSet | None]:
     """The first ``n`` MNIST test images if the set is there, else the shipped digits; and the
-    whole test set (``None`` when absent) for the accuracy."""
+    whole test set (``None`` when absent) for the accuracy. With a ``dataset``
+    (``model.datasets.Dataset``), its test images instead, for both."""
+    if dataset is not None:
+        test = dataset.fitted(network)[1]
+        test_set = image_sets.ImageSet(test.images, test.labels)
+        if n > len(test_set):
+            raise InputError(f"--rtl-images {n}: the data set {dataset.source} has {len(test_set)} test images")
+        return test_set.head(n).images, f"test images of {dataset.source}", test_set
     try:
         split = mnist.load("test", data_dir)
     except InputError:

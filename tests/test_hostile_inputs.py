@@ -342,8 +342,22 @@ def unreadable_cases():
     def results(d):
         return write(d / "r.jsonl", ""), ["explore", "--results", str(d / "r.jsonl")]
 
+    def dataset_npz(d):
+        path = d / "d.npz"
+        np.savez(path, images=np.zeros((4, 28, 28), np.uint8), labels=np.arange(4) % 2)
+        return path, ["eval", "--dataset", str(path)]
+
+    def dataset_png(d):
+        from PIL import Image
+
+        for label in (0, 1):
+            (d / "set" / str(label)).mkdir(parents=True)
+            Image.fromarray(np.zeros((16, 16), np.uint8)).save(d / "set" / str(label) / "a.png")
+        return d / "set" / "1" / "a.png", ["eval", "--dataset", str(d / "set")]
+
     return [("weights-npz", weights_npz), ("grid", grid), ("bench-json", bench), ("network-json", network),
-            ("picture", picture), ("images-npz", images), ("results-jsonl", results)]
+            ("picture", picture), ("images-npz", images), ("results-jsonl", results), ("dataset-npz", dataset_npz),
+            ("dataset-png", dataset_png)]
 
 
 @pytest.mark.parametrize("make", [c[1] for c in unreadable_cases()], ids=[c[0] for c in unreadable_cases()])

@@ -12,7 +12,7 @@ NAME = "bench"
 HELP = "per network and preset: accuracy, MACs, weight bits, multipliers, cycles, Fmax, resources, images/s"
 DESCRIPTION = """\
 Measure each network (--weights) at each generator preset (--preset): the golden model's
-accuracy on the MNIST test set, MACs, weight bits, multipliers in DSP blocks and in logic,
+accuracy on the MNIST test set (or on the test images of --dataset), MACs, weight bits, multipliers in DSP blocks and in logic,
 each layer's multiply floor, and the latency and interval in cycles of --rtl-images images
 streamed bit-exactly through the RTL. With --pnr, also an out-of-context Yosys + nextpnr run
 per preset for the ECP5 LFE5U-85F: Fmax, resources and images/s. --plots draws the figures
@@ -29,6 +29,7 @@ def add_arguments(parser) -> None:
                         help="a network to measure (repeat, or FILE,FILE; 'shipped', the default: the shipped "
                              "LeNet-5)")
     options.data_option(parser)
+    options.dataset_options(parser)
     parser.add_argument("--rtl-images", type=options.positive_int, default=8,
                         help="images streamed through the RTL for the interval and the bit-exact check (default 8)")
     options.simulator_option(parser)
@@ -58,7 +59,7 @@ def configs_of(args, ws) -> dict:
     return {args.design: design_config(ws, GeneratorOptions(design=args.design))}
 
 
-def measure(args, plans, data_dir: Path, build_root: Path) -> tuple[list[dict], set, object]:
+def measure(args, plans, data_dir: Path, build_root: Path, dataset=None) -> tuple[list[dict], set, object]:
     """Every (network, preset) of ``plans``: ``bench_config`` and the golden model's accuracy."""
     from ..model.progress import progress
 
@@ -69,7 +70,7 @@ def measure(args, plans, data_dir: Path, build_root: Path) -> tuple[list[dict], 
     with progress(total=sum(len(configs) for _, configs in plans), desc="bench", unit="design") as bar:
         for ws, configs in plans:
             network = ws.network
-            images, source, test_set = bench_images(args.rtl_images, data_dir, network)
+            images, source, test_set = bench_images(args.rtl_images, data_dir, network, dataset)
             sources.add(source)
             accuracy: dict[str, float] = {}  # by arithmetic: presets with the same one agree
             label = ws.path.stem if ws.path else network.spec
@@ -110,6 +111,9 @@ def run(args) -> int:
         raise InputError("--time-limit limits place-and-route: give --pnr as well")
     networks = weight_sets(args.weights)
     plans = [(ws, configs_of(args, ws)) for ws in networks]
+    dataset = options.dataset_of(args)
+    for ws in networks if dataset is not None else ():
+        dataset.check_fits(ws.network)  # before any simulator is built
     if args.plots:
         check_output(Path(args.plots) / "cycles.png", "--plots")
     runner.prepare_simulator(args.simulator)
@@ -120,10 +124,12 @@ def run(args) -> int:
 
         toolchain_env("ecp5")  # no tools: say so now, not after the simulations
     data_dir = Path(args.data) if args.data else mnist.default_data_dir()
-    results, sources, test_set = measure(args, plans, data_dir, build_root)
+    results, sources, test_set = measure(args, plans, data_dir, build_root, dataset)
     say(format_table(results, max(ws.network.pixels for ws in networks)))
+    tested = f"the {len(test_set):,} test images of {dataset.source}" if dataset is not None else \
+        "the 10,000 MNIST test images"
     say(f"RTL: {args.rtl_images} images ({', '.join(sorted(sources))}) streamed through {args.simulator}; "
-        + ("accuracy on the 10,000 MNIST test images (golden model)." if test_set is not None
+        + (f"accuracy on {tested} (golden model)." if test_set is not None
            else f"accuracy: the MNIST test set is not in {data_dir} (lenet-fpga download)."))
     if args.pnr:
         say(f"Fmax and resources: out-of-context place-and-route for the {PNR_DEVICE} ({PNR_PACKAGE}), "
@@ -136,6 +142,7 @@ def run(args) -> int:
         "rtl_images": args.rtl_images,
         "rtl_image_sources": sorted(sources),
         "accuracy_images": len(test_set) if test_set is not None else 0,
+        "dataset": None if dataset is None else {"source": dataset.source, "digest": dataset.digest},
         "pnr": {"device": PNR_DEVICE, "package": PNR_PACKAGE, "target_mhz": PNR_TARGET_MHZ,
                 "out_of_context": True} if args.pnr else None,
         "configs": results,

@@ -30,6 +30,7 @@ Examples:
 def add_arguments(parser) -> None:
     positive_int, positive_float = options.positive_int, options.positive_float
     options.data_option(parser)
+    options.dataset_options(parser)
     options.weights_option(parser, "the trained network to start from, with its -float.npz if there is one "
                                    "('shipped', the default: the shipped LeNet-5)")
     options.out_weights_option(parser, "where to write the compressed weights")
@@ -68,7 +69,7 @@ def add_arguments(parser) -> None:
                         help="with --method learned: epochs of learning the sparsity and bit widths (default 3)")
     parser.add_argument("--epochs", type=options.nonnegative_int, default=10, help="fine-tuning epochs (default 10)")
     parser.add_argument("--train-images", type=positive_int, default=None, metavar="N",
-                        help="fine-tune (and search) on the first N training images only (default all 60,000)")
+                        help="fine-tune (and search) on the first N training images only (default all)")
     parser.add_argument("--lr", type=positive_float, default=None, help="fine-tuning's peak learning rate (default 5e-4)")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="images per step (default 128)")
     options.torch_options(parser)
@@ -128,7 +129,8 @@ def run(args) -> int:
     source = weights.load(args.weights)
     config = compress_config(args, source.network, source.arithmetic)
     cost_model = generator_cost_model(config.preset, source.arithmetic)  # an unknown preset is an error now
-    result = compress(source, args.out, config, cost_model, TorchOptions(**torch_fields(args)), start=args.start,
+    dataset = options.dataset_of(args)
+    result = compress(source, args.out, config, cost_model, TorchOptions(**torch_fields(args, dataset)), start=args.start,
                       log=(lambda *_: None) if args.json else print)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -142,7 +144,8 @@ def run(args) -> int:
         acc_text = f"{acc:.2%}" if acc is not None else "?"
         print(f"{label:<14}{acc_text:>10}{c['macs']:>10,}{c['weight_bits']:>13,}{c['multipliers']:>13,}"
               f"{c['cycles']:>9,}")
-    print(f"(cost model: the '{config.preset}' preset; Q2.6 accuracy on the {result.n_images:,} test images)")
+    print(f"(cost model: the '{config.preset}' preset; Q2.6 accuracy on the {result.n_images:,} test images"
+          + (f" of {dataset.source})" if dataset is not None else ")"))
     print(f"wrote {result.weights}, {weights.manifest_path(result.weights)} and {result.float_weights} in "
           f"{result.seconds:.0f} s")
     return 0

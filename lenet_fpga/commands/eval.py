@@ -1,4 +1,4 @@
-"""``lenet-fpga eval``: the golden model's accuracy on the MNIST test set."""
+"""``lenet-fpga eval``: the golden model's accuracy on the MNIST test set, or a data set's."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 from . import options
 
 NAME = "eval"
-HELP = "accuracy of the float and the Q2.6 golden model on the MNIST test set"
+HELP = "accuracy of the float and the Q2.6 golden model on the MNIST test set (or --dataset's)"
 DESCRIPTION = """\
-Run the 10,000 MNIST test images through the Q2.6 golden model (numpy, bit-exact with the
+Run the 10,000 MNIST test images (or the test images of --dataset) through the Q2.6 golden model (numpy, bit-exact with the
 hardware) and, when the weights have a float checkpoint beside them, through the float
 network; print both accuracies, the network's MACs per image, its weight bits and each
 layer's weight codes. --overflow and --rounding evaluate the same weights under another
@@ -19,6 +19,7 @@ arithmetic."""
 
 def add_arguments(parser) -> None:
     options.data_option(parser)
+    options.dataset_options(parser)
     options.weights_option(parser)
     options.arithmetic_options(parser)
     options.json_option(parser, "print one JSON object: fixed_accuracy (the Q2.6 golden model, measured now), "
@@ -27,19 +28,29 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..model import golden, mnist, weights
+    import sys
+
+    from ..model import datasets, golden, mnist, weights
     from ..model.codes import weight_bits
 
     started = time.time()
     ws = weights.load(args.weights)
     arithmetic = options.arithmetic_of(args, ws.arithmetic)
     network = ws.network
-    split = mnist.load("test", args.data).fitted(network)
+    dataset = options.dataset_of(args)
+    note = datasets.recorded_note(ws.manifest, dataset, ws.path)
+    if note:  # before MNIST is read: it says why MNIST's images may not fit
+        print(note, file=sys.stderr)
+    if dataset is not None:
+        split = dataset.fitted(network)[1]
+    else:
+        split = mnist.load("test", args.data).fitted(network)
     fixed_logits = golden.forward(split.images, ws.params, arithmetic, network)
     result = {
         "weights": str(ws.path),
         "network": network.spec,
         "n_images": int(len(split.labels)),
+        "dataset": None if dataset is None else {"source": dataset.source, "digest": dataset.digest},
         "rounding": str(arithmetic.rounding),
         "overflow": str(arithmetic.overflow),
         "fixed_accuracy": golden.accuracy(fixed_logits, split.labels),
@@ -61,7 +72,7 @@ def run(args) -> int:
     print(f"weights          {result['weights']}")
     print(f"network          {network.spec}")
     print(f"arithmetic       {arithmetic.describe()}")
-    print(f"test images      {result['n_images']}")
+    print(f"test images      {result['n_images']}" + (f" ({dataset.source})" if dataset is not None else ""))
     if "float_accuracy" in result:
         print(f"float accuracy   {result['float_accuracy']:.2%}")
     print(f"Q2.6 accuracy    {result['fixed_accuracy']:.2%}")

@@ -54,8 +54,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--any-reading", action="store_true",
                         help="import a state_dict as the hardware reads it (max-pool, ReLU) even when its weights fit "
                              "average pooling, tanh or sigmoid clearly better on the test images (refused otherwise)")
-    parser.add_argument("--image-size", type=options.positive_int, default=28,
-                        help="the model's input side (default 28; an ONNX graph with a fixed input size says its own)")
+    parser.add_argument("--image-size", type=options.positive_int, default=None,
+                        help="the model's input side (default 28, or --dataset's image size; an ONNX graph with a "
+                             "fixed input size says its own)")
     parser.add_argument("--pool", type=options.positive_int, default=2,
                         help="max-pool after each conv, for a state_dict (default 2; a module says its own)")
     parser.add_argument("--normalize", metavar="MEAN,STD", default=None,
@@ -64,7 +65,7 @@ def add_arguments(parser) -> None:
                         help="quantization-aware fine-tuning epochs on MNIST after rounding (0: keep the rounded "
                              "weights; default: 3 when rounding loses more than a point of accuracy, else 0)")
     parser.add_argument("--train-images", type=options.positive_int, default=None, metavar="N",
-                        help="fine-tune on the first N training images only (default: all 60,000)")
+                        help="fine-tune on the first N training images only (default: all)")
     parser.add_argument("--requantize", action="store_true",
                         help="a QONNX graph whose quantizers do not map onto Q2.6: take its weights as its Quant "
                              "nodes give them, drop its activation quantizers, and quantize again (rounded, or "
@@ -72,6 +73,7 @@ def add_arguments(parser) -> None:
     options.torch_options(parser, seed_help="random seed of the fine-tuning (default 1)")
     options.requantizer_options(parser)
     options.data_option(parser)
+    options.dataset_options(parser)
     options.json_option(parser, "print one JSON object (the network, the importer's notes, accuracies and files "
                                 "written) instead of the text")
 
@@ -94,7 +96,9 @@ def run(args) -> int:
 
     # None: the float path's half-up and saturate, or a QONNX graph's own (which a given option must match)
     arithmetic = trained_arithmetic(args) if args.rounding or args.overflow else None
-    wanted = ImportOptions(**torch_fields(args), image_size=args.image_size, pool=args.pool,
+    dataset = options.dataset_of(args)
+    image_size = args.image_size or (dataset.image_size if dataset is not None else 28)
+    wanted = ImportOptions(**torch_fields(args, dataset), image_size=image_size, pool=args.pool,
                            normalize=parse_normalize(args.normalize), qat_epochs=args.qat_epochs,
                            arithmetic=arithmetic, trust_pickle=args.trust_pickle, requantize=args.requantize,
                            module_path=tuple(args.module_path), any_reading=args.any_reading)

@@ -115,6 +115,37 @@ def data_option(parser: argparse.ArgumentParser, help: str | None = None) -> Non
     )
 
 
+def dataset_options(parser: argparse.ArgumentParser) -> None:
+    """``--dataset PATH``: a data set of the user's own instead of MNIST (``model.datasets``),
+    with ``--grey`` and ``--test-fraction``."""
+    parser.add_argument("--dataset", metavar="PATH", default=None,
+                        help="a data set of your own instead of MNIST: an .npz (train_images, train_labels, "
+                             "test_images, test_labels; or images, labels) or a folder of PNGs (train/<class>/*.png "
+                             "and test/<class>/*.png; or <class>/*.png); grey images, uint8, square")
+    parser.add_argument("--grey", action="store_true",
+                        help="with --dataset: convert colour images to grey (the hardware takes one grey channel; "
+                             "without --grey they are refused)")
+    parser.add_argument("--test-fraction", type=_number(float, lambda v: 0 < v < 1, "between 0 and 1"),
+                        default=None, metavar="F",
+                        help="with --dataset: the share of a data set without a test part of its own that is set "
+                             "aside (by a fixed permutation) as the test set (default 1/6)")
+
+
+def dataset_of(args: argparse.Namespace):
+    """The data set ``--dataset`` names (a ``model.datasets.Dataset``), or None for MNIST."""
+    from ..model.datasets import load_dataset
+    from ..model.errors import InputError
+
+    path = getattr(args, "dataset", None)
+    if path is None:
+        if getattr(args, "grey", False) or getattr(args, "test_fraction", None) is not None:
+            raise InputError("--grey and --test-fraction are for --dataset: give it as well")
+        return None
+    if getattr(args, "data", None) is not None:
+        raise InputError("--data names the MNIST folder, --dataset a data set of your own: give one")
+    return load_dataset(path, grey=args.grey, test_fraction=getattr(args, "test_fraction", None))
+
+
 def torch_options(parser: argparse.ArgumentParser, seed_help: str = "random seed (default 1)") -> None:
     """The options of every command that trains with PyTorch."""
     parser.add_argument("--seed", type=nonnegative_int, default=1, help=seed_help)

@@ -14,7 +14,8 @@ HELP = "run images through the RTL in a simulator and compare with the golden mo
 DESCRIPTION = """\
 Run images through the generated RTL in a simulator (Verilator or Icarus, through cocotb)
 and compare every logit with the golden model's: the shipped digits, a file of your own
-(--images) or the 10,000 MNIST test images (--mnist). Prints each image's classes and
+(--images), the 10,000 MNIST test images (--mnist) or the test images of a data set of
+your own (--dataset). Prints each image's classes and
 cycles and a summary; --jobs or --scheduler shard the images across simulator processes.
 Simulator builds are cached in --build-dir; --waves writes a waveform there too (with a
 GTKWave layout beside it)."""
@@ -32,6 +33,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mnist", action="store_true",
                         help="the 10,000 MNIST test images instead (see --data, --stream)")
     options.data_option(parser)
+    options.dataset_options(parser)
     options.jobs_option(parser, 1, "simulator processes to shard the images across (default 1)")
     parser.add_argument("--scheduler", metavar="tcp://HOST:8786|local", default=None,
                         help="shard the images across the workers of this Dask scheduler instead ('local': a local "

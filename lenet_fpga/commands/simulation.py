@@ -35,14 +35,23 @@ def run_simulation(ws, image_set, config, simulator, waves=False, quiet=False, j
 
 
 def image_set_of(args, network):
-    """``--images FILE``, ``--mnist`` (the MNIST test set) or the shipped digits; ``--n`` first;
-    at the network's input size."""
+    """``--images FILE``, ``--mnist`` (the MNIST test set), ``--dataset PATH`` (its test images)
+    or the shipped digits; ``--n`` first; at the network's input size."""
     from ..model import images as image_sets
     from ..model.errors import InputError
 
-    if getattr(args, "mnist", False):
-        if args.images is not None:
-            raise InputError("--images and --mnist both name the images; give one")
+    from . import options
+
+    named = [option for option, given in (("--images", args.images is not None), ("--mnist", getattr(args, "mnist", False)),
+                                          ("--dataset", getattr(args, "dataset", None) is not None)) if given]
+    if len(named) > 1:
+        raise InputError(f"{', '.join(named[:-1])} and {named[-1]} {'both' if len(named) == 2 else 'all'} name the "
+                         f"images; give one")
+    dataset = options.dataset_of(args)
+    if dataset is not None:  # its test images
+        test = dataset.fitted(network)[1]
+        image_set = image_sets.ImageSet(test.images, test.labels, Path(dataset.source))
+    elif getattr(args, "mnist", False):
         from ..model import mnist
 
         data = getattr(args, "data", None)

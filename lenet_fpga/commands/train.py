@@ -10,15 +10,18 @@ from . import options
 NAME = "train"
 HELP = "train a LeNet-family network (float, then quantization-aware) and export Q2.6 weights"
 DESCRIPTION = """\
-Train a LeNet-family network on MNIST: float training, then quantization-aware training
-for the chosen Q2.6 arithmetic. Writes FILE.npz, FILE.json and FILE-float.npz.
+Train a LeNet-family network on MNIST, or on a data set of your own (--dataset): float
+training, then quantization-aware training for the chosen Q2.6 arithmetic. Writes FILE.npz,
+FILE.json and FILE-float.npz.
 
 Network specs (--network): [SIZE/]CONVS:HIDDEN[:CLASSES]
   CONVS   filters of each conv layer, comma-separated; a conv may add kK (kernel,
           default 5) and pP (max-pool, default 2): 6k5p2
   HIDDEN  widths of the hidden fully connected layers (may be empty)
   CLASSES outputs of the last layer (default 10), SIZE the input side (default 28;
-          MNIST digits are centred in a larger input, cropped to a smaller one)
+          MNIST digits are centred in a larger input, and refused by a smaller one).
+          With --dataset, SIZE and CLASSES default to the data set's, and without
+          --network the network is LeNet-5's layers at the data set's size and classes
   6,16:120,84      LeNet-5 (the default)
   4,10:60,40       a smaller network
   32/6,16:120,84   LeNet-5 as published: 32x32 input
@@ -27,6 +30,7 @@ or a .json file: {"image_size": 28, "convs": [{"channels": 6, "kernel": 5, "pool
 
 def add_arguments(parser) -> None:
     options.data_option(parser)
+    options.dataset_options(parser)
     parser.add_argument("--network", "--geometry", metavar="SPEC", default=None,
                         help="the network to train (see above; default 6,16:120,84, LeNet-5)")
     parser.add_argument("--epochs", type=options.positive_int, default=20, help="float training epochs (default 20)")
@@ -39,7 +43,7 @@ def add_arguments(parser) -> None:
                         help="start from these weights (their float checkpoint if it is there, else their codes / 64) "
                              "instead of a random initialisation; the network is theirs")
     parser.add_argument("--train-images", type=options.positive_int, default=None, metavar="N",
-                        help="train on the first N of the 60,000 training images only (a quick try; default all)")
+                        help="train on the first N training images only (a quick try; default all)")
     options.torch_options(parser)
     options.requantizer_options(parser)
     options.out_weights_option(parser)
@@ -49,30 +53,33 @@ def add_arguments(parser) -> None:
 
 # ---- shared by train, import and compress ----
 
-def network_from_text(text: str | None):
-    """``--network``: a compact spec (``6,16:120,84``) or a JSON file holding ``Network.to_dict``."""
+def network_from_text(text: str | None, dataset=None):
+    """``--network``: a compact spec (``6,16:120,84``) or a JSON file holding ``Network.to_dict``;
+    with a ``dataset``, the image size and classes it leaves out are the data set's."""
     from ..model.documents import read_json
     from ..model.errors import InputError
     from ..model.network import LENET5, Network
 
     if text is None:
-        return LENET5
+        return LENET5 if dataset is None else dataset.default_network()
+    defaults = {} if dataset is None else {"image_size": dataset.image_size, "classes": dataset.classes}
     if text.endswith(".json"):
         try:
             value = read_json(text, "--network file")
         except InputError as e:
             raise InputError(f"--network: {e}") from None
         try:
-            return Network.from_dict(value)
+            return Network.from_dict(value, **defaults)
         except InputError as e:
             raise InputError(f"--network {text}: {e}") from None
-    return Network.parse(text)
+    return Network.parse(text, **defaults)
 
 
-def torch_fields(args) -> dict:
-    """The options every training run shares (``model.train.flow.TorchOptions``' fields)."""
+def torch_fields(args, dataset=None) -> dict:
+    """The options every training run shares (``model.train.flow.TorchOptions``' fields);
+    ``dataset``: what ``--dataset`` names, already read (``options.dataset_of``)."""
     return {"seed": args.seed, "threads": args.threads, "data_dir": args.data,
-            "train_images": getattr(args, "train_images", None)}
+            "train_images": getattr(args, "train_images", None), "dataset": dataset}
 
 
 def trained_arithmetic(args):
@@ -95,7 +102,9 @@ def report_trained(args, result, extra: str = "") -> None:
 def run(args) -> int:
     from ..model.train.flow import TrainOptions, train
 
-    wanted = TrainOptions(**torch_fields(args), network=None if args.network is None else network_from_text(args.network),
+    dataset = options.dataset_of(args)
+    wanted = TrainOptions(**torch_fields(args, dataset),
+                          network=None if args.network is None else network_from_text(args.network, dataset),
                           epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, batch_size=args.batch_size,
                           start_from=args.start_from, arithmetic=trained_arithmetic(args))
     result = train(args.out, wanted, log=(lambda *_: None) if args.json else print)

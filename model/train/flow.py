@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import arith, golden, mnist, weights
+from .. import arith, datasets, golden, mnist, weights
 from ..codes import PLAIN, codes_to_manifest
 from ..cost import CostModel
 from ..errors import InputError
@@ -30,17 +30,28 @@ MAX_SEED = 2**63 - 1
 
 @dataclass(frozen=True)
 class TorchOptions:
-    """What every training run shares: its seed, its CPU threads, where MNIST is, and how many
-    training images it uses (None: all 60,000)."""
+    """What every training run shares: its seed, its CPU threads, its images (MNIST from
+    ``data_dir``, or ``dataset``: a data set of the user's own, a path that
+    ``datasets.load_dataset`` reads or a ``datasets.Dataset``), and how many training images it
+    uses (None: all)."""
 
     seed: int = 1
     threads: int = 2
     data_dir: str | None = None
     train_images: int | None = None
+    dataset: str | Path | datasets.Dataset | None = None
 
     def __post_init__(self):
         if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
             raise InputError(f"--seed must be 0..{MAX_SEED}, not {self.seed}")
+        if self.data_dir is not None and self.dataset is not None:
+            raise InputError("--data names the MNIST folder, --dataset a data set of your own: give one")
+
+    def read_dataset(self) -> datasets.Dataset | None:
+        """``dataset`` read (None: MNIST)."""
+        if self.dataset is None or isinstance(self.dataset, datasets.Dataset):
+            return self.dataset
+        return datasets.load_dataset(self.dataset)
 
 
 @dataclass(frozen=True)
@@ -149,11 +160,27 @@ def _prepare_torch(options: TorchOptions) -> None:
     torch.use_deterministic_algorithms(True)
 
 
-def _train_split(options: TorchOptions, network: Network) -> mnist.Split:
-    split = mnist.load("train", options.data_dir).fitted(network)
+def _train_split(options: TorchOptions, network: Network, dataset: datasets.Dataset | None) -> mnist.Split:
+    """The training images at ``network``'s input size: the data set's, else MNIST's."""
+    if dataset is not None:
+        split = dataset.fitted(network)[0]
+    else:
+        split = mnist.load("train", options.data_dir).fitted(network)
     if options.train_images is not None:  # a quick run on the first N training images
         split = mnist.Split(split.images[: options.train_images], split.labels[: options.train_images])
     return split
+
+
+def _test_split(options: TorchOptions, network: Network, dataset: datasets.Dataset | None) -> mnist.Split:
+    """The test images at ``network``'s input size: the data set's, else MNIST's."""
+    if dataset is not None:
+        return dataset.fitted(network)[1]
+    return mnist.load("test", options.data_dir).fitted(network)
+
+
+def _data_record(dataset: datasets.Dataset | None) -> dict:
+    """The manifest's ``dataset`` entry (nothing for MNIST)."""
+    return {"dataset": dataset.to_manifest()} if dataset is not None else {}
 
 
 def _checked_logits(model, params, arithmetic, network, test_split) -> np.ndarray:
@@ -181,9 +208,12 @@ def _trained(out, float_path, network, arithmetic, accuracy, seconds, **extra) -
 
 
 def train(out, options: TrainOptions = TrainOptions(), log=print) -> Trained:
-    """Float training, then quantization-aware training, of ``options.network`` on MNIST."""
+    """Float training, then quantization-aware training, of ``options.network`` on MNIST or
+    ``options.dataset`` (without a network: LeNet-5's layers at the data set's image size and
+    classes)."""
     out, float_path = outputs(out)
-    start, network = None, options.network or LENET5
+    dataset = options.read_dataset()
+    start, network = None, options.network or (dataset.default_network() if dataset else LENET5)
     if options.start_from is not None:
         begin = weights.load(options.start_from)
         if options.network is not None and options.network != begin.network:
@@ -192,17 +222,22 @@ def train(out, options: TrainOptions = TrainOptions(), log=print) -> Trained:
         start = weights.load_float(begin) or {name: value.astype(np.float32) / arith.SCALE
                                               for name, value in begin.params.items()}
         network = begin.network
-    if network.classes < mnist.CLASSES:
+    if dataset is not None:
+        dataset.check_fits(network)
+    elif network.classes < mnist.CLASSES:
         raise InputError(f"the network {network.spec} has {network.classes} classes; MNIST needs {mnist.CLASSES}")
     config = qat.TrainConfig(seed=options.seed, float_epochs=options.epochs, qat_epochs=options.qat_epochs,
                              **({"lr": options.lr} if options.lr is not None else {}),
                              **({"batch_size": options.batch_size} if options.batch_size is not None else {}))
     _prepare_torch(options)
-    train_split = _train_split(options, network)
-    test_split = mnist.load("test", options.data_dir).fitted(network)
+    train_split = _train_split(options, network, dataset)
+    test_split = _test_split(options, network, dataset)
+    if dataset is not None:
+        log(datasets.describe(dataset))
     log(network.describe())
     log(f"training for {options.arithmetic.describe()}: {config}")
-    float_model, qat_model, seconds = qat.train(train_split, options.arithmetic, config, network=network, start=start)
+    float_model, qat_model, seconds = qat.train(train_split, options.arithmetic, config, network=network, start=start,
+                                                log=log)
     params = qat_model.integer_params()
     fixed_logits = _checked_logits(qat_model, params, options.arithmetic, network, test_split)
     float_params = float_model.float_params()
@@ -212,6 +247,7 @@ def train(out, options: TrainOptions = TrainOptions(), log=print) -> Trained:
         training={**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__,
                   "train_images": len(train_split.labels),
                   **({"started_from": str(options.start_from)} if options.start_from else {})},
+        **_data_record(dataset),
     )
     weights.save_with_float(out, params, manifest, float_params)
     return _trained(out, float_path, network, options.arithmetic, accuracy, seconds)
@@ -296,7 +332,8 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
         log(note)
     float_params = imported.params
     clipped = _clipped(float_params, options.qat_epochs, log)
-    test_split = mnist.load("test", options.data_dir).fitted(network)
+    dataset = options.read_dataset()
+    test_split = _test_split(options, network, dataset)
     found = {}
     if qonnx_graph is not None:
         found["qonnx"] = _qonnx_accuracy(qonnx_graph, test_split, options, log)
@@ -320,8 +357,8 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
     if epochs:
         _prepare_torch(options)
         config = qat.TrainConfig(seed=options.seed, float_epochs=0, qat_epochs=epochs)
-        _, qat_model, seconds = qat.train(_train_split(options, network), arithmetic, config, network=network,
-                                          start=float_params)
+        _, qat_model, seconds = qat.train(_train_split(options, network, dataset), arithmetic, config, network=network,
+                                          start=float_params, log=log)
         params = qat_model.integer_params()
         training = {**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__,
                     "asked": options.qat_epochs is not None}
@@ -331,7 +368,7 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
         arithmetic, network, float_weights=float_path.name, accuracy=accuracy,
         source={"imported_from": str(model_file), "notes": list(imported.notes), "clipped": clipped,
                 "rounded_accuracy": rounded, **found},
-        **({"training": training} if training else {}),
+        **({"training": training} if training else {}), **_data_record(dataset),
     )
     weights.save_with_float(out, params, manifest, float_params)
     return _trained(out, float_path, network, arithmetic, accuracy, seconds, notes=list(imported.notes),
@@ -387,7 +424,8 @@ def _import_exact(model_file, out, float_path, qonnx_graph: qonnx_import.QonnxMo
         log(note)
     for name, restriction in exact.codes.items():
         log(f"{name}: {restriction.describe()} (its weight quantizer)")
-    test_split = mnist.load("test", options.data_dir).fitted(network)
+    dataset = options.read_dataset()
+    test_split = _test_split(options, network, dataset)
     fixed_logits = golden.forward(test_split.images, exact.params, arithmetic, network)
     check = test_split.images[: options.check_images]
     want = fixed_logits[: len(check)]
@@ -408,7 +446,7 @@ def _import_exact(model_file, out, float_path, qonnx_graph: qonnx_import.QonnxMo
     manifest = weights.make_manifest(
         arithmetic, network, float_weights=float_path.name, accuracy=accuracy,
         **({"codes": codes_to_manifest(exact.codes)} if exact.codes else {}),
-        source={"imported_from": str(model_file), "notes": notes, "qonnx": qonnx_info},
+        source={"imported_from": str(model_file), "notes": notes, "qonnx": qonnx_info}, **_data_record(dataset),
     )
     weights.save_with_float(out, exact.params, manifest, float_params)
     return _trained(out, float_path, network, arithmetic, accuracy, 0.0, notes=notes, qat_epochs=0,
@@ -452,9 +490,13 @@ def compress(source: weights.WeightSet, out, config: compression.CompressConfig,
         raise InputError(f"--start float: {source.path} has no float checkpoint beside it")
     if params is None:  # the codes the hardware runs, as weights
         params = {name: value.astype(np.float32) / arith.SCALE for name, value in source.params.items()}
+    dataset = options.read_dataset()
     _prepare_torch(options)
-    train_split = _train_split(options, network)
-    test_split = mnist.load("test", options.data_dir).fitted(network)
+    train_split = _train_split(options, network, dataset)
+    test_split = _test_split(options, network, dataset)
+    note = datasets.recorded_note(source.manifest, dataset, source.path)
+    if note:
+        log(note)
     log(f"compressing {source.path} ({network.spec}, {arithmetic.describe()}) from its {start} weights")
     result = compression.compress(params, network, arithmetic, train_split, config, log=log, cost_model=cost_model)
     smaller, integer_params = result.network, result.model.integer_params()
@@ -473,6 +515,7 @@ def compress(source: weights.WeightSet, out, config: compression.CompressConfig,
             "seconds": round(result.seconds, 1), "threads": options.threads,
             "train_images": len(train_split.labels), "torch": torch.__version__,
         },
+        **_data_record(dataset),
     )
     weights.save_with_float(out, integer_params, manifest, float_params)
     return _trained(out, float_path, smaller, arithmetic, accuracy, result.seconds,
