@@ -36,6 +36,7 @@ from onnx import helper, numpy_helper  # noqa: E402
 
 from lenet_fpga.model.train import qonnx_import  # noqa: E402  (after the skips)
 from lenet_fpga.model.train.flow import ImportOptions, import_model  # noqa: E402
+from brief_training import train_briefly  # noqa: E402
 
 nn = torch.nn
 STEPS = 400
@@ -78,20 +79,6 @@ def brevitas_lenet(bias_quant=None):
     return nn.Sequential(QuantIdentity(act_quant=Pixels, return_quant_tensor=True),
                          conv(1, 6), relu(), nn.MaxPool2d(2), conv(6, 16), relu(), nn.MaxPool2d(2), nn.Flatten(),
                          linear(256, 32), relu(), linear(32, 10, last=True))
-
-
-def train_briefly(model, train: mnist.Split, steps: int) -> nn.Module:
-    generator = torch.Generator().manual_seed(0)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    images = torch.from_numpy(train.images.copy()).float().unsqueeze(1) / 255
-    labels = torch.from_numpy(train.labels.astype(np.int64))
-    model.train()
-    for _ in range(steps):
-        batch = torch.randint(0, len(labels), (64,), generator=generator)
-        optimiser.zero_grad()
-        nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
-        optimiser.step()
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
