@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .files import regular_file, special_kind
+from .files import file_mode, regular_file, special_kind
 from .mnist import Split
 from .network import MAX_SIZE, Network
 from .npz import MAX_BYTES, read_npz
@@ -127,13 +127,7 @@ def load_dataset(path, grey: bool = False, test_fraction: float | None = None) -
     if test_fraction is not None and not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
         raise InputError(f"--test-fraction must be a number between 0 and 1 (both excluded), not {test_fraction}")
     path = Path(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise InputError(f"data set not found: {path}") from None
-    except OSError as e:
-        raise InputError(f"cannot read data set {path}: {e.strerror or e}") from None
-    if special_kind(mode) == "a folder":
+    if special_kind(file_mode(path, "data set")) == "a folder":
         parts, names, converted = _read_folder(path, grey)
     else:
         regular_file(path, "data set")

@@ -25,17 +25,21 @@ def special_kind(mode: int) -> str | None:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def regular_file(path, what: str) -> Path:
-    """``path`` if it is (or links to) a regular file; else an InputError in one line, without
-    opening it (``what`` names the file's role: ``"model file"``)."""
-    path = Path(path)
+def file_mode(path, what: str) -> int:
+    """``os.stat(path).st_mode`` (through links), or an InputError in one line naming ``what``."""
     try:
-        mode = os.stat(path).st_mode
+        return os.stat(path).st_mode
     except FileNotFoundError:
         raise InputError(f"{what} not found: {path}") from None
     except OSError as e:
         raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    kind = special_kind(mode)
+
+
+def regular_file(path, what: str) -> Path:
+    """``path`` if it is (or links to) a regular file; else an InputError in one line, without
+    opening it (``what`` names the file's role: ``"model file"``)."""
+    path = Path(path)
+    kind = special_kind(file_mode(path, what))
     if kind is not None:
         raise InputError(f"{what} {path} is {kind}, not a regular file")
     return path
