@@ -59,9 +59,10 @@ def check_address(scheduler: str) -> str:
 
 
 @contextlib.contextmanager
-def open_client(scheduler: str | None = None, workers: int | None = None):
+def open_client(scheduler: str | None = None, workers: int | None = None, processes: bool = True):
     """A Dask client: to the scheduler at ``scheduler`` (``tcp://HOST:8786``), or to a new
-    ``LocalCluster`` of ``workers`` processes (default: one per core), closed on the way out."""
+    ``LocalCluster`` of ``workers`` processes (default: one per core; ``processes=False``: workers
+    in this process, for tasks that only wait on processes of their own), closed on the way out."""
     dask, distributed = _import_distributed()
     cluster = None
     if scheduler:
@@ -77,7 +78,11 @@ def open_client(scheduler: str | None = None, workers: int | None = None):
         # there while another worker is free at the end of a sweep.
         with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
             cluster = distributed.LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1,
-                                               processes=True, dashboard_address=":0",
+                                               processes=processes, dashboard_address=":0",
+                                               # TCP on 127.0.0.1 even for workers in this process:
+                                               # the in-process transport names itself by the
+                                               # machine's IP, which it finds by a route to 8.8.8.8
+                                               protocol="tcp://", host="127.0.0.1",
                                                silence_logs=logging.ERROR)
         client = distributed.Client(cluster)
     try:

@@ -48,7 +48,10 @@ def simulate_on_cluster(weights, images: np.ndarray, config, simulator: str, bac
     if stage:
         stage("cluster")
     started = time.monotonic()
-    with cluster.open_client(None if local else scheduler, workers) as client:
+    # A shard's work runs in a process of its own (tasks.shard_task), which its worker only
+    # waits for: on one machine the workers are threads of this process, which start in a
+    # fraction of the time worker processes take.
+    with cluster.open_client(None if local else scheduler, workers, processes=not local) as client:
         bounds = shard_bounds(len(images), cluster.worker_count(client))
         shared = client.scatter(design, broadcast=True)  # a megabyte of Verilog: once per worker
         cluster_seconds = time.monotonic() - started
