@@ -17,8 +17,8 @@ ReLU, the last linear layer gives the logits. The model must take pixels as p/25
 FILE-float.npz like train. A state_dict is read without running anything from the file;
 a whole module can only be unpickled by running code from the file, so it needs
 --trust-pickle (see docs/import.md); its class is imported from the file's folder or
---module-path. A state_dict's weights are also read with average pooling, tanh and
-sigmoid on test images: one that fits another chain clearly better is refused.
+--module-path. A state_dict's weights are also read with average pooling and with tanh on
+test images: one that fits another chain clearly better is refused.
 
 The weights are rounded to Q2.6; when that loses more than a point of accuracy, 3 epochs
 of quantization-aware fine-tuning follow (--qat-epochs N to choose, 0 to never).
@@ -53,7 +53,7 @@ def add_arguments(parser) -> None:
                              "mymodel.py); the model file's own folder is searched first. Repeatable")
     parser.add_argument("--any-reading", action="store_true",
                         help="import a state_dict as the hardware reads it (max-pool, ReLU) even when its weights fit "
-                             "average pooling, tanh or sigmoid clearly better on the test images (refused otherwise)")
+                             "average pooling or tanh clearly better on the test images (refused otherwise)")
     parser.add_argument("--image-size", type=options.positive_int, default=None,
                         help="the model's input side (default 28, or --dataset's image size; an ONNX graph with a "
                              "fixed input size says its own)")

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import arith
 from ..errors import InputError
 from ..files import regular_file
 from ..network import ConvSpec, Network
@@ -608,6 +609,14 @@ def _shape_text(dims) -> str:
 # ---- running the graph ----
 
 
+def feed(images: np.ndarray, normalize=None) -> np.ndarray:
+    """uint8 pixels as a float model takes them: ``p/255`` (float32), or ``(p/255 - mean)/std``."""
+    x = images.astype(np.float32) / np.float32(arith.PIXEL_MAX)
+    if normalize is not None:
+        x = (x - np.float32(normalize[0])) / np.float32(normalize[1])
+    return x
+
+
 def runtime_outputs(model: OnnxModel, images: np.ndarray, normalize=None, threads: int = 2) -> np.ndarray:
     """The graph's output for uint8 ``images`` [N,S,S] in onnxruntime, fed as the model expects:
     ``p / 255``, or ``(p / 255 - mean) / std`` for a model trained on normalised inputs."""
@@ -622,9 +631,7 @@ def runtime_outputs(model: OnnxModel, images: np.ndarray, normalize=None, thread
         session = onnxruntime.InferenceSession(model.data, settings, providers=["CPUExecutionProvider"])
     except Exception as e:
         raise InputError(f"onnxruntime cannot run the model: {str(e).strip().splitlines()[0]}") from None
-    x = images.astype(np.float32) / np.float32(255)
-    if normalize is not None:
-        x = (x - np.float32(normalize[0])) / np.float32(normalize[1])
+    x = feed(images, normalize)
     x = x[:, None] if model.layout == "nchw" else x[..., None]
     step = model.batch or 1000
     outputs = []

@@ -52,7 +52,7 @@ import numpy as np
 from .. import arith
 from ..codes import PLAIN, CodesError, Restriction, Uniform
 from ..errors import InputError
-from .onnx_import import OnnxModel, _Walker, load_onnx
+from .onnx_import import OnnxModel, _Walker, feed, load_onnx
 
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general")
 QUANT_OPS = ("Quant", "IntQuant")
@@ -396,14 +396,6 @@ class _QonnxWalker(_Walker):
 
 
 # ---- running the graph in qonnx's executor ----
-
-
-def feed(images: np.ndarray, normalize=None) -> np.ndarray:
-    """uint8 pixels as the model takes them: ``p/255`` (float32), or ``(p/255 - mean)/std``."""
-    x = images.astype(np.float32) / np.float32(arith.PIXEL_MAX)
-    if normalize is not None:
-        x = (x - np.float32(normalize[0])) / np.float32(normalize[1])
-    return x
 
 
 def executor_outputs(graph: OnnxModel, images: np.ndarray, normalize=None, batch: int = 1000) -> np.ndarray:
