@@ -33,6 +33,7 @@ import numpy as np
 from .errors import InputError
 from .files import file_mode, regular_file, special_kind
 from .mnist import Split
+from .mnist import load as load_mnist
 from .network import MAX_SIZE, Network
 from .npz import MAX_BYTES, read_npz
 
@@ -90,10 +91,10 @@ class Dataset:
             raise InputError(f"LeNet-5's layers do not fit the data set's {self.image_size}x{self.image_size} images "
                              f"({e}); give a network (--network) that does") from None
 
-    def fitted(self, network: Network) -> tuple[Split, Split]:
-        """Train and test splits at ``network``'s input size, after ``check_fits``."""
+    def fitted(self, network: Network, split: str = "test") -> Split:
+        """The ``split`` (``"train"`` or ``"test"``) at ``network``'s input size, after ``check_fits``."""
         self.check_fits(network)
-        return self.train.fitted(network), self.test.fitted(network)
+        return {"train": self.train, "test": self.test}[split].fitted(network)
 
     def to_manifest(self) -> dict:
         """What a weights manifest records of the data set it was trained on."""
@@ -384,3 +385,10 @@ def describe(dataset: Dataset) -> str:
             f"images, {dataset.image_size}x{dataset.image_size} grey, {dataset.classes} classes{names}{split}"
             + ("; converted from colour to grey" if dataset.converted else ""))
 
+
+def fitted_split(split: str, network: Network, dataset: Dataset | None = None, data_dir=None) -> Split:
+    """The ``split`` (``"train"`` or ``"test"``) of ``dataset`` at ``network``'s input size, or
+    MNIST's (from ``data_dir``) when there is no data set."""
+    if dataset is not None:
+        return dataset.fitted(network, split)
+    return load_mnist(split, data_dir).fitted(network)

@@ -85,7 +85,7 @@ def bench_images(n: int, data_dir, network: Network, dataset=None) -> tuple[np.n
     whole test set (``None`` when absent) for the accuracy. With a ``dataset``
     (``model.datasets.Dataset``), its test images instead, for both."""
     if dataset is not None:
-        test = dataset.fitted(network)[1]
+        test = dataset.fitted(network)
         test_set = image_sets.ImageSet(test.images, test.labels)
         if n > len(test_set):
             raise InputError(f"--rtl-images {n}: the data set {dataset.source} has {len(test_set)} test images")

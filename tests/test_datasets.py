@@ -128,7 +128,7 @@ def test_fits_the_network_or_says_both_sizes(tmp_path):
     images, labels = bars(12)
     np.savez(tmp_path / "d.npz", images=images, labels=labels)
     d = datasets.load_dataset(tmp_path / "d.npz")
-    train, test = d.fitted(Network.parse("20/4,8:24:3"))  # centred in a larger input
+    train = d.fitted(Network.parse("20/4,8:24:3"), "train")  # centred in a larger input
     assert train.images.shape[1:] == (20, 20) and np.array_equal(train.images[:, 2:18, 2:18], d.train.images)
     with pytest.raises(InputError, match="16x16 images; the network 12/4:8:3 takes 12x12"):
         d.fitted(Network.parse("12/4:8:3"))

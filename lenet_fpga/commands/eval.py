@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import sys
 
-    from ..model import datasets, golden, mnist, weights
+    from ..model import datasets, golden, weights
     from ..model.codes import weight_bits
 
     started = time.time()
@@ -41,10 +41,7 @@ def run(args) -> int:
     note = datasets.recorded_note(ws.manifest, dataset, ws.path)
     if note:  # before MNIST is read: it says why MNIST's images may not fit
         print(note, file=sys.stderr)
-    if dataset is not None:
-        split = dataset.fitted(network)[1]
-    else:
-        split = mnist.load("test", args.data).fitted(network)
+    split = datasets.fitted_split("test", network, dataset, args.data)
     fixed_logits = golden.forward(split.images, ws.params, arithmetic, network)
     result = {
         "weights": str(ws.path),

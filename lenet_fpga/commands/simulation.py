@@ -49,7 +49,7 @@ def image_set_of(args, network):
                          f"images; give one")
     dataset = options.dataset_of(args)
     if dataset is not None:  # its test images
-        test = dataset.fitted(network)[1]
+        test = dataset.fitted(network)
         image_set = image_sets.ImageSet(test.images, test.labels, Path(dataset.source))
     elif getattr(args, "mnist", False):
         from ..model import mnist

@@ -162,10 +162,7 @@ def _prepare_torch(options: TorchOptions) -> None:
 
 def _train_split(options: TorchOptions, network: Network, dataset: datasets.Dataset | None) -> mnist.Split:
     """The training images at ``network``'s input size: the data set's, else MNIST's."""
-    if dataset is not None:
-        split = dataset.fitted(network)[0]
-    else:
-        split = mnist.load("train", options.data_dir).fitted(network)
+    split = datasets.fitted_split("train", network, dataset, options.data_dir)
     if options.train_images is not None:  # a quick run on the first N training images
         split = mnist.Split(split.images[: options.train_images], split.labels[: options.train_images])
     return split
@@ -173,9 +170,7 @@ def _train_split(options: TorchOptions, network: Network, dataset: datasets.Data
 
 def _test_split(options: TorchOptions, network: Network, dataset: datasets.Dataset | None) -> mnist.Split:
     """The test images at ``network``'s input size: the data set's, else MNIST's."""
-    if dataset is not None:
-        return dataset.fitted(network)[1]
-    return mnist.load("test", options.data_dir).fitted(network)
+    return datasets.fitted_split("test", network, dataset, options.data_dir)
 
 
 def _data_record(dataset: datasets.Dataset | None) -> dict:
