@@ -248,21 +248,36 @@ def train(out, options: TrainOptions = TrainOptions(), log=print) -> Trained:
     return _trained(out, float_path, network, options.arithmetic, accuracy, seconds)
 
 
-def _read_model(model_file, options: ImportOptions) -> tuple[importer.Imported, onnx_import.OnnxModel | None]:
-    """The network and float parameters in ``model_file``: an ONNX graph (``onnx_import``, by its
-    suffix or first byte), else a ``torch.save`` file; the ONNX graph too, to run it."""
-    if options.requantize:
-        raise InputError(f"--requantize is for a QONNX graph; {model_file} is a float model, which import always "
-                         f"quantizes")
+def _read_model(model_file, options: ImportOptions) -> tuple[importer.Imported, onnx_import.OnnxModel | None,
+                                                               qonnx_import.QonnxModel | None]:
+    """The network and float parameters in ``model_file`` (its input normalisation folded in):
+    an ONNX graph (``onnx_import``, by its suffix or first byte; read once, and a QONNX one by
+    ``qonnx_import``, exactly unless ``requantize``), else a ``torch.save`` file; the ONNX graph
+    too, to run it, and the QONNX reading."""
+    qonnx_graph = None
     if onnx_import.is_onnx_file(model_file):
-        graph = onnx_import.read(model_file, options.image_size)
+        model, data = onnx_import.load_onnx(model_file)
+        if qonnx_import.is_qonnx(model):
+            qonnx_graph = qonnx_import.read_loaded(model, data, options.image_size, exact=not options.requantize,
+                                                   normalize=options.normalize)
+            graph = qonnx_graph.graph
+        else:
+            _float_model(model_file, options)
+            graph = onnx_import.read_loaded(model, data, options.image_size)
         imported = graph.imported
         if options.normalize is not None:
             imported = importer.fold_normalization(imported, *options.normalize)
-        return imported, graph
+        return imported, graph, qonnx_graph
+    _float_model(model_file, options)
     return importer.from_object(importer.load_torch_file(model_file, options.trust_pickle, options.module_path),
-                                options.image_size,
-                                options.pool, options.normalize), None
+                                options.image_size, options.pool, options.normalize), None, None
+
+
+def _float_model(model_file, options: ImportOptions) -> None:
+    """``--requantize`` is for a QONNX graph only."""
+    if options.requantize:
+        raise InputError(f"--requantize is for a QONNX graph; {model_file} is a float model, which import always "
+                         f"quantizes")
 
 
 def _checked_against_runtime(graph: onnx_import.OnnxModel, imported: importer.Imported, test_split: mnist.Split,
@@ -290,34 +305,15 @@ AUTO_QAT_LOSS = 0.01
 AUTO_QAT_EPOCHS = 3
 
 
-def _read_qonnx(model_file, options: ImportOptions) -> qonnx_import.QonnxModel | None:
-    """``model_file`` read as a QONNX graph (exactly, or for ``--requantize``), or None when it is
-    not one (a float ONNX graph, a PyTorch file)."""
-    if not onnx_import.is_onnx_file(model_file):
-        return None
-    model, _ = onnx_import.load_onnx(model_file)
-    if not qonnx_import.is_qonnx(model):
-        return None
-    return qonnx_import.read(model_file, options.image_size, exact=not options.requantize,
-                             normalize=options.normalize)
-
-
 def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=print) -> Trained:
     """A trained model (``torch.save`` of a module or its state_dict, or an ONNX graph) as Q2.6
     weights: its weights rounded, then fine-tuned with ``options.qat_epochs`` of QAT (by default
     only when rounding loses more than a point). A QONNX graph whose quantizers map onto Q2.6 is
     taken exactly (``qonnx_import``), its codes as they are."""
     out, float_path = outputs(out)
-    qonnx_graph = _read_qonnx(model_file, options)
+    imported, graph, qonnx_graph = _read_model(model_file, options)
     if qonnx_graph is not None and qonnx_graph.exact is not None:
         return _import_exact(model_file, out, float_path, qonnx_graph, options, log)
-    if qonnx_graph is not None:
-        graph = qonnx_graph.graph
-        imported = graph.imported
-        if options.normalize is not None:
-            imported = importer.fold_normalization(imported, *options.normalize)
-    else:
-        imported, graph = _read_model(model_file, options)
     network, arithmetic = imported.network, options.arithmetic or arith.Arithmetic()
     log(network.describe())
     if qonnx_graph is not None:
@@ -357,8 +353,9 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
         params = qat_model.integer_params()
         training = {**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__,
                     "asked": options.qat_epochs is not None}
-        accuracy = _accuracies(float_params, golden.forward(test_split.images, params, arithmetic, network), network,
-                               test_split)
+        # the float network is the same: only the fixed accuracy changes
+        accuracy = {**accuracy, "fixed": golden.accuracy(golden.forward(test_split.images, params, arithmetic, network),
+                                                         test_split.labels)}
     manifest = weights.make_manifest(
         arithmetic, network, float_weights=float_path.name, accuracy=accuracy,
         source={"imported_from": str(model_file), "notes": list(imported.notes), "clipped": clipped,

@@ -173,7 +173,11 @@ class OnnxModel:
 
 def read(path, image_size: int = 28) -> OnnxModel:
     """``path`` -> ``OnnxModel``. ``image_size`` is used only when the graph's input size is not fixed."""
-    model, data = load_onnx(path)
+    return read_loaded(*load_onnx(path), image_size)
+
+
+def read_loaded(model, data: bytes, image_size: int = 28) -> OnnxModel:
+    """``read`` of a graph ``load_onnx`` has already read."""
     return _Walker(model, image_size).walk(data)
 
 

@@ -167,7 +167,11 @@ class QonnxModel:
 def read(path, image_size: int = 28, exact: bool = True, normalize=None) -> QonnxModel:
     """``path`` (a QONNX graph) -> ``QonnxModel``: exactly (refusing what does not map), or with
     ``exact=False`` its dequantized weights for requantizing."""
-    model, data = load_onnx(path)
+    return read_loaded(*load_onnx(path), image_size, exact, normalize)
+
+
+def read_loaded(model, data: bytes, image_size: int = 28, exact: bool = True, normalize=None) -> QonnxModel:
+    """``read`` of a graph ``onnx_import.load_onnx`` has already read."""
     walker = _QonnxWalker(model, image_size, exact)
     graph = walker.walk(data)
     result = walker.exact_network(graph, normalize) if exact else None
