@@ -43,11 +43,6 @@ class Fixed:
     width: int
     frac: int
 
-    @property
-    def max_code(self) -> int:
-        """Largest magnitude of a code (the most negative one)."""
-        return 1 << (self.width - 1)
-
 
 Q2_6 = Fixed(arith.WIDTH, arith.FRAC_BITS)
 
@@ -106,12 +101,12 @@ def ap_fixed(fmt: Fixed, rounding: arith.Rounding | None = None, overflow: arith
 
 
 def accumulator_format(fmt: LayerFormat) -> Fixed:
-    """An exact accumulator: every product and the bias without rounding, and room for the
-    largest sum of ``n_terms`` products plus the bias (so it never overflows)."""
-    frac = max(fmt.product_frac, fmt.bias.frac)
-    bound = (fmt.n_terms * fmt.input.max_code * fmt.weight.max_code << (frac - fmt.product_frac)) \
-        + (fmt.bias.max_code << (frac - fmt.bias.frac))
-    return Fixed(arith.signed_width(bound), frac)
+    """An exact accumulator: every product and the bias without rounding, as wide as the RTL's
+    (``arith.accumulator_bound``, the one bound of the arithmetic: Q2.6 operands, which is what
+    ``layer_formats`` gives today; per-layer formats will widen that bound, not this script)."""
+    if (fmt.input, fmt.weight, fmt.bias) != (Q2_6, Q2_6, Q2_6):
+        raise ValueError("arith.accumulator_bound knows Q2.6 operands only")
+    return Fixed(arith.signed_width(arith.accumulator_bound(fmt.n_terms)), fmt.product_frac)
 
 
 def hls_types(fmt: LayerFormat) -> dict[str, str]:
