@@ -565,7 +565,8 @@ class BoardInfo:
     ========  ======================================================================
     0         protocol ``VERSION``
     1         arithmetic flags: bit 0 rounding floor (else half-up), bit 1 overflow
-              wrap (else saturate); other bits 0
+              wrap (else saturate), bit 2 activation formats other than Q2.6 (those of the
+              weights it was built for); other bits 0
     2         design: index into ``DESIGNS`` (0 streaming, 1 compact)
     3         logit accumulator width in bits (the RESULT logits are sign-extended from it)
     4..7      ``weights_id`` of the valid weights, u32: the bitstream's (0: not given)
@@ -596,6 +597,13 @@ class BoardInfo:
     load_received: int = 0
     clock_hz: int = 0
     weights_fixed: bool = False  # in read-only memory: LOAD_WEIGHTS is refused (WEIGHTS_FIXED)
+    # The hidden layers' activation formats are not all Q2.6. Which they are the board does not
+    # say: they come with the weights it was built for (``arithmetic`` holds the two modes only).
+    activation_formats: bool = False
+
+    @property
+    def activation_formats_flag(self) -> bool:
+        return self.activation_formats or bool(self.arithmetic.activations)
 
     @property
     def sizes(self) -> FrameSizes:
@@ -612,7 +620,9 @@ class BoardInfo:
         if not 1 <= self.logit_bits <= 8 * LOGIT_BYTES:
             raise ValueError(f"{self.logit_bits}-bit logits do not fit RESULT's int32")
         self.sizes  # checks image_size and classes
-        arithmetic = (self.arithmetic.rounding is arith.Rounding.FLOOR) | (self.arithmetic.overflow is arith.Overflow.WRAP) << 1
+        a = self.arithmetic
+        arithmetic = ((a.rounding is arith.Rounding.FLOOR) | (a.overflow is arith.Overflow.WRAP) << 1
+                      | self.activation_formats_flag << 2)
         return (bytes([_u(self.version, 8, "version"), arithmetic, DESIGNS.index(self.design), self.logit_bits])
                 + _u(self.weights_id, 32, "weights id").to_bytes(4, "little") + bytes([self.flags])
                 + _u(self.weight_bytes, 32, "weight image size").to_bytes(4, "little")
@@ -629,6 +639,8 @@ def parse_info(frame: Frame) -> BoardInfo:
     flags, weights = payload[1], payload[8]
     if payload[2] >= len(DESIGNS):
         raise ProtocolError(f"INFO names design {payload[2]}, not one of {DESIGNS}")
+    if flags & ~0b111:
+        raise ProtocolError(f"INFO: arithmetic flags {flags:#04x} have bits this host does not know")
     arithmetic = arith.Arithmetic(arith.Rounding.FLOOR if flags & 1 else arith.Rounding.HALF_UP,
                                   arith.Overflow.WRAP if flags & 2 else arith.Overflow.SATURATE)
     try:
@@ -640,4 +652,4 @@ def parse_info(frame: Frame) -> BoardInfo:
                      int.from_bytes(payload[9:13], "little"), payload[17], payload[18],
                      int.from_bytes(payload[19:21], "little"), bool(weights & WEIGHTS_LOADING),
                      int.from_bytes(payload[13:17], "little"), int.from_bytes(payload[21:25], "little"),
-                     bool(weights & WEIGHTS_FIXED))
+                     bool(weights & WEIGHTS_FIXED), bool(flags & 4))

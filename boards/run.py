@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from ..model import golden
+from ..model import arith, golden
 from ..model import weights as weight_files
 from ..model.errors import InputError
 from ..hdl.designs import GeneratorOptions
@@ -78,6 +78,17 @@ def check_board_network(info: protocol.BoardInfo, ws: weight_files.WeightSet) ->
             f"{network.classes} classes): give the weights the board was built with (--weights)")
 
 
+def board_arithmetic(info: protocol.BoardInfo, ws: weight_files.WeightSet) -> arith.Arithmetic:
+    """The board's rounding and overflow with the weights' activation formats, which a board
+    does not report, only whether it has any other than Q2.6 (refused when that disagrees)."""
+    formats = ws.arithmetic.activations
+    if info.activation_formats != bool(formats):
+        board = "activation formats other than Q2.6" if info.activation_formats else "Q2.6 activations"
+        raise InputError(f"the board computes with {board}, {ws.path} is for {ws.arithmetic.describe()}; "
+                         f"rebuild with `lenet-fpga build --weights {ws.path}` and flash it")
+    return arith.Arithmetic(info.arithmetic.rounding, info.arithmetic.overflow, formats)
+
+
 def check_board_weights(info: protocol.BoardInfo, ws: weight_files.WeightSet) -> None:
     """The board must hold the weights the answers are compared against."""
     expected = protocol.weights_id(ws.params)
@@ -100,7 +111,7 @@ def run_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, qui
     info = client.ping()
     check_board_network(info, ws)
     check_board_weights(info, ws)
-    golden_logits = golden.forward(image_set.images, ws.params, info.arithmetic, ws.network)
+    golden_logits = golden.forward(image_set.images, ws.params, board_arithmetic(info, ws), ws.network)
     started = time.time()
     per_image = []
     error = None
@@ -132,7 +143,7 @@ def run_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, qui
         "mismatches": sum(not e["match"] for e in per_image),
         "cycles_per_image": float(np.mean([e["cycles"] for e in per_image])) if per_image else None,
         "images_per_second_over_link": round(len(per_image) / max(seconds, 1e-9), 2),
-        "arithmetic": info.arithmetic.describe(),
+        "arithmetic": board_arithmetic(info, ws).describe(),
         "retries": dict(client.retried),
     }
     if error is not None:
@@ -153,7 +164,7 @@ def bench_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, r
     check_board_network(info, ws)
     check_board_weights(info, ws)
     image = image_set.images[0]
-    golden_logits = golden.forward(image[None], ws.params, info.arithmetic, ws.network)[0]
+    golden_logits = golden.forward(image[None], ws.params, board_arithmetic(info, ws), ws.network)[0]
     golden_class = int(golden.classify(golden_logits))
     client.store_image(image)
     started = time.monotonic()
@@ -180,7 +191,7 @@ def bench_on_board(client: BoardClient, ws: weight_files.WeightSet, image_set, r
         "logits_match": bool((logits == golden_logits).all()),
         "design": info.design,
         "multipliers": info.multipliers,
-        "arithmetic": info.arithmetic.describe(),
+        "arithmetic": board_arithmetic(info, ws).describe(),
         "retries": dict(client.retried),
     }
     if image_set.labels is not None:

@@ -380,9 +380,10 @@ class CompactAccelerator(Accelerator):
         m.submodules.image = image = ImageInput(self.network.pixels, table_in_logic=rom is not None)
         m.submodules.sequencer = sequencer = Sequencer(rom.plans if rom else self.plans, self.lanes, self.map_depth,
                                                           bias_words=rom is None)
-        m.submodules.array = array = MACArray(self.lanes, max(plan.terms - 1 for plan in self.plans))
-        m.submodules.finisher = finisher = Finisher(self.lanes, array.acc_shape, sequencer.address_bits,
-                                                    self._config.arithmetic)
+        layers = self._config.arithmetic.layers(self.network)
+        m.submodules.array = array = MACArray(self.lanes, max(plan.terms - 1 for plan in self.plans),
+                                              tuple(layer.bias_shift for layer in layers))
+        m.submodules.finisher = finisher = Finisher(self.lanes, array.acc_shape, sequencer.address_bits, layers[:-1])
         m.submodules.argmax = argmax = Argmax(self.network.classes, self.logit_shape)
         take_start = self.start & ~sequencer.busy
         wiring.connect(m, wiring.flipped(self.pixels), image.pixels)
@@ -460,6 +461,9 @@ class CompactAccelerator(Accelerator):
             array.activation.eq(activation),
             array.weights.eq(store.data),
             array.bias.eq(at_array.bias),
+            # The layer stays put until the pipeline has drained (the sequencer's DRAIN).
+            array.layer.eq(sequencer.layer),
+            finisher.layer.eq(sequencer.layer),
             finisher.acc.eq(array.acc),
             finisher.snapshot.eq(at_finisher.complete),
             finisher.position.eq(at_finisher.position),

@@ -18,7 +18,7 @@ are assigned outside the FSM: both become continuous assignments.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -354,15 +354,17 @@ class MACArray(wiring.Component):
     """``lanes`` multiply-accumulators sharing one activation; lane ``l`` takes code ``l`` of the
     weight word. The one place that knows how a lane multiplies.
 
-    Each cycle, every lane either loads ``64 * b`` (``bias``: the activation is replaced by 64,
-    1.0 in Q2.6, so the bias code ``b`` of the word becomes ``b << 6``) or adds
-    ``activation * w``. The accumulators show a cycle's term ``latency`` cycles later.
+    Each cycle, every lane either loads ``b << s`` (``bias``: the activation is replaced by
+    ``2**s``, 1.0 in the layer's input format, ``s = LayerArithmetic.bias_shift``: 64 for Q2.6)
+    or adds ``activation * w``. The accumulators show a cycle's term ``latency`` cycles later.
 
     Parameters
     ----------
     lanes : int
     taps : int
         The most taps an accumulation has (it sizes the accumulators).
+    bias_shifts : tuple of int
+        Each layer's ``bias_shift``, by ``layer``.
 
     Attributes
     ----------
@@ -370,6 +372,8 @@ class MACArray(wiring.Component):
     weights : In(data.ArrayLayout(signed(8), lanes))
         Lane 0 in the low bits: a weight-store word.
     bias : In(1)
+    layer : In(range(len(bias_shifts)))
+        The layer the terms belong to (unused when every layer has the same shift).
     acc : Out(data.ArrayLayout(acc_shape, lanes))
     acc_shape : Shape
     latency : int
@@ -380,22 +384,27 @@ class MACArray(wiring.Component):
     # (without it that path limits the design to ~27 MHz).
     latency = 2
 
-    def __init__(self, lanes: int, taps: int):
+    def __init__(self, lanes: int, taps: int, bias_shifts: tuple[int, ...] = (arith.FRAC_BITS,)):
         if lanes < 1 or taps < 1:
             raise ValueError(f"an array has at least one lane and one tap, not {lanes} and {taps}")
+        if not bias_shifts or not all(0 <= s <= arith.MAX_ACTIVATION_FRAC for s in bias_shifts):
+            raise ValueError(f"bias shifts are 0..{arith.MAX_ACTIVATION_FRAC}, one a layer, not {bias_shifts!r}")
         self.lanes = lanes
+        self.bias_shifts = tuple(bias_shifts)
         self.acc_shape = accumulator_shape(taps)
         super().__init__({
             "activation": In(CODE),
             "weights": In(data.ArrayLayout(CODE, lanes)),
             "bias": In(1),
+            "layer": In(range(len(self.bias_shifts))),
             "acc": Out(data.ArrayLayout(self.acc_shape, lanes)),
         })
 
     def elaborate(self, platform):
         m = Module()
         x = Signal(CODE)
-        m.d.comb += x.eq(Mux(self.bias, arith.SCALE, self.activation))
+        one = _table([1 << s for s in self.bias_shifts], CODE, self.layer)  # 1.0 in the layer's input format
+        m.d.comb += x.eq(Mux(self.bias, one, self.activation))
         bias = Signal()  # the bias flag of the products now in the product registers
         m.d.sync += bias.eq(self.bias)
         for lane in range(self.lanes):
@@ -432,11 +441,14 @@ class Finisher(wiring.Component):
     acc_shape : Shape
     address_bits : int
         Of the feature-map RAM.
-    arithmetic : arith.Arithmetic
+    arithmetic : arith.Arithmetic or tuple of arith.LayerArithmetic
+        Every hidden layer's requantizer, by ``layer`` (an ``Arithmetic``: Q2.6 in every layer).
 
     Attributes
     ----------
     acc : In(data.ArrayLayout(acc_shape, lanes))
+    layer : In(range(...))
+        The layer of the accumulators (unused when every layer requantizes alike).
     snapshot : In(1)
     position : In(position_layout(address_bits, lanes))
     stride : In(address_bits)
@@ -449,14 +461,16 @@ class Finisher(wiring.Component):
         Its consumer takes every logit.
     """
 
-    def __init__(self, lanes: int, acc_shape, address_bits: int, arithmetic: arith.Arithmetic):
-        if not isinstance(arithmetic, arith.Arithmetic):
-            raise TypeError(f"arithmetic must be an arith.Arithmetic, not {arithmetic!r}")
+    def __init__(self, lanes: int, acc_shape, address_bits: int, arithmetic):
+        self.requantizers = ((arith.as_layer(arithmetic),) if isinstance(arithmetic, arith.Arithmetic)
+                             else tuple(arith.as_layer(a) for a in arithmetic))
+        if not self.requantizers:
+            raise ValueError("a finisher has at least one layer's requantizer")
         self.lanes = lanes
         self.acc_shape = acc_shape
-        self.arithmetic = arithmetic
         super().__init__({
             "acc": In(data.ArrayLayout(acc_shape, lanes)),
+            "layer": In(range(len(self.requantizers) + 1)),
             "snapshot": In(1),
             "position": In(position_layout(address_bits, lanes)),
             "stride": In(address_bits),
@@ -490,8 +504,15 @@ class Finisher(wiring.Component):
         head = snapshot[0]
         code = Signal(CODE)
         best = Signal(CODE)
+        # One requantizer per distinct layer arithmetic (one for Q2.6 everywhere), chosen by layer
+        # with a chain of Mux, which Icarus evaluates from time 0 (see ``_table``).
+        distinct = list(dict.fromkeys(self.requantizers))
+        chosen = relu(requantize(head, distinct[-1]))
+        for layer in distinct[-2::-1]:
+            indices = [i for i, a in enumerate(self.requantizers) if a == layer]
+            chosen = Mux(Cat(*(self.layer == i for i in indices)).any(), relu(requantize(head, layer)), chosen)
         m.d.comb += [
-            code.eq(relu(requantize(head, self.arithmetic))),
+            code.eq(chosen),
             best.eq(Mux(first | (code > pooled[0]), code, pooled[0])),
         ]
         with m.If(finishing):

@@ -53,8 +53,8 @@ class ConvEngine(wiring.Component):
         Integer codes [O].
     size : int
         Side of the square input map (at least K).
-    arithmetic : arith.Arithmetic
-        Rounding and overflow of the requantizer.
+    arithmetic : arith.LayerArithmetic
+        The layer's input and output formats, rounding and overflow (an ``arith.Arithmetic``: Q2.6).
     name : str
         Layer name, for reports.
     filters : int
@@ -106,7 +106,7 @@ class ConvEngine(wiring.Component):
             raise ValueError(f"bias must have shape [{out_ch}], got {list(bias.shape)}")
         if params.positive("size", size) < kernel:
             raise ValueError(f"size ({size}) must be at least the kernel ({kernel})")
-        params.arithmetic(arithmetic)
+        arithmetic = params.arithmetic(arithmetic)
         params.name(name)
         if params.positive("filters", filters) and out_ch % filters:
             raise ValueError(f"filters must be a positive divisor of the {out_ch} output channels, not {filters!r}")
@@ -143,7 +143,7 @@ class ConvEngine(wiring.Component):
         return self._name
 
     @property
-    def arithmetic(self) -> arith.Arithmetic:
+    def arithmetic(self) -> arith.LayerArithmetic:
         return self._arithmetic
 
     @property

@@ -120,22 +120,33 @@ def adder_tree(terms) -> Value:
     return terms[0]
 
 
-def bias_term(bias: Value) -> Value:
-    """The bias code in accumulator units: ``b << 6``."""
-    return bias.as_signed() << arith.FRAC_BITS
+def bias_term(bias: Value, shift: int = arith.FRAC_BITS) -> Value:
+    """The bias code in accumulator units: ``b << shift``, the input's fraction bits
+    (``LayerArithmetic.bias_shift``; 6 for a Q2.6 input)."""
+    return bias.as_signed() << shift
 
 
-def requantize(acc: Value, arithmetic: arith.Arithmetic) -> Value:
-    """``arith.requantize`` in logic: round, shift right by 6, saturate or wrap to a signed(8)."""
-    shifted = (acc + arithmetic.round_offset) >> arith.FRAC_BITS  # arithmetic shift: floor
-    code = shifted[: arith.WIDTH].as_signed()
-    if arithmetic.overflow is arith.Overflow.WRAP:
-        return code
-    # The value fits in a code when every bit from the code's sign bit up is the same; else it
+def requantize(acc: Value, arithmetic) -> Value:
+    """``LayerArithmetic.requantize`` in logic: round, shift right, saturate or wrap to the output
+    format's signed width, as a CODE (``arithmetic``: a ``LayerArithmetic``, or an ``Arithmetic``
+    for a Q2.6 layer)."""
+    layer = arith.as_layer(arithmetic)
+    bits, low, high = layer.output.requant_bits, layer.output.low, layer.output.high
+    shifted = (acc + layer.round_offset) >> layer.shift  # arithmetic shift: floor
+    code = shifted[:bits].as_signed()
+    if layer.overflow is arith.Overflow.WRAP:
+        return as_code(code)
+    # The value fits when every bit from the format's sign bit up is the same; else it
     # saturates toward its own sign. Two bit tests instead of two comparators (carry chains).
-    high = shifted[arith.WIDTH - 1 :]
-    fits = (high == 0) | (high == (1 << len(high)) - 1)
-    return Mux(fits, code, Mux(shifted[-1], Const(arith.QMIN, CODE), Const(arith.QMAX, CODE)))
+    top = shifted[bits - 1 :]
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    return Mux(fits, as_code(code), Mux(shifted[-1], Const(low, CODE), Const(high, CODE)))
+
+
+def as_code(value: Value) -> Value:
+    """A signed value of at most 8 bits as a CODE (sign-extended)."""
+    value = value.as_signed()
+    return value if len(value) == arith.WIDTH else Cat(value, value[-1].replicate(arith.WIDTH - len(value))).as_signed()
 
 
 def relu(code: Value) -> Value:

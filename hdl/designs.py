@@ -89,11 +89,25 @@ class GeneratorOptions:
 
     def arithmetic(self, default: arith.Arithmetic) -> arith.Arithmetic:
         """The requantizer asked for, where not asked: ``default`` (the weights' own)."""
-        return arith.Arithmetic(self.rounding or default.rounding, self.overflow or default.overflow)
+        return arith.Arithmetic(self.rounding or default.rounding, self.overflow or default.overflow,
+                                default.activations)
 
     def given(self) -> dict:
         """The options that differ from their defaults (for messages and reports)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+
+
+def arithmetic_fields(arithmetic: arith.Arithmetic) -> dict:
+    """A design's arithmetic as report fields: rounding, overflow, and the activation formats
+    where they are not all Q2.6 (so a Q2.6 design's fields stay as they were)."""
+    fields = {"rounding": arithmetic.rounding.value, "overflow": arithmetic.overflow.value}
+    if arithmetic.activations:
+        fields["activations"] = [str(f) for f in arithmetic.activations]
+    return fields
+
+
+def arithmetic_from(values: dict) -> arith.Arithmetic:
+    return arith.Arithmetic(values["rounding"], values["overflow"], tuple(values.get("activations", ())))
 
 
 def _spell(values) -> str:
@@ -163,12 +177,12 @@ class StreamingDesign(Design):
                 "conv_filters": [config.filters_of(k, len(convs)) for k in range(len(convs))],
                 "linear_lanes": [config.lanes_of(k, len(linears)) for k in range(len(linears))],
                 "soft_multipliers": [n for n in network.names if n in config.soft_multipliers],
-                "rounding": config.arithmetic.rounding.value, "overflow": config.arithmetic.overflow.value}
+                **arithmetic_fields(config.arithmetic)}
 
     def from_fields(self, values, network):
         from .lenet import StreamingConfig
 
-        return StreamingConfig(arith.Arithmetic(values["rounding"], values["overflow"]),
+        return StreamingConfig(arithmetic_from(values),
                                linear_lanes=tuple(values["linear_lanes"]), conv_filters=tuple(values["conv_filters"]),
                                soft_multipliers=tuple(values["soft_multipliers"])).check(network)
 
@@ -230,12 +244,12 @@ class CompactDesign(Design):
 
     def to_fields(self, config, network):
         return {"design": self.name, "lanes": config.lanes, "weights_in_bitstream": config.weights_in_bitstream,
-                "rounding": config.arithmetic.rounding.value, "overflow": config.arithmetic.overflow.value}
+                **arithmetic_fields(config.arithmetic)}
 
     def from_fields(self, values, network):
         from .compact import CompactConfig
 
-        return CompactConfig(arith.Arithmetic(values["rounding"], values["overflow"]), lanes=values["lanes"],
+        return CompactConfig(arithmetic_from(values), lanes=values["lanes"],
                                      weights_in_bitstream=values["weights_in_bitstream"]).check(network)
 
     def multipliers(self, config, network):

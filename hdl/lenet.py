@@ -308,8 +308,8 @@ class LeNetAccelerator(Accelerator):
 
     def _make_engines(self) -> dict[str, wiring.Component]:
         """Layer name -> engine, and the stream blocks between them, in data-flow order."""
-        a, config = self._config.arithmetic, self._config
-        p = self._params
+        config, p = self._config, self._params
+        arithmetic = dict(zip(self.network.names, config.arithmetic.layers(self.network)))
         convs = [layer for layer in self._layers if isinstance(layer, ConvLayer)]
         linears = [layer for layer in self._layers if not isinstance(layer, ConvLayer)]
         blocks: dict[str, wiring.Component] = {"quantize": PixelQuantizer()}
@@ -325,7 +325,7 @@ class LeNetAccelerator(Accelerator):
                 if layer is not convs[0]:
                     # Room for a whole input map, so the layer before can run into the next image.
                     blocks[f"{layer.name}.queue"] = StreamFIFO(pixel_layout(channels), layer.in_size**2)
-                blocks[layer.name] = ConvEngine(w, b, layer.in_size, a, name=layer.name, filters=filters,
+                blocks[layer.name] = ConvEngine(w, b, layer.in_size, arithmetic[layer.name], name=layer.name, filters=filters,
                                                 soft_multipliers=soft, nonnegative_inputs=True,
                                                 form=self._forms[layer.name],
                                                 registered_ready=relaxed_window(layer, filters, self.network))
@@ -336,7 +336,7 @@ class LeNetAccelerator(Accelerator):
                 if lanes > 1:  # a linear engine takes one code a transfer
                     blocks[f"{layer.name}.serialize"] = Serialize(lanes)
                     lanes = 1
-                blocks[layer.name] = LinearEngine(w, b, a, lanes=config.lanes_of(linears.index(layer), len(linears)),
+                blocks[layer.name] = LinearEngine(w, b, arithmetic[layer.name], lanes=config.lanes_of(linears.index(layer), len(linears)),
                                                   last=layer.last, name=layer.name, soft_multipliers=soft,
                                                   nonnegative_inputs=True, form=self._forms[layer.name])
         blocks["argmax"] = Argmax(self.network.classes, self.logit_shape)

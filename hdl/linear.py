@@ -58,8 +58,9 @@ class LinearEngine(wiring.Component):
         int8 weight codes, shape ``[out_features, in_features]``.
     bias : numpy.ndarray
         int8 bias codes, shape ``[out_features]``.
-    arithmetic : model.arith.Arithmetic
-        Rounding and overflow of the requantizer (unused by the last layer).
+    arithmetic : model.arith.LayerArithmetic
+        The input format (its bias shift), output format, rounding and overflow (an
+        ``arith.Arithmetic``: Q2.6; the output is unused by the last layer).
     lanes : int
         Multipliers, and codes per input/weight memory word.
     last : bool
@@ -110,7 +111,7 @@ class LinearEngine(wiring.Component):
         self._out_features, self._in_features = weight.shape
         self._words_per_row = math.ceil(self._in_features / lanes)
         self.form = form
-        self.mac = MacPipeline(1, lanes, self._in_features, arithmetic, raw=last, soft_multipliers=soft_multipliers,
+        self.mac = MacPipeline(1, lanes, self._in_features, self._arithmetic, raw=last, soft_multipliers=soft_multipliers,
                                nonnegative_inputs=nonnegative_inputs, name=name, form=form)
         out_shape = self.mac.acc_shape if last else datapath.CODE
 
@@ -155,7 +156,7 @@ class LinearEngine(wiring.Component):
         return self._last
 
     @property
-    def arithmetic(self) -> arith.Arithmetic:
+    def arithmetic(self) -> arith.LayerArithmetic:
         return self._arithmetic
 
     @property

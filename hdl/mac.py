@@ -49,8 +49,8 @@ class MacPipeline(wiring.Component):
     accumulation : int
         Products in a whole accumulation (all steps): sizes the accumulators
         (``arith.accumulator_bound``).
-    arithmetic : arith.Arithmetic
-        Rounding and overflow of the requantizer.
+    arithmetic : arith.LayerArithmetic
+        The layer's bias shift and requantizer (an ``arith.Arithmetic``: a Q2.6 layer).
     raw : bool
         Output the accumulators (logits) instead of ``relu(requantize(acc))`` codes.
     soft_multipliers : bool
@@ -92,7 +92,7 @@ class MacPipeline(wiring.Component):
         if raw and groups != 1:
             raise ValueError("raw accumulators come out of one group only")
         self._groups, self._terms = groups, terms
-        self._arithmetic, self._raw = arithmetic, raw
+        self._arithmetic, self._raw = arith.as_layer(arithmetic), raw
         self._soft, self._nonnegative, self._name = soft_multipliers, nonnegative_inputs, name
         self.form = form
         self.acc_shape = datapath.accumulator_shape(accumulation)
@@ -153,7 +153,7 @@ class MacPipeline(wiring.Component):
         accs = [Signal(self.acc_shape, name=f"{name}_acc{p}") for p in range(groups)]
         stage((self.o_valid, valid6 & last6))
         with m.If(valid6):
-            m.d.sync += [acc.eq(Mux(first6, datapath.bias_term(b), acc) + total)
+            m.d.sync += [acc.eq(Mux(first6, datapath.bias_term(b, self._arithmetic.bias_shift), acc) + total)
                          for acc, b, total in zip(accs, biases, sums)]
 
         # o: the finished results, read before R7 takes the next accumulation's first step.

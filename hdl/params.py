@@ -34,10 +34,10 @@ def flag(label: str, value) -> bool:
     return value
 
 
-def arithmetic(value) -> arith.Arithmetic:
-    if not isinstance(value, arith.Arithmetic):
-        raise TypeError(f"arithmetic must be an arith.Arithmetic, not {value!r}")
-    return value
+def arithmetic(value) -> arith.LayerArithmetic:
+    """An engine's arithmetic: its layer's ``LayerArithmetic`` (an ``Arithmetic`` without
+    activation formats stands for its Q2.6 layer)."""
+    return arith.as_layer(value)
 
 
 def name(value) -> str:

@@ -1,18 +1,25 @@
-"""The Q2.6 arithmetic contract: the one definition of the hardware's number format.
+"""The arithmetic contract: the one definition of the hardware's number formats.
 
-Everything that computes a LeNet-5 output (the numpy golden model, the PyTorch fake-quant
-trainer, the RTL generator and the testbenches) takes its constants and its requantizer from
+Everything that computes a network's output (the numpy golden model, the PyTorch fake-quant
+trainer, the RTL generator and the testbenches) takes its constants and its requantizers from
 here. ``docs/arithmetic.md`` is the prose version of this file.
 
-A Q2.6 code ``q`` is a signed 8-bit integer (-128..127) standing for ``q / 64``.
+Weights and biases are Q2.6 codes: a signed 8-bit integer ``q`` (-128..127) standing for
+``q / 64`` (narrower weights are Q2.6 codes restricted by ``codes.py``). Pixels enter as Q2.6
+codes 0..64. Each hidden layer's output activations have a format of their own (``Fixed``),
+Q2.6 by default; ``LayerArithmetic`` is one layer's requantizer from its input's and output's
+formats.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 import numpy as np
+
+from .errors import InputError
 
 WIDTH = 8  # bits of a weight, bias or activation code
 FRAC_BITS = 6  # fraction bits: value = q / 2**FRAC_BITS
@@ -42,29 +49,221 @@ class Overflow(str, enum.Enum):
         return self.value
 
 
+class FormatError(InputError, ValueError):
+    """A number format the hardware cannot have (the message says why)."""
+
+
+# The most fraction bits an activation may have: the weights' 6. A layer adds its bias, a Q2.6
+# code, as b << (input fraction bits), and the compact design does that as the product of b and
+# the code 2**frac through a multiplier input of 7 magnitude bits, so 2**frac <= 64.
+MAX_ACTIVATION_FRAC = FRAC_BITS
+_SPELLING = re.compile(r"(U?)Q(\d+)\.(\d+)")
+
+
 @dataclass(frozen=True)
-class Arithmetic:
-    """The two free choices of the contract. Everything else is fixed by Q2.6."""
+class Fixed:
+    """A hidden layer's output activation format: ``bits`` stored bits, ``frac`` of them
+    fraction bits, so a code ``q`` stands for ``q / 2**frac``.
+
+    Signed (``Q<m>.<frac>``, m = bits - frac integer bits with the sign): the requantizer fits
+    the value into ``bits`` signed bits, then ReLU. Unsigned (``UQ<m>.<frac>``): the format
+    uses the sign bit as magnitude. It is exactly the signed format of ``bits + 1`` bits, whose
+    ReLU output always has a zero sign bit, stored without that bit: saturating to
+    -2**bits..2**bits-1 and then ReLU is clipping to 0..2**bits-1; wrapping to bits+1 bits and
+    then ReLU is what it computes for wrap (``requant_bits``).
+    """
+
+    bits: int = WIDTH
+    frac: int = FRAC_BITS
+    signed: bool = True
+
+    def __post_init__(self):
+        for name in ("bits", "frac"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise FormatError(f"an activation format's {name} must be a whole number, not {value!r}")
+        if not isinstance(self.signed, bool):
+            raise FormatError(f"an activation format's 'signed' must be true or false, not {self.signed!r}")
+        if not 2 <= self.bits <= WIDTH:
+            raise FormatError(f"an activation format has 2 to {WIDTH} bits, not {self.bits}")
+        if not 0 <= self.frac <= self.bits:
+            raise FormatError(f"an activation format of {self.bits} bits has 0 to {self.bits} fraction bits, "
+                              f"not {self.frac}")
+        if self.frac > MAX_ACTIVATION_FRAC:
+            raise FormatError(f"an activation has at most {MAX_ACTIVATION_FRAC} fraction bits, as many as the "
+                              f"weights (the bias enters as b << fraction bits through a 7-bit multiplier "
+                              f"input), not {self.frac}")
+        if not self.signed and self.bits >= WIDTH:
+            raise FormatError(f"an unsigned activation format has at most {WIDTH - 1} bits: the datapath "
+                              f"carries {WIDTH}-bit signed codes (UQ{self.bits - self.frac}.{self.frac} "
+                              f"would be a {WIDTH + 1}-bit signed value)")
+
+    @property
+    def requant_bits(self) -> int:
+        """The signed width the requantizer fits a value into (ReLU follows)."""
+        return self.bits if self.signed else self.bits + 1
+
+    @property
+    def low(self) -> int:
+        """The requantizer's lowest code (ReLU then makes it 0)."""
+        return -(1 << (self.requant_bits - 1))
+
+    @property
+    def high(self) -> int:
+        """The largest code a layer of this format outputs."""
+        return (1 << (self.requant_bits - 1)) - 1
+
+    def __str__(self) -> str:
+        return f"{'' if self.signed else 'U'}Q{self.bits - self.frac}.{self.frac}"
+
+    @classmethod
+    def parse(cls, text: str) -> Fixed:
+        """``Q2.6`` (signed, 2 integer bits with the sign, 6 fraction bits) or ``UQ2.2``."""
+        match = _SPELLING.fullmatch(str(text).strip().upper())
+        if not match:
+            raise FormatError(f"an activation format is spelled like Q2.6 or UQ2.2 (integer bits . fraction "
+                              f"bits; U: unsigned), not {text!r}")
+        unsigned, whole, frac = match.group(1), int(match.group(2)), int(match.group(3))
+        return cls(whole + frac, frac, signed=not unsigned)
+
+    def to_dict(self) -> dict:
+        return {"bits": self.bits, "frac": self.frac, "signed": self.signed}
+
+    @classmethod
+    def from_dict(cls, value) -> Fixed:
+        if not isinstance(value, dict) or set(value) != {"bits", "frac", "signed"}:
+            raise FormatError(f"an activation format is an object with 'bits', 'frac' and 'signed', not {value!r}")
+        return cls(value["bits"], value["frac"], value["signed"])
+
+
+Q2_6 = Fixed()  # the default: every activation, and the pixel codes
+
+
+@dataclass(frozen=True)
+class LayerArithmetic:
+    """One layer's arithmetic, from its input's and output's formats (``output`` None: the last
+    layer, whose raw accumulators are the logits).
+
+    A product of a weight (6 fraction bits) and an input code (``input.frac``) has
+    ``acc_frac = 6 + input.frac`` fraction bits; the bias enters as ``b << input.frac``; the
+    requantizer drops ``shift = acc_frac - output.frac`` of them (never negative, as
+    ``output.frac`` <= 6), rounds, then saturates or wraps to ``output.requant_bits``, then ReLU.
+    """
 
     rounding: Rounding = Rounding.HALF_UP
     overflow: Overflow = Overflow.SATURATE
+    input: Fixed = Q2_6
+    output: Fixed | None = Q2_6
+
+    def __post_init__(self):
+        object.__setattr__(self, "rounding", Rounding(self.rounding))
+        object.__setattr__(self, "overflow", Overflow(self.overflow))
+
+    @property
+    def acc_frac(self) -> int:
+        return FRAC_BITS + self.input.frac
+
+    @property
+    def bias_shift(self) -> int:
+        return self.input.frac
+
+    @property
+    def shift(self) -> int:
+        assert self.output is not None, "the last layer is not requantized"
+        return self.acc_frac - self.output.frac
+
+    @property
+    def round_offset(self) -> int:
+        """The constant added to the accumulator before the arithmetic right shift."""
+        return 1 << (self.shift - 1) if self.rounding is Rounding.HALF_UP and self.shift else 0
+
+    @property
+    def input_max(self) -> int:
+        """The largest input magnitude the accumulators are sized for."""
+        return -self.input.low
+
+    def requantize(self, acc) -> np.ndarray:
+        """Accumulator (units of 2**-acc_frac) -> output code, before ReLU."""
+        y = (np.asarray(acc, dtype=np.int64) + self.round_offset) >> self.shift
+        bits = self.output.requant_bits
+        if self.overflow is Overflow.SATURATE:
+            return np.clip(y, self.output.low, self.output.high)
+        return ((y - self.output.low) & ((1 << bits) - 1)) + self.output.low
+
+    def activate(self, acc) -> np.ndarray:
+        """Requantize, then ReLU: a hidden layer's output codes."""
+        return np.maximum(self.requantize(acc), 0)
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """The free choices of the contract: rounding, overflow and each hidden layer's output
+    format (``activations``, in layer order; empty: Q2.6 everywhere, the default)."""
+
+    rounding: Rounding = Rounding.HALF_UP
+    overflow: Overflow = Overflow.SATURATE
+    activations: tuple[Fixed, ...] = ()
 
     def __post_init__(self):
         # Accept the CLI spellings ("half-up", "wrap") as well as the enum members.
         object.__setattr__(self, "rounding", Rounding(self.rounding))
         object.__setattr__(self, "overflow", Overflow(self.overflow))
+        formats = tuple(f if isinstance(f, Fixed) else Fixed.parse(f) for f in self.activations)
+        # All Q2.6 is the default spelled out: one value for one arithmetic.
+        object.__setattr__(self, "activations", () if all(f == Q2_6 for f in formats) else formats)
+
+    @property
+    def uniform(self) -> LayerArithmetic:
+        """A Q2.6-in, Q2.6-out layer with this rounding and overflow (an engine on its own)."""
+        return LayerArithmetic(self.rounding, self.overflow)
 
     @property
     def round_offset(self) -> int:
-        """The constant added to the accumulator before the arithmetic right shift."""
-        return 1 << (FRAC_BITS - 1) if self.rounding is Rounding.HALF_UP else 0
+        """The Q2.6 layer's rounding constant."""
+        return self.uniform.round_offset
 
     def requantize(self, acc):
-        """Accumulator (units of 1/4096) -> Q2.6 code (units of 1/64), before ReLU."""
-        return requantize(acc, self.rounding, self.overflow)
+        """Accumulator (units of 1/4096) -> Q2.6 code (units of 1/64), before ReLU: the Q2.6 layer's."""
+        return self.uniform.requantize(acc)
+
+    def formats(self, network) -> tuple[Fixed, ...]:
+        """Every hidden layer's output format (conv layers, then the hidden fully connected ones)."""
+        hidden = len(network.layers) - 1
+        if not self.activations:
+            return (Q2_6,) * hidden
+        if len(self.activations) != hidden:
+            raise FormatError(f"{len(self.activations)} activation formats for the network {network.spec}, "
+                              f"which has {hidden} hidden layers")
+        return self.activations
+
+    def layers(self, network) -> tuple[LayerArithmetic, ...]:
+        """Each layer's arithmetic, in order; the last one's output is None (the logits)."""
+        formats = self.formats(network)
+        inputs, outputs = (Q2_6, *formats), (*formats, None)
+        return tuple(LayerArithmetic(self.rounding, self.overflow, i, o) for i, o in zip(inputs, outputs))
+
+    def layer(self, network, name: str) -> LayerArithmetic:
+        return self.layers(network)[network.names.index(name)]
+
+    def logit_frac(self, network) -> int:
+        """Fraction bits of the logits (the last layer's accumulator): 12 for Q2.6."""
+        return self.layers(network)[-1].acc_frac
 
     def describe(self) -> str:
-        return f"Q2.6, rounding {self.rounding}, overflow {self.overflow}"
+        formats = "Q2.6" if not self.activations else "activations " + ",".join(map(str, self.activations))
+        return f"{formats}, rounding {self.rounding}, overflow {self.overflow}"
+
+
+def as_layer(arithmetic) -> LayerArithmetic:
+    """An engine's arithmetic: a ``LayerArithmetic``, or an ``Arithmetic`` meaning its Q2.6 layer."""
+    if isinstance(arithmetic, LayerArithmetic):
+        return arithmetic
+    if isinstance(arithmetic, Arithmetic):
+        if arithmetic.activations:
+            raise ValueError("an engine of a network with activation formats takes its layer's arithmetic "
+                             "(Arithmetic.layers), not the network's")
+        return arithmetic.uniform
+    raise TypeError(f"arithmetic must be an arith.Arithmetic or LayerArithmetic, not {arithmetic!r}")
 
 
 # Every arithmetic the contract allows (rounding outer, overflow inner).
@@ -90,15 +289,13 @@ def saturate(y) -> np.ndarray:
 
 
 def requantize(acc, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> np.ndarray:
-    """Drop FRAC_BITS fraction bits of a wide accumulator and fit the result into 8 bits.
+    """Drop FRAC_BITS fraction bits of a wide accumulator and fit the result into 8 bits: the
+    Q2.6-in, Q2.6-out layer's requantizer (``LayerArithmetic.requantize``).
 
     ``acc`` is an integer array in units of 2**-12 (a sum of Q2.6 x Q2.6 products plus the bias
     shifted left by 6). The shift is arithmetic (floor for negative numbers too).
     """
-    acc = np.asarray(acc, dtype=np.int64)
-    offset = 1 << (FRAC_BITS - 1) if Rounding(rounding) is Rounding.HALF_UP else 0
-    y = (acc + offset) >> FRAC_BITS
-    return saturate(y) if Overflow(overflow) is Overflow.SATURATE else wrap(y)
+    return LayerArithmetic(rounding, overflow).requantize(acc)
 
 
 def quantize_weights(w) -> np.ndarray:

@@ -167,6 +167,9 @@ def build(weights: WeightSet, fmt: str = "onnx", arithmetic: arith.Arithmetic | 
     one), else the symbolic ``N``."""
     check_format(fmt)
     arithmetic = arithmetic or weights.arithmetic
+    if arithmetic.activations:
+        raise InputError(f"{fmt} export writes Q2.6 activations only; {weights.path or 'these weights'} have "
+                         f"{arithmetic.describe()}")
     bounds = check_exact(weights, arithmetic)
     onnx = _require("onnx")
     graph = _Graph(onnx.helper, onnx.numpy_helper)

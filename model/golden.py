@@ -24,8 +24,9 @@ def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.rint(np.asarray(a, np.float64) @ np.asarray(b, np.float64)).astype(np.int64)
 
 
-def conv_accumulate(x, weight, bias) -> np.ndarray:
-    """Valid KxK convolution of codes: acc = sum(x*w) + (b << 6). x [N,C,H,W] -> [N,O,H',W']."""
+def conv_accumulate(x, weight, bias, bias_shift: int = arith.FRAC_BITS) -> np.ndarray:
+    """Valid KxK convolution of codes: acc = sum(x*w) + (b << bias_shift), the input's fraction
+    bits (6 for Q2.6). x [N,C,H,W] -> [N,O,H',W']."""
     x = np.asarray(x)
     weight = np.asarray(weight)
     out_ch, in_ch, k, _ = weight.shape
@@ -36,21 +37,22 @@ def conv_accumulate(x, weight, bias) -> np.ndarray:
     cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, in_ch * k * k)
     acc = _exact_matmul(cols, weight.reshape(out_ch, -1).T)  # [N*H'*W', O]
     acc = acc.reshape(n, h, w, out_ch).transpose(0, 3, 1, 2)
-    return acc + (np.asarray(bias, np.int64) << arith.FRAC_BITS)[None, :, None, None]
+    return acc + (np.asarray(bias, np.int64) << bias_shift)[None, :, None, None]
 
 
-def linear_accumulate(x, weight, bias) -> np.ndarray:
-    """acc = x @ w.T + (b << 6). x [N,F] -> [N,O]."""
+def linear_accumulate(x, weight, bias, bias_shift: int = arith.FRAC_BITS) -> np.ndarray:
+    """acc = x @ w.T + (b << bias_shift). x [N,F] -> [N,O]."""
     x = np.asarray(x)
     weight = np.asarray(weight)
     if x.ndim != 2 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"linear input must be [N,{weight.shape[1]}], got {list(x.shape)}")
-    return _exact_matmul(x, weight.T) + (np.asarray(bias, np.int64) << arith.FRAC_BITS)
+    return _exact_matmul(x, weight.T) + (np.asarray(bias, np.int64) << bias_shift)
 
 
-def activate(acc, arithmetic: arith.Arithmetic) -> np.ndarray:
-    """Requantize a hidden layer's accumulator, then ReLU."""
-    return np.maximum(arithmetic.requantize(acc), 0)
+def activate(acc, arithmetic) -> np.ndarray:
+    """Requantize a hidden layer's accumulator, then ReLU (``arithmetic``: the layer's
+    ``LayerArithmetic``, or an ``Arithmetic`` for a Q2.6 layer)."""
+    return arith.as_layer(arithmetic).activate(acc)
 
 
 def maxpool(x, size: int = 2) -> np.ndarray:
@@ -90,7 +92,8 @@ def check_shapes(params, network: Network) -> None:
 
 
 def forward(images, params, arithmetic=arith.Arithmetic(), network: Network = LENET5, trace=False):
-    """Integer network: uint8 images [N,S,S] -> logits int64 [N,classes] (raw last accumulator).
+    """Integer network: uint8 images [N,S,S] -> logits int64 [N,classes] (raw last accumulator,
+    ``arithmetic.logit_frac(network)`` fraction bits: 12 for Q2.6).
 
     With ``trace=True`` also returns a dict of every layer's output codes, named
     ``<layer>`` (after requantize+ReLU, before pooling, for convs), ``<layer>.pool`` and
@@ -98,21 +101,22 @@ def forward(images, params, arithmetic=arith.Arithmetic(), network: Network = LE
     """
     images = check_images(images, network)
     check_shapes(params, network)
+    layer_arithmetic = arithmetic.layers(network)
     traces: dict[str, list[np.ndarray]] = {}
     outputs = []
     for start in range(0, len(images), BATCH):
         x = arith.quantize_pixels(images[start : start + BATCH])[:, None]  # [N,1,S,S]
-        for layer in network.layers:
+        for layer, a in zip(network.layers, layer_arithmetic):
             w, b = params[f"{layer.name}.weight"], params[f"{layer.name}.bias"]
             if isinstance(layer, ConvLayer):
-                acc = conv_accumulate(x, w, b)
-                y = activate(acc, arithmetic)
+                acc = conv_accumulate(x, w, b, a.bias_shift)
+                y = a.activate(acc)
                 x = maxpool(y, layer.pool)
                 steps = {f"{layer.name}.acc": acc, layer.name: y, f"{layer.name}.pool": x}
             else:
                 x = x.reshape(len(x), -1)  # (channel, row, column) order
-                acc = linear_accumulate(x, w, b)
-                x = acc if layer.last else activate(acc, arithmetic)
+                acc = linear_accumulate(x, w, b, a.bias_shift)
+                x = acc if layer.last else a.activate(acc)
                 steps = {f"{layer.name}.acc": acc, layer.name: x}
             if trace:
                 for key, value in steps.items():

@@ -106,10 +106,10 @@ class Score:
                 "loss": round(self.loss, 5), "accuracy": self.accuracy, **figures}
 
 
-def cross_entropy(integer_logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean cross-entropy of integer logits (units of 2**-12), computed in float64 numpy so
-    that it does not depend on the number of threads."""
-    z = np.asarray(integer_logits, np.float64) / (arith.SCALE * arith.SCALE)
+def cross_entropy(integer_logits: np.ndarray, labels: np.ndarray, logit_frac: int = 2 * arith.FRAC_BITS) -> float:
+    """Mean cross-entropy of integer logits (units of 2**-logit_frac), computed in float64 numpy
+    so that it does not depend on the number of threads."""
+    z = np.asarray(integer_logits, np.float64) / (1 << logit_frac)
     z = z - z.max(axis=1, keepdims=True)
     log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     return float(-log_p[np.arange(len(labels)), labels].mean())
@@ -193,8 +193,8 @@ class Search:
             recipes = {name: self.space.menus[name][index] for name, index in point.choices}
             accuracy = float((golden.classify(logits) == self.labels).mean())
             cost = self.cost_model(network, codes)
-            self._scores[point] = Score(point, network, recipes, codes, cross_entropy(logits, self.labels),
-                                        accuracy, cost)
+            loss = cross_entropy(logits, self.labels, self.arithmetic.logit_frac(self.network))
+            self._scores[point] = Score(point, network, recipes, codes, loss, accuracy, cost)
             self.evaluations += 1
         return self._scores[point]
 
@@ -231,15 +231,16 @@ class Search:
             x = self._pixels if index == 0 else self._output(point, index - 1)
             weight, bias, _ = self._layer(point, index)
             layer = self.network.layers[index]
+            a = self.arithmetic.layers(self.network)[index]
             parts = []
             for start in range(0, len(x), golden.BATCH):
                 part = x[start : start + golden.BATCH]
                 if isinstance(layer, ConvLayer):
-                    acc = golden.conv_accumulate(part, weight, bias)
-                    parts.append(golden.maxpool(golden.activate(acc, self.arithmetic), layer.pool).astype(np.int8))
+                    acc = golden.conv_accumulate(part, weight, bias, a.bias_shift)
+                    parts.append(golden.maxpool(a.activate(acc), layer.pool).astype(np.int8))
                 else:
-                    acc = golden.linear_accumulate(part.reshape(len(part), -1), weight, bias)
-                    parts.append(acc if layer.last else golden.activate(acc, self.arithmetic).astype(np.int8))
+                    acc = golden.linear_accumulate(part.reshape(len(part), -1), weight, bias, a.bias_shift)
+                    parts.append(acc if layer.last else a.activate(acc).astype(np.int8))
             self._outputs[key] = np.concatenate(parts)
         return self._outputs[key]
 

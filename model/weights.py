@@ -1,6 +1,7 @@
 """Integer weight files: ``NAME.npz`` (int8 arrays named like the PyTorch state dict) plus
-``NAME.json`` (the manifest: format version, the network, Q format, rounding, overflow,
-accuracies, training, and for compressed networks each layer's restricted weight codes).
+``NAME.json`` (the manifest: format version, the network, Q format, rounding, overflow, the
+hidden layers' activation formats where they are not Q2.6, accuracies, training, and for
+compressed networks each layer's restricted weight codes).
 
 The manifest sits beside the arrays, so the ``.npz`` holds nothing but the state dict and any
 numpy user can read it. Both files are written atomically. ``docs/weights.md`` documents every
@@ -47,6 +48,7 @@ class WeightSet:
         return arith.Arithmetic(
             self.manifest.get("rounding", arith.Rounding.HALF_UP),
             self.manifest.get("overflow", arith.Overflow.SATURATE),
+            activations_of(self.manifest, self.network),
         )
 
     @property
@@ -76,6 +78,27 @@ def codes_of(manifest: dict, network: Network) -> dict[str, Restriction]:
     return {} if value is None else codes_from_manifest(value, network)
 
 
+def activations_of(manifest: dict, network: Network) -> tuple[arith.Fixed, ...]:
+    """The hidden layers' activation formats a manifest records (none: Q2.6 everywhere)."""
+    value = manifest.get("activations")
+    if value is None:
+        return ()
+    hidden = [layer.name for layer in network.layers[:-1]]
+    if not isinstance(value, dict) or sorted(value) != sorted(hidden):
+        names = sorted(value) if isinstance(value, dict) else value
+        raise arith.FormatError(f"'activations' names each hidden layer of {network.spec} ({', '.join(hidden)}) "
+                                f"once, not {names!r}")
+    return tuple(arith.Fixed.from_dict(value[name]) for name in hidden)
+
+
+def activations_field(arithmetic: arith.Arithmetic, network: Network) -> dict:
+    """The manifest's ``activations`` object, by hidden layer (empty for Q2.6 everywhere)."""
+    if not arithmetic.activations:
+        return {}
+    formats = arithmetic.formats(network)
+    return {"activations": {layer.name: f.to_dict() for layer, f in zip(network.layers, formats)}}
+
+
 def manifest_path(npz_path) -> Path:
     return Path(npz_path).with_suffix(".json")
 
@@ -90,6 +113,7 @@ def make_manifest(arithmetic: arith.Arithmetic, network: Network = LENET5, **ext
         "frac_bits": arith.FRAC_BITS,
         "rounding": str(arithmetic.rounding),
         "overflow": str(arithmetic.overflow),
+        **activations_field(arithmetic, network),
         **extra,
     }
 
@@ -124,6 +148,7 @@ def save(path, params: dict, manifest: dict) -> Path:
     network = network_of(manifest)
     params = check_params(params, network)
     check_codes(params, codes_of(manifest, network))
+    activations_of(manifest, network)
     text = json.dumps(manifest, indent=2) + "\n"  # fails before anything is written
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **params)
@@ -190,6 +215,10 @@ def load(path=None) -> WeightSet:
         network = network_of(manifest)
     except NetworkError as e:
         raise InputError(f"{mpath}: {e}") from None
+    try:
+        activations_of(manifest, network)
+    except arith.FormatError as e:
+        raise InputError(f"{mpath}: {e}") from None
     params = load_arrays(path, np.int8, network)
     try:
         check_codes(params, codes_of(manifest, network))
@@ -201,7 +230,7 @@ def load(path=None) -> WeightSet:
 # Optional manifest fields and the JSON types they must have: a wrong type is refused when the
 # file is read, not found by a TypeError minutes later.
 OPTIONAL_FIELDS = {"float_weights": str, "accuracy": dict, "training": dict, "seed": int, "source": dict,
-                   "codes": dict, "cost": dict, "compression": dict, "dataset": dict}
+                   "codes": dict, "cost": dict, "compression": dict, "dataset": dict, "activations": dict}
 ACCURACY_FIELDS = {"float": (int, float), "fixed": (int, float), "n_images": int, "split": str}
 
 

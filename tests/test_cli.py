@@ -188,7 +188,7 @@ def test_eval_text_output_and_float_accuracy(capsys, monkeypatch, weight_file, m
     assert "half-up" in out and "saturate" in out
     assert "test images      10000" in out
     assert "float accuracy   11.35%" in out  # every image called a 1: 1135 of them are
-    assert "Q2.6 accuracy    9.80%" in out  # every image called a 0: 980 of them are
+    assert "fixed accuracy   9.80%" in out  # every image called a 0: 980 of them are
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason=f"{SHIPPED} not trained yet")

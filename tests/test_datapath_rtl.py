@@ -99,3 +99,33 @@ def test_two_stage_adder_tree_groups_cover_every_term(n):
     sizes = [len(range(i, min(i + group, n))) for i in range(0, n, group)]
     assert sum(sizes) == n
     assert group * group >= n and (group - 1) ** 2 < n or n == 1  # about sqrt(n) on both halves
+
+
+# Layers of other formats (issue 26): the largest shift, a 4-bit signed output of an input with
+# no fraction bits, and shift 0 (Q2.6 out of a Q4.0 input, where half-up adds nothing).
+LAYERS = [arith.LayerArithmetic(r, o, arith.Fixed.parse(i), arith.Fixed.parse(out))
+          for r in arith.Rounding for o in arith.Overflow
+          for i, out in (("Q2.6", "UQ1.2"), ("UQ2.3", "Q4.0"), ("Q4.0", "Q2.6"))]
+
+
+class LayerRequantizeHarness(RequantizeHarness):
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.code.eq(datapath.relu(datapath.requantize(self.acc, self.arithmetic)))
+        return m
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda a: f"{a.input}-{a.output}-{a.rounding}-{a.overflow}")
+def test_layer_requantizer_rtl_matches_golden(layer, simulator, tmp_path_factory):
+    """Requantize and ReLU of a layer with its own formats, around every edge of its output."""
+    step = 1 << layer.shift
+    edges = [code * step for code in (layer.output.low, 0, layer.output.high, layer.output.high + 1,
+                                      layer.output.low - 1, 2 * layer.output.high + 2)]
+    near = np.concatenate([np.arange(e - 3 * step, e + 3 * step, max(1, step // 16)) for e in edges])
+    acc = np.concatenate([near, np.random.default_rng(8).integers(-(1 << 22), 1 << 22, 1000)])
+    expected = layer.activate(acc)
+    assert (expected == layer.output.high).any() and (expected == 0).any()
+    source = verilog.convert(LayerRequantizeHarness(layer), name="requantize")
+    result = runner.run(source, "requantize", "lenet_fpga.sim.tb_requantize", {"acc": acc, "expected": expected},
+                        simulator=simulator, build_root=tmp_path_factory.getbasetemp() / "sim")
+    np.testing.assert_array_equal(result.outputs["code"], expected)

@@ -50,6 +50,7 @@ def run(args) -> int:
         "dataset": None if dataset is None else {"source": dataset.source, "digest": dataset.digest},
         "rounding": str(arithmetic.rounding),
         "overflow": str(arithmetic.overflow),
+        **({"activations": [str(f) for f in arithmetic.activations]} if arithmetic.activations else {}),
         "fixed_accuracy": golden.accuracy(fixed_logits, split.labels),
         "macs": network.macs,
         "weight_bits": weight_bits(network, ws.codes),
@@ -59,7 +60,7 @@ def run(args) -> int:
     if float_params is not None:
         result["float_accuracy"] = golden.accuracy(golden.float_forward(split.images, float_params, network),
                                                    split.labels)
-    # What the weights file says its Q2.6 accuracy was when it was written (training's figure):
+    # What the weights file says its fixed-point accuracy was when it was written (training's figure):
     # equal to fixed_accuracy unless the file or the arithmetic changed since.
     result["recorded_accuracy"] = ws.manifest.get("accuracy", {}).get("fixed")
     result["seconds"] = round(time.time() - started, 2)
@@ -72,7 +73,7 @@ def run(args) -> int:
     print(f"test images      {result['n_images']}" + (f" ({dataset.source})" if dataset is not None else ""))
     if "float_accuracy" in result:
         print(f"float accuracy   {result['float_accuracy']:.2%}")
-    print(f"Q2.6 accuracy    {result['fixed_accuracy']:.2%}")
+    print(f"fixed accuracy   {result['fixed_accuracy']:.2%}")
     print(f"MACs per image   {result['macs']:,}")
     print(f"weight bits      {result['weight_bits']:,}")
     for name, text in result["codes"].items():

@@ -107,6 +107,14 @@ def requantizer_options(parser: argparse.ArgumentParser) -> None:
                         help="requantizer rounding to train for: (acc+32)>>6 (half-up, default) or acc>>6 (floor)")
 
 
+def activations_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--activations", metavar="F[,F...]", default=None,
+                        help="the hidden layers' activation formats, one for all or one per layer: a format "
+                             "(Q2.6, UQ2.2: integer.fraction bits, U unsigned) or a width in bits (4: unsigned, "
+                             "its range chosen per layer on the float network); default Q2.6 "
+                             "(docs/arithmetic.md)")
+
+
 def data_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:
     parser.add_argument(
         "--data", metavar="DIR", default=None,

@@ -46,6 +46,7 @@ def add_arguments(parser) -> None:
                         help="train on the first N training images only (a quick try; default all)")
     options.torch_options(parser)
     options.requantizer_options(parser)
+    options.activations_option(parser)
     options.out_weights_option(parser)
     options.json_option(parser, "print one JSON object (the network, accuracies and files written) instead of "
                                 "the text")
@@ -89,12 +90,19 @@ def trained_arithmetic(args):
     return arith.Arithmetic(args.rounding or arith.Rounding.HALF_UP, args.overflow or arith.Overflow.SATURATE)
 
 
+def activations_of(args) -> tuple:
+    """--activations, parsed (empty: not given)."""
+    from ..model.train import formats
+
+    return () if args.activations is None else formats.parse(args.activations)
+
+
 def report_trained(args, result, extra: str = "") -> None:
     """The last lines of train and import, or their JSON object."""
     if args.json:
         print(json.dumps(result.to_dict()))
         return
-    print(f"float accuracy {result.float_accuracy:.2%}, Q2.6 accuracy {result.fixed_accuracy:.2%} "
+    print(f"float accuracy {result.float_accuracy:.2%}, fixed-point accuracy {result.fixed_accuracy:.2%} "
           f"({result.arithmetic.describe()}{extra})")
     print(f"wrote {result.weights}, {Path(result.weights).with_suffix('.json')} and {result.float_weights}")
 
@@ -106,7 +114,8 @@ def run(args) -> int:
     wanted = TrainOptions(**torch_fields(args, dataset),
                           network=None if args.network is None else network_from_text(args.network, dataset),
                           epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, batch_size=args.batch_size,
-                          start_from=args.start_from, arithmetic=trained_arithmetic(args))
+                          start_from=args.start_from, arithmetic=trained_arithmetic(args),
+                          activations=activations_of(args))
     result = train(args.out, wanted, log=(lambda *_: None) if args.json else print)
     report_trained(args, result)
     return 0

@@ -22,7 +22,7 @@ from ..cost import CostModel
 from ..errors import InputError
 from ..network import LENET5, Network
 from . import compress as compression
-from . import importer, onnx_import, qat, qonnx_import, readings
+from . import formats, importer, onnx_import, qat, qonnx_import, readings
 
 # numpy's and torch's seeds are 64-bit at most
 MAX_SEED = 2**63 - 1
@@ -65,9 +65,14 @@ class TrainOptions(TorchOptions):
     batch_size: int | None = None
     start_from: str | None = None  # a weights file whose network and weights to start from
     arithmetic: arith.Arithmetic = arith.Arithmetic()
+    # The hidden layers' activation formats or widths (``formats.parse``; a width's format is
+    # chosen on the float network); empty: the arithmetic's own (Q2.6 everywhere by default).
+    activations: tuple = ()
 
     def __post_init__(self):
         super().__post_init__()
+        if isinstance(self.activations, str):
+            object.__setattr__(self, "activations", formats.parse(self.activations))
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
             raise InputError(f"--lr must be a finite number above 0, not {self.lr}")
 
@@ -221,6 +226,8 @@ def train(out, options: TrainOptions = TrainOptions(), log=print) -> Trained:
         dataset.check_fits(network)
     elif network.classes < mnist.CLASSES:
         raise InputError(f"the network {network.spec} has {network.classes} classes; MNIST needs {mnist.CLASSES}")
+    if options.activations:
+        formats.for_network(options.activations, network)  # a count that does not fit: refused before training
     config = qat.TrainConfig(seed=options.seed, float_epochs=options.epochs, qat_epochs=options.qat_epochs,
                              **({"lr": options.lr} if options.lr is not None else {}),
                              **({"batch_size": options.batch_size} if options.batch_size is not None else {}))
@@ -232,20 +239,21 @@ def train(out, options: TrainOptions = TrainOptions(), log=print) -> Trained:
     log(network.describe())
     log(f"training for {options.arithmetic.describe()}: {config}")
     float_model, qat_model, seconds = qat.train(train_split, options.arithmetic, config, network=network, start=start,
-                                                log=log)
+                                                log=log, activations=options.activations)
+    arithmetic = qat_model.arithmetic
     params = qat_model.integer_params()
-    fixed_logits = _checked_logits(qat_model, params, options.arithmetic, network, test_split)
+    fixed_logits = _checked_logits(qat_model, params, arithmetic, network, test_split)
     float_params = float_model.float_params()
     accuracy = _accuracies(float_params, fixed_logits, network, test_split)
     manifest = weights.make_manifest(
-        options.arithmetic, network, float_weights=float_path.name, accuracy=accuracy,
+        arithmetic, network, float_weights=float_path.name, accuracy=accuracy,
         training={**config.__dict__, "seconds": round(seconds, 1), "torch": torch.__version__,
                   "train_images": len(train_split.labels),
                   **({"started_from": str(options.start_from)} if options.start_from else {})},
         **_data_record(dataset),
     )
     weights.save_with_float(out, params, manifest, float_params)
-    return _trained(out, float_path, network, options.arithmetic, accuracy, seconds)
+    return _trained(out, float_path, network, arithmetic, accuracy, seconds)
 
 
 def _read_model(model_file, options: ImportOptions) -> tuple[importer.Imported, onnx_import.OnnxModel | None,

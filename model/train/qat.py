@@ -1,10 +1,12 @@
 """LeNet-family networks in PyTorch: float training, then quantization-aware training (QAT) whose forward pass
-is exactly the hardware's Q2.6 arithmetic (``arith``), with straight-through gradients.
+is exactly the hardware's arithmetic (``arith``: Q2.6 weights, each layer's activation format), with
+straight-through gradients.
 
-Why the fake-quant forward is exact: weights, biases and activations are multiples of 1/64, so
-every product is a multiple of 2**-12 and every partial sum is an integer times 2**-12 below
-2**23 * 2**-12. float32 holds all of them exactly, so the sums do not depend on the order the
-convolution kernels add in, and the rounding steps below are the integer shifts of ``arith``.
+Why the fake-quant forward is exact: weights and biases are multiples of 1/64 and a layer's
+inputs multiples of 2**-frac (frac <= 6), so every product is a multiple of 2**-acc_frac and every
+partial sum is an integer times 2**-acc_frac below 2**23 (codes of at most 8 bits). float32
+holds all of them exactly, so the sums do not depend on the order the convolution kernels add
+in, and the rounding steps below are the integer shifts of ``arith``.
 The tests check every logit against the golden model.
 
 A layer with restricted weight codes (``codes.Restriction``) projects its weights onto the
@@ -14,6 +16,7 @@ exact in the same way, since the levels are Q2.6 codes too.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -58,22 +61,26 @@ def restrict_weight(w: torch.Tensor, restriction: Restriction) -> torch.Tensor:
     return _ste(soft, project_codes(w.detach() * arith.SCALE, restriction)) / arith.SCALE
 
 
-def requantize(acc: torch.Tensor, arithmetic: arith.Arithmetic) -> torch.Tensor:
-    """Accumulator value -> Q2.6 code / 64 (``arith.requantize``, in value units).
+def requantize(acc: torch.Tensor, arithmetic) -> torch.Tensor:
+    """Accumulator value -> output code / 2**frac (``LayerArithmetic.requantize``, in value
+    units; ``arithmetic`` a ``LayerArithmetic``, or an ``Arithmetic`` for a Q2.6 layer).
 
-    ``acc * 64`` is the integer accumulator divided by 64, so floor(acc*64 + 1/2) is
-    ``(acc + 32) >> 6``. The backward pass is a clipped straight-through estimator: gradient 1
-    inside the 8-bit range, 0 outside (wrap mode adds an overflow penalty in training instead).
+    ``acc * 2**out_frac`` is the integer accumulator divided by 2**shift, so
+    floor(acc * 2**out_frac + 1/2) is ``(acc + 2**(shift-1)) >> shift``. The backward pass is a
+    clipped straight-through estimator: gradient 1 inside the output's range, 0 outside (wrap
+    mode adds an overflow penalty in training instead).
     """
-    scaled = acc * arith.SCALE
-    offset = arith.SCALE // 2 / arith.SCALE if arithmetic.rounding is arith.Rounding.HALF_UP else 0.0
+    layer = arith.as_layer(arithmetic)
+    out = layer.output
+    scaled = acc * float(1 << out.frac)
+    offset = layer.round_offset / (1 << layer.shift)
     y = torch.floor(scaled + offset)
-    if arithmetic.overflow is arith.Overflow.SATURATE:
-        y = torch.clamp(y, arith.QMIN, arith.QMAX)
+    if layer.overflow is arith.Overflow.SATURATE:
+        y = torch.clamp(y, out.low, out.high)
     else:
-        y = torch.remainder(y - arith.QMIN, 1 << arith.WIDTH) + arith.QMIN
-    soft = torch.clamp(scaled, arith.QMIN, arith.QMAX)
-    return _ste(soft, y) / arith.SCALE
+        y = torch.remainder(y - out.low, 1 << out.requant_bits) + out.low
+    soft = torch.clamp(scaled, out.low, out.high)
+    return _ste(soft, y) / float(1 << out.frac)
 
 
 def quantize_input(pixels_u8: torch.Tensor) -> torch.Tensor:
@@ -91,6 +98,7 @@ class QuantLeNet(nn.Module):
         super().__init__()
         self.arithmetic = arithmetic
         self.network = network
+        self.layer_arithmetic = None if arithmetic is None else arithmetic.layers(network)
         self.codes = dict(codes or {})
         unknown = set(self.codes) - set(network.names)
         if unknown:
@@ -111,12 +119,11 @@ class QuantLeNet(nn.Module):
         return quantize_input(pixels_u8)
 
     def forward(self, pixels_u8: torch.Tensor) -> torch.Tensor:
-        """uint8 [N,S,S] -> logits. In fake-quant mode logits * 4096 are the integer logits."""
+        """uint8 [N,S,S] -> logits. In fake-quant mode logits * 2**logit_frac (4096 for Q2.6)
+        are the integer logits."""
         x = self.input(pixels_u8).unsqueeze(1).to(next(self.parameters()).dtype)
-        q = self.arithmetic
         penalty = x.new_zeros(())
-        limit = arith.QMAX / arith.SCALE
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
             w, b = self.layer_parameters(layer)
             if isinstance(layer, ConvLayer):
                 acc = F.conv2d(x, w, b)
@@ -125,9 +132,11 @@ class QuantLeNet(nn.Module):
             if getattr(layer, "last", False):
                 x = acc
                 break
-            if q is not None:
+            if self.layer_arithmetic is not None:
+                a = self.layer_arithmetic[index]
+                limit = a.output.high / (1 << a.output.frac)
                 penalty = penalty + F.relu(acc.abs() - limit).pow(2).mean()
-                acc = requantize(acc, q)
+                acc = requantize(acc, a)
             x = F.relu(acc)
             if isinstance(layer, ConvLayer):
                 x = F.max_pool2d(x, layer.pool)
@@ -147,7 +156,8 @@ class QuantLeNet(nn.Module):
     def integer_logits(self, pixels_u8: torch.Tensor) -> torch.Tensor:
         """Fake-quant logits as the integer accumulator the hardware ends with (int64)."""
         assert self.arithmetic is not None, "integer logits need a fake-quant model"
-        return torch.round(self(pixels_u8) * (arith.SCALE * arith.SCALE)).to(torch.int64)
+        unit = float(1 << self.arithmetic.logit_frac(self.network))
+        return torch.round(self(pixels_u8) * unit).to(torch.int64)
 
     def integer_params(self) -> dict[str, np.ndarray]:
         """The Q2.6 codes this model computes with, named like its state dict."""
@@ -226,11 +236,13 @@ def _run_epochs(model, images, labels, epochs, lr, config, generator, label, pen
 
 
 def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = TrainConfig(), log=print,
-          network: Network = LENET5, start: dict | None = None):
+          network: Network = LENET5, start: dict | None = None, activations: tuple = ()):
     """Float training of ``network``, then QAT for ``arithmetic``. ``train_split``'s images must
     already have the network's image size. ``start`` (a float state dict of ``network``) is
-    where the float training starts instead of a random initialisation. Returns (float_model,
-    qat_model, seconds)."""
+    where the float training starts instead of a random initialisation. ``activations`` (formats
+    or widths, ``formats.parse``) replaces the arithmetic's activation formats, a width's chosen
+    on the float network (``formats.choose``). Returns (float_model, qat_model, seconds); the
+    QAT model's ``arithmetic`` is the one trained for."""
     started = time.time()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -241,6 +253,12 @@ def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = Train
     if start is not None:
         float_model.load_state_dict({name: torch.as_tensor(np.asarray(value, np.float32)) for name, value in start.items()})
     _run_epochs(float_model, images, labels, config.float_epochs, config.lr, config, generator, "float", 0.0)
+    if activations:
+        from . import formats
+
+        float_model.eval()
+        arithmetic = formats.choose(float_model, activations, arithmetic,
+                                    *formats.calibration_sample(images, labels, config.seed), log=log)
 
     qat_model = QuantLeNet(arithmetic, network)
     qat_model.load_state_dict(float_model.state_dict())
@@ -249,7 +267,7 @@ def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = Train
         # activations overflow often, so QAT in wrap mode from there does not recover. First
         # train with saturation while penalizing overflow, so that the network learns to stay in
         # range (where wrap and saturate agree), then finish in wrap mode with the same penalty.
-        warmup = QuantLeNet(arith.Arithmetic(arithmetic.rounding, arith.Overflow.SATURATE), network)
+        warmup = QuantLeNet(dataclasses.replace(arithmetic, overflow=arith.Overflow.SATURATE), network)
         warmup.load_state_dict(float_model.state_dict())
         half = config.qat_epochs // 2
         _run_epochs(warmup, images, labels, half, config.qat_lr, config, generator, "QAT (saturate)",

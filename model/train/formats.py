@@ -1,0 +1,134 @@
+"""Each hidden layer's activation format for a bit width: its range, a power of two, chosen on
+the trained float network (issue 26, part 3).
+
+A width alone (``--activations 4``) leaves the fraction bits open: with 4 unsigned bits a layer
+may hold 0..15 (UQ4.0), 0..7.5 (UQ3.1), ..., 0..0.94 (UQ0.4). That is seed 000's learnable
+clipping threshold, restricted to powers of two so the requantizer stays a shift. It is chosen
+in two steps, before quantization-aware training starts from the float network:
+
+1. **Calibration**: the smallest range that holds the layer's float activations on the
+   calibration images up to the ``PERCENTILE``-th percentile (rarer values are clipped).
+2. **Refinement**: layer by layer, the fraction bits one either side are tried with every
+   layer quantized, and the one of lowest cross-entropy on the same images is kept (two passes).
+
+Formats given whole (``UQ2.2``) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import arith
+from ..errors import InputError
+from ..network import ConvLayer, Network
+
+PERCENTILE = 99.99
+CALIBRATION_IMAGES = 2000
+PASSES = 2
+
+
+def parse(text: str) -> tuple[arith.Fixed | int, ...]:
+    """``--activations``: comma-separated formats (``UQ2.2``) or widths (``4``), one for every
+    hidden layer or one per hidden layer. A width is unsigned up to 7 bits, signed at 8."""
+    items = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if part.isdigit():
+            bits = int(part)
+            if not 2 <= bits <= arith.WIDTH:
+                raise InputError(f"--activations: a width is 2 to {arith.WIDTH} bits, not {bits}")
+            items.append(bits)
+        else:
+            try:
+                items.append(arith.Fixed.parse(part))
+            except arith.FormatError as e:
+                raise InputError(f"--activations: {e}") from None
+    return tuple(items)
+
+
+def for_network(spec: tuple, network: Network) -> tuple[arith.Fixed | int, ...]:
+    """``spec`` with one item per hidden layer (one item stands for all)."""
+    hidden = len(network.layers) - 1
+    if len(spec) == 1:
+        return spec * hidden
+    if len(spec) != hidden:
+        raise InputError(f"--activations gives {len(spec)} formats; the network {network.spec} has {hidden} "
+                         f"hidden layers (give one for all, or one each)")
+    return tuple(spec)
+
+
+def candidates(bits: int) -> list[arith.Fixed]:
+    """Every format of ``bits`` bits: unsigned below 8 bits, signed at 8 (a ReLU output)."""
+    signed = bits == arith.WIDTH
+    return [arith.Fixed(bits, frac, signed) for frac in range(min(bits, arith.MAX_ACTIVATION_FRAC) + 1)]
+
+
+def calibrated(bits: int, largest: float) -> arith.Fixed:
+    """The format of ``bits`` bits with the most fraction bits whose range still holds ``largest``."""
+    options = candidates(bits)
+    fitting = [f for f in options if f.high / (1 << f.frac) >= largest]
+    return max(fitting, key=lambda f: f.frac) if fitting else min(options, key=lambda f: f.frac)
+
+
+def float_activations(model, pixels: torch.Tensor) -> list[np.ndarray]:
+    """Each hidden layer's float outputs after ReLU (before pooling), on ``pixels``."""
+    outputs = []
+    with torch.no_grad():
+        x = model.input(pixels).unsqueeze(1)
+        for layer in model.layers[:-1]:
+            w, b = model.layer_parameters(layer)
+            y = F.relu(F.conv2d(x, w, b) if isinstance(layer, ConvLayer) else F.linear(x.flatten(1), w, b))
+            outputs.append(y.numpy().reshape(-1))
+            x = F.max_pool2d(y, layer.pool) if isinstance(layer, ConvLayer) else y
+    return outputs
+
+
+def choose(float_model, spec: tuple, arithmetic: arith.Arithmetic, pixels: torch.Tensor, labels: torch.Tensor,
+           log=print) -> arith.Arithmetic:
+    """``arithmetic`` with every hidden layer's format: the given ones, and for each width the
+    one chosen as the module docstring says, on ``pixels`` (uint8) and their ``labels``."""
+    from .qat import QuantLeNet
+
+    network = float_model.network
+    spec = for_network(spec, network)
+    if all(isinstance(item, arith.Fixed) for item in spec):
+        return arith.Arithmetic(arithmetic.rounding, arithmetic.overflow, spec)
+    largest = [float(np.percentile(a, PERCENTILE)) if a.size else 0.0
+               for a in float_activations(float_model, pixels)]
+    formats = [item if isinstance(item, arith.Fixed) else calibrated(item, top) for item, top in zip(spec, largest)]
+
+    def loss(trial) -> float:
+        model = QuantLeNet(arith.Arithmetic(arithmetic.rounding, arithmetic.overflow, tuple(trial)), network)
+        model.load_state_dict(float_model.state_dict())
+        with torch.no_grad():
+            return float(F.cross_entropy(model(pixels), labels))
+
+    best = loss(formats)
+    log(f"activation formats calibrated: {','.join(map(str, formats))} (loss {best:.4f})")
+    for _ in range(PASSES):
+        changed = False
+        for i, item in enumerate(spec):
+            if isinstance(item, arith.Fixed):
+                continue
+            for f in candidates(item):
+                if abs(f.frac - formats[i].frac) != 1:
+                    continue
+                trial = list(formats)
+                trial[i] = f
+                value = loss(trial)
+                if value < best - 1e-6:
+                    formats, best, changed = trial, value, True
+        if not changed:
+            break
+    log(f"activation formats chosen: {','.join(map(str, formats))} (loss {best:.4f})")
+    return arith.Arithmetic(arithmetic.rounding, arithmetic.overflow, tuple(formats))
+
+
+def calibration_sample(images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``CALIBRATION_IMAGES`` training images (the same for a seed)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(images), generator=generator)[: min(CALIBRATION_IMAGES, len(images))]
+    return images[order], labels[order]
+

@@ -1,0 +1,246 @@
+"""Per-layer activation formats (issue 26): the contract (``arith.Fixed``, ``LayerArithmetic``),
+their manifest field, the trainer's fake-quant and both generators, bit-exact against the golden
+model on a network that uses every width from 2 to 8 bits."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lenet_fpga.hdl.compact import CompactConfig
+from lenet_fpga.hdl.lenet import preset
+from lenet_fpga.model import arith, golden, images, weights
+from lenet_fpga.model.arith import Fixed, LayerArithmetic
+from lenet_fpga.model.errors import InputError
+from lenet_fpga.model.network import LENET5, Network
+from lenet_fpga.sim.network import simulate
+
+MODES = [(r, o) for r in arith.Rounding for o in arith.Overflow]
+MODE_IDS = [f"{r}-{o}" for r, o in MODES]
+
+# Seven hidden layers, one of each width 2..8, signed and unsigned, 0 to 6 fraction bits; the
+# shifts they make run from 0 (fc3: Q2.6 out of a Q4.0 input) to 10.
+MIXED = Network.parse("4,10:60,40,30,20,16")
+MIXED_FORMATS = tuple(Fixed.parse(f) for f in ("Q1.5", "UQ3.4", "UQ2.3", "Q4.0", "Q2.6", "UQ1.2", "UQ0.2"))
+
+
+# --------------------------------------------------------------------------------------------
+# The contract
+
+
+@pytest.mark.parametrize("text,bits,frac,signed", [("Q2.6", 8, 6, True), ("UQ2.2", 4, 2, False),
+                                                  ("Q4.0", 4, 0, True), ("uq0.2", 2, 2, False), ("Q0.3", 3, 3, True)])
+def test_spelling_round_trips(text, bits, frac, signed):
+    f = Fixed.parse(text)
+    assert (f.bits, f.frac, f.signed) == (bits, frac, signed)
+    assert Fixed.parse(str(f)) == f == Fixed.from_dict(json.loads(json.dumps(f.to_dict())))
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda: Fixed(4, 5, True), "0 to 4 fraction bits, not 5"),
+    (lambda: Fixed(0, 0, True), "2 to 8 bits, not 0"),
+    (lambda: Fixed(9, 6, True), "2 to 8 bits, not 9"),
+    (lambda: Fixed(8, 7, True), "at most 6 fraction bits"),
+    (lambda: Fixed(8, 2, False), "unsigned activation format has at most 7 bits"),
+    (lambda: Fixed(4, -1, True), "0 to 4 fraction bits, not -1"),
+    (lambda: Fixed(4.0, 1, True), "whole number"),
+    (lambda: Fixed.parse("Q2.6.1"), "spelled like Q2.6"),
+    (lambda: Fixed.from_dict({"bits": 4, "frac": 2}), "'bits', 'frac' and 'signed'"),
+])
+def test_impossible_formats_are_refused_in_one_line(make, words):
+    with pytest.raises(InputError) as info:
+        make()
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_q2_6_everywhere_is_the_default_arithmetic():
+    spelled = arith.Arithmetic("floor", "wrap", ("Q2.6",) * 4)
+    assert spelled == arith.Arithmetic("floor", "wrap") and spelled.activations == ()
+    assert spelled.layers(LENET5)[0] == LayerArithmetic("floor", "wrap")
+    assert arith.Arithmetic().logit_frac(LENET5) == 12
+
+
+def test_format_count_must_match_the_hidden_layers():
+    with pytest.raises(InputError, match="3 activation formats for the network 6,16:120,84, which has 4"):
+        arith.Arithmetic(activations=("UQ2.2",) * 3).layers(LENET5)
+
+
+def test_layer_rule_by_hand():
+    """Q2.6 in, UQ2.2 out: acc has 12 fraction bits, the shift is 10, half-up adds 512."""
+    layer = LayerArithmetic("half-up", "saturate", arith.Q2_6, Fixed.parse("UQ2.2"))
+    assert (layer.acc_frac, layer.shift, layer.round_offset, layer.bias_shift) == (12, 10, 512, 6)
+    acc = np.array([0, 511, 512, 1535, 1536, 15 << 10, (16 << 10) - 513, 16 << 10, 10**6, -513, -10**6])
+    assert layer.activate(acc).tolist() == [0, 0, 1, 1, 2, 15, 15, 15, 15, 0, 0]
+    wrap = LayerArithmetic("floor", "wrap", Fixed.parse("UQ2.2"), Fixed.parse("Q4.0"))
+    assert (wrap.acc_frac, wrap.shift, wrap.bias_shift) == (8, 8, 2)
+    # Q4.0 wraps to 4 signed bits: 8 -> -8 -> 0, 9 -> -7 -> 0, 17 -> 1, -15 -> 1.
+    assert wrap.activate(np.array([7, 8, 9, 17, -15]) << 8).tolist() == [7, 0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("rounding,overflow", MODES, ids=MODE_IDS)
+@pytest.mark.parametrize("bits", range(2, 8))
+def test_unsigned_format_is_the_wider_signed_one_after_relu(rounding, overflow, bits):
+    """The claim that lets a UQ format use the sign bit: exactly the signed format one bit wider,
+    whose ReLU output never sets the sign bit."""
+    frac = min(bits, 3)
+    acc = np.random.default_rng(bits).integers(-(1 << 20), 1 << 20, 20_000)
+    unsigned = LayerArithmetic(rounding, overflow, arith.Q2_6, Fixed(bits, frac, False)).activate(acc)
+    signed = LayerArithmetic(rounding, overflow, arith.Q2_6, Fixed(bits + 1, frac, True)).activate(acc)
+    np.testing.assert_array_equal(unsigned, signed)
+    assert unsigned.min() == 0 and unsigned.max() == (1 << bits) - 1
+
+
+@pytest.mark.parametrize("rounding,overflow", MODES, ids=MODE_IDS)
+def test_every_layer_rule_against_exact_rationals(rounding, overflow):
+    """Each of MIXED's layers against the rule in words: value = acc / 2**acc_frac, to the output
+    step (floor, or floor of value + half a step), then clip or wrap to the signed width, ReLU."""
+    from fractions import Fraction
+    import math
+
+    rng = np.random.default_rng(7)
+    for layer in arith.Arithmetic(rounding, overflow, MIXED_FORMATS).layers(MIXED)[:-1]:
+        out = layer.output
+        acc = rng.integers(-(1 << 18), 1 << 18, 400)
+        expected = []
+        for a in acc.tolist():
+            value = Fraction(a, 1 << layer.acc_frac) * (1 << out.frac)
+            if rounding is arith.Rounding.HALF_UP:
+                value += Fraction(1, 2)
+            q = math.floor(value)
+            if overflow is arith.Overflow.SATURATE:
+                q = min(max(q, out.low), out.high)
+            else:
+                span = 1 << out.requant_bits
+                q = (q - out.low) % span + out.low
+            expected.append(max(q, 0))
+        assert layer.activate(acc).tolist() == expected, f"{out}"
+
+
+# --------------------------------------------------------------------------------------------
+# The manifest
+
+
+def _mixed_weights(seed: int, mode=arith.Arithmetic(), spread: int = 127) -> weights.WeightSet:
+    """Random codes, wider where a layer has fewer inputs (``spread`` at 16 inputs), so that
+    every layer both overflows and passes values through."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in MIXED.parameter_shapes.items():
+        scale = min(127, int(spread * 4 / np.sqrt(np.prod(shape[1:])))) if len(shape) > 1 else 127
+        params[name] = rng.integers(-scale - 1, scale + 1, shape).astype(np.int8)
+    arithmetic = arith.Arithmetic(mode.rounding, mode.overflow, MIXED_FORMATS)
+    return weights.WeightSet(params, weights.make_manifest(arithmetic, MIXED))
+
+
+def test_formats_round_trip_through_the_manifest(tmp_path):
+    ws = _mixed_weights(1, arith.Arithmetic("floor", "wrap"))
+    path = weights.save(tmp_path / "mixed.npz", ws.params, ws.manifest)
+    again = weights.load(path)
+    assert again.arithmetic == arith.Arithmetic("floor", "wrap", MIXED_FORMATS)
+    manifest = json.loads(path.with_suffix(".json").read_text())
+    assert manifest["activations"]["fc4"] == {"bits": 3, "frac": 2, "signed": False}
+    # A Q2.6 network's manifest has no such field: the shipped files stay as they are.
+    assert "activations" not in weights.make_manifest(arith.Arithmetic(), LENET5)
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda m: m["activations"]["fc1"].update(frac=6), "5 bits has 0 to 5 fraction bits, not 6"),
+    (lambda m: m["activations"]["conv1"].update(bits=0), "2 to 8 bits, not 0"),
+    (lambda m: m["activations"]["fc2"].update(bits=8, signed=False), "at most 7 bits"),
+    (lambda m: m["activations"].pop("fc5"), "names each hidden layer"),
+    (lambda m: m["activations"].update(fc6={"bits": 8, "frac": 6, "signed": True}), "names each hidden layer"),
+    (lambda m: m.update(activations=["UQ2.2"]), "field 'activations' must be a object"),
+])
+def test_impossible_manifest_formats_are_refused(tmp_path, edit, words):
+    ws = _mixed_weights(2)
+    path = weights.save(tmp_path / "mixed.npz", ws.params, ws.manifest)
+    manifest = json.loads(path.with_suffix(".json").read_text())
+    edit(manifest)
+    path.with_suffix(".json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError) as info:
+        weights.load(path)
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer's forward pass
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("rounding,overflow", MODES, ids=MODE_IDS)
+def test_fake_quant_forward_is_the_golden_model(rounding, overflow):
+    torch = pytest.importorskip("torch")
+    from lenet_fpga.model.train import qat
+
+    torch.set_num_threads(1)
+    arithmetic = arith.Arithmetic(rounding, overflow, MIXED_FORMATS)
+    model = qat.QuantLeNet(arithmetic, MIXED)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for module in model.children():
+            module.weight.uniform_(-0.6, 0.6)
+            module.bias.uniform_(-0.5, 0.5)
+    imgs = np.concatenate([images.load_image_set().images,
+                           np.random.default_rng(4).integers(0, 256, (60, 28, 28), dtype=np.uint8)])
+    params = model.integer_params()
+    expected = golden.forward(imgs, params, arithmetic, MIXED)
+    got = model.integer_logits(torch.from_numpy(imgs)).numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert arithmetic.logit_frac(MIXED) == 8 and np.unique(expected).size > 50
+
+
+# --------------------------------------------------------------------------------------------
+# Both generators
+
+
+def _stimulus(n: int, seed: int) -> np.ndarray:
+    digits = images.load_image_set().images[:n]
+    noise = np.random.default_rng(seed).integers(0, 256, digits.shape, dtype=np.uint8)
+    return np.where(np.arange(n)[:, None, None] % 2 == 0, digits, noise).astype(np.uint8)
+
+
+def _assert_every_layer_works(ws, imgs, arithmetic):
+    """Each hidden layer both clips (or wraps) somewhere and passes values through: else the
+    test would not tell the formats apart."""
+    _, trace = golden.forward(imgs, ws.params, arithmetic, MIXED, trace=True)
+    for layer, a in zip(MIXED.layers[:-1], arithmetic.layers(MIXED)):
+        y = (trace[f"{layer.name}.acc"] + a.round_offset) >> a.shift
+        assert (y > a.output.high).any() and (y < 0).any(), f"{layer.name} never overflows"
+        inside = trace[layer.name][(y > 0) & (y <= a.output.high)]
+        assert inside.size, f"{layer.name} passes nothing through"
+
+
+def _check(run, label):
+    bad = np.flatnonzero(~run.matches)
+    assert bad.size == 0, (f"{label}: {bad.size} of {len(run.matches)} images differ; first image {bad[0]}: "
+                           f"rtl {run.rtl_logits[bad[0]].tolist()} golden {run.golden_logits[bad[0]].tolist()}")
+
+
+def _both_designs(mode, simulator, sim_build, scale):
+    ws = _mixed_weights(2, mode, scale)
+    imgs = _stimulus(2, 6)
+    arithmetic = ws.arithmetic
+    _assert_every_layer_works(ws, imgs, arithmetic)
+    fast = preset("fast", MIXED, arithmetic)
+    _check(simulate(ws, imgs, fast, simulator=simulator, build_root=sim_build), f"streaming fast, {arithmetic.describe()}")
+    run = simulate(ws, imgs, CompactConfig(arithmetic, lanes=8), simulator=simulator, build_root=sim_build)
+    _check(run, f"compact, {arithmetic.describe()}")
+
+
+# The two modes that differ in both choices here; the other two in the slow test.
+@pytest.mark.parametrize("rounding,overflow", [MODES[0], MODES[-1]], ids=[MODE_IDS[0], MODE_IDS[-1]])
+def test_mixed_formats_both_designs(rounding, overflow, simulator, sim_build):
+    _both_designs(arith.Arithmetic(rounding, overflow), simulator, sim_build, 150)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rounding,overflow", MODES[1:-1], ids=MODE_IDS[1:-1])
+def test_mixed_formats_both_designs_other_modes(rounding, overflow, simulator, sim_build):
+    _both_designs(arith.Arithmetic(rounding, overflow), simulator, sim_build, 150)
+
+
+def test_export_refuses_activation_formats_it_cannot_write():
+    from lenet_fpga.model import export_onnx
+
+    with pytest.raises(InputError, match="export writes Q2.6 activations only"):
+        export_onnx.build(_mixed_weights(3), "onnx")
