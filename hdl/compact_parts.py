@@ -507,10 +507,11 @@ class Finisher(wiring.Component):
         # One requantizer per distinct layer arithmetic (one for Q2.6 everywhere), chosen by layer
         # with a chain of Mux, which Icarus evaluates from time 0 (see ``_table``).
         distinct = list(dict.fromkeys(self.requantizers))
-        chosen = relu(requantize(head, distinct[-1]))
+        chosen = relu(requantize(head, distinct[-1]), distinct[-1].output.stored_bits)
         for layer in distinct[-2::-1]:
             indices = [i for i, a in enumerate(self.requantizers) if a == layer]
-            chosen = Mux(Cat(*(self.layer == i for i in indices)).any(), relu(requantize(head, layer)), chosen)
+            chosen = Mux(Cat(*(self.layer == i for i in indices)).any(),
+                         relu(requantize(head, layer), layer.output.stored_bits), chosen)
         m.d.comb += [
             code.eq(chosen),
             best.eq(Mux(first | (code > pooled[0]), code, pooled[0])),

@@ -123,7 +123,8 @@ class ConvEngine(wiring.Component):
         groups = out_ch // filters
         # See WindowGenerator: two cycles more per window (and one before the first), for a
         # snapshot whose load enable is a flip-flop.
-        self.window = WindowGenerator(in_ch, size, kernel, registered_ready=registered_ready)
+        self.window = WindowGenerator(in_ch, size, kernel, registered_ready=registered_ready,
+                                      code_bits=arithmetic.input.stored_bits)
         self._registered_ready = bool(registered_ready)
         self._window_cycles = self.steps_per_window + 2 * self._registered_ready
         # [g, p, c, tap] -> [g, c, p, tap]: one word per (group, channel), filter p in slice p.

@@ -149,18 +149,28 @@ def as_code(value: Value) -> Value:
     return value if len(value) == arith.WIDTH else Cat(value, value[-1].replicate(arith.WIDTH - len(value))).as_signed()
 
 
-def relu(code: Value) -> Value:
-    return Mux(code.as_signed() < 0, Const(0, CODE), code.as_signed())
+def relu(code: Value, bits: int = arith.WIDTH) -> Value:
+    """``max(code, 0)``; with ``bits`` < 8 (``Fixed.stored_bits`` of a narrow format) the
+    result's upper bits are constant zeros, so the registers and memories after it shrink."""
+    if bits >= arith.WIDTH:
+        return Mux(code.as_signed() < 0, Const(0, CODE), code.as_signed())
+    low = Mux(code.as_signed() < 0, 0, code[:bits])
+    return Cat(low, Const(0, arith.WIDTH - bits)).as_signed()
 
 
-def pack_codes(codes) -> Value:
-    """Many 8-bit codes in one vector, the first in the low bits (the layout of a BRAM word)."""
-    return Cat(*[c[: arith.WIDTH] for c in codes])
+def pack_codes(codes, width: int = arith.WIDTH) -> Value:
+    """Many codes in one vector, ``width`` bits each, the first in the low bits (the layout of
+    a BRAM word). Below 8 bits only nonnegative codes (ReLU outputs of a narrow format) fit."""
+    return Cat(*[c[:width] for c in codes])
 
 
 def unpack_codes(word: Value, count: int, width: int = arith.WIDTH) -> list[Value]:
-    """The inverse of ``pack_codes``: ``count`` signed ``width``-bit values from a wide vector."""
-    return [word[i * width : (i + 1) * width].as_signed() for i in range(count)]
+    """The inverse of ``pack_codes``: ``count`` codes from a wide vector, signed at 8 bits,
+    zero-extended (nonnegative) from a narrower ``width``."""
+    fields = [word[i * width : (i + 1) * width] for i in range(count)]
+    if width >= arith.WIDTH:
+        return [f.as_signed() for f in fields]
+    return [Cat(f, Const(0, arith.WIDTH - width)).as_signed() for f in fields]
 
 
 def pack_words(codes, per_word: int, width: int = arith.WIDTH) -> list[int]:

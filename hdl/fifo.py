@@ -14,6 +14,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from ..model import arith
+from . import datapath
+
 
 class StreamFIFO(wiring.Component):
     """``depth`` transfers of ``shape`` in order; block RAM for a deep queue, then a register.
@@ -28,9 +31,12 @@ class StreamFIFO(wiring.Component):
         Payload shape of both streams.
     depth : int
         Transfers it holds.
+    code_bits : int, optional
+        For a payload of 8-bit codes that are nonnegative and fit ``code_bits`` bits (ReLU
+        outputs of a narrow format): store only those bits of each, zero-extend them again.
     """
 
-    def __init__(self, shape, depth: int):
+    def __init__(self, shape, depth: int, code_bits: int | None = None):
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
             raise ValueError(f"depth must be a positive integer, not {depth!r}")
         self._depth = depth
@@ -38,7 +44,12 @@ class StreamFIFO(wiring.Component):
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
         })
-        self._fifo = SyncFIFOBuffered(width=len(Value.cast(self.i.payload)), depth=depth)
+        width = len(Value.cast(self.i.payload))
+        if code_bits is not None and (width % arith.WIDTH or not 1 <= code_bits <= arith.WIDTH):
+            raise ValueError(f"code_bits {code_bits!r} for a payload of {width} bits: 8-bit codes of 1..8 bits")
+        self._codes = None if code_bits is None else (width // arith.WIDTH, code_bits)
+        self._fifo = SyncFIFOBuffered(width=width if code_bits is None else width // arith.WIDTH * code_bits,
+                                      depth=depth)
 
     @property
     def depth(self) -> int:
@@ -51,13 +62,18 @@ class StreamFIFO(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.fifo = fifo = self._fifo
+        written, read = Value.cast(self.i.payload), fifo.r_data
+        if self._codes:
+            count, bits = self._codes
+            written = datapath.pack_codes(datapath.unpack_codes(written, count), bits)
+            read = datapath.pack_codes(datapath.unpack_codes(read, count, bits))
         m.d.comb += [
-            fifo.w_data.eq(Value.cast(self.i.payload)),
+            fifo.w_data.eq(written),
             fifo.w_en.eq(self.i.valid),
             self.i.ready.eq(fifo.w_rdy),
             # The output register takes the next transfer when it is empty or being emptied.
             fifo.r_en.eq(~self.o.valid | self.o.ready),
         ]
         with m.If(fifo.r_en):
-            m.d.sync += [self.o.payload.eq(fifo.r_data), self.o.valid.eq(fifo.r_rdy)]
+            m.d.sync += [self.o.payload.eq(read), self.o.valid.eq(fifo.r_rdy)]
         return m

@@ -324,13 +324,16 @@ class LeNetAccelerator(Accelerator):
                 blocks[f"{layer.name}.gather"] = Gather(channels, lanes)
                 if layer is not convs[0]:
                     # Room for a whole input map, so the layer before can run into the next image.
-                    blocks[f"{layer.name}.queue"] = StreamFIFO(pixel_layout(channels), layer.in_size**2)
+                    bits = arithmetic[layer.name].input.stored_bits
+                    blocks[f"{layer.name}.queue"] = StreamFIFO(pixel_layout(channels), layer.in_size**2,
+                                                               code_bits=bits if bits < arith.WIDTH else None)
                 blocks[layer.name] = ConvEngine(w, b, layer.in_size, arithmetic[layer.name], name=layer.name, filters=filters,
                                                 soft_multipliers=soft, nonnegative_inputs=True,
                                                 form=self._forms[layer.name],
                                                 registered_ready=relaxed_window(layer, filters, self.network))
                 blocks[f"{layer.name}.pool"] = MaxPool(layer.out_channels, layer.conv_size, layer.conv_size,
-                                                       layer.pool, lanes=filters)
+                                                       layer.pool, lanes=filters,
+                                                       code_bits=arithmetic[layer.name].output.stored_bits)
                 channels, lanes = layer.out_channels, filters
             else:
                 if lanes > 1:  # a linear engine takes one code a transfer

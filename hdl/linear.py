@@ -117,7 +117,9 @@ class LinearEngine(wiring.Component):
 
         weight_words = [w for row in self._weight for w in datapath.pack_words(form.stored(row), lanes, form.bits)]
         self.weight_memory = Memory(shape=unsigned(lanes * form.bits), depth=len(weight_words), init=weight_words)
-        word = unsigned(lanes * arith.WIDTH)
+        # The inputs at their stored width (8 bits for Q2.6; fewer for a narrow format's ReLU outputs).
+        self._input_bits = self._arithmetic.input.stored_bits
+        word = unsigned(lanes * self._input_bits)
         self.bias_memory = Memory(shape=unsigned(arith.WIDTH), depth=self._out_features,
                                   init=datapath.pack_words(self._bias, 1))
         self.input_memory = Memory(shape=word, depth=2 * self._words_per_row, init=[])
@@ -198,7 +200,8 @@ class LinearEngine(wiring.Component):
         load_bank, read_bank = Signal(), Signal()
 
         # Loader: code n goes to word n // lanes, lane n % lanes (a one-hot byte enable).
-        write = self.input_memory.write_port(granularity=arith.WIDTH)
+        bits = self._input_bits
+        write = self.input_memory.write_port(granularity=bits)
         load_word = Signal(range(words))
         load_lane = Signal(lanes, init=1)
         last_lane = 1 << ((self._in_features - 1) % lanes)
@@ -206,7 +209,7 @@ class LinearEngine(wiring.Component):
         m.d.comb += [
             self.i.ready.eq(~full.bit_select(load_bank, 1)),
             write.addr.eq(Mux(load_bank, words + load_word, load_word)),
-            write.data.eq(Cat(*[self.i.payload] * lanes)),
+            write.data.eq(Cat(*[self.i.payload[:bits]] * lanes)),
             write.en.eq(Mux(self.i.valid & self.i.ready, load_lane, 0)),
             loaded.eq(self.i.valid & self.i.ready & (load_word == words - 1) & (load_lane == last_lane)),
         ]
@@ -258,7 +261,8 @@ class LinearEngine(wiring.Component):
         flags1 = Signal(3)  # valid, first word of a row, last word of a row
         m.d.sync += flags1.eq(Cat(issue, k == 0, k == words - 1))
         m.submodules.mac = mac = self.mac
-        m.d.comb += [mac.x.eq(input_read.data), mac.w.eq(weight_read.data), mac.bias.eq(bias_read.data),
+        inputs = datapath.pack_codes(datapath.unpack_codes(input_read.data, lanes, bits))
+        m.d.comb += [mac.x.eq(inputs), mac.w.eq(weight_read.data), mac.bias.eq(bias_read.data),
                      mac.valid.eq(flags1[0]), mac.first.eq(flags1[1]), mac.last.eq(flags1[2]),
                      results.i.valid.eq(mac.o_valid), results.i.payload.eq(mac.o)]
         return m

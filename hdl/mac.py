@@ -160,6 +160,7 @@ class MacPipeline(wiring.Component):
         if self._raw:
             m.d.comb += self.o.eq(accs[0])
         else:
-            codes = [datapath.relu(datapath.requantize(acc, self._arithmetic)) for acc in accs]
+            bits = self._arithmetic.output.stored_bits
+            codes = [datapath.relu(datapath.requantize(acc, self._arithmetic), bits) for acc in accs]
             m.d.comb += self.o.eq(datapath.pack_codes(codes))
         return m

@@ -36,6 +36,9 @@ class MaxPool(wiring.Component):
         Side of the pooling block, also its stride.
     lanes : int
         Channels per transfer, a divisor of ``channels``.
+    code_bits : int
+        Bits of each stored code: below 8 the codes are nonnegative (ReLU outputs of a narrow
+        format) and the row buffer holds only their low bits.
 
     Attributes
     ----------
@@ -52,7 +55,8 @@ class MaxPool(wiring.Component):
         unless the consumer stalls it.
     """
 
-    def __init__(self, channels: int, height: int, width: int, size: int = 2, lanes: int = 1):
+    def __init__(self, channels: int, height: int, width: int, size: int = 2, lanes: int = 1,
+                 code_bits: int = arith.WIDTH):
         for label, value in (("channels", channels), ("height", height), ("width", width), ("size", size),
                              ("lanes", lanes)):
             if not isinstance(value, int) or isinstance(value, bool):
@@ -65,12 +69,15 @@ class MaxPool(wiring.Component):
             raise ValueError(f"lanes ({lanes}) must divide channels ({channels})")
         self._channels, self._height, self._width, self._size = channels, height, width, size
         self._lanes = lanes
+        if not 1 <= code_bits <= arith.WIDTH:
+            raise ValueError(f"code_bits must be 1..{arith.WIDTH}, not {code_bits!r}")
+        self._code_bits = code_bits
         super().__init__({
             "i": In(stream.Signature(datapath.code_vector(lanes))),
             "o": Out(stream.Signature(datapath.code_vector(lanes))),
         })
         # Entry pooled_column * groups + group: the maxima so far of that block's lanes channels.
-        self.row_memory = Memory(shape=unsigned(lanes * arith.WIDTH), depth=(width // size) * (channels // lanes),
+        self.row_memory = Memory(shape=unsigned(lanes * code_bits), depth=(width // size) * (channels // lanes),
                                  init=[])
 
     @property
@@ -126,13 +133,16 @@ class MaxPool(wiring.Component):
         m.d.comb += self.i.ready.eq(~emits | ~self.o.valid | self.o.ready)
         accept = self.i.valid & self.i.ready
 
-        codes = datapath.unpack_codes(Value.cast(self.i.payload), self._lanes)
-        kept = datapath.unpack_codes(rd.data, self._lanes)
-        maximum = datapath.pack_codes([Mux(first | (code > old), code, old) for code, old in zip(codes, kept)])
+        bits = self._code_bits
+        codes = datapath.unpack_codes(datapath.pack_codes(datapath.unpack_codes(Value.cast(self.i.payload), self._lanes),
+                                                          bits), self._lanes, bits)
+        kept = datapath.unpack_codes(rd.data, self._lanes, bits)
+        maxima = [Mux(first | (code > old), code, old) for code, old in zip(codes, kept)]
+        maximum = datapath.pack_codes(maxima)
         m.d.comb += [
             rd.addr.eq(next_addr),
             wr.addr.eq(addr),
-            wr.data.eq(maximum),
+            wr.data.eq(datapath.pack_codes(maxima, bits)),
             wr.en.eq(accept & inside & ~last),
         ]
 

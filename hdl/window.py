@@ -41,6 +41,9 @@ class WindowGenerator(wiring.Component):
         may follow at once.
     kernel : int
         Side K of the window.
+    code_bits : int
+        Bits of each stored code: below 8, the codes are nonnegative (ReLU outputs of a narrow
+        format, ``Fixed.stored_bits``) and the line buffer holds only their low bits.
     registered_ready : bool
         Take a pixel that completes a window only while the snapshot is empty (not also in the
         cycle the consumer takes it), and load the snapshot a cycle later, from the history
@@ -60,7 +63,8 @@ class WindowGenerator(wiring.Component):
         Bits of the line buffer.
     """
 
-    def __init__(self, channels: int, size: int, kernel: int = 5, registered_ready: bool = False):
+    def __init__(self, channels: int, size: int, kernel: int = 5, registered_ready: bool = False,
+                 code_bits: int = arith.WIDTH):
         for label, value in (("channels", channels), ("size", size), ("kernel", kernel)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{label} must be an integer, not {value!r}")
@@ -70,14 +74,17 @@ class WindowGenerator(wiring.Component):
             raise ValueError(f"kernel must be at least 2, not {kernel}")
         if size < kernel:
             raise ValueError(f"size ({size}) must be at least the kernel ({kernel})")
+        if not 1 <= code_bits <= arith.WIDTH:
+            raise ValueError(f"code_bits must be 1..{arith.WIDTH}, not {code_bits!r}")
         self._channels, self._size, self._kernel = channels, size, kernel
         self._registered_ready = bool(registered_ready)
+        self._code_bits = code_bits
         super().__init__({
             "i": In(stream.Signature(pixel_layout(channels))),
             "o": Out(stream.Signature(window_layout(channels, kernel))),
         })
         # Word of column x: rows row-K+1 .. row-1 at x (oldest in the low bits), each `channels` codes.
-        self.line_memory = Memory(shape=unsigned((kernel - 1) * channels * arith.WIDTH), depth=size, init=[])
+        self.line_memory = Memory(shape=unsigned((kernel - 1) * channels * code_bits), depth=size, init=[])
         self._line_read = self.line_memory.read_port()
         self._line_write = self.line_memory.write_port()
 
@@ -95,7 +102,7 @@ class WindowGenerator(wiring.Component):
 
     @property
     def memory_bits(self) -> int:
-        return self._size * (self._kernel - 1) * self._channels * arith.WIDTH
+        return self._size * (self._kernel - 1) * self._channels * self._code_bits
 
     def elaborate(self, platform):
         m = Module()
@@ -127,12 +134,15 @@ class WindowGenerator(wiring.Component):
         # address that depended on it crossed the whole LUT RAM and set Fmax).
         ahead = Signal(range(size), init=1)
         m.d.comb += [rd.addr.eq(ahead), rd.en.eq(accept)]
-        pixel = unpack_codes(self.i.payload.as_value(), ch)
-        older = unpack_codes(rd.data, (k - 1) * ch)  # [ky * ch + c], ky = 0 the oldest row
+        # Narrow codes are cut to their stored bits here too, so the columns after it shrink.
+        pixel = unpack_codes(pack_codes(unpack_codes(self.i.payload.as_value(), ch), self._code_bits), ch,
+                             self._code_bits)
+        bits = self._code_bits
+        older = unpack_codes(rd.data, (k - 1) * ch, bits)  # [ky * ch + c], ky = 0 the oldest row
         m.d.comb += [
             wr.addr.eq(col),
             wr.en.eq(accept),
-            wr.data.eq(Cat(rd.data[ch * arith.WIDTH:], self.i.payload.as_value())),
+            wr.data.eq(Cat(rd.data[ch * bits:], pack_codes(pixel, bits))),
         ]
 
         # The newest column: codes [c * k + ky].

@@ -113,6 +113,12 @@ class Fixed:
         """The largest code a layer of this format outputs."""
         return (1 << (self.requant_bits - 1)) - 1
 
+    @property
+    def stored_bits(self) -> int:
+        """Bits a memory needs for this format's ReLU outputs: the magnitude bits (the sign bit
+        of a ReLU output is 0). Q2.6 keeps its 8, as the designs measured before formats did."""
+        return WIDTH if self == Fixed() else self.requant_bits - 1
+
     def __str__(self) -> str:
         return f"{'' if self.signed else 'U'}Q{self.bits - self.frac}.{self.frac}"
 

@@ -38,10 +38,12 @@ ALL_SHIPPED = "all-shipped"
 
 @dataclass(frozen=True)
 class Fixed:
-    """A signed fixed-point format: ``width`` bits, ``frac`` of them after the binary point."""
+    """A fixed-point format: ``width`` bits, ``frac`` of them after the binary point; signed
+    (``ap_fixed``) unless ``signed`` is false (``ap_ufixed``)."""
 
     width: int
     frac: int
+    signed: bool = True
 
 
 Q2_6 = Fixed(arith.WIDTH, arith.FRAC_BITS)
@@ -73,17 +75,30 @@ PIXEL_FORMAT = (Q2_6, arith.Rounding.HALF_UP, arith.Overflow.SATURATE)
 
 
 def layer_formats(ws: weights.WeightSet, arithmetic: arith.Arithmetic) -> dict[str, LayerFormat]:
-    """Every layer's formats. Today all are Q2.6 with one rounding and overflow for the network
-    (restricted weight codes are still Q2.6 values); per-layer formats plug in here."""
+    """Every layer's formats, from ``arithmetic.layers``: Q2.6 weights and biases (restricted
+    codes are still Q2.6 values), the input's format (pixels: Q2.6) and the requantizer's
+    output, signed and ``requant_bits`` wide (``arith.Fixed``: an unsigned format is the signed
+    one a bit wider, then ReLU)."""
     formats = {}
-    for layer in ws.network.layers:
+    for layer, a in zip(ws.network.layers, arithmetic.layers(ws.network)):
         conv = isinstance(layer, ConvLayer)
         formats[layer.name] = LayerFormat(
-            weight=Q2_6, bias=Q2_6, input=Q2_6,
-            output=None if (not conv and layer.last) else Q2_6,
+            weight=Q2_6, bias=Q2_6, input=requantized(a.input),
+            output=None if a.output is None else requantized(a.output),
             rounding=arithmetic.rounding, overflow=arithmetic.overflow,
             n_terms=layer.in_channels * layer.kernel**2 if conv else layer.in_features)
     return formats
+
+
+def requantized(fmt: arith.Fixed) -> Fixed:
+    """The signed type the requantizer fits a value of ``fmt`` into (ReLU follows)."""
+    return Fixed(fmt.requant_bits, fmt.frac)
+
+
+def stored(fmt: Fixed) -> Fixed:
+    """A ReLU output of ``fmt`` as the RTL stores it (``arith.Fixed.stored_bits``): never
+    negative, so the unsigned type one bit narrower, except Q2.6, which keeps its 8 bits."""
+    return fmt if fmt == Q2_6 else Fixed(fmt.width - 1, fmt.frac, signed=False)
 
 
 ROUNDING_MODES = {arith.Rounding.HALF_UP: "AP_RND",  # round half toward +infinity: floor(x + 1/2)
@@ -92,9 +107,10 @@ OVERFLOW_MODES = {arith.Overflow.SATURATE: "AP_SAT", arith.Overflow.WRAP: "AP_WR
 
 
 def ap_fixed(fmt: Fixed, rounding: arith.Rounding | None = None, overflow: arith.Overflow | None = None) -> str:
-    """``ap_fixed<W,I[,Q,O]>``: I = W - frac integer bits (sign included). Without modes, the type
-    must only ever receive values it holds exactly (ap_fixed's defaults are AP_TRN, AP_WRAP)."""
-    text = f"ap_fixed<{fmt.width},{fmt.width - fmt.frac}"
+    """``ap_fixed<W,I[,Q,O]>`` (``ap_ufixed`` unsigned): I = W - frac integer bits (sign included).
+    Without modes, the type must only ever receive values it holds exactly (ap_fixed's defaults
+    are AP_TRN, AP_WRAP)."""
+    text = f"{'ap_fixed' if fmt.signed else 'ap_ufixed'}<{fmt.width},{fmt.width - fmt.frac}"
     if rounding is not None or overflow is not None:
         text += f",{ROUNDING_MODES[arith.Rounding(rounding)]},{OVERFLOW_MODES[arith.Overflow(overflow)]}"
     return text + ">"
@@ -102,10 +118,10 @@ def ap_fixed(fmt: Fixed, rounding: arith.Rounding | None = None, overflow: arith
 
 def accumulator_format(fmt: LayerFormat) -> Fixed:
     """An exact accumulator: every product and the bias without rounding, as wide as the RTL's
-    (``arith.accumulator_bound``, the one bound of the arithmetic: Q2.6 operands, which is what
-    ``layer_formats`` gives today; per-layer formats will widen that bound, not this script)."""
-    if (fmt.input, fmt.weight, fmt.bias) != (Q2_6, Q2_6, Q2_6):
-        raise ValueError("arith.accumulator_bound knows Q2.6 operands only")
+    (``arith.accumulator_bound``, the one bound of the arithmetic: inputs of at most 128 in
+    magnitude and a bias shift of at most 6, which every format keeps) in units of one product."""
+    if (fmt.weight, fmt.bias) != (Q2_6, Q2_6) or fmt.input.width > arith.WIDTH or fmt.input.frac > arith.FRAC_BITS:
+        raise ValueError("arith.accumulator_bound knows Q2.6 weights and inputs of at most 8 bits, 6 fraction bits")
     return Fixed(arith.signed_width(arith.accumulator_bound(fmt.n_terms)), fmt.product_frac)
 
 
@@ -115,15 +131,16 @@ def hls_types(fmt: LayerFormat) -> dict[str, str]:
 
     hls4ml's conv/dense sums exact products (``decltype(x * w)``) into ``accum`` and casts the sum
     to ``result``: that cast is our requantizer (drop the extra fraction bits with the rounding
-    mode, then saturate or wrap). ReLU and max-pool only pass values on, so their types are the
-    output format with no modes: every value they get fits exactly.
+    mode, then saturate or wrap). ReLU and max-pool only pass values on, so their types hold
+    every value they get exactly and have no modes: the output format without its sign bit
+    (``ap_ufixed``), which is how the RTL stores a narrow format's ReLU outputs.
     """
     acc = ap_fixed(accumulator_format(fmt))
     if fmt.output is None:  # the last layer: its output is the raw accumulator
         return {"weight": ap_fixed(fmt.weight), "bias": ap_fixed(fmt.bias), "accum": acc, "result": acc}
     return {"weight": ap_fixed(fmt.weight), "bias": ap_fixed(fmt.bias), "accum": acc,
             "result": ap_fixed(fmt.output, fmt.rounding, fmt.overflow),
-            "relu": ap_fixed(fmt.output), "pool": ap_fixed(fmt.output)}
+            "relu": ap_fixed(stored(fmt.output)), "pool": ap_fixed(stored(fmt.output))}
 
 
 def torch_model(ws: weights.WeightSet):
@@ -204,19 +221,17 @@ def golden_logits(images, ws: weights.WeightSet, arithmetic: arith.Arithmetic):
     """The golden logits, and how often the requantizer met its corner cases on these images:
     (values requantized, exact ties of which negative, results outside the 8-bit range)."""
     logits, counts = [], np.zeros(4, np.int64)
-    offset = arithmetic.round_offset
-    half = 1 << (arith.FRAC_BITS - 1)
     for start in range(0, len(images), golden.BATCH):
         out, trace = golden.forward(images[start : start + golden.BATCH], ws.params, arithmetic, ws.network, trace=True)
         logits.append(out)
-        for layer in ws.network.layers:
-            if not isinstance(layer, ConvLayer) and layer.last:
+        for layer, a in zip(ws.network.layers, arithmetic.layers(ws.network)):
+            if a.output is None:
                 continue
             acc = trace[f"{layer.name}.acc"]
-            y = (acc + offset) >> arith.FRAC_BITS
-            tie = (acc & ((1 << arith.FRAC_BITS) - 1)) == half
+            y = (acc + a.round_offset) >> a.shift
+            tie = (acc & ((1 << a.shift) - 1)) == (1 << a.shift >> 1) if a.shift else np.zeros(acc.shape, bool)
             counts += (acc.size, np.count_nonzero(tie), np.count_nonzero(tie & (acc < 0)),
-                       np.count_nonzero((y < arith.QMIN) | (y > arith.QMAX)))
+                       np.count_nonzero((y < a.output.low) | (y > a.output.high)))
     return np.concatenate(logits), counts
 
 
@@ -340,7 +355,9 @@ def main(argv=None) -> int:
         for path, ws in zip(paths, sets):
             images = test.fitted(ws.network).images[: args.n]
             for a in arithmetics:
-                arithmetic = ws.arithmetic if a == "trained" else a
+                # A rounding and overflow asked for keep the file's activation formats.
+                arithmetic = (ws.arithmetic if a == "trained"
+                              else arith.Arithmetic(a.rounding, a.overflow, ws.arithmetic.activations))
                 print(f"{path.stem} ({ws.network.spec}), {arithmetic.describe()}: converting and compiling", flush=True)
                 row = check(path, ws, arithmetic, images,
                             root / f"{path.stem}-{arithmetic.rounding}-{arithmetic.overflow}",

@@ -393,6 +393,8 @@ SHIPPED = {
     "lenet5_compact.npz": (140_000, None, ()),
     "lenet5_pruned_pow2.npz": (140_000, 88_000, ("conv1", "conv2", "fc1", "fc2", "fc3")),
     "lenet5_40kbit.npz": (None, 40_000, ()),  # issue 26: 99.0 % in 40 kbit of weight codes
+    # issue 26: 4-bit activations and power-of-two weights
+    "lenet5_act4_pow2.npz": (140_000, 88_000, ("conv1", "conv2", "fc1", "fc2", "fc3")),
 }
 
 

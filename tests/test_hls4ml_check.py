@@ -48,6 +48,20 @@ def test_types_spell_out_the_contract(hls4ml_check, arithmetic):
     assert hls4ml_check.ap_fixed(*hls4ml_check.PIXEL_FORMAT) == "ap_fixed<8,2,AP_RND,AP_SAT>"
 
 
+def test_types_of_a_network_with_activation_formats(hls4ml_check):
+    """The 4-bit network (UQ2.2, then UQ3.1 three times): each requantizer is the cast to the
+    signed type one bit wider than the stored one, ReLU and pooling hold the stored unsigned
+    4 bits, and each accumulator has 6 + the input's fraction bits."""
+    ws = weights.load(weights.ASSETS / "lenet5_act4.npz")
+    formats = hls4ml_check.layer_formats(ws, ws.arithmetic)
+    types = {name: hls4ml_check.hls_types(fmt) for name, fmt in formats.items()}
+    assert types["conv1"]["result"] == "ap_fixed<5,3,AP_RND,AP_SAT>" and types["conv1"]["relu"] == "ap_ufixed<4,2>"
+    assert types["conv2"]["result"] == "ap_fixed<5,4,AP_RND,AP_SAT>" and types["conv2"]["pool"] == "ap_ufixed<4,3>"
+    fracs = {name: int(t["accum"].split(",")[0].split("<")[1]) - int(t["accum"].split(",")[1].rstrip(">"))
+             for name, t in types.items()}
+    assert fracs == {"conv1": 12, "conv2": 8, "fc1": 7, "fc2": 7, "fc3": 7}
+
+
 @pytest.mark.parametrize("argv", [["--weights", "no-such.npz"], ["--arithmetic", "half-up"], ["--n", "0"],
                                   ["--data", "/nonexistent-mnist"]])
 def test_bad_input_exits_2(hls4ml_check, argv, capsys):
@@ -57,10 +71,11 @@ def test_bad_input_exits_2(hls4ml_check, argv, capsys):
 
 @pytest.mark.slow
 @pytest.mark.torch
-@pytest.mark.parametrize("name", ["lenet5_saturate", "lenet5_lowbit", "lenet5_pow2", "lenet5_wrap"])
+@pytest.mark.parametrize("name", ["lenet5_saturate", "lenet5_lowbit", "lenet5_pow2", "lenet5_wrap", "lenet5_act4"])
 def test_hls4ml_gives_every_golden_logit(hls4ml_check, name, mnist_test, tmp_path):
     """The default network, two with restricted weight codes (ternary and 3-bit; powers of two)
-    and the one trained for wrap-around, each in its own arithmetic, on all 10,000 test images."""
+    the one trained for wrap-around and the 4-bit-activation network (UQ2.2, UQ3.1 x3), each in
+    its own arithmetic, on all 10,000 test images."""
     pytest.importorskip("hls4ml", reason="hls4ml is not installed (pip install -e '.[hls4ml]')")
     path = Path(str(weights.ASSETS)) / f"{name}.npz"
     ws = weights.load(path)

@@ -228,11 +228,15 @@ WHOLE_TEST_SET = [
     ("lenet5_pruned_pow2.npz", ["--preset", "fast"]),  # the ECP5's fastest (issue 16)
     ("lenet5_compact.npz", ["--design", "compact"]),  # the iCEBreaker's (about 30 minutes)
     ("lenet5_40kbit.npz", ["--preset", "baseline"]),  # 99.0 % in 40 kbit of weight codes (issue 26)
+    ("lenet5_act4.npz", ["--preset", "baseline"]),  # 4-bit activations in every hidden layer (issue 26)
+    ("lenet5_act4.npz", ["--design", "compact"]),
+    ("lenet5_act4_pow2.npz", ["--preset", "fast"]),  # and power-of-two weights: its ECP5 fast row
+    ("lenet5_act4_pow2.npz", ["--design", "compact"]),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, design", WHOLE_TEST_SET, ids=[name for name, _ in WHOLE_TEST_SET])
+@pytest.mark.parametrize("name, design", WHOLE_TEST_SET, ids=[f"{name}-{design[-1]}" for name, design in WHOLE_TEST_SET])
 def test_shipped_network_on_the_whole_test_set(name, design, capsys, mnist_dir):
     from lenet_fpga.model import weights
 

@@ -144,7 +144,7 @@ def run(args) -> int:
         acc_text = f"{acc:.2%}" if acc is not None else "?"
         print(f"{label:<14}{acc_text:>10}{c['macs']:>10,}{c['weight_bits']:>13,}{c['multipliers']:>13,}"
               f"{c['cycles']:>9,}")
-    print(f"(cost model: the '{config.preset}' preset; Q2.6 accuracy on the {result.n_images:,} test images"
+    print(f"(cost model: the '{config.preset}' preset; fixed-point accuracy on the {result.n_images:,} test images"
           + (f" of {dataset.source})" if dataset is not None else ")"))
     print(f"wrote {result.weights}, {weights.manifest_path(result.weights)} and {result.float_weights} in "
           f"{result.seconds:.0f} s")
