@@ -327,8 +327,8 @@ class LeNetAccelerator(Accelerator):
                     bits = arithmetic[layer.name].input.stored_bits
                     blocks[f"{layer.name}.queue"] = StreamFIFO(pixel_layout(channels), layer.in_size**2,
                                                                code_bits=bits if bits < arith.WIDTH else None)
-                blocks[layer.name] = ConvEngine(w, b, layer.in_size, arithmetic[layer.name], name=layer.name, filters=filters,
-                                                soft_multipliers=soft, nonnegative_inputs=True,
+                blocks[layer.name] = ConvEngine(w, b, layer.in_size, arithmetic[layer.name], name=layer.name,
+                                                filters=filters, soft_multipliers=soft, nonnegative_inputs=True,
                                                 form=self._forms[layer.name],
                                                 registered_ready=relaxed_window(layer, filters, self.network))
                 blocks[f"{layer.name}.pool"] = MaxPool(layer.out_channels, layer.conv_size, layer.conv_size,
@@ -339,7 +339,8 @@ class LeNetAccelerator(Accelerator):
                 if lanes > 1:  # a linear engine takes one code a transfer
                     blocks[f"{layer.name}.serialize"] = Serialize(lanes)
                     lanes = 1
-                blocks[layer.name] = LinearEngine(w, b, arithmetic[layer.name], lanes=config.lanes_of(linears.index(layer), len(linears)),
+                lanes_here = config.lanes_of(linears.index(layer), len(linears))
+                blocks[layer.name] = LinearEngine(w, b, arithmetic[layer.name], lanes=lanes_here,
                                                   last=layer.last, name=layer.name, soft_multipliers=soft,
                                                   nonnegative_inputs=True, form=self._forms[layer.name])
         blocks["argmax"] = Argmax(self.network.classes, self.logit_shape)

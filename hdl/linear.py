@@ -111,8 +111,9 @@ class LinearEngine(wiring.Component):
         self._out_features, self._in_features = weight.shape
         self._words_per_row = math.ceil(self._in_features / lanes)
         self.form = form
-        self.mac = MacPipeline(1, lanes, self._in_features, self._arithmetic, raw=last, soft_multipliers=soft_multipliers,
-                               nonnegative_inputs=nonnegative_inputs, name=name, form=form)
+        self.mac = MacPipeline(1, lanes, self._in_features, self._arithmetic, raw=last,
+                               soft_multipliers=soft_multipliers, nonnegative_inputs=nonnegative_inputs, name=name,
+                               form=form)
         out_shape = self.mac.acc_shape if last else datapath.CODE
 
         weight_words = [w for row in self._weight for w in datapath.pack_words(form.stored(row), lanes, form.bits)]

@@ -2,7 +2,8 @@
 
 The graph takes what the accelerator takes, raw pixels (``pixels``: uint8 ``[N,1,S,S]``), and
 gives what the golden model gives, the logits in its integer units (``logits``: int32
-``[N,classes]``, units of 1/4096, the raw last accumulator). Every step is the golden model's
+``[N,classes]``, the raw last accumulator: units of 1/4096 for Q2.6, 2**-logit_frac with
+activation formats of its own). Every step is the golden model's
 (``golden.forward``), written with ONNX operators:
 
 * pixel -> code: a ``Gather`` from the 256-entry table ``arith.quantize_pixels`` builds (the
@@ -11,10 +12,11 @@ gives what the golden model gives, the logits in its integer units (``logits``: 
   holds every integer below 2**24 exactly, and every product and every partial sum here is one
   (``accumulator_bounds`` checks it against the weights, and ``build`` refuses a network where
   it does not hold), so no sum is rounded in any order;
-* requantization ``(acc + offset) >> 6``: ``Mul`` by 2**-6 (exact) after adding the offset,
-  then ``Floor`` (an arithmetic shift is a floor); saturate is ``Clip`` to -128..127, wrap is
-  ``y - 256 * floor((y + 128) / 256)`` (``arith.wrap``'s low 8 bits, read as two's complement);
-  then ``Relu``;
+* requantization ``(acc + offset) >> shift`` (6 for Q2.6; each layer's ``LayerArithmetic``):
+  ``Mul`` by 2**-shift (exact) after adding the offset, then ``Floor`` (an arithmetic shift is
+  a floor); saturate is ``Clip`` to the output format's range (-128..127 for Q2.6), wrap is
+  ``y - 2**n * floor((y + 2**(n-1)) / 2**n)`` (the low n bits read as two's complement); then
+  ``Relu``;
 * max-pool: ``MaxPool`` (kernel and stride P, odd edges dropped as ``golden.maxpool`` does);
   flatten: ``Flatten`` (channel, row, column: the golden order).
 
@@ -32,7 +34,8 @@ Two forms:
     is a 2-bit narrow quantizer with its scale; power-of-two layers, which no ``Quant`` spells,
     are plain integers of the width their largest level needs). Saturating requantization is
     ``Relu`` then ``Quant`` (scale 1/64, 8 bits, rounding ``FLOOR`` or ``HALF_UP``): after ReLU
-    its input is never negative, where ``HALF_UP`` (half away from zero) is ``floor(x + 1/2)``,
+    its input is never negative, where ``HALF_UP`` (half away from zero) is ``floor(x + 1/2)``
+    (a layer with its own activation format: scale 2**-frac, the requantizer's signed width),
     and rounding commutes with the clip because the bounds are integers. Wrap has no ``Quant``
     form; it is the ops above, followed by an identity ``Quant`` that states the type.
 
@@ -78,15 +81,17 @@ def check_format(fmt: str) -> str:
 
 def accumulator_bounds(weights: WeightSet, arithmetic: arith.Arithmetic) -> dict[str, int]:
     """The largest |acc + offset| each layer can reach with these weights: the sum over an
-    output's terms of |w| times the largest input, plus |b << 6| and the rounding offset. Any
+    output's terms of |w| times the largest input, plus |b << fi| and the rounding offset. Any
     partial sum of the terms is bounded by it too."""
     bounds = {}
     input_max = int(arith.quantize_pixels(np.array([arith.PIXEL_MAX], np.uint8))[0])
-    for layer in weights.network.layers:
+    for layer, a in zip(weights.network.layers, arithmetic.layers(weights.network)):
         w = np.abs(weights.params[f"{layer.name}.weight"].astype(np.int64)).reshape(layer.weight_shape[0], -1)
-        b = np.abs(weights.params[f"{layer.name}.bias"].astype(np.int64)) << arith.FRAC_BITS
-        bounds[layer.name] = int((w.sum(axis=1) * input_max + b).max()) + arithmetic.round_offset
-        input_max = arith.QMAX  # every later layer reads ReLU outputs, 0..127
+        b = np.abs(weights.params[f"{layer.name}.bias"].astype(np.int64)) << a.bias_shift
+        offset = a.round_offset if a.output is not None else 0
+        bounds[layer.name] = int((w.sum(axis=1) * input_max + b).max()) + offset
+        if a.output is not None:
+            input_max = a.output.high  # every later layer reads ReLU outputs
     return bounds
 
 
@@ -167,31 +172,30 @@ def build(weights: WeightSet, fmt: str = "onnx", arithmetic: arith.Arithmetic | 
     one), else the symbolic ``N``."""
     check_format(fmt)
     arithmetic = arithmetic or weights.arithmetic
-    if arithmetic.activations:
-        raise InputError(f"{fmt} export writes Q2.6 activations only; {weights.path or 'these weights'} have "
-                         f"{arithmetic.describe()}")
     bounds = check_exact(weights, arithmetic)
     onnx = _require("onnx")
     graph = _Graph(onnx.helper, onnx.numpy_helper)
     real = fmt == "qonnx"
-    code = 2.0**-arith.FRAC_BITS if real else 1.0  # what one code is in the graph's tensors
     network = weights.network
+    layers = arithmetic.layers(network)
+    code = 2.0**-arith.FRAC_BITS if real else 1.0  # what one pixel code is in the graph's tensors
 
     table = arith.quantize_pixels(np.arange(arith.PIXEL_MAX + 1, dtype=np.uint8)) * code
     x = graph.op("Cast", [INPUT], "pixel_index", to=onnx.TensorProto.INT64)
     x = graph.op("Gather", [graph.const("pixel_codes", table), x], "pixel_code")
     if real:
         x = graph.quant(x, code, arith.WIDTH, "pixel_quant")
-    for layer in network.layers:
-        x = _layer(graph, layer, x, weights, arithmetic, real, code)
-    x = graph.scaled(x, 1 / (code * code), "logit_units")  # real values -> units of 1/4096
+    for layer, a in zip(network.layers, layers):
+        x = _layer(graph, layer, x, weights, a, real)
+    logit_unit = 2.0 ** -arithmetic.logit_frac(network)
+    x = graph.scaled(x, 1 / logit_unit if real else 1.0, "logit_units")  # real values -> logit units
     graph.op("Cast", [x], OUTPUT, to=onnx.TensorProto.INT32)
 
     size, batch_dim = network.image_size, batch if batch is not None else "N"
     inputs = [onnx.helper.make_tensor_value_info(INPUT, onnx.TensorProto.UINT8, [batch_dim, 1, size, size])]
     outputs = [onnx.helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.INT32, [batch_dim, network.classes])]
-    doc = (f"lenet-fpga {network.spec}, Q2.6, {arithmetic.describe()}: uint8 pixels [N,1,{size},{size}] -> "
-           f"int32 logits [N,{network.classes}] in units of 1/4096 (the golden model's)")
+    doc = (f"lenet-fpga {network.spec}, {arithmetic.describe()}: uint8 pixels [N,1,{size},{size}] -> "
+           f"int32 logits [N,{network.classes}] in units of 2^-{arithmetic.logit_frac(network)} (the golden model's)")
     onnx_graph = onnx.helper.make_graph(graph.nodes, f"lenet_fpga_{fmt}", inputs, outputs, graph.initializers,
                                         doc_string=doc)
     opsets = [onnx.helper.make_opsetid("", OPSET)] + ([onnx.helper.make_opsetid(QONNX_DOMAIN, 1)] if real else [])
@@ -200,28 +204,31 @@ def build(weights: WeightSet, fmt: str = "onnx", arithmetic: arith.Arithmetic | 
     onnx.helper.set_model_props(model, {
         "network": network.spec, "q_format": "Q2.6", "rounding": str(arithmetic.rounding),
         "overflow": str(arithmetic.overflow), "format": fmt, "input": "uint8 pixels 0..255",
-        "output": "logits: the raw last accumulator, units of 1/4096",
+        "output": f"logits: the raw last accumulator, units of 2^-{arithmetic.logit_frac(network)}",
+        **({"activations": ",".join(map(str, arithmetic.activations))} if arithmetic.activations else {}),
     })
     model = _with_shapes(model, real)
     onnx.checker.check_model(model)
     return Exported(model, fmt, arithmetic, bounds)
 
 
-def _layer(graph: _Graph, layer, x: str, weights: WeightSet, arithmetic: arith.Arithmetic, real: bool,
-           code: float) -> str:
-    """One conv or linear layer of the golden model: accumulate, then (hidden layers)
-    requantize and ReLU, then (convs) pool."""
+def _layer(graph: _Graph, layer, x: str, weights: WeightSet, a: arith.LayerArithmetic, real: bool) -> str:
+    """One conv or linear layer of the golden model (``a``: its arithmetic): accumulate, then
+    (hidden layers) requantize and ReLU, then (convs) pool. In the real form a tensor holds
+    values (an input code times 2**-fi); in the code form, codes (acc: units of 2**-(6 + fi))."""
     name = layer.name
     w_codes = weights.params[f"{name}.weight"].astype(np.int64)
     b_codes = weights.params[f"{name}.bias"].astype(np.int64)
-    w = graph.const(f"{name}.weight", w_codes * code)
+    weight_unit = 2.0**-arith.FRAC_BITS if real else 1.0
+    w = graph.const(f"{name}.weight", w_codes * weight_unit)
     if real:
-        # acc = sum(x*w) + b/64 in real units is (sum(xq*wq) + (bq << 6)) / 4096: the same sum.
+        # acc = sum(x*w) + b/64 in real units is (sum(xq*wq) + (bq << fi)) * 2**-(6 + fi): the same sum.
         scale, bits, narrow = weight_quantizer(weights.codes[name])
-        w = graph.quant(w, scale * code, bits, f"{name}.weight_quant", narrow)
-        b = graph.quant(graph.const(f"{name}.bias", b_codes * code), code, arith.WIDTH, f"{name}.bias_quant")
+        w = graph.quant(w, scale * weight_unit, bits, f"{name}.weight_quant", narrow)
+        b = graph.quant(graph.const(f"{name}.bias", b_codes * weight_unit), weight_unit, arith.WIDTH,
+                        f"{name}.bias_quant")
     else:
-        b = graph.const(f"{name}.bias", b_codes << arith.FRAC_BITS)  # acc units: b << 6
+        b = graph.const(f"{name}.bias", b_codes << a.bias_shift)  # acc units: b << fi
     if isinstance(layer, ConvLayer):
         acc = graph.op("Conv", [x, w, b], name, kernel_shape=[layer.kernel] * 2)
     else:
@@ -229,7 +236,7 @@ def _layer(graph: _Graph, layer, x: str, weights: WeightSet, arithmetic: arith.A
         acc = graph.op("Gemm", [x, w, b], name, transB=1)
     if getattr(layer, "last", False):
         return acc
-    y = _requantize(graph, acc, arithmetic, real, code, name)
+    y = _requantize(graph, acc, a, real, name)
     if isinstance(layer, ConvLayer):
         y = graph.op("MaxPool", [y], f"{name}.pool", kernel_shape=[layer.pool] * 2, strides=[layer.pool] * 2)
     return y
@@ -239,30 +246,33 @@ def _is_first_linear(layer, weights: WeightSet) -> bool:
     return layer.name == weights.network.linear_layers[0].name
 
 
-def _requantize(graph: _Graph, acc: str, arithmetic: arith.Arithmetic, real: bool, code: float, name: str) -> str:
-    """``relu(overflow((acc + offset) >> 6))`` (``arith.requantize``, ``golden.activate``), out
-    in the graph's units."""
-    if real and arithmetic.overflow is arith.Overflow.SATURATE:
-        rounding = "HALF_UP" if arithmetic.rounding is arith.Rounding.HALF_UP else "FLOOR"
-        return graph.quant(graph.op("Relu", [acc], f"{name}.relu"), code, arith.WIDTH, f"{name}.requantize",
+def _requantize(graph: _Graph, acc: str, a: arith.LayerArithmetic, real: bool, name: str) -> str:
+    """``relu(overflow((acc + offset) >> shift))`` (``LayerArithmetic.activate``), out in the
+    graph's units: output codes, or their values (code * 2**-fo) in the real form."""
+    out = a.output
+    out_unit = 2.0**-out.frac  # the value of one output code
+    bits = out.requant_bits
+    if real and a.overflow is arith.Overflow.SATURATE:
+        rounding = "HALF_UP" if a.rounding is arith.Rounding.HALF_UP else "FLOOR"
+        return graph.quant(graph.op("Relu", [acc], f"{name}.relu"), out_unit, bits, f"{name}.requantize",
                            rounding=rounding)
-    acc_unit = code * code  # the value of one unit of acc (1/4096) in the graph's tensors
-    shifted = graph.scaled(acc, 1 / (acc_unit * arith.SCALE), f"{name}.shift")  # acc / 64, exact
-    if arithmetic.round_offset:
-        shifted = graph.op("Add", [shifted, graph.const(f"{name}.round", arithmetic.round_offset / arith.SCALE)],
+    acc_unit = 2.0**-a.acc_frac if real else 1.0  # one unit of acc in the graph's tensors
+    shifted = graph.scaled(acc, 1 / (acc_unit * (1 << a.shift)), f"{name}.shift")  # acc / 2**shift, exact
+    if a.round_offset:
+        shifted = graph.op("Add", [shifted, graph.const(f"{name}.round", a.round_offset / (1 << a.shift))],
                            f"{name}.round")
     y = graph.op("Floor", [shifted], f"{name}.floor")
-    if arithmetic.overflow is arith.Overflow.SATURATE:
-        y = graph.op("Clip", [y, graph.const(f"{name}.qmin", arith.QMIN), graph.const(f"{name}.qmax", arith.QMAX)],
+    if a.overflow is arith.Overflow.SATURATE:
+        y = graph.op("Clip", [y, graph.const(f"{name}.qmin", out.low), graph.const(f"{name}.qmax", out.high)],
                      f"{name}.saturate")
-    else:  # the low 8 bits as two's complement: y - 256 * floor((y + 128) / 256)
-        span = float(1 << arith.WIDTH)
-        moved = graph.op("Add", [y, graph.const(f"{name}.half_span", -arith.QMIN)], f"{name}.wrap")
+    else:  # the low bits as two's complement: y - span * floor((y - low) / span)
+        span = float(1 << bits)
+        moved = graph.op("Add", [y, graph.const(f"{name}.half_span", -out.low)], f"{name}.wrap")
         turns = graph.op("Floor", [graph.scaled(moved, 1 / span, f"{name}.wrap")], f"{name}.wrap")
         y = graph.op("Sub", [y, graph.scaled(turns, span, f"{name}.wrap")], f"{name}.wrap")
     y = graph.op("Relu", [y], f"{name}.relu")
     if real:
-        y = graph.quant(graph.scaled(y, code, f"{name}.to_real"), code, arith.WIDTH, f"{name}.requantize")
+        y = graph.quant(graph.scaled(y, out_unit, f"{name}.to_real"), out_unit, bits, f"{name}.requantize")
     return y
 
 

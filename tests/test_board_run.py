@@ -315,3 +315,16 @@ def test_board_run_keeps_the_results_when_the_board_goes_away(monkeypatch, capsy
     assert [e["index"] for e in out["images"]] == [0, 1] and out["total"]["complete"] is False
     assert "image 2" in out["total"]["error"] and "serial line failed" in out["total"]["error"]
     assert "Traceback" not in captured.err and captured.err.count("\n") == 1
+
+
+def test_board_run_with_activation_formats():
+    """A board built for the 4-bit-activation network answers its golden logits; a Q2.6 board
+    against that file, or that board against a Q2.6 file, is refused before any image."""
+    act4 = weights.load(weights.ASSETS / "lenet5_act4.npz")
+    samples = images.load_image_set().head(3)
+    result = run_on_board(BoardClient(GoldenBoard(act4)), act4, samples, quiet=True)
+    assert result["total"]["mismatches"] == 0 and "UQ2.2" in result["total"]["arithmetic"]
+    q26 = weights.WeightSet(act4.params, {**act4.manifest, "activations": None}, act4.path)
+    for board_ws, file_ws, words in ((q26, act4, "Q2.6 activations"), (act4, q26, "other than Q2.6")):
+        with pytest.raises(InputError, match=words):
+            run_on_board(BoardClient(GoldenBoard(board_ws)), file_ws, samples, quiet=True)

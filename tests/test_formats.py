@@ -239,11 +239,22 @@ def test_mixed_formats_both_designs_other_modes(rounding, overflow, simulator, s
     _both_designs(arith.Arithmetic(rounding, overflow), simulator, sim_build, 150)
 
 
-def test_export_refuses_activation_formats_it_cannot_write():
+@pytest.mark.parametrize("fmt", ["onnx", "qonnx"])
+@pytest.mark.parametrize("rounding,overflow", MODES, ids=MODE_IDS)
+def test_export_writes_every_format_exactly(rounding, overflow, fmt):
+    """The ONNX and QONNX graphs of the mixed-format network give every golden logit, in every
+    mode (onnxruntime; qonnx's executor for QONNX)."""
+    pytest.importorskip("onnxruntime")
+    if fmt == "qonnx":
+        pytest.importorskip("qonnx")
     from lenet_fpga.model import export_onnx
 
-    with pytest.raises(InputError, match="export writes Q2.6 activations only"):
-        export_onnx.build(_mixed_weights(3), "onnx")
+    ws = _mixed_weights(2, arith.Arithmetic(rounding, overflow), 150)
+    imgs = _stimulus(4, 6)
+    _assert_every_layer_works(ws, imgs, ws.arithmetic)
+    exported = export_onnx.build(ws, fmt, batch=len(imgs) if fmt == "qonnx" else None)
+    got = export_onnx.run(exported.model, imgs, fmt)
+    np.testing.assert_array_equal(got, golden.forward(imgs, ws.params, ws.arithmetic, MIXED))
 
 
 # --------------------------------------------------------------------------------------------

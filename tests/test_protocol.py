@@ -363,3 +363,17 @@ def test_weights_id_depends_on_every_code():
     changed[name].flat[0] ^= 1
     assert protocol.weights_id(changed) != wid
     assert 0 <= wid < 1 << 32
+
+
+def test_info_says_whether_the_activation_formats_are_q2_6():
+    """Bit 2 of the arithmetic flags: the board's formats are not all Q2.6 (which they are, the
+    host takes from the weights file); the parsed INFO keeps only the two modes and the flag."""
+    formats = arith.Arithmetic("half-up", "saturate", ("UQ2.2", "UQ3.1", "UQ3.1", "UQ3.1"))
+    info = protocol.BoardInfo(protocol.VERSION, formats, "streaming", 22, 1, True, True, 0, 28, 10, 110)
+    payload = info.encode()
+    assert payload[1] == 0b100
+    parsed = protocol.parse_info(Frame(FrameType.INFO, payload))
+    assert parsed.activation_formats and parsed.arithmetic == arith.Arithmetic()
+    assert parsed.encode() == payload
+    with pytest.raises(protocol.ProtocolError, match="arithmetic flags 0x08"):
+        protocol.parse_info(Frame(FrameType.INFO, payload[:1] + b"\x08" + payload[2:]))
