@@ -164,7 +164,7 @@ def test_the_import_command_says_qonnx_and_exact(brevitas_model, imported, tmp_p
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["source"]["qonnx"]["exact"] is True and manifest["codes"]["conv1"]["bits"] == 4
     lines = imported[2]
-    assert any(line.startswith("QONNX graph: its 12 Quant nodes map onto Q2.6 exactly") for line in lines)
+    assert any(line.startswith("QONNX graph: its 12 Quant nodes map onto the hardware exactly") for line in lines)
     assert any("every logit of 10,000 test images equals the golden model's" in line for line in lines)
 
 
@@ -216,8 +216,9 @@ PIXEL = 2  # 64 * 2 / 255 = 0.502: FLOOR gives code 0, the hardware's nearest co
     ("weight", {"inputs": {1: 2.0**-5, 3: 8.0}}, (r"8-bit weight codes of scale 2\^-5 reach \[-3.96875, 3.96875\], "
                                                    r"beyond Q2.6's range")),
     ("activation", {"inputs": {2: 1.0}}, r"zero point 1 \(asymmetric\)"),
-    ("activation", {"inputs": {1: 1 / 32}}, r"activation scale 2\^-5"),
-    ("activation", {"signed": 0}, r"clips to codes 0\.\.255"),
+    ("activation", {"inputs": {1: 2.0**-7}}, r"activation scale 2\^-7, 8 bits signed: an activation has at most 6 "),
+    ("activation", {"signed": 0}, r"8 bits unsigned: an unsigned activation format has at most 7 bits"),
+    ("activation", {"signed": 0, "narrow": 1, "inputs": {1: 0.25, 3: 4.0}}, r"clips to codes 0\.\.14; the hardware.s UQ2\.2"),
     ("activation", {"rounding_mode": "ROUND"}, r"rounding ROUND \(half to even\) is neither of the hardware's"),
     ("input", {"rounding_mode": "FLOOR"}, f"maps pixel {PIXEL} .* to code 0, the hardware to 1"),
     ("input", {"inputs": {3: 12.0}}, "12 bits; the hardware holds 8-bit codes"),
@@ -246,6 +247,45 @@ def with_activation_rounding(path, tmp_path, modes: list[str]) -> str:
     out = tmp_path / "rounding.onnx"
     onnx.save(model, str(out))
     return str(out)
+
+
+def with_activation_formats(path, tmp_path, formats: list[tuple[int, int, bool]]) -> str:
+    """The graph with its activation quantizers (those on ReLU outputs) of ``formats``: (bits,
+    fraction bits, signed) each."""
+    model = onnx.load(path)
+    relus = {n.output[0] for n in model.graph.node if n.op_type == "Relu"}
+    quants = [n for n in model.graph.node if n.op_type == "Quant" and n.input[0] in relus]
+    assert len(quants) == len(formats)
+    for index, (node, (bits, frac, signed)) in enumerate(zip(quants, formats)):
+        for input_index, value in ((1, 2.0**-frac), (3, float(bits))):
+            name = f"format_{index}_{input_index}"
+            model.graph.initializer.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+            node.input[input_index] = name
+        kept = [a for a in node.attribute if a.name != "signed"]
+        del node.attribute[:]
+        node.attribute.extend(kept + [helper.make_attribute("signed", int(signed))])
+    out = tmp_path / "formats.onnx"
+    onnx.save(model, str(out))
+    return str(out)
+
+
+def test_activation_quantizers_of_other_formats_import_exactly(brevitas_model, tmp_path, mnist_dir):
+    """4-bit unsigned (UQ2.2), 6-bit signed (Q3.3) and 3-bit unsigned (UQ1.2) activation
+    quantizers are each layer's activation format: imported without retraining, and the golden
+    model with those formats gives qonnx's executor's logits on every image checked (in units of
+    2^-(6 + 2) here: fc2's input is UQ1.2)."""
+    _, path = brevitas_model
+    graph = with_activation_formats(path, tmp_path, [(4, 2, False), (6, 3, True), (3, 2, False)])
+    out = tmp_path / "w.npz"
+    result = import_model(graph, out, ImportOptions(data_dir=str(mnist_dir), check_images=2000), log=lambda *_: None)
+    ws = weights.load(out)
+    assert [str(f) for f in ws.arithmetic.activations] == ["UQ2.2", "Q3.3", "UQ1.2"]
+    assert result.extra["qonnx"]["equal_logits"] == 20_000 and result.extra["qonnx"]["logit_unit"] == 2.0**-8
+    # Q2.6 spelled as 7 unsigned bits of scale 1/64 is Q2.6: no formats recorded
+    same = with_activation_formats(path, tmp_path, [(7, 6, False)] * 3)
+    result = import_model(same, tmp_path / "same.npz", ImportOptions(data_dir=str(mnist_dir), check_images=500),
+                          log=lambda *_: None)
+    assert weights.load(tmp_path / "same.npz").arithmetic.activations == ()
 
 
 @pytest.mark.parametrize("mode, rounding", [("HALF_UP", "half-up"), ("DOWN", "floor")])

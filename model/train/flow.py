@@ -409,15 +409,16 @@ def _import_exact(model_file, out, float_path, qonnx_graph: qonnx_import.QonnxMo
     before anything is written."""
     exact, imported = qonnx_graph.exact, qonnx_graph.graph.imported
     network = imported.network
-    arithmetic = arith.Arithmetic(exact.rounding, arith.Overflow.SATURATE)
+    arithmetic = arith.Arithmetic(exact.rounding, arith.Overflow.SATURATE, exact.activations)
     if options.qat_epochs:
         raise InputError(f"{model_file} is a QONNX graph whose quantizers map onto Q2.6: it is imported exactly, "
                          f"without retraining; give --requantize to quantize it again with --qat-epochs")
-    if options.arithmetic is not None and options.arithmetic != arithmetic:
+    asked = options.arithmetic
+    if asked is not None and (asked.rounding, asked.overflow) != (arithmetic.rounding, arithmetic.overflow):
         raise InputError(f"{model_file}'s quantizers compute {arithmetic.describe()}; --rounding/--overflow ask for "
                          f"{options.arithmetic.describe()} (leave them out, or --requantize)")
     log(network.describe())
-    log(f"QONNX graph: its {qonnx_graph.quant_nodes} Quant nodes map onto Q2.6 exactly ({arithmetic.describe()}): "
+    log(f"QONNX graph: its {qonnx_graph.quant_nodes} Quant nodes map onto the hardware exactly ({arithmetic.describe()}): "
         f"imported without retraining, each layer's integer codes as they are")
     notes = list(imported.notes) + list(exact.notes)
     for note in notes:

@@ -25,8 +25,10 @@ Gemm...), extended with the ``Quant`` op (``Quant`` or ``IntQuant``, domain
 * the input: a ``Quant`` that maps every pixel ``p`` (fed as ``p/255``, or normalised) to the
   hardware's code ``(64p + 127) // 255`` (checked on all 256 pixels: scale 1/64, rounding
   ``ROUND``, ``HALF_EVEN``, ``HALF_UP`` or ``HALF_DOWN``, since ``64p/255`` is never a tie);
-* activations: one per hidden layer, scale 1/64, a clip to 0..127 after the ReLU (signed 8 bits,
-  narrow or not, or unsigned 7 bits), rounding ``FLOOR`` or ``DOWN`` (the hardware's ``floor``) or
+* activations: one per hidden layer, scale 2^-f, a clip to 0..2^(b-1)-1 after the ReLU for b
+  signed bits (narrow or not) or to 0..2^b-1 for b unsigned ones: the layer's activation format
+  (``arith.Fixed``; Q2.6 is scale 1/64, 8 signed or 7 unsigned bits), rounding ``FLOOR`` or
+  ``DOWN`` (the hardware's ``floor``) or
   ``HALF_UP`` (``half-up``: qonnx rounds halves away from zero, the hardware towards +inf; they
   differ only on negative values, which the ReLU makes 0 either way), the same in every layer.
   ``ROUND`` (half to even, Brevitas' default) differs from both on ties and is refused; so is a
@@ -151,6 +153,7 @@ class Exact:
     logit_unit: float
     quantizers: dict
     notes: tuple = ()
+    activations: tuple = ()  # each hidden layer's arith.Fixed (empty: Q2.6 everywhere)
 
 
 @dataclass(frozen=True)
@@ -294,7 +297,7 @@ class _QonnxWalker(_Walker):
         quantizers = {"input": self.input_quant.describe()}
         self._check_input(self.input_quant, normalize)
         names = self._layer_names()
-        roundings = {}
+        roundings, formats = {}, []
         for name, layer in zip(names, self.layers):
             activations = layer.get("activation", [])
             last = layer is self.layers[-1]
@@ -305,7 +308,8 @@ class _QonnxWalker(_Walker):
                 raise InputError(f"{layer['where']}: {len(activations) or 'no'} activation quantizers after this layer; "
                                  f"the hardware requantizes every hidden layer once (one Quant of scale 1/64)")
             for quantizer in activations:
-                roundings[quantizer.where] = self._check_activation(quantizer)
+                roundings[quantizer.where], fmt = self._check_activation(quantizer)
+                formats.append(fmt)
                 quantizers[f"{name}.activation"] = quantizer.describe()
         if len(set(roundings.values())) > 1:
             each = ", ".join(f"{where} {rounding}" for where, rounding in roundings.items())
@@ -326,7 +330,8 @@ class _QonnxWalker(_Walker):
                     codes[name] = restriction
         unit = float(np.unique(self.input_quant.scale)[0]) if len(self.layers) == 1 else \
             float(np.unique(self.layers[-2]["activation"][0].scale)[0])
-        return Exact(params, codes, rounding, unit / arith.SCALE, quantizers, tuple(notes))
+        activations = arith.Arithmetic(activations=tuple(formats)).activations  # all Q2.6: none
+        return Exact(params, codes, rounding, unit / arith.SCALE, quantizers, tuple(notes), activations)
 
     def _layer_names(self) -> list[str]:
         names, counts = [], {"conv": 0, "linear": 0}
@@ -350,20 +355,29 @@ class _QonnxWalker(_Walker):
                              f"{want[p]} (the nearest code, (64p+127)//255); rounding {quantizer.rounding} on the "
                              f"input does not map (ROUND or HALF_UP does)")
 
-    def _check_activation(self, quantizer: Quantizer) -> arith.Rounding:
+    def _check_activation(self, quantizer: Quantizer) -> tuple[arith.Rounding, arith.Fixed]:
+        """The rounding and the activation format (``arith.Fixed``) of a hidden layer's quantizer:
+        scale 2^-f, b bits, signed or unsigned, clipping where the format's requantizer clips
+        (after the ReLU only the top matters). Q2.6 is 8 signed bits of scale 1/64, or 7
+        unsigned ones: the same requantizer."""
         exponent = quantizer.exponent()
-        if exponent != -arith.FRAC_BITS:
-            raise InputError(f"{quantizer.where}: activation scale 2^{exponent}; the hardware's activations are Q2.6 "
-                             f"(scale 1/64 = 2^-{arith.FRAC_BITS})")
-        if quantizer.max_int != arith.QMAX or quantizer.min_int > 0:
+        bits = int(quantizer.bits)
+        try:
+            fmt = arith.Fixed(bits, -exponent, quantizer.signed)
+        except arith.FormatError as e:
+            raise InputError(f"{quantizer.where}: activation scale 2^{exponent}, {bits} bits "
+                             f"{'signed' if quantizer.signed else 'unsigned'}: {e}") from None
+        if quantizer.max_int != fmt.high or quantizer.min_int > 0:
             raise InputError(f"{quantizer.where}: clips to codes {quantizer.min_int}..{quantizer.max_int}; the "
-                             f"hardware saturates to {arith.QMIN}..{arith.QMAX}, then ReLU (0..{arith.QMAX}): a "
-                             f"signed 8-bit or unsigned 7-bit quantizer maps")
+                             f"hardware's {fmt} saturates to {fmt.low}..{fmt.high}, then ReLU (0..{fmt.high}): a "
+                             f"quantizer that is not narrow maps")
+        if (fmt.requant_bits, fmt.frac) == (arith.Q2_6.requant_bits, arith.Q2_6.frac):
+            fmt = arith.Q2_6  # UQ1.6 requantizes exactly as Q2.6 does
         rounding = ACTIVATION_ROUNDING.get(quantizer.rounding)
         if rounding is None:
             raise InputError(f"{quantizer.where}: rounding {ROUNDING_NAMES.get(quantizer.rounding, quantizer.rounding)} "
                              f"is neither of the hardware's (floor: FLOOR or DOWN; half-up, (acc+32)>>6: HALF_UP)")
-        return rounding
+        return rounding, fmt
 
     def _check_constant(self, quantizer: Quantizer | None, values: np.ndarray, part: str, where: str, notes: list,
                         name: str) -> Restriction:
