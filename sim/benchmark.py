@@ -167,7 +167,8 @@ def format_table(results: list[dict], pixel_bound: int) -> str:
     def n(value, spec=","):
         return "-" if value is None else format(value, spec)
 
-    head = (f"{'network':<20}{'config':<10}{'accuracy':>9}{'MACs':>9}{'w kbit':>8}{'mults':>6}{'DSP':>5}"
+    head = (f"{'network':<20}{'config':<10}{'accuracy':>9}{'MACs':>9}{'w kbit':>8}{'act':>4}{'mem kbit':>9}"
+            f"{'mults':>6}{'DSP':>5}"
             f"{'logic':>6}{'latency':>9}{'interval':>10}{'floor':>7}{'Fmax':>7}{'LUT':>8}{'FF':>8}{'BRAM':>6}"
             f"{'DSP':>5}{'images/s':>10}  bit-exact")
     lines = [head]
@@ -177,15 +178,31 @@ def format_table(results: list[dict], pixel_bound: int) -> str:
         exact = f"{r['rtl']['images'] - r['rtl']['mismatches']}/{r['rtl']['images']}"
         lines.append(
             f"{network_label(r):<20}{r['name']:<10}{accuracy:>9}{r['macs']:>9,}{r['weight_bits'] / 1000:>8.1f}"
+            f"{activation_bits(r):>4}{memory_bits(r) / 1000:>9.1f}"
             f"{r['multipliers']:>6}{r['dsp_multipliers']:>5}{r['logic_multipliers']:>6}{r['latency_cycles']:>9,}"
             f"{r['interval_cycles']:>10,.0f}{r['interval_floor']:>7,}{n(r['fmax_mhz'], '.1f'):>7}"
             f"{n(res.get('luts')):>8}{n(res.get('flip_flops')):>8}{n(res.get('block_ram')):>6}"
             f"{n(res.get('dsp')):>5}{n(r['images_per_second'], ',.0f'):>10}  {exact}")
-    lines.append("mults = products a cycle (DSP: in DSP blocks, two to a block when packed; logic: from LUTs or "
-                 "shifts). latency = start to done of one image;\ninterval = between images streamed back to back; "
+    lines.append("act = the widest hidden activation's bits (8: Q2.6); mem kbit = all of the design's memories. "
+                 "mults = products a cycle (DSP: in DSP blocks, two to a block when packed; logic: from LUTs or "
+                 "shifts).\nlatency = start to done of one image; interval = between images streamed back to back; "
                  "floor = the busiest layer's ceil(MACs / multipliers); the pixel input alone bounds the interval "
                  f"at {pixel_bound} cycles.")
     return "\n".join(lines)
+
+
+def activation_bits(row: dict) -> int:
+    """The widest hidden layer's activation bits of a bench row (its ``arithmetic`` text)."""
+    text = str(row.get("arithmetic", ""))  # "activations UQ2.2,UQ3.1, rounding ..." or "Q2.6, rounding ..."
+    if not text.startswith("activations "):
+        return arith.WIDTH
+    formats = text[len("activations "):].split(", ")[0].split(",")
+    return max(arith.Fixed.parse(f).bits for f in formats)
+
+
+def memory_bits(row: dict) -> int:
+    """All of a design's memory bits: its layer rows' sum."""
+    return sum(int(layer.get("memory_bits", 0)) for layer in row["layers"])
 
 
 def weight_sets(names) -> list[WeightSet]:

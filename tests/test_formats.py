@@ -330,3 +330,13 @@ def test_narrow_formats_narrow_the_memories():
     assert narrow["conv1 window"] == wide["conv1 window"]
     for name in ("conv2 window", "pool1", "queue", "fc1 inputs", "fc3 inputs"):
         assert narrow[name] * 2 == wide[name], name
+
+
+def test_bench_table_shows_activation_bits_and_memory_bits():
+    """bench's table: the widest hidden activation's bits and all memory bits, from a saved row."""
+    from lenet_fpga.sim import benchmark
+
+    row = {"arithmetic": arith.Arithmetic(activations=("UQ2.2", "Q3.3", "UQ3.1", "UQ3.1")).describe(),
+           "layers": [{"memory_bits": 1000}, {"memory_bits": 24}, {"layer": "argmax"}]}
+    assert benchmark.activation_bits(row) == 6 and benchmark.memory_bits(row) == 1024
+    assert benchmark.activation_bits({"arithmetic": arith.Arithmetic("floor", "wrap").describe()}) == 8
