@@ -603,7 +603,7 @@ class BoardInfo:
 
     @property
     def activation_formats_flag(self) -> bool:
-        return self.activation_formats or bool(self.arithmetic.activations)
+        return self.activation_formats or bool(self.arithmetic.activations or self.arithmetic.modes)
 
     @property
     def sizes(self) -> FrameSizes:

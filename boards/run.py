@@ -6,6 +6,7 @@ cycle counter: the accelerator's throughput, which the serial line hides."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
@@ -79,14 +80,13 @@ def check_board_network(info: protocol.BoardInfo, ws: weight_files.WeightSet) ->
 
 
 def board_arithmetic(info: protocol.BoardInfo, ws: weight_files.WeightSet) -> arith.Arithmetic:
-    """The board's rounding and overflow with the weights' activation formats, which a board
-    does not report, only whether it has any other than Q2.6 (refused when that disagrees)."""
-    formats = ws.arithmetic.activations
-    if info.activation_formats != bool(formats):
+    """The board's rounding and overflow with the weights' activation formats and per-layer
+    modes, which a board does not report, only whether it has any (refused when that disagrees)."""
+    if info.activation_formats != bool(ws.arithmetic.activations or ws.arithmetic.modes):
         board = "activation formats other than Q2.6" if info.activation_formats else "Q2.6 activations"
         raise InputError(f"the board computes with {board}, {ws.path} is for {ws.arithmetic.describe()}; "
                          f"rebuild with `lenet-fpga build --weights {ws.path}` and flash it")
-    return arith.Arithmetic(info.arithmetic.rounding, info.arithmetic.overflow, formats)
+    return dataclasses.replace(ws.arithmetic, rounding=info.arithmetic.rounding, overflow=info.arithmetic.overflow)
 
 
 def check_board_weights(info: protocol.BoardInfo, ws: weight_files.WeightSet) -> None:

@@ -88,7 +88,10 @@ class GeneratorOptions:
                                      f"{', '.join(v.value for v in kind)}") from None
 
     def arithmetic(self, default: arith.Arithmetic) -> arith.Arithmetic:
-        """The requantizer asked for, where not asked: ``default`` (the weights' own)."""
+        """The requantizer asked for, where not asked: ``default`` (the weights' own). A rounding or
+        overflow asked for holds in every layer (it replaces the weights' per-layer modes)."""
+        if self.rounding is None and self.overflow is None:
+            return default
         return arith.Arithmetic(self.rounding or default.rounding, self.overflow or default.overflow,
                                 default.activations)
 
@@ -103,11 +106,14 @@ def arithmetic_fields(arithmetic: arith.Arithmetic) -> dict:
     fields = {"rounding": arithmetic.rounding.value, "overflow": arithmetic.overflow.value}
     if arithmetic.activations:
         fields["activations"] = [str(f) for f in arithmetic.activations]
+    if arithmetic.modes:
+        fields["modes"] = [[r.value, o.value] for r, o in arithmetic.modes]
     return fields
 
 
 def arithmetic_from(values: dict) -> arith.Arithmetic:
-    return arith.Arithmetic(values["rounding"], values["overflow"], tuple(values.get("activations", ())))
+    return arith.Arithmetic(values["rounding"], values["overflow"], tuple(values.get("activations", ())),
+                            tuple(tuple(m) for m in values.get("modes", ())))
 
 
 def _spell(values) -> str:

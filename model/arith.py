@@ -204,11 +204,14 @@ class LayerArithmetic:
 @dataclass(frozen=True)
 class Arithmetic:
     """The free choices of the contract: rounding, overflow and each hidden layer's output
-    format (``activations``, in layer order; empty: Q2.6 everywhere, the default)."""
+    format (``activations``, in layer order; empty: Q2.6 everywhere, the default). ``modes``
+    gives each hidden layer a rounding and overflow of its own, ``(rounding, overflow)`` in
+    layer order (empty: ``rounding`` and ``overflow`` in every layer)."""
 
     rounding: Rounding = Rounding.HALF_UP
     overflow: Overflow = Overflow.SATURATE
     activations: tuple[Fixed, ...] = ()
+    modes: tuple[tuple[Rounding, Overflow], ...] = ()
 
     def __post_init__(self):
         # Accept the CLI spellings ("half-up", "wrap") as well as the enum members.
@@ -217,6 +220,16 @@ class Arithmetic:
         formats = tuple(f if isinstance(f, Fixed) else Fixed.parse(f) for f in self.activations)
         # All Q2.6 is the default spelled out: one value for one arithmetic.
         object.__setattr__(self, "activations", () if all(f == Q2_6 for f in formats) else formats)
+        try:
+            modes = tuple((Rounding(r), Overflow(o)) for r, o in self.modes)
+        except (TypeError, ValueError):
+            raise FormatError(f"each layer's modes are a rounding ({', '.join(r.value for r in Rounding)}) and an "
+                              f"overflow ({', '.join(o.value for o in Overflow)}), not {self.modes!r}") from None
+        if modes and len(set(modes)) == 1:  # the same in every layer: the network's own
+            (rounding, overflow), modes = modes[0], ()
+            object.__setattr__(self, "rounding", rounding)
+            object.__setattr__(self, "overflow", overflow)
+        object.__setattr__(self, "modes", modes)
 
     @property
     def uniform(self) -> LayerArithmetic:
@@ -232,6 +245,16 @@ class Arithmetic:
         """Accumulator (units of 1/4096) -> Q2.6 code (units of 1/64), before ReLU: the Q2.6 layer's."""
         return self.uniform.requantize(acc)
 
+    @property
+    def wraps(self) -> bool:
+        """Does any layer wrap around?"""
+        return self.overflow is Overflow.WRAP or any(o is Overflow.WRAP for _, o in self.modes)
+
+    def saturating(self) -> Arithmetic:
+        """This arithmetic with every layer saturating (wrap-mode training warms up with it)."""
+        return Arithmetic(self.rounding, Overflow.SATURATE, self.activations,
+                          tuple((r, Overflow.SATURATE) for r, _ in self.modes))
+
     def formats(self, network) -> tuple[Fixed, ...]:
         """Every hidden layer's output format (conv layers, then the hidden fully connected ones)."""
         hidden = len(network.layers) - 1
@@ -242,11 +265,22 @@ class Arithmetic:
                               f"which has {hidden} hidden layers")
         return self.activations
 
+    def layer_modes(self, network) -> tuple[tuple[Rounding, Overflow], ...]:
+        """Every hidden layer's (rounding, overflow)."""
+        hidden = len(network.layers) - 1
+        if not self.modes:
+            return ((self.rounding, self.overflow),) * hidden
+        if len(self.modes) != hidden:
+            raise FormatError(f"{len(self.modes)} layer modes for the network {network.spec}, which has {hidden} "
+                              f"hidden layers")
+        return self.modes
+
     def layers(self, network) -> tuple[LayerArithmetic, ...]:
         """Each layer's arithmetic, in order; the last one's output is None (the logits)."""
         formats = self.formats(network)
+        modes = (*self.layer_modes(network), (self.rounding, self.overflow))
         inputs, outputs = (Q2_6, *formats), (*formats, None)
-        return tuple(LayerArithmetic(self.rounding, self.overflow, i, o) for i, o in zip(inputs, outputs))
+        return tuple(LayerArithmetic(r, o, i, out) for (r, o), i, out in zip(modes, inputs, outputs))
 
     def layer(self, network, name: str) -> LayerArithmetic:
         return self.layers(network)[network.names.index(name)]
@@ -257,6 +291,9 @@ class Arithmetic:
 
     def describe(self) -> str:
         formats = "Q2.6" if not self.activations else "activations " + ",".join(map(str, self.activations))
+        if self.modes:
+            modes = ",".join(f"{r}/{o}" for r, o in self.modes)
+            return f"{formats}, rounding/overflow by layer {modes}"
         return f"{formats}, rounding {self.rounding}, overflow {self.overflow}"
 
 
@@ -265,7 +302,7 @@ def as_layer(arithmetic) -> LayerArithmetic:
     if isinstance(arithmetic, LayerArithmetic):
         return arithmetic
     if isinstance(arithmetic, Arithmetic):
-        if arithmetic.activations:
+        if arithmetic.activations or arithmetic.modes:
             raise ValueError("an engine of a network with activation formats takes its layer's arithmetic "
                              "(Arithmetic.layers), not the network's")
         return arithmetic.uniform

@@ -206,6 +206,7 @@ def build(weights: WeightSet, fmt: str = "onnx", arithmetic: arith.Arithmetic | 
         "overflow": str(arithmetic.overflow), "format": fmt, "input": "uint8 pixels 0..255",
         "output": f"logits: the raw last accumulator, units of 2^-{arithmetic.logit_frac(network)}",
         **({"activations": ",".join(map(str, arithmetic.activations))} if arithmetic.activations else {}),
+        **({"modes": ",".join(f"{r}/{o}" for r, o in arithmetic.modes)} if arithmetic.modes else {}),
     })
     model = _with_shapes(model, real)
     onnx.checker.check_model(model)

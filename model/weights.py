@@ -49,6 +49,7 @@ class WeightSet:
             self.manifest.get("rounding", arith.Rounding.HALF_UP),
             self.manifest.get("overflow", arith.Overflow.SATURATE),
             activations_of(self.manifest, self.network),
+            modes_of(self.manifest, self.network),
         )
 
     @property
@@ -91,6 +92,21 @@ def activations_of(manifest: dict, network: Network) -> tuple[arith.Fixed, ...]:
     return tuple(arith.Fixed.from_dict(value[name]) for name in hidden)
 
 
+def modes_of(manifest: dict, network: Network) -> tuple:
+    """Each hidden layer's (rounding, overflow) a manifest records (none: the network's own)."""
+    value = manifest.get("modes")
+    if value is None:
+        return ()
+    hidden = [layer.name for layer in network.layers[:-1]]
+    if not isinstance(value, dict) or sorted(value) != sorted(hidden) or not all(
+            isinstance(v, dict) and set(v) == {"rounding", "overflow"} for v in value.values()):
+        raise arith.FormatError(f"'modes' names each hidden layer of {network.spec} ({', '.join(hidden)}) once, "
+                                f"each with a 'rounding' and an 'overflow'")
+    modes = tuple((value[name]["rounding"], value[name]["overflow"]) for name in hidden)
+    arith.Arithmetic(modes=modes)  # checks each rounding and overflow
+    return modes
+
+
 def activations_field(arithmetic: arith.Arithmetic, network: Network) -> dict:
     """The manifest's ``activations`` object, by hidden layer (empty for Q2.6 everywhere)."""
     if not arithmetic.activations:
@@ -114,6 +130,9 @@ def make_manifest(arithmetic: arith.Arithmetic, network: Network = LENET5, **ext
         "rounding": str(arithmetic.rounding),
         "overflow": str(arithmetic.overflow),
         **activations_field(arithmetic, network),
+        **({"modes": {layer.name: {"rounding": str(r), "overflow": str(o)}
+                      for layer, (r, o) in zip(network.layers, arithmetic.layer_modes(network))}}
+           if arithmetic.modes else {}),
         **extra,
     }
 
@@ -149,6 +168,7 @@ def save(path, params: dict, manifest: dict) -> Path:
     params = check_params(params, network)
     check_codes(params, codes_of(manifest, network))
     activations_of(manifest, network)
+    modes_of(manifest, network)
     text = json.dumps(manifest, indent=2) + "\n"  # fails before anything is written
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **params)
@@ -217,6 +237,7 @@ def load(path=None) -> WeightSet:
         raise InputError(f"{mpath}: {e}") from None
     try:
         activations_of(manifest, network)
+        modes_of(manifest, network)
     except arith.FormatError as e:
         raise InputError(f"{mpath}: {e}") from None
     params = load_arrays(path, np.int8, network)
@@ -230,7 +251,7 @@ def load(path=None) -> WeightSet:
 # Optional manifest fields and the JSON types they must have: a wrong type is refused when the
 # file is read, not found by a TypeError minutes later.
 OPTIONAL_FIELDS = {"float_weights": str, "accuracy": dict, "training": dict, "seed": int, "source": dict,
-                   "codes": dict, "cost": dict, "compression": dict, "dataset": dict, "activations": dict}
+                   "codes": dict, "cost": dict, "compression": dict, "dataset": dict, "activations": dict, "modes": dict}
 ACCURACY_FIELDS = {"float": (int, float), "fixed": (int, float), "n_images": int, "split": str}
 
 

@@ -85,7 +85,7 @@ def layer_formats(ws: weights.WeightSet, arithmetic: arith.Arithmetic) -> dict[s
         formats[layer.name] = LayerFormat(
             weight=Q2_6, bias=Q2_6, input=requantized(a.input),
             output=None if a.output is None else requantized(a.output),
-            rounding=arithmetic.rounding, overflow=arithmetic.overflow,
+            rounding=a.rounding, overflow=a.overflow,
             n_terms=layer.in_channels * layer.kernel**2 if conv else layer.in_features)
     return formats
 

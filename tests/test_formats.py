@@ -60,6 +60,23 @@ def test_q2_6_everywhere_is_the_default_arithmetic():
     assert arith.Arithmetic().logit_frac(LENET5) == 12
 
 
+def test_modes_by_layer():
+    """Each hidden layer may round and overflow its own way; the same modes in every layer are
+    the network's own (one value for one arithmetic); the last layer keeps the network's."""
+    modes = (("floor", "wrap"), ("half-up", "saturate"), ("floor", "saturate"), ("half-up", "wrap"))
+    a = arith.Arithmetic("half-up", "saturate", (), modes)
+    layers = a.layers(LENET5)
+    assert [(str(x.rounding), str(x.overflow)) for x in layers[:-1]] == [tuple(m) for m in modes]
+    assert a.wraps and not a.saturating().wraps and a.saturating().modes[0] == (arith.Rounding.FLOOR,
+                                                                                arith.Overflow.SATURATE)
+    assert "by layer floor/wrap,half-up/saturate" in a.describe()
+    assert arith.Arithmetic(modes=(("floor", "wrap"),) * 4) == arith.Arithmetic("floor", "wrap")
+    with pytest.raises(InputError, match="2 layer modes for the network 6,16:120,84, which has 4"):
+        arith.Arithmetic(modes=modes[:2]).layers(LENET5)
+    with pytest.raises(InputError, match="each layer's modes are a rounding"):
+        arith.Arithmetic(modes=(("nearest", "wrap"),))
+
+
 def test_format_count_must_match_the_hidden_layers():
     with pytest.raises(InputError, match="3 activation formats for the network 6,16:120,84, which has 4"):
         arith.Arithmetic(activations=("UQ2.2",) * 3).layers(LENET5)
@@ -120,6 +137,10 @@ def test_every_layer_rule_against_exact_rationals(rounding, overflow):
 # The manifest
 
 
+# Every rounding x overflow combination in one network, layer by layer.
+MIXED_MODES = tuple((r, o) for r, o in MODES) + tuple((r, o) for r, o in MODES[:3])
+
+
 def _mixed_weights(seed: int, mode=arith.Arithmetic(), spread: int = 127) -> weights.WeightSet:
     """Random codes, wider where a layer has fewer inputs (``spread`` at 16 inputs), so that
     every layer both overflows and passes values through."""
@@ -128,7 +149,7 @@ def _mixed_weights(seed: int, mode=arith.Arithmetic(), spread: int = 127) -> wei
     for name, shape in MIXED.parameter_shapes.items():
         scale = min(127, int(spread * 4 / np.sqrt(np.prod(shape[1:])))) if len(shape) > 1 else 127
         params[name] = rng.integers(-scale - 1, scale + 1, shape).astype(np.int8)
-    arithmetic = arith.Arithmetic(mode.rounding, mode.overflow, MIXED_FORMATS)
+    arithmetic = arith.Arithmetic(mode.rounding, mode.overflow, MIXED_FORMATS, mode.modes)
     return weights.WeightSet(params, weights.make_manifest(arithmetic, MIXED))
 
 
@@ -137,6 +158,11 @@ def test_formats_round_trip_through_the_manifest(tmp_path):
     path = weights.save(tmp_path / "mixed.npz", ws.params, ws.manifest)
     again = weights.load(path)
     assert again.arithmetic == arith.Arithmetic("floor", "wrap", MIXED_FORMATS)
+    by_layer = _mixed_weights(1, arith.Arithmetic(modes=MIXED_MODES))
+    path = weights.save(tmp_path / "modes.npz", by_layer.params, by_layer.manifest)
+    assert weights.load(path).arithmetic == arith.Arithmetic("half-up", "saturate", MIXED_FORMATS, MIXED_MODES)
+    assert json.loads(path.with_suffix(".json").read_text())["modes"]["conv2"] == {"rounding": "half-up",
+                                                                                  "overflow": "wrap"}
     manifest = json.loads(path.with_suffix(".json").read_text())
     assert manifest["activations"]["fc4"] == {"bits": 3, "frac": 2, "signed": False}
     # A Q2.6 network's manifest has no such field: the shipped files stay as they are.
@@ -150,6 +176,7 @@ def test_formats_round_trip_through_the_manifest(tmp_path):
     (lambda m: m["activations"].pop("fc5"), "names each hidden layer"),
     (lambda m: m["activations"].update(fc6={"bits": 8, "frac": 6, "signed": True}), "names each hidden layer"),
     (lambda m: m.update(activations=["UQ2.2"]), "field 'activations' must be a object"),
+    (lambda m: m.update(modes={"conv1": {"rounding": "floor", "overflow": "wrap"}}), "'modes' names each hidden"),
 ])
 def test_impossible_manifest_formats_are_refused(tmp_path, edit, words):
     ws = _mixed_weights(2)
@@ -167,13 +194,14 @@ def test_impossible_manifest_formats_are_refused(tmp_path, edit, words):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("rounding,overflow", MODES, ids=MODE_IDS)
+@pytest.mark.parametrize("rounding,overflow", [*MODES, (None, None)], ids=[*MODE_IDS, "by-layer"])
 def test_fake_quant_forward_is_the_golden_model(rounding, overflow):
     torch = pytest.importorskip("torch")
     from lenet_fpga.model.train import qat
 
     torch.set_num_threads(1)
-    arithmetic = arith.Arithmetic(rounding, overflow, MIXED_FORMATS)
+    arithmetic = (arith.Arithmetic(rounding, overflow, MIXED_FORMATS) if rounding
+                  else arith.Arithmetic("half-up", "saturate", MIXED_FORMATS, MIXED_MODES))
     model = qat.QuantLeNet(arithmetic, MIXED)
     torch.manual_seed(3)
     with torch.no_grad():
@@ -227,20 +255,25 @@ def _both_designs(mode, simulator, sim_build, scale):
     _check(run, f"compact, {arithmetic.describe()}")
 
 
-# The two modes that differ in both choices here; the other two in the slow test.
-@pytest.mark.parametrize("rounding,overflow", [MODES[0], MODES[-1]], ids=[MODE_IDS[0], MODE_IDS[-1]])
+def test_mixed_formats_and_modes_by_layer_both_designs(simulator, sim_build):
+    """Every width 2..8 and every rounding x overflow combination, layer by layer, in one network."""
+    _both_designs(arith.Arithmetic(modes=MIXED_MODES), simulator, sim_build, 150)
+
+
+# Each mode in every layer: the default here; the other three in the slow test.
+@pytest.mark.parametrize("rounding,overflow", [MODES[0]], ids=[MODE_IDS[0]])
 def test_mixed_formats_both_designs(rounding, overflow, simulator, sim_build):
     _both_designs(arith.Arithmetic(rounding, overflow), simulator, sim_build, 150)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rounding,overflow", MODES[1:-1], ids=MODE_IDS[1:-1])
+@pytest.mark.parametrize("rounding,overflow", MODES[1:], ids=MODE_IDS[1:])
 def test_mixed_formats_both_designs_other_modes(rounding, overflow, simulator, sim_build):
     _both_designs(arith.Arithmetic(rounding, overflow), simulator, sim_build, 150)
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "qonnx"])
-@pytest.mark.parametrize("rounding,overflow", MODES, ids=MODE_IDS)
+@pytest.mark.parametrize("rounding,overflow", [*MODES, (None, None)], ids=[*MODE_IDS, "by-layer"])
 def test_export_writes_every_format_exactly(rounding, overflow, fmt):
     """The ONNX and QONNX graphs of the mixed-format network give every golden logit, in every
     mode (onnxruntime; qonnx's executor for QONNX)."""
@@ -249,7 +282,8 @@ def test_export_writes_every_format_exactly(rounding, overflow, fmt):
         pytest.importorskip("qonnx")
     from lenet_fpga.model import export_onnx
 
-    ws = _mixed_weights(2, arith.Arithmetic(rounding, overflow), 150)
+    mode = arith.Arithmetic(rounding, overflow) if rounding else arith.Arithmetic(modes=MIXED_MODES)
+    ws = _mixed_weights(2, mode, 150)
     imgs = _stimulus(4, 6)
     _assert_every_layer_works(ws, imgs, ws.arithmetic)
     exported = export_onnx.build(ws, fmt, batch=len(imgs) if fmt == "qonnx" else None)

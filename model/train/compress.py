@@ -184,7 +184,7 @@ def compress(params: dict, network: Network, arithmetic: arith.Arithmetic, train
 
     images = torch.from_numpy(np.array(train_split.images))
     labels = torch.from_numpy(train_split.labels.astype(np.int64))
-    penalty = config.overflow_weight if arithmetic.overflow is arith.Overflow.WRAP else 0.0
+    penalty = config.overflow_weight if arithmetic.wraps else 0.0
     qat._run_epochs(model, images, labels, config.epochs, config.lr, config, generator, "fine-tune", penalty,
                     before_epoch=refit)
     model.eval()

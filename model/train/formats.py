@@ -16,6 +16,8 @@ Formats given whole (``UQ2.2``) are kept as they are.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -94,13 +96,13 @@ def choose(float_model, spec: tuple, arithmetic: arith.Arithmetic, pixels: torch
     network = float_model.network
     spec = for_network(spec, network)
     if all(isinstance(item, arith.Fixed) for item in spec):
-        return arith.Arithmetic(arithmetic.rounding, arithmetic.overflow, spec)
+        return dataclasses.replace(arithmetic, activations=spec)
     largest = [float(np.percentile(a, PERCENTILE)) if a.size else 0.0
                for a in float_activations(float_model, pixels)]
     formats = [item if isinstance(item, arith.Fixed) else calibrated(item, top) for item, top in zip(spec, largest)]
 
     def loss(trial) -> float:
-        model = QuantLeNet(arith.Arithmetic(arithmetic.rounding, arithmetic.overflow, tuple(trial)), network)
+        model = QuantLeNet(dataclasses.replace(arithmetic, activations=tuple(trial)), network)
         model.load_state_dict(float_model.state_dict())
         with torch.no_grad():
             return float(F.cross_entropy(model(pixels), labels))
@@ -123,7 +125,7 @@ def choose(float_model, spec: tuple, arithmetic: arith.Arithmetic, pixels: torch
         if not changed:
             break
     log(f"activation formats chosen: {','.join(map(str, formats))} (loss {best:.4f})")
-    return arith.Arithmetic(arithmetic.rounding, arithmetic.overflow, tuple(formats))
+    return dataclasses.replace(arithmetic, activations=tuple(formats))
 
 
 def calibration_sample(images: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

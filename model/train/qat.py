@@ -16,7 +16,6 @@ exact in the same way, since the levels are Q2.6 codes too.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -262,12 +261,12 @@ def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = Train
 
     qat_model = QuantLeNet(arithmetic, network)
     qat_model.load_state_dict(float_model.state_dict())
-    if arithmetic.overflow is arith.Overflow.WRAP:
+    if arithmetic.wraps:
         # Wrap-around turns an overflow into a large wrong activation, and the float network's
         # activations overflow often, so QAT in wrap mode from there does not recover. First
         # train with saturation while penalizing overflow, so that the network learns to stay in
         # range (where wrap and saturate agree), then finish in wrap mode with the same penalty.
-        warmup = QuantLeNet(dataclasses.replace(arithmetic, overflow=arith.Overflow.SATURATE), network)
+        warmup = QuantLeNet(arithmetic.saturating(), network)
         warmup.load_state_dict(float_model.state_dict())
         half = config.qat_epochs // 2
         _run_epochs(warmup, images, labels, half, config.qat_lr, config, generator, "QAT (saturate)",
