@@ -374,3 +374,24 @@ def test_bench_table_shows_activation_bits_and_memory_bits():
            "layers": [{"memory_bits": 1000}, {"memory_bits": 24}, {"layer": "argmax"}]}
     assert benchmark.activation_bits(row) == 6 and benchmark.memory_bits(row) == 1024
     assert benchmark.activation_bits({"arithmetic": arith.Arithmetic("floor", "wrap").describe()}) == 8
+
+
+@pytest.mark.torch
+def test_train_command_with_activation_widths(tmp_path, mnist_dir, capsys):
+    """``train --activations 4``: each layer's range chosen, the manifest records the formats; a
+    count that does not fit the network, or a width out of range, is refused before training."""
+    from lenet_fpga.cli import main
+
+    out = tmp_path / "w.npz"
+    assert main(["train", "--data", str(mnist_dir), "--network", "4,10:60", "--activations", "4",
+                 "--train-images", "2000", "--epochs", "1", "--qat-epochs", "1", "--threads", "1",
+                 "--out", str(out), "--json"]) == 0
+    formats = weights.load(out).arithmetic.formats(Network.parse("4,10:60"))
+    assert [f.bits for f in formats] == [4, 4, 4] and not any(f.signed for f in formats)
+    capsys.readouterr()
+    for spec, words in (("4,4", "--activations gives 2 formats; the network 4,10:60 has 3 hidden layers"),
+                        ("9", "a width is 2 to 8 bits, not 9"), ("UQ9.9", "2 to 8 bits")):
+        assert main(["train", "--data", str(mnist_dir), "--network", "4,10:60", "--activations", spec,
+                     "--out", str(tmp_path / "x.npz")]) == 2
+        assert words in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
