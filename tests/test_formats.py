@@ -260,15 +260,10 @@ def test_mixed_formats_and_modes_by_layer_both_designs(simulator, sim_build):
     _both_designs(arith.Arithmetic(modes=MIXED_MODES), simulator, sim_build, 150)
 
 
-# Each mode in every layer: the default here; the other three in the slow test.
-@pytest.mark.parametrize("rounding,overflow", [MODES[0]], ids=[MODE_IDS[0]])
-def test_mixed_formats_both_designs(rounding, overflow, simulator, sim_build):
-    _both_designs(arith.Arithmetic(rounding, overflow), simulator, sim_build, 150)
-
-
+# Each combination in every layer (the test above has each in some layers): slow tests.
 @pytest.mark.slow
-@pytest.mark.parametrize("rounding,overflow", MODES[1:], ids=MODE_IDS[1:])
-def test_mixed_formats_both_designs_other_modes(rounding, overflow, simulator, sim_build):
+@pytest.mark.parametrize("rounding,overflow", MODES, ids=MODE_IDS)
+def test_mixed_formats_both_designs_each_mode_everywhere(rounding, overflow, simulator, sim_build):
     _both_designs(arith.Arithmetic(rounding, overflow), simulator, sim_build, 150)
 
 
