@@ -289,3 +289,24 @@ def test_a_module_saved_from_a_script_is_told_to_save_its_state_dict(tmp_path, c
     assert main(["import", str(tmp_path / "net.pt"), "--trust-pickle", "--out", str(tmp_path / "w.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "(__main__)" in err and "state_dict" in err, err
+
+
+@pytest.mark.xdist_group("import_trained")
+def test_import_with_activation_formats(trained, tmp_path, capsys, mnist_dir):
+    """``--activations``: formats given are taken as they are (rounded, no QAT asked); a width's
+    formats are chosen on the imported float network, and the fake-quant QAT trains for them."""
+    torch.save(trained["max"].state_dict(), tmp_path / "max.pt")
+    given = tmp_path / "given.npz"
+    assert main(["import", str(tmp_path / "max.pt"), "--out", str(given), "--data", str(mnist_dir),
+                 "--activations", "UQ3.1", "--qat-epochs", "0"]) == 0
+    assert [str(f) for f in weights.load(given).arithmetic.activations] == ["UQ3.1"] * 3
+    assert "rounded to activations UQ3.1,UQ3.1,UQ3.1" in capsys.readouterr().out
+    chosen = tmp_path / "chosen.npz"
+    assert main(["import", str(tmp_path / "max.pt"), "--out", str(chosen), "--data", str(mnist_dir),
+                 "--activations", "4", "--qat-epochs", "1", "--train-images", "2000", "--threads", "1"]) == 0
+    ws = weights.load(chosen)
+    assert [f.bits for f in ws.arithmetic.formats(ws.network)] == [4, 4, 4]
+    assert "activation formats chosen" in capsys.readouterr().out
+    assert main(["import", str(tmp_path / "max.pt"), "--out", str(tmp_path / "x.npz"), "--data", str(mnist_dir),
+                 "--activations", "4,4"]) == 2
+    assert "--activations gives 2 formats" in capsys.readouterr().err

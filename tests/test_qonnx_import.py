@@ -366,4 +366,6 @@ def test_options_an_exact_import_cannot_honour_are_refused(brevitas_model, tmp_p
 
         import_model(path, tmp_path / "w.npz", ImportOptions(data_dir=str(mnist_dir),
                                                              arithmetic=arith.Arithmetic("half-up", "saturate")))
+    with pytest.raises(InputError, match="its activation formats are its quantizers'"):
+        import_model(path, tmp_path / "w.npz", ImportOptions(data_dir=str(mnist_dir), activations="4"))
     assert not (tmp_path / "w.npz").exists()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import options
-from .train import report_trained, torch_fields, trained_arithmetic
+from .train import activations_of, report_trained, torch_fields, trained_arithmetic
 
 NAME = "import"
 HELP = "turn a trained PyTorch, ONNX or QONNX LeNet-family model into Q2.6 weights (optionally with QAT)"
@@ -72,6 +72,7 @@ def add_arguments(parser) -> None:
                              "--qat-epochs N); without it such a graph is refused naming the node")
     options.torch_options(parser, seed_help="random seed of the fine-tuning (default 1)")
     options.requantizer_options(parser)
+    options.activations_option(parser)
     options.data_option(parser)
     options.dataset_options(parser)
     options.json_option(parser, "print one JSON object (the network, the importer's notes, accuracies and files "
@@ -101,7 +102,8 @@ def run(args) -> int:
     wanted = ImportOptions(**torch_fields(args, dataset), image_size=image_size, pool=args.pool,
                            normalize=parse_normalize(args.normalize), qat_epochs=args.qat_epochs,
                            arithmetic=arithmetic, trust_pickle=args.trust_pickle, requantize=args.requantize,
-                           module_path=tuple(args.module_path), any_reading=args.any_reading)
+                           module_path=tuple(args.module_path), any_reading=args.any_reading,
+                           activations=activations_of(args))
     result = import_model(args.model, args.out, wanted, log=(lambda *_: None) if args.json else print)
     epochs = result.extra.get("qat_epochs")
     if result.extra.get("qonnx", {}).get("exact"):

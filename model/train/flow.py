@@ -10,6 +10,7 @@ neither trains anything itself.
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,9 +100,14 @@ class ImportOptions(TorchOptions):
     any_reading: bool = False
     requantize: bool = False
     check_images: int = qonnx_import.CHECK_IMAGES
+    # The hidden layers' activation formats or widths (``formats.parse``; a width's format is
+    # chosen on the imported float network); empty: Q2.6 (a QONNX graph imported exactly: its own).
+    activations: tuple = ()
 
     def __post_init__(self):
         super().__post_init__()
+        if isinstance(self.activations, str):
+            object.__setattr__(self, "activations", formats.parse(self.activations))
         check_normalize(self.normalize)
         if self.qat_epochs is not None and not (isinstance(self.qat_epochs, int) and self.qat_epochs >= 0):
             raise InputError(f"--qat-epochs must be 0 or more (or None: when rounding costs accuracy), "
@@ -340,12 +346,14 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
         found["onnxruntime"] = _checked_against_runtime(graph, imported, test_split, options, log)
     if imported.state_dict:
         found["readings"] = _checked_reading(imported, test_split, options.any_reading, log)
+    if options.activations:
+        arithmetic = _imported_formats(float_params, network, arithmetic, options, dataset, log)
     params = {name: arith.quantize_weights(value) for name, value in float_params.items()}
     accuracy = _accuracies(float_params, golden.forward(test_split.images, params, arithmetic, network), network,
                            test_split)
     loss = accuracy["float"] - accuracy["fixed"]
-    log(f"rounded to Q2.6: accuracy {accuracy['fixed']:.2%}, {loss:.2%} below the float network's "
-        f"{accuracy['float']:.2%} ({accuracy['n_images']:,} test images)")
+    log(f"rounded to {arithmetic.describe()}: accuracy {accuracy['fixed']:.2%}, {loss:.2%} below the float "
+        f"network's {accuracy['float']:.2%} ({accuracy['n_images']:,} test images)")
     epochs = options.qat_epochs
     if epochs is None:
         epochs = AUTO_QAT_EPOCHS if loss > AUTO_QAT_LOSS else 0
@@ -373,6 +381,22 @@ def import_model(model_file, out, options: ImportOptions = ImportOptions(), log=
     weights.save_with_float(out, params, manifest, float_params)
     return _trained(out, float_path, network, arithmetic, accuracy, seconds, notes=list(imported.notes),
                     clipped=clipped, rounded_accuracy=rounded, qat_epochs=epochs, **found)
+
+
+def _imported_formats(float_params, network, arithmetic, options: ImportOptions, dataset, log) -> arith.Arithmetic:
+    """``arithmetic`` with ``options.activations``: formats as given, a width's chosen on the
+    float network (``formats.choose``, on training images)."""
+    spec = formats.for_network(options.activations, network)
+    if all(isinstance(item, arith.Fixed) for item in spec):
+        return dataclasses.replace(arithmetic, activations=spec)
+    _prepare_torch(options)
+    model = qat.QuantLeNet(None, network)
+    model.load_state_dict({name: torch.as_tensor(np.asarray(value, np.float32)) for name, value in float_params.items()})
+    model.eval()
+    split = _train_split(options, network, dataset)
+    sample = formats.calibration_sample(torch.from_numpy(np.array(split.images)),
+                                        torch.from_numpy(split.labels.astype(np.int64)), options.seed)
+    return formats.choose(model, spec, arithmetic, *sample, log=log)
 
 
 def _checked_reading(imported: importer.Imported, test_split: mnist.Split, any_reading: bool, log) -> dict:
@@ -410,6 +434,9 @@ def _import_exact(model_file, out, float_path, qonnx_graph: qonnx_import.QonnxMo
     exact, imported = qonnx_graph.exact, qonnx_graph.graph.imported
     network = imported.network
     arithmetic = arith.Arithmetic(exact.rounding, arith.Overflow.SATURATE, exact.activations)
+    if options.activations:
+        raise InputError(f"{model_file} is a QONNX graph whose quantizers map onto the hardware: its activation "
+                         f"formats are its quantizers' (leave --activations out, or --requantize)")
     if options.qat_epochs:
         raise InputError(f"{model_file} is a QONNX graph whose quantizers map onto Q2.6: it is imported exactly, "
                          f"without retraining; give --requantize to quantize it again with --qat-epochs")
