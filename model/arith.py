@@ -21,11 +21,16 @@ import numpy as np
 
 from .errors import InputError
 
+
+def signed_range(bits: int) -> tuple[int, int]:
+    """The lowest and highest value of a ``bits``-bit two's complement number."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
 WIDTH = 8  # bits of a weight, bias or activation code
 FRAC_BITS = 6  # fraction bits: value = q / 2**FRAC_BITS
 SCALE = 1 << FRAC_BITS  # 64
-QMIN = -(1 << (WIDTH - 1))  # -128
-QMAX = (1 << (WIDTH - 1)) - 1  # 127
+QMIN, QMAX = signed_range(WIDTH)  # -128, 127
 PIXEL_MAX = 255
 
 
@@ -106,12 +111,12 @@ class Fixed:
     @property
     def low(self) -> int:
         """The requantizer's lowest code (ReLU then makes it 0)."""
-        return -(1 << (self.requant_bits - 1))
+        return signed_range(self.requant_bits)[0]
 
     @property
     def high(self) -> int:
         """The largest code a layer of this format outputs."""
-        return (1 << (self.requant_bits - 1)) - 1
+        return signed_range(self.requant_bits)[1]
 
     @property
     def stored_bits(self) -> int:
@@ -192,9 +197,7 @@ class LayerArithmetic:
         """Accumulator (units of 2**-acc_frac) -> output code, before ReLU."""
         y = (np.asarray(acc, dtype=np.int64) + self.round_offset) >> self.shift
         bits = self.output.requant_bits
-        if self.overflow is Overflow.SATURATE:
-            return np.clip(y, self.output.low, self.output.high)
-        return ((y - self.output.low) & ((1 << bits) - 1)) + self.output.low
+        return saturate(y, bits) if self.overflow is Overflow.SATURATE else wrap(y, bits)
 
     def activate(self, acc) -> np.ndarray:
         """Requantize, then ReLU: a hidden layer's output codes."""
@@ -321,14 +324,15 @@ def quantize_pixels(pixels) -> np.ndarray:
     return (p.astype(np.int64) * SCALE + PIXEL_MAX // 2) // PIXEL_MAX
 
 
-def wrap(y) -> np.ndarray:
-    """Keep the low WIDTH bits of an integer, read as two's complement."""
-    y = np.asarray(y, dtype=np.int64)
-    return ((y - QMIN) & ((1 << WIDTH) - 1)) + QMIN
+def wrap(y, bits: int = WIDTH) -> np.ndarray:
+    """Keep the low ``bits`` bits of an integer, read as two's complement."""
+    low, _ = signed_range(bits)
+    return ((np.asarray(y, dtype=np.int64) - low) & ((1 << bits) - 1)) + low
 
 
-def saturate(y) -> np.ndarray:
-    return np.clip(np.asarray(y, dtype=np.int64), QMIN, QMAX)
+def saturate(y, bits: int = WIDTH) -> np.ndarray:
+    """Clip an integer to ``bits``-bit two's complement."""
+    return np.clip(np.asarray(y, dtype=np.int64), *signed_range(bits))
 
 
 def requantize(acc, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> np.ndarray:

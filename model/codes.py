@@ -144,11 +144,11 @@ class Uniform(Restriction):
 
     @property
     def c_min(self) -> int:
-        return -(1 << (self.bits - 1))
+        return arith.signed_range(self.bits)[0]
 
     @property
     def c_max(self) -> int:
-        return (1 << (self.bits - 1)) - 1
+        return arith.signed_range(self.bits)[1]
 
     @property
     def levels(self) -> np.ndarray:
