@@ -152,10 +152,15 @@ def as_code(value: Value) -> Value:
 def relu(code: Value, bits: int = arith.WIDTH) -> Value:
     """``max(code, 0)``; with ``bits`` < 8 (``Fixed.stored_bits`` of a narrow format) the
     result's upper bits are constant zeros, so the registers and memories after it shrink."""
+    return narrowed(Mux(code.as_signed() < 0, Const(0, CODE), code.as_signed()), bits)
+
+
+def narrowed(code: Value, bits: int) -> Value:
+    """A nonnegative code that fits ``bits`` bits as a CODE whose upper bits are constant zeros
+    (the code itself, signed, at 8 bits)."""
     if bits >= arith.WIDTH:
-        return Mux(code.as_signed() < 0, Const(0, CODE), code.as_signed())
-    low = Mux(code.as_signed() < 0, 0, code[:bits])
-    return Cat(low, Const(0, arith.WIDTH - bits)).as_signed()
+        return code.as_signed()
+    return Cat(code[:bits], Const(0, arith.WIDTH - bits)).as_signed()
 
 
 def pack_codes(codes, width: int = arith.WIDTH) -> Value:
@@ -167,10 +172,7 @@ def pack_codes(codes, width: int = arith.WIDTH) -> Value:
 def unpack_codes(word: Value, count: int, width: int = arith.WIDTH) -> list[Value]:
     """The inverse of ``pack_codes``: ``count`` codes from a wide vector, signed at 8 bits,
     zero-extended (nonnegative) from a narrower ``width``."""
-    fields = [word[i * width : (i + 1) * width] for i in range(count)]
-    if width >= arith.WIDTH:
-        return [f.as_signed() for f in fields]
-    return [Cat(f, Const(0, arith.WIDTH - width)).as_signed() for f in fields]
+    return [narrowed(word[i * width : (i + 1) * width], width) for i in range(count)]
 
 
 def pack_words(codes, per_word: int, width: int = arith.WIDTH) -> list[int]:

@@ -134,8 +134,8 @@ class MaxPool(wiring.Component):
         accept = self.i.valid & self.i.ready
 
         bits = self._code_bits
-        codes = datapath.unpack_codes(datapath.pack_codes(datapath.unpack_codes(Value.cast(self.i.payload), self._lanes),
-                                                          bits), self._lanes, bits)
+        codes = [datapath.narrowed(code, bits) for code in datapath.unpack_codes(Value.cast(self.i.payload),
+                                                                                 self._lanes)]
         kept = datapath.unpack_codes(rd.data, self._lanes, bits)
         maxima = [Mux(first | (code > old), code, old) for code, old in zip(codes, kept)]
         maximum = datapath.pack_codes(maxima)

@@ -16,7 +16,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model import arith
-from .datapath import CODE, pack_codes, unpack_codes
+from .datapath import CODE, narrowed, pack_codes, unpack_codes
 
 
 def pixel_layout(channels: int) -> data.ArrayLayout:
@@ -135,8 +135,7 @@ class WindowGenerator(wiring.Component):
         ahead = Signal(range(size), init=1)
         m.d.comb += [rd.addr.eq(ahead), rd.en.eq(accept)]
         # Narrow codes are cut to their stored bits here too, so the columns after it shrink.
-        pixel = unpack_codes(pack_codes(unpack_codes(self.i.payload.as_value(), ch), self._code_bits), ch,
-                             self._code_bits)
+        pixel = [narrowed(code, self._code_bits) for code in unpack_codes(self.i.payload.as_value(), ch)]
         bits = self._code_bits
         older = unpack_codes(rd.data, (k - 1) * ch, bits)  # [ky * ch + c], ky = 0 the oldest row
         m.d.comb += [
