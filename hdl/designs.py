@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields, replace
 from ..model import arith
 from ..model.errors import InputError
 from ..model.network import Network
-from ..model.weights import WeightSet
+from ..model.weights import WeightSet, arithmetic_fields, arithmetic_of
 
 # The generators (and Amaranth) are imported by the methods that need them: the command line
 # lists the designs and their options without paying for the generators.
@@ -100,22 +100,6 @@ class GeneratorOptions:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
 
 
-def arithmetic_fields(arithmetic: arith.Arithmetic) -> dict:
-    """A design's arithmetic as report fields: rounding, overflow, and the activation formats
-    where they are not all Q2.6 (so a Q2.6 design's fields stay as they were)."""
-    fields = {"rounding": arithmetic.rounding.value, "overflow": arithmetic.overflow.value}
-    if arithmetic.activations:
-        fields["activations"] = [str(f) for f in arithmetic.activations]
-    if arithmetic.modes:
-        fields["modes"] = [[r.value, o.value] for r, o in arithmetic.modes]
-    return fields
-
-
-def arithmetic_from(values: dict) -> arith.Arithmetic:
-    return arith.Arithmetic(values["rounding"], values["overflow"], tuple(values.get("activations", ())),
-                            tuple(tuple(m) for m in values.get("modes", ())))
-
-
 def _spell(values) -> str:
     return ",".join(map(str, values)) if isinstance(values, tuple) else str(values)
 
@@ -183,12 +167,12 @@ class StreamingDesign(Design):
                 "conv_filters": [config.filters_of(k, len(convs)) for k in range(len(convs))],
                 "linear_lanes": [config.lanes_of(k, len(linears)) for k in range(len(linears))],
                 "soft_multipliers": [n for n in network.names if n in config.soft_multipliers],
-                **arithmetic_fields(config.arithmetic)}
+                **arithmetic_fields(config.arithmetic, network)}
 
     def from_fields(self, values, network):
         from .lenet import StreamingConfig
 
-        return StreamingConfig(arithmetic_from(values),
+        return StreamingConfig(arithmetic_of(values, network),
                                linear_lanes=tuple(values["linear_lanes"]), conv_filters=tuple(values["conv_filters"]),
                                soft_multipliers=tuple(values["soft_multipliers"])).check(network)
 
@@ -250,12 +234,12 @@ class CompactDesign(Design):
 
     def to_fields(self, config, network):
         return {"design": self.name, "lanes": config.lanes, "weights_in_bitstream": config.weights_in_bitstream,
-                **arithmetic_fields(config.arithmetic)}
+                **arithmetic_fields(config.arithmetic, network)}
 
     def from_fields(self, values, network):
         from .compact import CompactConfig
 
-        return CompactConfig(arithmetic_from(values), lanes=values["lanes"],
+        return CompactConfig(arithmetic_of(values, network), lanes=values["lanes"],
                                      weights_in_bitstream=values["weights_in_bitstream"]).check(network)
 
     def multipliers(self, config, network):

@@ -45,12 +45,7 @@ class WeightSet:
 
     @property
     def arithmetic(self) -> arith.Arithmetic:
-        return arith.Arithmetic(
-            self.manifest.get("rounding", arith.Rounding.HALF_UP),
-            self.manifest.get("overflow", arith.Overflow.SATURATE),
-            activations_of(self.manifest, self.network),
-            modes_of(self.manifest, self.network),
-        )
+        return arithmetic_of(self.manifest, self.network)
 
     @property
     def network(self) -> Network:
@@ -79,40 +74,46 @@ def codes_of(manifest: dict, network: Network) -> dict[str, Restriction]:
     return {} if value is None else codes_from_manifest(value, network)
 
 
-def activations_of(manifest: dict, network: Network) -> tuple[arith.Fixed, ...]:
-    """The hidden layers' activation formats a manifest records (none: Q2.6 everywhere)."""
-    value = manifest.get("activations")
+def arithmetic_of(manifest: dict, network: Network) -> arith.Arithmetic:
+    """The arithmetic a manifest records: rounding and overflow, and where given each hidden
+    layer's activation format (``activations``; none: Q2.6 everywhere) and modes (``modes``;
+    none: the network's rounding and overflow in every layer)."""
+    formats = _by_hidden_layer(manifest, "activations", network)
+    modes = _by_hidden_layer(manifest, "modes", network)
+    if modes and not all(isinstance(m, dict) and set(m) == {"rounding", "overflow"} for m in modes):
+        raise arith.FormatError(f"'modes' gives each hidden layer of {network.spec} a 'rounding' and an 'overflow', "
+                                f"not {manifest['modes']!r}")
+    return arith.Arithmetic(manifest.get("rounding", arith.Rounding.HALF_UP),
+                            manifest.get("overflow", arith.Overflow.SATURATE),
+                            tuple(arith.Fixed.from_dict(f) for f in formats or ()),
+                            tuple((m["rounding"], m["overflow"]) for m in modes or ()))
+
+
+def _by_hidden_layer(manifest: dict, field: str, network: Network) -> list | None:
+    """A manifest object with an entry for each hidden layer, as a list in layer order (None
+    when the manifest has no such field)."""
+    value = manifest.get(field)
     if value is None:
-        return ()
+        return None
     hidden = [layer.name for layer in network.layers[:-1]]
     if not isinstance(value, dict) or sorted(value) != sorted(hidden):
         names = sorted(value) if isinstance(value, dict) else value
-        raise arith.FormatError(f"'activations' names each hidden layer of {network.spec} ({', '.join(hidden)}) "
+        raise arith.FormatError(f"'{field}' names each hidden layer of {network.spec} ({', '.join(hidden)}) "
                                 f"once, not {names!r}")
-    return tuple(arith.Fixed.from_dict(value[name]) for name in hidden)
+    return [value[name] for name in hidden]
 
 
-def modes_of(manifest: dict, network: Network) -> tuple:
-    """Each hidden layer's (rounding, overflow) a manifest records (none: the network's own)."""
-    value = manifest.get("modes")
-    if value is None:
-        return ()
-    hidden = [layer.name for layer in network.layers[:-1]]
-    if not isinstance(value, dict) or sorted(value) != sorted(hidden) or not all(
-            isinstance(v, dict) and set(v) == {"rounding", "overflow"} for v in value.values()):
-        raise arith.FormatError(f"'modes' names each hidden layer of {network.spec} ({', '.join(hidden)}) once, "
-                                f"each with a 'rounding' and an 'overflow'")
-    modes = tuple((value[name]["rounding"], value[name]["overflow"]) for name in hidden)
-    arith.Arithmetic(modes=modes)  # checks each rounding and overflow
-    return modes
-
-
-def activations_field(arithmetic: arith.Arithmetic, network: Network) -> dict:
-    """The manifest's ``activations`` object, by hidden layer (empty for Q2.6 everywhere)."""
-    if not arithmetic.activations:
-        return {}
-    formats = arithmetic.formats(network)
-    return {"activations": {layer.name: f.to_dict() for layer, f in zip(network.layers, formats)}}
+def arithmetic_fields(arithmetic: arith.Arithmetic, network: Network) -> dict:
+    """The manifest's ``rounding`` and ``overflow``, and its ``activations`` and ``modes``
+    objects by hidden layer where the arithmetic has them."""
+    fields = {"rounding": str(arithmetic.rounding), "overflow": str(arithmetic.overflow)}
+    names = [layer.name for layer in network.layers[:-1]]
+    if arithmetic.activations:
+        fields["activations"] = {name: f.to_dict() for name, f in zip(names, arithmetic.formats(network))}
+    if arithmetic.modes:
+        fields["modes"] = {name: {"rounding": str(r), "overflow": str(o)}
+                           for name, (r, o) in zip(names, arithmetic.layer_modes(network))}
+    return fields
 
 
 def manifest_path(npz_path) -> Path:
@@ -127,12 +128,7 @@ def make_manifest(arithmetic: arith.Arithmetic, network: Network = LENET5, **ext
         "q_format": "Q2.6",
         "width": arith.WIDTH,
         "frac_bits": arith.FRAC_BITS,
-        "rounding": str(arithmetic.rounding),
-        "overflow": str(arithmetic.overflow),
-        **activations_field(arithmetic, network),
-        **({"modes": {layer.name: {"rounding": str(r), "overflow": str(o)}
-                      for layer, (r, o) in zip(network.layers, arithmetic.layer_modes(network))}}
-           if arithmetic.modes else {}),
+        **arithmetic_fields(arithmetic, network),
         **extra,
     }
 
@@ -167,8 +163,7 @@ def save(path, params: dict, manifest: dict) -> Path:
     network = network_of(manifest)
     params = check_params(params, network)
     check_codes(params, codes_of(manifest, network))
-    activations_of(manifest, network)
-    modes_of(manifest, network)
+    arithmetic_of(manifest, network)  # a format or mode that cannot be fails before anything is written
     text = json.dumps(manifest, indent=2) + "\n"  # fails before anything is written
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **params)
@@ -236,8 +231,7 @@ def load(path=None) -> WeightSet:
     except NetworkError as e:
         raise InputError(f"{mpath}: {e}") from None
     try:
-        activations_of(manifest, network)
-        modes_of(manifest, network)
+        arithmetic_of(manifest, network)
     except arith.FormatError as e:
         raise InputError(f"{mpath}: {e}") from None
     params = load_arrays(path, np.int8, network)

@@ -390,3 +390,18 @@ def test_train_command_with_activation_widths(tmp_path, mnist_dir, capsys):
                      "--out", str(tmp_path / "x.npz")]) == 2
         assert words in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("design", ["streaming", "compact"])
+def test_design_fields_keep_the_formats_and_modes(design):
+    """A design's report fields (explore's keys, the design cache) carry the layer arithmetic,
+    in the manifest's form, and give the same configuration back."""
+    from lenet_fpga.hdl.compact import CompactConfig
+    from lenet_fpga.hdl.designs import DESIGNS
+
+    arithmetic = arith.Arithmetic("half-up", "saturate", MIXED_FORMATS, MIXED_MODES)
+    config = preset("baseline", MIXED, arithmetic) if design == "streaming" else CompactConfig(arithmetic, lanes=8)
+    fields = DESIGNS[design].to_fields(config, MIXED)
+    assert fields["activations"]["fc4"] == {"bits": 3, "frac": 2, "signed": False}
+    again = DESIGNS[design].from_fields(json.loads(json.dumps(fields)), MIXED)
+    assert again.arithmetic == arithmetic and DESIGNS[design].to_fields(again, MIXED) == fields
