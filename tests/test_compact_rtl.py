@@ -17,6 +17,7 @@ from lenet_fpga.hdl.compact import CompactAccelerator, CompactConfig, plan_layer
 from lenet_fpga.model import arith, golden, images, weights
 from lenet_fpga.model.network import LENET5, ConvLayer
 from lenet_fpga.sim.network import simulate_banks
+from rtl_checks import check_bit_exact
 
 SAMPLES = images.load_image_set()
 MODES = list(arith.ARITHMETICS)
@@ -33,9 +34,7 @@ def _banks(mode: arith.Arithmetic, random_params) -> list[weights.WeightSet]:
 
 
 def _check(run, label):
-    bad = np.flatnonzero(~run.matches)
-    assert bad.size == 0, (f"{label}: {bad.size} of {len(run.matches)} images differ; first image {bad[0]}: "
-                           f"rtl {run.rtl_logits[bad[0]].tolist()} golden {run.golden_logits[bad[0]].tolist()}")
+    check_bit_exact(run, label)
     phases = np.array(list(run.model.values()))
     assert (run.cycles == phases.sum()).all(), f"{label}: cycles {run.cycles.tolist()}, model {phases.sum()}"
     np.testing.assert_array_equal(run.measured_phases(), np.broadcast_to(phases, run.measured_phases().shape),

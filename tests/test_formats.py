@@ -14,6 +14,7 @@ from lenet_fpga.model.arith import Fixed, LayerArithmetic
 from lenet_fpga.model.errors import InputError
 from lenet_fpga.model.network import LENET5, Network
 from lenet_fpga.sim.network import simulate
+from rtl_checks import check_bit_exact, stimulus
 
 MODES = [(r, o) for r in arith.Rounding for o in arith.Overflow]
 MODE_IDS = [f"{r}-{o}" for r, o in MODES]
@@ -221,12 +222,6 @@ def test_fake_quant_forward_is_the_golden_model(rounding, overflow):
 # Both generators
 
 
-def _stimulus(n: int, seed: int) -> np.ndarray:
-    digits = images.load_image_set().images[:n]
-    noise = np.random.default_rng(seed).integers(0, 256, digits.shape, dtype=np.uint8)
-    return np.where(np.arange(n)[:, None, None] % 2 == 0, digits, noise).astype(np.uint8)
-
-
 def _assert_every_layer_works(ws, imgs, arithmetic):
     """Each hidden layer both clips (or wraps) somewhere and passes values through: else the
     test would not tell the formats apart."""
@@ -238,21 +233,16 @@ def _assert_every_layer_works(ws, imgs, arithmetic):
         assert inside.size, f"{layer.name} passes nothing through"
 
 
-def _check(run, label):
-    bad = np.flatnonzero(~run.matches)
-    assert bad.size == 0, (f"{label}: {bad.size} of {len(run.matches)} images differ; first image {bad[0]}: "
-                           f"rtl {run.rtl_logits[bad[0]].tolist()} golden {run.golden_logits[bad[0]].tolist()}")
-
-
 def _both_designs(mode, simulator, sim_build, scale):
     ws = _mixed_weights(2, mode, scale)
-    imgs = _stimulus(2, 6)
+    imgs = stimulus(MIXED, 2, 6)
     arithmetic = ws.arithmetic
     _assert_every_layer_works(ws, imgs, arithmetic)
     fast = preset("fast", MIXED, arithmetic)
-    _check(simulate(ws, imgs, fast, simulator=simulator, build_root=sim_build), f"streaming fast, {arithmetic.describe()}")
+    check_bit_exact(simulate(ws, imgs, fast, simulator=simulator, build_root=sim_build),
+                    f"streaming fast, {arithmetic.describe()}")
     run = simulate(ws, imgs, CompactConfig(arithmetic, lanes=8), simulator=simulator, build_root=sim_build)
-    _check(run, f"compact, {arithmetic.describe()}")
+    check_bit_exact(run, f"compact, {arithmetic.describe()}")
 
 
 def test_mixed_formats_and_modes_by_layer_both_designs(simulator, sim_build):
@@ -279,7 +269,7 @@ def test_export_writes_every_format_exactly(rounding, overflow, fmt):
 
     mode = arith.Arithmetic(rounding, overflow) if rounding else arith.Arithmetic(modes=MIXED_MODES)
     ws = _mixed_weights(2, mode, 150)
-    imgs = _stimulus(4, 6)
+    imgs = stimulus(MIXED, 4, 6)
     _assert_every_layer_works(ws, imgs, ws.arithmetic)
     exported = export_onnx.build(ws, fmt, batch=len(imgs) if fmt == "qonnx" else None)
     got = export_onnx.run(exported.model, imgs, fmt)

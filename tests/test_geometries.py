@@ -12,12 +12,12 @@ import pytest
 from lenet_fpga.cli import main
 from lenet_fpga.hdl.compact import CompactConfig
 from lenet_fpga.hdl.lenet import preset
-from lenet_fpga.model import arith, golden, images, weights
+from lenet_fpga.model import arith, golden, weights
 from lenet_fpga.model.network import Network
 from lenet_fpga.sim.network import simulate
+from rtl_checks import check_bit_exact, stimulus
 
 MODES = list(arith.ARITHMETICS)
-SAMPLES = images.load_image_set()
 
 
 def large_random_weights(network: Network, seed: int) -> weights.WeightSet:
@@ -25,19 +25,6 @@ def large_random_weights(network: Network, seed: int) -> weights.WeightSet:
     rng = np.random.default_rng(seed)
     params = {name: rng.integers(-128, 128, shape).astype(np.int8) for name, shape in network.parameter_shapes.items()}
     return weights.WeightSet(params, weights.make_manifest(arith.Arithmetic(), network))
-
-
-def stimulus(network: Network, n: int, seed: int) -> np.ndarray:
-    """Shipped digits (centred in a larger input) and random pixels."""
-    digits = images.fit(SAMPLES.images[:n], network.image_size)
-    noise = np.random.default_rng(seed).integers(0, 256, digits.shape, dtype=np.uint8)
-    return np.where(np.arange(n)[:, None, None] % 2 == 0, digits, noise).astype(np.uint8)
-
-
-def check(run, label: str) -> None:
-    bad = np.flatnonzero(~run.matches)
-    assert bad.size == 0, (f"{label}: {bad.size} of {len(run.matches)} images differ; first image {bad[0]}: "
-                           f"rtl {run.rtl_logits[bad[0]].tolist()} golden {run.golden_logits[bad[0]].tolist()}")
 
 
 def assert_overflows(ws: weights.WeightSet, imgs: np.ndarray, mode: arith.Arithmetic) -> None:
@@ -61,9 +48,9 @@ def test_small_network_both_designs(mode, simulator, sim_build):
     assert_overflows(ws, imgs, mode)
     fast = preset("fast", SMALL, mode)
     assert fast.conv_filters == (4, 5)
-    check(simulate(ws, imgs, fast, simulator=simulator, build_root=sim_build), f"streaming fast, {mode.describe()}")
+    check_bit_exact(simulate(ws, imgs, fast, simulator=simulator, build_root=sim_build), f"streaming fast, {mode.describe()}")
     run = simulate(ws, imgs, CompactConfig(mode, lanes=8), simulator=simulator, build_root=sim_build)
-    check(run, f"compact, {mode.describe()}")
+    check_bit_exact(run, f"compact, {mode.describe()}")
     assert (run.cycles == sum(run.model.values())).all()
 
 
@@ -102,7 +89,7 @@ def test_other_networks_both_designs_every_mode_verilator(spec, mode, sim_build)
     imgs = stimulus(network, 6, 31)
     assert_overflows(ws, imgs, mode)
     for config in (preset("baseline", network, mode), preset("fast", network, mode), CompactConfig(mode, lanes=8)):
-        check(simulate(ws, imgs, config, simulator="verilator", build_root=sim_build), f"{spec} {config}")
+        check_bit_exact(simulate(ws, imgs, config, simulator="verilator", build_root=sim_build), f"{spec} {config}")
 
 
 def restricted_weights(network: Network, codes: dict, seed: int) -> weights.WeightSet:
@@ -139,8 +126,8 @@ def test_restricted_codes_network_both_designs(simulator, sim_build):
     assert fast.soft_multipliers == ("conv2",)
     assert [rows[name].dsp for name in ("conv1", "conv2", "fc1", "fc2", "fc3")] == [50, 0, 0, 0, 1]
     assert rows["fc1"].weight_bits == 3 and rows["fc2"].weight_bits == 2
-    check(simulate(ws, imgs, fast, simulator=simulator, build_root=sim_build), "restricted codes, streaming")
-    check(simulate(ws, imgs, CompactConfig(lanes=8), simulator=simulator, build_root=sim_build),
+    check_bit_exact(simulate(ws, imgs, fast, simulator=simulator, build_root=sim_build), "restricted codes, streaming")
+    check_bit_exact(simulate(ws, imgs, CompactConfig(lanes=8), simulator=simulator, build_root=sim_build),
           "restricted codes, compact")
 
 

@@ -13,20 +13,13 @@ from lenet_fpga.hdl.lenet import StreamingConfig, first_linear_input_order, pres
 from lenet_fpga.model import arith, golden, images, weights
 from lenet_fpga.model.network import LENET5
 from lenet_fpga.sim.network import simulate
+from rtl_checks import check_bit_exact
 
 SAMPLES = images.load_image_set()
 
 
 def _images_for(simulator: str, n_icarus: int) -> np.ndarray:
     return SAMPLES.images if simulator == "verilator" else SAMPLES.images[:n_icarus]
-
-
-def _check(run, label):
-    bad = np.flatnonzero(~run.matches)
-    assert bad.size == 0, (
-        f"{label}: {bad.size} of {len(run.matches)} images differ; first image {bad[0]}: "
-        f"rtl {run.rtl_logits[bad[0]].tolist()} golden {run.golden_logits[bad[0]].tolist()}"
-    )
 
 
 def test_fc1_input_order_is_the_flatten_permutation():
@@ -44,7 +37,7 @@ def test_shipped_weights_on_sample_digits(simulator, sim_build):
     ws = weights.load()
     run = simulate(ws, _images_for(simulator, 3), StreamingConfig(ws.arithmetic), simulator=simulator,
                    build_root=sim_build)
-    _check(run, f"shipped weights on {simulator}")
+    check_bit_exact(run, f"shipped weights on {simulator}")
     assert (run.rtl_class == SAMPLES.labels[: len(run.rtl_class)]).mean() >= 0.9
 
 
@@ -53,7 +46,7 @@ def test_wrap_weights_in_wrap_mode(simulator, sim_build):
     assert ws.arithmetic.overflow is arith.Overflow.WRAP
     run = simulate(ws, _images_for(simulator, 2), StreamingConfig(ws.arithmetic), simulator=simulator,
                    build_root=sim_build)
-    _check(run, f"wrap weights on {simulator}")
+    check_bit_exact(run, f"wrap weights on {simulator}")
 
 
 @pytest.mark.parametrize("mode", arith.ARITHMETICS,
@@ -70,7 +63,7 @@ def test_large_random_weights_every_mode(mode, simulator, sim_build, random_para
     assert (np.abs(acc) >= (arith.QMAX + 1) << arith.FRAC_BITS).any(), "no overflow: the test would prove nothing"
     assert (requantized > 0).any()
     run = simulate(ws, imgs, StreamingConfig(mode), simulator=simulator, build_root=sim_build)
-    _check(run, f"random weights, {mode.describe()}, {simulator}")
+    check_bit_exact(run, f"random weights, {mode.describe()}, {simulator}")
 
 
 # The generator's other sizes: the "fast" preset, and an odd mix (filters 2 and 4 at once, lane
@@ -90,14 +83,14 @@ def test_other_configurations_large_random_weights(name, mode, simulator, sim_bu
     imgs = np.stack([SAMPLES.images[1], rng.integers(0, 256, (28, 28), dtype=np.uint8)])
     config = replace(OTHER_CONFIGS[name], arithmetic=mode)
     run = simulate(ws, imgs, config, simulator=simulator, build_root=sim_build)
-    _check(run, f"{name} configuration, random weights, {mode.describe()}, {simulator}")
+    check_bit_exact(run, f"{name} configuration, random weights, {mode.describe()}, {simulator}")
 
 
 def test_fast_preset_shipped_weights(simulator, sim_build):
     ws = weights.load()
     run = simulate(ws, _images_for(simulator, 2), preset("fast", ws.network, ws.arithmetic),
                    simulator=simulator, build_root=sim_build)
-    _check(run, f"fast preset, shipped weights on {simulator}")
+    check_bit_exact(run, f"fast preset, shipped weights on {simulator}")
     # The layers are balanced and overlap: an image takes about a third of the baseline's cycles.
     assert run.cycles.max() <= 3_200
 
@@ -110,7 +103,7 @@ def test_thousand_mnist_test_images_verilator(sim_build, mnist_dir):
     ws = weights.load()
     run = simulate(ws, split.images[:1000], StreamingConfig(ws.arithmetic), simulator="verilator",
                    build_root=sim_build)
-    _check(run, "1000 MNIST test images")
+    check_bit_exact(run, "1000 MNIST test images")
 
 
 @pytest.mark.verilator
@@ -125,7 +118,7 @@ def test_verilator_smoke_all_sample_digits(sim_build):
         pytest.skip(str(e))
     ws = weights.load()
     run = simulate(ws, SAMPLES.images, StreamingConfig(ws.arithmetic), simulator="verilator", build_root=sim_build)
-    _check(run, "shipped weights, 40 digits, verilator")
+    check_bit_exact(run, "shipped weights, 40 digits, verilator")
     assert (run.rtl_class == SAMPLES.labels).mean() >= 0.95
     assert run.cycles.max() <= 14_200, "cycles per image above the issue's 1.25x-of-floor target"
 
@@ -141,4 +134,4 @@ def test_fastest_ecp5_network_at_its_fast_preset(simulator, sim_build):
     assert not relaxed_window(conv1, fast.conv_filters[0], ws.network)
     assert relaxed_window(conv2, fast.conv_filters[1], ws.network)
     run = simulate(ws, _images_for(simulator, 2), fast, simulator=simulator, build_root=sim_build)
-    _check(run, f"lenet5_pruned_pow2 fast on {simulator}")
+    check_bit_exact(run, f"lenet5_pruned_pow2 fast on {simulator}")
