@@ -47,8 +47,9 @@ class StreamFIFO(wiring.Component):
         width = len(Value.cast(self.i.payload))
         if code_bits is not None and (width % arith.WIDTH or not 1 <= code_bits <= arith.WIDTH):
             raise ValueError(f"code_bits {code_bits!r} for a payload of {width} bits: 8-bit codes of 1..8 bits")
-        self._codes = None if code_bits is None else (width // arith.WIDTH, code_bits)
-        self._fifo = SyncFIFOBuffered(width=width if code_bits is None else width // arith.WIDTH * code_bits,
+        # 8-bit codes are stored as they are.
+        self._codes = None if code_bits in (None, arith.WIDTH) else (width // arith.WIDTH, code_bits)
+        self._fifo = SyncFIFOBuffered(width=width if self._codes is None else width // arith.WIDTH * code_bits,
                                       depth=depth)
 
     @property

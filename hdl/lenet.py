@@ -324,9 +324,8 @@ class LeNetAccelerator(Accelerator):
                 blocks[f"{layer.name}.gather"] = Gather(channels, lanes)
                 if layer is not convs[0]:
                     # Room for a whole input map, so the layer before can run into the next image.
-                    bits = arithmetic[layer.name].input.stored_bits
                     blocks[f"{layer.name}.queue"] = StreamFIFO(pixel_layout(channels), layer.in_size**2,
-                                                               code_bits=bits if bits < arith.WIDTH else None)
+                                                               code_bits=arithmetic[layer.name].input.stored_bits)
                 blocks[layer.name] = ConvEngine(w, b, layer.in_size, arithmetic[layer.name], name=layer.name,
                                                 filters=filters, soft_multipliers=soft, nonnegative_inputs=True,
                                                 form=self._forms[layer.name],
