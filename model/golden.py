@@ -2,10 +2,11 @@
 ``network.Network``.
 
 Every function takes and returns integer codes (int64 arrays). The multiply-accumulates run as
-float64 matrix products because BLAS makes them fast, and they are exact: every product and every
-partial sum is an integer far below 2**53 (a product is below 2**14 and
-a layer has far fewer than 2**38 terms), so no
-rounding can happen in any summation order.
+float matrix products because BLAS makes them fast, and they are exact: every product and every
+partial sum is an integer whose magnitude is at most the largest input times the largest sum of
+a filter's weight magnitudes; below 2**24 float32 holds every such integer (Q2.6 LeNet-5: at
+most 127 x 400 x 128, about 2**22.6), otherwise float64 (2**53), so no rounding can happen in
+any summation order.
 """
 
 from __future__ import annotations
@@ -20,8 +21,20 @@ from .network import LENET5, ConvLayer, Network
 BATCH = 1000
 
 
-def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.rint(np.asarray(a, np.float64) @ np.asarray(b, np.float64)).astype(np.int64)
+def _exact_dtype(x, w) -> type:
+    """The float type in which ``x @ w`` of integer arrays is exact: float32 when no partial sum
+    can reach 2**24 (every integer below it is a float32, whatever order BLAS adds in; twice the
+    speed of float64), float64 otherwise (2**53)."""
+    x = np.asarray(x)
+    largest = float(max(-int(x.min()), int(x.max()))) if x.size else 0.0
+    column_sum = float(np.abs(np.asarray(w, np.float64)).sum(axis=0).max(initial=0))
+    return np.float32 if largest * column_sum < 2**24 else np.float64
+
+
+def _exact_matmul(a: np.ndarray, b: np.ndarray, dtype=None) -> np.ndarray:
+    """``a @ b`` of integer arrays (``a`` may already be floats of ``dtype``), exactly."""
+    dtype = dtype or _exact_dtype(a, b)
+    return (np.asarray(a, dtype) @ np.asarray(b, dtype)).astype(np.int64)
 
 
 def conv_accumulate(x, weight, bias, bias_shift: int = arith.FRAC_BITS) -> np.ndarray:
@@ -32,11 +45,14 @@ def conv_accumulate(x, weight, bias, bias_shift: int = arith.FRAC_BITS) -> np.nd
     out_ch, in_ch, k, _ = weight.shape
     if x.ndim != 4 or x.shape[1] != in_ch:
         raise ValueError(f"conv input must be [N,{in_ch},H,W], got {list(x.shape)}")
-    windows = sliding_window_view(x, (k, k), axis=(2, 3))  # [N,C,H',W',k,k]
-    n, _, h, w = windows.shape[:4]
-    cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, in_ch * k * k)
-    acc = _exact_matmul(cols, weight.reshape(out_ch, -1).T)  # [N*H'*W', O]
-    acc = acc.reshape(n, h, w, out_ch).transpose(0, 3, 1, 2)
+    w = weight.reshape(out_ch, -1).T
+    dtype = _exact_dtype(x, w)
+    # The windows are copied out once, already as the floats of the product.
+    windows = sliding_window_view(x.astype(dtype), (k, k), axis=(2, 3))  # [N,C,H',W',k,k]
+    n, _, h, width = windows.shape[:4]
+    cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * width, in_ch * k * k)
+    acc = _exact_matmul(cols, w, dtype)  # [N*H'*W', O]
+    acc = acc.reshape(n, h, width, out_ch).transpose(0, 3, 1, 2)
     return acc + (np.asarray(bias, np.int64) << bias_shift)[None, :, None, None]
 
 
@@ -57,7 +73,16 @@ def activate(acc, arithmetic) -> np.ndarray:
 
 def maxpool(x, size: int = 2) -> np.ndarray:
     """size x size max-pool with stride size over the last two axes (odd edges dropped)."""
-    return _windows(x, size).max(axis=(-3, -1))
+    x = np.asarray(x)
+    h, w = x.shape[-2] // size * size, x.shape[-1] // size * size
+    # The maximum of the size*size strided views: a reduction over the window's axes of a
+    # reshaped array walks memory with large strides and takes several times as long.
+    out = x[..., 0:h:size, 0:w:size].copy()
+    for i in range(size):
+        for j in range(size):
+            if i or j:
+                np.maximum(out, x[..., i:h:size, j:w:size], out=out)
+    return out
 
 
 def _windows(x, size: int) -> np.ndarray:

@@ -297,6 +297,27 @@ def test_accumulate_functions_check_input_shapes():
         golden.linear_accumulate(np.zeros((1, 255)), np.zeros((120, 256)), np.zeros(120))
 
 
+@pytest.mark.parametrize("fan_in", [1024, 1040, 65536])
+def test_accumulators_are_exact_either_side_of_the_float32_limit(fan_in):
+    """The products run in float32 while no partial sum can reach 2**24 and in float64 past it:
+    sums of extreme codes just below and far above the limit (odd, so float32 would round them
+    past it) equal integer arithmetic's, in the linear and the conv form."""
+    rng = np.random.default_rng(fan_in)
+    x = rng.integers(-128, 128, size=(4, fan_in))
+    # Row 0 against filter 0: large odd products of one sign, whose sum passes 2**24 only at
+    # the largest fan-in (and whatever order BLAS adds in, partial sums past 2**24 are odd).
+    x[0] = 2 * rng.integers(50, 64, size=fan_in) + 1
+    w = rng.integers(-128, 128, size=(3, fan_in))
+    w[0] = -x[0]
+    exact = x @ w.T + (np.arange(3) << 6)  # int64 throughout
+    assert np.array_equal(golden.linear_accumulate(x, w, np.arange(3)), exact)
+    assert (abs(exact[0, 0]) >= 2**24) == (fan_in == 65536)
+    # The same sums as a 1x1 convolution over fan_in channels of a 2x2 map.
+    conv_x = np.broadcast_to(x[:, :, None, None], (4, fan_in, 2, 2))
+    conv = golden.conv_accumulate(conv_x, w[:, :, None, None], np.arange(3))
+    assert np.array_equal(conv, np.broadcast_to(exact[:, :, None, None], conv.shape))
+
+
 # --------------------------------------------------------------------------------------------
 # classify
 
