@@ -345,6 +345,27 @@ def test_an_rgb_32x32_network_from_training_to_rtl_on_a_data_set_of_ones_own(tmp
     compressed = json.loads(capsys.readouterr().out)
     assert compressed["network"] == "32x3/4,8:16:3" and compressed["n_images"] == 30
 
+    # the float checkpoint as a state dict: import takes conv1's channels, the data set's images
+    import torch
+
+    with np.load(tmp_path / "w-float.npz") as saved:
+        torch.save({name: torch.from_numpy(saved[name]) for name in saved.files}, tmp_path / "state.pt")
+    assert main(["import", str(tmp_path / "state.pt"), "--dataset", str(data), "--out", str(tmp_path / "imp.npz"),
+                 "--threads", "1", "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert imported["network"] == "32x3/4,8:16:3" and imported["float_accuracy"] == trained["float_accuracy"]
+
+
+def test_a_colour_network_exports_to_onnx_exactly(tmp_path, capsys):
+    """The exported graph takes uint8 [N,3,S,S] and gives every golden logit (checked by
+    ``export`` itself in onnxruntime, on random colour images)."""
+    pytest.importorskip("onnxruntime")
+    ws = random_weights(TINY_RGB, 18)
+    path = weights.save(tmp_path / "rgb-w.npz", ws.params, ws.manifest)
+    assert main(["export", "--weights", str(path), "--out", str(tmp_path / "rgb.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "checked in onnxruntime on 40 random images: 120 of 120 logits equal" in out, out
+
 
 @pytest.mark.slow
 @pytest.mark.verilator
