@@ -122,6 +122,11 @@ def test_a_data_set_that_does_not_fit_the_network_is_one_line(tmp_path, capsys):
                      "samples.npz: the images are grey (1 channel); the network 16x3/4,8:24:3 takes RGB (3 channels)")
     one_line_refusal(capsys, ["eval", "--weights", str(rgb_weights), "--dataset", str(tmp_path / "grey.npz")],
                      "grey.npz's images are grey (1 channel); the network 16x3/4,8:24:3 takes RGB (3 channels)")
+    from PIL import Image
+
+    Image.fromarray(np.moveaxis(pictures[0], 0, -1)).save(tmp_path / "picture.png")
+    one_line_refusal(capsys, ["classify", str(tmp_path / "picture.png"), "--weights", str(rgb_weights)],
+                     "classify reads pictures as grey digits; the network 16x3/4,8:24:3 takes RGB (3 channels) images")
     assert not out.exists() and not (tmp_path / "w.json").exists()
 
 
