@@ -12,8 +12,8 @@ order and the first linear layer's weight columns are permuted to match
 flatten of the golden model.
 
 Control is a start/done handshake that lets images overlap: ``start`` opens the pixel input for
-one image (``network.pixels`` bytes: each pixel's channels one after another) and is taken whenever the input is not already open
-(``receiving`` low), so the next image may enter while earlier ones are still in later layers.
+one image (``network.pixels`` bytes: each pixel's channels one after another) and is taken
+whenever the input is not already open (``receiving`` low), so the next image may enter while earlier ones are still in later layers.
 ``done`` pulses once per image, in order, when its last logit is in; ``klass``, ``logits`` and ``cycles`` (start to
 done, inclusive) then hold that image's answer until the next ``done``. ``busy`` is high while
 any image is in flight.

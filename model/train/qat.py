@@ -118,8 +118,8 @@ class QuantLeNet(nn.Module):
         return quantize_input(pixels_u8)
 
     def forward(self, pixels_u8: torch.Tensor) -> torch.Tensor:
-        """uint8 [N,S,S] (or [N,C,S,S]: ``network.input_shape``) -> logits. In fake-quant mode logits * 2**logit_frac (4096 for Q2.6)
-        are the integer logits."""
+        """uint8 [N,S,S] (or [N,C,S,S]: ``network.input_shape``) -> logits. In fake-quant mode
+        logits * 2**logit_frac (4096 for Q2.6) are the integer logits."""
         x = self.network.channels_first(self.input(pixels_u8)).to(next(self.parameters()).dtype)
         penalty = x.new_zeros(())
         for index, layer in enumerate(self.layers):
