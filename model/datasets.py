@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import InputError
 from .files import file_mode, regular_file, special_kind
-from .images import describe_channels
+from .images import channels_of, describe_channels
 from .mnist import Split
 from .mnist import load as load_mnist
 from .network import MAX_INPUT_CHANNELS, MAX_SIZE, Network
@@ -54,8 +54,8 @@ NPZ_NAMES = ("train_images", "train_labels", "test_images", "test_labels", "imag
 @dataclass(frozen=True)
 class Dataset:
     """A user's labelled images: ``train`` and ``test`` splits (images uint8 [N,S,S] grey or
-    [N,C,S,S] with C > 1 channels, labels int64 [N]), ``classes`` (the largest label + 1, or the class folders), the images'
-    ``image_size`` S, the ``source`` path, ``class_names`` (folder names, or None), ``digest``
+    [N,C,S,S] with C > 1 channels, labels int64 [N]), ``classes`` (the largest label + 1, or the
+    class folders), the images' ``image_size`` S, the ``source`` path, ``class_names`` (folder names, or None), ``digest``
     (sha256 of the arrays: the same images and labels give the same digest whatever the format),
     ``split`` (``"own"``: the source has its test part; else the fraction split off) and
     ``converted`` (colour images converted to grey with ``grey``)."""
@@ -73,7 +73,7 @@ class Dataset:
     @property
     def channels(self) -> int:
         """Channels of every image: 1 (grey, [N,S,S]) or C ([N,C,S,S])."""
-        return 1 if self.train.images.ndim == 3 else self.train.images.shape[1]
+        return channels_of(self.train.images)
 
     def check_fits(self, network: Network) -> None:
         """Refuse ``network`` when its input has another channel count than the images, the
@@ -168,7 +168,7 @@ def _assemble(path: Path, parts: dict, names, converted: bool, test_fraction: fl
     if test_size != size:
         raise InputError(f"{where}: the training images are {size}x{size}, the test images "
                          f"{test_size}x{test_size}; all must be the same size")
-    channels = [1 if split.images.ndim == 3 else split.images.shape[1] for split in (train, test)]
+    channels = [channels_of(split.images) for split in (train, test)]
     if channels[0] != channels[1]:
         raise InputError(f"{where}: the training images are {describe_channels(channels[0])}, the test images "
                          f"{describe_channels(channels[1])}; all must have the same channels")
@@ -246,7 +246,7 @@ def _npz_images(images: np.ndarray, where: str, grey: bool) -> tuple[np.ndarray,
             raise InputError(f"{where} has {channels} channels ({list(images.shape)}); --grey converts RGB "
                              f"images (3 channels) only")
         elif not 1 <= channels <= MAX_INPUT_CHANNELS:
-            raise InputError(f"{where} has {channels} channels ({list(images.shape)}); at most "
+            raise InputError(f"{where} has {channels} channels ({list(images.shape)}); a network takes 1 to "
                              f"{MAX_INPUT_CHANNELS}")
     _check_images(images, where)
     return np.ascontiguousarray(images), converted

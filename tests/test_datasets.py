@@ -158,7 +158,7 @@ IMAGES, LABELS = bars(12)
 BAD_NPZ = [
     (_npz(images=IMAGES.astype(np.float32) / 255, labels=LABELS), "must be uint8 pixels 0..255, not float32"),
     (_npz(images=IMAGES[:, :, :15], labels=LABELS), "square"),
-    (_npz(images=np.zeros((12, 17, 16, 16), np.uint8), labels=LABELS), "17 channels ([12, 17, 16, 16]); at most 16"),
+    (_npz(images=np.zeros((12, 17, 16, 16), np.uint8), labels=LABELS), "17 channels ([12, 17, 16, 16]); a network takes 1 to 16"),
     (_npz(train_images=IMAGES, train_labels=LABELS, test_images=np.stack([IMAGES] * 3, 1), test_labels=LABELS),
      "the training images are grey (1 channel), the test images RGB (3 channels)"),
     (_npz(images=IMAGES, labels=LABELS[:11]), "one label per image"),
