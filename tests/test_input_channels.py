@@ -396,3 +396,29 @@ def test_board_run_on_a_simulated_board_with_a_colour_network(tmp_path, capsys, 
     expected = golden.forward(pictures, ws.params, ws.arithmetic, TINY_RGB)
     assert result["total"]["complete"] and result["total"]["mismatches"] == 0
     assert np.array_equal([e["board_logits"] for e in result["images"]], expected)
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_the_axi_stream_wrapper_takes_a_colour_image_as_one_frame(sim_build):
+    """Behind AXI4-Stream a frame is S*S*C bytes in stream order, ``tlast`` on the last: three
+    colour images answered bit-exactly, and a frame that ends early (its pixel 100 of 432) is
+    padded with zeros and flagged, the next one a normal image again."""
+    pytest.importorskip("cocotbext.axi", reason="cocotbext-axi is not installed (pip install -e '.[axi]')")
+    from lenet_fpga.hdl.axis import axis_verilog, parse_result
+
+    verilator_or_skip()
+    ws = random_weights(TINY_RGB, 19)
+    pictures = corner_images(TINY_RGB, 20)[[3, 4, 0]]
+    n, short = TINY_RGB.pixels, 100
+    streams = [images.stream_order(p) for p in pictures]
+    seen_first = np.concatenate([streams[0][:short], np.zeros(n - short, np.uint8)])
+    seen = np.stack([seen_first.reshape(12, 12, 3).transpose(2, 0, 1), pictures[1], pictures[2]])
+    data = {"frames": np.concatenate([streams[0][:short], streams[1], streams[2]]),
+            "lengths": np.array([short, n, n]), "seed": np.array(3), "gaps": np.array(0.3), "stall": np.array(0.5)}
+    result = runner.run(axis_verilog(LeNetAccelerator(ws), "lenet_axis", depth=2), "lenet_axis",
+                        "lenet_fpga.sim.tb_axis", data, simulator="verilator", build_root=sim_build, clock_inside=False)
+    logits = golden.forward(seen, ws.params, ws.arithmetic, TINY_RGB)
+    answers = [parse_result(row) for row in result.outputs["words"].reshape(3, -1)]
+    assert [rtl for _, _, rtl in answers] == logits.tolist()
+    assert [error for _, error, _ in answers] == [True, False, False]
