@@ -92,7 +92,7 @@ class UARTLink(wiring.Component):
             raise TypeError(f"accelerator must be an hdl.accelerator.Accelerator, not {type(accelerator).__name__}")
         network = accelerator.network
         try:
-            self.sizes = protocol.FrameSizes(network.image_size, network.classes)
+            self.sizes = protocol.FrameSizes(network.image_size, network.classes, network.input_channels)
         except ValueError as e:
             raise ValueError(f"the network {network.spec}: {e}") from None
         self._divisor = check_divisor(divisor)
@@ -125,7 +125,7 @@ class UARTLink(wiring.Component):
             protocol.VERSION, accelerator.arithmetic, accelerator.design, logit_bits,
             weights_id if in_bitstream else 0, in_bitstream, in_bitstream, self.weight_bytes,
             network.image_size, network.classes, accelerator.multipliers, clock_hz=_integer("clock_hz", clock_hz),
-            weights_fixed=not accelerator.weights_loadable)
+            weights_fixed=not accelerator.weights_loadable, channels=network.input_channels)
         self.info.encode()  # every field fits
         super().__init__()
 

@@ -35,6 +35,8 @@ import numpy as np
 from ..hdl.designs import DESIGN_NAMES
 from ..model import arith
 from ..model.errors import InputError
+from ..model.images import stream_order
+from ..model.network import MAX_INPUT_CHANNELS
 
 SYNC = 0xA5
 VERSION = 4  # INFO byte 0; bump on any incompatible change of this file
@@ -63,6 +65,9 @@ WEIGHTS_VALID = 0x01  # weights flags (INFO and WEIGHTS_LOADED): the board will 
 WEIGHTS_IN_BITSTREAM = 0x02  # weights flags (INFO): the design's memories have initial values
 WEIGHTS_LOADING = 0x04  # weights flags (INFO): a load is in progress (INFO's load_received counts it)
 WEIGHTS_FIXED = 0x08  # weights flags (INFO): the weights are in read-only memory; a load is refused
+# INFO byte 1, bits 3..6: input channels - 1. Grey is 0, so a grey board's INFO is what it was
+# before channels, and a host that does not know them refuses a colour board's flags.
+CHANNELS_SHIFT = 3
 DESIGNS = DESIGN_NAMES  # INFO byte 2: the accelerator's ``design``, by its index in the registry
 
 
@@ -182,22 +187,34 @@ def frame_buffer_bytes(pixels: int) -> int:
 
 @dataclass(frozen=True)
 class FrameSizes:
-    """Every frame length that depends on the board's network: its image side and class count
-    (INFO bytes 17 and 18). The board's buffer holds one image, so a LOAD_WEIGHTS chunk and an
-    IMAGE piece carry at most ``pixels`` bytes."""
+    """Every frame length that depends on the board's network: its image side, class count and
+    input channels (INFO bytes 17 and 18, and bits 3..6 of byte 1). The board's buffer holds one
+    image, so a LOAD_WEIGHTS chunk and an IMAGE piece carry at most ``pixels`` bytes."""
 
     image_size: int
     classes: int
+    channels: int = 1
 
     def __post_init__(self):
-        if not 1 <= _u(self.image_size, 8, "image size") or not 2 <= _u(self.classes, 8, "class count"):
-            raise ValueError(f"a {self.image_size}-pixel side and {self.classes} classes cannot travel in "
-                             f"protocol version {VERSION} (side 1..255, 2..255 classes)")
+        if not 1 <= _u(self.image_size, 8, "image size") or not 2 <= _u(self.classes, 8, "class count") \
+                or not 1 <= _u(self.channels, 8, "channels") <= MAX_INPUT_CHANNELS:
+            raise ValueError(f"a {self.image_size}-pixel side, {self.channels} channel(s) and {self.classes} classes "
+                             f"cannot travel in protocol version {VERSION} (side 1..255, 1..{MAX_INPUT_CHANNELS} "
+                             f"channels, 2..255 classes)")
+        if self.pixels >= 1 << 16:  # IMAGE's offset and IMAGE_STORED's count are u16
+            raise ValueError(f"an image of {self.pixels:,} bytes ({self.image_size}x{self.image_size}x{self.channels}) "
+                             f"cannot travel in protocol version {VERSION} (at most 65,535)")
 
     @property
     def pixels(self) -> int:
-        """CLASSIFY's payload: uint8 pixels in raster order."""
-        return self.image_size**2
+        """CLASSIFY's payload: uint8 pixels in raster order, a pixel's channels one after another."""
+        return self.image_size**2 * self.channels
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """An image's array shape: [side, side] grey, [channels, side, side] otherwise."""
+        side = self.image_size
+        return (side, side) if self.channels == 1 else (self.channels, side, side)
 
     @property
     def result_length(self) -> int:
@@ -370,14 +387,15 @@ def ping_request(seq: int = 0) -> bytes:
 
 
 def image_pixels(image, sizes: FrameSizes) -> bytes:
-    """A uint8 [side, side] image as CLASSIFY's raster-order bytes."""
+    """A uint8 [side, side] image (or [channels, side, side]) as CLASSIFY's bytes: raster order,
+    a pixel's channels one after another (``images.stream_order``)."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise InputError(f"image must be uint8 pixels 0..255, got dtype {image.dtype}")
-    if image.shape != (sizes.image_size, sizes.image_size):
-        raise InputError(f"image must have shape [{sizes.image_size},{sizes.image_size}] (the board's network), "
+    if image.shape != sizes.image_shape:
+        raise InputError(f"image must have shape [{','.join(map(str, sizes.image_shape))}] (the board's network), "
                          f"got {list(image.shape)}")
-    return np.ascontiguousarray(image).tobytes()
+    return stream_order(image).tobytes()
 
 
 def classify_request(image, sizes: FrameSizes, seq: int = 0) -> bytes:
@@ -566,7 +584,7 @@ class BoardInfo:
     0         protocol ``VERSION``
     1         arithmetic flags: bit 0 rounding floor (else half-up), bit 1 overflow
               wrap (else saturate), bit 2 activation formats other than Q2.6 (those of the
-              weights it was built for); other bits 0
+              weights it was built for); bits 3..6 input channels - 1 (0: grey); bit 7 0
     2         design: index into ``DESIGNS`` (0 streaming, 1 compact)
     3         logit accumulator width in bits (the RESULT logits are sign-extended from it)
     4..7      ``weights_id`` of the valid weights, u32: the bitstream's (0: not given)
@@ -575,7 +593,7 @@ class BoardInfo:
               ``WEIGHTS_FIXED``
     9..12     bytes of the weight image a load must send, u32
     13..16    bytes of the load in progress received gap-free, u32 (0 when none)
-    17        image side: CLASSIFY carries side x side pixels
+    17        image side: CLASSIFY carries side x side pixels (of channels bytes each)
     18        classes: RESULT carries that many logits
     19..20    multipliers in the accelerator, u16
     21..24    the design's clock in Hz, u32 (0: the bitstream does not say)
@@ -600,6 +618,7 @@ class BoardInfo:
     # The hidden layers' activation formats are not all Q2.6. Which they are the board does not
     # say: they come with the weights it was built for (``arithmetic`` holds the two modes only).
     activation_formats: bool = False
+    channels: int = 1  # input channels; grey (1) leaves INFO as it was before channels
 
     @property
     def activation_formats_flag(self) -> bool:
@@ -607,7 +626,7 @@ class BoardInfo:
 
     @property
     def sizes(self) -> FrameSizes:
-        return FrameSizes(self.image_size, self.classes)
+        return FrameSizes(self.image_size, self.classes, self.channels)
 
     @property
     def flags(self) -> int:
@@ -619,10 +638,10 @@ class BoardInfo:
             raise ValueError(f"design {self.design!r} is not one of {DESIGNS}")
         if not 1 <= self.logit_bits <= 8 * LOGIT_BYTES:
             raise ValueError(f"{self.logit_bits}-bit logits do not fit RESULT's int32")
-        self.sizes  # checks image_size and classes
+        self.sizes  # checks image_size, classes and channels
         a = self.arithmetic
         arithmetic = ((a.rounding is arith.Rounding.FLOOR) | (a.overflow is arith.Overflow.WRAP) << 1
-                      | self.activation_formats_flag << 2)
+                      | self.activation_formats_flag << 2 | (self.channels - 1) << CHANNELS_SHIFT)
         return (bytes([_u(self.version, 8, "version"), arithmetic, DESIGNS.index(self.design), self.logit_bits])
                 + _u(self.weights_id, 32, "weights id").to_bytes(4, "little") + bytes([self.flags])
                 + _u(self.weight_bytes, 32, "weight image size").to_bytes(4, "little")
@@ -639,12 +658,13 @@ def parse_info(frame: Frame) -> BoardInfo:
     flags, weights = payload[1], payload[8]
     if payload[2] >= len(DESIGNS):
         raise ProtocolError(f"INFO names design {payload[2]}, not one of {DESIGNS}")
-    if flags & ~0b111:
+    if flags & ~0b111_1111:
         raise ProtocolError(f"INFO: arithmetic flags {flags:#04x} have bits this host does not know")
+    channels = (flags >> CHANNELS_SHIFT & 0b1111) + 1
     arithmetic = arith.Arithmetic(arith.Rounding.FLOOR if flags & 1 else arith.Rounding.HALF_UP,
                                   arith.Overflow.WRAP if flags & 2 else arith.Overflow.SATURATE)
     try:
-        FrameSizes(payload[17], payload[18])
+        FrameSizes(payload[17], payload[18], channels)
     except ValueError as e:
         raise ProtocolError(f"INFO: {e}") from None
     return BoardInfo(payload[0], arithmetic, DESIGNS[payload[2]], payload[3], int.from_bytes(payload[4:8], "little"),
@@ -652,4 +672,4 @@ def parse_info(frame: Frame) -> BoardInfo:
                      int.from_bytes(payload[9:13], "little"), payload[17], payload[18],
                      int.from_bytes(payload[19:21], "little"), bool(weights & WEIGHTS_LOADING),
                      int.from_bytes(payload[13:17], "little"), int.from_bytes(payload[21:25], "little"),
-                     bool(weights & WEIGHTS_FIXED), bool(flags & 4))
+                     bool(weights & WEIGHTS_FIXED), bool(flags & 4), channels)

@@ -102,7 +102,8 @@ class RequestHandler(wiring.Component):
                  weights_id: int, watchdog_cycles: int, weights_loadable: bool = True):
         if not isinstance(accelerator, AcceleratorSignature):
             raise TypeError(f"accelerator must be an AcceleratorSignature, not {accelerator!r}")
-        sizes = protocol.FrameSizes(accelerator.network.image_size, accelerator.network.classes)
+        network = accelerator.network
+        sizes = protocol.FrameSizes(network.image_size, network.classes, network.input_channels)
         for name, value in (("weight_bytes", weight_bytes), ("weights_id", weights_id),
                             ("watchdog_cycles", watchdog_cycles)):
             if isinstance(value, bool) or not isinstance(value, int):

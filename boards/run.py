@@ -72,11 +72,17 @@ def load_board_weights(client: BoardClient, ws: weight_files.WeightSet, image: b
 def check_board_network(info: protocol.BoardInfo, ws: weight_files.WeightSet) -> None:
     """The board's network must take the images and give the logits the golden model does."""
     network = ws.network
-    if (info.image_size, info.classes) != (network.image_size, network.classes):
+    if (info.image_size, info.classes, info.channels) != (network.image_size, network.classes, network.input_channels):
         raise InputError(
-            f"the board's network takes {info.image_size}x{info.image_size} images and gives {info.classes} "
-            f"logits; {ws.path or 'the weights'} are for {network.spec} ({network.image_size}x{network.image_size}, "
-            f"{network.classes} classes): give the weights the board was built with (--weights)")
+            f"the board's network takes {_shape(info.image_size, info.channels)} images and gives {info.classes} "
+            f"logits; {ws.path or 'the weights'} are for {network.spec} "
+            f"({_shape(network.image_size, network.input_channels)}, {network.classes} classes): give the weights "
+            f"the board was built with (--weights)")
+
+
+def _shape(side: int, channels: int) -> str:
+    """28x28 grey, 32x32x3 with three channels."""
+    return f"{side}x{side}" + (f"x{channels}" if channels != 1 else "")
 
 
 def board_arithmetic(info: protocol.BoardInfo, ws: weight_files.WeightSet) -> arith.Arithmetic:

@@ -28,7 +28,7 @@ from ..hdl.designs import config_from_fields
 from ..model import golden
 from ..model import weights as weight_files
 from ..model.atomic import atomic_path
-from ..model.images import fit
+from ..model.images import fit_network
 
 # What the rtl stage keeps of bench_config's report (the per-image lists stay out of the results).
 RTL_FIELDS = ("multipliers", "dsp_multipliers", "logic_multipliers", "macs", "weight_bits", "latency_cycles",
@@ -39,7 +39,7 @@ def golden_accuracy(weights, images: np.ndarray, labels: np.ndarray) -> dict:
     """The golden model's accuracy on ``images`` (fitted to the network's input) with the
     weights' own arithmetic."""
     started = time.perf_counter()
-    fitted = fit(images, weights.network.image_size)
+    fitted = fit_network(images, weights.network)
     logits = golden.forward(fitted, weights.params, weights.arithmetic, weights.network)
     return {"accuracy": golden.accuracy(logits, labels), "images": int(len(images)),
             "seconds": round(time.perf_counter() - started, 3)}

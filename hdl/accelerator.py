@@ -9,7 +9,8 @@ configuration and never asks which one it has.
 
 Ports (``AcceleratorSignature``; ``docs/interface.md`` has the timing)::
 
-    pixels           In   stream of uint8 pixels, raster order, ``network.pixels`` per image
+    pixels           In   stream of uint8 pixels, raster order (a pixel's channels one after another),
+                          ``network.pixels`` bytes per image
     start            In   open the pixel input for one image (taken while ``receiving`` is low)
     receiving        Out  the pixel input is open
     busy             Out  an image is in flight

@@ -86,7 +86,7 @@ class AxiStreamAccelerator(wiring.Component):
     Attributes
     ----------
     s_axis_tdata, s_axis_tvalid, s_axis_tready, s_axis_tlast
-        Pixels, raster order, ``tlast`` on an image's last.
+        Pixels, raster order (a pixel's channels one after another), ``tlast`` on an image's last.
     m_axis_tdata, m_axis_tvalid, m_axis_tready, m_axis_tlast
         Result frames of ``beats`` 32-bit words.
     s_axis_weights_tdata, s_axis_weights_tvalid, s_axis_weights_tready, s_axis_weights_tlast

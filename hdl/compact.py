@@ -377,7 +377,8 @@ class CompactAccelerator(Accelerator):
         m = Module()
         rom = self.rom
         # With the weights in block RAM every block counts: the pixel table goes to logic.
-        m.submodules.image = image = ImageInput(self.network.pixels, table_in_logic=rom is not None)
+        m.submodules.image = image = ImageInput(self.network.pixels, table_in_logic=rom is not None,
+                                                channels=self.network.input_channels)
         m.submodules.sequencer = sequencer = Sequencer(rom.plans if rom else self.plans, self.lanes, self.map_depth,
                                                           bias_words=rom is None)
         layers = self._config.arithmetic.layers(self.network)

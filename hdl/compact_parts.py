@@ -1,6 +1,7 @@
 """The parts of the compact accelerator; ``hdl/compact.py`` documents the design and joins them.
 
-* ``ImageInput``: one pixel a cycle through the pixel table; codes to feature-map addresses 0, 1, ...
+* ``ImageInput``: one pixel byte a cycle through the pixel table; codes to feature-map addresses 0, 1, ...
+  (channel-major for a colour image)
 * ``Sequencer``: the state machine and the per-layer loop nest. Every array cycle it issues a
   feature-map address, a weight-word address and the *term*: the cycle's control (bias or tap, the
   accumulation completes, the pooling window, where the outputs go). It holds the per-layer
@@ -61,15 +62,19 @@ def term_layout(address_bits: int, lanes: int) -> data.StructLayout:
 
 
 class ImageInput(wiring.Component):
-    """Takes one image, ``pixels`` pixels, through the ``PixelQuantizer`` and writes its codes
-    to addresses 0, 1, ... (the image region of the feature-map RAM).
+    """Takes one image, ``pixels`` bytes, through the ``PixelQuantizer`` and writes its codes
+    to addresses 0, 1, ... (the image region of the feature-map RAM). With C ``channels`` the
+    bytes arrive channel-interleaved and are written channel-major (channel c of pixel p to
+    ``c * pixels / C + p``), the (channel, row, column) order conv1's taps read.
 
     Parameters
     ----------
     pixels : int
-        Pixels in an image.
+        Bytes in an image (pixels times channels).
     table_in_logic : bool
         The quantizer's table in logic (``PixelQuantizer(in_logic=True)``), not a block RAM.
+    channels : int
+        Channels of a pixel, a divisor of ``pixels``.
 
     Attributes
     ----------
@@ -85,10 +90,13 @@ class ImageInput(wiring.Component):
         ``we`` of the image's last code.
     """
 
-    def __init__(self, pixels: int, table_in_logic: bool = False):
+    def __init__(self, pixels: int, table_in_logic: bool = False, channels: int = 1):
         if pixels < 1:
             raise ValueError(f"an image has at least one pixel, not {pixels}")
+        if channels < 1 or pixels % channels:
+            raise ValueError(f"{channels} channels do not divide an image of {pixels} bytes")
         self._pixels = pixels
+        self._channels = channels
         self._table_in_logic = table_in_logic
         super().__init__({
             "pixels": In(stream.Signature(PIXEL)),
@@ -119,9 +127,25 @@ class ImageInput(wiring.Component):
             m.d.sync += [taken.eq(0), self.addr.eq(0)]
         with m.If(self.pixels.valid & self.pixels.ready):
             m.d.sync += taken.eq(taken + 1)
-        with m.If(quantize.o.valid):
-            m.d.sync += self.addr.eq(self.addr + 1)
+        if self._channels == 1:
+            with m.If(quantize.o.valid):
+                m.d.sync += self.addr.eq(self.addr + 1)
+        else:
+            self._channel_major(m, quantize.o.valid)
         return m
+
+    def _channel_major(self, m, write):
+        """The address of each code: the next channel's plane, and after the last channel the
+        next pixel in the first plane."""
+        channels, plane = self._channels, self._pixels // self._channels
+        channel = Signal(range(channels))
+        with m.If(self.start):
+            m.d.sync += channel.eq(0)
+        with m.If(write):
+            with m.If(channel == channels - 1):
+                m.d.sync += [channel.eq(0), self.addr.eq(self.addr - (channels - 1) * plane + 1)]
+            with m.Else():
+                m.d.sync += [channel.eq(channel + 1), self.addr.eq(self.addr + plane)]
 
 
 # --------------------------------------------------------------------------------------------

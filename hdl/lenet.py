@@ -12,8 +12,8 @@ order and the first linear layer's weight columns are permuted to match
 flatten of the golden model.
 
 Control is a start/done handshake that lets images overlap: ``start`` opens the pixel input for
-one image (``network.pixels`` pixels) and is taken whenever the input is not already open
-(``receiving`` low), so the next image may enter while earlier ones are still in later layers.
+one image (``network.pixels`` bytes: each pixel's channels one after another) and is taken
+whenever the input is not already open (``receiving`` low), so the next image may enter while earlier ones are still in later layers.
 ``done`` pulses once per image, in order, when its last logit is in; ``klass``, ``logits`` and ``cycles`` (start to
 done, inclusive) then hold that image's answer until the next ``done``. ``busy`` is high while
 any image is in flight.
@@ -313,7 +313,9 @@ class LeNetAccelerator(Accelerator):
         convs = [layer for layer in self._layers if isinstance(layer, ConvLayer)]
         linears = [layer for layer in self._layers if not isinstance(layer, ConvLayer)]
         blocks: dict[str, wiring.Component] = {"quantize": PixelQuantizer()}
-        channels, lanes = 1, 1  # of the stream so far
+        # Of the stream so far: the pixels' channels arrive one a transfer (channel-interleaved),
+        # and conv1's Gather makes each pixel one vector of them, as for any later conv layer.
+        channels, lanes = self.network.input_channels, 1
         # Every engine's inputs are pixel codes (0..64) or ReLU outputs, never negative, so its
         # multipliers may drop the sign bit (half the logic of a soft multiplier).
         for layer in self._layers:

@@ -58,9 +58,10 @@ def mnist_test_set(data_dir=None) -> image_sets.ImageSet:
 
 def load_dataset(path, grey: bool = False, test_fraction: float | None = None):
     """A data set of your own (``lenet_fpga.model.datasets``): an ``.npz`` or a folder of PNGs of
-    grey square images and their labels, as a ``Dataset`` (``.train``, ``.test``: images uint8
-    [N,S,S] and labels; ``.classes``, ``.image_size``, ``.digest``). ``grey`` converts colour
-    images (refused without it: the hardware takes one grey channel); ``test_fraction`` (default
+    square images and their labels, as a ``Dataset`` (``.train``, ``.test``: images uint8
+    [N,S,S] grey or [N,C,S,S] colour, and labels; ``.classes``, ``.image_size``, ``.channels``,
+    ``.digest``). ``grey`` converts colour images to grey (without it they keep their channels,
+    which a network's input must have); ``test_fraction`` (default
     1/6) is set aside as the test set of a source without one. Give it to ``train``, ``compress``
     or ``import_model`` as ``TorchOptions(dataset=...)``; ``run_golden(weights, d.test.images,
     d.test.labels)`` evaluates on it."""

@@ -1,23 +1,24 @@
-"""A data set of the user's own: labelled grey images as a train and a test ``Split``, read from
-an ``.npz`` or a folder of PNGs, every defect an InputError in one line.
+"""A data set of the user's own: labelled grey or colour images as a train and a test ``Split``,
+read from an ``.npz`` or a folder of PNGs, every defect an InputError in one line.
 
 Formats (docs in README.md, "A data set of your own"):
 
 * ``.npz`` with ``train_images``, ``train_labels``, ``test_images``, ``test_labels``; or with
   ``images`` and ``labels`` only, split deterministically (``split_off``). Images uint8
-  ``[N,S,S]`` or ``[N,1,S,S]`` (square, pixels 0..255: floats are refused, not guessed at);
-  labels integers 0..K-1, one per image. ``[N,C,S,S]`` with C > 1 is refused (the hardware
-  takes one grey channel) unless ``grey``: C = 3 is then converted to grey (ITU-R 601-2 luma,
-  exactly as Pillow's ``convert("L")``).
+  ``[N,S,S]`` or ``[N,1,S,S]`` (grey) or ``[N,C,S,S]`` (C channels, kept as they are; square,
+  pixels 0..255: floats are refused, not guessed at); labels integers 0..K-1, one per image.
+  With ``grey``, C = 3 is converted to grey (ITU-R 601-2 luma, exactly as Pillow's
+  ``convert("L")``).
 * a folder ``train/<class>/*.png`` and ``test/<class>/*.png``, or ``<class>/*.png`` only (split
   as above). Class folders named by whole numbers are those labels (``0``..``9``); otherwise the
   names are sorted and numbered from 0 (``cat``, ``dog`` -> 0, 1; ``Dataset.class_names``). PNGs
-  grey (mode L or 1), or RGB whose three channels are equal in every pixel; other colour PNGs
-  are refused unless ``grey`` (then Pillow's ``convert("L")``). Every image the same square size.
+  grey (mode L or 1), or RGB whose three channels are equal in every pixel, make a grey set;
+  one colour PNG makes the set RGB (its alpha dropped, grey PNGs as three equal channels),
+  unless ``grey`` (then each is Pillow's ``convert("L")``). Every image the same square size.
 
-The images keep their size: ``Split.fitted(network)`` centres smaller ones in a larger network
-input, and a data set with larger images than the network's is refused, naming both sizes
-(``check_fits``).
+The images keep their size and channels: ``Split.fitted(network)`` centres smaller ones in a
+larger network input, and a data set with larger images than the network's, or another channel
+count, is refused, naming both (``check_fits``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ import numpy as np
 
 from .errors import InputError
 from .files import file_mode, regular_file, special_kind
+from .images import channels_of, describe_channels
 from .mnist import Split
 from .mnist import load as load_mnist
-from .network import MAX_SIZE, Network
+from .network import MAX_INPUT_CHANNELS, MAX_SIZE, Network
 from .npz import MAX_BYTES, read_npz
 
 # A test split of 1/6 of the images when the data set has no test part of its own (MNIST's
@@ -45,16 +47,15 @@ MAX_SIDE = 1024  # an image side; the network's own limits refuse far less than 
 MAX_FILES = 500_000  # PNGs in a folder data set
 MAX_PNG_BYTES = 16 * 2**20  # one PNG file
 MAX_CLASSES = MAX_SIZE
-GREY_HINT = ("the hardware takes one grey channel today (input channels > 1 are not built yet); give --grey "
-             "to convert the images to grey")
+GREY_HINT = "give --grey to convert the images to grey"
 NPZ_NAMES = ("train_images", "train_labels", "test_images", "test_labels", "images", "labels")
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A user's labelled images: ``train`` and ``test`` splits (images uint8 [N,S,S], labels
-    int64 [N]), ``classes`` (the largest label + 1, or the class folders), the images'
-    ``image_size`` S, the ``source`` path, ``class_names`` (folder names, or None), ``digest``
+    """A user's labelled images: ``train`` and ``test`` splits (images uint8 [N,S,S] grey or
+    [N,C,S,S] with C > 1 channels, labels int64 [N]), ``classes`` (the largest label + 1, or the
+    class folders), the images' ``image_size`` S, the ``source`` path, ``class_names`` (folder names, or None), ``digest``
     (sha256 of the arrays: the same images and labels give the same digest whatever the format),
     ``split`` (``"own"``: the source has its test part; else the fraction split off) and
     ``converted`` (colour images converted to grey with ``grey``)."""
@@ -69,9 +70,21 @@ class Dataset:
     split: str = "own"
     converted: bool = False
 
+    @property
+    def channels(self) -> int:
+        """Channels of every image: 1 (grey, [N,S,S]) or C ([N,C,S,S])."""
+        return channels_of(self.train.images)
+
     def check_fits(self, network: Network) -> None:
-        """Refuse ``network`` when the images are larger than its input or it has fewer outputs
-        than the data set has classes (smaller images are centred in its input by ``fitted``)."""
+        """Refuse ``network`` when its input has another channel count than the images, the
+        images are larger than its input or it has fewer outputs than the data set has classes
+        (smaller images are centred in its input by ``fitted``)."""
+        if self.channels != network.input_channels:
+            hint = "" if network.input_channels != 1 else (
+                (f": {GREY_HINT}, or " if self.channels == 3 else ": give ")
+                + f"a network with a {self.image_size}x{self.channels}/... input")
+            raise InputError(f"the data set {self.source}'s images are {describe_channels(self.channels)}; the network "
+                             f"{network.spec} takes {describe_channels(network.input_channels)}{hint}")
         if self.image_size > network.image_size:
             raise InputError(f"the data set {self.source} has {self.image_size}x{self.image_size} images; the network "
                              f"{network.spec} takes {network.image_size}x{network.image_size} (smaller images are "
@@ -86,7 +99,7 @@ class Dataset:
         from .network import LENET5, NetworkError
 
         try:
-            return Network(LENET5.convs, LENET5.hidden, self.classes, self.image_size)
+            return Network(LENET5.convs, LENET5.hidden, self.classes, self.image_size, self.channels)
         except NetworkError as e:
             raise InputError(f"LeNet-5's layers do not fit the data set's {self.image_size}x{self.image_size} images "
                              f"({e}); give a network (--network) that does") from None
@@ -101,6 +114,7 @@ class Dataset:
         return {"source": self.source, "digest": self.digest, "image_size": self.image_size,
                 "classes": self.classes, "train_images": len(self.train.labels), "test_images": len(self.test.labels),
                 "split": self.split, "grey_converted": self.converted,
+                **({"channels": self.channels} if self.channels != 1 else {}),
                 **({"class_names": list(self.class_names)} if self.class_names is not None else {})}
 
 
@@ -150,10 +164,14 @@ def _assemble(path: Path, parts: dict, names, converted: bool, test_fraction: fl
             raise InputError(f"--test-fraction splits a data set without a test part; {where} has its own test images")
         train, test = (Split(*parts[name]) for name in ("train", "test"))
         split = "own"
-    size = train.images.shape[1]
-    if test.images.shape[1] != size:
+    size, test_size = train.images.shape[-1], test.images.shape[-1]
+    if test_size != size:
         raise InputError(f"{where}: the training images are {size}x{size}, the test images "
-                         f"{test.images.shape[1]}x{test.images.shape[1]}; all must be the same size")
+                         f"{test_size}x{test_size}; all must be the same size")
+    channels = [channels_of(split.images) for split in (train, test)]
+    if channels[0] != channels[1]:
+        raise InputError(f"{where}: the training images are {describe_channels(channels[0])}, the test images "
+                         f"{describe_channels(channels[1])}; all must have the same channels")
     top = max(int(train.labels.max()), int(test.labels.max()))
     classes = len(names) if names is not None else top + 1
     if classes < 2:
@@ -210,7 +228,8 @@ def _read_npz(path: Path, grey: bool) -> tuple[dict, bool]:
 
 
 def _npz_images(images: np.ndarray, where: str, grey: bool) -> tuple[np.ndarray, bool]:
-    """uint8 [N,S,S] from [N,S,S] or [N,C,S,S] (C = 1, or C = 3 with ``grey``)."""
+    """uint8 [N,S,S] from [N,S,S] or [N,1,S,S], or from [N,3,S,S] with ``grey``; [N,C,S,S] from
+    C > 1 channels otherwise."""
     if images.dtype != np.uint8:
         raise InputError(f"{where} must be uint8 pixels 0..255, not {images.dtype} (scale and round them first: "
                          f"np.round(x * 255).astype(np.uint8) for floats in 0..1)")
@@ -221,11 +240,14 @@ def _npz_images(images: np.ndarray, where: str, grey: bool) -> tuple[np.ndarray,
         channels = images.shape[1]
         if channels == 3 and grey:
             images, converted = luma(images), True
-        elif channels != 1:
-            raise InputError(f"{where} has {channels} channels ({list(images.shape)}); "
-                             + (GREY_HINT if channels == 3 else "the hardware takes one grey channel today"))
-        else:
+        elif channels == 1:
             images = images[:, 0]
+        elif grey:
+            raise InputError(f"{where} has {channels} channels ({list(images.shape)}); --grey converts RGB "
+                             f"images (3 channels) only")
+        elif not 1 <= channels <= MAX_INPUT_CHANNELS:
+            raise InputError(f"{where} has {channels} channels ({list(images.shape)}); a network takes 1 to "
+                             f"{MAX_INPUT_CHANNELS}")
     _check_images(images, where)
     return np.ascontiguousarray(images), converted
 
@@ -290,12 +312,17 @@ def _read_folder(root: Path, grey: bool) -> tuple[dict, tuple[str, ...] | None, 
                 images.append(image)
                 labels.append(label_of[name])
         where = str(layout[part])
-        sizes = {image.shape for image in images}
+        sizes = {image.shape[-2:] for image in images}
         if len(sizes) > 1:
             shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
             raise InputError(f"data set {where}: the images have different sizes ({shown}); all must be the same "
                              f"square size")
-        parts[part] = (np.stack(images), np.asarray(labels, np.int64))
+        parts[part] = (images, np.asarray(labels, np.int64))
+    # One colour PNG makes the whole set RGB: the grey ones become three equal channels.
+    colour = any(image.ndim == 3 for images, _ in parts.values() for image in images)
+    for part, (images, labels) in parts.items():
+        parts[part] = (np.stack([np.stack([image] * 3) if colour and image.ndim == 2 else image for image in images]),
+                       labels)
     return parts, names, converted
 
 
@@ -340,8 +367,9 @@ class _Budget:
 
 
 def read_png(path: Path, grey: bool = False, budget: _Budget | None = None) -> tuple[np.ndarray, bool]:
-    """One PNG as uint8 [S,S] grey, and whether it was converted from colour (``grey``); its size
-    is checked from the header before any pixel is inflated."""
+    """One PNG as uint8 [S,S] grey or [3,S,S] RGB (a colour PNG without ``grey``), and whether it
+    was converted from colour (``grey``); its size is checked from the header before any pixel is
+    inflated."""
     from PIL import Image, UnidentifiedImageError
 
     regular_file(path, "image")
@@ -356,24 +384,23 @@ def read_png(path: Path, grey: bool = False, budget: _Budget | None = None) -> t
                 raise InputError(f"image {path} is {width}x{height}; at most {MAX_SIDE}x{MAX_SIDE}")
             if budget is not None:
                 budget.take(width * height)
-            return _grey_pixels(image, path, grey)
+            return _pixels(image, path, grey)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"cannot read image {path} as a PNG: {e}") from None
 
 
-def _grey_pixels(image, path: Path, grey: bool) -> tuple[np.ndarray, bool]:
+def _pixels(image, path: Path, grey: bool) -> tuple[np.ndarray, bool]:
     mode = image.mode
     if mode in ("L", "1"):
         return np.asarray(image.convert("L"), np.uint8), False
     if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        raise InputError(f"image {path} has {mode} pixels (16-bit or more); save it with 8-bit grey pixels")
-    if mode in ("RGB", "P"):  # grey saved as colour: three equal channels lose nothing
-        rgb = np.asarray(image.convert("RGB"), np.uint8)
-        if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-            return np.ascontiguousarray(rgb[..., 0]), False
-    if not grey:
-        raise InputError(f"image {path} is a colour PNG (mode {mode}); {GREY_HINT}")
-    return np.asarray(image.convert("L"), np.uint8), True
+        raise InputError(f"image {path} has {mode} pixels (16-bit or more); save it with 8-bit pixels")
+    rgb = np.asarray(image.convert("RGB"), np.uint8)  # a colour PNG's alpha is dropped
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        return np.ascontiguousarray(rgb[..., 0]), False  # grey saved as colour: nothing lost
+    if grey:
+        return np.asarray(image.convert("L"), np.uint8), True
+    return np.ascontiguousarray(np.moveaxis(rgb, -1, 0)), False
 
 
 def describe(dataset: Dataset) -> str:
@@ -381,8 +408,9 @@ def describe(dataset: Dataset) -> str:
     names = f" ({', '.join(dataset.class_names[:6])}{', ...' if len(dataset.class_names) > 6 else ''})" \
         if dataset.class_names else ""
     split = "" if dataset.split == "own" else f"; {dataset.split}"
+    colour = {1: "grey", 3: "RGB"}.get(dataset.channels, f"{dataset.channels}-channel")
     return (f"data set {dataset.source}: {len(dataset.train.labels):,} training and {len(dataset.test.labels):,} test "
-            f"images, {dataset.image_size}x{dataset.image_size} grey, {dataset.classes} classes{names}{split}"
+            f"images, {dataset.image_size}x{dataset.image_size} {colour}, {dataset.classes} classes{names}{split}"
             + ("; converted from colour to grey" if dataset.converted else ""))
 
 
@@ -391,4 +419,4 @@ def fitted_split(split: str, network: Network, dataset: Dataset | None = None, d
     MNIST's (from ``data_dir``) when there is no data set."""
     if dataset is not None:
         return dataset.fitted(network, split)
-    return load_mnist(split, data_dir).fitted(network)
+    return load_mnist(split, data_dir).fitted(network, "MNIST")

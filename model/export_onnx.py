@@ -191,10 +191,10 @@ def build(weights: WeightSet, fmt: str = "onnx", arithmetic: arith.Arithmetic | 
     x = graph.scaled(x, 1 / logit_unit if real else 1.0, "logit_units")  # real values -> logit units
     graph.op("Cast", [x], OUTPUT, to=onnx.TensorProto.INT32)
 
-    size, batch_dim = network.image_size, batch if batch is not None else "N"
-    inputs = [onnx.helper.make_tensor_value_info(INPUT, onnx.TensorProto.UINT8, [batch_dim, 1, size, size])]
+    size, channels, batch_dim = network.image_size, network.input_channels, batch if batch is not None else "N"
+    inputs = [onnx.helper.make_tensor_value_info(INPUT, onnx.TensorProto.UINT8, [batch_dim, channels, size, size])]
     outputs = [onnx.helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.INT32, [batch_dim, network.classes])]
-    doc = (f"lenet-fpga {network.spec}, {arithmetic.describe()}: uint8 pixels [N,1,{size},{size}] -> "
+    doc = (f"lenet-fpga {network.spec}, {arithmetic.describe()}: uint8 pixels [N,{channels},{size},{size}] -> "
            f"int32 logits [N,{network.classes}] in units of 2^-{arithmetic.logit_frac(network)} (the golden model's)")
     onnx_graph = onnx.helper.make_graph(graph.nodes, f"lenet_fpga_{fmt}", inputs, outputs, graph.initializers,
                                         doc_string=doc)
@@ -296,16 +296,18 @@ def _with_shapes(model, real: bool):
 
 def run(model, images, fmt: str = "onnx", batch: int = 1000) -> np.ndarray:
     """The logits (int64 ``[N,classes]``) of an exported model (``onnx.ModelProto``, bytes or a
-    path) on ``images`` (uint8 ``[N,S,S]`` at the network's size): onnxruntime for ``onnx``,
-    qonnx's executor (``execute_onnx``) for ``qonnx``."""
+    path) on ``images`` (uint8 ``[N,S,S]``, or ``[N,C,S,S]``, at the network's size):
+    onnxruntime for ``onnx``, qonnx's executor (``execute_onnx``) for ``qonnx``."""
     check_format(fmt)
     onnx = _require("onnx")
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise InputError(f"images must be uint8 [N,S,S], got {images.dtype} {list(images.shape)}")
-    chunks = [images[i : i + batch, None] for i in range(0, len(images), batch)]
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise InputError(f"images must be uint8 [N,S,S] or [N,C,S,S], got {images.dtype} {list(images.shape)}")
+    if images.ndim == 3:
+        images = images[:, None]
+    chunks = [images[i : i + batch] for i in range(0, len(images), batch)]
     run_chunk = _onnxruntime_runner(model) if fmt == "onnx" else _qonnx_runner(model)
     outputs = [run_chunk(chunk) for chunk in chunks]
     classes = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value

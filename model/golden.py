@@ -93,14 +93,16 @@ def _windows(x, size: int) -> np.ndarray:
 
 
 def check_images(images, network: Network = LENET5) -> np.ndarray:
+    """uint8 images of ``network.input_shape`` ([N,S,S] grey, [N,C,S,S] with C channels), or one."""
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise TypeError(f"images must be uint8 pixels 0..255, got dtype {images.dtype}")
-    if images.ndim == 2:
+    shape = network.input_shape
+    if images.ndim == len(shape):
         images = images[None]
-    size = network.image_size
-    if images.ndim != 3 or images.shape[1:] != (size, size):
-        raise ValueError(f"images must be [N,{size},{size}] (or one [{size},{size}]) for the network "
+    if images.ndim != len(shape) + 1 or images.shape[1:] != shape:
+        one = ",".join(map(str, shape))
+        raise ValueError(f"images must be [N,{one}] (or one [{one}]) for the network "
                          f"{network.spec}, got shape {list(images.shape)}")
     return images
 
@@ -117,7 +119,8 @@ def check_shapes(params, network: Network) -> None:
 
 
 def forward(images, params, arithmetic=arith.Arithmetic(), network: Network = LENET5, trace=False):
-    """Integer network: uint8 images [N,S,S] -> logits int64 [N,classes] (raw last accumulator,
+    """Integer network: uint8 images [N,S,S] (grey) or [N,C,S,S] (``network.input_shape``) ->
+    logits int64 [N,classes] (raw last accumulator,
     ``arithmetic.logit_frac(network)`` fraction bits: 12 for Q2.6).
 
     With ``trace=True`` also returns a dict of every layer's output codes, named
@@ -130,7 +133,7 @@ def forward(images, params, arithmetic=arith.Arithmetic(), network: Network = LE
     traces: dict[str, list[np.ndarray]] = {}
     outputs = []
     for start in range(0, len(images), BATCH):
-        x = arith.quantize_pixels(images[start : start + BATCH])[:, None]  # [N,1,S,S]
+        x = network.channels_first(arith.quantize_pixels(images[start : start + BATCH]))  # [N,C,S,S]
         for layer, a in zip(network.layers, layer_arithmetic):
             w, b = params[f"{layer.name}.weight"], params[f"{layer.name}.bias"]
             if isinstance(layer, ConvLayer):
@@ -177,7 +180,7 @@ def float_forward(images, params, network: Network = LENET5, pool: str = "max", 
     pool_of, act = POOLS[pool], ACTIVATIONS[activation]
     outputs = []
     for start in range(0, len(images), BATCH):
-        x = images[start : start + BATCH, None].astype(np.float64) / arith.PIXEL_MAX
+        x = network.channels_first(images[start : start + BATCH]).astype(np.float64) / arith.PIXEL_MAX
         for layer in network.layers:
             w = np.asarray(params[f"{layer.name}.weight"], np.float64)
             b = np.asarray(params[f"{layer.name}.bias"], np.float64)

@@ -1,5 +1,6 @@
-"""Image sets for the simulator and the board: an ``.npz`` with ``images`` uint8 [N,S,S] and
-optional ``labels``. The shipped set holds 40 MNIST test digits (4 of each class, 28x28).
+"""Image sets for the simulator and the board: an ``.npz`` with ``images`` uint8 [N,S,S] (grey) or
+[N,C,S,S] (C channels) and optional ``labels``. The shipped set holds 40 MNIST test digits (4 of
+each class, 28x28, grey).
 
 A network whose input is larger gets the images centred in it (``fit``): a 32x32 network sees
 each 28x28 digit with a 2-pixel black border, as the original LeNet-5 did. Images larger than
@@ -22,7 +23,7 @@ SAMPLES = Path(str(ASSETS / "samples.npz"))
 
 @dataclass(frozen=True)
 class ImageSet:
-    images: np.ndarray  # uint8 [N,28,28]
+    images: np.ndarray  # uint8 [N,S,S], or [N,C,S,S]
     labels: np.ndarray | None  # [N] or None
     path: Path | None = None
 
@@ -48,8 +49,37 @@ class ImageSet:
         return self
 
     def fitted(self, network: Network) -> "ImageSet":
-        """The images at ``network``'s input size (``fit``)."""
-        return ImageSet(fit(self.images, network.image_size), self.labels, self.path)
+        """The images at ``network``'s input size (``fit_network``)."""
+        return ImageSet(fit_network(self.images, network, str(self.path or "the images")), self.labels, self.path)
+
+
+def channels_of(images: np.ndarray) -> int:
+    """Channels of a batch: [N,S,S] is grey (1), [N,C,S,S] has C."""
+    return 1 if np.ndim(images) == 3 else np.shape(images)[1]
+
+
+def describe_channels(channels: int) -> str:
+    return {1: "grey (1 channel)", 3: "RGB (3 channels)"}.get(channels, f"{channels} channels")
+
+
+def fit_network(images: np.ndarray, network: Network, where: str = "the images") -> np.ndarray:
+    """``images`` centred in ``network``'s input (``fit``), after refusing a channel count other
+    than the network's in one line naming both."""
+    have = channels_of(images)
+    if have != network.input_channels:
+        raise InputError(f"{where}: the images are {describe_channels(have)}; the network {network.spec} takes "
+                         f"{describe_channels(network.input_channels)}")
+    if have == 1 and np.ndim(images) == 4:
+        images = np.asarray(images)[:, 0]
+    return fit(images, network.image_size)
+
+
+def stream_order(image) -> np.ndarray:
+    """One image's bytes in the order the accelerator takes them: raster order (row 0 left to
+    right, then row 1, ...), each pixel's channels one after another (channel-interleaved), so
+    [S,S] as it is and [C,S,S] as [S,S,C], flattened."""
+    image = np.asarray(image, np.uint8)
+    return (image if image.ndim == 2 else np.moveaxis(image, 0, -1)).reshape(-1)
 
 
 def fit(images: np.ndarray, size: int) -> np.ndarray:
@@ -71,8 +101,9 @@ def check_image_array(images, where: str = "images") -> np.ndarray:
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise InputError(f"{where}: images must be uint8 pixels 0..255, got dtype {images.dtype}")
-    if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[1] < 1:
-        raise InputError(f"{where}: images must have shape [N,S,S] (square), got {list(images.shape)}")
+    if images.ndim not in (3, 4) or images.shape[-1] != images.shape[-2] or images.shape[-1] < 1 or \
+            (images.ndim == 4 and images.shape[1] < 1):
+        raise InputError(f"{where}: images must have shape [N,S,S] or [N,C,S,S] (square), got {list(images.shape)}")
     if len(images) == 0:
         raise InputError(f"{where}: no images")
     return images

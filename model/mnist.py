@@ -23,7 +23,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
-from .images import fit
+from .images import fit_network
 
 # The originals' sizes in bytes: a download stops at them, whatever the server sends.
 SIZES = {
@@ -52,12 +52,13 @@ ENV_DATA = "LENET_FPGA_DATA"
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # uint8 [N,28,28]
+    images: np.ndarray  # uint8 [N,S,S] (MNIST: [N,28,28]), or [N,C,S,S]
     labels: np.ndarray  # uint8 [N]
 
-    def fitted(self, network) -> "Split":
-        """The images at ``network``'s input size, centred (``images.fit``)."""
-        return Split(fit(self.images, network.image_size), self.labels)
+    def fitted(self, network, where: str = "the images") -> "Split":
+        """The images at ``network``'s input size, centred (``images.fit_network``: the channel
+        counts must agree; ``where`` names the images in that error)."""
+        return Split(fit_network(self.images, network, where), self.labels)
 
 
 def default_data_dir() -> Path:

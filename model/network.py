@@ -1,6 +1,7 @@
 """The network description: one frozen, validated object that says what a LeNet-family network is.
 
-A network is ``image_size`` x ``image_size`` grey pixels, then conv layers (each a valid KxK
+A network is ``image_size`` x ``image_size`` pixels of ``input_channels`` channels each (1: grey,
+3: RGB), then conv layers (each a valid KxK
 convolution, bias, requantize, ReLU and a PxP stride-P max-pool), then fully connected layers
 (hidden ones requantize and ReLU, the last keeps its raw accumulators: the logits), ``classes``
 outputs. Everything that depends on the shape of the network (the golden model, the trainer,
@@ -9,11 +10,12 @@ a ``Network``; nothing else names a channel count, an image size or a layer name
 
 The compact spelling used on the command line and in reports is ``Network.spec``:
 
-    [SIZE/]CONV,CONV,...:HIDDEN,HIDDEN,...[:CLASSES]
+    [SIZE[xCHANNELS]/]CONV,CONV,...:HIDDEN,HIDDEN,...[:CLASSES]
 
-where a CONV is the filter count, optionally with ``kK`` (kernel, default 5) and ``pP`` (pool,
+where CHANNELS is the input channel count (default 1: grey) and a CONV is the filter count, optionally with ``kK`` (kernel, default 5) and ``pP`` (pool,
 default 2). LeNet-5 on MNIST is ``6,16:120,84``; the 1998 paper's 32x32 version is
-``32/6,16:120,84``; ``4k3p2,10:60`` has a 3x3 first kernel and one hidden layer.
+``32/6,16:120,84``; ``4k3p2,10:60`` has a 3x3 first kernel and one hidden layer; ``32x3/6,16:120,84``
+takes 32x32 RGB images.
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ class NetworkError(InputError, ValueError):
 # in the trainer. Each limit is far above LeNet-5's (28, 281,640 MACs, 44,190 weights,
 # 3,456 conv outputs) and above what fits any FPGA this tool builds for.
 MAX_SIZE = 10_000  # any one number: image side, filters, kernel, pool, width, classes
+# Input channels: a pixel's channels travel one after another and conv1's window holds them all;
+# 16 is above any image format this tool reads (grey, RGB) and keeps a typo from building a
+# line buffer thousands of codes wide.
+MAX_INPUT_CHANNELS = 16
 MAX_MACS = 50_000_000  # multiply-accumulates per image
 MAX_WEIGHTS = 10_000_000  # weight codes
 MAX_ACTIVATIONS = 1_000_000  # outputs of one conv layer (before its pool), per image
@@ -135,7 +141,9 @@ class Network:
     classes : int
         Outputs of the last layer (logits), at least 2.
     image_size : int
-        Side of the square grey input image.
+        Side of the square input image.
+    input_channels : int
+        Channels of each input pixel (1: grey, 3: RGB), at most ``MAX_INPUT_CHANNELS``.
 
     Construction checks the chain (every kernel fits its input, every pool divides its conv
     output, every size positive) and raises ``NetworkError`` with the reason.
@@ -145,6 +153,7 @@ class Network:
     hidden: tuple[int, ...] = (120, 84)
     classes: int = 10
     image_size: int = 28
+    input_channels: int = 1
     layers: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -154,10 +163,12 @@ class Network:
         if not convs:
             raise NetworkError("a LeNet-family network needs at least one conv layer")
         _positive("image size", self.image_size)
+        if _positive("input channels", self.input_channels) > MAX_INPUT_CHANNELS:
+            raise NetworkError(f"input channels must be at most {MAX_INPUT_CHANNELS}, not {self.input_channels}")
         _positive("classes", self.classes)
         if self.classes < 2:
             raise NetworkError(f"a classifier needs at least 2 classes, not {self.classes}")
-        layers, channels, size = [], 1, self.image_size
+        layers, channels, size = [], self.input_channels, self.image_size
         for k, spec in enumerate(convs, 1):
             name = f"conv{k}"
             _positive(f"{name} filters", spec.channels)
@@ -194,8 +205,21 @@ class Network:
 
     @property
     def pixels(self) -> int:
-        """Pixels of one input image."""
-        return self.image_size**2
+        """Bytes of one input image: ``image_size**2`` pixels of ``input_channels`` bytes each, the
+        length of the accelerator's pixel stream (channel-interleaved: a pixel's channels one
+        after another)."""
+        return self.image_size**2 * self.input_channels
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One image's array shape: ``(S, S)`` grey, ``(C, S, S)`` with C > 1 channels."""
+        size = self.image_size
+        return (size, size) if self.input_channels == 1 else (self.input_channels, size, size)
+
+    def channels_first(self, images):
+        """A batch of images ([N,S,S] grey, [N,C,S,S] otherwise: ``input_shape``) as [N,C,S,S],
+        for a numpy array or a torch tensor alike."""
+        return images[:, None] if self.input_channels == 1 else images
 
     @property
     def macs(self) -> int:
@@ -236,7 +260,9 @@ class Network:
         text = f"{convs}:{','.join(map(str, self.hidden))}"
         if self.classes != 10:
             text += f":{self.classes}"
-        return text if self.image_size == 28 else f"{self.image_size}/{text}"
+        if self.image_size == 28 and self.input_channels == 1:
+            return text
+        return f"{self.image_size}{f'x{self.input_channels}' if self.input_channels != 1 else ''}/{text}"
 
     def __str__(self) -> str:
         return self.spec
@@ -248,15 +274,17 @@ class Network:
             "convs": [{"channels": c.channels, "kernel": c.kernel, "pool": c.pool} for c in self.convs],
             "hidden": list(self.hidden),
             "classes": self.classes,
+            # Absent for grey (1), so a grey network's manifest is what it was before channels.
+            **({"input_channels": self.input_channels} if self.input_channels != 1 else {}),
         }
 
     @classmethod
-    def from_dict(cls, value, image_size: int = 28, classes: int = 10) -> "Network":
+    def from_dict(cls, value, image_size: int = 28, classes: int = 10, input_channels: int = 1) -> "Network":
         """A network from its manifest form; any malformed field is a ``NetworkError``. A form
-        without ``image_size`` or ``classes`` takes these (a data set's own)."""
+        without ``image_size``, ``classes`` or ``input_channels`` takes these (a data set's own)."""
         if not isinstance(value, dict):
             raise NetworkError(f"a network description must be an object, not {type(value).__name__}")
-        unknown = set(value) - {"image_size", "convs", "hidden", "classes"}
+        unknown = set(value) - {"image_size", "convs", "hidden", "classes", "input_channels"}
         if unknown:
             raise NetworkError(f"unknown network field(s): {', '.join(sorted(unknown))}")
         convs = value.get("convs")
@@ -273,12 +301,14 @@ class Network:
         hidden = value.get("hidden", [])
         if not isinstance(hidden, list):
             raise NetworkError(f"network 'hidden' must be a list of widths, not {hidden!r}")
-        return cls(tuple(specs), tuple(hidden), value.get("classes", classes), value.get("image_size", image_size))
+        return cls(tuple(specs), tuple(hidden), value.get("classes", classes), value.get("image_size", image_size),
+                   value.get("input_channels", input_channels))
 
     @classmethod
-    def parse(cls, text: str, image_size: int = 28, classes: int = 10) -> "Network":
-        """A network from its compact spelling ``[SIZE/]CONVS:HIDDEN[:CLASSES]``; a spelling
-        without SIZE or CLASSES takes these (a data set's own; the spec's defaults are MNIST's)."""
+    def parse(cls, text: str, image_size: int = 28, classes: int = 10, input_channels: int = 1) -> "Network":
+        """A network from its compact spelling ``[SIZE[xCHANNELS]/]CONVS:HIDDEN[:CLASSES]``; a
+        spelling without SIZE, CHANNELS or CLASSES takes these (a data set's own; the spec's
+        defaults are MNIST's)."""
         if not isinstance(text, str):
             raise NetworkError(f"a network spec must be a string, not {text!r}")
         if len(longest := max(re.findall(r"\d+", text) or [""], key=len)) > len(str(MAX_SIZE)) + 2:
@@ -287,19 +317,22 @@ class Network:
         match = _SPEC.fullmatch(text.replace(" ", ""))
         if match is None:
             raise NetworkError(
-                f"cannot read network {text if len(text) <= 60 else text[:60] + '...'!r}: expected [SIZE/]CONVS:HIDDEN[:CLASSES], "
-                f"e.g. 6,16:120,84 (LeNet-5) or 32/6k5p2,16:120,84:10")
-        size, convs, hidden, count = match.group("size", "convs", "hidden", "classes")
+                f"cannot read network {text if len(text) <= 60 else text[:60] + '...'!r}: expected "
+                f"[SIZE[xCHANNELS]/]CONVS:HIDDEN[:CLASSES], e.g. 6,16:120,84 (LeNet-5), 32/6k5p2,16:120,84:10 or "
+                f"32x3/6,16:120,84 (RGB)")
+        size, channels, convs, hidden, count = match.group("size", "channels", "convs", "hidden", "classes")
         specs = []
         for item in convs.split(","):
             c = _CONV.fullmatch(item)
             specs.append(ConvSpec(int(c["channels"]), int(c["kernel"] or 5), int(c["pool"] or 2)))
         widths = tuple(int(w) for w in hidden.split(",")) if hidden else ()
-        return cls(tuple(specs), widths, int(count or classes), int(size or image_size))
+        return cls(tuple(specs), widths, int(count or classes), int(size or image_size),
+                   int(channels or input_channels))
 
     def describe(self) -> str:
         """A table of the layers: shapes, parameters and MACs."""
-        lines = [f"network {self.spec}: {self.image_size}x{self.image_size} input, {self.classes} classes",
+        colour = "" if self.input_channels == 1 else f", {self.input_channels} channels"
+        lines = [f"network {self.spec}: {self.image_size}x{self.image_size} input{colour}, {self.classes} classes",
                  f"{'layer':<7}{'input':>12}{'output':>12}{'weights':>10}{'MACs':>10}"]
         for layer in self.layers:
             if isinstance(layer, ConvLayer):
@@ -316,7 +349,7 @@ class Network:
 
 
 _CONV_ITEM = r"\d+(?:k\d+)?(?:p\d+)?"
-_SPEC = re.compile(rf"(?:(?P<size>\d+)/)?(?P<convs>{_CONV_ITEM}(?:,{_CONV_ITEM})*):"
+_SPEC = re.compile(rf"(?:(?P<size>\d+)(?:x(?P<channels>\d+))?/)?(?P<convs>{_CONV_ITEM}(?:,{_CONV_ITEM})*):"
                    r"(?P<hidden>(?:\d+(?:,\d+)*)?)(?::(?P<classes>\d+))?")
 _CONV = re.compile(r"(?P<channels>\d+)(?:k(?P<kernel>\d+))?(?:p(?P<pool>\d+))?")
 

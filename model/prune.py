@@ -73,7 +73,7 @@ def pruned_network(network: Network, counts: dict[str, int]) -> Network:
     convs = tuple(ConvSpec(counts.get(layer.name, layer.out_channels), layer.kernel, layer.pool)
                   for layer in network.conv_layers)
     hidden = tuple(counts.get(layer.name, layer.out_features) for layer in network.linear_layers[:-1])
-    return Network(convs, hidden, network.classes, network.image_size)
+    return Network(convs, hidden, network.classes, network.image_size, network.input_channels)
 
 
 def prune(params: dict, network: Network, keep: dict[str, np.ndarray]) -> tuple[dict, Network]:

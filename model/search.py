@@ -164,7 +164,7 @@ class Search:
         self._scores: dict[Point, Score] = {}
         self._layers: dict[tuple, tuple] = {}
         self._outputs: dict[tuple, np.ndarray] = {}
-        self._pixels = arith.quantize_pixels(np.asarray(images))[:, None]
+        self._pixels = network.channels_first(arith.quantize_pixels(np.asarray(images)))
         self.evaluations = 0
         self.start = Point(
             tuple((name, most) for name, (_, most, _) in space.counts.items()),

@@ -27,7 +27,8 @@ STAMP_WIDTH = 32
 
 
 class SimHarness(wiring.Component):
-    """``image`` (pixel k in bits 8k..8k+7, raster order) + ``start`` in; the answer out.
+    """``image`` (byte k of the pixel stream in bits 8k..8k+7: raster order, each pixel's channels
+    one after another) + ``start`` in; the answer out.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """cocotb testbench for the whole network, one image at a time: every image's logits, class and
 cycle count (and phase stamps, for a design that has phases).
 
-Stimulus (``tb_data``): ``images`` uint8 [N,S,S], ``classes`` (logits per image) and optionally
+Stimulus (``tb_data``): ``images`` uint8 [N,S,S] or [N,C,S,S], ``classes`` (logits per image) and optionally
 ``segments`` int [K,2]: for each row ``(bank, n)``, load weight bank ``bank`` (``SimHarness``'s
 ROMs), then classify the next ``n`` images. Without segments no weights are loaded. The
 comparison with the golden model happens in the caller (``sim.network``), which gets
@@ -13,6 +13,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from ..model.images import stream_order
 from .runner import tb_data, tb_output
 from .streams import simulated_cycles, start_clock_and_reset, unpack
 
@@ -23,7 +24,7 @@ STAMP_WIDTH = 32
 
 
 async def classify(dut, image: np.ndarray, classes: int) -> tuple[list[int], int, int]:
-    dut.image.value = int.from_bytes(image.astype(np.uint8).reshape(-1).tobytes(), "little")
+    dut.image.value = int.from_bytes(stream_order(image).tobytes(), "little")
     dut.start.value = 1
     await RisingEdge(dut.clk)
     dut.start.value = 0

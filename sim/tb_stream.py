@@ -6,7 +6,7 @@ inside the pipeline as they would behind a fast host. Python wakes up twice per 
 an image is taken, once when a result is out) and sleeps on signal edges in between; the clock
 runs in the simulator.
 
-Stimulus (``tb_data``): ``images`` uint8 [N,S,S], ``classes`` (C, the logits per image),
+Stimulus (``tb_data``): ``images`` uint8 [N,S,S] or [N,C,S,S], ``classes`` (C, the logits per image),
 optionally ``golden`` int64 [N,C] (the golden model's logits) and ``load`` (load weight bank 0
 first, for a design without weights in its bitstream). Results (``tb_output``): ``logits``
 [N,C], ``klass`` [N],
@@ -22,6 +22,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge, with_timeout
 
+from ..model.images import stream_order
 from .runner import tb_data, tb_output
 from .streams import PERIOD_NS, simulated_cycles, start_clock_and_reset, unpack
 from .tb_lenet import load_weights
@@ -31,8 +32,9 @@ TIMEOUT_CYCLES = 200_000
 
 
 def image_word(image: np.ndarray) -> int:
-    """Pixel k in bits 8k..8k+7 (raster order), as the harness's ``image`` port wants."""
-    return int.from_bytes(np.ascontiguousarray(image, np.uint8).tobytes(), "little")
+    """Byte k of the pixel stream (``stream_order``) in bits 8k..8k+7, as the harness's ``image``
+    port wants."""
+    return int.from_bytes(stream_order(image).tobytes(), "little")
 
 
 class Clock:

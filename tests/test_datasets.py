@@ -90,23 +90,35 @@ def test_png_folders_read_as_the_npz_does(tmp_path):
     assert set(named.train.labels) == {0, 1, 2}
 
 
-def test_grey_saved_as_rgb_is_grey_and_colour_needs_grey(tmp_path):
+def test_grey_saved_as_rgb_is_grey_and_colour_keeps_its_channels(tmp_path):
     from PIL import Image
 
     images, labels = bars(6)
     save_pngs(tmp_path / "set", images, labels)
     Image.fromarray(np.stack([images[0]] * 3, axis=-1)).save(tmp_path / "set" / "0" / "rgb-grey.png")
-    assert not datasets.load_dataset(tmp_path / "set").converted  # three equal channels lose nothing
+    d = datasets.load_dataset(tmp_path / "set")
+    assert not d.converted and d.channels == 1  # three equal channels lose nothing
     colour = np.stack([images[1], images[2], images[3]], axis=-1)
     Image.fromarray(colour).save(tmp_path / "set" / "1" / "colour.png")
-    with pytest.raises(InputError, match="colour PNG .*one grey channel.*--grey"):
-        datasets.load_dataset(tmp_path / "set")
-    assert datasets.load_dataset(tmp_path / "set", grey=True).converted
+    # one colour PNG makes the set RGB: the grey PNGs become three equal channels
+    d = datasets.load_dataset(tmp_path / "set", test_fraction=0.5)
+    assert d.channels == 3 and d.train.images.shape[1:] == (3, 16, 16) and not d.converted
+    got = np.concatenate([d.train.images, d.test.images])
+    assert any(np.array_equal(x, np.moveaxis(colour, -1, 0)) for x in got)
+    assert any(np.array_equal(x, np.stack([images[0]] * 3)) for x in got)
+    with pytest.raises(InputError, match=r"images are RGB \(3 channels\); the network 16/6,16:120,84:3 takes grey "
+                                         r"\(1 channel\): give --grey to convert the images to grey, or a network "
+                                         r"with a 16x3/\.\.\. input"):
+        d.fitted(Network.parse("16/6,16:120,84:3"))
+    assert d.fitted(Network.parse("16x3/6,16:120,84:3")).images.shape[1:] == (3, 16, 16)
+    grey = datasets.load_dataset(tmp_path / "set", grey=True)
+    assert grey.converted and grey.channels == 1
     # [N,3,S,S] likewise, converted as Pillow converts
     rgb = np.stack([images[:4], images[1:5], images[2:6]], axis=1)
     np.savez(tmp_path / "rgb.npz", images=rgb, labels=labels[:4])
-    with pytest.raises(InputError, match="3 channels.*one grey channel"):
-        datasets.load_dataset(tmp_path / "rgb.npz")
+    kept = datasets.load_dataset(tmp_path / "rgb.npz", test_fraction=0.5)
+    assert kept.channels == 3 and sorted(x.tobytes() for x in np.concatenate([kept.train.images, kept.test.images])) \
+        == sorted(x.tobytes() for x in rgb)
     d = datasets.load_dataset(tmp_path / "rgb.npz", grey=True, test_fraction=0.5)
     want = np.stack([np.asarray(Image.fromarray(np.moveaxis(image, 0, -1)).convert("L")) for image in rgb])
     assert np.array_equal(datasets.luma(rgb), want)
@@ -146,7 +158,9 @@ IMAGES, LABELS = bars(12)
 BAD_NPZ = [
     (_npz(images=IMAGES.astype(np.float32) / 255, labels=LABELS), "must be uint8 pixels 0..255, not float32"),
     (_npz(images=IMAGES[:, :, :15], labels=LABELS), "square"),
-    (_npz(images=np.zeros((12, 2, 16, 16), np.uint8), labels=LABELS), "2 channels"),
+    (_npz(images=np.zeros((12, 17, 16, 16), np.uint8), labels=LABELS), "17 channels ([12, 17, 16, 16]); a network takes 1 to 16"),
+    (_npz(train_images=IMAGES, train_labels=LABELS, test_images=np.stack([IMAGES] * 3, 1), test_labels=LABELS),
+     "the training images are grey (1 channel), the test images RGB (3 channels)"),
     (_npz(images=IMAGES, labels=LABELS[:11]), "one label per image"),
     (_npz(images=IMAGES, labels=LABELS - 1), "label -1"),
     (_npz(images=IMAGES, labels=LABELS.astype(np.float64)), "whole numbers"),

@@ -211,7 +211,7 @@ def test_an_input_that_is_not_one_grey_square_image_is_refused(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.zeros(1, 3, 28, 28),), str(tmp_path / "rgb.onnx"), dynamo=False)
-    with pytest.raises(InputError, match=r"has 3 channels \(\[1, 3, 28, 28\]\); the hardware takes one grey channel"):
+    with pytest.raises(InputError, match=r"has 3 channels \(\[1, 3, 28, 28\]\); ONNX import takes one grey channel"):
         onnx_import.read(tmp_path / "rgb.onnx")
 
 

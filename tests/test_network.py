@@ -42,6 +42,8 @@ def test_lenet5_layers_worked_out_by_hand():
     ("32/6,16:120,84", [(1, 6, 32), (6, 16, 14), (400, 120), (120, 84), (84, 10)]),
     ("8k3p2,20k4:150:12", [(1, 8, 28), (8, 20, 13), (20 * 5 * 5, 150), (150, 12)]),
     ("6p4:", [(1, 6, 28), (6 * 6 * 6, 10)]),
+    ("32x3/6,16:120,84", [(3, 6, 32), (6, 16, 14), (400, 120), (120, 84), (84, 10)]),
+    ("28x2/4:", [(2, 4, 28), (4 * 12 * 12, 10)]),
 ])
 def test_spec_builds_the_chain(spec, layers):
     """Each conv's input is the previous one's pooled output; fc1 reads the last conv's map."""
@@ -55,7 +57,11 @@ def test_spec_builds_the_chain(spec, layers):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("6,16", "expected [SIZE/]CONVS:HIDDEN[:CLASSES]"),
+    ("6,16", "expected [SIZE[xCHANNELS]/]CONVS:HIDDEN[:CLASSES]"),
+    ("32x0/6,16:120", "input channels must be at least 1, not 0"),
+    ("32x17/6,16:120", "input channels must be at most 16, not 17"),
+    ("x3/6,16:120", "expected"),
+    ("32x3x3/6,16:120", "expected"),
     (":120", "expected"),
     ("6,16:120:1", "at least 2 classes"),
     ("6,16:0", "fc1 width must be at least 1"),
@@ -77,10 +83,47 @@ def test_bad_specs_say_why(spec, message):
     ({"convs": [{"channels": 6}], "hidden": [120], "padding": 2}, "unknown network field"),
     ({"convs": [{"channels": "6"}]}, "conv1 filters must be a whole number"),
     ({"convs": [{"channels": 6}], "classes": True}, "classes must be a whole number"),
+    ({"convs": [{"channels": 6}], "input_channels": "3"}, "input channels must be a whole number, not '3'"),
+    ({"convs": [{"channels": 6}], "input_channels": 0}, "input channels must be at least 1"),
 ])
 def test_bad_manifest_networks_say_why(value, message):
     with pytest.raises(NetworkError, match=message):
         Network.from_dict(value)
+
+
+def test_input_channels_spelling_and_manifest_form():
+    """Grey networks spell and store as before channels existed; a C-channel network adds xC to
+    its size and ``input_channels`` to its manifest form, and streams S*S*C bytes an image."""
+    assert "input_channels" not in LENET5.to_dict() and LENET5.input_shape == (28, 28)
+    rgb = Network.parse("32x3/6,16:120,84")
+    assert rgb.input_channels == 3 and rgb.spec == "32x3/6,16:120,84" and rgb.pixels == 32 * 32 * 3
+    assert rgb.to_dict()["input_channels"] == 3 and rgb.input_shape == (3, 32, 32)
+    assert Network.parse("28x3/6,16:120,84").spec == "28x3/6,16:120,84"
+    assert Network.parse("32x1/6,16:120,84").spec == "32/6,16:120,84"
+    # without xC, the caller's default (a data set's channels)
+    assert Network.parse("6,16:120,84", image_size=32, input_channels=3) == rgb
+    assert Network.from_dict({"convs": [6, 16], "hidden": [120, 84]}, 32, 10, 3) == rgb
+    assert rgb.parameter_shapes["conv1.weight"] == (6, 3, 5, 5)
+
+
+def test_golden_model_of_a_colour_network_sums_its_channels():
+    """A C-channel network's conv1 is the sum over the channels: with conv1's weights on one
+    channel only, its logits are the grey network's on that channel alone (the other channels
+    may hold anything)."""
+    grey, rgb = Network.parse("12/3k3,4k3p1:8:3"), Network.parse("12x3/3k3,4k3p1:8:3")
+    params = random_params(grey, seed=5)
+    rng = np.random.default_rng(6)
+    images = rng.integers(0, 256, (5, 3, 12, 12), dtype=np.uint8)
+    for channel in range(3):
+        colour = dict(params)
+        colour["conv1.weight"] = np.zeros((3, 3, 3, 3), np.int8)
+        colour["conv1.weight"][:, channel] = params["conv1.weight"][:, 0]
+        for mode in arith.ARITHMETICS:
+            np.testing.assert_array_equal(golden.forward(images, colour, mode, rgb),
+                                          golden.forward(images[:, channel], params, mode, grey))
+    with pytest.raises(ValueError, match=r"images must be \[N,3,12,12\]"):
+        golden.forward(images[:, 0], colour, arith.Arithmetic(), rgb)
+    assert golden.forward(images[0], colour, arith.Arithmetic(), rgb).shape == (1, 3)  # one image
 
 
 def test_a_network_error_is_an_input_error():

@@ -375,5 +375,5 @@ def test_info_says_whether_the_activation_formats_are_q2_6():
     parsed = protocol.parse_info(Frame(FrameType.INFO, payload))
     assert parsed.activation_formats and parsed.arithmetic == arith.Arithmetic()
     assert parsed.encode() == payload
-    with pytest.raises(protocol.ProtocolError, match="arithmetic flags 0x08"):
-        protocol.parse_info(Frame(FrameType.INFO, payload[:1] + b"\x08" + payload[2:]))
+    with pytest.raises(protocol.ProtocolError, match="arithmetic flags 0x80"):  # bits 3..6: input channels
+        protocol.parse_info(Frame(FrameType.INFO, payload[:1] + b"\x80" + payload[2:]))

@@ -36,11 +36,16 @@ def run(args) -> int:
     from ..model import digits, golden
     from ..model import images as image_sets
     from ..model import weights as weight_files
+    from ..model.errors import InputError
     from ..model.images import fit
     from ..sim import runner
 
     ws = weight_files.load(args.weights)
     network = ws.network
+    if network.input_channels != 1:  # a picture is read as a grey digit
+        raise InputError(f"classify reads pictures as grey digits; the network {network.spec} takes "
+                         f"{image_sets.describe_channels(network.input_channels)} images (give them to sim --images "
+                         f"as an .npz)")
     config = design_config(ws, options.generator_options(args)) if args.rtl else None
     build_root = None
     if args.rtl:

@@ -64,14 +64,13 @@ def run(args) -> int:
 
 
 def _check_images(network, digits):
-    """The shipped digits at the network's size, or for a network smaller than they are, the
-    same number of seeded random images; and what they are."""
+    """The shipped digits at the network's size, or for a network smaller than they are or with
+    colour input, the same number of seeded random images; and what they are."""
     import numpy as np
 
     from ..model.images import fit
 
-    if digits.shape[-1] <= network.image_size:
+    if digits.shape[-1] <= network.image_size and network.input_channels == 1:
         return fit(digits, network.image_size), "shipped digits"
     rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (len(digits), network.image_size, network.image_size), dtype=np.uint8), \
-        "random images"
+    return rng.integers(0, 256, (len(digits), *network.input_shape), dtype=np.uint8), "random images"

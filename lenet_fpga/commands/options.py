@@ -129,10 +129,10 @@ def dataset_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", metavar="PATH", default=None,
                         help="a data set of your own instead of MNIST: an .npz (train_images, train_labels, "
                              "test_images, test_labels; or images, labels) or a folder of PNGs (train/<class>/*.png "
-                             "and test/<class>/*.png; or <class>/*.png); grey images, uint8, square")
+                             "and test/<class>/*.png; or <class>/*.png); grey or colour images, uint8, square")
     parser.add_argument("--grey", action="store_true",
-                        help="with --dataset: convert colour images to grey (the hardware takes one grey channel; "
-                             "without --grey they are refused)")
+                        help="with --dataset: convert colour images to grey, for a grey network (without --grey "
+                             "they keep their channels, which the network's input must have: 32x3/... for RGB)")
     parser.add_argument("--test-fraction", type=_number(float, lambda v: 0 < v < 1, "between 0 and 1"),
                         default=None, metavar="F",
                         help="with --dataset: the share of a data set without a test part of its own that is set "

@@ -14,19 +14,22 @@ Train a LeNet-family network on MNIST, or on a data set of your own (--dataset):
 training, then quantization-aware training for the chosen Q2.6 arithmetic. Writes FILE.npz,
 FILE.json and FILE-float.npz.
 
-Network specs (--network): [SIZE/]CONVS:HIDDEN[:CLASSES]
+Network specs (--network): [SIZE[xCHANNELS]/]CONVS:HIDDEN[:CLASSES]
   CONVS   filters of each conv layer, comma-separated; a conv may add kK (kernel,
           default 5) and pP (max-pool, default 2): 6k5p2
   HIDDEN  widths of the hidden fully connected layers (may be empty)
   CLASSES outputs of the last layer (default 10), SIZE the input side (default 28;
-          MNIST digits are centred in a larger input, and refused by a smaller one).
-          With --dataset, SIZE and CLASSES default to the data set's, and without
-          --network the network is LeNet-5's layers at the data set's size and classes
+          MNIST digits are centred in a larger input, and refused by a smaller one),
+          CHANNELS the input channels (default 1, grey; 3 for RGB).
+          With --dataset, SIZE, CHANNELS and CLASSES default to the data set's, and
+          without --network the network is LeNet-5's layers at the data set's size,
+          channels and classes
   6,16:120,84      LeNet-5 (the default)
   4,10:60,40       a smaller network
   32/6,16:120,84   LeNet-5 as published: 32x32 input
+  32x3/6,16:120,84 the same for 32x32 RGB images
 or a .json file: {"image_size": 28, "convs": [{"channels": 6, "kernel": 5, "pool": 2}, ...],
-                  "hidden": [120, 84], "classes": 10}"""
+                  "hidden": [120, 84], "classes": 10} (and "input_channels": 3 for RGB)"""
 
 def add_arguments(parser) -> None:
     options.data_option(parser)
@@ -63,7 +66,8 @@ def network_from_text(text: str | None, dataset=None):
 
     if text is None:
         return LENET5 if dataset is None else dataset.default_network()
-    defaults = {} if dataset is None else {"image_size": dataset.image_size, "classes": dataset.classes}
+    defaults = {} if dataset is None else {"image_size": dataset.image_size, "classes": dataset.classes,
+                                           "input_channels": dataset.channels}
     if text.endswith(".json"):
         try:
             value = read_json(text, "--network file")

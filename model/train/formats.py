@@ -78,7 +78,7 @@ def float_activations(model, pixels: torch.Tensor) -> list[np.ndarray]:
     """Each hidden layer's float outputs after ReLU (before pooling), on ``pixels``."""
     outputs = []
     with torch.no_grad():
-        x = model.input(pixels).unsqueeze(1)
+        x = model.network.channels_first(model.input(pixels))
         for layer in model.layers[:-1]:
             w, b = model.layer_parameters(layer)
             y = F.relu(F.conv2d(x, w, b) if isinstance(layer, ConvLayer) else F.linear(x.flatten(1), w, b))

@@ -254,7 +254,7 @@ def from_module(model, image_size: int = 28) -> Imported:
         raise InputError("the last linear layer has a ReLU after it; the hardware's last layer gives raw logits")
     specs = [ConvSpec(c["weight"].shape[0], c["weight"].shape[-1], c["pool"]) for c in convs]
     network = Network(tuple(specs), tuple(l["weight"].shape[0] for l in linears[:-1]), linears[-1]["weight"].shape[0],
-                      image_size)
+                      image_size, convs[0]["weight"].shape[1])  # the input channels: conv1's
     for k, layer in enumerate(linears, 1):
         params[f"fc{k}.weight"], params[f"fc{k}.bias"] = layer["weight"], layer["bias"]
     return _checked(network, params, tuple(notes))
@@ -312,7 +312,7 @@ def from_state_dict(state: dict, image_size: int = 28, pool: int = 2) -> Importe
     specs = [ConvSpec(w.shape[0], w.shape[-1], pool) for w, _ in convs]
     try:
         network = Network(tuple(specs), tuple(w.shape[0] for w, _ in linears[:-1]), linears[-1][0].shape[0],
-                          image_size)
+                          image_size, convs[0][0].shape[1])  # the input channels: conv1's
     except InputError as e:
         raise InputError(f"{e} ({STATE_DICT_LAYERS}; a model that pads or strides its convolutions cannot be "
                          f"imported)") from None

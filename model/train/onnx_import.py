@@ -236,8 +236,8 @@ class _Walker:
         self.layout = "nhwc" if dims[3] == 1 and dims[1] not in (1, None) else "nchw"
         channels, height, width = (dims[3], dims[1], dims[2]) if self.layout == "nhwc" else dims[1:]
         if channels not in (1, None):
-            raise InputError(f"input {value.name!r} has {channels} channels ({_shape_text(dims)}); the hardware "
-                             f"takes one grey channel")
+            raise InputError(f"input {value.name!r} has {channels} channels ({_shape_text(dims)}); ONNX import "
+                             f"takes one grey channel (a colour network imports from its PyTorch state dict)")
         if height != width:
             raise InputError(f"input {value.name!r} is {height}x{width} ({_shape_text(dims)}); the hardware takes "
                              f"square images")

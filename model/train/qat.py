@@ -118,9 +118,9 @@ class QuantLeNet(nn.Module):
         return quantize_input(pixels_u8)
 
     def forward(self, pixels_u8: torch.Tensor) -> torch.Tensor:
-        """uint8 [N,S,S] -> logits. In fake-quant mode logits * 2**logit_frac (4096 for Q2.6)
-        are the integer logits."""
-        x = self.input(pixels_u8).unsqueeze(1).to(next(self.parameters()).dtype)
+        """uint8 [N,S,S] (or [N,C,S,S]: ``network.input_shape``) -> logits. In fake-quant mode
+        logits * 2**logit_frac (4096 for Q2.6) are the integer logits."""
+        x = self.network.channels_first(self.input(pixels_u8)).to(next(self.parameters()).dtype)
         penalty = x.new_zeros(())
         for index, layer in enumerate(self.layers):
             w, b = self.layer_parameters(layer)
@@ -187,16 +187,20 @@ class TrainConfig:
 
 
 def random_shift(images: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to ``shift`` pixels in x and y, filling with background."""
+    """Translate each image ([N,H,W], or [N,C,H,W] with its channels together) by up to
+    ``shift`` pixels in x and y, filling with background."""
     if shift == 0:
         return images
-    n, h, w = images.shape
+    n, h, w = images.shape[0], images.shape[-2], images.shape[-1]
     padded = F.pad(images, (shift, shift, shift, shift))
+    if images.ndim == 4:  # channels last while indexing, so each pixel moves with all its channels
+        padded = padded.movedim(1, -1)
     dy = torch.randint(0, 2 * shift + 1, (n, 1, 1), generator=generator)
     dx = torch.randint(0, 2 * shift + 1, (n, 1, 1), generator=generator)
     rows = torch.arange(h).view(1, h, 1) + dy
     cols = torch.arange(w).view(1, 1, w) + dx
-    return padded[torch.arange(n).view(n, 1, 1), rows, cols]
+    shifted = padded[torch.arange(n).view(n, 1, 1), rows, cols]
+    return shifted.movedim(-1, 1) if images.ndim == 4 else shifted
 
 
 def _run_epochs(model, images, labels, epochs, lr, config, generator, label, penalty_weight, before_epoch=None):
