@@ -100,13 +100,16 @@ def _count(simulator: str, icarus: int, verilator: int) -> int:
     return verilator if simulator == "verilator" else icarus
 
 
-@pytest.mark.parametrize("name", list(designs.DESIGNS))
-@pytest.mark.parametrize("simulator_name", SIMULATORS)
+# Icarus on the compact design: about a minute (45 k weight bytes through cocotbext-axi before
+# the images); the same design under the same sink runs on Verilator in the quick suite.
+@pytest.mark.parametrize("name, simulator_name", [
+    (name, simulator) if (name, simulator) != ("compact", "icarus") else
+    pytest.param(name, simulator, marks=pytest.mark.slow) for name in designs.DESIGNS for simulator in SIMULATORS])
 def test_images_under_random_backpressure(name, simulator_name, sim_build):
     """Images back to back (the compact design after its weights came through the weight
     stream), the sink refusing half the cycles: every answer, in order, bit-exact."""
     simulator = _simulator(simulator_name)
-    n = _count(simulator, 3 if name == "streaming" else 2, 12)
+    n = _count(simulator, 3 if name == "streaming" else 2, 6)
     imgs = SAMPLES.images[:n]
     _run(name, simulator, sim_build, imgs)
 

@@ -3,10 +3,13 @@
 import json
 import subprocess
 
+import numpy as np
 import pytest
 
 from lenet_fpga.cli import main
+from lenet_fpga.model import arith, weights
 from lenet_fpga.model.errors import InputError
+from lenet_fpga.model.network import Network
 from lenet_fpga.sim import runner
 
 
@@ -294,7 +297,8 @@ def test_design_options_that_do_not_fit_are_clean_errors(tmp_path, capsys, argv,
 @pytest.mark.verilator
 def test_waveform_is_readable_and_the_gtkw_layout_names_real_signals(tmp_path, capsys, sim_build, monkeypatch):
     """Anonymous wires ($123) stay out of the waveform, and every signal of the GTKWave layout
-    written beside it is one the waveform has."""
+    written beside it is one the waveform has. A small network of every block kind (two convs,
+    two hidden layers): its traced Verilator model builds in a fraction of LeNet-5's minute."""
     from lenet_fpga.sim.waves import vcd_signals
 
     monkeypatch.setenv("LENET_FPGA_BUILD", str(sim_build))
@@ -302,8 +306,13 @@ def test_waveform_is_readable_and_the_gtkw_layout_names_real_signals(tmp_path, c
         runner.prepare_simulator("verilator")
     except InputError as e:
         pytest.skip(str(e))
+    net = Network.parse("2,3:8,8")
+    rng = np.random.default_rng(0)
+    params = {name: rng.integers(-40, 41, shape).astype(np.int8) for name, shape in net.parameter_shapes.items()}
+    small = weights.save(tmp_path / "small.npz", params, weights.make_manifest(arith.Arithmetic(), net))
     vcd = tmp_path / "w.vcd"
-    assert main(["sim", "--simulator", "verilator", "--n", "1", "--waves", "--waves-file", str(vcd), "--json"]) == 0
+    assert main(["sim", "--simulator", "verilator", "--weights", str(small), "--n", "1", "--waves",
+                 "--waves-file", str(vcd), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)["total"]
     signals = vcd_signals(vcd)
     # Anonymous: a wire named only by a number ($123, port$3177$0); a named signal Amaranth had
