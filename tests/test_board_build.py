@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lenet_fpga.boards import build, platforms
@@ -17,8 +18,9 @@ from lenet_fpga.hdl import accelerator
 from lenet_fpga.hdl.compact import CompactAccelerator, CompactConfig
 from lenet_fpga.hdl.designs import GeneratorOptions
 from lenet_fpga.hdl.lenet import StreamingConfig
-from lenet_fpga.model import weights
+from lenet_fpga.model import arith, weights
 from lenet_fpga.model.errors import InputError
+from lenet_fpga.model.network import Network
 
 ECP5_REPORT = {
     "utilization": {
@@ -276,8 +278,29 @@ def test_unknown_board():
         platforms.board("de10-nano")
 
 
-# CI builds this board for real (about a minute, plus the tools' first-call compile on a new
-# machine): the whole flow from the generator to a bitstream, and the report parsed from the tools.
+# CI builds this board for real (the tools' first-call compile on a new machine included): the
+# whole flow from the generator to a bitstream, and the report parsed from the tools. A small
+# network on a 2-lane array is half the work of the dense network's build below (-m slow).
+def test_icebreaker_build_of_a_small_network_meets_timing(tmp_path, capsys):
+    net = Network.parse("2,3:16,16")
+    rng = np.random.default_rng(0)
+    params = {name: rng.integers(-40, 41, shape).astype(np.int8) for name, shape in net.parameter_shapes.items()}
+    small = weights.save(tmp_path / "small.npz", params, weights.make_manifest(arith.Arithmetic(), net))
+    assert main(["build", "--board", "icebreaker", "--weights", str(small), "--lanes", "2",
+                 "--build-dir", str(tmp_path / "build"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    resources = report["resources"]
+    assert report["timing_met"] and report["fmax_mhz"] >= 12
+    # Its 2 lanes on DSP blocks, its weights in block RAM (the bitstream), the feature maps in SPRAM.
+    assert resources["dsp"]["used"] == 2 and resources["spram"]["used"] == 2 and resources["block_ram"]["used"] > 0
+    assert resources["luts"]["used"] <= resources["luts"]["available"]
+    ws = weights.load(small)
+    assert report["cycles_per_image"] == accelerator.cycles_per_image(
+        ws, CompactConfig(ws.arithmetic, lanes=2, weights_in_bitstream=True))
+    assert os.path.getsize(report["bitstream"]) > 100_000
+
+
+@pytest.mark.slow  # about a minute and a half; the small network's build above is the suite's
 def test_icebreaker_build_fits_and_meets_timing(tmp_path, capsys):
     assert main(["build", "--board", "icebreaker", "--build-dir", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
