@@ -25,6 +25,12 @@ def hardware_cost(network: Network, codes: dict[str, Restriction], preset: str =
     return _cost(network, tuple(sorted(codes.items(), key=lambda item: item[0])), preset, arithmetic)
 
 
+def activation_memory_bits(network: Network, arithmetic: arith.Arithmetic, preset: str = "baseline") -> int:
+    """The memory bits of the design ``preset`` builds for ``network`` with ``arithmetic``'s
+    activation formats (``train --activations auto`` narrows layers against it)."""
+    return hardware_cost(network, {}, preset, arithmetic).memory_bits
+
+
 def generator_cost_model(preset: str = "baseline", arithmetic: arith.Arithmetic = arith.Arithmetic()) -> CostModel:
     """``hardware_cost`` for one preset and arithmetic, as the search takes it."""
     if preset not in PRESETS:  # an error now, not at the first point the search scores

@@ -395,3 +395,98 @@ def test_design_fields_keep_the_formats_and_modes(design):
     assert fields["activations"]["fc4"] == {"bits": 3, "frac": 2, "signed": False}
     again = DESIGNS[design].from_fields(json.loads(json.dumps(fields)), MIXED)
     assert again.arithmetic == arithmetic and DESIGNS[design].to_fields(again, MIXED) == fields
+
+
+# --------------------------------------------------------------------------------------------
+# --activations auto: each layer's width against the cost, above a floor
+
+
+def test_auto_is_parsed_and_refused_in_one_line():
+    from lenet_fpga.model.train import formats
+
+    assert formats.parse("auto") == (formats.Auto(None),)
+    assert formats.parse(" auto:99.5") == (formats.Auto(0.995),) and str(formats.Auto(0.995)) == "auto:99.5"
+    for text in ("auto:", "auto:0", "auto:101", "auto:high"):
+        if text == "auto:":
+            assert formats.parse(text) == (formats.Auto(None),)
+            continue
+        with pytest.raises(InputError, match="accuracy in percent"):
+            formats.parse(text)
+    with pytest.raises(InputError, match="auto stands alone"):
+        formats.for_network((formats.Auto(), 4), LENET5)
+
+
+def _untrained(network, seed=0):
+    import torch
+
+    from lenet_fpga.model.train.qat import QuantLeNet
+
+    torch.manual_seed(seed)
+    model = QuantLeNet(None, network)
+    model.eval()
+    return model
+
+
+@pytest.mark.torch
+def test_width_search_narrows_the_costliest_layer_first_and_stops_at_the_floor():
+    """A made-up cost (a layer's bits times its weight, one layer free): the layer that saves
+    most loses its bits first, the free one only when nothing else may; the search ends where
+    every further bit off any layer would take the quantized accuracy below the floor, and its
+    own accuracy is at or above it."""
+    import torch
+
+    from lenet_fpga.model.train import formats
+
+    network = Network.parse("4,10:60,40")
+    model = _untrained(network)
+    rng = np.random.default_rng(5)
+    pixels = torch.from_numpy(np.concatenate([stimulus(network, 40, 5), rng.integers(0, 256, (260, 28, 28), np.uint8)]))
+    start = formats._quantized_logits(model, arith.Arithmetic(), [Fixed(8, 6)] * 4, pixels)
+    labels = start.argmax(1)  # the 8-bit network's own answers: it starts at 100 %
+    price = {0: 100, 1: 10, 2: 3, 3: 0}
+
+    def cost(net, arithmetic):
+        assert net == network
+        return sum(price[i] * f.bits for i, f in enumerate(arithmetic.formats(net)))
+
+    lines = []
+    # No floor to keep: every layer down to 2 bits, the free one last.
+    widths = formats.search_widths(model, arith.Arithmetic(), pixels, labels, cost, floor=0.0, log=lines.append)
+    assert widths == (2, 2, 2, 2)
+    steps = [line.split()[0] for line in lines if line.startswith("  ")]
+    assert steps[:6] == ["7,8,8,8", "6,8,8,8", "5,8,8,8", "4,8,8,8", "3,8,8,8", "2,8,8,8"]
+    assert steps[6] == "2,7,8,8" and steps[12] == "2,2,7,8" and steps[-1] == "2,2,2,2"
+    assert all(step.endswith(",8") for step in steps[:18])
+    # A floor nothing narrower keeps: 8 bits everywhere.
+    assert formats.search_widths(model, arith.Arithmetic(), pixels, labels, cost, floor=1.01, log=lines.append) == (8,) * 4
+
+    # A real floor: the result keeps it, and no single further bit would.
+    floor = 0.9
+    widths = formats.search_widths(model, arith.Arithmetic(), pixels, labels, cost, floor=floor, log=lines.append)
+    largest = [float(np.percentile(a, formats.PERCENTILE)) for a in formats.float_activations(model, pixels)]
+
+    def accuracy(ws):
+        trial = [formats.calibrated(bits, top) for bits, top in zip(ws, largest)]
+        return float((formats._quantized_logits(model, arith.Arithmetic(), trial, pixels).argmax(1) == labels).float().mean())
+
+    assert accuracy(widths) >= floor and widths != (8,) * 4 and widths != (2,) * 4, widths
+    for i, bits in enumerate(widths):
+        if bits > 2:
+            assert accuracy(widths[:i] + (bits - 1,) + widths[i + 1:]) < floor, (widths, i)
+
+
+@pytest.mark.torch
+def test_auto_needs_a_cost_and_uses_the_generators():
+    """Without a cost model ``auto`` is refused; the generator's (``hdl.cost``) counts the
+    memory bits a narrower layer saves in the design (LeNet-5 at 4 bits: 8,992 fewer)."""
+    import torch
+
+    from lenet_fpga.hdl.cost import activation_memory_bits
+    from lenet_fpga.model.train import formats
+
+    model = _untrained(Network.parse("4,10:60,40"))
+    pixels = torch.zeros((4, 28, 28), dtype=torch.uint8)
+    with pytest.raises(InputError, match="cost model"):
+        formats.choose(model, (formats.Auto(),), arith.Arithmetic(), pixels, torch.zeros(4, dtype=torch.long))
+    narrow = arith.Arithmetic(activations=(Fixed(4, 2, False),) + (Fixed(4, 1, False),) * 3)
+    assert activation_memory_bits(LENET5, arith.Arithmetic()) - activation_memory_bits(LENET5, narrow) == 8_992

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import options
-from .train import activations_of, report_trained, torch_fields, trained_arithmetic
+from .train import activation_cost_of, activations_of, report_trained, torch_fields, trained_arithmetic
 
 NAME = "import"
 HELP = "turn a trained PyTorch, ONNX or QONNX LeNet-family model into Q2.6 weights (optionally with QAT)"
@@ -103,7 +103,8 @@ def run(args) -> int:
                            normalize=parse_normalize(args.normalize), qat_epochs=args.qat_epochs,
                            arithmetic=arithmetic, trust_pickle=args.trust_pickle, requantize=args.requantize,
                            module_path=tuple(args.module_path), any_reading=args.any_reading,
-                           activations=activations_of(args))
+                           activations=activations_of(args),
+                           activation_cost=activation_cost_of(args))
     result = import_model(args.model, args.out, wanted, log=(lambda *_: None) if args.json else print)
     epochs = result.extra.get("qat_epochs")
     if result.extra.get("qonnx", {}).get("exact"):

@@ -111,8 +111,10 @@ def activations_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--activations", metavar="F[,F...]", default=None,
                         help="the hidden layers' activation formats, one for all or one per layer: a format "
                              "(Q2.6, UQ2.2: integer.fraction bits, U unsigned) or a width in bits (4: unsigned, "
-                             "its range chosen per layer on the float network); default Q2.6 "
-                             "(docs/arithmetic.md)")
+                             "its range chosen per layer on the float network), or auto[:FLOOR] (each "
+                             "layer's width chosen against the generated design's memory bits, keeping the "
+                             "accuracy of the quantized network at FLOOR percent, default 0.5 points below 8 bits "
+                             "on the calibration images); default Q2.6 (docs/arithmetic.md)")
 
 
 def data_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:

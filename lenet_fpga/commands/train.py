@@ -101,6 +101,15 @@ def activations_of(args) -> tuple:
     return () if args.activations is None else formats.parse(args.activations)
 
 
+def activation_cost_of(args):
+    """What ``--activations auto`` weighs a layer's width against: the generator's memory bits."""
+    if args.activations is None or not args.activations.strip().startswith("auto"):
+        return None
+    from ..hdl.cost import activation_memory_bits
+
+    return activation_memory_bits
+
+
 def report_trained(args, result, extra: str = "") -> None:
     """The last lines of train and import, or their JSON object."""
     if args.json:
@@ -119,7 +128,7 @@ def run(args) -> int:
                           network=None if args.network is None else network_from_text(args.network, dataset),
                           epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, batch_size=args.batch_size,
                           start_from=args.start_from, arithmetic=trained_arithmetic(args),
-                          activations=activations_of(args))
+                          activations=activations_of(args), activation_cost=activation_cost_of(args))
     result = train(args.out, wanted, log=(lambda *_: None) if args.json else print)
     report_trained(args, result)
     return 0

@@ -9,8 +9,9 @@ neither trains anything itself.
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,9 @@ class TrainOptions(TorchOptions):
     # The hidden layers' activation formats or widths (``formats.parse``; a width's format is
     # chosen on the float network); empty: the arithmetic's own (Q2.6 everywhere by default).
     activations: tuple = ()
+    # ``--activations auto``: what a choice of formats costs, ``cost(network, arithmetic)`` in
+    # memory bits (``hdl.cost.activation_memory_bits``; the model layer does not build designs).
+    activation_cost: Callable | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -103,6 +107,7 @@ class ImportOptions(TorchOptions):
     # The hidden layers' activation formats or widths (``formats.parse``; a width's format is
     # chosen on the imported float network); empty: Q2.6 (a QONNX graph imported exactly: its own).
     activations: tuple = ()
+    activation_cost: Callable | None = None  # as TrainOptions'
 
     def __post_init__(self):
         super().__post_init__()
@@ -245,7 +250,8 @@ def train(out, options: TrainOptions = TrainOptions(), log=print) -> Trained:
     log(network.describe())
     log(f"training for {options.arithmetic.describe()}: {config}")
     float_model, qat_model, seconds = qat.train(train_split, options.arithmetic, config, network=network, start=start,
-                                                log=log, activations=options.activations)
+                                                log=log, activations=options.activations,
+                                                activation_cost=options.activation_cost)
     arithmetic = qat_model.arithmetic
     params = qat_model.integer_params()
     fixed_logits = _checked_logits(qat_model, params, arithmetic, network, test_split)
@@ -396,7 +402,7 @@ def _imported_formats(float_params, network, arithmetic, options: ImportOptions,
     split = _train_split(options, network, dataset)
     sample = formats.calibration_sample(torch.from_numpy(np.array(split.images)),
                                         torch.from_numpy(split.labels.astype(np.int64)), options.seed)
-    return formats.choose(model, spec, arithmetic, *sample, log=log)
+    return formats.choose(model, spec, arithmetic, *sample, log=log, cost=options.activation_cost)
 
 
 def _checked_reading(imported: importer.Imported, test_split: mnist.Split, any_reading: bool, log) -> dict:

@@ -12,6 +12,15 @@ in two steps, before quantization-aware training starts from the float network:
    layer quantized, and the one of lowest cross-entropy on the same images is kept (two passes).
 
 Formats given whole (``UQ2.2``) are kept as they are.
+
+**Widths against the generator's cost** (``--activations auto``, or ``auto:99.0`` for a floor):
+each hidden layer starts at 8 bits; step by step, the layer whose one bit narrower saves the most
+memory bits of the generated design (the cost handed in: ``hdl.cost``'s figures) loses that bit,
+as long as the quantized network (each trial's formats calibrated, no training) keeps its
+accuracy on the calibration images at or above the floor (default: the 8-bit network's there,
+less ``AUTO_DROP``). A narrower layer that saves no memory bits still narrows its requantizer
+and products, so it is taken last. The widths found then get their ranges as above, and QAT
+trains for them; the test-set accuracy is what the floor is measured against in the report.
 """
 
 from __future__ import annotations
@@ -29,11 +38,34 @@ from ..network import ConvLayer, Network
 PERCENTILE = 99.99
 CALIBRATION_IMAGES = 2000
 PASSES = 2
+AUTO_DROP = 0.005  # the default floor of ``auto``: this far below the 8-bit network's accuracy
+
+
+@dataclasses.dataclass(frozen=True)
+class Auto:
+    """``--activations auto[:FLOOR]``: each layer's width chosen against the cost (module
+    docstring); ``floor`` the accuracy (0..1) to keep on the calibration images, or None."""
+
+    floor: float | None = None
+
+    def __str__(self) -> str:
+        return "auto" if self.floor is None else f"auto:{100 * self.floor:g}"
 
 
 def parse(text: str) -> tuple[arith.Fixed | int, ...]:
     """``--activations``: comma-separated formats (``UQ2.2``) or widths (``4``), one for every
-    hidden layer or one per hidden layer. A width is unsigned up to 7 bits, signed at 8."""
+    hidden layer or one per hidden layer. A width is unsigned up to 7 bits, signed at 8.
+    ``auto`` or ``auto:FLOOR`` (a percentage) chooses the widths too (``Auto``)."""
+    text = str(text).strip()
+    if text == "auto" or text.startswith("auto:"):
+        floor = text[5:]
+        try:
+            value = float(floor) if floor else None
+        except ValueError:
+            value = -1.0
+        if value is not None and not 0 < value <= 100:
+            raise InputError(f"--activations {text}: the floor after 'auto:' is an accuracy in percent, 0 to 100")
+        return (Auto(None if value is None else value / 100),)
     items = []
     for part in str(text).split(","):
         part = part.strip()
@@ -53,6 +85,10 @@ def parse(text: str) -> tuple[arith.Fixed | int, ...]:
 def for_network(spec: tuple, network: Network) -> tuple[arith.Fixed | int, ...]:
     """``spec`` with one item per hidden layer (one item stands for all)."""
     hidden = len(network.layers) - 1
+    if len(spec) == 1 and isinstance(spec[0], Auto):
+        return spec
+    if any(isinstance(item, Auto) for item in spec):
+        raise InputError("--activations: auto stands alone (it chooses every layer's width)")
     if len(spec) == 1:
         return spec * hidden
     if len(spec) != hidden:
@@ -87,14 +123,73 @@ def float_activations(model, pixels: torch.Tensor) -> list[np.ndarray]:
     return outputs
 
 
-def choose(float_model, spec: tuple, arithmetic: arith.Arithmetic, pixels: torch.Tensor, labels: torch.Tensor,
-           log=print) -> arith.Arithmetic:
-    """``arithmetic`` with every hidden layer's format: the given ones, and for each width the
-    one chosen as the module docstring says, on ``pixels`` (uint8) and their ``labels``."""
+def _quantized_logits(float_model, arithmetic: arith.Arithmetic, formats, pixels: torch.Tensor) -> torch.Tensor:
+    """The float network's weights run with every layer quantized to ``formats`` (no training)."""
     from .qat import QuantLeNet
 
+    model = QuantLeNet(dataclasses.replace(arithmetic, activations=tuple(formats)), float_model.network)
+    model.load_state_dict(float_model.state_dict())
+    with torch.no_grad():
+        return model(pixels)
+
+
+def search_widths(float_model, arithmetic: arith.Arithmetic, pixels: torch.Tensor, labels: torch.Tensor,
+                  cost, floor: float | None = None, log=print) -> tuple[int, ...]:
+    """Each hidden layer's width, narrowed from 8 bits one bit at a time against ``cost``
+    (``cost(network, arithmetic)``: the memory bits of its design) while the quantized network's
+    accuracy on ``pixels`` stays at or above ``floor`` (module docstring)."""
+    network = float_model.network
+    largest = [float(np.percentile(a, PERCENTILE)) if a.size else 0.0
+               for a in float_activations(float_model, pixels)]
+
+    def formats_of(widths):
+        return tuple(calibrated(bits, top) for bits, top in zip(widths, largest))
+
+    def accuracy(widths) -> float:
+        logits = _quantized_logits(float_model, arithmetic, formats_of(widths), pixels)
+        return float((logits.argmax(1) == labels).float().mean())
+
+    def bits_of(widths) -> int:
+        return cost(network, dataclasses.replace(arithmetic, activations=formats_of(widths)))
+
+    widths = [arith.WIDTH] * (len(network.layers) - 1)
+    start = accuracy(widths)
+    floor = start - AUTO_DROP if floor is None else floor
+    log(f"activation widths: 8 bits everywhere, {bits_of(widths):,} memory bits, {100 * start:.2f} % on "
+        f"{len(labels):,} calibration images; floor {100 * floor:.2f} %")
+    while True:
+        trials = []
+        for i, bits in enumerate(widths):
+            if bits > 2:
+                trial = widths[:i] + [bits - 1] + widths[i + 1:]
+                trials.append((bits_of(widths) - bits_of(trial), trial))
+        best = None
+        # Most memory bits saved first; among equal savings the most accurate.
+        for saved, trial in sorted(trials, key=lambda t: -t[0]):
+            if best is not None and saved < best[0]:
+                break
+            value = accuracy(trial)
+            if value >= floor and (best is None or value > best[2]):
+                best = (saved, trial, value)
+        if best is None:
+            break
+        saved, widths, value = best
+        log(f"  {','.join(map(str, widths))} bits: {saved:,} memory bits fewer, {100 * value:.2f} %")
+    log(f"activation widths chosen: {','.join(map(str, widths))} ({bits_of(widths):,} memory bits)")
+    return tuple(widths)
+
+
+def choose(float_model, spec: tuple, arithmetic: arith.Arithmetic, pixels: torch.Tensor, labels: torch.Tensor,
+           log=print, cost=None) -> arith.Arithmetic:
+    """``arithmetic`` with every hidden layer's format: the given ones, and for each width the
+    one chosen as the module docstring says, on ``pixels`` (uint8) and their ``labels``; with
+    ``Auto``, the widths too, against ``cost`` (``search_widths``)."""
     network = float_model.network
     spec = for_network(spec, network)
+    if isinstance(spec[0], Auto):
+        if cost is None:
+            raise InputError("--activations auto needs the generator's cost model (hdl.cost.activation_memory_bits)")
+        spec = search_widths(float_model, arithmetic, pixels, labels, cost, spec[0].floor, log)
     if all(isinstance(item, arith.Fixed) for item in spec):
         return dataclasses.replace(arithmetic, activations=spec)
     largest = [float(np.percentile(a, PERCENTILE)) if a.size else 0.0
@@ -102,10 +197,7 @@ def choose(float_model, spec: tuple, arithmetic: arith.Arithmetic, pixels: torch
     formats = [item if isinstance(item, arith.Fixed) else calibrated(item, top) for item, top in zip(spec, largest)]
 
     def loss(trial) -> float:
-        model = QuantLeNet(dataclasses.replace(arithmetic, activations=tuple(trial)), network)
-        model.load_state_dict(float_model.state_dict())
-        with torch.no_grad():
-            return float(F.cross_entropy(model(pixels), labels))
+        return float(F.cross_entropy(_quantized_logits(float_model, arithmetic, trial, pixels), labels))
 
     best = loss(formats)
     log(f"activation formats calibrated: {','.join(map(str, formats))} (loss {best:.4f})")

@@ -239,12 +239,12 @@ def _run_epochs(model, images, labels, epochs, lr, config, generator, label, pen
 
 
 def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = TrainConfig(), log=print,
-          network: Network = LENET5, start: dict | None = None, activations: tuple = ()):
+          network: Network = LENET5, start: dict | None = None, activations: tuple = (), activation_cost=None):
     """Float training of ``network``, then QAT for ``arithmetic``. ``train_split``'s images must
     already have the network's image size. ``start`` (a float state dict of ``network``) is
     where the float training starts instead of a random initialisation. ``activations`` (formats
     or widths, ``formats.parse``) replaces the arithmetic's activation formats, a width's chosen
-    on the float network (``formats.choose``). Returns (float_model, qat_model, seconds); the
+    on the float network (``formats.choose``; ``activation_cost`` for ``--activations auto``). Returns (float_model, qat_model, seconds); the
     QAT model's ``arithmetic`` is the one trained for."""
     started = time.time()
     torch.manual_seed(config.seed)
@@ -261,7 +261,8 @@ def train(train_split, arithmetic: arith.Arithmetic, config: TrainConfig = Train
 
         float_model.eval()
         arithmetic = formats.choose(float_model, activations, arithmetic,
-                                    *formats.calibration_sample(images, labels, config.seed), log=log)
+                                    *formats.calibration_sample(images, labels, config.seed), log=log,
+                                    cost=activation_cost)
 
     qat_model = QuantLeNet(arithmetic, network)
     qat_model.load_state_dict(float_model.state_dict())
