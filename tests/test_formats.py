@@ -449,21 +449,22 @@ def test_width_search_narrows_the_costliest_layer_first_and_stops_at_the_floor()
         assert net == network
         return sum(price[i] * f.bits for i, f in enumerate(arithmetic.formats(net)))
 
+    largest = formats.activation_ranges(model, pixels)
     lines = []
     # No floor to keep: every layer down to 2 bits, the free one last.
-    widths = formats.search_widths(model, arith.Arithmetic(), pixels, labels, cost, floor=0.0, log=lines.append)
+    widths = formats.search_widths(model, arith.Arithmetic(), pixels, labels, cost, largest, floor=0.0, log=lines.append)
     assert widths == (2, 2, 2, 2)
     steps = [line.split()[0] for line in lines if line.startswith("  ")]
     assert steps[:6] == ["7,8,8,8", "6,8,8,8", "5,8,8,8", "4,8,8,8", "3,8,8,8", "2,8,8,8"]
     assert steps[6] == "2,7,8,8" and steps[12] == "2,2,7,8" and steps[-1] == "2,2,2,2"
     assert all(step.endswith(",8") for step in steps[:18])
     # A floor nothing narrower keeps: 8 bits everywhere.
-    assert formats.search_widths(model, arith.Arithmetic(), pixels, labels, cost, floor=1.01, log=lines.append) == (8,) * 4
+    assert formats.search_widths(model, arith.Arithmetic(), pixels, labels, cost, largest, floor=1.01, log=lines.append) == (8,) * 4
 
     # A real floor: the result keeps it, and no single further bit would.
     floor = 0.9
-    widths = formats.search_widths(model, arith.Arithmetic(), pixels, labels, cost, floor=floor, log=lines.append)
-    largest = [float(np.percentile(a, formats.PERCENTILE)) for a in formats.float_activations(model, pixels)]
+    widths = formats.search_widths(model, arith.Arithmetic(), pixels, labels, cost, largest, floor=floor,
+                                   log=lines.append)
 
     def accuracy(ws):
         trial = [formats.calibrated(bits, top) for bits, top in zip(ws, largest)]

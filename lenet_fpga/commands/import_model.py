@@ -99,12 +99,12 @@ def run(args) -> int:
     arithmetic = trained_arithmetic(args) if args.rounding or args.overflow else None
     dataset = options.dataset_of(args)
     image_size = args.image_size or (dataset.image_size if dataset is not None else 28)
+    activations = activations_of(args)
     wanted = ImportOptions(**torch_fields(args, dataset), image_size=image_size, pool=args.pool,
                            normalize=parse_normalize(args.normalize), qat_epochs=args.qat_epochs,
                            arithmetic=arithmetic, trust_pickle=args.trust_pickle, requantize=args.requantize,
                            module_path=tuple(args.module_path), any_reading=args.any_reading,
-                           activations=activations_of(args),
-                           activation_cost=activation_cost_of(args))
+                           activations=activations, activation_cost=activation_cost_of(activations))
     result = import_model(args.model, args.out, wanted, log=(lambda *_: None) if args.json else print)
     epochs = result.extra.get("qat_epochs")
     if result.extra.get("qonnx", {}).get("exact"):

@@ -101,9 +101,12 @@ def activations_of(args) -> tuple:
     return () if args.activations is None else formats.parse(args.activations)
 
 
-def activation_cost_of(args):
-    """What ``--activations auto`` weighs a layer's width against: the generator's memory bits."""
-    if args.activations is None or not args.activations.strip().startswith("auto"):
+def activation_cost_of(activations: tuple):
+    """What ``--activations auto`` weighs a layer's width against: the generator's memory bits
+    (None for other ``activations``: the design is not asked for)."""
+    from ..model.train import formats
+
+    if not any(isinstance(item, formats.Auto) for item in activations):
         return None
     from ..hdl.cost import activation_memory_bits
 
@@ -124,11 +127,12 @@ def run(args) -> int:
     from ..model.train.flow import TrainOptions, train
 
     dataset = options.dataset_of(args)
+    activations = activations_of(args)
     wanted = TrainOptions(**torch_fields(args, dataset),
                           network=None if args.network is None else network_from_text(args.network, dataset),
                           epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, batch_size=args.batch_size,
                           start_from=args.start_from, arithmetic=trained_arithmetic(args),
-                          activations=activations_of(args), activation_cost=activation_cost_of(args))
+                          activations=activations, activation_cost=activation_cost_of(activations))
     result = train(args.out, wanted, log=(lambda *_: None) if args.json else print)
     report_trained(args, result)
     return 0

@@ -123,6 +123,12 @@ def float_activations(model, pixels: torch.Tensor) -> list[np.ndarray]:
     return outputs
 
 
+def activation_ranges(float_model, pixels: torch.Tensor) -> list[float]:
+    """Each hidden layer's calibration range: the ``PERCENTILE``-th percentile of its float
+    outputs on ``pixels``."""
+    return [float(np.percentile(a, PERCENTILE)) if a.size else 0.0 for a in float_activations(float_model, pixels)]
+
+
 def _quantized_logits(float_model, arithmetic: arith.Arithmetic, formats, pixels: torch.Tensor) -> torch.Tensor:
     """The float network's weights run with every layer quantized to ``formats`` (no training)."""
     from .qat import QuantLeNet
@@ -134,13 +140,12 @@ def _quantized_logits(float_model, arithmetic: arith.Arithmetic, formats, pixels
 
 
 def search_widths(float_model, arithmetic: arith.Arithmetic, pixels: torch.Tensor, labels: torch.Tensor,
-                  cost, floor: float | None = None, log=print) -> tuple[int, ...]:
+                  cost, largest: list[float], floor: float | None = None, log=print) -> tuple[int, ...]:
     """Each hidden layer's width, narrowed from 8 bits one bit at a time against ``cost``
     (``cost(network, arithmetic)``: the memory bits of its design) while the quantized network's
-    accuracy on ``pixels`` stays at or above ``floor`` (module docstring)."""
+    accuracy on ``pixels`` stays at or above ``floor`` (module docstring); ``largest``: each
+    layer's range on ``pixels`` (``activation_ranges``)."""
     network = float_model.network
-    largest = [float(np.percentile(a, PERCENTILE)) if a.size else 0.0
-               for a in float_activations(float_model, pixels)]
 
     def formats_of(widths):
         return tuple(calibrated(bits, top) for bits, top in zip(widths, largest))
@@ -158,11 +163,11 @@ def search_widths(float_model, arithmetic: arith.Arithmetic, pixels: torch.Tenso
     log(f"activation widths: 8 bits everywhere, {bits_of(widths):,} memory bits, {100 * start:.2f} % on "
         f"{len(labels):,} calibration images; floor {100 * floor:.2f} %")
     while True:
-        trials = []
+        current, trials = bits_of(widths), []
         for i, bits in enumerate(widths):
             if bits > 2:
                 trial = widths[:i] + [bits - 1] + widths[i + 1:]
-                trials.append((bits_of(widths) - bits_of(trial), trial))
+                trials.append((current - bits_of(trial), trial))
         best = None
         # Most memory bits saved first; among equal savings the most accurate.
         for saved, trial in sorted(trials, key=lambda t: -t[0]):
@@ -184,16 +189,14 @@ def choose(float_model, spec: tuple, arithmetic: arith.Arithmetic, pixels: torch
     """``arithmetic`` with every hidden layer's format: the given ones, and for each width the
     one chosen as the module docstring says, on ``pixels`` (uint8) and their ``labels``; with
     ``Auto``, the widths too, against ``cost`` (``search_widths``)."""
-    network = float_model.network
-    spec = for_network(spec, network)
-    if isinstance(spec[0], Auto):
-        if cost is None:
-            raise InputError("--activations auto needs the generator's cost model (hdl.cost.activation_memory_bits)")
-        spec = search_widths(float_model, arithmetic, pixels, labels, cost, spec[0].floor, log)
+    spec = for_network(spec, float_model.network)
+    if isinstance(spec[0], Auto) and cost is None:
+        raise InputError("--activations auto needs the generator's cost model (hdl.cost.activation_memory_bits)")
     if all(isinstance(item, arith.Fixed) for item in spec):
         return dataclasses.replace(arithmetic, activations=spec)
-    largest = [float(np.percentile(a, PERCENTILE)) if a.size else 0.0
-               for a in float_activations(float_model, pixels)]
+    largest = activation_ranges(float_model, pixels)
+    if isinstance(spec[0], Auto):
+        spec = search_widths(float_model, arithmetic, pixels, labels, cost, largest, spec[0].floor, log)
     formats = [item if isinstance(item, arith.Fixed) else calibrated(item, top) for item, top in zip(spec, largest)]
 
     def loss(trial) -> float:
