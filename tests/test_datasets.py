@@ -15,6 +15,7 @@ from lenet_fpga.cli import main
 from lenet_fpga.model import datasets
 from lenet_fpga.model.errors import InputError
 from lenet_fpga.model.network import Network
+from dataset_flow import bench_on_dataset, import_float_checkpoint, run_json, sim_on_dataset, train_on_npz
 
 
 def bars(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -257,12 +258,7 @@ def test_train_eval_compress_bench_and_sim_on_a_data_set_of_ones_own(tmp_path, c
     and classes are the data set's), evaluate it, run 4 of the test images through the RTL,
     bench, compress and import it, every step on the data set's 60 test images."""
     images, labels = bars(360, seed=1)
-    data = tmp_path / "bars.npz"
-    np.savez(data, images=images, labels=labels)
-    out = tmp_path / "w.npz"
-    assert main(["train", "--dataset", str(data), "--network", "4,8:24", "--epochs", "6", "--qat-epochs", "2",
-                 "--batch-size", "16", "--lr", "0.01", "--threads", "1", "--out", str(out), "--json"]) == 0
-    trained = json.loads(capsys.readouterr().out)
+    data, out, trained = train_on_npz(tmp_path, capsys, images, labels, "4,8:24", epochs=6, qat_epochs=2)
     assert trained["network"] == "16/4,8:24:3" and trained["n_images"] == 60
     assert trained["fixed_accuracy"] > 0.8  # chance is 1/3
     manifest = json.loads(out.with_suffix(".json").read_text())
@@ -270,39 +266,25 @@ def test_train_eval_compress_bench_and_sim_on_a_data_set_of_ones_own(tmp_path, c
     assert recorded["digest"] == datasets.load_dataset(data).digest
     assert (recorded["image_size"], recorded["classes"], recorded["train_images"]) == (16, 3, 300)
 
-    assert main(["eval", "--dataset", str(data), "--weights", str(out), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    result = run_json(capsys, "eval", "--dataset", data, "--weights", out)
     assert result["fixed_accuracy"] == result["recorded_accuracy"] == trained["fixed_accuracy"]
     assert result["n_images"] == 60 and result["dataset"]["digest"] == recorded["digest"]
 
-    assert main(["sim", "--simulator", simulator, "--weights", str(out), "--dataset", str(data), "--n", "4",
-                 "--build-dir", str(sim_build), "--json"]) == 0
-    run = json.loads(capsys.readouterr().out)
-    assert run["total"]["images"] == 4 and run["total"]["mismatches"] == 0
-    assert all(row["match"] and len(row["rtl_logits"]) == 3 for row in run["images"])
+    sim_on_dataset(capsys, data, out, simulator, sim_build, classes=3)
 
-    assert main(["bench", "--weights", str(out), "--dataset", str(data), "--preset", "baseline", "--rtl-images", "2",
-                 "--simulator", simulator, "--build-dir", str(sim_build), "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = bench_on_dataset(capsys, data, out, simulator, sim_build)
     (row,) = doc["configs"]
     assert doc["accuracy_images"] == 60 and doc["dataset"]["digest"] == recorded["digest"]
     assert row["accuracy"] == trained["fixed_accuracy"] and row["rtl"]["mismatches"] == 0
     assert doc["rtl_image_sources"] == [f"test images of {data}"]
 
     small = tmp_path / "small.npz"
-    assert main(["compress", "--weights", str(out), "--dataset", str(data), "--out", str(small), "--codes", "all=4",
-                 "--epochs", "1", "--search-images", "100", "--batch-size", "16", "--threads", "1", "--json"]) == 0
-    compressed = json.loads(capsys.readouterr().out)
+    compressed = run_json(capsys, "compress", "--weights", out, "--dataset", data, "--out", small, "--codes", "all=4",
+                          "--epochs", 1, "--search-images", 100, "--batch-size", 16, "--threads", 1)
     assert compressed["n_images"] == 60 and compressed["fixed_accuracy"] > 0.8
     assert json.loads(small.with_suffix(".json").read_text())["dataset"]["digest"] == recorded["digest"]
 
     # the float checkpoint as a state dict: import takes the data set's image size and images
-    import torch
-
-    with np.load(tmp_path / "w-float.npz") as saved:
-        torch.save({name: torch.from_numpy(saved[name]) for name in saved.files}, tmp_path / "state.pt")
-    assert main(["import", str(tmp_path / "state.pt"), "--dataset", str(data), "--out", str(tmp_path / "imp.npz"),
-                 "--threads", "1", "--json"]) == 0
-    imported = json.loads(capsys.readouterr().out)
+    imported = import_float_checkpoint(tmp_path, capsys, data)
     assert imported["network"] == "16/4,8:24:3" and imported["n_images"] == 60
     assert imported["float_accuracy"] == trained["float_accuracy"]

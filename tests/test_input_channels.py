@@ -28,6 +28,7 @@ from lenet_fpga.model.errors import InputError
 from lenet_fpga.model.network import Network
 from lenet_fpga.sim import runner
 from lenet_fpga.sim.network import simulate
+from dataset_flow import bench_on_dataset, import_float_checkpoint, run_json, sim_on_dataset, train_on_npz
 from rtl_checks import check_bit_exact
 
 TINY_RGB = Network.parse("12x3/4,6k3p1:10:3")  # conv1 3x12x12 -> 4x8x8 -> 4x4x4
@@ -317,47 +318,27 @@ def test_an_rgb_32x32_network_from_training_to_rtl_on_a_data_set_of_ones_own(tmp
     of 4 test images golden -> bench -> compress, all on the data set's test images."""
     verilator_or_skip()
     pictures, labels = colour_bars(180, seed=1)
-    data = tmp_path / "rgb.npz"
-    np.savez(data, images=pictures, labels=labels)
-    out = tmp_path / "w.npz"
-    assert main(["train", "--dataset", str(data), "--network", "4,8:16", "--epochs", "2", "--qat-epochs", "1",
-                 "--batch-size", "16", "--lr", "0.01", "--threads", "1", "--out", str(out), "--json"]) == 0
-    trained = json.loads(capsys.readouterr().out)
+    data, out, trained = train_on_npz(tmp_path, capsys, pictures, labels, "4,8:16", epochs=2, qat_epochs=1)
     assert trained["network"] == "32x3/4,8:16:3" and trained["n_images"] == 30
     assert trained["fixed_accuracy"] > 0.5  # chance is 1/3
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["network"]["input_channels"] == 3 and manifest["dataset"]["channels"] == 3
 
-    assert main(["eval", "--dataset", str(data), "--weights", str(out), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    result = run_json(capsys, "eval", "--dataset", data, "--weights", out)
     assert result["fixed_accuracy"] == result["recorded_accuracy"] == trained["fixed_accuracy"]
 
-    assert main(["sim", "--simulator", "verilator", "--weights", str(out), "--dataset", str(data), "--n", "4",
-                 "--build-dir", str(sim_build), "--json"]) == 0
-    run = json.loads(capsys.readouterr().out)
-    assert run["total"]["images"] == 4 and run["total"]["mismatches"] == 0
-    assert all(row["match"] and len(row["rtl_logits"]) == 3 for row in run["images"])
+    sim_on_dataset(capsys, data, out, "verilator", sim_build, classes=3)
 
     # bench streams 2 images back to back through the same design (the simulator build is cached)
-    assert main(["bench", "--weights", str(out), "--dataset", str(data), "--preset", "baseline", "--rtl-images", "2",
-                 "--simulator", "verilator", "--build-dir", str(sim_build), "--json"]) == 0
-    (row,) = json.loads(capsys.readouterr().out)["configs"]
+    (row,) = bench_on_dataset(capsys, data, out, "verilator", sim_build)["configs"]
     assert row["accuracy"] == trained["fixed_accuracy"] and row["rtl"]["mismatches"] == 0
 
-    small = tmp_path / "small.npz"
-    assert main(["compress", "--weights", str(out), "--dataset", str(data), "--out", str(small), "--codes", "all=4",
-                 "--epochs", "1", "--search-images", "60", "--batch-size", "16", "--threads", "1", "--json"]) == 0
-    compressed = json.loads(capsys.readouterr().out)
+    compressed = run_json(capsys, "compress", "--weights", out, "--dataset", data, "--out", tmp_path / "small.npz",
+                          "--codes", "all=4", "--epochs", 1, "--search-images", 60, "--batch-size", 16, "--threads", 1)
     assert compressed["network"] == "32x3/4,8:16:3" and compressed["n_images"] == 30
 
     # the float checkpoint as a state dict: import takes conv1's channels, the data set's images
-    import torch
-
-    with np.load(tmp_path / "w-float.npz") as saved:
-        torch.save({name: torch.from_numpy(saved[name]) for name in saved.files}, tmp_path / "state.pt")
-    assert main(["import", str(tmp_path / "state.pt"), "--dataset", str(data), "--out", str(tmp_path / "imp.npz"),
-                 "--threads", "1", "--json"]) == 0
-    imported = json.loads(capsys.readouterr().out)
+    imported = import_float_checkpoint(tmp_path, capsys, data)
     assert imported["network"] == "32x3/4,8:16:3" and imported["float_accuracy"] == trained["float_accuracy"]
 
 
