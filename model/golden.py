@@ -73,15 +73,14 @@ def activate(acc, arithmetic) -> np.ndarray:
 
 def maxpool(x, size: int = 2) -> np.ndarray:
     """size x size max-pool with stride size over the last two axes (odd edges dropped)."""
-    x = np.asarray(x)
-    h, w = x.shape[-2] // size * size, x.shape[-1] // size * size
-    # The maximum of the size*size strided views: a reduction over the window's axes of a
-    # reshaped array walks memory with large strides and takes several times as long.
-    out = x[..., 0:h:size, 0:w:size].copy()
+    windows = _windows(x, size)
+    # The maximum of the size*size strided views, one window position at a time: a reduction
+    # over the window's axes walks memory with large strides and takes several times as long.
+    out = windows[..., :, 0, :, 0].copy()
     for i in range(size):
         for j in range(size):
             if i or j:
-                np.maximum(out, x[..., i:h:size, j:w:size], out=out)
+                np.maximum(out, windows[..., :, i, :, j], out=out)
     return out
 
 
